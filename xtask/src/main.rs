@@ -1,1 +1,238 @@
-fn main() {}
+//! The project's task runner: `cargo xtask demo|test|deps`.
+//!
+//! - `demo`: builds ovl, makes a small busybox image archive, and runs load, images, run-rootfs,
+//!   ps, inspect, umount, rm and rmi on it in a scratch data root (needs root).
+//! - `test`: installs the Debian packages the tests need (when missing) and runs the whole suite.
+//! - `deps`: only the package installation.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+/// Debian packages the tests and the demo use, with the command that shows each is installed.
+const DEBIAN_PACKAGES: [(&str, &str); 6] = [
+    ("docker.io", "/usr/sbin/dockerd"),
+    ("skopeo", "/usr/bin/skopeo"),
+    ("busybox-static", "/bin/busybox"),
+    ("xfsprogs", "/usr/sbin/mkfs.xfs"),
+    ("zstd", "/usr/bin/zstd"),
+    ("iproute2", "/usr/sbin/ip"),
+];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("demo") => demo(),
+        Some("test") => test(&args[1..]),
+        Some("deps") => deps(),
+        _ => {
+            eprintln!("usage: cargo xtask demo | test [cargo test args] | deps");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| out.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// Installs missing Debian packages with apt-get (root only; otherwise says what is missing).
+fn deps() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(_, probe)| !Path::new(probe).exists())
+        .map(|(name, _)| *name)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "missing Debian packages {}: install them with `sudo apt-get install {}`",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    deps()?;
+    let root = workspace_root();
+    run(Command::new(cargo())
+        .current_dir(&root)
+        .args(["build", "--workspace", "--bins"]))?;
+    run(Command::new(cargo())
+        .current_dir(&root)
+        .args(["test", "--workspace"])
+        .args(extra))
+}
+
+fn demo() -> Result<()> {
+    if !is_root() {
+        bail!("the demo mounts overlays: run it as root (sudo -E cargo xtask demo)");
+    }
+    deps()?;
+    let root = workspace_root();
+    run(Command::new(cargo())
+        .current_dir(&root)
+        .args(["build", "--release", "-p", "ovl"]))?;
+    let ovl = root.join("target/release/ovl");
+    let scratch = root.join("target/demo");
+    if scratch.join("root").exists() {
+        // A previous demo may have left a mount behind if it was interrupted.
+        let _ = Command::new(&ovl)
+            .args(["--root"])
+            .arg(scratch.join("root"))
+            .args(["rm", "-f", "demo"])
+            .output();
+        std::fs::remove_dir_all(&scratch)
+            .with_context(|| format!("removing {}", scratch.display()))?;
+    }
+    std::fs::create_dir_all(&scratch)?;
+    let archive = make_demo_archive(&scratch)?;
+    let data_root = scratch.join("root");
+    let step = |args: &[&str]| -> Result<String> {
+        println!("$ ovl --root {} {}", data_root.display(), args.join(" "));
+        let out = Command::new(&ovl)
+            .arg("--root")
+            .arg(&data_root)
+            .args(args)
+            .output()?;
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        if !out.status.success() {
+            bail!("ovl {} failed with {}", args.join(" "), out.status);
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    step(&["load", "-i", &archive.display().to_string()])?;
+    step(&["images"])?;
+    let merged = step(&["run-rootfs", "--name", "demo", "demo:1"])?;
+    println!("$ chroot {merged} /bin/sh -c 'cat /etc/motd; ls /; ls /etc'");
+    run(Command::new("chroot").arg(&merged).args([
+        "/bin/sh",
+        "-c",
+        "cat /etc/motd; ls /; ls /etc",
+    ]))?;
+    step(&["ps", "-a"])?;
+    step(&["inspect", "--type", "container", "demo"])?;
+    step(&["umount", "demo"])?;
+    step(&["rm", "demo"])?;
+    step(&["rmi", "demo:1"])?;
+    println!("demo done: data root left at {}", data_root.display());
+    Ok(())
+}
+
+/// A two-layer docker-archive: a busybox rootfs, then a layer that adds /etc/motd and deletes
+/// /etc/issue (a whiteout).
+fn make_demo_archive(scratch: &Path) -> Result<PathBuf> {
+    let rootfs = scratch.join("rootfs");
+    let bin = rootfs.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::create_dir_all(rootfs.join("etc"))?;
+    std::fs::copy("/bin/busybox", bin.join("busybox"))
+        .context("copying /bin/busybox (Debian busybox-static)")?;
+    let applets = Command::new("/bin/busybox").arg("--list").output()?;
+    for applet in String::from_utf8_lossy(&applets.stdout).lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", bin.join(applet))?;
+        }
+    }
+    std::fs::write(rootfs.join("etc/issue"), "busybox demo\n")?;
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    let image_dir = scratch.join("image");
+    let layers = image_dir.join("layers");
+    std::fs::create_dir_all(&layers)?;
+    let tar = |dir: &Path, out: &Path, entries: &[&str]| {
+        run(Command::new("tar")
+            .args([
+                "--numeric-owner",
+                "--owner=0",
+                "--group=0",
+                "--sort=name",
+                "-C",
+            ])
+            .arg(dir)
+            .arg("-cf")
+            .arg(out)
+            .args(entries))
+    };
+    tar(&rootfs, &layers.join("1.tar"), &["."])?;
+    let top = scratch.join("top");
+    std::fs::create_dir_all(top.join("etc"))?;
+    std::fs::write(top.join("etc/motd"), "hello from an ovl container layer\n")?;
+    std::fs::write(top.join("etc/.wh.issue"), "")?;
+    tar(
+        &top,
+        &layers.join("2.tar"),
+        &["etc", "etc/motd", "etc/.wh.issue"],
+    )?;
+    let mut diff_ids = Vec::new();
+    for name in ["1.tar", "2.tar"] {
+        diff_ids.push(format!(
+            "sha256:{}",
+            hex(&Sha256::digest(std::fs::read(layers.join(name))?))
+        ));
+    }
+    let created = "2026-01-01T00:00:00Z";
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
+        "created": created,
+        "history": [{"created": created, "created_by": "busybox rootfs"}, {"created": created, "created_by": "motd"}],
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let config_bytes = serde_json::to_vec(&config)?;
+    let config_name = format!("{}.json", hex(&Sha256::digest(&config_bytes)));
+    std::fs::write(image_dir.join(&config_name), &config_bytes)?;
+    let manifest = serde_json::json!([{"Config": config_name, "RepoTags": ["demo:1"], "Layers": ["layers/1.tar", "layers/2.tar"]}]);
+    std::fs::write(
+        image_dir.join("manifest.json"),
+        serde_json::to_vec(&manifest)?,
+    )?;
+    let archive = scratch.join("demo.tar");
+    tar(
+        &image_dir,
+        &archive,
+        &["manifest.json", &config_name, "layers"],
+    )?;
+    Ok(archive)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}

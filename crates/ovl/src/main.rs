@@ -1,1 +1,119 @@
-fn main() {}
+//! `ovl`: a daemonless overlay2 graph driver for Docker 20.10 data roots.
+//!
+//! Only this crate knows clap, human and JSON output formats and exit codes: 0 ok, 1 error, 2 usage.
+
+mod container;
+mod format;
+mod image;
+mod inspect;
+mod load;
+mod resolve;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Default data root, beside Docker's own `/var/lib/docker`.
+const DEFAULT_ROOT: &str = "/var/lib/ovl";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ovl",
+    version,
+    about = "Docker 20.10 overlay2 images and container root filesystems, without a daemon"
+)]
+struct Cli {
+    /// The data root (a Docker 20.10 overlay2 data root).
+    #[arg(long, global = true, env = "OVL_ROOT", default_value = DEFAULT_ROOT)]
+    root: PathBuf,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Load images from a docker-archive, OCI archive or OCI layout directory.
+    Load(load::LoadArgs),
+    /// Create a one-layer image from a root filesystem tarball, like `docker import`.
+    Import(load::ImportArgs),
+    /// List images.
+    Images(image::ImagesArgs),
+    /// Remove images.
+    Rmi(image::RmiArgs),
+    /// Create a container (init and writable layers) and mount its root filesystem; prints its path.
+    #[command(name = "run-rootfs")]
+    RunRootfs(container::RunArgs),
+    /// List containers.
+    Ps(container::PsArgs),
+    /// Unmount a container's root filesystem.
+    Umount(container::UmountArgs),
+    /// Remove containers.
+    Rm(container::RmArgs),
+    /// Show low-level information on containers and images as JSON.
+    Inspect(inspect::InspectArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { 2 } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(cli.verbose);
+    let result = match &cli.command {
+        Command::Load(args) => load::load(&cli.root, args),
+        Command::Import(args) => load::import(&cli.root, args),
+        Command::Images(args) => image::images(&cli.root, args),
+        Command::Rmi(args) => image::rmi(&cli.root, args),
+        Command::RunRootfs(args) => container::run_rootfs(&cli.root, args),
+        Command::Ps(args) => container::ps(&cli.root, args),
+        Command::Umount(args) => container::umount(&cli.root, args),
+        Command::Rm(args) => container::rm(&cli.root, args),
+        Command::Inspect(args) => inspect::inspect(&cli.root, args),
+    };
+    match result {
+        Ok(()) => match std::io::stdout().flush() {
+            Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
+                eprintln!("ovl: writing output: {err}");
+                ExitCode::from(1)
+            }
+            _ => ExitCode::SUCCESS,
+        },
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ovl: {}", format::error_chain(&err));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A closed stdout (`ovl images | head -1`) is not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,300 @@
+//! `ovl load` and `ovl import`: image archives and rootfs tarballs into registered layers and images.
+//!
+//! A load registers layers bottom up, each one becoming visible only by its layerdb rename; when a
+//! later step fails, the layers this load registered are removed again, so a failed load leaves the
+//! data root as it found it.
+
+use std::fs::File;
+use std::io::{BufReader, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use image_archive::{Archive, OpenOptions};
+use store::{AppliedLayer, DataRoot, Layer, Reference};
+
+#[derive(clap::Args, Debug)]
+pub struct LoadArgs {
+    /// The archive: docker-archive (plain or gzip'd), OCI archive, or an OCI layout directory.
+    #[arg(short, long)]
+    input: PathBuf,
+    /// Repository (or `name:tag`) for OCI images whose `ref.name` annotation is a bare tag.
+    #[arg(long)]
+    name: Option<String>,
+    /// Print only the `Loaded image` lines.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// A root filesystem tarball (plain, gzip or zstd).
+    file: PathBuf,
+    /// The `name[:tag]` to give the image.
+    reference: Option<String>,
+    /// Commit message recorded in the image history.
+    #[arg(short, long)]
+    message: Option<String>,
+}
+
+pub fn load(root_path: &Path, args: &LoadArgs) -> Result<()> {
+    let root = DataRoot::open_or_create(root_path)
+        .with_context(|| format!("opening data root {}", root_path.display()))?;
+    let _lock = root.lock()?;
+    let options = OpenOptions {
+        name: args.name.clone(),
+    };
+    let archive = Archive::open(&args.input, &root.tmp_dir(), &options)
+        .with_context(|| format!("reading archive {}", args.input.display()))?;
+    let progress = Progress::new(!args.quiet);
+    let mut stdout = std::io::stdout().lock();
+    for image in archive.images() {
+        let mut registered = Registered::new(&root);
+        let mut parent: Option<Layer> = None;
+        for layer_ref in &image.layers {
+            let chain_id = store::chain_id(
+                parent.as_ref().map(|p| p.chain_id.as_str()),
+                &layer_ref.diff_id,
+            );
+            if let Some(existing) = root.layer(&chain_id)? {
+                progress.line(&format!(
+                    "{}: Layer already exists",
+                    short(&layer_ref.diff_id)
+                ));
+                parent = Some(existing);
+                continue;
+            }
+            let mut blob = Some(
+                archive
+                    .open_layer(layer_ref)
+                    .with_context(|| format!("opening layer {}", layer_ref.member))?,
+            );
+            let label = layer_ref.member.clone();
+            let expected = layer_ref.diff_id.clone();
+            let layer = root
+                .register_layer(parent.as_ref(), &mut |diff_dir, tar_split| {
+                    let mut reader = blob.take().ok_or("layer blob consumed twice")?;
+                    let applied = apply_layer(&mut reader, diff_dir, tar_split, &progress, &label)?;
+                    reader.finish()?;
+                    if applied.diff_id != expected {
+                        return Err(format!(
+                            "layer {label}: DiffID mismatch: the image config names {expected}, the layer content is {}",
+                            applied.diff_id
+                        )
+                        .into());
+                    }
+                    Ok(applied)
+                })
+                .with_context(|| format!("loading layer {}", layer_ref.member))?;
+            registered.push(&layer);
+            parent = Some(layer);
+        }
+        let image_id = root
+            .put_image(&image.config)
+            .context("storing image config")?;
+        if image_id != image.image_id {
+            bail!(
+                "image config stored as {image_id} but the archive names {}",
+                image.image_id
+            );
+        }
+        registered.keep();
+        if image.names.is_empty() {
+            writeln!(stdout, "Loaded image ID: {image_id}")?;
+        }
+        for name in &image.names {
+            let reference = Reference::parse(name).with_context(|| format!("image name {name}"))?;
+            root.add_reference(&reference, &image_id)?;
+            writeln!(stdout, "Loaded image: {}", reference.familiar())?;
+        }
+    }
+    Ok(())
+}
+
+pub fn import(root_path: &Path, args: &ImportArgs) -> Result<()> {
+    let reference = args
+        .reference
+        .as_deref()
+        .map(Reference::parse)
+        .transpose()
+        .context("image name")?;
+    let root = DataRoot::open_or_create(root_path)
+        .with_context(|| format!("opening data root {}", root_path.display()))?;
+    let _lock = root.lock()?;
+    let file =
+        File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+    let progress = Progress::new(true);
+    let label = args.file.display().to_string();
+    let mut input = Some(file);
+    let layer = root
+        .register_layer(None, &mut |diff_dir, tar_split| {
+            let mut file = input.take().ok_or("input consumed twice")?;
+            apply_layer(&mut file, diff_dir, tar_split, &progress, &label)
+        })
+        .with_context(|| format!("importing {}", args.file.display()))?;
+    let mut registered = Registered::new(&root);
+    registered.push(&layer);
+    let created = store::now_rfc3339_nano();
+    let comment = args
+        .message
+        .clone()
+        .unwrap_or_else(|| "Imported from -".to_string());
+    let config = import_config(&layer.diff_id, &created, &comment)?;
+    let image_id = root.put_image(&config)?;
+    registered.keep();
+    if let Some(reference) = reference {
+        root.add_reference(&reference, &image_id)?;
+        root.set_last_updated(&image_id)?;
+    }
+    println!("{image_id}");
+    Ok(())
+}
+
+/// The config Docker 20.10's `docker import` writes (image.Image marshalled with sorted top-level
+/// keys, a zero `container.Config` for both config fields), with ovl's own version string.
+fn import_config(diff_id: &str, created: &str, comment: &str) -> Result<Vec<u8>> {
+    let empty_config = serde_json::json!({
+        "Hostname": "", "Domainname": "", "User": "", "AttachStdin": false, "AttachStdout": false,
+        "AttachStderr": false, "Tty": false, "OpenStdin": false, "StdinOnce": false, "Env": null,
+        "Cmd": null, "Image": "", "Volumes": null, "WorkingDir": "", "Entrypoint": null,
+        "OnBuild": null, "Labels": null
+    });
+    let config = serde_json::json!({
+        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        "comment": comment,
+        "config": empty_config,
+        "container_config": empty_config,
+        "created": created,
+        "docker_version": concat!("ovl-", env!("CARGO_PKG_VERSION")),
+        "history": [{"created": created, "comment": comment}],
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    });
+    Ok(store::go_json(&config)?)
+}
+
+/// Decompresses (by magic), unpacks, records tar-split and measures one layer: the body of every
+/// `register_layer` call.
+fn apply_layer(
+    raw: &mut dyn Read,
+    diff_dir: &Path,
+    tar_split: &mut dyn Write,
+    progress: &Progress,
+    label: &str,
+) -> Result<AppliedLayer, store::ApplyError> {
+    let counted = CountingReader {
+        inner: raw,
+        n_bytes: 0,
+        progress,
+        label,
+    };
+    let (_compression, tar) =
+        layer_unpack::decompress(BufReader::with_capacity(256 * 1024, counted))?;
+    let mut packer = tar_split::Packer::new(tar_split);
+    let report = layer_unpack::unpack(
+        tar,
+        diff_dir,
+        &mut packer,
+        &layer_unpack::UnpackOptions::default(),
+    )?;
+    packer.finish()?;
+    let size = layer_unpack::diff_size(diff_dir)?;
+    progress.done(label, report.tar_bytes);
+    Ok(AppliedLayer {
+        diff_id: report.diff_id,
+        size,
+    })
+}
+
+/// Layers registered by one image of a load, removed again unless the image is stored.
+struct Registered<'a> {
+    root: &'a DataRoot,
+    chain_ids: Vec<String>,
+}
+
+impl<'a> Registered<'a> {
+    fn new(root: &'a DataRoot) -> Self {
+        Registered {
+            root,
+            chain_ids: Vec::new(),
+        }
+    }
+    fn push(&mut self, layer: &Layer) {
+        self.chain_ids.push(layer.chain_id.clone());
+    }
+    fn keep(&mut self) {
+        self.chain_ids.clear();
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        for chain_id in self.chain_ids.iter().rev() {
+            if let Err(err) = self.root.remove_layer(chain_id) {
+                tracing::error!(%chain_id, error = %err, "removing a layer of a failed load");
+            }
+        }
+    }
+}
+
+/// Progress on stderr: a line per layer that rewrites itself when stderr is a terminal.
+struct Progress {
+    enabled: bool,
+    terminal: bool,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Progress {
+        Progress {
+            enabled,
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+    fn line(&self, text: &str) {
+        if self.enabled {
+            eprintln!("{text}");
+        }
+    }
+    fn update(&self, label: &str, n_bytes: u64) {
+        if self.enabled && self.terminal {
+            eprint!(
+                "\r\x1b[2KLoading layer {label}: {}",
+                crate::format::human_size(n_bytes as i64)
+            );
+        }
+    }
+    fn done(&self, label: &str, tar_bytes: u64) {
+        if !self.enabled {
+            return;
+        }
+        if self.terminal {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!(
+            "Loaded layer {label}: {}",
+            crate::format::human_size(tar_bytes as i64)
+        );
+    }
+}
+
+struct CountingReader<'a> {
+    inner: &'a mut dyn Read,
+    n_bytes: u64,
+    progress: &'a Progress,
+    label: &'a str,
+}
+
+impl Read for CountingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let before = self.n_bytes >> 22;
+        self.n_bytes += n as u64;
+        if self.n_bytes >> 22 != before {
+            self.progress.update(self.label, self.n_bytes);
+        }
+        Ok(n)
+    }
+}
+
+fn short(digest: &str) -> &str {
+    crate::format::short_id(digest)
+}
