@@ -1,48 +1,112 @@
 //! tar-split: the metadata Docker keeps beside each layer so that the original layer tar can be
 //! reassembled byte for byte from the unpacked `diff/` directory (spec §5).
 //!
-//! CONTRACT (filled in by the implementation):
-//! - `Crc64`: CRC-64/GO-ISO, check("123456789") = 0xB90956C775A41001.
-//! - `Packer<W>`: writes gzip (Go header `1f 8b 08 00 00000000 00 ff`) NDJSON entries exactly as
-//!   Go's tar-split does. Raw bytes handed to `add_segment` are buffered and coalesced until the next
-//!   `add_file` or `finish`, which emit one segment entry.
-//! - `Unpacker<R>`: iterates the entries of a `tar-split.json.gz` stream (`name_raw` decoded).
-//! - `reassemble`: rebuilds the tar from the entries and the files below `layer_root`, opened with
-//!   `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, checking each file's CRC.
+//! - [`Crc64`]: CRC-64/GO-ISO, check("123456789") = 0xB90956C775A41001.
+//! - [`Packer`]: writes gzip (Go header `1f 8b 08 00 00000000 00 ff`) NDJSON entries exactly as
+//!   Go's tar-split does. Raw bytes handed to `add_segment` are buffered and coalesced until the
+//!   next `add_file`, `flush_segment` or `finish`, which emit one segment entry.
+//! - [`Unpacker`]: iterates the entries of a `tar-split.json.gz` stream (`name_raw` decoded).
+//! - [`reassemble`]: rebuilds the tar from the entries and the files below `layer_root`, opened
+//!   with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, checking each file's CRC.
+//!
+//! Both the packer and the unpacker reject a second file entry whose name, cleaned like Go's
+//! `filepath.Clean`, repeats an earlier one, as Docker does (`duplicates of file paths not
+//! supported`).
 #![deny(unsafe_code)]
 
-use std::io::{Read, Write};
-use std::os::fd::BorrowedFd;
+mod crc64;
+mod pack;
+mod path_clean;
+mod reassemble;
+mod unpack;
 
+use std::io;
+
+pub use crc64::Crc64;
+pub use pack::Packer;
+pub use reassemble::reassemble;
+pub use unpack::Unpacker;
+
+/// The `type` value of a file entry (Go's `storage.FileType`).
+pub const FILE_TYPE: u8 = 1;
+/// The `type` value of a segment entry (Go's `storage.SegmentType`).
+pub const SEGMENT_TYPE: u8 = 2;
+
+/// Errors of this crate. `position` is always the 0-based index of the entry in the stream, which
+/// is the `position` field a well-formed stream carries; `name` is the entry name, lossily decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("tar-split: {0}")]
-    Todo(String),
+    #[error("failed to write tar-split stream ({operation})")]
+    WriteStream {
+        operation: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to read tar-split stream at position {position}")]
+    ReadStream {
+        position: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("malformed tar-split entry at position {position}: {reason}")]
+    MalformedEntry { position: u64, reason: String },
+    #[error("duplicates of file paths not supported: {name:?} at position {position}")]
+    DuplicatePath { name: String, position: u64 },
+    #[error("file entry {name:?} at position {position} has size {size}, larger than tar allows")]
+    SizeTooLarge {
+        name: String,
+        position: u64,
+        size: u64,
+    },
+    #[error("file entry {name:?} at position {position} has data but no checksum")]
+    MissingChecksum { name: String, position: u64 },
+    #[error("failed to open {name:?} (position {position}) below the layer root")]
+    OpenFile {
+        name: String,
+        position: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{name:?} (position {position}) below the layer root is not a regular file")]
+    NotRegularFile { name: String, position: u64 },
+    #[error("failed to read {name:?} (position {position}) below the layer root")]
+    ReadFile {
+        name: String,
+        position: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{name:?} (position {position}) is shorter than its recorded size: {actual} of {expected} bytes")]
+    ShortFile {
+        name: String,
+        position: u64,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{name:?} (position {position}) is longer than its recorded size of {expected} bytes")]
+    LongFile {
+        name: String,
+        position: u64,
+        expected: u64,
+    },
+    #[error(
+        "file integrity checksum failed for {name:?} (position {position}): expected {expected:016x}, got {actual:016x}"
+    )]
+    ChecksumMismatch {
+        name: String,
+        position: u64,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("failed to write reassembled tar at position {position}")]
+    WriteOutput {
+        position: u64,
+        #[source]
+        source: io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// CRC-64 with the ISO polynomial as Go's `hash/crc64` computes it.
-#[derive(Debug, Clone, Copy)]
-pub struct Crc64(u64);
-
-impl Crc64 {
-    pub fn new() -> Crc64 {
-        todo!()
-    }
-    pub fn update(&mut self, _bytes: &[u8]) {
-        todo!()
-    }
-    pub fn finish(&self) -> u64 {
-        todo!()
-    }
-}
-
-impl Default for Crc64 {
-    fn default() -> Self {
-        Crc64::new()
-    }
-}
 
 /// One tar-split record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,46 +114,14 @@ pub enum Entry {
     /// Raw archive bytes (padding, extended headers, the next header).
     Segment { payload: Vec<u8> },
     /// A tar member whose data lives in the layer directory; `crc` is `None` when `size == 0`.
-    File { name: Vec<u8>, size: u64, crc: Option<[u8; 8]> },
+    File {
+        name: Vec<u8>,
+        size: u64,
+        crc: Option<[u8; 8]>,
+    },
 }
 
-pub struct Packer<W: Write> {
-    _w: W,
-}
-
-impl<W: Write> Packer<W> {
-    pub fn new(_out: W) -> Packer<W> {
-        todo!()
-    }
-    pub fn add_segment(&mut self, _raw: &[u8]) -> Result<()> {
-        todo!()
-    }
-    pub fn add_file(&mut self, _name: &[u8], _size: u64, _crc: Option<[u8; 8]>) -> Result<()> {
-        todo!()
-    }
-    pub fn finish(self) -> Result<W> {
-        todo!()
-    }
-}
-
-pub struct Unpacker<R: Read> {
-    _r: R,
-}
-
-impl<R: Read> Unpacker<R> {
-    pub fn new(_gz: R) -> Unpacker<R> {
-        todo!()
-    }
-}
-
-impl<R: Read> Iterator for Unpacker<R> {
-    type Item = Result<Entry>;
-    fn next(&mut self) -> Option<Self::Item> {
-        todo!()
-    }
-}
-
-/// Writes the reassembled tar to `out`, returning the number of bytes written.
-pub fn reassemble(_tar_split_gz: impl Read, _layer_root: BorrowedFd<'_>, _out: &mut dyn Write) -> Result<u64> {
-    todo!()
+/// Renders an entry name for error messages.
+fn lossy_name(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
 }

@@ -1,0 +1,169 @@
+//! Rebuilding a layer tar from its tar-split stream and the unpacked layer directory (Go's
+//! `asm.WriteOutputTarStream`).
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+
+use crate::{lossy_name, Crc64, Entry, Error, Result, Unpacker};
+
+/// The size of the copy buffer for file data.
+const COPY_BUFFER_LEN: usize = 128 * 1024;
+
+/// How often `openat2` is retried when it reports `EAGAIN`, which `RESOLVE_IN_ROOT` does when a
+/// concurrent rename could have let a `..` escape (see openat2(2)).
+const OPENAT2_EAGAIN_RETRIES: u32 = 16;
+
+/// Writes the reassembled tar to `out`, returning the number of bytes written.
+///
+/// Segment payloads are written as they are; for each file entry with data, the name is opened
+/// below `layer_root` (symlinks, absolute or not, and `..` cannot leave it; a symlink as the last
+/// component is refused) and exactly `size` bytes are copied while their CRC-64 is computed. A
+/// file that is not regular, shorter or longer than `size`, or whose checksum differs is an error
+/// naming the entry. As in Docker, bytes are written before the checksum of a file is known.
+pub fn reassemble(
+    tar_split_gz: impl Read,
+    layer_root: BorrowedFd<'_>,
+    out: &mut dyn Write,
+) -> Result<u64> {
+    let mut unpacker = Unpacker::new(tar_split_gz);
+    let mut buffer = vec![0u8; COPY_BUFFER_LEN];
+    let mut n_written: u64 = 0;
+    loop {
+        let position = unpacker.position();
+        let Some(entry) = unpacker.next().transpose()? else {
+            break;
+        };
+        match entry {
+            Entry::Segment { payload } => {
+                out.write_all(&payload)
+                    .map_err(|source| Error::WriteOutput { position, source })?;
+                n_written += payload.len() as u64;
+            }
+            Entry::File { size: 0, .. } => {}
+            Entry::File { name, size, crc } => {
+                let expected = crc.ok_or_else(|| Error::MissingChecksum {
+                    name: lossy_name(&name),
+                    position,
+                })?;
+                let file = open_in_root(layer_root, &name, position)?;
+                copy_file(
+                    file,
+                    &name,
+                    position,
+                    size,
+                    u64::from_be_bytes(expected),
+                    &mut buffer,
+                    out,
+                )?;
+                n_written += size;
+            }
+        }
+    }
+    tracing::debug!(
+        n_entries = unpacker.position(),
+        n_written,
+        "reassembled layer tar"
+    );
+    Ok(n_written)
+}
+
+/// Opens `name` read-only inside `layer_root` and checks that it is a regular file.
+fn open_in_root(layer_root: BorrowedFd<'_>, name: &[u8], position: u64) -> Result<File> {
+    let open_error = |errno: rustix::io::Errno| Error::OpenFile {
+        name: lossy_name(name),
+        position,
+        source: io::Error::from(errno),
+    };
+    // O_NONBLOCK keeps a FIFO planted under a file's name from blocking the open; the type check
+    // below then rejects it.
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let path = OsStr::from_bytes(name);
+    let mut attempt = 0;
+    let fd = loop {
+        match rustix::fs::openat2(layer_root, path, flags, Mode::empty(), resolve) {
+            Err(rustix::io::Errno::AGAIN) if attempt < OPENAT2_EAGAIN_RETRIES => attempt += 1,
+            result => break result.map_err(open_error)?,
+        }
+    };
+    let stat = rustix::fs::fstat(&fd).map_err(open_error)?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err(Error::NotRegularFile {
+            name: lossy_name(name),
+            position,
+        });
+    }
+    Ok(File::from(fd))
+}
+
+/// Copies exactly `size` bytes of `file` to `out` and checks their checksum and that the file
+/// ends there.
+fn copy_file(
+    mut file: File,
+    name: &[u8],
+    position: u64,
+    size: u64,
+    expected: u64,
+    buffer: &mut [u8],
+    out: &mut dyn Write,
+) -> Result<()> {
+    let read_error = |source: io::Error| Error::ReadFile {
+        name: lossy_name(name),
+        position,
+        source,
+    };
+    let mut crc = Crc64::new();
+    let mut n_copied: u64 = 0;
+    while n_copied < size {
+        let chunk_len = usize::try_from(size - n_copied)
+            .unwrap_or(usize::MAX)
+            .min(buffer.len());
+        let n_read = read_retrying(&mut file, &mut buffer[..chunk_len]).map_err(read_error)?;
+        if n_read == 0 {
+            return Err(Error::ShortFile {
+                name: lossy_name(name),
+                position,
+                expected: size,
+                actual: n_copied,
+            });
+        }
+        let chunk = &buffer[..n_read];
+        crc.update(chunk);
+        out.write_all(chunk)
+            .map_err(|source| Error::WriteOutput { position, source })?;
+        n_copied += n_read as u64;
+    }
+    let mut probe = [0u8; 1];
+    if read_retrying(&mut file, &mut probe).map_err(read_error)? != 0 {
+        return Err(Error::LongFile {
+            name: lossy_name(name),
+            position,
+            expected: size,
+        });
+    }
+    let actual = crc.finish();
+    if actual != expected {
+        return Err(Error::ChecksumMismatch {
+            name: lossy_name(name),
+            position,
+            expected,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+fn read_retrying(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match file.read(buffer) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            result => return result,
+        }
+    }
+}
