@@ -1,15 +1,110 @@
 //! mount: kernel feature probes, overlay mount plans and their executor, and the Docker `-init`
 //! layer content (spec §2.2, §2.5, §3).
 //!
-//! CONTRACT (the CLI depends on these signatures; extend, don't change):
+//! The shape is plan, then execute: [`KernelFeatures::probe`] finds out what the kernel and the
+//! backing filesystem offer by trying it, [`plan`] turns an [`OverlaySpec`] into a checked
+//! [`MountPlan`] (plain data, unit-tested without root), and [`execute`] hands that plan to the
+//! kernel.
 #![deny(unsafe_code)]
 
+mod init_layer;
+mod mountinfo;
+mod probe;
+mod sys;
+
+use std::ffi::CString;
 use std::path::{Path, PathBuf};
+
+use rustix::io::Errno;
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
+};
+
+pub use init_layer::populate_init_layer;
+
+/// The most lower layers one overlay mount may stack, whatever way they are passed: the kernel's
+/// `OVL_MAX_STACK` (fs/overlayfs/ovl_entry.h, "too many lower directories, limit is 500"), see
+/// <https://docs.kernel.org/filesystems/overlayfs.html#multiple-lower-layers>.
+pub const OVL_MAX_STACK: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("mount: {0}")]
-    Todo(String),
+    #[error("overlay not supported: test mount in {path} failed")]
+    OverlayNotSupported {
+        path: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error(
+        "backing filesystem {backing_fs} at {path} was formatted without d_type support \
+         (ftype=0); overlay needs it: recreate it with `mkfs.xfs -n ftype=1`"
+    )]
+    NoDType { backing_fs: String, path: PathBuf },
+    #[error("{operation} {path}")]
+    Io {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{operation} {path}")]
+    Sys {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("invalid overlay spec for {target}: {reason}")]
+    InvalidSpec { target: PathBuf, reason: String },
+    #[error(
+        "too many layers: {n_lowers} lowers exceed the kernel's overlay stack limit of {limit} \
+         (OVL_MAX_STACK)"
+    )]
+    StackTooDeep { n_lowers: usize, limit: usize },
+    #[error(
+        "too many layers: mount data of {data_len} bytes for {n_lowers} lowers exceeds the page \
+         size limit of {limit} bytes even with paths relative to the driver home, and the kernel \
+         has no `lowerdir+`"
+    )]
+    TooManyLayers {
+        n_lowers: usize,
+        data_len: usize,
+        limit: usize,
+    },
+    #[error("mounting overlay at {target} failed ({data_len} bytes of mount data)")]
+    Mount {
+        target: PathBuf,
+        data_len: usize,
+        #[source]
+        source: Errno,
+    },
+    #[error("mounting overlay at {target} with the new mount API failed at {step}{kernel_log}")]
+    NewMountApi {
+        target: PathBuf,
+        step: String,
+        /// What the kernel wrote to the filesystem context's message log, prefixed with `: `.
+        kernel_log: String,
+        #[source]
+        source: Errno,
+    },
+    #[error("the mount helper thread for {target} panicked")]
+    HelperThreadPanicked { target: PathBuf },
+    #[error("{target} is not mounted")]
+    NotMounted { target: PathBuf },
+    #[error("unmounting {target} failed")]
+    Unmount {
+        target: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("init layer: cannot {operation} /{path} in {root}")]
+    InitLayer {
+        root: PathBuf,
+        path: String,
+        operation: &'static str,
+        #[source]
+        source: Errno,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -17,7 +112,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What the kernel and the backing filesystem offer, found by trying (never by version numbers).
 #[derive(Debug, Clone)]
 pub struct KernelFeatures {
+    /// Docker's name for the filesystem type of the test dir (`extfs`, `xfs`, …), or the
+    /// `statfs` magic in hex when unknown.
     pub backing_fs: String,
+    /// `getdents` reports file types. Always true in a probed value: the probe refuses a
+    /// filesystem without d_type.
     pub d_type: bool,
     /// `/sys/module/overlay/parameters/index` exists: pass `index=off` as Docker does.
     pub index_param: bool,
@@ -29,8 +128,8 @@ pub struct KernelFeatures {
 impl KernelFeatures {
     /// Probes in a temp dir below `test_dir` (a real two-lower overlay mount, getdents d_type,
     /// fsopen/fsconfig lowerdir+). Errors name the remedy (`mkfs.xfs -n ftype=1` for d_type).
-    pub fn probe(_test_dir: &Path) -> Result<KernelFeatures> {
-        todo!()
+    pub fn probe(test_dir: &Path) -> Result<KernelFeatures> {
+        probe::probe(test_dir)
     }
 }
 
@@ -54,30 +153,604 @@ pub enum MountPlan {
     /// Docker's form: absolute `H/l/<LID>` lowerdir option string (fits in page_size - 1 bytes).
     Absolute { options: String, target: PathBuf },
     /// Docker's page-size fallback: options relative to `home`, mounted after chdir(home).
-    Relative { home: PathBuf, options: String, target: String },
+    Relative {
+        home: PathBuf,
+        options: String,
+        target: String,
+    },
     /// New mount API: one `lowerdir+` fsconfig per lower, no option-length limit.
-    LowerdirPlus { home: PathBuf, lowers: Vec<PathBuf>, upper: Option<PathBuf>, work: Option<PathBuf>, index_off: bool, target: PathBuf },
+    LowerdirPlus {
+        home: PathBuf,
+        lowers: Vec<PathBuf>,
+        upper: Option<PathBuf>,
+        work: Option<PathBuf>,
+        index_off: bool,
+        target: PathBuf,
+    },
 }
 
-pub fn plan(_spec: &OverlaySpec, _features: &KernelFeatures) -> Result<MountPlan> {
-    todo!()
+/// Chooses how to mount `spec`, as Docker's overlay2 driver does (spec §2.2), with `lowerdir+` as
+/// the fallback for stacks whose mount data no longer fits in a page:
+///
+/// 1. `[index=off,]lowerdir=H/l/A:H/l/B…[,upperdir=H/<id>/diff,workdir=H/<id>/work]` when it
+///    fits in `page_size - 1` bytes → [`MountPlan::Absolute`];
+/// 2. else, when the kernel takes `lowerdir+` → [`MountPlan::LowerdirPlus`];
+/// 3. else the same options relative to H when they fit → [`MountPlan::Relative`];
+/// 4. else [`Error::TooManyLayers`].
+///
+/// The page-size limit: mount(2) copies its `data` argument into a single page
+/// (`copy_mount_options` in fs/namespace.c), so the option string plus its terminating NUL must
+/// fit in `page_size` bytes; moby checks `len(mountData) > pageSize-1` the same way before
+/// falling back to relative paths. More than [`OVL_MAX_STACK`] lowers is refused up front,
+/// since the kernel refuses them in every form. A read-only mount (no upper) needs at least two
+/// lowers: Linux 6.18 answers one lower without an upper with EINVAL and "at least 2 lowerdir are
+/// needed while upperdir nonexistent" (checked by hand on this kernel; see
+/// <https://docs.kernel.org/filesystems/overlayfs.html#multiple-lower-layers>).
+pub fn plan(spec: &OverlaySpec, features: &KernelFeatures) -> Result<MountPlan> {
+    validate(spec)?;
+    let n_lowers = spec.lowers.len();
+    if n_lowers > OVL_MAX_STACK {
+        return Err(Error::StackTooDeep {
+            n_lowers,
+            limit: OVL_MAX_STACK,
+        });
+    }
+    let index_off = features.index_param;
+    let max_data_len = features.page_size.saturating_sub(1);
+    let home = spec.home.to_str().filter(|home| legacy_safe(home));
+    let legacy_ok = home.is_some()
+        && spec
+            .lowers
+            .iter()
+            .chain(spec.upper.iter())
+            .chain(spec.work.iter())
+            .all(|entry| legacy_safe(entry));
+
+    if let Some(home) = home.filter(|_| legacy_ok) {
+        let absolute = |entry: &str| format!("{}/{entry}", home.trim_end_matches('/'));
+        let options = legacy_options(
+            index_off,
+            spec.lowers.iter().map(|entry| absolute(entry)),
+            spec.upper.as_deref().map(absolute),
+            spec.work.as_deref().map(absolute),
+        );
+        if options.len() <= max_data_len {
+            return Ok(MountPlan::Absolute {
+                options,
+                target: spec.home.join(&spec.target),
+            });
+        }
+        tracing::debug!(
+            n_lowers,
+            data_len = options.len(),
+            max_data_len,
+            "absolute overlay mount data does not fit in a page"
+        );
+    }
+
+    if features.lowerdir_plus {
+        return Ok(MountPlan::LowerdirPlus {
+            home: spec.home.clone(),
+            lowers: spec.lowers.iter().map(|l| spec.home.join(l)).collect(),
+            upper: spec.upper.as_ref().map(|upper| spec.home.join(upper)),
+            work: spec.work.as_ref().map(|work| spec.home.join(work)),
+            index_off,
+            target: spec.home.join(&spec.target),
+        });
+    }
+    if !legacy_ok {
+        return Err(invalid(
+            spec,
+            "paths with ',', ':', '\\' or non-UTF-8 bytes cannot be passed as mount data, and \
+             the kernel has no `lowerdir+`",
+        ));
+    }
+    let options = legacy_options(
+        index_off,
+        spec.lowers.iter().cloned(),
+        spec.upper.clone(),
+        spec.work.clone(),
+    );
+    if options.len() <= max_data_len {
+        return Ok(MountPlan::Relative {
+            home: spec.home.clone(),
+            options,
+            target: spec.target.clone(),
+        });
+    }
+    Err(Error::TooManyLayers {
+        n_lowers,
+        data_len: options.len(),
+        limit: max_data_len,
+    })
 }
 
-pub fn execute(_plan: &MountPlan) -> Result<()> {
-    todo!()
+/// Performs a mount plan. Errors name the target and carry the errno.
+pub fn execute(plan: &MountPlan) -> Result<()> {
+    match plan {
+        MountPlan::Absolute { options, target } => {
+            tracing::debug!(target = %target.display(), data_len = options.len(), "mount overlay");
+            mount_legacy(target, options, target)
+        }
+        MountPlan::Relative {
+            home,
+            options,
+            target,
+        } => mount_relative(home, options, target),
+        MountPlan::LowerdirPlus {
+            home: _,
+            lowers,
+            upper,
+            work,
+            index_off,
+            target,
+        } => mount_lowerdir_plus(
+            lowers,
+            upper.as_deref(),
+            work.as_deref(),
+            *index_off,
+            target,
+        ),
+    }
 }
 
 /// Lazy (`MNT_DETACH`) unmount.
-pub fn unmount(_target: &Path) -> Result<()> {
-    todo!()
+pub fn unmount(target: &Path) -> Result<()> {
+    tracing::debug!(target = %target.display(), "unmount (detach)");
+    match rustix::mount::unmount(target, UnmountFlags::DETACH) {
+        Ok(()) => Ok(()),
+        // umount2(2) answers EINVAL when the target is not the root of a mount.
+        Err(Errno::INVAL) => Err(Error::NotMounted {
+            target: target.to_path_buf(),
+        }),
+        Err(source) => Err(Error::Unmount {
+            target: target.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// Whether `path` is a mount point (from /proc/self/mountinfo).
-pub fn is_mountpoint(_path: &Path) -> Result<bool> {
-    todo!()
+pub fn is_mountpoint(path: &Path) -> Result<bool> {
+    mountinfo::is_mountpoint(path)
 }
 
-/// Populates a merged (RW overlay) root with Docker's init entries (spec §2.5).
-pub fn populate_init_layer(_merged_root: &Path) -> Result<()> {
-    todo!()
+fn invalid(spec: &OverlaySpec, reason: &str) -> Error {
+    Error::InvalidSpec {
+        target: spec.home.join(&spec.target),
+        reason: reason.to_owned(),
+    }
+}
+
+fn validate(spec: &OverlaySpec) -> Result<()> {
+    if spec.lowers.is_empty() {
+        return Err(invalid(
+            spec,
+            "an overlay needs at least one lower directory",
+        ));
+    }
+    let entries = spec
+        .lowers
+        .iter()
+        .chain(spec.upper.iter())
+        .chain(spec.work.iter())
+        .chain(std::iter::once(&spec.target));
+    for entry in entries {
+        if entry.is_empty() || entry.starts_with('/') || entry.contains('\0') {
+            return Err(invalid(
+                spec,
+                &format!("entry {entry:?} is not a non-empty path relative to the driver home"),
+            ));
+        }
+    }
+    match (&spec.upper, &spec.work) {
+        (Some(_), Some(_)) => {}
+        (None, None) if spec.lowers.len() < 2 => {
+            return Err(invalid(
+                spec,
+                "a read-only overlay (no upper) needs at least 2 lower directories",
+            ));
+        }
+        (None, None) => {}
+        _ => return Err(invalid(spec, "upper and work must be given together")),
+    }
+    Ok(())
+}
+
+/// Whether a path can be written into legacy mount data unescaped: `,` separates options, `:`
+/// separates lowers and `\` escapes both.
+fn legacy_safe(path: &str) -> bool {
+    !path.contains([',', ':', '\\', '\0'])
+}
+
+fn legacy_options(
+    index_off: bool,
+    lowers: impl Iterator<Item = String>,
+    upper: Option<String>,
+    work: Option<String>,
+) -> String {
+    let mut options = String::new();
+    if index_off {
+        options.push_str("index=off,");
+    }
+    options.push_str("lowerdir=");
+    for (lower_idx, lower) in lowers.enumerate() {
+        if lower_idx > 0 {
+            options.push(':');
+        }
+        options.push_str(&lower);
+    }
+    if let (Some(upper), Some(work)) = (upper, work) {
+        options.push_str(",upperdir=");
+        options.push_str(&upper);
+        options.push_str(",workdir=");
+        options.push_str(&work);
+    }
+    options
+}
+
+/// mount(2) of an overlay; `shown_target` is the target as errors name it.
+fn mount_legacy(target: &Path, options: &str, shown_target: &Path) -> Result<()> {
+    let data = CString::new(options).map_err(|_| Error::InvalidSpec {
+        target: shown_target.to_path_buf(),
+        reason: "mount data contains a NUL byte".to_owned(),
+    })?;
+    rustix::mount::mount(
+        "overlay",
+        target,
+        "overlay",
+        MountFlags::empty(),
+        data.as_c_str(),
+    )
+    .map_err(|source| Error::Mount {
+        target: shown_target.to_path_buf(),
+        data_len: options.len(),
+        source,
+    })
+}
+
+/// Mounts with options relative to `home`: a helper thread takes its own cwd with
+/// `unshare(CLONE_FS)` and `chdir(home)`, so the process cwd never moves (Docker re-execs a
+/// `docker-mountfrom` helper for the same purpose).
+fn mount_relative(home: &Path, options: &str, target: &str) -> Result<()> {
+    let shown_target = home.join(target);
+    tracing::debug!(
+        home = %home.display(),
+        target,
+        data_len = options.len(),
+        "mount overlay with paths relative to the driver home"
+    );
+    std::thread::scope(|scope| {
+        let helper = scope.spawn(|| {
+            sys::unshare_fs_attributes().map_err(|source| Error::Sys {
+                operation: "unshare(CLONE_FS) before chdir to",
+                path: home.to_path_buf(),
+                source,
+            })?;
+            rustix::process::chdir(home).map_err(|source| Error::Sys {
+                operation: "chdir to",
+                path: home.to_path_buf(),
+                source,
+            })?;
+            mount_legacy(Path::new(target), options, &shown_target)
+        });
+        helper.join().unwrap_or_else(|_| {
+            Err(Error::HelperThreadPanicked {
+                target: shown_target.clone(),
+            })
+        })
+    })
+}
+
+fn mount_lowerdir_plus(
+    lowers: &[PathBuf],
+    upper: Option<&Path>,
+    work: Option<&Path>,
+    index_off: bool,
+    target: &Path,
+) -> Result<()> {
+    tracing::debug!(
+        target = %target.display(),
+        n_lowers = lowers.len(),
+        "mount overlay with fsconfig lowerdir+"
+    );
+    let fail =
+        |fs_fd: Option<&rustix::fd::OwnedFd>, step: String, source: Errno| Error::NewMountApi {
+            target: target.to_path_buf(),
+            step,
+            kernel_log: fs_fd.map(kernel_log).unwrap_or_default(),
+            source,
+        };
+    let fs_fd = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|source| fail(None, "fsopen(\"overlay\")".to_owned(), source))?;
+    let set = |key: &str, value: &Path, step: String| {
+        rustix::mount::fsconfig_set_string(&fs_fd, key, value)
+            .map_err(|source| fail(Some(&fs_fd), step, source))
+    };
+    set("source", Path::new("overlay"), "fsconfig source".to_owned())?;
+    for (lower_idx, lower) in lowers.iter().enumerate() {
+        set(
+            "lowerdir+",
+            lower,
+            format!("fsconfig lowerdir+ #{} {}", lower_idx + 1, lower.display()),
+        )?;
+    }
+    if let Some(upper) = upper {
+        set(
+            "upperdir",
+            upper,
+            format!("fsconfig upperdir {}", upper.display()),
+        )?;
+    }
+    if let Some(work) = work {
+        set(
+            "workdir",
+            work,
+            format!("fsconfig workdir {}", work.display()),
+        )?;
+    }
+    if index_off {
+        set("index", Path::new("off"), "fsconfig index=off".to_owned())?;
+    }
+    rustix::mount::fsconfig_create(&fs_fd)
+        .map_err(|source| fail(Some(&fs_fd), "fsconfig create".to_owned(), source))?;
+    let mount_fd = rustix::mount::fsmount(
+        &fs_fd,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::empty(),
+    )
+    .map_err(|source| fail(Some(&fs_fd), "fsmount".to_owned(), source))?;
+    rustix::mount::move_mount(
+        &mount_fd,
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|source| fail(Some(&fs_fd), "move_mount".to_owned(), source))
+}
+
+/// Drains the messages the kernel queued on a filesystem context (lines like
+/// `e overlay: failed to ...`), formatted as `: msg; msg` or empty.
+fn kernel_log(fs_fd: &rustix::fd::OwnedFd) -> String {
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 1024];
+    // Each read returns one message; the kernel keeps at most 8, so the bound is generous.
+    for _ in 0..16 {
+        match rustix::io::read(fs_fd, &mut buf) {
+            Ok(len) if len > 0 => {
+                messages.push(String::from_utf8_lossy(&buf[..len]).trim_end().to_owned());
+            }
+            _ => break,
+        }
+    }
+    if messages.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", messages.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 26-character link id as Docker generates them (spec §2.1).
+    fn lid(layer_idx: usize) -> String {
+        format!("{:A>26}", format!("L{layer_idx}"))
+    }
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn spec(n_lowers: usize, rw: bool) -> OverlaySpec {
+        OverlaySpec {
+            home: PathBuf::from("/var/lib/docker/overlay2"),
+            lowers: (0..n_lowers).map(|idx| format!("l/{}", lid(idx))).collect(),
+            upper: rw.then(|| format!("{ID}/diff")),
+            work: rw.then(|| format!("{ID}/work")),
+            target: format!("{ID}/merged"),
+        }
+    }
+
+    fn features(index_param: bool, lowerdir_plus: bool) -> KernelFeatures {
+        KernelFeatures {
+            backing_fs: "extfs".to_owned(),
+            d_type: true,
+            index_param,
+            lowerdir_plus,
+            page_size: 4096,
+        }
+    }
+
+    #[test]
+    fn two_lowers_give_docker_absolute_options() {
+        let spec = OverlaySpec {
+            lowers: vec![
+                "l/V5UIAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+                "l/P2HVAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+            ],
+            ..spec(0, true)
+        };
+        let plan = plan(&spec, &features(false, false)).expect("plan");
+        let expected = format!(
+            "lowerdir=/var/lib/docker/overlay2/l/V5UIAAAAAAAAAAAAAAAAAAAAAA:\
+             /var/lib/docker/overlay2/l/P2HVAAAAAAAAAAAAAAAAAAAAAA,\
+             upperdir=/var/lib/docker/overlay2/{ID}/diff,workdir=/var/lib/docker/overlay2/{ID}/work"
+        );
+        assert_eq!(
+            plan,
+            MountPlan::Absolute {
+                options: expected,
+                target: PathBuf::from(format!("/var/lib/docker/overlay2/{ID}/merged")),
+            }
+        );
+    }
+
+    #[test]
+    fn index_param_adds_index_off_prefix() {
+        let MountPlan::Absolute { options, .. } =
+            plan(&spec(2, true), &features(true, false)).expect("plan")
+        else {
+            panic!("expected an absolute plan");
+        };
+        assert!(options.starts_with("index=off,lowerdir=/var/lib/docker/overlay2/l/"));
+    }
+
+    #[test]
+    fn read_only_form_has_no_upper_or_work() {
+        let spec = OverlaySpec {
+            lowers: vec![format!("{ID}/diff"), "l/ABC".to_owned()],
+            ..spec(0, false)
+        };
+        let MountPlan::Absolute { options, .. } =
+            plan(&spec, &features(false, false)).expect("plan")
+        else {
+            panic!("expected an absolute plan");
+        };
+        assert_eq!(
+            options,
+            format!("lowerdir=/var/lib/docker/overlay2/{ID}/diff:/var/lib/docker/overlay2/l/ABC")
+        );
+    }
+
+    #[test]
+    fn read_only_with_one_lower_is_refused() {
+        let err = plan(&spec(1, false), &features(false, true)).expect_err("one lower, no upper");
+        assert!(err.to_string().contains("at least 2 lower"), "{err}");
+    }
+
+    #[test]
+    fn upper_without_work_is_refused() {
+        let spec = OverlaySpec {
+            work: None,
+            ..spec(2, true)
+        };
+        assert!(matches!(
+            plan(&spec, &features(false, false)),
+            Err(Error::InvalidSpec { .. })
+        ));
+    }
+
+    #[test]
+    fn eighty_lowers_overflow_absolute_form_and_fall_back_to_relative() {
+        // 80 × ("/var/lib/docker/overlay2/l/" + 26 + ":") = 80 × 54 bytes is past 4095 alone.
+        let plan = plan(&spec(80, true), &features(true, false)).expect("plan");
+        let MountPlan::Relative {
+            home,
+            options,
+            target,
+        } = plan
+        else {
+            panic!("expected a relative plan, got {plan:?}");
+        };
+        assert_eq!(home, PathBuf::from("/var/lib/docker/overlay2"));
+        assert_eq!(target, format!("{ID}/merged"));
+        assert!(options.starts_with(&format!("index=off,lowerdir=l/{}:l/", lid(0))));
+        assert!(options.ends_with(&format!(",upperdir={ID}/diff,workdir={ID}/work")));
+        assert_eq!(options.matches(':').count(), 79);
+    }
+
+    #[test]
+    fn eighty_lowers_use_lowerdir_plus_when_available() {
+        let plan = plan(&spec(80, true), &features(true, true)).expect("plan");
+        let MountPlan::LowerdirPlus {
+            lowers,
+            upper,
+            work,
+            index_off,
+            target,
+            ..
+        } = plan
+        else {
+            panic!("expected a lowerdir+ plan, got {plan:?}");
+        };
+        assert_eq!(lowers.len(), 80);
+        assert_eq!(
+            lowers[0],
+            PathBuf::from(format!("/var/lib/docker/overlay2/l/{}", lid(0)))
+        );
+        assert_eq!(
+            upper,
+            Some(PathBuf::from(format!("/var/lib/docker/overlay2/{ID}/diff")))
+        );
+        assert_eq!(
+            work,
+            Some(PathBuf::from(format!("/var/lib/docker/overlay2/{ID}/work")))
+        );
+        assert!(index_off);
+        assert_eq!(
+            target,
+            PathBuf::from(format!("/var/lib/docker/overlay2/{ID}/merged"))
+        );
+    }
+
+    #[test]
+    fn relative_form_fits_130_lowers() {
+        // Spec §2.2 arithmetic: 10 ("index=off,") + 9 ("lowerdir=") + 130 × 29 - 1
+        // + 79 (",upperdir=<64>/diff") + 78 (",workdir=<64>/work") = 3945 ≤ 4095.
+        let MountPlan::Relative { options, .. } =
+            plan(&spec(130, true), &features(true, false)).expect("plan")
+        else {
+            panic!("expected a relative plan");
+        };
+        assert_eq!(options.len(), 3945);
+    }
+
+    #[test]
+    fn relative_overflow_is_an_error_naming_the_count() {
+        // 142 × 29 bytes of lowers alone is past 4095.
+        let err = plan(&spec(142, true), &features(true, false)).expect_err("too long");
+        assert!(matches!(err, Error::TooManyLayers { n_lowers: 142, .. }));
+        let message = err.to_string();
+        assert!(
+            message.starts_with("too many layers: mount data of "),
+            "{message}"
+        );
+        assert!(message.contains("142 lowers"), "{message}");
+    }
+
+    #[test]
+    fn five_hundred_lowers_fit_lowerdir_plus_and_501_do_not() {
+        assert!(matches!(
+            plan(&spec(500, true), &features(false, true)),
+            Ok(MountPlan::LowerdirPlus { .. })
+        ));
+        let err = plan(&spec(501, true), &features(false, true)).expect_err("501 lowers");
+        assert!(matches!(
+            err,
+            Error::StackTooDeep {
+                n_lowers: 501,
+                limit: 500
+            }
+        ));
+        assert!(err.to_string().contains("501"));
+    }
+
+    #[test]
+    fn separators_in_paths_need_lowerdir_plus() {
+        let spec = OverlaySpec {
+            home: PathBuf::from("/data/a,b"),
+            ..spec(2, true)
+        };
+        assert!(matches!(
+            plan(&spec, &features(false, false)),
+            Err(Error::InvalidSpec { .. })
+        ));
+        assert!(matches!(
+            plan(&spec, &features(false, true)),
+            Ok(MountPlan::LowerdirPlus { .. })
+        ));
+    }
+
+    #[test]
+    fn absolute_entries_are_refused() {
+        let spec = OverlaySpec {
+            lowers: vec!["/etc".to_owned(), "l/A".to_owned()],
+            ..spec(0, true)
+        };
+        assert!(matches!(
+            plan(&spec, &features(false, true)),
+            Err(Error::InvalidSpec { .. })
+        ));
+    }
 }

@@ -1,0 +1,245 @@
+//! Kernel and backing filesystem probes (spec §3), each done by trying the feature once in a
+//! scratch directory `<test_dir>/check-overlayfs-support<random>` that is removed afterwards.
+
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::{execute, unmount, Error, KernelFeatures, MountPlan, Result};
+
+/// The overlay module exposes this parameter when it supports the inodes index; Docker then
+/// passes `index=off` explicitly (spec §2.2, §3).
+const INDEX_PARAM: &str = "/sys/module/overlay/parameters/index";
+
+/// The scratch directory's name prefix, as Docker's `supportsOverlay` names it.
+const CHECK_DIR_PREFIX: &str = "check-overlayfs-support";
+
+pub(crate) fn probe(test_dir: &Path) -> Result<KernelFeatures> {
+    let statfs = rustix::fs::statfs(test_dir).map_err(|source| Error::Sys {
+        operation: "statfs",
+        path: test_dir.to_path_buf(),
+        source,
+    })?;
+    // The magic numbers are 32-bit values; `f_type`'s width differs between architectures.
+    let backing_fs = backing_fs_name(statfs.f_type as u32);
+    let check_dir = CheckDir::create(test_dir)?;
+
+    if !has_d_type(&check_dir.path)? {
+        return Err(Error::NoDType {
+            backing_fs,
+            path: test_dir.to_path_buf(),
+        });
+    }
+    check_dir
+        .mount_two_lowers()
+        .map_err(|source| Error::OverlayNotSupported {
+            path: test_dir.to_path_buf(),
+            source: Box::new(source),
+        })?;
+    let lowerdir_plus = match check_dir.mount_lowerdir_plus() {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::debug!(error = %err, "the kernel does not take lowerdir+");
+            false
+        }
+    };
+    let features = KernelFeatures {
+        backing_fs,
+        d_type: true,
+        index_param: Path::new(INDEX_PARAM).exists(),
+        lowerdir_plus,
+        page_size: rustix::param::page_size(),
+    };
+    tracing::debug!(?features, test_dir = %test_dir.display(), "probed kernel features");
+    Ok(features)
+}
+
+/// Docker's names for `statfs` magic numbers (graphdriver `FsNames`; the magics are listed in
+/// include/uapi/linux/magic.h), and the magic in hex for anything else.
+pub(crate) fn backing_fs_name(magic: u32) -> String {
+    let name = match magic {
+        0x6164_6673 => "aufs",
+        0x5346_414F => "afs",
+        0x9123_683E => "btrfs",
+        0x28CD_3D45 => "cramfs",
+        0xF15F => "ecryptfs",
+        0xEF53 => "extfs",
+        0xF2F5_2010 => "f2fs",
+        0x4750_4653 => "gpfs",
+        0x0000_72B6 => "jffs2",
+        0x3153_464A => "jfs",
+        0x0000_6969 => "nfs",
+        0x0000_4D44 => "msdos",
+        0x794C_7630 => "overlayfs",
+        0x8584_58F6 => "ramfs",
+        0x5265_4973 => "reiserfs",
+        0x0000_517B => "smb",
+        0x7371_7368 => "squashfs",
+        0x0102_1994 => "tmpfs",
+        0xA501_FCF5 => "vxfs",
+        0x5846_5342 => "xfs",
+        0x2FC1_2FC1 => "zfs",
+        0x6573_5546 => "fuse",
+        _ => return format!("{magic:#x}"),
+    };
+    name.to_owned()
+}
+
+/// Creates a file and reads the directory with getdents: a filesystem without d_type (xfs with
+/// `ftype=0`) reports every entry as `DT_UNKNOWN`.
+fn has_d_type(dir: &Path) -> Result<bool> {
+    let dummy = dir.join("fsutils-dummy");
+    std::fs::write(&dummy, b"").map_err(|source| Error::Io {
+        operation: "creating",
+        path: dummy.clone(),
+        source,
+    })?;
+    let sys_err = |operation| {
+        move |source| Error::Sys {
+            operation,
+            path: dir.to_path_buf(),
+            source,
+        }
+    };
+    let dir_fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys_err("opening"))?;
+    let entries = rustix::fs::Dir::read_from(&dir_fd).map_err(sys_err("reading"))?;
+    let mut n_entries = 0usize;
+    for entry in entries {
+        let entry = entry.map_err(sys_err("reading"))?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        n_entries += 1;
+        if entry.file_type() == FileType::Unknown {
+            return Ok(false);
+        }
+    }
+    // The dummy file must have been seen; otherwise the check proved nothing.
+    Ok(n_entries > 0)
+}
+
+/// The scratch directory; dropping it unmounts what the probes left mounted and removes it.
+struct CheckDir {
+    path: PathBuf,
+}
+
+impl CheckDir {
+    fn create(test_dir: &Path) -> Result<CheckDir> {
+        let mut last_err = None;
+        for _ in 0..16 {
+            let mut random = [0u8; 6];
+            rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty()).map_err(
+                |source| Error::Sys {
+                    operation: "getrandom for a probe dir in",
+                    path: test_dir.to_path_buf(),
+                    source,
+                },
+            )?;
+            let suffix: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
+            let path = test_dir.join(format!("{CHECK_DIR_PREFIX}{suffix}"));
+            match rustix::fs::mkdir(&path, Mode::from_raw_mode(0o700)) {
+                Ok(()) => return Ok(CheckDir { path }),
+                Err(Errno::EXIST) => last_err = Some(Errno::EXIST),
+                Err(source) => {
+                    return Err(Error::Sys {
+                        operation: "creating probe dir",
+                        path,
+                        source,
+                    })
+                }
+            }
+        }
+        Err(Error::Sys {
+            operation: "creating a probe dir in",
+            path: test_dir.to_path_buf(),
+            source: last_err.unwrap_or(Errno::EXIST),
+        })
+    }
+
+    fn make_dir(&self, name: &str) -> Result<PathBuf> {
+        let path = self.path.join(name);
+        match std::fs::create_dir(&path) {
+            Ok(()) => Ok(path),
+            Err(source) => Err(Error::Io {
+                operation: "creating",
+                path,
+                source,
+            }),
+        }
+    }
+
+    /// Docker's overlay support check: `lowerdir=lower2:lower1,upperdir=upper,workdir=work`.
+    fn mount_two_lowers(&self) -> Result<()> {
+        let lower1 = self.make_dir("lower1")?;
+        let lower2 = self.make_dir("lower2")?;
+        let upper = self.make_dir("upper")?;
+        let work = self.make_dir("work")?;
+        let merged = self.make_dir("merged")?;
+        let options = format!(
+            "lowerdir={}:{},upperdir={},workdir={}",
+            lower2.display(),
+            lower1.display(),
+            upper.display(),
+            work.display()
+        );
+        execute(&MountPlan::Absolute {
+            options,
+            target: merged.clone(),
+        })?;
+        unmount(&merged)
+    }
+
+    /// A `lowerdir+` mount through fsopen/fsconfig/fsmount/move_mount.
+    fn mount_lowerdir_plus(&self) -> Result<()> {
+        let upper = self.make_dir("upper-plus")?;
+        let work = self.make_dir("work-plus")?;
+        let merged = self.make_dir("merged-plus")?;
+        execute(&MountPlan::LowerdirPlus {
+            home: self.path.clone(),
+            lowers: vec![self.path.join("lower2"), self.path.join("lower1")],
+            upper: Some(upper),
+            work: Some(work),
+            index_off: false,
+            target: merged.clone(),
+        })?;
+        unmount(&merged)
+    }
+}
+
+impl Drop for CheckDir {
+    fn drop(&mut self) {
+        for merged in ["merged", "merged-plus"] {
+            let merged = self.path.join(merged);
+            if crate::is_mountpoint(&merged).unwrap_or(false) {
+                if let Err(err) = unmount(&merged) {
+                    tracing::warn!(error = %err, "cannot unmount probe mount");
+                }
+            }
+        }
+        if let Err(err) = std::fs::remove_dir_all(&self.path) {
+            tracing::warn!(error = %err, path = %self.path.display(), "cannot remove probe dir");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_magics_have_docker_names() {
+        assert_eq!(backing_fs_name(0xEF53), "extfs");
+        assert_eq!(backing_fs_name(0x58465342), "xfs");
+        assert_eq!(backing_fs_name(0x9123683E), "btrfs");
+        assert_eq!(backing_fs_name(0x01021994), "tmpfs");
+        assert_eq!(backing_fs_name(0x794C7630), "overlayfs");
+        assert_eq!(backing_fs_name(0x12345678), "0x12345678");
+    }
+}
