@@ -1,16 +1,66 @@
 //! store: the Docker 20.10 overlay2 data root (spec §0–§2, §6, §8): layerdb, overlay2 layer dirs and
-//! `l/` links, imagedb, repositories.json, layerdb mounts and container records.
+//! `l/` links, imagedb, repositories.json, layerdb mounts entries and container records.
 //!
-//! CONTRACT (the CLI depends on these signatures; extend, don't change):
+//! Every file is written with the mode and the trailing-newline rule Docker uses; metadata that
+//! Docker writes atomically is written atomically (temp file, fsync, rename, fsync of the dir); a
+//! layer becomes visible only by the rename of its layerdb write-set (the commit point). The crate
+//! never mounts and never parses tar: a layer's content arrives through a callback.
 #![deny(unsafe_code)]
 
-use std::io::Write;
+mod containers;
+mod fsutil;
+mod ids;
+mod images;
+mod layers;
+mod overlay;
+mod references;
+
 use std::path::{Path, PathBuf};
 
+pub use fsutil::write_atomic;
+pub use ids::{chain_id, chain_ids, now_rfc3339_nano, random_id, sha256_digest};
+pub use references::Reference;
+
+/// Errors of the store, each naming the file, layer, image or reference involved.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("store: {0}")]
-    Todo(String),
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a data root (no overlay2/ or image/overlay2/ in it)")]
+    NotADataRoot { path: PathBuf },
+    #[error("invalid {what} {value:?}")]
+    InvalidId { what: &'static str, value: String },
+    #[error("layer {chain_id} is not in the data root")]
+    MissingLayer { chain_id: String },
+    #[error("applying layer on top of {parent}")]
+    Apply { parent: String, source: ApplyError },
+    #[error("failed to verify image {image_id}: its config hashes to {actual}")]
+    ImageVerify { image_id: String, actual: String },
+    #[error("no such image: {image_id}")]
+    NoSuchImage { image_id: String },
+    #[error("invalid image config {image_id}")]
+    InvalidImage {
+        image_id: String,
+        source: serde_json::Error,
+    },
+    #[error("invalid reference format {reference:?}: {reason}")]
+    InvalidReference {
+        reference: String,
+        reason: &'static str,
+    },
+    #[error("invalid {path}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("layer dir {path} has a file system mounted inside it")]
+    Mounted { path: PathBuf },
+    #[error("random bytes")]
+    Random { source: std::io::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -26,14 +76,20 @@ pub struct DataRoot {
 
 /// An exclusive lock on the data root held by one ovl process (flock on `ROOT/ovl.lock`).
 #[derive(Debug)]
-pub struct RootLock {}
+pub struct RootLock {
+    _file: std::fs::File,
+}
 
 /// A registered read-only layer (one `layerdb/sha256/<chain>` entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layer {
+    /// `sha256:<hex>`.
     pub chain_id: String,
+    /// `sha256:<hex>`.
     pub diff_id: String,
+    /// Parent ChainID, `sha256:<hex>`.
     pub parent: Option<String>,
+    /// The overlay2 directory name.
     pub cache_id: String,
     pub size: i64,
 }
@@ -51,6 +107,7 @@ pub struct MountsEntry {
     pub container_id: String,
     pub mount_id: String,
     pub init_id: Option<String>,
+    /// The image's top ChainID, `sha256:<hex>`.
     pub parent: Option<String>,
 }
 
@@ -80,25 +137,6 @@ pub struct RootFs {
     pub diff_ids: Vec<String>,
 }
 
-/// A normalized image reference: familiar repository name and tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reference {
-    /// Familiar repository (`busybox`, `localhost:5000/x/y`): `docker.io/library/` stripped.
-    pub repo: String,
-    pub tag: String,
-}
-
-impl Reference {
-    /// Parses `name[:tag]` (default tag `latest`), validating it like Docker's reference grammar.
-    pub fn parse(_text: &str) -> Result<Reference> {
-        todo!()
-    }
-    /// `repo:tag`, the key used in repositories.json.
-    pub fn familiar(&self) -> String {
-        todo!()
-    }
-}
-
 /// What a container record (containers/<id>/config.v2.json + hostconfig.json) holds for ovl.
 #[derive(Debug, Clone)]
 pub struct ContainerRecord {
@@ -115,170 +153,100 @@ pub struct ContainerRecord {
     pub running: bool,
 }
 
-/// `sha256:` + hex of sha256(bytes).
-pub fn sha256_digest(_bytes: &[u8]) -> String {
-    todo!()
-}
-
-/// ChainID(n) = sha256(ChainID(n-1) + " " + DiffID(n)) (spec §1.1).
-pub fn chain_id(_parent_chain: Option<&str>, _diff_id: &str) -> String {
-    todo!()
-}
-
-/// ChainIDs of a whole diff_id list, bottom first.
-pub fn chain_ids(_diff_ids: &[String]) -> Vec<String> {
-    todo!()
-}
-
-/// 32 random bytes as 64 lower-case hex, regenerated while the first 12 chars are all digits.
-pub fn random_id() -> Result<String> {
-    todo!()
-}
-
-/// Go `time.Now().UTC().Format(time.RFC3339Nano)`.
-pub fn now_rfc3339_nano() -> String {
-    todo!()
-}
-
 /// Go json.Marshal-compatible encoding (compact, HTML escapes of <, >, &, U+2028, U+2029).
-pub fn go_json<T: serde::Serialize>(_value: &T) -> Result<Vec<u8>> {
-    todo!()
+pub fn go_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    gojson::to_vec(value).map_err(|source| Error::Json {
+        path: PathBuf::from("<value>"),
+        source,
+    })
 }
 
-/// Write temp in the same directory, fsync, chmod, rename, fsync directory.
-pub fn write_atomic(_path: &Path, _bytes: &[u8], _mode: u32) -> Result<()> {
-    todo!()
-}
+/// Directories of the layout with their spec §0 modes, relative to ROOT, parents first.
+const LAYOUT: [(&str, u32); 14] = [
+    ("overlay2", 0o710),
+    ("overlay2/l", 0o700),
+    ("image", 0o700),
+    ("image/overlay2", 0o700),
+    ("image/overlay2/imagedb", 0o700),
+    ("image/overlay2/imagedb/content", 0o700),
+    ("image/overlay2/imagedb/content/sha256", 0o700),
+    ("image/overlay2/imagedb/metadata", 0o700),
+    ("image/overlay2/imagedb/metadata/sha256", 0o700),
+    ("image/overlay2/layerdb", 0o700),
+    ("image/overlay2/layerdb/sha256", 0o755),
+    ("image/overlay2/layerdb/mounts", 0o755),
+    ("image/overlay2/layerdb/tmp", 0o755),
+    ("containers", 0o710),
+];
 
 impl DataRoot {
     /// Opens an existing data root read-only (nothing is created).
-    pub fn open(_root: &Path) -> Result<DataRoot> {
-        todo!()
+    pub fn open(root: &Path) -> Result<DataRoot> {
+        if !root.join("overlay2").is_dir() && !root.join("image/overlay2").is_dir() {
+            return Err(Error::NotADataRoot {
+                path: root.to_path_buf(),
+            });
+        }
+        Ok(DataRoot {
+            root: root.to_path_buf(),
+        })
     }
+
     /// Opens for writing, creating the spec §0 layout with its modes where missing.
-    pub fn open_or_create(_root: &Path) -> Result<DataRoot> {
-        todo!()
+    pub fn open_or_create(root: &Path) -> Result<DataRoot> {
+        fsutil::create_dir_all_mode(root, 0o710)?;
+        for (dir, mode) in LAYOUT {
+            fsutil::create_dir_mode(&root.join(dir), mode)?;
+        }
+        fsutil::create_dir_mode(&root.join("tmp"), 0o700)?;
+        let data_root = DataRoot {
+            root: root.to_path_buf(),
+        };
+        let repositories = data_root.repositories_path();
+        if !repositories.exists() {
+            write_atomic(&repositories, br#"{"Repositories":{}}"#, 0o600)?;
+        }
+        Ok(data_root)
     }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
+
     /// `ROOT/overlay2` (the driver home, H).
     pub fn overlay_home(&self) -> PathBuf {
-        todo!()
+        self.root.join("overlay2")
     }
+
     /// Scratch space inside the data root (`ROOT/tmp`), for archive staging.
     pub fn tmp_dir(&self) -> PathBuf {
-        todo!()
+        self.root.join("tmp")
     }
+
+    /// Takes the data root's exclusive lock, waiting for another ovl process to release it.
     pub fn lock(&self) -> Result<RootLock> {
-        todo!()
+        let path = self.root.join("ovl.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| Error::Io {
+                op: "opening lock file",
+                path: path.clone(),
+                source,
+            })?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|errno| {
+            Error::Io {
+                op: "locking",
+                path,
+                source: errno.into(),
+            }
+        })?;
+        Ok(RootLock { _file: file })
     }
 
-    // ---- layers (spec §1) ----
-    pub fn layer(&self, _chain_id: &str) -> Result<Option<Layer>> {
-        todo!()
-    }
-    pub fn layers(&self) -> Result<Vec<Layer>> {
-        todo!()
-    }
-    /// Registers a layer on top of `parent` following spec §1.3: creates the overlay2 dir, a
-    /// `layerdb/tmp/write-set-*` staging dir, calls `apply(diff_dir, tar_split_gz_file)`, writes the
-    /// metadata files, then renames the write-set to `layerdb/sha256/<chain>` as the commit point.
-    /// Any error removes everything created. An already registered ChainID is returned as is.
-    pub fn register_layer(
-        &self,
-        _parent: Option<&Layer>,
-        _apply: &mut dyn FnMut(&Path, &mut dyn Write) -> Result<AppliedLayer, ApplyError>,
-    ) -> Result<Layer> {
-        todo!()
-    }
-    /// Removes a layer (spec §1.4) when nothing references it.
-    pub fn remove_layer(&self, _chain_id: &str) -> Result<()> {
-        todo!()
-    }
-    /// The chain from `top` down to the bottom layer, top first.
-    pub fn layer_chain(&self, _top_chain_id: &str) -> Result<Vec<Layer>> {
-        todo!()
-    }
-
-    // ---- overlay2 dirs (spec §2) ----
-    /// `H/<id>`.
-    pub fn overlay_dir(&self, _id: &str) -> PathBuf {
-        todo!()
-    }
-    /// Spec §2.1 Create(id, parent): diff/, link, l/<LID>, and for a parent: work/, lower, parent's committed.
-    pub fn create_overlay_dir(&self, _id: &str, _parent_id: Option<&str>) -> Result<()> {
-        todo!()
-    }
-    /// Spec §2.4.
-    pub fn remove_overlay_dir(&self, _id: &str) -> Result<()> {
-        todo!()
-    }
-    /// The `lower` entries of `H/<id>` (`l/<LID>`, nearest first); empty without a lower file.
-    pub fn lower_entries(&self, _id: &str) -> Result<Vec<String>> {
-        todo!()
-    }
-    /// Spec §2.3 GetMetadata: LowerDir (resolved diff dirs), MergedDir, UpperDir, WorkDir.
-    pub fn graph_driver_data(&self, _id: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
-        todo!()
-    }
-
-    // ---- images (spec §6) ----
-    /// Stores config bytes verbatim; returns `sha256:<hex>`.
-    pub fn put_image(&self, _config: &[u8]) -> Result<String> {
-        todo!()
-    }
-    /// Reads and re-verifies the config bytes.
-    pub fn image_config_bytes(&self, _image_id: &str) -> Result<Vec<u8>> {
-        todo!()
-    }
-    pub fn image_config(&self, _image_id: &str) -> Result<ImageConfig> {
-        todo!()
-    }
-    /// All image ids (`sha256:<hex>`).
-    pub fn images(&self) -> Result<Vec<String>> {
-        todo!()
-    }
-    pub fn set_image_parent(&self, _image_id: &str, _parent_id: &str) -> Result<()> {
-        todo!()
-    }
-    pub fn set_last_updated(&self, _image_id: &str) -> Result<()> {
-        todo!()
-    }
-    pub fn delete_image(&self, _image_id: &str) -> Result<()> {
-        todo!()
-    }
-
-    // ---- repositories.json (spec §6.3) ----
-    /// (familiar ref `repo:tag`, image id) pairs.
-    pub fn references(&self) -> Result<Vec<(String, String)>> {
-        todo!()
-    }
-    pub fn add_reference(&self, _reference: &Reference, _image_id: &str) -> Result<()> {
-        todo!()
-    }
-    pub fn remove_reference(&self, _reference: &Reference) -> Result<()> {
-        todo!()
-    }
-
-    // ---- containers (spec §1.6, §8) ----
-    pub fn write_mounts_entry(&self, _entry: &MountsEntry) -> Result<()> {
-        todo!()
-    }
-    pub fn mounts_entry(&self, _container_id: &str) -> Result<Option<MountsEntry>> {
-        todo!()
-    }
-    pub fn remove_mounts_entry(&self, _container_id: &str) -> Result<()> {
-        todo!()
-    }
-    /// Writes config.v2.json (with NetworkSettings) and hostconfig.json atomically.
-    pub fn write_container(&self, _record: &ContainerRecord) -> Result<()> {
-        todo!()
-    }
-    pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
-        todo!()
-    }
-    pub fn remove_container(&self, _container_id: &str) -> Result<()> {
-        todo!()
+    pub(crate) fn image_dir(&self) -> PathBuf {
+        self.root.join("image/overlay2")
     }
 }

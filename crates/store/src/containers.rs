@@ -1,0 +1,247 @@
+//! Containers: `layerdb/mounts/<id>` entries (spec §1.6) and `containers/<id>/` records (spec §8).
+
+use std::fs;
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use crate::fsutil::{self, io_error};
+use crate::ids::{is_digest, is_hex64, is_layer_dir_id};
+use crate::{ContainerRecord, DataRoot, Error, MountsEntry, Result};
+
+/// Go's zero `time.Time` as Docker writes it for a container that never ran.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+impl DataRoot {
+    fn mounts_dir(&self, container_id: &str) -> Result<PathBuf> {
+        check_container_id(container_id)?;
+        Ok(self.image_dir().join("layerdb/mounts").join(container_id))
+    }
+
+    fn container_dir(&self, container_id: &str) -> Result<PathBuf> {
+        check_container_id(container_id)?;
+        Ok(self.root.join("containers").join(container_id))
+    }
+
+    /// Writes the mounts entry: dir 0755, files 0644, plain writes without newlines, as Docker.
+    pub fn write_mounts_entry(&self, entry: &MountsEntry) -> Result<()> {
+        let dir = self.mounts_dir(&entry.container_id)?;
+        fsutil::create_dir_mode(&dir, 0o755)?;
+        let result = (|| {
+            fsutil::write_new(
+                &dir.join("mount-id"),
+                entry.mount_id.as_bytes(),
+                0o644,
+                true,
+            )?;
+            if let Some(init_id) = &entry.init_id {
+                fsutil::write_new(&dir.join("init-id"), init_id.as_bytes(), 0o644, true)?;
+            }
+            if let Some(parent) = &entry.parent {
+                fsutil::write_new(&dir.join("parent"), parent.as_bytes(), 0o644, true)?;
+            }
+            fsutil::sync_dir(&dir)
+        })();
+        if result.is_err() {
+            let _ = fsutil::remove_tree(&dir);
+        }
+        result
+    }
+
+    /// The mounts entry of a container; `None` when it has none. Ids are validated as Docker does.
+    pub fn mounts_entry(&self, container_id: &str) -> Result<Option<MountsEntry>> {
+        let dir = self.mounts_dir(container_id)?;
+        let Some(mount_id) = fsutil::read_optional(&dir.join("mount-id"))? else {
+            return Ok(None);
+        };
+        let mount_id = mount_id.trim().to_string();
+        if !is_layer_dir_id(&mount_id) {
+            return Err(Error::InvalidId {
+                what: "mount-id",
+                value: mount_id,
+            });
+        }
+        let init_id =
+            fsutil::read_optional(&dir.join("init-id"))?.map(|text| text.trim().to_string());
+        if let Some(init_id) = &init_id {
+            if !is_layer_dir_id(init_id) {
+                return Err(Error::InvalidId {
+                    what: "init-id",
+                    value: init_id.clone(),
+                });
+            }
+        }
+        let parent =
+            fsutil::read_optional(&dir.join("parent"))?.map(|text| text.trim().to_string());
+        if let Some(parent) = &parent {
+            if !is_digest(parent) {
+                return Err(Error::InvalidId {
+                    what: "mounts parent",
+                    value: parent.clone(),
+                });
+            }
+        }
+        Ok(Some(MountsEntry {
+            container_id: container_id.to_string(),
+            mount_id,
+            init_id,
+            parent,
+        }))
+    }
+
+    pub fn remove_mounts_entry(&self, container_id: &str) -> Result<()> {
+        fsutil::remove_tree(&self.mounts_dir(container_id)?)
+    }
+
+    /// Writes config.v2.json (with NetworkSettings) and hostconfig.json atomically.
+    pub fn write_container(&self, record: &ContainerRecord) -> Result<()> {
+        let dir = self.container_dir(&record.id)?;
+        fsutil::create_dir_mode(&dir, 0o710)?;
+        let mut config = crate::go_json(&config_v2(record))?;
+        config.push(b'\n');
+        fsutil::write_atomic(&dir.join("config.v2.json"), &config, 0o600)?;
+        let mut host_config = DEFAULT_HOST_CONFIG.trim_end().as_bytes().to_vec();
+        host_config.push(b'\n');
+        fsutil::write_atomic(&dir.join("hostconfig.json"), &host_config, 0o644)
+    }
+
+    /// Every container record, dockerd-written ones included; unreadable ones are logged and skipped.
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
+        let dir = self.root.join("containers");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => {
+                return Err(Error::Io {
+                    op: "listing",
+                    path: dir,
+                    source: err,
+                })
+            }
+        };
+        let mut records = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_error("listing", &dir))?;
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if !is_hex64(&id) {
+                continue;
+            }
+            let path = entry.path().join("config.v2.json");
+            match read_record(&path, &id) {
+                Ok(record) => records.push(record),
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), error = %err, "skipping an unreadable container")
+                }
+            }
+        }
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(records)
+    }
+
+    pub fn remove_container(&self, container_id: &str) -> Result<()> {
+        fsutil::remove_tree(&self.container_dir(container_id)?)
+    }
+}
+
+fn check_container_id(container_id: &str) -> Result<()> {
+    if is_hex64(container_id) {
+        Ok(())
+    } else {
+        Err(Error::InvalidId {
+            what: "container id",
+            value: container_id.to_string(),
+        })
+    }
+}
+
+fn read_record(path: &std::path::Path, id: &str) -> Result<ContainerRecord> {
+    let bytes = fs::read(path).map_err(io_error("reading", path))?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = |key: &str| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    if text("ID") != id {
+        return Err(Error::InvalidId {
+            what: "container ID (must equal its directory name)",
+            value: text("ID"),
+        });
+    }
+    let args = value
+        .get("Args")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(ContainerRecord {
+        id: id.to_string(),
+        name: text("Name").trim_start_matches('/').to_string(),
+        image_id: text("Image"),
+        created: text("Created"),
+        path: text("Path"),
+        args,
+        config: value.get("Config").cloned().unwrap_or(Value::Null),
+        running: value
+            .pointer("/State/Running")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    })
+}
+
+/// config.v2.json with Docker 20.10's top-level keys in struct order (spec §8).
+fn config_v2(record: &ContainerRecord) -> Value {
+    json!({
+        "StreamConfig": {},
+        "State": {
+            "Running": record.running, "Paused": false, "Restarting": false, "OOMKilled": false,
+            "RemovalInProgress": false, "Dead": false, "Pid": 0, "ExitCode": 0, "Error": "",
+            "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME, "Health": null
+        },
+        "ID": record.id,
+        "Created": record.created,
+        "Managed": false,
+        "Path": record.path,
+        "Args": record.args,
+        "Config": record.config,
+        "Image": record.image_id,
+        "NetworkSettings": {
+            "Bridge": "", "SandboxID": "", "HairpinMode": false, "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0, "Networks": {}, "Service": null, "Ports": null, "SandboxKey": "",
+            "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null, "IsAnonymousEndpoint": false,
+            "HasSwarmEndpoint": false
+        },
+        "LogPath": "",
+        "Name": format!("/{}", record.name),
+        "Driver": "overlay2",
+        "OS": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "RestartCount": 0,
+        "HasBeenStartedBefore": false,
+        "HasBeenManuallyStopped": false,
+        "MountPoints": {},
+        "SecretReferences": null,
+        "ConfigReferences": null,
+        "AppArmorProfile": "",
+        "HostnamePath": "",
+        "HostsPath": "",
+        "ShmPath": "",
+        "ResolvConfPath": "",
+        "SeccompProfile": "",
+        "NoNewPrivileges": false,
+        "LocalLogCacheMeta": {"HaveNotifyEnabled": false}
+    })
+}
+
+/// hostconfig.json exactly as dockerd 20.10 wrote it for `docker create` with no options.
+const DEFAULT_HOST_CONFIG: &str = include_str!("default-hostconfig.json");

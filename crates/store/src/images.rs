@@ -1,0 +1,136 @@
+//! imagedb (spec §6.1, §6.2): image configs stored under their sha256, and their metadata.
+
+use std::fs;
+use std::path::PathBuf;
+
+use crate::fsutil::{self, io_error};
+use crate::ids::{self, is_hex64};
+use crate::{DataRoot, Error, ImageConfig, Result};
+
+impl DataRoot {
+    fn content_path(&self, image_id: &str) -> Result<PathBuf> {
+        let hex = ids::digest_hex("image id", image_id)?;
+        Ok(self.image_dir().join("imagedb/content/sha256").join(hex))
+    }
+
+    fn metadata_dir(&self, image_id: &str) -> Result<PathBuf> {
+        let hex = ids::digest_hex("image id", image_id)?;
+        Ok(self.image_dir().join("imagedb/metadata/sha256").join(hex))
+    }
+
+    /// Stores config bytes verbatim (0600, atomic); returns `sha256:<hex>`.
+    pub fn put_image(&self, config: &[u8]) -> Result<String> {
+        let image_id = ids::sha256_digest(config);
+        let path = self.content_path(&image_id)?;
+        if fs::read(&path).is_ok_and(|existing| existing == config) {
+            return Ok(image_id);
+        }
+        fsutil::write_atomic(&path, config, 0o600)?;
+        Ok(image_id)
+    }
+
+    /// Reads and re-verifies the config bytes, as dockerd does on every read.
+    pub fn image_config_bytes(&self, image_id: &str) -> Result<Vec<u8>> {
+        let path = self.content_path(image_id)?;
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoSuchImage {
+                    image_id: image_id.to_string(),
+                })
+            }
+            Err(err) => {
+                return Err(Error::Io {
+                    op: "reading image config",
+                    path,
+                    source: err,
+                })
+            }
+        };
+        let actual = ids::sha256_digest(&bytes);
+        if actual.strip_prefix("sha256:") != Some(ids::digest_hex("image id", image_id)?) {
+            return Err(Error::ImageVerify {
+                image_id: image_id.to_string(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    pub fn image_config(&self, image_id: &str) -> Result<ImageConfig> {
+        let bytes = self.image_config_bytes(image_id)?;
+        serde_json::from_slice(&bytes).map_err(|source| Error::InvalidImage {
+            image_id: image_id.to_string(),
+            source,
+        })
+    }
+
+    /// All image ids (`sha256:<hex>`), sorted; names that are not 64 hex (temp files) are ignored.
+    pub fn images(&self) -> Result<Vec<String>> {
+        let dir = self.image_dir().join("imagedb/content/sha256");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => {
+                return Err(Error::Io {
+                    op: "listing",
+                    path: dir,
+                    source: err,
+                })
+            }
+        };
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_error("listing", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_hex64(&name) {
+                ids.push(format!("sha256:{name}"));
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    pub fn set_image_parent(&self, image_id: &str, parent_id: &str) -> Result<()> {
+        self.write_metadata(image_id, "parent", parent_id)
+    }
+
+    /// Records the tagging time, as Docker does when a tag is set through its image service.
+    pub fn set_last_updated(&self, image_id: &str) -> Result<()> {
+        self.write_metadata(image_id, "lastUpdated", &ids::now_rfc3339_nano())
+    }
+
+    /// The `metadata/parent` image id, if any.
+    pub fn image_parent(&self, image_id: &str) -> Result<Option<String>> {
+        let path = self.metadata_dir(image_id)?.join("parent");
+        Ok(fsutil::read_optional(&path)?
+            .map(|text| text.trim().to_string())
+            .filter(|text| !text.is_empty()))
+    }
+
+    fn write_metadata(&self, image_id: &str, key: &str, value: &str) -> Result<()> {
+        // Docker requires the content to exist (and verify) before writing metadata.
+        self.image_config_bytes(image_id)?;
+        let dir = self.metadata_dir(image_id)?;
+        fsutil::create_dir_mode(&dir, 0o700)?;
+        fsutil::write_atomic(&dir.join(key), value.as_bytes(), 0o600)
+    }
+
+    /// Removes the config, its metadata dir and the `parent` files of children that point at it.
+    pub fn delete_image(&self, image_id: &str) -> Result<()> {
+        let content = self.content_path(image_id)?;
+        let metadata = self.metadata_dir(image_id)?;
+        let full_id = format!("sha256:{}", ids::digest_hex("image id", image_id)?);
+        let metadata_root = self.image_dir().join("imagedb/metadata/sha256");
+        if let Ok(entries) = fs::read_dir(&metadata_root) {
+            for entry in entries.flatten() {
+                let parent_file = entry.path().join("parent");
+                if fsutil::read_optional(&parent_file)?.is_some_and(|text| text.trim() == full_id) {
+                    fsutil::remove_file(&parent_file)?;
+                }
+            }
+        }
+        fsutil::remove_file(&content)?;
+        fsutil::remove_tree(&metadata)
+    }
+}

@@ -1,0 +1,321 @@
+//! layerdb: reading, registering and removing read-only layers (spec §1.2–§1.5).
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::fsutil::{self, io_error};
+use crate::ids::{self, is_digest, is_hex64};
+use crate::overlay::check_layer_dir_id;
+use crate::{AppliedLayer, ApplyError, DataRoot, Error, Layer, Result};
+
+impl DataRoot {
+    fn layerdb(&self) -> PathBuf {
+        self.image_dir().join("layerdb")
+    }
+
+    fn layer_dir(&self, chain_id: &str) -> Result<PathBuf> {
+        Ok(self
+            .layerdb()
+            .join("sha256")
+            .join(ids::digest_hex("chain id", chain_id)?))
+    }
+
+    /// The layer with this ChainID, or `None` when it is missing or its metadata is broken (which
+    /// makes Docker skip it too; the reason is logged at debug level).
+    pub fn layer(&self, chain_id: &str) -> Result<Option<Layer>> {
+        let dir = self.layer_dir(chain_id)?;
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        match read_layer(&dir, chain_id) {
+            Ok(layer) => Ok(Some(layer)),
+            Err(reason) => {
+                tracing::debug!(%chain_id, %reason, "skipping a layer with broken metadata");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Every layer Docker would load: valid entries whose parents load too.
+    pub fn layers(&self) -> Result<Vec<Layer>> {
+        let sha_dir = self.layerdb().join("sha256");
+        let mut candidates = std::collections::BTreeMap::new();
+        let entries = match fs::read_dir(&sha_dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => {
+                return Err(Error::Io {
+                    op: "listing",
+                    path: sha_dir,
+                    source: err,
+                })
+            }
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_error("listing", &sha_dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !is_hex64(&name) || !entry.path().is_dir() {
+                continue;
+            }
+            let chain_id = format!("sha256:{name}");
+            match read_layer(&entry.path(), &chain_id) {
+                Ok(layer) => {
+                    candidates.insert(chain_id, layer);
+                }
+                Err(reason) => {
+                    tracing::debug!(%chain_id, %reason, "skipping a layer with broken metadata")
+                }
+            }
+        }
+        let mut layers = Vec::with_capacity(candidates.len());
+        for layer in candidates.values() {
+            let mut cursor = layer.parent.as_deref();
+            let mut complete = true;
+            while let Some(parent) = cursor {
+                match candidates.get(parent) {
+                    Some(found) => cursor = found.parent.as_deref(),
+                    None => {
+                        complete = false;
+                        break;
+                    }
+                }
+            }
+            if complete {
+                layers.push(layer.clone());
+            }
+        }
+        Ok(layers)
+    }
+
+    /// The chain from `top` down to the bottom layer, top first.
+    pub fn layer_chain(&self, top_chain_id: &str) -> Result<Vec<Layer>> {
+        let mut chain = Vec::new();
+        let mut cursor = Some(top_chain_id.to_string());
+        while let Some(chain_id) = cursor {
+            let layer = self
+                .layer(&chain_id)?
+                .ok_or(Error::MissingLayer { chain_id })?;
+            cursor = layer.parent.clone();
+            chain.push(layer);
+        }
+        Ok(chain)
+    }
+
+    /// Registers a layer on top of `parent` following spec §1.3: creates the overlay2 dir, a
+    /// `layerdb/tmp/write-set-*` staging dir, calls `apply(diff_dir, tar_split_gz_file)`, writes the
+    /// metadata files, then renames the write-set to `layerdb/sha256/<chain>` as the commit point.
+    /// Any error removes everything created. An already registered ChainID is returned as is.
+    pub fn register_layer(
+        &self,
+        parent: Option<&Layer>,
+        apply: &mut dyn FnMut(&Path, &mut dyn Write) -> Result<AppliedLayer, ApplyError>,
+    ) -> Result<Layer> {
+        let cache_id = ids::random_id()?;
+        let mut guard = RegisterGuard {
+            root: self,
+            overlay_id: None,
+            write_set: None,
+            committed: None,
+        };
+        if let Some(parent) = parent {
+            let committed = self.overlay_dir(&parent.cache_id).join("committed");
+            if !committed.exists() {
+                guard.committed = Some(committed);
+            }
+        }
+        self.create_overlay_dir(&cache_id, parent.map(|p| p.cache_id.as_str()))?;
+        guard.overlay_id = Some(cache_id.clone());
+
+        let write_set = self
+            .layerdb()
+            .join("tmp")
+            .join(format!("write-set-{}", random_digits()?));
+        fsutil::create_dir_all_mode(&write_set, 0o700)?;
+        guard.write_set = Some(write_set.clone());
+
+        let tar_split_path = write_set.join("tar-split.json.gz");
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tar_split_path)
+            .map_err(io_error("creating", &tar_split_path))?;
+        fs::set_permissions(
+            &tar_split_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .map_err(io_error("chmod", &tar_split_path))?;
+        let mut writer = BufWriter::with_capacity(64 * 1024, file);
+        let diff_dir = self.overlay_dir(&cache_id).join("diff");
+        let parent_name =
+            parent.map_or_else(|| "an empty chain".to_string(), |p| p.chain_id.clone());
+        let applied = apply(&diff_dir, &mut writer).map_err(|source| Error::Apply {
+            parent: parent_name.clone(),
+            source,
+        })?;
+        let file = writer.into_inner().map_err(|err| Error::Io {
+            op: "writing",
+            path: tar_split_path.clone(),
+            source: err.into_error(),
+        })?;
+        file.sync_all()
+            .map_err(io_error("syncing", &tar_split_path))?;
+        if !is_digest(&applied.diff_id) {
+            return Err(Error::InvalidId {
+                what: "diff id",
+                value: applied.diff_id,
+            });
+        }
+
+        let parent_chain = parent.map(|p| p.chain_id.as_str());
+        let chain_id = ids::chain_id(parent_chain, &applied.diff_id);
+        fsutil::write_new(
+            &write_set.join("diff"),
+            applied.diff_id.as_bytes(),
+            0o644,
+            true,
+        )?;
+        fsutil::write_new(
+            &write_set.join("size"),
+            applied.size.to_string().as_bytes(),
+            0o644,
+            true,
+        )?;
+        fsutil::write_new(
+            &write_set.join("cache-id"),
+            cache_id.as_bytes(),
+            0o644,
+            true,
+        )?;
+        if let Some(parent_chain) = parent_chain {
+            fsutil::write_new(
+                &write_set.join("parent"),
+                parent_chain.as_bytes(),
+                0o644,
+                true,
+            )?;
+        }
+        if let Some(existing) = self.layer(&chain_id)? {
+            tracing::debug!(%chain_id, "layer already registered; dropping the new copy");
+            return Ok(existing);
+        }
+        // The layer's files reach the disk before the layer becomes visible.
+        let diff = File::open(&diff_dir).map_err(io_error("opening", &diff_dir))?;
+        rustix::fs::syncfs(&diff).map_err(|errno| Error::Io {
+            op: "syncing",
+            path: diff_dir.clone(),
+            source: errno.into(),
+        })?;
+        sync_all_dir(&write_set)?;
+        let final_dir = self.layer_dir(&chain_id)?;
+        fs::rename(&write_set, &final_dir).map_err(io_error("committing layer", &final_dir))?;
+        guard.write_set = None;
+        fsutil::sync_dir(&self.layerdb().join("sha256"))?;
+        guard.overlay_id = None;
+        guard.committed = None;
+        tracing::debug!(%chain_id, %cache_id, size = applied.size, "layer registered");
+        Ok(Layer {
+            chain_id,
+            diff_id: applied.diff_id,
+            parent: parent_chain.map(str::to_string),
+            cache_id,
+            size: applied.size,
+        })
+    }
+
+    /// Removes a layer (spec §1.4) when nothing references it; the caller checks references.
+    /// The layerdb entry goes first (renamed to a `-removing` marker), so a crash leaves at worst
+    /// an orphan overlay2 dir that no image can use.
+    pub fn remove_layer(&self, chain_id: &str) -> Result<()> {
+        let dir = self.layer_dir(chain_id)?;
+        let Some(layer) = self.layer(chain_id)? else {
+            return Err(Error::MissingLayer {
+                chain_id: chain_id.to_string(),
+            });
+        };
+        let marker = dir.with_file_name(format!(
+            "{}-{}-removing",
+            ids::digest_hex("chain id", chain_id)?,
+            ids::random_hex(32)?
+        ));
+        fs::rename(&dir, &marker).map_err(io_error("renaming for removal", &dir))?;
+        self.remove_overlay_dir(&layer.cache_id)?;
+        fsutil::remove_tree(&marker)
+    }
+}
+
+/// Parses one layerdb entry the way Docker's loader does (spec §1.5).
+fn read_layer(dir: &Path, chain_id: &str) -> std::result::Result<Layer, String> {
+    let read = |name: &str| -> std::result::Result<Option<String>, String> {
+        fsutil::read_optional(&dir.join(name)).map_err(|err| err.to_string())
+    };
+    let diff_id = read("diff")?.ok_or("no diff file")?.trim().to_string();
+    if !is_digest(&diff_id) {
+        return Err(format!("invalid diff {diff_id:?}"));
+    }
+    // Docker parses `size` without trimming: "2\n" makes the layer fail to load.
+    let size_text = read("size")?.ok_or("no size file")?;
+    let size: i64 = size_text
+        .parse()
+        .map_err(|_| format!("invalid size {size_text:?}"))?;
+    let cache_id = read("cache-id")?
+        .ok_or("no cache-id file")?
+        .trim()
+        .to_string();
+    if check_layer_dir_id(&cache_id).is_err() {
+        return Err(format!("invalid cache-id {cache_id:?}"));
+    }
+    let parent = match read("parent")? {
+        Some(text) => {
+            let parent = text.trim().to_string();
+            if !is_digest(&parent) {
+                return Err(format!("invalid parent {parent:?}"));
+            }
+            Some(parent)
+        }
+        None => None,
+    };
+    Ok(Layer {
+        chain_id: chain_id.to_string(),
+        diff_id,
+        parent,
+        cache_id,
+        size,
+    })
+}
+
+/// A decimal suffix for write-set dirs, as Docker's `ioutil.TempDir` pattern gives.
+fn random_digits() -> Result<String> {
+    let hex = ids::random_hex(8)?;
+    Ok(u64::from_str_radix(&hex, 16).unwrap_or(0).to_string())
+}
+
+fn sync_all_dir(dir: &Path) -> Result<()> {
+    fsutil::sync_dir(dir)
+}
+
+/// Undoes a registration that did not reach its commit point.
+struct RegisterGuard<'a> {
+    root: &'a DataRoot,
+    overlay_id: Option<String>,
+    write_set: Option<PathBuf>,
+    committed: Option<PathBuf>,
+}
+
+impl Drop for RegisterGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(write_set) = self.write_set.take() {
+            if let Err(err) = fsutil::remove_tree(&write_set) {
+                tracing::error!(error = %err, "removing a layerdb write-set");
+            }
+        }
+        if let Some(id) = self.overlay_id.take() {
+            if let Err(err) = self.root.remove_overlay_dir(&id) {
+                tracing::error!(error = %err, "removing the layer dir of a failed registration");
+            }
+        }
+        if let Some(committed) = self.committed.take() {
+            let _ = fsutil::remove_file(&committed);
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! repositories.json (spec §6.3) and Docker's reference grammar for `name[:tag]`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::fsutil;
+use crate::{DataRoot, Error, Result};
+
+/// A normalized image reference: familiar repository name and tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// Familiar repository (`busybox`, `localhost:5000/x/y`): `docker.io/library/` stripped.
+    pub repo: String,
+    pub tag: String,
+}
+
+/// Docker's limit on the length of a repository name (distribution/reference NameTotalLengthMax).
+const NAME_TOTAL_LENGTH_MAX: usize = 255;
+
+impl Reference {
+    /// Parses `name[:tag]` (default tag `latest`), validating it like Docker's reference grammar.
+    pub fn parse(text: &str) -> Result<Reference> {
+        let invalid = |reason| Error::InvalidReference {
+            reference: text.to_string(),
+            reason,
+        };
+        if text.is_empty() {
+            return Err(invalid("empty name"));
+        }
+        if text.contains('@') {
+            return Err(invalid(
+                "digest references are not supported; use name:tag or an image id",
+            ));
+        }
+        let last_slash = text.rfind('/').map_or(0, |idx| idx + 1);
+        let (name, tag) = match text[last_slash..].rfind(':') {
+            Some(idx) => (&text[..last_slash + idx], &text[last_slash + idx + 1..]),
+            None => (text, "latest"),
+        };
+        if !valid_tag(tag) {
+            return Err(invalid("invalid tag"));
+        }
+        if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(invalid("repository name must be lowercase"));
+        }
+        let mut components: Vec<&str> = name.split('/').collect();
+        let domain = if components.len() > 1 && is_domain_like(components[0]) {
+            Some(components.remove(0))
+        } else {
+            None
+        };
+        if let Some(domain) = domain {
+            if !valid_domain(domain) {
+                return Err(invalid("invalid registry host"));
+            }
+        }
+        if components
+            .iter()
+            .any(|component| !valid_path_component(component))
+        {
+            return Err(invalid("invalid repository name"));
+        }
+        if name.len() > NAME_TOTAL_LENGTH_MAX {
+            return Err(invalid("repository name too long"));
+        }
+        let path = components.join("/");
+        let repo = match domain {
+            None | Some("docker.io") | Some("index.docker.io") => {
+                match path.strip_prefix("library/") {
+                    Some(rest) if !rest.contains('/') => rest.to_string(),
+                    _ => path,
+                }
+            }
+            Some(domain) => format!("{domain}/{path}"),
+        };
+        Ok(Reference {
+            repo,
+            tag: tag.to_string(),
+        })
+    }
+
+    /// `repo:tag`, the key used in repositories.json.
+    pub fn familiar(&self) -> String {
+        format!("{}:{}", self.repo, self.tag)
+    }
+}
+
+/// A first component is a registry host if it has a `.` or `:` or is `localhost`.
+fn is_domain_like(component: &str) -> bool {
+    component.contains('.') || component.contains(':') || component == "localhost"
+}
+
+fn valid_domain(domain: &str) -> bool {
+    let (host, port) = match domain.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (domain, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    host_ok && port.is_none_or(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`.
+fn valid_path_component(component: &str) -> bool {
+    let bytes = component.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut idx = 0;
+    while idx < bytes.len() {
+        if alnum(bytes[idx]) {
+            idx += 1;
+            continue;
+        }
+        let start = idx;
+        while idx < bytes.len() && !alnum(bytes[idx]) {
+            idx += 1;
+        }
+        let separator = &component[start..idx];
+        let ok = matches!(separator, "." | "_" | "__") || separator.bytes().all(|b| b == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// `[\w][\w.-]{0,127}`.
+fn valid_tag(tag: &str) -> bool {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let bytes = tag.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 128
+        && word(bytes[0])
+        && bytes[1..]
+            .iter()
+            .all(|&b| word(b) || b == b'.' || b == b'-')
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Repositories {
+    #[serde(rename = "Repositories", default)]
+    repositories: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl DataRoot {
+    pub(crate) fn repositories_path(&self) -> PathBuf {
+        self.image_dir().join("repositories.json")
+    }
+
+    fn load_repositories(&self) -> Result<Repositories> {
+        let path = self.repositories_path();
+        match fsutil::read_optional(&path)? {
+            None => Ok(Repositories::default()),
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|source| Error::Json { path, source })
+            }
+        }
+    }
+
+    fn save_repositories(&self, repositories: &Repositories) -> Result<()> {
+        let bytes = crate::go_json(repositories)?;
+        fsutil::write_atomic(&self.repositories_path(), &bytes, 0o600)
+    }
+
+    /// (familiar ref `repo:tag`, image id) pairs, sorted by ref.
+    pub fn references(&self) -> Result<Vec<(String, String)>> {
+        let repositories = self.load_repositories()?;
+        Ok(repositories.repositories.into_values().flatten().collect())
+    }
+
+    pub fn add_reference(&self, reference: &Reference, image_id: &str) -> Result<()> {
+        let mut repositories = self.load_repositories()?;
+        repositories
+            .repositories
+            .entry(reference.repo.clone())
+            .or_default()
+            .insert(reference.familiar(), image_id.to_string());
+        self.save_repositories(&repositories)
+    }
+
+    pub fn remove_reference(&self, reference: &Reference) -> Result<()> {
+        let mut repositories = self.load_repositories()?;
+        if let Some(refs) = repositories.repositories.get_mut(&reference.repo) {
+            refs.remove(&reference.familiar());
+            if refs.is_empty() {
+                repositories.repositories.remove(&reference.repo);
+            }
+        }
+        self.save_repositories(&repositories)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker_references() {
+        let cases = [
+            ("busybox", "busybox", "latest"),
+            ("busybox:1.36", "busybox", "1.36"),
+            ("docker.io/library/busybox:1", "busybox", "1"),
+            ("library/busybox", "busybox", "latest"),
+            ("docker.io/myorg/app:v2", "myorg/app", "v2"),
+            (
+                "localhost:5000/spec-ns/x:1",
+                "localhost:5000/spec-ns/x",
+                "1",
+            ),
+            (
+                "quay.io/a/b__c.d-e:T_1.0-x",
+                "quay.io/a/b__c.d-e",
+                "T_1.0-x",
+            ),
+        ];
+        for (text, repo, tag) in cases {
+            let reference = Reference::parse(text).unwrap_or_else(|err| panic!("{text}: {err}"));
+            assert_eq!(
+                (reference.repo.as_str(), reference.tag.as_str()),
+                (repo, tag),
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            "Busybox",
+            "a//b",
+            "a:",
+            "-a",
+            "a-",
+            "a..b",
+            "a@sha256:00",
+            "a:-x",
+            "ab:c/d e",
+        ] {
+            assert!(Reference::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! The data root as files on disk: modes, newline rules and the register protocol, checked against
+//! the spec's tables and Docker-written fixtures (tests/data).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use store::{AppliedLayer, ContainerRecord, DataRoot, MountsEntry, Reference};
+
+fn mode(path: &Path) -> u32 {
+    fs::symlink_metadata(path)
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+fn digest(fill: char) -> String {
+    format!("sha256:{}", fill.to_string().repeat(64))
+}
+
+fn register(root: &DataRoot, parent: Option<&store::Layer>, diff_id: &str) -> store::Layer {
+    let diff_id = diff_id.to_string();
+    root.register_layer(parent, &mut |diff_dir, tar_split| {
+        fs::write(diff_dir.join("file"), b"12345")?;
+        tar_split.write_all(b"not really gzip")?;
+        Ok(AppliedLayer {
+            diff_id: diff_id.clone(),
+            size: 5,
+        })
+    })
+    .expect("register")
+}
+
+#[test]
+fn layout_has_spec_modes() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let root_path = temp.path().join("root");
+    let root = DataRoot::open_or_create(&root_path).expect("create");
+    // Spec §0 directory map.
+    let expected = [
+        ("", 0o710),
+        ("overlay2", 0o710),
+        ("overlay2/l", 0o700),
+        ("image", 0o700),
+        ("image/overlay2", 0o700),
+        ("image/overlay2/imagedb/content/sha256", 0o700),
+        ("image/overlay2/imagedb/metadata/sha256", 0o700),
+        ("image/overlay2/layerdb", 0o700),
+        ("image/overlay2/layerdb/sha256", 0o755),
+        ("image/overlay2/layerdb/mounts", 0o755),
+        ("image/overlay2/layerdb/tmp", 0o755),
+        ("image/overlay2/repositories.json", 0o600),
+        ("containers", 0o710),
+        ("tmp", 0o700),
+    ];
+    for (path, want) in expected {
+        assert_eq!(mode(&root_path.join(path)), want, "mode of {path:?}");
+    }
+    assert_eq!(
+        read(&root_path.join("image/overlay2/repositories.json")),
+        r#"{"Repositories":{}}"#
+    );
+    assert!(DataRoot::open(root.root()).is_ok());
+    assert!(DataRoot::open(temp.path()).is_err());
+}
+
+#[test]
+fn register_writes_docker_layer_files() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let root_path = temp.path().join("root");
+    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let bottom = register(&root, None, &digest('a'));
+    let top = register(&root, Some(&bottom), &digest('b'));
+    assert_eq!(bottom.chain_id, digest('a'));
+    assert_eq!(
+        top.chain_id,
+        store::chain_id(Some(&digest('a')), &digest('b'))
+    );
+    assert_eq!(top.parent.as_deref(), Some(digest('a').as_str()));
+
+    let entry = root_path
+        .join("image/overlay2/layerdb/sha256")
+        .join(&top.chain_id[7..]);
+    assert_eq!(
+        mode(&entry),
+        0o700,
+        "the write-set keeps its 0700 mode (spec §1.3)"
+    );
+    assert_eq!(read(&entry.join("diff")), digest('b'));
+    assert_eq!(read(&entry.join("size")), "5");
+    assert_eq!(read(&entry.join("cache-id")), top.cache_id);
+    assert_eq!(read(&entry.join("parent")), digest('a'));
+    for name in ["diff", "size", "cache-id", "parent", "tar-split.json.gz"] {
+        assert_eq!(mode(&entry.join(name)), 0o644, "{name}");
+    }
+    let bottom_entry = root_path
+        .join("image/overlay2/layerdb/sha256")
+        .join(&bottom.chain_id[7..]);
+    assert!(!bottom_entry.join("parent").exists());
+
+    // overlay2 dirs, spec §2.1.
+    let home = root_path.join("overlay2");
+    let bottom_dir = home.join(&bottom.cache_id);
+    let top_dir = home.join(&top.cache_id);
+    assert_eq!(mode(&bottom_dir), 0o710);
+    assert_eq!(mode(&bottom_dir.join("diff")), 0o755);
+    assert!(!bottom_dir.join("work").exists() && !bottom_dir.join("lower").exists());
+    assert_eq!(mode(&top_dir.join("work")), 0o700);
+    assert_eq!(mode(&bottom_dir.join("committed")), 0o600);
+    assert_eq!(
+        fs::metadata(bottom_dir.join("committed"))
+            .expect("committed")
+            .len(),
+        0
+    );
+    let bottom_link = read(&bottom_dir.join("link"));
+    let top_link = read(&top_dir.join("link"));
+    assert_eq!(bottom_link.len(), 26);
+    assert_eq!(mode(&bottom_dir.join("link")), 0o644);
+    assert_eq!(read(&top_dir.join("lower")), format!("l/{bottom_link}"));
+    assert_eq!(
+        fs::read_link(home.join("l").join(&top_link)).expect("link"),
+        Path::new(&format!("../{}/diff", top.cache_id))
+    );
+    assert_eq!(read(&home.join("l").join(&top_link).join("file")), "12345");
+
+    // A third layer lists its lowers nearest first.
+    let third = register(&root, Some(&top), &digest('c'));
+    assert_eq!(
+        read(&home.join(&third.cache_id).join("lower")),
+        format!("l/{top_link}:l/{bottom_link}")
+    );
+    let data = root.graph_driver_data(&third.cache_id).expect("metadata");
+    assert_eq!(
+        data["LowerDir"],
+        format!(
+            "{}:{}",
+            top_dir.join("diff").display(),
+            bottom_dir.join("diff").display()
+        )
+        .as_str()
+    );
+
+    // Loading sees all three; a duplicate registration returns the existing layer.
+    let mut chain_ids: Vec<String> = root
+        .layers()
+        .expect("layers")
+        .into_iter()
+        .map(|l| l.chain_id)
+        .collect();
+    chain_ids.sort();
+    assert_eq!(chain_ids.len(), 3);
+    let again = register(&root, Some(&bottom), &digest('b'));
+    assert_eq!(again, top);
+    let n_dirs = fs::read_dir(&home).expect("home").count();
+    assert_eq!(
+        n_dirs, 4,
+        "three layer dirs and l/: the duplicate's dir was removed"
+    );
+    assert_eq!(
+        fs::read_dir(root_path.join("image/overlay2/layerdb/tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
+
+    // Removal (spec §1.4).
+    root.remove_layer(&third.chain_id).expect("remove");
+    assert!(root.layer(&third.chain_id).expect("lookup").is_none());
+    assert!(!home.join(&third.cache_id).exists());
+    assert_eq!(fs::read_dir(home.join("l")).expect("l").count(), 2);
+}
+
+#[test]
+fn failed_apply_leaves_nothing() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let root_path = temp.path().join("root");
+    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let bottom = register(&root, None, &digest('a'));
+    let before: Vec<_> = fs::read_dir(root_path.join("overlay2"))
+        .expect("home")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    let err = root
+        .register_layer(Some(&bottom), &mut |diff_dir, _| {
+            fs::write(diff_dir.join("partial"), b"x")?;
+            Err("truncated layer".into())
+        })
+        .expect_err("apply fails");
+    assert!(format!("{err}").contains(&bottom.chain_id), "{err}");
+    let after: Vec<_> = fs::read_dir(root_path.join("overlay2"))
+        .expect("home")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(before.len(), after.len(), "no overlay2 dir left");
+    assert_eq!(
+        fs::read_dir(root_path.join("overlay2/l"))
+            .expect("l")
+            .count(),
+        1,
+        "no l/ link left"
+    );
+    assert_eq!(
+        fs::read_dir(root_path.join("image/overlay2/layerdb/tmp"))
+            .expect("tmp")
+            .count(),
+        0,
+        "no write-set left"
+    );
+    assert!(
+        !root_path
+            .join("overlay2")
+            .join(&bottom.cache_id)
+            .join("committed")
+            .exists(),
+        "committed undone"
+    );
+    assert_eq!(root.layers().expect("layers").len(), 1);
+}
+
+#[test]
+fn size_with_newline_is_skipped_like_docker() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let root_path = temp.path().join("root");
+    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let bottom = register(&root, None, &digest('a'));
+    let top = register(&root, Some(&bottom), &digest('b'));
+    let entry = root_path
+        .join("image/overlay2/layerdb/sha256")
+        .join(&bottom.chain_id[7..]);
+    fs::write(entry.join("size"), "5\n").expect("write");
+    assert!(
+        root.layer(&bottom.chain_id).expect("lookup").is_none(),
+        "gotcha 1"
+    );
+    assert!(
+        root.layers()
+            .expect("layers")
+            .iter()
+            .all(|l| l.chain_id != top.chain_id),
+        "children are skipped too"
+    );
+}
+
+#[test]
+fn images_and_references() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let root_path = temp.path().join("root");
+    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let config = fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/image-config-commit.json"
+    ))
+    .expect("fixture");
+    let image_id = root.put_image(&config).expect("put");
+    let sha = std::process::Command::new("sha256sum")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/image-config-commit.json"
+        ))
+        .output()
+        .expect("sha256sum");
+    assert_eq!(
+        image_id,
+        format!("sha256:{}", &String::from_utf8_lossy(&sha.stdout)[..64])
+    );
+    let content = root_path
+        .join("image/overlay2/imagedb/content/sha256")
+        .join(&image_id[7..]);
+    assert_eq!(mode(&content), 0o600);
+    assert_eq!(fs::read(&content).expect("content"), config);
+    assert_eq!(root.images().expect("images"), vec![image_id.clone()]);
+    assert!(!root
+        .image_config(&image_id)
+        .expect("parse")
+        .rootfs
+        .diff_ids
+        .is_empty());
+
+    root.add_reference(&Reference::parse("zeta:1").expect("ref"), &image_id)
+        .expect("tag");
+    root.add_reference(&Reference::parse("alpha:2").expect("ref"), &image_id)
+        .expect("tag");
+    root.add_reference(
+        &Reference::parse("docker.io/library/alpha:1").expect("ref"),
+        &image_id,
+    )
+    .expect("tag");
+    let text = read(&root_path.join("image/overlay2/repositories.json"));
+    assert_eq!(
+        text,
+        format!(
+            r#"{{"Repositories":{{"alpha":{{"alpha:1":"{image_id}","alpha:2":"{image_id}"}},"zeta":{{"zeta:1":"{image_id}"}}}}}}"#
+        )
+    );
+    root.remove_reference(&Reference::parse("zeta:1").expect("ref"))
+        .expect("untag");
+    assert!(
+        !read(&root_path.join("image/overlay2/repositories.json")).contains("zeta"),
+        "empty repo removed"
+    );
+
+    root.set_last_updated(&image_id).expect("lastUpdated");
+    let last_updated = read(
+        &root_path
+            .join("image/overlay2/imagedb/metadata/sha256")
+            .join(&image_id[7..])
+            .join("lastUpdated"),
+    );
+    assert!(
+        last_updated.ends_with('Z') && !last_updated.ends_with('\n'),
+        "{last_updated:?}"
+    );
+
+    // Tampered content fails verification, as dockerd's does.
+    fs::write(&content, b"{}").expect("tamper");
+    assert!(root.image_config_bytes(&image_id).is_err());
+    root.delete_image(&image_id).expect("delete");
+    assert!(root.images().expect("images").is_empty());
+}
+
+#[test]
+fn container_files_parse_back_and_match_docker_shape() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let root_path = temp.path().join("root");
+    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let id = store::random_id().expect("id");
+    let mount_id = store::random_id().expect("id");
+    let entry = MountsEntry {
+        container_id: id.clone(),
+        mount_id: mount_id.clone(),
+        init_id: Some(format!("{mount_id}-init")),
+        parent: Some(digest('a')),
+    };
+    root.write_mounts_entry(&entry).expect("mounts");
+    let dir = root_path.join("image/overlay2/layerdb/mounts").join(&id);
+    assert_eq!(mode(&dir), 0o755);
+    assert_eq!(read(&dir.join("mount-id")), mount_id);
+    assert_eq!(read(&dir.join("init-id")), format!("{mount_id}-init"));
+    assert_eq!(mode(&dir.join("parent")), 0o644);
+    assert_eq!(root.mounts_entry(&id).expect("read"), Some(entry));
+
+    let record = ContainerRecord {
+        id: id.clone(),
+        name: "web".into(),
+        image_id: digest('f'),
+        created: store::now_rfc3339_nano(),
+        path: "/bin/sh".into(),
+        args: vec!["-c".into(), "true".into()],
+        config: serde_json::json!({"Cmd": ["/bin/sh", "-c", "true"], "Image": "app:1"}),
+        running: false,
+    };
+    root.write_container(&record).expect("write");
+    let cdir = root_path.join("containers").join(&id);
+    assert_eq!(mode(&cdir), 0o710);
+    assert_eq!(mode(&cdir.join("config.v2.json")), 0o600);
+    assert_eq!(mode(&cdir.join("hostconfig.json")), 0o644);
+    let text = read(&cdir.join("config.v2.json"));
+    assert!(text.ends_with("}\n"));
+    // Top-level key order of the Docker-written fixture.
+    let fixture: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&read(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/container-created.config.v2.json"
+        ))))
+        .expect("fixture");
+    let ours: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).expect("ours");
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        fixture.keys().collect::<Vec<_>>()
+    );
+    assert!(ours["NetworkSettings"]["Networks"].is_object(), "gotcha 13");
+    let back = root.containers().expect("containers");
+    assert_eq!(back.len(), 1);
+    assert_eq!(
+        (back[0].name.as_str(), back[0].path.as_str(), &back[0].args),
+        ("web", "/bin/sh", &record.args)
+    );
+    // A Docker-written record parses too.
+    let docker_id = "0514edde9b14cfebfcd0a4b94ae7034dd34152947464b0fff56aa9636e0099fc";
+    fs::create_dir(root_path.join("containers").join(docker_id)).expect("mkdir");
+    fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/container-created.config.v2.json"
+        ),
+        root_path
+            .join("containers")
+            .join(docker_id)
+            .join("config.v2.json"),
+    )
+    .expect("copy");
+    let all = root.containers().expect("containers");
+    let docker = all
+        .iter()
+        .find(|c| c.id == docker_id)
+        .expect("docker container");
+    assert_eq!(docker.name, "spec-c1");
+    assert_eq!(
+        docker.args,
+        vec!["-c".to_string(), "sleep 1000".to_string()]
+    );
+    let _ = fs::metadata(&cdir).map(|m| m.uid());
+}
