@@ -2,7 +2,6 @@
 //! the spec's tables and Docker-written fixtures (tests/data).
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
