@@ -1,0 +1,845 @@
+//! Reads archives built here by hand (tar::Builder, real sha256 digests) and, when skopeo is
+//! installed, archives converted by skopeo. Expected ids and digests are computed independently
+//! from the bytes the test writes.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use image_archive::{Archive, Error, Format, OpenOptions};
+use sha2::{Digest, Sha256};
+
+const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+fn sha256(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").expect("sha256 digest")
+}
+
+fn file_header(size: usize, mode: u32) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_size(size as u64);
+    header.set_mode(mode);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header
+}
+
+fn append_file(builder: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
+    let mut header = file_header(data.len(), 0o644);
+    builder
+        .append_data(&mut header, path, data)
+        .expect("append file");
+}
+
+fn append_symlink(builder: &mut tar::Builder<Vec<u8>>, path: &str, target: &str) {
+    let mut header = file_header(0, 0o777);
+    header.set_entry_type(tar::EntryType::Symlink);
+    builder
+        .append_link(&mut header, path, target)
+        .expect("append symlink");
+}
+
+/// An uncompressed layer tar holding one file.
+fn layer_tar(file_name: &str, content: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    append_file(&mut builder, file_name, content);
+    builder.into_inner().expect("finish layer tar")
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip finish")
+}
+
+/// A minimal image config naming `diff_ids`.
+fn config_json(diff_ids: &[String]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .expect("config json")
+}
+
+/// The pieces of a two-layer test image.
+struct TestImage {
+    layers: Vec<Vec<u8>>,
+    diff_ids: Vec<String>,
+    config: Vec<u8>,
+    image_id: String,
+}
+
+fn test_image() -> TestImage {
+    let layers = vec![
+        layer_tar("hello.txt", b"hello\n"),
+        layer_tar("world.txt", b"world, from the second layer\n"),
+    ];
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
+    let config = config_json(&diff_ids);
+    let image_id = sha256(&config);
+    TestImage {
+        layers,
+        diff_ids,
+        config,
+        image_id,
+    }
+}
+
+fn image_clone(image: &TestImage) -> TestImage {
+    TestImage {
+        layers: image.layers.clone(),
+        diff_ids: image.diff_ids.clone(),
+        config: image.config.clone(),
+        image_id: image.image_id.clone(),
+    }
+}
+
+/// `docker save` shaped tar: `<v1id>/layer.tar` per layer, `<id>.json`, `manifest.json`.
+/// `layer_members` overrides the names manifest.json lists; `extra` adds members.
+fn docker_archive(
+    image: &TestImage,
+    repo_tags: Option<Vec<&str>>,
+    layer_members: Option<Vec<String>>,
+    extra: impl FnOnce(&mut tar::Builder<Vec<u8>>),
+) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut members = Vec::new();
+    for (idx, layer) in image.layers.iter().enumerate() {
+        let v1id = format!("{idx:064x}");
+        let member = format!("{v1id}/layer.tar");
+        append_file(&mut builder, &format!("{v1id}/VERSION"), b"1.0");
+        append_file(&mut builder, &member, layer);
+        members.push(member);
+    }
+    let config_name = format!("{}.json", hex(&image.image_id));
+    append_file(&mut builder, &config_name, &image.config);
+    extra(&mut builder);
+    let manifest = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": repo_tags,
+        "Layers": layer_members.unwrap_or(members),
+    }]);
+    let mut manifest_bytes = serde_json::to_vec(&manifest).expect("manifest json");
+    manifest_bytes.push(b'\n');
+    append_file(&mut builder, "manifest.json", &manifest_bytes);
+    builder.into_inner().expect("finish archive")
+}
+
+/// Writes `bytes` to `dir/name` and returns the path.
+fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, bytes).expect("write test file");
+    path
+}
+
+fn read_all_layers(archive: &Archive) -> Vec<Vec<u8>> {
+    let image = &archive.images()[0];
+    image
+        .layers
+        .iter()
+        .map(|layer| {
+            let mut reader = archive.open_layer(layer).expect("open layer");
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes).expect("read layer");
+            reader.finish().expect("finish layer");
+            bytes
+        })
+        .collect()
+}
+
+fn open(path: &Path, scratch: &Path) -> Result<Archive, Error> {
+    Archive::open(path, scratch, &OpenOptions::default())
+}
+
+#[test]
+fn docker_archive_plain_yields_id_tags_diff_ids_and_layer_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scratch = tempfile::tempdir().expect("scratch");
+    let image = test_image();
+    let bytes = docker_archive(&image, Some(vec!["example.com/app:v1"]), None, |_| {});
+    let path = write_file(dir.path(), "image.tar", &bytes);
+    let archive = open(&path, scratch.path()).expect("open archive");
+    assert_eq!(archive.format(), Format::DockerArchive);
+    assert_eq!(archive.images().len(), 1);
+    let found = &archive.images()[0];
+    assert_eq!(found.image_id, image.image_id);
+    assert_eq!(found.config, image.config);
+    assert_eq!(found.names, ["example.com/app:v1"]);
+    let diff_ids: Vec<&str> = found.layers.iter().map(|l| l.diff_id.as_str()).collect();
+    assert_eq!(diff_ids, image.diff_ids);
+    assert!(found.layers.iter().all(|l| l.digest.is_none()));
+    assert_eq!(found.layers[1].member, format!("{:064x}/layer.tar", 1));
+    assert_eq!(read_all_layers(&archive), image.layers);
+    assert_eq!(fs::read_dir(scratch.path()).expect("scratch").count(), 0);
+}
+
+#[test]
+fn docker_archive_gzipped_decompresses_into_scratch_and_cleans_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scratch = tempfile::tempdir().expect("scratch");
+    let image = test_image();
+    let bytes = docker_archive(&image, None, None, |_| {});
+    let path = write_file(dir.path(), "image.tar.gz", &gzip(&bytes));
+    let archive = open(&path, scratch.path()).expect("open archive");
+    assert_eq!(archive.format(), Format::DockerArchive);
+    assert_eq!(fs::read_dir(scratch.path()).expect("scratch").count(), 1);
+    let found = &archive.images()[0];
+    assert_eq!(found.image_id, image.image_id);
+    assert!(found.names.is_empty(), "RepoTags null means no names");
+    assert_eq!(read_all_layers(&archive), image.layers);
+    drop(archive);
+    assert_eq!(fs::read_dir(scratch.path()).expect("scratch").count(), 0);
+}
+
+#[test]
+fn docker_archive_with_dot_slash_member_names_is_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let members: Vec<String> = (0..2)
+        .map(|idx| format!("./{idx:064x}/layer.tar"))
+        .collect();
+    let bytes = docker_archive(&image, None, Some(members), |_| {});
+    let path = write_file(dir.path(), "image.tar", &bytes);
+    let archive = open(&path, dir.path()).expect("open archive");
+    assert_eq!(read_all_layers(&archive), image.layers);
+}
+
+#[test]
+fn docker_archive_symlinked_duplicate_layer_is_resolved_inside_the_archive() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The same layer twice, as `docker save` writes it: one real layer.tar, and the later one a
+    // relative symlink to it.
+    let layer = layer_tar("hello.txt", b"hello\n");
+    let diff_ids = vec![sha256(&layer), sha256(&layer)];
+    let config = config_json(&diff_ids);
+    let stored = TestImage {
+        layers: vec![layer.clone()],
+        diff_ids,
+        image_id: sha256(&config),
+        config,
+    };
+    let first = format!("{:064x}/layer.tar", 0);
+    let second = format!("{:064x}/layer.tar", 7);
+    let bytes = docker_archive(
+        &stored,
+        None,
+        Some(vec![first.clone(), second.clone()]),
+        |builder| append_symlink(builder, &second, &format!("../{first}")),
+    );
+    let path = write_file(dir.path(), "image.tar", &bytes);
+    let archive = open(&path, dir.path()).expect("open archive");
+    assert_eq!(archive.images()[0].layers[1].member, second);
+    assert_eq!(read_all_layers(&archive), [layer.clone(), layer]);
+}
+
+#[test]
+fn docker_archive_symlink_leaving_the_archive_is_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let evil = "evil/layer.tar".to_string();
+    let members = vec![format!("{:064x}/layer.tar", 0), evil.clone()];
+    let bytes = docker_archive(&image, None, Some(members.clone()), |builder| {
+        append_symlink(builder, "evil/layer.tar", "../../etc/passwd")
+    });
+    let path = write_file(dir.path(), "image.tar", &bytes);
+    let err = open(&path, dir.path()).expect_err("link out of the archive");
+    assert!(
+        matches!(&err, Error::LinkOutsideArchive { member, target, .. } if *member == evil && target == "../../etc/passwd"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("evil/layer.tar"), "{err}");
+
+    let bytes = docker_archive(&image, None, Some(members), |builder| {
+        append_symlink(builder, "evil/layer.tar", "/etc/passwd")
+    });
+    let path = write_file(dir.path(), "image2.tar", &bytes);
+    let err = open(&path, dir.path()).expect_err("absolute link");
+    assert!(
+        matches!(&err, Error::AbsoluteLink { member, .. } if *member == evil),
+        "{err}"
+    );
+}
+
+#[test]
+fn docker_archive_dotdot_or_absolute_member_in_manifest_is_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    for bad in ["../outside/layer.tar", "/etc/passwd", "a/../../b"] {
+        let members = vec![format!("{:064x}/layer.tar", 0), bad.to_string()];
+        let bytes = docker_archive(&image, None, Some(members), |_| {});
+        let path = write_file(dir.path(), "image.tar", &bytes);
+        let err = open(&path, dir.path()).expect_err("unsafe member");
+        assert!(
+            matches!(&err, Error::UnsafeMemberPath { member, .. } if member == bad),
+            "{err}"
+        );
+        assert!(err.to_string().contains(bad), "{err}");
+    }
+}
+
+#[test]
+fn docker_archive_config_name_must_match_its_content() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let wrong_id = sha256(b"some other config");
+    let mut fake = image_clone(&image);
+    fake.image_id = wrong_id.clone();
+    let bytes = docker_archive(&fake, None, None, |_| {});
+    let path = write_file(dir.path(), "image.tar", &bytes);
+    let err = open(&path, dir.path()).expect_err("config name mismatch");
+    match &err {
+        Error::DigestMismatch {
+            member,
+            expected,
+            actual,
+            ..
+        } => {
+            assert_eq!(*member, format!("{}.json", hex(&wrong_id)));
+            assert_eq!(*expected, wrong_id);
+            assert_eq!(*actual, image.image_id);
+        }
+        other => panic!("unexpected error {other}"),
+    }
+}
+
+#[test]
+fn docker_archive_layer_count_must_match_diff_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let bytes = docker_archive(
+        &image,
+        None,
+        Some(vec![format!("{:064x}/layer.tar", 0)]),
+        |_| {},
+    );
+    let path = write_file(dir.path(), "image.tar", &bytes);
+    let err = open(&path, dir.path()).expect_err("count mismatch");
+    assert!(
+        matches!(
+            &err,
+            Error::LayerCountMismatch {
+                layers: 1,
+                diff_ids: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn docker_archive_missing_layer_member_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let members = vec![
+        format!("{:064x}/layer.tar", 0),
+        "nope/layer.tar".to_string(),
+    ];
+    let bytes = docker_archive(&image, None, Some(members), |_| {});
+    let path = write_file(dir.path(), "image.tar", &bytes);
+    let err = open(&path, dir.path()).expect_err("missing member");
+    assert!(
+        matches!(&err, Error::MissingMember { member, .. } if member == "nope/layer.tar"),
+        "{err}"
+    );
+}
+
+#[test]
+fn docker_archive_invalid_manifest_json_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut builder = tar::Builder::new(Vec::new());
+    append_file(&mut builder, "manifest.json", b"[{\"Config\": ");
+    let bytes = builder.into_inner().expect("tar");
+    let path = write_file(dir.path(), "image.tar", &bytes);
+    let err = open(&path, dir.path()).expect_err("invalid json");
+    assert!(
+        matches!(&err, Error::InvalidJson { member, .. } if member == "manifest.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_archive_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let bytes = docker_archive(&image, None, None, |_| {});
+    // Cut inside the data of the first layer.tar: header blocks for VERSION (512 + 512), then the
+    // layer.tar header (512) and its data.
+    let cut = 512 * 3 + 100;
+    let path = write_file(dir.path(), "image.tar", &bytes[..cut]);
+    let err = open(&path, dir.path()).expect_err("truncated");
+    assert!(
+        matches!(&err, Error::Truncated { member, .. } if *member == format!("{:064x}/layer.tar", 0)),
+        "{err}"
+    );
+    // A cut inside a header block is a tar error.
+    let path = write_file(dir.path(), "image2.tar", &bytes[..512 * 2 + 200]);
+    let err = open(&path, dir.path()).expect_err("truncated header");
+    assert!(matches!(&err, Error::Tar { .. }), "{err}");
+    // A truncated gzip stream fails while decompressing.
+    let gz = gzip(&bytes);
+    let path = write_file(dir.path(), "image.tar.gz", &gz[..gz.len() / 2]);
+    let err = open(&path, dir.path()).expect_err("truncated gzip");
+    assert!(
+        matches!(
+            &err,
+            Error::Io {
+                operation: "decompressing archive",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn docker_25_archive_with_index_json_prefers_manifest_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let bytes = docker_archive(&image, Some(vec!["app:1"]), None, |builder| {
+        append_file(builder, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+        append_file(builder, "index.json", b"not even json");
+    });
+    let path = write_file(dir.path(), "image.tar", &bytes);
+    let archive = open(&path, dir.path()).expect("open archive");
+    assert_eq!(archive.format(), Format::DockerArchive);
+    assert_eq!(archive.images()[0].names, ["app:1"]);
+}
+
+/// An OCI layout under construction: blobs by digest plus index entries.
+struct Layout {
+    blobs: Vec<(String, Vec<u8>)>,
+}
+
+impl Layout {
+    fn new() -> Layout {
+        Layout { blobs: Vec::new() }
+    }
+
+    fn add_blob(&mut self, bytes: Vec<u8>) -> serde_json::Value {
+        let digest = sha256(&bytes);
+        let size = bytes.len();
+        self.blobs.push((digest.clone(), bytes));
+        serde_json::json!({"digest": digest, "size": size})
+    }
+
+    /// Adds gzip'd layers, the config and a manifest; returns the manifest descriptor.
+    fn add_image(&mut self, image: &TestImage) -> serde_json::Value {
+        let mut layers = Vec::new();
+        for layer in &image.layers {
+            let mut descriptor = self.add_blob(gzip(layer));
+            descriptor["mediaType"] = OCI_LAYER_GZIP.into();
+            layers.push(descriptor);
+        }
+        let mut config = self.add_blob(image.config.clone());
+        config["mediaType"] = OCI_CONFIG.into();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config,
+            "layers": layers,
+        });
+        let mut descriptor = self.add_blob(serde_json::to_vec(&manifest).expect("manifest"));
+        descriptor["mediaType"] = OCI_MANIFEST.into();
+        descriptor
+    }
+
+    fn index(manifests: Vec<serde_json::Value>) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": manifests,
+        }))
+        .expect("index")
+    }
+
+    fn write_dir(&self, dir: &Path, index: &[u8]) {
+        fs::create_dir_all(dir.join("blobs/sha256")).expect("mkdir blobs");
+        fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
+        fs::write(dir.join("index.json"), index).expect("write index");
+        for (digest, bytes) in &self.blobs {
+            fs::write(dir.join("blobs/sha256").join(hex(digest)), bytes).expect("write blob");
+        }
+    }
+
+    fn tar(&self, index: &[u8]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        append_file(
+            &mut builder,
+            "oci-layout",
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        );
+        append_file(&mut builder, "index.json", index);
+        for (digest, bytes) in &self.blobs {
+            append_file(
+                &mut builder,
+                &format!("./blobs/sha256/{}", hex(digest)),
+                bytes,
+            );
+        }
+        builder.into_inner().expect("finish tar")
+    }
+}
+
+fn with_annotations(
+    mut descriptor: serde_json::Value,
+    pairs: &[(&str, &str)],
+) -> serde_json::Value {
+    let map: serde_json::Map<String, serde_json::Value> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    descriptor["annotations"] = serde_json::Value::Object(map);
+    descriptor
+}
+
+fn assert_oci_image(archive: &Archive, image: &TestImage) {
+    let found = &archive.images()[0];
+    assert_eq!(found.image_id, image.image_id);
+    assert_eq!(found.config, image.config);
+    let diff_ids: Vec<&str> = found.layers.iter().map(|l| l.diff_id.as_str()).collect();
+    assert_eq!(diff_ids, image.diff_ids);
+    for (layer, tar) in found.layers.iter().zip(&image.layers) {
+        let blob_digest = sha256(&gzip(tar));
+        assert_eq!(layer.digest.as_deref(), Some(blob_digest.as_str()));
+        assert_eq!(layer.member, format!("blobs/sha256/{}", hex(&blob_digest)));
+        assert_eq!(layer.media_type.as_deref(), Some(OCI_LAYER_GZIP));
+    }
+    let compressed: Vec<Vec<u8>> = image.layers.iter().map(|l| gzip(l)).collect();
+    assert_eq!(read_all_layers(archive), compressed);
+}
+
+#[test]
+fn oci_layout_dir_with_full_ref_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let mut layout = Layout::new();
+    let manifest = layout.add_image(&image);
+    let index = Layout::index(vec![with_annotations(
+        manifest,
+        &[(REF_NAME, "example.com/team/app:1.2")],
+    )]);
+    layout.write_dir(dir.path(), &index);
+    let archive = open(dir.path(), dir.path()).expect("open layout");
+    assert_eq!(archive.format(), Format::OciLayout);
+    assert_eq!(archive.images()[0].names, ["example.com/team/app:1.2"]);
+    assert_oci_image(&archive, &image);
+}
+
+#[test]
+fn oci_archive_with_bare_tag_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scratch = tempfile::tempdir().expect("scratch");
+    let image = test_image();
+    let mut layout = Layout::new();
+    let manifest = layout.add_image(&image);
+
+    // A bare tag with io.containerd.image.name takes that annotation's repository.
+    let index = Layout::index(vec![with_annotations(
+        manifest.clone(),
+        &[
+            (REF_NAME, "v2"),
+            (CONTAINERD_NAME, "docker.io/library/app:latest"),
+        ],
+    )]);
+    let path = write_file(dir.path(), "image.oci.tar", &layout.tar(&index));
+    let archive = open(&path, scratch.path()).expect("open oci archive");
+    assert_eq!(archive.format(), Format::OciArchive);
+    assert_eq!(archive.images()[0].names, ["docker.io/library/app:v2"]);
+    assert_oci_image(&archive, &image);
+
+    // A bare tag alone takes OpenOptions::name, or gives no name at all.
+    let index = Layout::index(vec![with_annotations(manifest, &[(REF_NAME, "v3")])]);
+    let path = write_file(dir.path(), "image2.oci.tar", &layout.tar(&index));
+    let options = OpenOptions {
+        name: Some("example.com/app".to_string()),
+    };
+    let archive = Archive::open(&path, scratch.path(), &options).expect("open with name");
+    assert_eq!(archive.images()[0].names, ["example.com/app:v3"]);
+    let archive = open(&path, scratch.path()).expect("open without name");
+    assert!(archive.images()[0].names.is_empty());
+    assert_eq!(fs::read_dir(scratch.path()).expect("scratch").count(), 0);
+}
+
+#[test]
+fn oci_nested_index_picks_linux_amd64_and_merges_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let other = TestImage {
+        layers: vec![layer_tar("arm.txt", b"arm64\n")],
+        ..image_clone(&image)
+    };
+    let other = TestImage {
+        config: config_json(&[sha256(&other.layers[0])]),
+        diff_ids: vec![sha256(&other.layers[0])],
+        ..other
+    };
+    let mut layout = Layout::new();
+    let mut arm = layout.add_image(&other);
+    arm["platform"] = serde_json::json!({"os": "linux", "architecture": "arm64"});
+    let mut amd = layout.add_image(&image);
+    amd["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64"});
+    let nested = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [arm, amd.clone()],
+    });
+    let mut nested_descriptor = layout.add_blob(serde_json::to_vec(&nested).expect("nested"));
+    nested_descriptor["mediaType"] = OCI_INDEX.into();
+    let index = Layout::index(vec![
+        with_annotations(nested_descriptor, &[(REF_NAME, "app:multi")]),
+        with_annotations(amd, &[(REF_NAME, "app:amd64")]),
+    ]);
+    layout.write_dir(dir.path(), &index);
+    let archive = open(dir.path(), dir.path()).expect("open layout");
+    assert_eq!(archive.images().len(), 1);
+    assert_eq!(archive.images()[0].names, ["app:multi", "app:amd64"]);
+    assert_oci_image(&archive, &image);
+}
+
+#[test]
+fn oci_config_digest_mismatch_names_the_config_blob() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let mut layout = Layout::new();
+    let manifest = layout.add_image(&image);
+    let index = Layout::index(vec![manifest]);
+    layout.write_dir(dir.path(), &index);
+    // Replace the config blob's content behind its digest.
+    let config_path = dir.path().join("blobs/sha256").join(hex(&image.image_id));
+    let tampered = config_json(&[image.diff_ids[1].clone(), image.diff_ids[0].clone()]);
+    fs::write(&config_path, &tampered).expect("tamper");
+    let err = open(dir.path(), dir.path()).expect_err("config mismatch");
+    match &err {
+        Error::DigestMismatch {
+            member,
+            expected,
+            actual,
+            ..
+        } => {
+            assert_eq!(*member, format!("blobs/sha256/{}", hex(&image.image_id)));
+            assert_eq!(*expected, image.image_id);
+            assert_eq!(*actual, sha256(&tampered));
+        }
+        other => panic!("unexpected error {other}"),
+    }
+}
+
+#[test]
+fn oci_layer_digest_mismatch_is_detected_at_finish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let mut layout = Layout::new();
+    let manifest = layout.add_image(&image);
+    layout.write_dir(dir.path(), &Layout::index(vec![manifest]));
+    let expected = sha256(&gzip(&image.layers[1]));
+    let tampered = gzip(b"not the layer");
+    fs::write(
+        dir.path().join("blobs/sha256").join(hex(&expected)),
+        &tampered,
+    )
+    .expect("tamper");
+    let archive = open(dir.path(), dir.path()).expect("open layout");
+    let layer = &archive.images()[0].layers[1];
+    let mut reader = archive.open_layer(layer).expect("open layer");
+    let mut first = [0u8; 4];
+    reader.read_exact(&mut first).expect("read some");
+    let err = reader.finish().expect_err("digest mismatch");
+    match &err {
+        Error::DigestMismatch {
+            member,
+            expected: want,
+            actual,
+            ..
+        } => {
+            assert_eq!(*member, format!("blobs/sha256/{}", hex(&expected)));
+            assert_eq!(*want, expected);
+            assert_eq!(*actual, sha256(&tampered));
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    assert!(err.to_string().contains(&expected), "{err}");
+}
+
+#[test]
+fn oci_layout_blob_symlink_is_not_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let mut layout = Layout::new();
+    let manifest = layout.add_image(&image);
+    layout.write_dir(dir.path(), &Layout::index(vec![manifest]));
+    let outside = dir.path().join("outside");
+    let blob = dir
+        .path()
+        .join("blobs/sha256")
+        .join(hex(&sha256(&gzip(&image.layers[0]))));
+    fs::rename(&blob, &outside).expect("move blob");
+    std::os::unix::fs::symlink(&outside, &blob).expect("symlink");
+    let err = open(dir.path(), dir.path()).expect_err("symlinked blob");
+    assert!(matches!(&err, Error::NotAFile { .. }), "{err}");
+}
+
+#[test]
+fn oci_invalid_digest_in_index_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::new();
+    let index = Layout::index(vec![serde_json::json!({
+        "mediaType": OCI_MANIFEST,
+        "digest": "sha256:../../../../etc/passwd",
+        "size": 1,
+    })]);
+    layout.write_dir(dir.path(), &index);
+    let err = open(dir.path(), dir.path()).expect_err("invalid digest");
+    assert!(
+        matches!(&err, Error::InvalidDigest { member, .. } if member == "index.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn oversized_index_json_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::new();
+    layout.write_dir(dir.path(), b"{}");
+    // A sparse file just over the 64 MiB limit costs no disk space.
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("index.json"))
+        .expect("open index");
+    file.set_len((64 << 20) + 1).expect("grow index");
+    let err = open(dir.path(), dir.path()).expect_err("too large");
+    assert!(
+        matches!(&err, Error::TooLarge { member, .. } if member == "index.json"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plain_file_that_is_no_image_archive_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = layer_tar("hello.txt", b"hi");
+    let path = write_file(dir.path(), "rootfs.tar", &bytes);
+    let err = open(&path, dir.path()).expect_err("unknown format");
+    assert!(matches!(&err, Error::UnknownFormat { .. }), "{err}");
+}
+
+/// Runs skopeo, failing the test with its stderr when it fails.
+fn skopeo(args: &[&str]) {
+    let output = std::process::Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("run skopeo");
+    assert!(
+        output.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn skopeo_converted_oci_layout_and_archive_match_docker_archive_needs_skopeo() {
+    let available = std::process::Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "skopeo is required when CI=true"
+        );
+        println!("SKIP: skopeo not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scratch = tempfile::tempdir().expect("scratch");
+    let image = test_image();
+    let bytes = docker_archive(&image, Some(vec!["example.com/app:v1"]), None, |_| {});
+    let docker_path = write_file(dir.path(), "image.tar", &bytes);
+    let layout_dir = dir.path().join("layout");
+    let oci_archive = dir.path().join("image.oci.tar");
+    let source = format!("docker-archive:{}", docker_path.display());
+    skopeo(&[
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+        &source,
+        &format!("oci:{}:example.com/app:v1", layout_dir.display()),
+    ]);
+    skopeo(&[
+        "--insecure-policy",
+        "copy",
+        "--quiet",
+        &source,
+        &format!("oci-archive:{}:example.com/app:v1", oci_archive.display()),
+    ]);
+    for (path, format) in [
+        (layout_dir.as_path(), Format::OciLayout),
+        (oci_archive.as_path(), Format::OciArchive),
+    ] {
+        let archive = open(path, scratch.path()).expect("open skopeo output");
+        assert_eq!(archive.format(), format);
+        assert_eq!(archive.images().len(), 1);
+        let found = &archive.images()[0];
+        assert_eq!(found.image_id, image.image_id, "{}", path.display());
+        assert_eq!(found.names, ["example.com/app:v1"]);
+        let diff_ids: Vec<&str> = found.layers.iter().map(|l| l.diff_id.as_str()).collect();
+        assert_eq!(diff_ids, image.diff_ids);
+        for layer in &found.layers {
+            let mut reader = archive.open_layer(layer).expect("open layer");
+            std::io::copy(&mut reader, &mut std::io::sink()).expect("read layer");
+            reader.finish().expect("layer digest");
+        }
+    }
+}
+
+#[test]
+fn gzipped_oci_archive_with_hard_linked_blob_is_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scratch = tempfile::tempdir().expect("scratch");
+    let image = test_image();
+    let mut layout = Layout::new();
+    let manifest = layout.add_image(&image);
+    let index = Layout::index(vec![with_annotations(manifest, &[(REF_NAME, "app:hl")])]);
+    // Move the first layer blob to another member and leave a hard link in its place.
+    let first_layer = sha256(&gzip(&image.layers[0]));
+    let mut builder = tar::Builder::new(Vec::new());
+    append_file(
+        &mut builder,
+        "oci-layout",
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    );
+    append_file(&mut builder, "index.json", &index);
+    for (digest, bytes) in &layout.blobs {
+        let name = format!("blobs/sha256/{}", hex(digest));
+        if *digest == first_layer {
+            append_file(&mut builder, "stash/blob", bytes);
+            let mut header = file_header(0, 0o644);
+            header.set_entry_type(tar::EntryType::Link);
+            builder
+                .append_link(&mut header, &name, "./stash/blob")
+                .expect("append hard link");
+        } else {
+            append_file(&mut builder, &name, bytes);
+        }
+    }
+    let bytes = builder.into_inner().expect("finish tar");
+    let path = write_file(dir.path(), "image.oci.tar.gz", &gzip(&bytes));
+    let archive = open(&path, scratch.path()).expect("open gzip'd oci archive");
+    assert_eq!(archive.format(), Format::OciArchive);
+    assert_eq!(archive.images()[0].names, ["app:hl"]);
+    assert_oci_image(&archive, &image);
+}
