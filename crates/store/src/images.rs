@@ -91,8 +91,11 @@ impl DataRoot {
         Ok(ids)
     }
 
+    /// Writes `metadata/sha256/<image>/parent` = `sha256:<parent>` (the parent must be stored too).
     pub fn set_image_parent(&self, image_id: &str, parent_id: &str) -> Result<()> {
-        self.write_metadata(image_id, "parent", parent_id)
+        let parent_hex = ids::digest_hex("parent image id", parent_id)?;
+        self.image_config_bytes(parent_id)?;
+        self.write_metadata(image_id, "parent", &format!("sha256:{parent_hex}"))
     }
 
     /// Records the tagging time, as Docker does when a tag is set through its image service.

@@ -2,12 +2,22 @@
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::fsutil::{self, io_error};
 use crate::ids::{self, is_digest, is_hex64};
 use crate::overlay::check_layer_dir_id;
 use crate::{AppliedLayer, ApplyError, DataRoot, Error, Layer, Result};
+
+/// The deepest chain ovl registers: the kernel's overlay stack limit (OVL_MAX_STACK = 500 in
+/// fs/overlayfs/params.h), the most layers one mount can stack. Docker's layer store stops at 125
+/// (`maxLayerDepth` in moby layer/layer_store.go); ovl deliberately goes further, and dockerd skips
+/// deeper images when it loads a shared data root.
+pub const MAX_LAYER_DEPTH: usize = 500;
+
+/// Buffer for the tar-split stream: the callback writes it in small gzip chunks.
+const TAR_SPLIT_BUFFER: usize = 64 * 1024;
 
 impl DataRoot {
     fn layerdb(&self) -> PathBuf {
@@ -105,12 +115,38 @@ impl DataRoot {
     /// Registers a layer on top of `parent` following spec §1.3: creates the overlay2 dir, a
     /// `layerdb/tmp/write-set-*` staging dir, calls `apply(diff_dir, tar_split_gz_file)`, writes the
     /// metadata files, then renames the write-set to `layerdb/sha256/<chain>` as the commit point.
-    /// Any error removes everything created. An already registered ChainID is returned as is.
+    /// Any error removes everything created (and the parent's `committed` file if this call wrote
+    /// it). An already registered ChainID is returned as is and the new copy is dropped.
     pub fn register_layer(
         &self,
         parent: Option<&Layer>,
         apply: &mut dyn FnMut(&Path, &mut dyn Write) -> Result<AppliedLayer, ApplyError>,
     ) -> Result<Layer> {
+        let parent_name =
+            parent.map_or_else(|| "an empty chain".to_string(), |p| p.chain_id.clone());
+        let at = |step: &'static str| {
+            let parent = parent_name.clone();
+            move |source: Error| Error::Register {
+                parent,
+                step,
+                source: Box::new(source),
+            }
+        };
+        if let Some(parent) = parent {
+            // The parent's `lower` file lists every layer below it: its depth without a chain walk.
+            let depth = self
+                .lower_entries(&parent.cache_id)
+                .map_err(at("reading the parent's lower file"))?
+                .len()
+                + 1;
+            if depth >= MAX_LAYER_DEPTH {
+                return Err(Error::MaxDepth {
+                    parent: parent_name,
+                    depth,
+                });
+            }
+        }
+
         let cache_id = ids::random_id()?;
         let mut guard = RegisterGuard {
             root: self,
@@ -124,95 +160,100 @@ impl DataRoot {
                 guard.committed = Some(committed);
             }
         }
-        self.create_overlay_dir(&cache_id, parent.map(|p| p.cache_id.as_str()))?;
+        self.create_overlay_dir(&cache_id, parent.map(|p| p.cache_id.as_str()))
+            .map_err(at("creating the overlay2 dir"))?;
         guard.overlay_id = Some(cache_id.clone());
 
         let write_set = self
             .layerdb()
             .join("tmp")
             .join(format!("write-set-{}", random_digits()?));
-        fsutil::create_dir_all_mode(&write_set, 0o700)?;
+        fsutil::create_dir_all_mode(&write_set, 0o700).map_err(at("creating the write-set"))?;
         guard.write_set = Some(write_set.clone());
 
         let tar_split_path = write_set.join("tar-split.json.gz");
         let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o644)
             .open(&tar_split_path)
-            .map_err(io_error("creating", &tar_split_path))?;
-        fs::set_permissions(
-            &tar_split_path,
-            std::os::unix::fs::PermissionsExt::from_mode(0o644),
-        )
-        .map_err(io_error("chmod", &tar_split_path))?;
-        let mut writer = BufWriter::with_capacity(64 * 1024, file);
+            .map_err(io_error("creating", &tar_split_path))
+            .map_err(at("creating tar-split.json.gz"))?;
+        file.set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(io_error("chmod", &tar_split_path))
+            .map_err(at("creating tar-split.json.gz"))?;
+        let mut writer = BufWriter::with_capacity(TAR_SPLIT_BUFFER, file);
         let diff_dir = self.overlay_dir(&cache_id).join("diff");
-        let parent_name =
-            parent.map_or_else(|| "an empty chain".to_string(), |p| p.chain_id.clone());
         let applied = apply(&diff_dir, &mut writer).map_err(|source| Error::Apply {
             parent: parent_name.clone(),
             source,
         })?;
-        let file = writer.into_inner().map_err(|err| Error::Io {
-            op: "writing",
-            path: tar_split_path.clone(),
-            source: err.into_error(),
-        })?;
+        let file = writer
+            .into_inner()
+            .map_err(|err| Error::Io {
+                op: "writing",
+                path: tar_split_path.clone(),
+                source: err.into_error(),
+            })
+            .map_err(at("writing tar-split.json.gz"))?;
         file.sync_all()
-            .map_err(io_error("syncing", &tar_split_path))?;
+            .map_err(io_error("syncing", &tar_split_path))
+            .map_err(at("writing tar-split.json.gz"))?;
         if !is_digest(&applied.diff_id) {
-            return Err(Error::InvalidId {
+            return Err(at("checking the diff id")(Error::InvalidId {
                 what: "diff id",
                 value: applied.diff_id,
-            });
+            }));
         }
 
         let parent_chain = parent.map(|p| p.chain_id.as_str());
         let chain_id = ids::chain_id(parent_chain, &applied.diff_id);
-        fsutil::write_new(
-            &write_set.join("diff"),
-            applied.diff_id.as_bytes(),
-            0o644,
-            true,
-        )?;
-        fsutil::write_new(
-            &write_set.join("size"),
-            applied.size.to_string().as_bytes(),
-            0o644,
-            true,
-        )?;
-        fsutil::write_new(
-            &write_set.join("cache-id"),
-            cache_id.as_bytes(),
-            0o644,
-            true,
-        )?;
+        let size = applied.size.to_string();
+        let mut files = vec![
+            ("diff", applied.diff_id.as_str()),
+            ("size", size.as_str()),
+            ("cache-id", cache_id.as_str()),
+        ];
         if let Some(parent_chain) = parent_chain {
-            fsutil::write_new(
-                &write_set.join("parent"),
-                parent_chain.as_bytes(),
-                0o644,
-                true,
-            )?;
+            files.push(("parent", parent_chain));
         }
-        if let Some(existing) = self.layer(&chain_id)? {
+        for (name, value) in files {
+            fsutil::write_new(&write_set.join(name), value.as_bytes(), 0o644, true)
+                .map_err(at("writing the layer metadata"))?;
+        }
+        if let Some(existing) = self
+            .layer(&chain_id)
+            .map_err(at("looking up the chain id"))?
+        {
+            // The guard removes the new overlay2 dir and the write-set.
             tracing::debug!(%chain_id, "layer already registered; dropping the new copy");
             return Ok(existing);
         }
         // The layer's files reach the disk before the layer becomes visible.
-        let diff = File::open(&diff_dir).map_err(io_error("opening", &diff_dir))?;
-        rustix::fs::syncfs(&diff).map_err(|errno| Error::Io {
-            op: "syncing",
-            path: diff_dir.clone(),
-            source: errno.into(),
-        })?;
-        sync_all_dir(&write_set)?;
+        File::open(&diff_dir)
+            .map_err(io_error("opening", &diff_dir))
+            .and_then(|diff| {
+                rustix::fs::syncfs(&diff).map_err(|errno| Error::Io {
+                    op: "syncing",
+                    path: diff_dir.clone(),
+                    source: errno.into(),
+                })
+            })
+            .map_err(at("syncing the layer content"))?;
+        fsutil::sync_dir(&write_set).map_err(at("syncing the write-set"))?;
+        let sha_dir = self.layerdb().join("sha256");
+        fsutil::create_dir_all_mode(&sha_dir, 0o755).map_err(at("creating layerdb/sha256"))?;
         let final_dir = self.layer_dir(&chain_id)?;
-        fs::rename(&write_set, &final_dir).map_err(io_error("committing layer", &final_dir))?;
+        fs::rename(&write_set, &final_dir)
+            .map_err(io_error("renaming the write-set to", &final_dir))
+            .map_err(at("committing"))?;
+        // Past the commit point the layer exists: nothing may be undone any more.
         guard.write_set = None;
-        fsutil::sync_dir(&self.layerdb().join("sha256"))?;
         guard.overlay_id = None;
         guard.committed = None;
+        if let Err(err) = fsutil::sync_dir(&sha_dir) {
+            tracing::warn!(error = %err, %chain_id, "layer committed but its directory was not synced");
+        }
         tracing::debug!(%chain_id, %cache_id, size = applied.size, "layer registered");
         Ok(Layer {
             chain_id,
@@ -288,10 +329,6 @@ fn read_layer(dir: &Path, chain_id: &str) -> std::result::Result<Layer, String> 
 fn random_digits() -> Result<String> {
     let hex = ids::random_hex(8)?;
     Ok(u64::from_str_radix(&hex, 16).unwrap_or(0).to_string())
-}
-
-fn sync_all_dir(dir: &Path) -> Result<()> {
-    fsutil::sync_dir(dir)
 }
 
 /// Undoes a registration that did not reach its commit point.

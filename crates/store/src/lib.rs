@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 pub use fsutil::write_atomic;
 pub use ids::{chain_id, chain_ids, now_rfc3339_nano, random_id, sha256_digest};
+pub use layers::MAX_LAYER_DEPTH;
+pub use overlay::MAX_LOWERS;
 pub use references::Reference;
 
 /// Errors of the store, each naming the file, layer, image or reference involved.
@@ -30,14 +32,22 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a data root (no overlay2/ or image/overlay2/ in it)")]
-    NotADataRoot { path: PathBuf },
+    #[error("{path} is not a data root: {reason}")]
+    NotADataRoot { path: PathBuf, reason: &'static str },
     #[error("invalid {what} {value:?}")]
     InvalidId { what: &'static str, value: String },
     #[error("layer {chain_id} is not in the data root")]
     MissingLayer { chain_id: String },
     #[error("applying layer on top of {parent}")]
     Apply { parent: String, source: ApplyError },
+    #[error("registering a layer on top of {parent}: {step}")]
+    Register {
+        parent: String,
+        step: &'static str,
+        source: Box<Error>,
+    },
+    #[error("max depth exceeded on top of {parent}: {depth} layers")]
+    MaxDepth { parent: String, depth: usize },
     #[error("failed to verify image {image_id}: its config hashes to {actual}")]
     ImageVerify { image_id: String, actual: String },
     #[error("no such image: {image_id}")]
@@ -183,8 +193,23 @@ impl DataRoot {
     /// Opens an existing data root read-only (nothing is created).
     pub fn open(root: &Path) -> Result<DataRoot> {
         if !root.join("overlay2").is_dir() && !root.join("image/overlay2").is_dir() {
+            let reason = match std::fs::read_dir(root) {
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => "it does not exist",
+                Err(err) if err.kind() == std::io::ErrorKind::NotADirectory => {
+                    "it is not a directory"
+                }
+                Err(_) => "it cannot be listed",
+                Ok(entries) => {
+                    if entries.count() == 0 {
+                        "it is empty"
+                    } else {
+                        "it has neither overlay2/ nor image/overlay2/"
+                    }
+                }
+            };
             return Err(Error::NotADataRoot {
                 path: root.to_path_buf(),
+                reason,
             });
         }
         Ok(DataRoot {

@@ -3,13 +3,19 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Value};
 
 use crate::fsutil::{self, io_error};
 use crate::ids::{self, is_layer_dir_id, is_lower_entry};
 use crate::{DataRoot, Error, Result};
+
+/// The most lower entries a layer dir may list: the kernel's overlay stack limit (OVL_MAX_STACK = 500
+/// in fs/overlayfs/params.h). Docker's driver stops at 128 (`maxDepth` in moby
+/// daemon/graphdriver/overlay2/overlay.go, what fits in one page of relative `l/` paths); ovl mounts
+/// deeper stacks with `lowerdir+`.
+pub const MAX_LOWERS: usize = 500;
 
 impl DataRoot {
     /// `H/<id>`.
@@ -61,9 +67,18 @@ impl DataRoot {
                 value: parent_link.to_string(),
             });
         }
+        let mut n_lowers = 1;
         if let Some(parent_lower) = fsutil::read_optional(&parent_dir.join("lower"))? {
+            let parent_lower = parent_lower.trim();
+            n_lowers += parent_lower.split(':').count();
             lower.push(':');
-            lower.push_str(parent_lower.trim());
+            lower.push_str(parent_lower);
+        }
+        if n_lowers > MAX_LOWERS {
+            return Err(Error::MaxDepth {
+                parent: parent.to_string(),
+                depth: n_lowers,
+            });
         }
         fsutil::create_dir_mode(&dir.join("work"), 0o700)?;
         let committed = parent_dir.join("committed");
@@ -117,6 +132,7 @@ impl DataRoot {
 
     /// Spec §2.3 GetMetadata: LowerDir (resolved diff dirs), MergedDir, UpperDir, WorkDir.
     pub fn graph_driver_data(&self, id: &str) -> Result<Map<String, Value>> {
+        check_layer_dir_id(id)?;
         let home = self.overlay_home();
         let dir = self.overlay_dir(id);
         let mut data = Map::new();
@@ -125,10 +141,12 @@ impl DataRoot {
             for entry in self.lower_entries(id)? {
                 let link = home.join(&entry);
                 let target = fs::read_link(&link).map_err(io_error("reading link", &link))?;
-                // Targets are `../<id>/diff`, relative to `H/l`.
-                let target = target.to_string_lossy().into_owned();
-                let relative = target.strip_prefix("../").unwrap_or(&target);
-                resolved.push(home.join(relative).display().to_string());
+                // Like Docker: join the target (`../<id>/diff`) with `H/l`, then clean lexically.
+                resolved.push(
+                    clean_path(&home.join("l").join(target))
+                        .display()
+                        .to_string(),
+                );
             }
             data.insert("LowerDir".into(), Value::String(resolved.join(":")));
         }
@@ -148,6 +166,22 @@ impl DataRoot {
     }
 }
 
+/// Lexical cleaning like Go's `filepath.Clean` for absolute paths: drops `.` and empty components
+/// and resolves `..` against the preceding component, without touching the file system.
+fn clean_path(path: &Path) -> PathBuf {
+    let mut clean = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                clean.pop();
+            }
+            other => clean.push(other.as_os_str()),
+        }
+    }
+    clean
+}
+
 pub(crate) fn check_layer_dir_id(id: &str) -> Result<()> {
     if is_layer_dir_id(id) {
         Ok(())
@@ -156,5 +190,26 @@ pub(crate) fn check_layer_dir_id(id: &str) -> Result<()> {
             what: "layer dir id",
             value: id.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleans_like_go_filepath_clean() {
+        let cases = [
+            (
+                "/var/lib/docker/overlay2/l/../abc/diff",
+                "/var/lib/docker/overlay2/abc/diff",
+            ),
+            ("/a/l/./../../b", "/b"),
+            ("/a/l//abs/../x", "/a/l/x"),
+            ("/../x", "/x"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(clean_path(Path::new(input)), Path::new(want), "{input}");
+        }
     }
 }

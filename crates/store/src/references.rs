@@ -27,6 +27,10 @@ impl Reference {
         if text.is_empty() {
             return Err(invalid("empty name"));
         }
+        if crate::ids::is_hex64(text) {
+            // Docker refuses these so that a name can never be mistaken for an image id.
+            return Err(invalid("cannot specify 64-byte hexadecimal strings"));
+        }
         if text.contains('@') {
             return Err(invalid(
                 "digest references are not supported; use name:tag or an image id",
@@ -210,6 +214,12 @@ mod tests {
             ("busybox:1.36", "busybox", "1.36"),
             ("docker.io/library/busybox:1", "busybox", "1"),
             ("library/busybox", "busybox", "latest"),
+            ("docker.io/busybox", "busybox", "latest"),
+            ("index.docker.io/library/busybox:2", "busybox", "2"),
+            ("docker.io/library/a/b", "library/a/b", "latest"),
+            ("localhost/x", "localhost/x", "latest"),
+            ("localhost:5000", "localhost", "5000"),
+            ("a---b_c", "a---b_c", "latest"),
             ("docker.io/myorg/app:v2", "myorg/app", "v2"),
             (
                 "localhost:5000/spec-ns/x:1",
@@ -230,6 +240,11 @@ mod tests {
                 "{text}"
             );
         }
+        let long_tag = format!("a:{}", "t".repeat(128));
+        assert_eq!(
+            Reference::parse(&long_tag).map(|r| r.tag.len()).ok(),
+            Some(128)
+        );
         for bad in [
             "",
             "Busybox",
@@ -241,6 +256,11 @@ mod tests {
             "a@sha256:00",
             "a:-x",
             "ab:c/d e",
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "a:b:c",
+            "x.io:port/a",
+            "a/b:",
+            &format!("a:{}", "t".repeat(129)),
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be rejected");
         }

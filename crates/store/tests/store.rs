@@ -408,3 +408,336 @@ fn container_files_parse_back_and_match_docker_shape() {
     );
     let _ = fs::metadata(&cdir).map(|m| m.uid());
 }
+
+#[test]
+fn open_never_creates_and_names_the_reason() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let missing = temp.path().join("missing");
+    let err = DataRoot::open(&missing).expect_err("missing root");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} is not a data root: it does not exist",
+            missing.display()
+        )
+    );
+    assert!(!missing.exists(), "open created the root");
+    let empty = temp.path().join("empty");
+    fs::create_dir(&empty).expect("mkdir");
+    let err = DataRoot::open(&empty).expect_err("empty root");
+    assert!(err.to_string().ends_with("it is empty"), "{err}");
+    assert_eq!(fs::read_dir(&empty).expect("empty").count(), 0);
+    fs::write(empty.join("junk"), b"x").expect("junk");
+    let err = DataRoot::open(&empty).expect_err("not a data root");
+    assert!(
+        err.to_string()
+            .ends_with("it has neither overlay2/ nor image/overlay2/"),
+        "{err}"
+    );
+    // A root that only has overlay2/ (a driver home without images yet) opens.
+    fs::create_dir(empty.join("overlay2")).expect("mkdir");
+    assert!(DataRoot::open(&empty).is_ok());
+}
+
+#[test]
+fn lock_is_exclusive_until_dropped() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let root = DataRoot::open_or_create(&temp.path().join("root")).expect("create");
+    let lock = root.lock().expect("lock");
+    let try_lock = || {
+        let file = fs::File::open(root.root().join("ovl.lock")).expect("open");
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok()
+    };
+    assert!(!try_lock(), "a second open file description got the lock");
+    drop(lock);
+    assert!(try_lock(), "the lock was not released on drop");
+}
+
+#[test]
+fn chain_id_of_the_spec_example() {
+    // Spec §1.1: parent `sha256:dbb4…9e23` + diff `sha256:dccd…d08b` → `sha256:3051…e914`, the full
+    // values taken from the Docker-written commit image (its config and layerdb `parent` file).
+    assert_eq!(
+        store::chain_id(
+            Some("sha256:dbb48825f54dbaa2cf1de0829b3f4a8c1e6645cd4163be30090da819d6c99e23"),
+            "sha256:dccdf5d381b1ccdd57a500de962f55aea0fc5d5ac86885e23daec1c2bdf3d08b"
+        ),
+        "sha256:305178d56c0b2af210fbbc1a6aaeab93d7a8b522cb210fec29b060784b86e914"
+    );
+}
+
+#[test]
+fn failed_apply_keeps_a_committed_file_it_did_not_write() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let root_path = temp.path().join("root");
+    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let bottom = register(&root, None, &digest('a'));
+    let _middle = register(&root, Some(&bottom), &digest('b'));
+    let committed = root_path
+        .join("overlay2")
+        .join(&bottom.cache_id)
+        .join("committed");
+    assert!(committed.exists());
+    // An invalid diff id is a failure after apply; the cleanup must not touch `committed`.
+    let err = root
+        .register_layer(Some(&bottom), &mut |_, _| {
+            Ok(AppliedLayer {
+                diff_id: "sha256:short".into(),
+                size: 0,
+            })
+        })
+        .expect_err("invalid diff id");
+    assert!(err.to_string().contains(&bottom.chain_id), "{err}");
+    assert!(
+        committed.exists(),
+        "a committed file of another child was removed"
+    );
+    assert_eq!(
+        fs::read_dir(root_path.join("overlay2"))
+            .expect("home")
+            .count(),
+        3
+    );
+    assert_eq!(
+        fs::read_dir(root_path.join("overlay2/l"))
+            .expect("l")
+            .count(),
+        2
+    );
+    assert_eq!(
+        fs::read_dir(root_path.join("image/overlay2/layerdb/tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn bottom_layer_metadata_and_removal_keep_parent_committed() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let root_path = temp.path().join("root");
+    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let bottom = register(&root, None, &digest('a'));
+    let top = register(&root, Some(&bottom), &digest('b'));
+    let home = root_path.join("overlay2");
+    // Spec §2.3: no LowerDir for a parent-less layer, WorkDir and MergedDir reported anyway.
+    let data = root.graph_driver_data(&bottom.cache_id).expect("metadata");
+    let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["MergedDir", "UpperDir", "WorkDir"]);
+    assert_eq!(
+        data["WorkDir"],
+        home.join(&bottom.cache_id)
+            .join("work")
+            .display()
+            .to_string()
+            .as_str()
+    );
+    assert!(root.graph_driver_data("../x").is_err());
+    // Spec §1.4: the parent's committed file is never removed.
+    root.remove_layer(&top.chain_id).expect("remove");
+    assert!(home.join(&bottom.cache_id).join("committed").exists());
+    let names: Vec<String> = fs::read_dir(root_path.join("image/overlay2/layerdb/sha256"))
+        .expect("layerdb")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec![bottom.chain_id[7..].to_string()],
+        "no -removing marker left"
+    );
+    assert!(root.remove_layer(&top.chain_id).is_err());
+}
+
+#[test]
+fn more_than_500_lowers_is_refused() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let root = DataRoot::open_or_create(&temp.path().join("root")).expect("create");
+    let parent = store::random_id().expect("id");
+    let child = store::random_id().expect("id");
+    root.create_overlay_dir(&parent, None).expect("parent");
+    // A parent with 499 lowers gives the child 500 entries: the kernel's stack limit, accepted.
+    let lower = vec!["l/ABCDEFGHIJKLMNOPQRSTUVWXYZ"; 499].join(":");
+    fs::write(root.overlay_dir(&parent).join("lower"), &lower).expect("lower");
+    root.create_overlay_dir(&child, Some(&parent))
+        .expect("500 lowers");
+    assert_eq!(root.lower_entries(&child).expect("lowers").len(), 500);
+    let grandchild = store::random_id().expect("id");
+    let err = root
+        .create_overlay_dir(&grandchild, Some(&child))
+        .expect_err("501 lowers");
+    assert!(err.to_string().contains("max depth exceeded"), "{err}");
+    assert!(!root.overlay_dir(&grandchild).exists());
+}
+
+#[test]
+fn image_metadata_parent_and_delete() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let root_path = temp.path().join("root");
+    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let parent = root
+        .put_image(br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#)
+        .expect("put");
+    let child = root
+        .put_image(br#"{"rootfs":{"type":"layers","diff_ids":[]},"os":"linux"}"#)
+        .expect("put");
+    assert_eq!(
+        root.put_image(br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#)
+            .expect("again"),
+        parent
+    );
+    assert!(
+        root.set_image_parent(&child, &digest('9')).is_err(),
+        "unknown parent"
+    );
+    root.set_image_parent(&child, &parent[7..]).expect("parent");
+    let meta = root_path
+        .join("image/overlay2/imagedb/metadata/sha256")
+        .join(&child[7..]);
+    assert_eq!(mode(&meta), 0o700);
+    assert_eq!(mode(&meta.join("parent")), 0o600);
+    assert_eq!(
+        read(&meta.join("parent")),
+        parent,
+        "sha256: prefix, no newline"
+    );
+    assert_eq!(
+        root.image_parent(&child).expect("parent"),
+        Some(parent.clone())
+    );
+    // Only 64-hex names are images: leftovers of atomic writes are ignored.
+    fs::write(
+        root_path.join("image/overlay2/imagedb/content/sha256/.tmp-x1"),
+        b"{}",
+    )
+    .expect("junk");
+    assert_eq!(root.images().expect("images").len(), 2);
+    root.delete_image(&parent).expect("delete");
+    assert!(!meta.join("parent").exists(), "child's parent file removed");
+    assert_eq!(root.images().expect("images"), vec![child.clone()]);
+    let err = root.image_config_bytes(&parent).expect_err("gone");
+    assert!(err.to_string().contains(&parent), "{err}");
+}
+
+#[test]
+fn repositories_keep_digest_refs_and_unknown_repos() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let root_path = temp.path().join("root");
+    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let image = digest('1');
+    let manifest = digest('2');
+    let path = root_path.join("image/overlay2/repositories.json");
+    fs::write(
+        &path,
+        format!(r#"{{"Repositories":{{"busybox":{{"busybox@{manifest}":"{image}","busybox:latest":"{image}"}}}}}}"#),
+    )
+    .expect("seed");
+    root.remove_reference(&Reference::parse("busybox").expect("ref"))
+        .expect("untag");
+    root.add_reference(&Reference::parse("a/b:c").expect("ref"), &image)
+        .expect("tag");
+    assert_eq!(
+        read(&path),
+        format!(
+            r#"{{"Repositories":{{"a/b":{{"a/b:c":"{image}"}},"busybox":{{"busybox@{manifest}":"{image}"}}}}}}"#
+        )
+    );
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(
+        root.references().expect("refs"),
+        vec![
+            ("a/b:c".to_string(), image.clone()),
+            (format!("busybox@{manifest}"), image.clone())
+        ]
+    );
+}
+
+#[test]
+fn hostconfig_is_dockers_and_no_metadata_file_ends_with_a_newline() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let root_path = temp.path().join("root");
+    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let bottom = register(&root, None, &digest('a'));
+    let top = register(&root, Some(&bottom), &digest('b'));
+    let image = root
+        .put_image(br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#)
+        .expect("put");
+    root.set_last_updated(&image).expect("lastUpdated");
+    root.add_reference(&Reference::parse("x:1").expect("ref"), &image)
+        .expect("tag");
+    let id = store::random_id().expect("id");
+    let mount_id = store::random_id().expect("id");
+    root.write_mounts_entry(&MountsEntry {
+        container_id: id.clone(),
+        mount_id: mount_id.clone(),
+        init_id: None,
+        parent: Some(top.chain_id.clone()),
+    })
+    .expect("mounts");
+    let mounts = root_path.join("image/overlay2/layerdb/mounts").join(&id);
+    assert!(!mounts.join("init-id").exists(), "None writes no file");
+    root.write_container(&ContainerRecord {
+        id: id.clone(),
+        name: "c".into(),
+        image_id: image.clone(),
+        created: "2026-11-22T22:39:12.52135474Z".into(),
+        path: "sh".into(),
+        args: Vec::new(),
+        config: serde_json::json!({}),
+        running: false,
+    })
+    .expect("container");
+    let hostconfig = fs::read(
+        root_path
+            .join("containers")
+            .join(&id)
+            .join("hostconfig.json"),
+    )
+    .expect("hostconfig");
+    let fixture = fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/container-created.hostconfig.json"
+    ))
+    .expect("fixture");
+    assert_eq!(
+        String::from_utf8_lossy(&hostconfig),
+        String::from_utf8_lossy(&fixture)
+    );
+    assert!(hostconfig.ends_with(b"}\n"));
+
+    // Gotcha 2: only the json.Encoder files end with a newline.
+    let mut stack = vec![root_path.clone()];
+    let mut n_checked = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).expect("dir") {
+            let path = entry.expect("entry").path();
+            let meta = fs::symlink_metadata(&path).expect("meta");
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            if !meta.is_file()
+                || path.starts_with(root_path.join("overlay2")) && path.ends_with("diff/file")
+                || ["tar-split.json.gz", "ovl.lock"].contains(&name.as_str())
+            {
+                continue;
+            }
+            let bytes = fs::read(&path).expect("read");
+            let json_encoder = ["config.v2.json", "hostconfig.json"].contains(&name.as_str());
+            assert_eq!(
+                bytes.ends_with(b"\n"),
+                json_encoder,
+                "trailing newline rule of {}",
+                path.display()
+            );
+            n_checked += 1;
+        }
+    }
+    // 2 layerdb entries (7 files), 2 overlay dirs (link, lower, committed), image content,
+    // lastUpdated, repositories.json, mount-id, parent, config.v2.json, hostconfig.json.
+    assert!(n_checked >= 17, "only {n_checked} files checked");
+}
