@@ -1,25 +1,82 @@
 //! layer-unpack: one streaming pass over a layer tar — sha256 (DiffID), tar parse, apply into the
 //! layer's `diff/` with overlay whiteouts, tar-split record (spec §4.1, §5).
 //!
-//! CONTRACT:
-//! - `Compression::detect` by magic; `decompress` wraps a reader accordingly.
-//! - `unpack` reads an uncompressed tar, writes into `diff_dir` only through a directory fd with
-//!   `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` / `O_NOFOLLOW`, records tar-split, drains the
-//!   input to EOF, and returns the DiffID of every byte read.
-//! - `diff_size` is Docker's native directory size (spec §1.2).
+//! - [`Compression::detect`] recognises gzip and zstd by their magic; [`decompress`] wraps a
+//!   reader accordingly.
+//! - [`unpack`] reads an uncompressed tar, writes into `diff_dir` only through a directory fd with
+//!   `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` / `O_NOFOLLOW`, records tar-split exactly as
+//!   Docker segments it, drains the input to EOF, and returns the DiffID of every byte read.
+//! - [`diff_size`] is Docker's native directory size (spec §1.2).
+//!
+//! Inside, the work is split into decoding headers with Go's `archive/tar` rules (`header`),
+//! deciding what a member does to the layer without touching it (`plan`), and an executor that
+//! only uses descriptors (`apply`); `archive` drives the three over the stream.
 #![deny(unsafe_code)]
 
-use std::io::{BufRead, Read, Write};
-use std::path::Path;
+mod apply;
+mod archive;
+mod header;
+mod plan;
+mod size;
 
+use std::io::{self, BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Errors of this crate. `entry` is the member name as decoded from the archive, lossily
+/// converted to UTF-8; `offset` is a byte offset in the uncompressed tar stream.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("layer-unpack: {0}")]
-    Todo(String),
+    #[error("failed to open layer directory {path}")]
+    OpenLayerDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to read layer tar at offset {offset}")]
+    Read {
+        offset: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("layer tar is truncated in {entry:?} at offset {offset}")]
+    Truncated { entry: String, offset: u64 },
+    #[error("invalid tar header at offset {offset}: {reason}")]
+    InvalidHeader { offset: u64, reason: String },
+    #[error("invalid tar entry {entry:?}: {reason}")]
+    InvalidEntry { entry: String, reason: String },
+    #[error("duplicates of file paths not supported: {entry:?}")]
+    DuplicatePath { entry: String },
+    #[error("failed to {operation} for {entry:?}")]
+    Apply {
+        entry: String,
+        operation: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to record tar-split for {entry:?}")]
+    TarSplit {
+        entry: String,
+        #[source]
+        source: tar_split::Error,
+    },
+    #[error("failed to set up decompression ({operation})")]
+    Decompress {
+        operation: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to measure the size of {path} ({operation})")]
+    Size {
+        path: PathBuf,
+        operation: &'static str,
+        #[source]
+        source: io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The compression of a layer blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     None,
@@ -27,17 +84,52 @@ pub enum Compression {
     Zstd,
 }
 
+/// The gzip member header's first two bytes (RFC 1952).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// The zstd frame magic number 0xFD2FB528, little-endian (RFC 8878).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
 impl Compression {
-    pub fn detect(_prefix: &[u8]) -> Compression {
-        todo!()
+    /// Recognises the compression from the first bytes of a stream (four are enough); anything
+    /// else, including a shorter prefix, is taken as uncompressed.
+    pub fn detect(prefix: &[u8]) -> Compression {
+        if prefix.starts_with(&GZIP_MAGIC) {
+            Compression::Gzip
+        } else if prefix.starts_with(&ZSTD_MAGIC) {
+            Compression::Zstd
+        } else {
+            Compression::None
+        }
     }
 }
 
-/// Peeks at the stream's magic and returns a reader of the decompressed bytes.
-pub fn decompress<'a>(_input: impl BufRead + 'a) -> Result<(Compression, Box<dyn Read + 'a>)> {
-    todo!()
+/// Peeks at the stream's magic and returns a reader of the decompressed bytes. Concatenated gzip
+/// members and zstd frames are all decoded.
+pub fn decompress<'a>(mut input: impl BufRead + 'a) -> Result<(Compression, Box<dyn Read + 'a>)> {
+    // `fill_buf` may hold fewer bytes than the magic has, so the prefix is read and put back in
+    // front of the rest of the stream.
+    let mut prefix = [0u8; ZSTD_MAGIC.len()];
+    let n_prefix =
+        archive::read_full(&mut input, &mut prefix).map_err(|source| Error::Decompress {
+            operation: "read magic",
+            source,
+        })?;
+    let compression = Compression::detect(&prefix[..n_prefix]);
+    let stream = io::Cursor::new(prefix[..n_prefix].to_vec()).chain(input);
+    let reader: Box<dyn Read + 'a> = match compression {
+        Compression::None => Box::new(stream),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(stream)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(stream).map_err(
+            |source| Error::Decompress {
+                operation: "start zstd decoder",
+                source,
+            },
+        )?),
+    };
+    Ok((compression, reader))
 }
 
+/// Options of [`unpack`]; none yet.
 #[derive(Debug, Clone, Default)]
 pub struct UnpackOptions {}
 
@@ -45,20 +137,48 @@ pub struct UnpackOptions {}
 pub struct UnpackReport {
     /// `sha256:<hex>` of the uncompressed tar stream.
     pub diff_id: String,
+    /// The number of bytes read, trailing data after the end-of-archive marker included.
     pub tar_bytes: u64,
+    /// The number of members recorded as tar-split file entries (PAX global headers included).
     pub n_entries: u64,
 }
 
+/// Applies the uncompressed layer tar `tar` to `diff_dir` and records its tar-split entries.
+///
+/// All of `tar` is read, also past the end-of-archive marker, and hashed. The caller finishes
+/// `tar_split` afterwards with [`tar_split::Packer::finish`], which writes the closing (empty)
+/// segment as Docker does. On error, `diff_dir` holds a partial layer and should be discarded.
 pub fn unpack<W: Write>(
-    _tar: impl Read,
-    _diff_dir: &Path,
-    _tar_split: &mut tar_split::Packer<W>,
-    _options: &UnpackOptions,
+    tar: impl Read,
+    diff_dir: &Path,
+    tar_split: &mut tar_split::Packer<W>,
+    options: &UnpackOptions,
 ) -> Result<UnpackReport> {
-    todo!()
+    archive::unpack(tar, diff_dir, tar_split, options)
 }
 
 /// Sum of `st_size` of every non-directory with size > 0 below `diff_dir`, each inode once.
-pub fn diff_size(_diff_dir: &Path) -> Result<i64> {
-    todo!()
+pub fn diff_size(diff_dir: &Path) -> Result<i64> {
+    size::dir_size(diff_dir).map_err(|(operation, source)| Error::Size {
+        path: diff_dir.to_path_buf(),
+        operation,
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_compression_by_magic() {
+        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Compression::Zstd
+        );
+        assert_eq!(Compression::detect(&[0x28, 0xb5, 0x2f]), Compression::None);
+        assert_eq!(Compression::detect(b"ustar"), Compression::None);
+        assert_eq!(Compression::detect(&[]), Compression::None);
+    }
 }

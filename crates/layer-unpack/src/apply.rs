@@ -1,0 +1,642 @@
+//! The executor: carries out planned actions inside the layer directory through file
+//! descriptors only.
+//!
+//! The layer directory is opened once (`O_PATH`). For every member the parent directory is
+//! resolved afresh from that root with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, so a
+//! symlink planted by an earlier member (`l -> /`, `l -> ../../..`) resolves inside the layer
+//! directory, and the last component is handled with `*at` calls that never follow it. No
+//! resolved path or directory descriptor is kept from one member to the next.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use rustix::fs::{
+    AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, XattrFlags, CWD,
+};
+use rustix::io::Errno;
+
+use crate::plan::{join, Action, Components, Metadata, Node};
+
+/// How often `openat2` is retried when it reports `EAGAIN`, which `RESOLVE_IN_ROOT` does when a
+/// concurrent rename could have let a `..` escape (see openat2(2)).
+const OPENAT2_EAGAIN_RETRIES: u32 = 16;
+
+/// The size of the buffer file data is copied through.
+const COPY_BUFFER_LEN: usize = 128 * 1024;
+
+/// Mode of parent directories that are missing from the archive, as Docker creates them.
+const IMPLICIT_DIR_MODE: u32 = 0o755;
+
+/// The xattr overlayfs reads to hide a directory's lower contents.
+const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// Xattr namespaces that control overlayfs itself; a layer tar must not smuggle them in.
+const OVERLAY_XATTR_PREFIXES: [&[u8]; 2] = [b"trusted.overlay.", b"user.overlay."];
+
+/// A failed filesystem operation.
+#[derive(Debug)]
+pub(crate) struct ApplyError {
+    pub operation: &'static str,
+    pub source: io::Error,
+}
+
+fn fail(operation: &'static str) -> impl FnOnce(Errno) -> ApplyError {
+    move |errno| ApplyError {
+        operation,
+        source: errno.into(),
+    }
+}
+
+fn fail_io(operation: &'static str) -> impl FnOnce(io::Error) -> ApplyError {
+    move |source| ApplyError { operation, source }
+}
+
+/// Applies actions below one layer directory.
+pub(crate) struct Applier {
+    root: OwnedFd,
+    /// Directories whose times are set once everything else is written (creating entries in a
+    /// directory changes its mtime), in archive order.
+    dir_times: Vec<(Components, Timestamps)>,
+    copy_buffer: Vec<u8>,
+}
+
+impl Applier {
+    /// Opens the layer directory.
+    pub fn open(diff_dir: &Path) -> io::Result<Applier> {
+        let root = rustix::fs::openat(
+            CWD,
+            diff_dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Applier {
+            root,
+            dir_times: Vec::new(),
+            copy_buffer: vec![0; COPY_BUFFER_LEN],
+        })
+    }
+
+    /// Carries out one action; `data` yields the member's data (regular files read it).
+    pub fn apply(&mut self, action: &Action, data: &mut dyn Read) -> Result<(), ApplyError> {
+        match action {
+            Action::Skip(_) => Ok(()),
+            Action::Opaque { dir } => self.set_opaque(dir),
+            Action::Whiteout {
+                parent,
+                name,
+                uid,
+                gid,
+            } => self.whiteout(parent, name, *uid, *gid),
+            Action::Create {
+                parent,
+                name,
+                node,
+                meta,
+            } => self.create(parent, name, node, meta, data),
+        }
+    }
+
+    /// Sets the times of all directories, resolving each again by name. An error comes with
+    /// the directory's path.
+    pub fn finish(self) -> Result<(), (Vec<u8>, ApplyError)> {
+        for (components, times) in &self.dir_times {
+            let Some((name, parent)) = components.split_last() else {
+                continue;
+            };
+            let parent_fd = match self.open_in_root(&join(parent), OFlags::PATH | OFlags::DIRECTORY)
+            {
+                Ok(fd) => fd,
+                // A later member removed the directory; there is nothing to set.
+                Err(Errno::NOENT) => continue,
+                Err(errno) => {
+                    return Err((
+                        join(components),
+                        fail("resolve directory to set its times")(errno),
+                    ))
+                }
+            };
+            match rustix::fs::utimensat(
+                &parent_fd,
+                name.as_slice(),
+                times,
+                AtFlags::SYMLINK_NOFOLLOW,
+            ) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(errno) => return Err((join(components), fail("set directory times")(errno))),
+            }
+        }
+        Ok(())
+    }
+
+    fn set_opaque(&mut self, dir: &Components) -> Result<(), ApplyError> {
+        // Like Docker, the directory is created when the archive did not list it.
+        self.parent_dir(dir)?;
+        let fd = self
+            .open_in_root(&join(dir), OFlags::RDONLY | OFlags::DIRECTORY)
+            .map_err(fail("open opaque directory"))?;
+        rustix::fs::fsetxattr(&fd, OPAQUE_XATTR, b"y", XattrFlags::empty())
+            .map_err(fail("set trusted.overlay.opaque"))
+    }
+
+    fn whiteout(
+        &mut self,
+        parent: &Components,
+        name: &[u8],
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), ApplyError> {
+        let parent_fd = self.parent_dir(parent)?;
+        remove_all(parent_fd.as_fd(), name).map_err(fail("remove whiteout target"))?;
+        // An overlay whiteout is a character device with device number 0/0 and mode 0.
+        rustix::fs::mknodat(
+            &parent_fd,
+            name,
+            FileType::CharacterDevice,
+            Mode::empty(),
+            0,
+        )
+        .map_err(fail("create whiteout device"))?;
+        chown_at(parent_fd.as_fd(), name, uid, gid).map_err(fail("chown whiteout"))
+    }
+
+    fn create(
+        &mut self,
+        parent: &Components,
+        name: &[u8],
+        node: &Node,
+        meta: &Metadata,
+        data: &mut dyn Read,
+    ) -> Result<(), ApplyError> {
+        let parent_fd = self.parent_dir(parent)?;
+        let parent_fd = parent_fd.as_fd();
+        let existing = match rustix::fs::statat(parent_fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Some(FileType::from_raw_mode(stat.st_mode)),
+            Err(Errno::NOENT) => None,
+            Err(errno) => return Err(fail("inspect existing entry")(errno)),
+        };
+        let keep_dir = existing == Some(FileType::Directory) && *node == Node::Dir;
+        if existing.is_some() && !keep_dir {
+            remove_all(parent_fd, name).map_err(fail("remove existing entry"))?;
+        }
+        let create_mode = Mode::from_raw_mode(meta.mode & 0o777);
+        match node {
+            Node::Dir => {
+                if !keep_dir {
+                    rustix::fs::mkdirat(parent_fd, name, create_mode)
+                        .map_err(fail("create directory"))?;
+                }
+                let fd = rustix::fs::openat(
+                    parent_fd,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(fail("open directory"))?;
+                rustix::fs::fchown(&fd, Some(uid(meta.uid)), Some(gid(meta.gid)))
+                    .map_err(fail("chown directory"))?;
+                set_xattrs(XattrTarget::Fd(fd.as_fd()), &meta.xattrs)?;
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
+                    .map_err(fail("chmod directory"))?;
+                let mut components = parent.clone();
+                components.push(name.to_vec());
+                self.dir_times.push((components, dir_times(meta)));
+            }
+            Node::File | Node::SparseFile { .. } => {
+                let fd = rustix::fs::openat(
+                    parent_fd,
+                    name,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    create_mode,
+                )
+                .map_err(fail("create file"))?;
+                let mut file = File::from(fd);
+                match node {
+                    Node::SparseFile {
+                        fragments,
+                        real_size,
+                    } => self.write_sparse(&file, data, fragments, *real_size)?,
+                    _ => self.write_data(&mut file, data)?,
+                }
+                rustix::fs::fchown(&file, Some(uid(meta.uid)), Some(gid(meta.gid)))
+                    .map_err(fail("chown file"))?;
+                set_xattrs(XattrTarget::Fd(file.as_fd()), &meta.xattrs)?;
+                rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode))
+                    .map_err(fail("chmod file"))?;
+                rustix::fs::futimens(&file, &file_times(meta)).map_err(fail("set file times"))?;
+            }
+            Node::Symlink { target } => {
+                rustix::fs::symlinkat(target.as_slice(), parent_fd, name)
+                    .map_err(fail("create symlink"))?;
+                chown_at(parent_fd, name, meta.uid, meta.gid).map_err(fail("chown symlink"))?;
+                if !meta.xattrs.is_empty() {
+                    tracing::debug!(
+                        name = %String::from_utf8_lossy(name),
+                        "xattrs on a symlink are not applied"
+                    );
+                }
+                rustix::fs::utimensat(
+                    parent_fd,
+                    name,
+                    &symlink_times(meta),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(fail("set symlink times"))?;
+            }
+            Node::Hardlink { target } => {
+                let target_fd = self
+                    .open_in_root(&join(target), OFlags::PATH | OFlags::NOFOLLOW)
+                    .map_err(fail("open hardlink target"))?;
+                let target_type = FileType::from_raw_mode(
+                    rustix::fs::fstat(&target_fd)
+                        .map_err(fail("inspect hardlink target"))?
+                        .st_mode,
+                );
+                if target_type == FileType::Directory {
+                    return Err(ApplyError {
+                        operation: "create hardlink",
+                        source: io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "hardlink target is a directory",
+                        ),
+                    });
+                }
+                rustix::fs::linkat(&target_fd, "", parent_fd, name, AtFlags::EMPTY_PATH)
+                    .map_err(fail("create hardlink"))?;
+                chown_at(parent_fd, name, meta.uid, meta.gid).map_err(fail("chown hardlink"))?;
+                // Docker changes mode and times only when the link does not point to a symlink
+                // (its chmod and chtimes would follow it).
+                if target_type != FileType::Symlink {
+                    set_xattrs(XattrTarget::Proc(target_fd.as_fd()), &meta.xattrs)?;
+                    chmod_through_proc(target_fd.as_fd(), meta.mode)
+                        .map_err(fail("chmod hardlink"))?;
+                    rustix::fs::utimensat(
+                        parent_fd,
+                        name,
+                        &file_times(meta),
+                        AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(fail("set hardlink times"))?;
+                }
+            }
+            Node::CharDevice { .. } | Node::BlockDevice { .. } | Node::Fifo => {
+                let (file_type, dev) = match node {
+                    Node::CharDevice { major, minor } => (
+                        FileType::CharacterDevice,
+                        rustix::fs::makedev(*major, *minor),
+                    ),
+                    Node::BlockDevice { major, minor } => {
+                        (FileType::BlockDevice, rustix::fs::makedev(*major, *minor))
+                    }
+                    _ => (FileType::Fifo, 0),
+                };
+                rustix::fs::mknodat(parent_fd, name, file_type, create_mode, dev)
+                    .map_err(fail("create device node"))?;
+                chown_at(parent_fd, name, meta.uid, meta.gid).map_err(fail("chown device node"))?;
+                // Opening a device could have side effects, so the node is only referenced by
+                // an O_PATH descriptor and changed through its /proc/self/fd link.
+                let node_fd = rustix::fs::openat(
+                    parent_fd,
+                    name,
+                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(fail("open device node"))?;
+                set_xattrs(XattrTarget::Proc(node_fd.as_fd()), &meta.xattrs)?;
+                chmod_through_proc(node_fd.as_fd(), meta.mode)
+                    .map_err(fail("chmod device node"))?;
+                rustix::fs::utimensat(
+                    parent_fd,
+                    name,
+                    &file_times(meta),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(fail("set device node times"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_data(&mut self, file: &mut File, data: &mut dyn Read) -> Result<(), ApplyError> {
+        loop {
+            let n_read = match data.read(&mut self.copy_buffer) {
+                Ok(0) => return Ok(()),
+                Ok(n_read) => n_read,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => return Err(fail_io("read file data")(source)),
+            };
+            file.write_all(&self.copy_buffer[..n_read])
+                .map_err(fail_io("write file data"))?;
+        }
+    }
+
+    /// Writes each data fragment at its offset and extends the file to its real size, leaving
+    /// holes in between.
+    fn write_sparse(
+        &mut self,
+        file: &File,
+        data: &mut dyn Read,
+        fragments: &[(u64, u64)],
+        real_size: u64,
+    ) -> Result<(), ApplyError> {
+        for &(offset, len) in fragments {
+            let mut done: u64 = 0;
+            while done < len {
+                let want = usize::try_from(len - done)
+                    .unwrap_or(usize::MAX)
+                    .min(self.copy_buffer.len());
+                let n_read = match data.read(&mut self.copy_buffer[..want]) {
+                    Ok(0) => {
+                        return Err(ApplyError {
+                            operation: "read sparse file data",
+                            source: io::ErrorKind::UnexpectedEof.into(),
+                        })
+                    }
+                    Ok(n_read) => n_read,
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(source) => return Err(fail_io("read sparse file data")(source)),
+                };
+                file.write_all_at(&self.copy_buffer[..n_read], offset + done)
+                    .map_err(fail_io("write sparse file data"))?;
+                done += n_read as u64;
+            }
+        }
+        file.set_len(real_size)
+            .map_err(fail_io("extend sparse file"))
+    }
+
+    /// Opens `path` (relative, `/`-separated) with every symlink resolved inside the root.
+    fn open_in_root(&self, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
+        let mut attempts = 0;
+        loop {
+            match rustix::fs::openat2(
+                &self.root,
+                path,
+                flags | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Err(Errno::AGAIN) if attempts < OPENAT2_EAGAIN_RETRIES => attempts += 1,
+                result => return result,
+            }
+        }
+    }
+
+    /// Resolves the directory `parent` inside the root, creating missing directories (mode
+    /// 0755, owned by root) as Docker does.
+    fn parent_dir(&self, parent: &[Vec<u8>]) -> Result<OwnedFd, ApplyError> {
+        let dir_flags = OFlags::PATH | OFlags::DIRECTORY;
+        match self.open_in_root(&join(parent), dir_flags) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::NOENT) => {}
+            Err(errno) => return Err(fail("resolve parent directory")(errno)),
+        }
+        let mut dir = self
+            .open_in_root(b".", dir_flags)
+            .map_err(fail("open layer root"))?;
+        for idx in 0..parent.len() {
+            let prefix = join(&parent[..=idx]);
+            match self.open_in_root(&prefix, dir_flags) {
+                Ok(fd) => {
+                    dir = fd;
+                    continue;
+                }
+                Err(Errno::NOENT) => {}
+                Err(errno) => return Err(fail("resolve parent directory")(errno)),
+            }
+            let component = parent[idx].as_slice();
+            match rustix::fs::mkdirat(&dir, component, Mode::from_raw_mode(IMPLICIT_DIR_MODE)) {
+                Ok(()) => {
+                    let created = rustix::fs::openat(
+                        &dir,
+                        component,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(fail("open created parent directory"))?;
+                    // The process umask must not change the mode Docker gives these directories.
+                    rustix::fs::fchown(&created, Some(uid(0)), Some(gid(0)))
+                        .map_err(fail("chown created parent directory"))?;
+                    rustix::fs::fchmod(&created, Mode::from_raw_mode(IMPLICIT_DIR_MODE))
+                        .map_err(fail("chmod created parent directory"))?;
+                }
+                // A dangling symlink is in the way; resolving it below fails with ENOENT.
+                Err(Errno::EXIST) => {}
+                Err(errno) => return Err(fail("create parent directory")(errno)),
+            }
+            dir = self
+                .open_in_root(&prefix, dir_flags)
+                .map_err(fail("resolve created parent directory"))?;
+        }
+        Ok(dir)
+    }
+}
+
+/// Where xattrs are set: a readable or writable descriptor, or an `O_PATH` descriptor reached
+/// through `/proc/self/fd` (device nodes, FIFOs, hardlink targets).
+enum XattrTarget<'fd> {
+    Fd(BorrowedFd<'fd>),
+    Proc(BorrowedFd<'fd>),
+}
+
+/// Sets the member's xattrs, ignoring `ENOTSUP` and `EPERM` as Docker does, and dropping the
+/// overlayfs control namespaces with a warning.
+fn set_xattrs(target: XattrTarget<'_>, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), ApplyError> {
+    for (key, value) in xattrs {
+        if OVERLAY_XATTR_PREFIXES
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+        {
+            tracing::warn!(
+                xattr = %String::from_utf8_lossy(key),
+                "dropping overlayfs xattr from layer tar"
+            );
+            continue;
+        }
+        let result = match target {
+            XattrTarget::Fd(fd) => {
+                rustix::fs::fsetxattr(fd, key.as_slice(), value, XattrFlags::empty())
+            }
+            XattrTarget::Proc(fd) => rustix::fs::setxattr(
+                proc_fd_path(fd).as_str(),
+                key.as_slice(),
+                value,
+                XattrFlags::empty(),
+            ),
+        };
+        match result {
+            Ok(()) => {}
+            Err(errno @ (Errno::NOTSUP | Errno::PERM)) => {
+                tracing::debug!(
+                    xattr = %String::from_utf8_lossy(key),
+                    %errno,
+                    "ignoring xattr the filesystem refuses"
+                );
+            }
+            Err(errno) => return Err(fail("set xattr")(errno)),
+        }
+    }
+    Ok(())
+}
+
+/// The `/proc/self/fd` link of a descriptor, through which an `O_PATH` descriptor's inode can
+/// be changed without opening it.
+fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+fn chmod_through_proc(fd: BorrowedFd<'_>, mode: u32) -> Result<(), Errno> {
+    rustix::fs::chmod(proc_fd_path(fd).as_str(), Mode::from_raw_mode(mode))
+}
+
+fn chown_at(parent: BorrowedFd<'_>, name: &[u8], owner: u32, group: u32) -> Result<(), Errno> {
+    rustix::fs::chownat(
+        parent,
+        name,
+        Some(uid(owner)),
+        Some(gid(group)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+}
+
+fn uid(raw: u32) -> Uid {
+    Uid::from_raw(raw)
+}
+
+fn gid(raw: u32) -> Gid {
+    Gid::from_raw(raw)
+}
+
+/// Removes `name` in `parent` and, for a directory, everything below it, without following
+/// symlinks. A missing entry is not an error.
+pub(crate) fn remove_all(parent: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
+    match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => return Ok(()),
+        Err(Errno::ISDIR) => {}
+        Err(errno) => return Err(errno),
+    }
+    let dir = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for child in read_dir_names(dir.as_fd())? {
+        remove_all(dir.as_fd(), &child)?;
+    }
+    match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(errno) => Err(errno),
+    }
+}
+
+/// The names in a directory, without `.` and `..`.
+pub(crate) fn read_dir_names(dir: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>, Errno> {
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(name.to_vec());
+        }
+    }
+    Ok(names)
+}
+
+/// Times for files, devices, FIFOs and hardlinks: atime is never before mtime, and times
+/// outside what Go's `os.Chtimes` accepts fall back to the epoch (Docker's `system.Chtimes`).
+fn file_times(meta: &Metadata) -> Timestamps {
+    let atime = meta.atime.map_or(meta.mtime, |atime| atime.max(meta.mtime));
+    Timestamps {
+        last_access: timespec(clamp_to_epoch(atime)),
+        last_modification: timespec(clamp_to_epoch(meta.mtime)),
+    }
+}
+
+/// Times for directories, set at the end: the header's atime as is (absent means the epoch).
+fn dir_times(meta: &Metadata) -> Timestamps {
+    Timestamps {
+        last_access: timespec(clamp_to_epoch(meta.atime.unwrap_or(0))),
+        last_modification: timespec(clamp_to_epoch(meta.mtime)),
+    }
+}
+
+/// Times for symlinks, which Docker sets with `lutimes` and no clamping.
+fn symlink_times(meta: &Metadata) -> Timestamps {
+    let atime = meta.atime.map_or(meta.mtime, |atime| atime.max(meta.mtime));
+    Timestamps {
+        last_access: timespec(atime),
+        last_modification: timespec(meta.mtime),
+    }
+}
+
+const NANOS_PER_SEC: i128 = 1_000_000_000;
+
+/// Times before the epoch or beyond the largest `int64` nanosecond count become the epoch.
+fn clamp_to_epoch(nanos: i128) -> i128 {
+    if nanos < 0 || nanos > i128::from(i64::MAX) {
+        0
+    } else {
+        nanos
+    }
+}
+
+fn timespec(nanos: i128) -> Timespec {
+    let secs = nanos.div_euclid(NANOS_PER_SEC);
+    let secs = i64::try_from(secs).unwrap_or(if secs < 0 { i64::MIN } else { i64::MAX });
+    Timespec {
+        tv_sec: secs,
+        // The remainder is in 0..1e9 and fits.
+        tv_nsec: nanos.rem_euclid(NANOS_PER_SEC) as _,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(atime: Option<i128>, mtime: i128) -> Metadata {
+        Metadata {
+            uid: 0,
+            gid: 0,
+            mode: 0o644,
+            atime,
+            mtime,
+            xattrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn times_follow_docker() {
+        let times = file_times(&meta(None, 5_500_000_000));
+        assert_eq!(
+            (times.last_access.tv_sec, times.last_access.tv_nsec),
+            (5, 500_000_000)
+        );
+        let times = file_times(&meta(Some(1_000_000_000), 5_000_000_000));
+        assert_eq!(times.last_access.tv_sec, 5);
+        let times = file_times(&meta(Some(9_000_000_000), 5_000_000_000));
+        assert_eq!(times.last_access.tv_sec, 9);
+        let times = file_times(&meta(None, -5_000_000_000));
+        assert_eq!(times.last_modification.tv_sec, 0);
+        let times = dir_times(&meta(None, 7_000_000_000));
+        assert_eq!(
+            (times.last_access.tv_sec, times.last_modification.tv_sec),
+            (0, 7)
+        );
+        let times = symlink_times(&meta(None, -1_500_000_000));
+        assert_eq!(
+            (
+                times.last_modification.tv_sec,
+                times.last_modification.tv_nsec
+            ),
+            (-2, 500_000_000)
+        );
+    }
+}
