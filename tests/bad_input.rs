@@ -1,0 +1,196 @@
+//! Broken input must fail with exit status 1, a message naming the culprit, and a data root that
+//! is exactly as consistent as before.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+
+use ovl_tests::{
+    append_entry, chain_ids, check_root_consistent, docker_archive, gzip, image_config, layerdb,
+    require_root, sha256_digest, Ovl, Scratch,
+};
+
+const TEST: &str = "bad_input_fails_cleanly_needs_root";
+/// The uid and gid of `nobody`.
+const NOBODY: u32 = 65534;
+
+/// A small layer tar whose content depends on `seed`, so every image has its own layers.
+fn layer_tar(seed: &str, i: usize) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mtime = 1_600_000_000;
+    append_entry(
+        &mut builder,
+        "d/",
+        tar::EntryType::Directory,
+        0o755,
+        0,
+        0,
+        mtime,
+        b"",
+        None,
+    );
+    // Big enough that truncating the archive in the middle cuts a layer's data.
+    let data: Vec<u8> = format!("{seed} layer {i}\n").repeat(400).into_bytes();
+    append_entry(
+        &mut builder,
+        &format!("d/{seed}-{i}"),
+        tar::EntryType::Regular,
+        0o644,
+        0,
+        0,
+        mtime,
+        &data,
+        None,
+    );
+    builder.into_inner().expect("finish layer")
+}
+
+/// A two-layer image archive; returns the archive and the DiffIDs.
+fn image_archive(seed: &str, tag: &str) -> (Vec<u8>, Vec<String>) {
+    let tars: Vec<Vec<u8>> = (0..2).map(|i| layer_tar(seed, i)).collect();
+    let diff_ids: Vec<String> = tars.iter().map(|t| sha256_digest(t)).collect();
+    let layers: Vec<(String, Vec<u8>)> = tars
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (format!("{seed}-layer{i}/layer.tar"), t))
+        .collect();
+    (
+        docker_archive(&image_config(&diff_ids), &layers, &[tag]),
+        diff_ids,
+    )
+}
+
+fn assert_mentions(stderr: &str, what: &str, any_of: &[&str]) {
+    assert!(
+        any_of.iter().any(|needle| stderr.contains(needle)),
+        "{what}: stderr should name one of {any_of:?}, got: {stderr}"
+    );
+}
+
+#[test]
+fn bad_input_fails_cleanly_needs_root() {
+    if !require_root(TEST) {
+        return;
+    }
+    let work = Scratch::new();
+    let ovl = Ovl::new(work.join("data"));
+
+    let (good, good_diff_ids) = image_archive("good", "ovl-good:1");
+    let good_path = work.join("good.tar");
+    fs::write(&good_path, &good).expect("write archive");
+    assert_eq!(
+        ovl.load(&good_path).unwrap_or_else(|e| panic!("{e:#}")),
+        "ovl-good:1"
+    );
+    let images_before = ovl.ok(["images"]);
+    let check_unchanged = |after: &str| {
+        assert_eq!(
+            ovl.ok(["images"]),
+            images_before,
+            "ovl images changed after {after}"
+        );
+        check_root_consistent(&ovl.root).unwrap_or_else(|e| panic!("after {after}: {e:#}"));
+        let layers = layerdb(&ovl.root);
+        for chain_id in chain_ids(&good_diff_ids) {
+            assert!(
+                layers.contains_key(&chain_id),
+                "after {after}: {chain_id} is gone"
+            );
+        }
+    };
+
+    // A truncated archive: cut in the middle of the first layer's data.
+    let (trunc, _) = image_archive("trunc", "ovl-trunc:1");
+    let trunc_path = work.join("truncated.tar");
+    fs::write(&trunc_path, &trunc[..trunc.len() / 3]).expect("write truncated");
+    let stderr = ovl.fail([Path::new("load"), Path::new("-i"), &trunc_path]);
+    assert_mentions(
+        &stderr,
+        "truncated archive",
+        &["truncated.tar", "trunc-layer"],
+    );
+    check_unchanged("truncated archive");
+
+    // A gzip layer whose deflate stream is damaged in the middle.
+    let tar = layer_tar("corrupt", 0);
+    let diff_ids = vec![sha256_digest(&tar)];
+    let mut compressed = gzip(&tar);
+    let middle = compressed.len() / 2;
+    for byte in &mut compressed[middle..middle + 16] {
+        *byte ^= 0x5a;
+    }
+    let corrupt = docker_archive(
+        &image_config(&diff_ids),
+        &[("corrupt-layer/layer.tar".to_string(), compressed)],
+        &["ovl-corrupt:1"],
+    );
+    let corrupt_path = work.join("corrupt-gzip.tar");
+    fs::write(&corrupt_path, corrupt).expect("write corrupt");
+    let stderr = ovl.fail([Path::new("load"), Path::new("-i"), &corrupt_path]);
+    let diff_hex = &diff_ids[0]["sha256:".len()..];
+    assert_mentions(
+        &stderr,
+        "corrupt gzip layer",
+        &["corrupt-layer", &diff_hex[..12]],
+    );
+    check_unchanged("corrupt gzip layer");
+
+    // The config lists a wrong DiffID for the second layer.
+    let tars: Vec<Vec<u8>> = (0..2).map(|i| layer_tar("mismatch", i)).collect();
+    let wrong = sha256_digest(b"not the layer");
+    let diff_ids = vec![sha256_digest(&tars[0]), wrong.clone()];
+    let layers: Vec<(String, Vec<u8>)> = tars
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (format!("mismatch-layer{i}/layer.tar"), t))
+        .collect();
+    let mismatch = docker_archive(&image_config(&diff_ids), &layers, &["ovl-mismatch:1"]);
+    let mismatch_path = work.join("mismatch.tar");
+    fs::write(&mismatch_path, mismatch).expect("write mismatch");
+    let stderr = ovl.fail([Path::new("load"), Path::new("-i"), &mismatch_path]);
+    let wrong_hex = &wrong["sha256:".len()..];
+    assert_mentions(
+        &stderr,
+        "DiffID mismatch",
+        &["mismatch-layer1", &wrong_hex[..12]],
+    );
+    check_unchanged("DiffID mismatch");
+
+    // An image that does not exist.
+    let stderr = ovl.fail(["run-rootfs", "nosuch:1", "--name", "nosuch"]);
+    assert_mentions(&stderr, "unknown image", &["nosuch:1"]);
+    check_unchanged("run-rootfs of an unknown image");
+
+    // run-rootfs as nobody: the data root is made traversable for the attempt so that the
+    // refusal, not a permission error on the way in, is what is tested.
+    let root_mode = fs::metadata(&ovl.root)
+        .expect("stat root")
+        .permissions()
+        .mode();
+    fs::set_permissions(&ovl.root, fs::Permissions::from_mode(0o755)).expect("chmod root");
+    let output = ovl
+        .command(["run-rootfs", "ovl-good:1", "--name", "as-nobody"])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .expect("spawn ovl as nobody");
+    fs::set_permissions(&ovl.root, fs::Permissions::from_mode(root_mode)).expect("restore mode");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "run-rootfs as nobody: {stderr}"
+    );
+    assert_mentions(
+        &stderr.to_lowercase(),
+        "run-rootfs as nobody",
+        &["root", "permission", "not permitted"],
+    );
+    check_unchanged("run-rootfs as nobody");
+    let ps = ovl.ok(["ps", "-a"]);
+    assert!(
+        !ps.contains("as-nobody"),
+        "a container was left behind: {ps}"
+    );
+}

@@ -1,0 +1,154 @@
+//! A 500-layer image (the kernel's overlay stack limit, OVL_MAX_STACK) generated in the test:
+//! ovl must load it and mount it so that every layer is visible.
+
+use std::fs;
+use std::time::Instant;
+
+use ovl_tests::{
+    append_entry, chain_ids, check_root_consistent, docker_archive, image_config, layerdb,
+    require_root, sha256_digest, Ovl, Scratch,
+};
+
+const TEST: &str = "five_hundred_layers_mount_needs_root";
+const N_LAYERS: usize = 500;
+
+/// Layer `i` adds `layers/<i>` (content `<i>\n`) and overwrites `top` with `<i>`.
+fn layer_tar(i: usize) -> Vec<u8> {
+    let mtime = 1_650_000_000 + i as u64;
+    let mut builder = tar::Builder::new(Vec::new());
+    if i == 0 {
+        append_entry(
+            &mut builder,
+            "layers/",
+            tar::EntryType::Directory,
+            0o755,
+            0,
+            0,
+            mtime,
+            b"",
+            None,
+        );
+    }
+    let content = format!("{i}\n");
+    append_entry(
+        &mut builder,
+        &format!("layers/{i}"),
+        tar::EntryType::Regular,
+        0o644,
+        0,
+        0,
+        mtime,
+        content.as_bytes(),
+        None,
+    );
+    append_entry(
+        &mut builder,
+        "top",
+        tar::EntryType::Regular,
+        0o644,
+        0,
+        0,
+        mtime,
+        i.to_string().as_bytes(),
+        None,
+    );
+    builder.into_inner().expect("finish layer tar")
+}
+
+#[test]
+fn five_hundred_layers_mount_needs_root() {
+    if !require_root(TEST) {
+        return;
+    }
+    let work = Scratch::new();
+    let mut layers = Vec::with_capacity(N_LAYERS);
+    let mut diff_ids = Vec::with_capacity(N_LAYERS);
+    for i in 0..N_LAYERS {
+        let tar = layer_tar(i);
+        diff_ids.push(sha256_digest(&tar));
+        layers.push((format!("layer{i:03}/layer.tar"), tar));
+    }
+    let config = image_config(&diff_ids);
+    let archive = work.join("deep500.tar");
+    fs::write(
+        &archive,
+        docker_archive(&config, &layers, &["ovl-deep:500"]),
+    )
+    .expect("write archive");
+
+    let ovl = Ovl::new(work.join("root"));
+    let started = Instant::now();
+    let name = ovl.load(&archive).unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!(
+        "timing: ovl load of {N_LAYERS} layers: {:.1?}",
+        started.elapsed()
+    );
+    assert_eq!(name, "ovl-deep:500");
+
+    let inspect = ovl
+        .inspect("ovl-deep:500")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        inspect["Id"].as_str(),
+        Some(sha256_digest(&config).as_str())
+    );
+    let reported: Vec<String> =
+        serde_json::from_value(inspect["RootFS"]["Layers"].clone()).expect("RootFS.Layers");
+    assert_eq!(reported, diff_ids);
+    let layerdb = layerdb(&ovl.root);
+    let expected_chain = chain_ids(&diff_ids);
+    assert_eq!(layerdb.len(), N_LAYERS);
+    for (i, chain_id) in expected_chain.iter().enumerate() {
+        let entry = layerdb
+            .get(chain_id)
+            .unwrap_or_else(|| panic!("layer {i}: no layerdb entry {chain_id}"));
+        assert_eq!(entry.diff, diff_ids[i], "layer {i}");
+    }
+
+    let started = Instant::now();
+    let merged = ovl.ok(["run-rootfs", "ovl-deep:500", "--name", "deep"]);
+    eprintln!(
+        "timing: ovl run-rootfs of {N_LAYERS} layers: {:.1?}",
+        started.elapsed()
+    );
+    let merged = std::path::PathBuf::from(merged.trim());
+    let check = || {
+        let mut names: Vec<String> = fs::read_dir(merged.join("layers"))
+            .expect("read merged layers/")
+            .map(|e| {
+                e.expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort_by_key(|n| n.parse::<usize>().unwrap_or(usize::MAX));
+        let expected: Vec<String> = (0..N_LAYERS).map(|i| i.to_string()).collect();
+        assert_eq!(names, expected);
+        for i in 0..N_LAYERS {
+            let content = fs::read_to_string(merged.join(format!("layers/{i}"))).expect("read");
+            assert_eq!(content, format!("{i}\n"), "layers/{i}");
+        }
+        assert_eq!(
+            fs::read_to_string(merged.join("top")).expect("read top"),
+            "499"
+        );
+    };
+    let result = std::panic::catch_unwind(check);
+    let umount = ovl.run(["umount", "deep"]);
+    let rm = ovl.run(["rm", "deep"]);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    assert!(
+        umount.status.success(),
+        "ovl umount: {}",
+        String::from_utf8_lossy(&umount.stderr)
+    );
+    assert!(
+        rm.status.success(),
+        "ovl rm: {}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    check_root_consistent(&ovl.root).unwrap_or_else(|e| panic!("{e:#}"));
+}
