@@ -105,6 +105,33 @@ fn five_hundred_layers_mount_needs_root() {
         assert_eq!(entry.diff, diff_ids[i], "layer {i}");
     }
 
+    // Loading the same archive again reuses every layer (same ChainIDs): nothing is unpacked twice.
+    let overlay_dirs = fs::read_dir(ovl.root.join("overlay2"))
+        .expect("overlay2")
+        .count();
+    let started = Instant::now();
+    let again = ovl.run(["load", "-i", archive.to_str().expect("utf8")]);
+    eprintln!(
+        "timing: second ovl load of {N_LAYERS} layers: {:.1?}",
+        started.elapsed()
+    );
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let reused = String::from_utf8_lossy(&again.stderr)
+        .matches("Layer already exists")
+        .count();
+    assert_eq!(reused, N_LAYERS, "every layer reported as reused");
+    assert_eq!(
+        fs::read_dir(ovl.root.join("overlay2"))
+            .expect("overlay2")
+            .count(),
+        overlay_dirs,
+        "no new overlay2 dir"
+    );
+
     let started = Instant::now();
     let merged = ovl.ok(["run-rootfs", "ovl-deep:500", "--name", "deep"]);
     eprintln!(
