@@ -108,24 +108,8 @@ impl DataRoot {
     /// Every container record, dockerd-written ones included; unreadable ones are logged and skipped.
     pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
         let dir = self.root.join("containers");
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => {
-                return Err(Error::Io {
-                    op: "listing",
-                    path: dir,
-                    source: err,
-                })
-            }
-        };
         let mut records = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_error("listing", &dir))?;
-            let id = entry.file_name().to_string_lossy().into_owned();
-            if !is_hex64(&id) {
-                continue;
-            }
+        for (id, entry) in fsutil::hex64_entries(&dir)? {
             let path = entry.path().join("config.v2.json");
             match read_record(&path, &id) {
                 Ok(record) => records.push(record),

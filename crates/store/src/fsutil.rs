@@ -111,26 +111,47 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<String>> {
 
 /// Removes a directory tree; a missing one is fine.
 pub(crate) fn remove_tree(path: &Path) -> Result<()> {
-    match fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(Error::Io {
-            op: "removing",
-            path: path.to_path_buf(),
-            source: err,
-        }),
-    }
+    missing_is_fine(fs::remove_dir_all(path), path)
 }
 
 /// Removes a file; a missing one is fine.
 pub(crate) fn remove_file(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(Error::Io {
+    missing_is_fine(fs::remove_file(path), path)
+}
+
+fn missing_is_fine(result: std::io::Result<()>, path: &Path) -> Result<()> {
+    match result {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
             op: "removing",
             path: path.to_path_buf(),
             source: err,
         }),
+        _ => Ok(()),
     }
+}
+
+/// The entries of `dir` named by 64 lower-case hex digits (Docker ignores every other name there),
+/// sorted; a missing `dir` has none.
+pub(crate) fn hex64_entries(dir: &Path) -> Result<Vec<(String, fs::DirEntry)>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => {
+            return Err(Error::Io {
+                op: "listing",
+                path: dir.to_path_buf(),
+                source: err,
+            })
+        }
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error("listing", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if crate::ids::is_hex64(&name) {
+            out.push((name, entry));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }

@@ -3,8 +3,8 @@
 use std::fs;
 use std::path::PathBuf;
 
-use crate::fsutil::{self, io_error};
-use crate::ids::{self, is_hex64};
+use crate::fsutil;
+use crate::ids;
 use crate::{DataRoot, Error, ImageConfig, Result};
 
 impl DataRoot {
@@ -68,26 +68,10 @@ impl DataRoot {
     /// All image ids (`sha256:<hex>`), sorted; names that are not 64 hex (temp files) are ignored.
     pub fn images(&self) -> Result<Vec<String>> {
         let dir = self.image_dir().join("imagedb/content/sha256");
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => {
-                return Err(Error::Io {
-                    op: "listing",
-                    path: dir,
-                    source: err,
-                })
-            }
-        };
-        let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_error("listing", &dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if is_hex64(&name) {
-                ids.push(format!("sha256:{name}"));
-            }
-        }
-        ids.sort();
+        let ids: Vec<String> = fsutil::hex64_entries(&dir)?
+            .into_iter()
+            .map(|(name, _)| format!("sha256:{name}"))
+            .collect();
         Ok(ids)
     }
 

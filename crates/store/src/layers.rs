@@ -6,7 +6,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::fsutil::{self, io_error};
-use crate::ids::{self, is_digest, is_hex64};
+use crate::ids::{self, is_digest};
 use crate::overlay::check_layer_dir_id;
 use crate::{AppliedLayer, ApplyError, DataRoot, Error, Layer, Result};
 
@@ -51,21 +51,8 @@ impl DataRoot {
     pub fn layers(&self) -> Result<Vec<Layer>> {
         let sha_dir = self.layerdb().join("sha256");
         let mut candidates = std::collections::BTreeMap::new();
-        let entries = match fs::read_dir(&sha_dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => {
-                return Err(Error::Io {
-                    op: "listing",
-                    path: sha_dir,
-                    source: err,
-                })
-            }
-        };
-        for entry in entries {
-            let entry = entry.map_err(io_error("listing", &sha_dir))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !is_hex64(&name) || !entry.path().is_dir() {
+        for (name, entry) in fsutil::hex64_entries(&sha_dir)? {
+            if !entry.path().is_dir() {
                 continue;
             }
             let chain_id = format!("sha256:{name}");
