@@ -12,8 +12,7 @@ use crate::{AppliedLayer, ApplyError, DataRoot, Error, Layer, Result};
 
 /// The deepest chain ovl registers: the kernel's overlay stack limit (OVL_MAX_STACK = 500 in
 /// fs/overlayfs/params.h), the most layers one mount can stack. Docker's layer store stops at 125
-/// (`maxLayerDepth` in moby layer/layer_store.go); ovl deliberately goes further, and dockerd skips
-/// deeper images when it loads a shared data root.
+/// (`maxLayerDepth` in moby layer/layer_store.go); ovl deliberately goes further.
 pub const MAX_LAYER_DEPTH: usize = 500;
 
 /// Buffer for the tar-split stream: the callback writes it in small gzip chunks.
