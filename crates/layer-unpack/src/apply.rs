@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -236,10 +236,7 @@ impl Applier {
                     .map_err(fail("create symlink"))?;
                 chown_at(parent_fd, name, meta.uid, meta.gid).map_err(fail("chown symlink"))?;
                 if !meta.xattrs.is_empty() {
-                    tracing::debug!(
-                        name = %String::from_utf8_lossy(name),
-                        "xattrs on a symlink are not applied"
-                    );
+                    skipped_symlink_xattrs(name);
                 }
                 rustix::fs::utimensat(
                     parent_fd,
@@ -271,10 +268,11 @@ impl Applier {
                     .map_err(fail("create hardlink"))?;
                 chown_at(parent_fd, name, meta.uid, meta.gid).map_err(fail("chown hardlink"))?;
                 // Docker changes mode and times only when the link does not point to a symlink
-                // (its chmod and chtimes would follow it).
+                // (its chmod and chtimes would follow it); xattrs of symlinks are skipped here
+                // as for symlink members. The new name is the inode, changed without opening it.
                 if target_type != FileType::Symlink {
-                    set_xattrs(XattrTarget::Proc(target_fd.as_fd()), &meta.xattrs)?;
-                    chmod_through_proc(target_fd.as_fd(), meta.mode)
+                    set_xattrs(XattrTarget::At(parent_fd, name), &meta.xattrs)?;
+                    crate::sys::chmod_nofollow(parent_fd, name, meta.mode)
                         .map_err(fail("chmod hardlink"))?;
                     rustix::fs::utimensat(
                         parent_fd,
@@ -283,6 +281,8 @@ impl Applier {
                         AtFlags::SYMLINK_NOFOLLOW,
                     )
                     .map_err(fail("set hardlink times"))?;
+                } else if !meta.xattrs.is_empty() {
+                    skipped_symlink_xattrs(name);
                 }
             }
             Node::CharDevice { .. } | Node::BlockDevice { .. } | Node::Fifo => {
@@ -299,17 +299,10 @@ impl Applier {
                 rustix::fs::mknodat(parent_fd, name, file_type, create_mode, dev)
                     .map_err(fail("create device node"))?;
                 chown_at(parent_fd, name, meta.uid, meta.gid).map_err(fail("chown device node"))?;
-                // Opening a device could have side effects, so the node is only referenced by
-                // an O_PATH descriptor and changed through its /proc/self/fd link.
-                let node_fd = rustix::fs::openat(
-                    parent_fd,
-                    name,
-                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(fail("open device node"))?;
-                set_xattrs(XattrTarget::Proc(node_fd.as_fd()), &meta.xattrs)?;
-                chmod_through_proc(node_fd.as_fd(), meta.mode)
+                // Opening a device could have side effects, so the node is changed through its
+                // parent directory and name, never followed.
+                set_xattrs(XattrTarget::At(parent_fd, name), &meta.xattrs)?;
+                crate::sys::chmod_nofollow(parent_fd, name, meta.mode)
                     .map_err(fail("chmod device node"))?;
                 rustix::fs::utimensat(
                     parent_fd,
@@ -438,11 +431,21 @@ impl Applier {
     }
 }
 
-/// Where xattrs are set: a readable or writable descriptor, or an `O_PATH` descriptor reached
-/// through `/proc/self/fd` (device nodes, FIFOs, hardlink targets).
+/// Where xattrs are set: a descriptor of the opened node (files, directories), or a name in a
+/// directory that is not followed (device nodes, FIFOs, hardlinks).
 enum XattrTarget<'fd> {
     Fd(BorrowedFd<'fd>),
-    Proc(BorrowedFd<'fd>),
+    At(BorrowedFd<'fd>, &'fd [u8]),
+}
+
+/// Logs that a symlink's xattrs from the archive are not applied. Docker's layers never carry
+/// any (it exports only `security.capability`, which a symlink cannot have), and leaving them
+/// out keeps symlinks to creation, owner and times.
+fn skipped_symlink_xattrs(name: &[u8]) {
+    tracing::warn!(
+        name = %String::from_utf8_lossy(name),
+        "xattrs on a symlink are not applied"
+    );
 }
 
 /// Sets the member's xattrs, ignoring `ENOTSUP` and `EPERM` as Docker does, and dropping the
@@ -463,12 +466,7 @@ fn set_xattrs(target: XattrTarget<'_>, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<
             XattrTarget::Fd(fd) => {
                 rustix::fs::fsetxattr(fd, key.as_slice(), value, XattrFlags::empty())
             }
-            XattrTarget::Proc(fd) => rustix::fs::setxattr(
-                proc_fd_path(fd).as_str(),
-                key.as_slice(),
-                value,
-                XattrFlags::empty(),
-            ),
+            XattrTarget::At(dir, name) => crate::sys::setxattr_nofollow(dir, name, key, value),
         };
         match result {
             Ok(()) => {}
@@ -483,16 +481,6 @@ fn set_xattrs(target: XattrTarget<'_>, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<
         }
     }
     Ok(())
-}
-
-/// The `/proc/self/fd` link of a descriptor, through which an `O_PATH` descriptor's inode can
-/// be changed without opening it.
-fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
-    format!("/proc/self/fd/{}", fd.as_raw_fd())
-}
-
-fn chmod_through_proc(fd: BorrowedFd<'_>, mode: u32) -> Result<(), Errno> {
-    rustix::fs::chmod(proc_fd_path(fd).as_str(), Mode::from_raw_mode(mode))
 }
 
 fn chown_at(parent: BorrowedFd<'_>, name: &[u8], owner: u32, group: u32) -> Result<(), Errno> {

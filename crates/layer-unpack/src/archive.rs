@@ -2,6 +2,7 @@
 //! each member is planned and applied while its data streams through, and the raw archive bytes
 //! that are not file data are recorded as tar-split segments with Docker's segmentation.
 
+use std::collections::HashSet;
 use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
 
@@ -13,7 +14,7 @@ use crate::header::{
     block_padding, c_string, typeflag, Format, Member, PaxRecords, RawHeader, BLOCK_LEN,
     MAX_SPECIAL_FILE_LEN,
 };
-use crate::plan::{plan, Action};
+use crate::plan::{go_clean, plan, Action};
 use crate::{Error, Result, UnpackOptions, UnpackReport};
 
 /// The input buffer size.
@@ -42,11 +43,17 @@ pub(crate) fn unpack<W: Write>(
     let mut n_entries: u64 = 0;
     // Padding still to be read after the previous member's data.
     let mut pad: u64 = 0;
+    // Every member's name as tar-split compares them, so that a repeated path is refused before
+    // it changes the layer (the packer refuses it as well, but only after the data).
+    let mut seen_names: HashSet<Vec<u8>> = HashSet::new();
 
     while let Some(next) = read_member(&mut input, &mut raw, &mut pad)? {
         let entry = String::from_utf8_lossy(&next.member.name).into_owned();
         // Warnings from applying the member (such as dropped overlay xattrs) carry its name.
         let _span = tracing::debug_span!("member", entry = %entry).entered();
+        if !seen_names.insert(go_clean(&next.member.name)) {
+            return Err(Error::DuplicatePath { entry });
+        }
         tar_split
             .add_segment(&raw)
             .map_err(|source| tar_split_error(&entry, source))?;

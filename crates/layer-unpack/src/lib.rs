@@ -10,7 +10,8 @@
 //!
 //! Inside, the work is split into decoding headers with Go's `archive/tar` rules (`header`),
 //! deciding what a member does to the layer without touching it (`plan`), and an executor that
-//! only uses descriptors (`apply`); `archive` drives the three over the stream.
+//! only uses descriptors (`apply`); `archive` drives the three over the stream. The two raw
+//! syscalls the executor needs (`fchmodat2`, `setxattrat`) are in `sys`.
 #![deny(unsafe_code)]
 
 mod apply;
@@ -18,6 +19,7 @@ mod archive;
 mod header;
 mod plan;
 mod size;
+mod sys;
 
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};

@@ -226,6 +226,36 @@ pub(crate) fn clean_in_root(name: &[u8]) -> Option<Components> {
     Some(components)
 }
 
+/// Cleans `name` exactly like Go's `filepath.Clean` (a rooted name stays rooted, leading `..`
+/// of a relative name stay): the key under which tar-split, and so Docker, finds two members
+/// to be the same path.
+pub(crate) fn go_clean(name: &[u8]) -> Vec<u8> {
+    let rooted = name.first() == Some(&b'/');
+    let mut elements: Vec<&[u8]> = Vec::new();
+    for element in name.split(|&byte| byte == b'/') {
+        match element {
+            b"" | b"." => {}
+            b".." => match elements.last() {
+                Some(last) if *last != b".." => {
+                    elements.pop();
+                }
+                _ if rooted => {}
+                _ => elements.push(element),
+            },
+            _ => elements.push(element),
+        }
+    }
+    let mut cleaned = Vec::with_capacity(name.len() + 1);
+    if rooted {
+        cleaned.push(b'/');
+    }
+    cleaned.extend_from_slice(&elements.join(&b'/'));
+    if cleaned.is_empty() {
+        cleaned.push(b'.');
+    }
+    cleaned
+}
+
 /// Joins components with `/`; the root is `.`.
 pub(crate) fn join(components: &[Vec<u8>]) -> Vec<u8> {
     if components.is_empty() {
@@ -281,6 +311,24 @@ mod tests {
         assert_eq!(clean_in_root(b"../x"), None);
         assert_eq!(clean_in_root(b"a/../../x"), None);
         assert_eq!(clean_in_root(b".."), None);
+    }
+
+    #[test]
+    fn go_clean_matches_filepath_clean() {
+        // Expected values from Go's path/filepath tests.
+        for (name, expected) in [
+            ("", "."),
+            ("abc/", "abc"),
+            ("abc//def//ghi", "abc/def/ghi"),
+            ("./abc", "abc"),
+            ("/../abc", "/abc"),
+            ("abc/../../..", "../.."),
+            ("../../abc/./x/..", "../../abc"),
+            ("/", "/"),
+            ("a/b/../../..", ".."),
+        ] {
+            assert_eq!(go_clean(name.as_bytes()), expected.as_bytes(), "{name}");
+        }
     }
 
     #[test]

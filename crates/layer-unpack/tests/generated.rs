@@ -299,12 +299,27 @@ fn malformed_archives_are_errors_naming_the_entry_needs_root() {
         "{result:?}"
     );
 
-    // The same path twice, after cleaning.
+    // The same path twice, after cleaning; the second never reaches the layer.
     let mut tar = TarWriter::new();
     tar.file("a", b"1").file("./a", b"2");
-    let (result, _) = Scratch::new().unpack(&tar.finish());
+    let scratch = Scratch::new();
+    let (result, _) = scratch.unpack(&tar.finish());
     assert!(
         matches!(result, Err(Error::DuplicatePath { ref entry }) if entry == "./a"),
+        "{result:?}"
+    );
+    assert_eq!(fs::read(scratch.diff().join("a")).expect("a"), b"1");
+    // Two PAX global headers with the same name are duplicates for tar-split too.
+    let mut tar = TarWriter::new();
+    for _ in 0..2 {
+        let records = b"18 comment=global\n";
+        let mut global = header(b"pax_global_header", b'g', records.len() as u64, b"");
+        global.set_cksum();
+        tar.0.append(&global, &records[..]).expect("global");
+    }
+    let (result, _) = Scratch::new().unpack(&tar.finish());
+    assert!(
+        matches!(result, Err(Error::DuplicatePath { ref entry }) if entry == "pax_global_header"),
         "{result:?}"
     );
 
@@ -366,15 +381,23 @@ fn every_type_tar() -> (Vec<u8>, Vec<u8>) {
     .file("d/f", &[b'f'; 600])
     .file("d/block", &[b'b'; 512])
     .file("d/empty", b"")
-    .symlink("d/s", "f")
-    .hardlink("d/h", "d/f")
-    .raw(b"p", b'6', b"", b"")
-    .raw(b"d/.wh.gone", b'0', b"", b"")
-    .raw(b"d/.wh..wh..opq", b'0', b"", b"");
+    .symlink("d/s", "f");
+    // A hardlink's mode and xattrs are those of the shared inode.
+    let mut hardlink = header(b"d/h", b'1', 0, b"d/f");
+    hardlink.set_mode(0o600);
+    hardlink.set_cksum();
+    tar.pax(&[("SCHILY.xattr.trusted.link", b"h")]);
+    tar.0.append(&hardlink, &b""[..]).expect("hardlink");
+    tar.pax(&[("SCHILY.xattr.trusted.fifo", b"p")])
+        .raw(b"p", b'6', b"", b"")
+        .raw(b"d/.wh.gone", b'0', b"", b"")
+        .raw(b"d/.wh..wh..opq", b'0', b"", b"");
     let mut char_dev = header(b"c", b'3', 0, b"");
     char_dev.set_device_major(1).expect("major");
     char_dev.set_device_minor(3).expect("minor");
+    char_dev.set_mode(0o2640);
     char_dev.set_cksum();
+    tar.pax(&[("SCHILY.xattr.trusted.dev", b"c")]);
     tar.0.append(&char_dev, &b""[..]).expect("char");
     let mut block_dev = header(b"b", b'4', 0, b"");
     block_dev.set_device_major(7).expect("major");
@@ -498,8 +521,16 @@ fn every_member_type_round_trips_through_tar_split_needs_root() {
         fs::read_link(diff.join("d/s")).expect("readlink"),
         Path::new("f")
     );
+    assert_eq!(meta("d/f").mode() & 0o7777, 0o600);
+    assert_eq!(
+        xattr(&diff.join("d/f"), "trusted.link"),
+        Some(b"h".to_vec())
+    );
     assert!(meta("p").file_type().is_fifo());
+    assert_eq!(xattr(&diff.join("p"), "trusted.fifo"), Some(b"p".to_vec()));
     assert_eq!(meta("c").rdev(), rustix::fs::makedev(1, 3));
+    assert_eq!(meta("c").mode() & 0o7777, 0o2640);
+    assert_eq!(xattr(&diff.join("c"), "trusted.dev"), Some(b"c".to_vec()));
     assert!(meta("b").file_type().is_block_device());
     let long = meta(&long_name_path());
     assert_eq!((long.uid(), long.mode() & 0o7777), (3_000_000, 0o4755));
