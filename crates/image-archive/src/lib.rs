@@ -56,6 +56,13 @@ pub enum Error {
         needed: u64,
         available: u64,
     },
+    #[error("archive {archive}: truncated archive: no end-of-archive marker at byte {offset}{}", last_member.as_ref().map(|m| format!(" after member {m}")).unwrap_or_default())]
+    MissingEndOfArchive {
+        archive: PathBuf,
+        /// The last member found, `None` for a file without any.
+        last_member: Option<String>,
+        offset: u64,
+    },
     #[error("archive {archive}: neither manifest.json nor index.json found; not a docker-archive or oci archive")]
     UnknownFormat { archive: PathBuf },
     #[error("archive {archive}: missing member {member}")]

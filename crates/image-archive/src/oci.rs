@@ -87,7 +87,8 @@ pub(crate) fn read_images(
     tracing::debug!(archive = %reader.archive.display(), version = %marker.image_layout_version, "oci layout");
     let index_bytes = reader.read_json_bytes(INDEX_MEMBER)?;
     let index: Index = reader.parse_json(INDEX_MEMBER, &index_bytes)?;
-    if index.manifests.is_empty() {
+    let descriptors = top_level_images(&index);
+    if descriptors.is_empty() {
         return Err(Error::NoImages {
             archive: reader.archive.to_path_buf(),
             member: INDEX_MEMBER.to_string(),
@@ -95,7 +96,7 @@ pub(crate) fn read_images(
     }
     let mut images: Vec<ImageSource> = Vec::new();
     let mut manifest_members: Vec<String> = Vec::new();
-    for descriptor in &index.manifests {
+    for descriptor in descriptors {
         let (chosen, manifest_member, manifest_bytes) =
             resolve_manifest(reader, descriptor, INDEX_MEMBER, 0)?;
         let mut names = names_for(&descriptor.annotations, options);
@@ -116,6 +117,42 @@ pub(crate) fn read_images(
         manifest_members.push(manifest_member);
     }
     Ok(images)
+}
+
+/// The entries of a layout's `index.json` that are images to load. An index.json may list
+/// several images (one per name) or, like an image index, the platform variants of one image:
+/// attestation manifests never count, and when an entry is marked linux/amd64, entries marked
+/// with another platform are left out.
+fn top_level_images(index: &Index) -> Vec<&Descriptor> {
+    let candidates: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| !is_attestation(d))
+        .collect();
+    if !candidates.iter().any(|d| is_linux_amd64(d)) {
+        return candidates;
+    }
+    candidates
+        .into_iter()
+        .filter(|d| d.platform.is_none() || is_linux_amd64(d))
+        .collect()
+}
+
+/// Whether BuildKit marked a descriptor as an attestation manifest rather than an image.
+fn is_attestation(descriptor: &Descriptor) -> bool {
+    descriptor
+        .annotations
+        .get(DOCKER_REFERENCE_TYPE)
+        .map(String::as_str)
+        == Some("attestation-manifest")
+}
+
+/// Whether a descriptor's platform is linux/amd64 (a descriptor without one is not).
+fn is_linux_amd64(descriptor: &Descriptor) -> bool {
+    descriptor
+        .platform
+        .as_ref()
+        .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
 }
 
 /// Reads the blob a descriptor (found in `parent`) names, checking its digest and size.
@@ -234,16 +271,9 @@ fn choose_platform<'i>(
     let candidates: Vec<&Descriptor> = index
         .manifests
         .iter()
-        .filter(|d| {
-            d.annotations.get(DOCKER_REFERENCE_TYPE).map(String::as_str)
-                != Some("attestation-manifest")
-        })
+        .filter(|d| !is_attestation(d))
         .collect();
-    let amd64 = candidates.iter().find(|d| {
-        d.platform
-            .as_ref()
-            .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
-    });
+    let amd64 = candidates.iter().find(|d| is_linux_amd64(d));
     match (amd64, candidates.as_slice()) {
         (Some(found), _) => Ok(found),
         (None, [only]) => Ok(only),

@@ -453,6 +453,10 @@ fn index_tar(path: &Path, file: &File) -> Result<HashMap<String, TarMember>> {
         .len();
     let mut archive = tar::Archive::new(file);
     let mut members = HashMap::new();
+    // Where the data of the last member (with its padding) ends: the end-of-archive marker must
+    // follow there.
+    let mut end_of_members = 0;
+    let mut last_member = None;
     for entry in archive.entries_with_seek().map_err(tar_error)? {
         let entry = entry.map_err(tar_error)?;
         let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -471,6 +475,8 @@ fn index_tar(path: &Path, file: &File) -> Result<HashMap<String, TarMember>> {
                 available: file_len,
             });
         }
+        end_of_members = end_of_members.max(needed);
+        last_member = Some(raw_name.clone());
         let entry_type = entry.header().entry_type();
         let link_target = || {
             entry
@@ -492,6 +498,17 @@ fn index_tar(path: &Path, file: &File) -> Result<HashMap<String, TarMember>> {
         };
         // Like extraction, a later member of the same name replaces an earlier one.
         members.insert(name, TarMember { offset, size, kind });
+    }
+    // The tar crate, like Go's archive/tar, takes end of file at a block boundary for the end of
+    // the archive. Every writer of image archives ends them with zero blocks, so a file that stops
+    // right after a member's data was cut there, and what followed (manifest.json, last in
+    // `docker save` output) is missing.
+    if file_len < end_of_members.saturating_add(TAR_BLOCK_SIZE) {
+        return Err(Error::MissingEndOfArchive {
+            archive: path.to_path_buf(),
+            last_member,
+            offset: end_of_members,
+        });
     }
     Ok(members)
 }

@@ -406,6 +406,97 @@ fn truncated_archive_is_reported() {
 }
 
 #[test]
+fn archive_cut_at_a_block_boundary_is_reported_as_truncated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let bytes = docker_archive(&image, None, None, |_| {});
+    // tar::Builder ends the archive with two zero blocks (1024 bytes); without them the file
+    // stops right after manifest.json's data.
+    let cut = bytes.len() - 1024;
+    let path = write_file(dir.path(), "image.tar", &bytes[..cut]);
+    let err = open(&path, dir.path()).expect_err("no end marker");
+    assert!(
+        matches!(&err, Error::MissingEndOfArchive { last_member: Some(member), offset, .. }
+            if member == "manifest.json" && *offset == cut as u64),
+        "{err}"
+    );
+    assert!(err.to_string().contains("truncated"), "{err}");
+    // Cut just before manifest.json's header block: the config is the last member left. Its data
+    // (padded to 512-byte blocks) ends where manifest.json's header starts.
+    let manifest_len = serde_json::to_vec(&serde_json::json!([{
+        "Config": format!("{}.json", hex(&image.image_id)),
+        "RepoTags": null,
+        "Layers": [format!("{:064x}/layer.tar", 0), format!("{:064x}/layer.tar", 1)],
+    }]))
+    .expect("manifest")
+    .len()
+        + 1;
+    let cut = bytes.len() - 1024 - manifest_len.div_ceil(512) * 512 - 512;
+    let path = write_file(dir.path(), "image2.tar", &bytes[..cut]);
+    let err = open(&path, dir.path()).expect_err("manifest cut off");
+    let config_member = format!("{}.json", hex(&image.image_id));
+    assert!(
+        matches!(&err, Error::MissingEndOfArchive { last_member: Some(member), .. }
+            if *member == config_member),
+        "{err}"
+    );
+    // An empty file has no members and no end marker.
+    let path = write_file(dir.path(), "empty.tar", b"");
+    let err = open(&path, dir.path()).expect_err("empty file");
+    assert!(
+        matches!(
+            &err,
+            Error::MissingEndOfArchive {
+                last_member: None,
+                offset: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// The Docker 20.10 image id of tests/data/image-config-build.json (the sha256 of the file, as
+/// Docker stored it) and the DiffIDs Docker wrote into it; the second is the sha256 of
+/// tests/data/build-layer.tar, the layer Docker's classic builder produced for it.
+const DOCKER_BUILD_IMAGE_ID: &str =
+    "sha256:5abcbabfa2d767a1ea805ced0961226cf08493bcc415684ace4be8de2fb771af";
+const DOCKER_BUILD_DIFF_IDS: [&str; 2] = [
+    "sha256:dbb48825f54dbaa2cf1de0829b3f4a8c1e6645cd4163be30090da819d6c99e23",
+    "sha256:dccdf5d381b1ccdd57a500de962f55aea0fc5d5ac86885e23daec1c2bdf3d08b",
+];
+
+#[test]
+fn docker_archive_with_docker_written_config_and_layer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let config = fs::read(data.join("image-config-build.json")).expect("config fixture");
+    let build_layer = fs::read(data.join("build-layer.tar")).expect("layer fixture");
+    // The base layer is not among the fixtures; a docker-archive's layers are verified against
+    // their DiffIDs only when unpacked, so a stand-in is enough to read the archive.
+    let base_layer = layer_tar("base.txt", b"stand-in for the base layer\n");
+    let image = TestImage {
+        layers: vec![base_layer, build_layer.clone()],
+        diff_ids: DOCKER_BUILD_DIFF_IDS
+            .iter()
+            .map(|d| d.to_string())
+            .collect(),
+        config,
+        image_id: DOCKER_BUILD_IMAGE_ID.to_string(),
+    };
+    let bytes = docker_archive(&image, Some(vec!["seed:latest"]), None, |_| {});
+    let path = write_file(dir.path(), "image.tar", &bytes);
+    let archive = open(&path, dir.path()).expect("open archive");
+    let found = &archive.images()[0];
+    assert_eq!(found.image_id, DOCKER_BUILD_IMAGE_ID);
+    assert_eq!(found.names, ["seed:latest"]);
+    let diff_ids: Vec<&str> = found.layers.iter().map(|l| l.diff_id.as_str()).collect();
+    assert_eq!(diff_ids, DOCKER_BUILD_DIFF_IDS);
+    let layers = read_all_layers(&archive);
+    assert_eq!(sha256(&layers[1]), DOCKER_BUILD_DIFF_IDS[1]);
+}
+
+#[test]
 fn docker_25_archive_with_index_json_prefers_manifest_json() {
     let dir = tempfile::tempdir().expect("tempdir");
     let image = test_image();
@@ -608,6 +699,57 @@ fn oci_nested_index_picks_linux_amd64_and_merges_names() {
     assert_eq!(archive.images().len(), 1);
     assert_eq!(archive.images()[0].names, ["app:multi", "app:amd64"]);
     assert_oci_image(&archive, &image);
+}
+
+#[test]
+fn oci_index_json_listing_platform_variants_loads_linux_amd64_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let arm_layer = layer_tar("arm.txt", b"arm64\n");
+    let arm_config = config_json(&[sha256(&arm_layer)]);
+    let arm_image = TestImage {
+        layers: vec![arm_layer.clone()],
+        diff_ids: vec![sha256(&arm_layer)],
+        image_id: sha256(&arm_config),
+        config: arm_config,
+    };
+    let mut layout = Layout::new();
+    let mut arm = layout.add_image(&arm_image);
+    arm["platform"] = serde_json::json!({"os": "linux", "architecture": "arm64"});
+    let mut amd = layout.add_image(&image);
+    amd["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64"});
+    // An attestation manifest is no image, even without a platform.
+    let attestation = with_annotations(
+        layout.add_image(&arm_image),
+        &[("vnd.docker.reference.type", "attestation-manifest")],
+    );
+    let index = Layout::index(vec![
+        with_annotations(arm, &[(REF_NAME, "app:latest")]),
+        with_annotations(amd, &[(REF_NAME, "app:latest")]),
+        attestation,
+    ]);
+    layout.write_dir(dir.path(), &index);
+    let archive = open(dir.path(), dir.path()).expect("open layout");
+    assert_eq!(archive.images().len(), 1);
+    assert_eq!(archive.images()[0].names, ["app:latest"]);
+    assert_oci_image(&archive, &image);
+}
+
+#[test]
+fn oci_index_json_with_attestations_only_lists_no_images() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let mut layout = Layout::new();
+    let attestation = with_annotations(
+        layout.add_image(&image),
+        &[("vnd.docker.reference.type", "attestation-manifest")],
+    );
+    layout.write_dir(dir.path(), &Layout::index(vec![attestation]));
+    let err = open(dir.path(), dir.path()).expect_err("no images");
+    assert!(
+        matches!(&err, Error::NoImages { member, .. } if member == "index.json"),
+        "{err}"
+    );
 }
 
 #[test]
