@@ -178,4 +178,31 @@ fn five_hundred_layers_mount_needs_root() {
         String::from_utf8_lossy(&rm.stderr)
     );
     check_root_consistent(&ovl.root).unwrap_or_else(|e| panic!("{e:#}"));
+
+    // rmi releases the whole chain: every layer, its overlay2 dir and its l/ link.
+    let started = Instant::now();
+    let out = ovl.ok(["rmi", "ovl-deep:500"]);
+    eprintln!(
+        "timing: ovl rmi of {N_LAYERS} layers: {:.1?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("Deleted: ")).count(),
+        N_LAYERS + 1,
+        "{out}"
+    );
+    assert!(ovl_tests::layerdb(&ovl.root).is_empty());
+    assert_eq!(
+        fs::read_dir(ovl.root.join("overlay2"))
+            .expect("overlay2")
+            .count(),
+        1,
+        "only l/ left"
+    );
+    assert_eq!(
+        fs::read_dir(ovl.root.join("overlay2/l"))
+            .expect("l")
+            .count(),
+        0
+    );
 }

@@ -1,6 +1,6 @@
 //! `ovl images` and `ovl rmi`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -208,33 +208,41 @@ fn remove_image(root: &DataRoot, text: &str, force: bool) -> Result<()> {
 
 /// Removes the layers of a chain, top first, that no image, child layer or container references.
 fn release_layers(root: &DataRoot, diff_ids: &[String]) -> Result<()> {
+    let held = held_chain_ids(root)?;
+    // How many registered layers sit directly on each layer; a layer with children stays.
+    let mut n_children: BTreeMap<String, usize> = BTreeMap::new();
+    for parent in root.layers()?.into_iter().filter_map(|layer| layer.parent) {
+        *n_children.entry(parent).or_default() += 1;
+    }
     for chain_id in store::chain_ids(diff_ids).iter().rev() {
-        if used_chain_ids(root)?.contains(chain_id) {
+        if held.contains(chain_id) || n_children.get(chain_id).is_some_and(|n| *n > 0) {
             break;
         }
-        if root.layer(chain_id)?.is_none() {
+        let Some(layer) = root.layer(chain_id)? else {
             continue;
-        }
+        };
         root.remove_layer(chain_id)?;
         println!("Deleted: {chain_id}");
+        if let Some(parent) = layer.parent {
+            n_children.entry(parent).and_modify(|n| *n -= 1);
+        }
     }
     Ok(())
 }
 
-/// Every ChainID that an image's chain, a registered child layer or a container layer holds.
-fn used_chain_ids(root: &DataRoot) -> Result<BTreeSet<String>> {
-    let mut used = BTreeSet::new();
+/// Every ChainID that a remaining image's chain or a container layer holds.
+fn held_chain_ids(root: &DataRoot) -> Result<BTreeSet<String>> {
+    let mut held = BTreeSet::new();
     for image_id in root.images()? {
         if let Ok(config) = root.image_config(&image_id) {
-            used.extend(store::chain_ids(&config.rootfs.diff_ids));
+            held.extend(store::chain_ids(&config.rootfs.diff_ids));
         }
     }
-    used.extend(root.layers()?.into_iter().filter_map(|layer| layer.parent));
     for container in root.containers()? {
-        used.extend(
+        held.extend(
             root.mounts_entry(&container.id)?
                 .and_then(|entry| entry.parent),
         );
     }
-    Ok(used)
+    Ok(held)
 }
