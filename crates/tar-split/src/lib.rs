@@ -24,7 +24,7 @@ use std::io;
 
 pub use crc64::Crc64;
 pub use pack::Packer;
-pub use reassemble::reassemble;
+pub use reassemble::{reassemble, reassembled_len};
 pub use unpack::Unpacker;
 
 /// The `type` value of a file entry (Go's `storage.FileType`).

@@ -167,3 +167,18 @@ fn read_retrying(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
         }
     }
 }
+
+/// The length in bytes of the tar [`reassemble`] would write: the segments' payloads plus the
+/// files' recorded sizes. Reads only the tar-split stream, not the layer, so an archive writer can
+/// put the length in a tar header before the layer's bytes.
+pub fn reassembled_len(tar_split_gz: impl Read) -> Result<u64> {
+    let mut unpacker = Unpacker::new(tar_split_gz);
+    let mut n_bytes: u64 = 0;
+    while let Some(entry) = unpacker.next().transpose()? {
+        n_bytes += match entry {
+            Entry::Segment { payload } => payload.len() as u64,
+            Entry::File { size, .. } => size,
+        };
+    }
+    Ok(n_bytes)
+}

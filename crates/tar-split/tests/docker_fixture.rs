@@ -135,6 +135,10 @@ fn reassembling_gnu_tar_extraction_reproduces_the_docker_layer() {
     let (n_written, out) = reassemble_dir(root.path(), &docker_tar_split_gz()).expect("reassemble");
     assert_eq!(n_written, 18944);
     assert_eq!(n_written, out.len() as u64);
+    assert_eq!(
+        tar_split::reassembled_len(&docker_tar_split_gz()[..]).expect("length"),
+        layer_tar.len() as u64
+    );
     assert_eq!(format!("sha256:{}", sha256_hex(&out)), diff_id);
     assert_eq!(sha256_hex(&out), sha256_hex(&layer_tar));
     assert!(out == layer_tar);
