@@ -1,0 +1,492 @@
+//! The walk of the upperdir and of the merged tree, and the header of each entry.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use gotar::{typeflag, Header};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
+
+use crate::names::NameCache;
+use crate::{lossy, ChangeKind, CountingWriter, Error, PackOptions, PackReport, Result};
+
+/// The copy buffer for file data.
+const COPY_BUFFER_LEN: usize = 128 * 1024;
+
+/// `security.capability` as Docker exports it (VFS_CAP_REVISION_3 rewritten to revision 2).
+const CAPABILITY_XATTR: &str = "security.capability";
+const VFS_CAP_REVISION_OFFSET: usize = 3;
+const VFS_CAP_REVISION_2: u8 = 2;
+const VFS_CAP_REVISION_3: u8 = 3;
+const VFS_CAP_REVISION_2_LEN: usize = 20;
+
+const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+const REDIRECT_XATTRS: [&str; 2] = ["trusted.overlay.redirect", "user.overlay.redirect"];
+const METACOPY_XATTRS: [&str; 2] = ["trusted.overlay.metacopy", "user.overlay.metacopy"];
+
+/// Writes the tar of `upper` (spec §4.3) to `out`, ending with two zero blocks.
+///
+/// An entry carrying an overlay `redirect` or `metacopy` xattr is [`Error::NeedsMergedExport`]:
+/// its content is not all in the upperdir.
+pub fn pack_upper(upper: &Path, out: &mut dyn Write, options: &PackOptions) -> Result<PackReport> {
+    let root = open_root(upper)?;
+    let mut packer = Packer::new(out, options);
+    packer.walk(root.as_fd(), b"")?;
+    packer.finish()
+}
+
+/// Writes Docker's naive export of `changes` (absolute paths) read from `merged_root`: entries
+/// sorted by path, the entry itself for additions and modifications (a directory's children only
+/// when they are listed too), a `.wh.<name>` file for each deletion.
+pub fn pack_changes(
+    merged_root: &Path,
+    changes: &[(Vec<u8>, ChangeKind)],
+    out: &mut dyn Write,
+    options: &PackOptions,
+) -> Result<PackReport> {
+    let root = open_root(merged_root)?;
+    let mut sorted: Vec<&(Vec<u8>, ChangeKind)> = changes.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let deleted_at = options.clamp_mtime.unwrap_or_else(now_seconds);
+    let mut packer = Packer::new(out, options);
+    for (path, kind) in sorted {
+        let relative = path.strip_prefix(b"/").unwrap_or(path);
+        let (parent, base) = match relative.iter().rposition(|&b| b == b'/') {
+            Some(idx) => (&relative[..idx], &relative[idx + 1..]),
+            None => (&relative[..0], relative),
+        };
+        if base.is_empty() || base == b"." || base == b".." {
+            continue;
+        }
+        if *kind == ChangeKind::Delete {
+            let mut name = parent.to_vec();
+            if !name.is_empty() {
+                name.push(b'/');
+            }
+            name.extend_from_slice(b".wh.");
+            name.extend_from_slice(base);
+            let header = Header {
+                name,
+                typeflag: typeflag::REG,
+                mtime: deleted_at,
+                ..Header::default()
+            };
+            packer.put_header(&header)?;
+            continue;
+        }
+        let dir = open_path_dirs(root.as_fd(), parent)?;
+        let name = c_name(base, relative)?;
+        packer.entry(dir.as_fd(), &name, relative, false)?;
+    }
+    packer.finish()
+}
+
+struct Packer<'a> {
+    out: CountingWriter<'a>,
+    options: PackOptions,
+    names: NameCache,
+    /// Inodes of non-directories with more than one link, by (dev, ino), with their first name.
+    seen: HashMap<(u64, u64), Vec<u8>>,
+    buffer: Vec<u8>,
+    n_entries: u64,
+}
+
+impl<'a> Packer<'a> {
+    fn new(out: &'a mut dyn Write, options: &PackOptions) -> Packer<'a> {
+        Packer {
+            out: CountingWriter {
+                inner: out,
+                n_bytes: 0,
+            },
+            options: options.clone(),
+            names: NameCache::from_host(),
+            seen: HashMap::new(),
+            buffer: vec![0; COPY_BUFFER_LEN],
+            n_entries: 0,
+        }
+    }
+
+    fn finish(mut self) -> Result<PackReport> {
+        self.out.put(&gotar::END_OF_ARCHIVE)?;
+        self.out
+            .inner
+            .flush()
+            .map_err(|source| Error::Write { source })?;
+        Ok(PackReport {
+            n_entries: self.n_entries,
+            n_bytes: self.out.n_bytes,
+        })
+    }
+
+    /// Emits every entry below `dir` (whose path relative to the layer is `prefix`, empty or
+    /// ending in `/`), names in byte order, each directory followed by its children.
+    fn walk(&mut self, dir: BorrowedFd<'_>, prefix: &[u8]) -> Result<()> {
+        let mut names = read_dir(dir).map_err(|err| io("listing", prefix_or_root(prefix), err))?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            let mut relative = prefix.to_vec();
+            relative.extend_from_slice(name.as_bytes());
+            if let Some(child) = self.entry(dir, &name, &relative, true)? {
+                relative.push(b'/');
+                self.walk(child.as_fd(), &relative)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Emits the entry `name` of `dir`; returns the opened directory when it is one and the
+    /// caller walks into it.
+    fn entry(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        relative: &[u8],
+        from_upper: bool,
+    ) -> Result<Option<OwnedFd>> {
+        let stat = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            // Gone since it was listed: nothing to export.
+            Err(Errno::NOENT) if from_upper => return Ok(None),
+            Err(err) => return Err(io("stat", relative, err)),
+        };
+        let file_type = FileType::from_raw_mode(stat.st_mode);
+        let mut header = self.base_header(&stat, relative);
+        match file_type {
+            FileType::Directory => {
+                let fd =
+                    open_dir_at(dir, name).map_err(|err| io("opening directory", relative, err))?;
+                if from_upper {
+                    check_not_redirected(fd.as_fd(), relative, &REDIRECT_XATTRS)?;
+                }
+                header.typeflag = typeflag::DIR;
+                header.name.push(b'/');
+                add_capability(fd.as_fd(), &mut header, relative)?;
+                let opaque = from_upper && is_opaque(fd.as_fd(), relative)?;
+                self.put_header(&header)?;
+                if opaque {
+                    let mut marker_name = relative.to_vec();
+                    marker_name.extend_from_slice(b"/.wh..wh..opq");
+                    let marker = Header {
+                        name: marker_name,
+                        typeflag: typeflag::REG,
+                        mode: i64::from(stat.st_mode & 0o777),
+                        uid: header.uid,
+                        gid: header.gid,
+                        uname: header.uname.clone(),
+                        gname: header.gname.clone(),
+                        ..Header::default()
+                    };
+                    self.put_header(&marker)?;
+                }
+                Ok(from_upper.then_some(fd))
+            }
+            FileType::RegularFile => {
+                let file = open_file_at(dir, name).map_err(|err| io("opening", relative, err))?;
+                let opened = rustix::fs::fstat(&file).map_err(|err| io("stat", relative, err))?;
+                if opened.st_dev != stat.st_dev || opened.st_ino != stat.st_ino {
+                    return Err(Error::SizeChanged {
+                        path: lossy(relative),
+                        expected: stat.st_size as u64,
+                        actual: opened.st_size as u64,
+                    });
+                }
+                if from_upper {
+                    check_not_redirected(file.as_fd(), relative, &METACOPY_XATTRS)?;
+                }
+                header.typeflag = typeflag::REG;
+                add_capability(file.as_fd(), &mut header, relative)?;
+                if self.link_to_seen(&stat, &mut header, relative) {
+                    self.put_header(&header)?;
+                    return Ok(None);
+                }
+                header.size = stat.st_size;
+                self.put_header(&header)?;
+                self.copy_data(file, stat.st_size as u64, relative)?;
+                Ok(None)
+            }
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(dir, name, Vec::new())
+                    .map_err(|err| io("reading link", relative, err))?;
+                header.typeflag = typeflag::SYMLINK;
+                header.linkname = target.into_bytes();
+                self.link_to_seen(&stat, &mut header, relative);
+                self.put_header(&header)?;
+                Ok(None)
+            }
+            FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
+                header.typeflag = match file_type {
+                    FileType::CharacterDevice => typeflag::CHAR,
+                    FileType::BlockDevice => typeflag::BLOCK,
+                    _ => typeflag::FIFO,
+                };
+                if file_type != FileType::Fifo {
+                    header.devmajor = i64::from(rustix::fs::major(stat.st_rdev));
+                    header.devminor = i64::from(rustix::fs::minor(stat.st_rdev));
+                }
+                self.link_to_seen(&stat, &mut header, relative);
+                let is_whiteout = from_upper
+                    && file_type == FileType::CharacterDevice
+                    && header.devmajor == 0
+                    && header.devminor == 0;
+                if is_whiteout {
+                    // The hardlink logic ran first, as in Docker: a whiteout sharing the
+                    // kernel's whiteout inode keeps the first whiteout's original path as its
+                    // link name while becoming a regular file.
+                    let (parent, base) = split_last(relative);
+                    let mut name = parent.to_vec();
+                    name.extend_from_slice(b".wh.");
+                    name.extend_from_slice(base);
+                    header.name = name;
+                    header.mode = 0o600;
+                    header.typeflag = typeflag::REG;
+                    header.size = 0;
+                    if self.options.clamp_mtime.is_some() {
+                        header.linkname.clear();
+                    }
+                }
+                self.put_header(&header)?;
+                Ok(None)
+            }
+            FileType::Socket => {
+                tracing::warn!(path = %lossy(relative), "skipping a socket: tar cannot hold it");
+                Ok(None)
+            }
+            FileType::Unknown => Err(io("reading", relative, Errno::INVAL)),
+        }
+    }
+
+    /// The fields every entry has, from `lstat`.
+    fn base_header(&self, stat: &Stat, relative: &[u8]) -> Header {
+        let mtime = match self.options.clamp_mtime {
+            Some(clamp) => stat.st_mtime.min(clamp),
+            None => stat.st_mtime,
+        };
+        Header {
+            name: relative.to_vec(),
+            mode: i64::from(stat.st_mode & 0o177777),
+            uid: i64::from(stat.st_uid),
+            gid: i64::from(stat.st_gid),
+            mtime,
+            uname: self.names.user(stat.st_uid),
+            gname: self.names.group(stat.st_gid),
+            ..Header::default()
+        }
+    }
+
+    /// Turns `header` into a hardlink to the first name of its inode when one was seen; records
+    /// the name otherwise. Returns whether it became a link.
+    fn link_to_seen(&mut self, stat: &Stat, header: &mut Header, relative: &[u8]) -> bool {
+        if stat.st_nlink <= 1 {
+            return false;
+        }
+        let key = (stat.st_dev, stat.st_ino);
+        match self.seen.get(&key) {
+            Some(first) => {
+                header.typeflag = typeflag::LINK;
+                header.linkname = first.clone();
+                header.size = 0;
+                true
+            }
+            None => {
+                self.seen.insert(key, relative.to_vec());
+                false
+            }
+        }
+    }
+
+    fn put_header(&mut self, header: &Header) -> Result<()> {
+        let bytes = header.encode().map_err(|source| Error::Header {
+            path: lossy(&header.name),
+            source,
+        })?;
+        self.out.put(&bytes)?;
+        self.n_entries += 1;
+        Ok(())
+    }
+
+    /// Copies exactly `size` bytes of `file`, then the padding; a file that is shorter or longer
+    /// than its `lstat` size is an error.
+    fn copy_data(&mut self, file: OwnedFd, size: u64, relative: &[u8]) -> Result<()> {
+        let mut file = std::fs::File::from(file);
+        let mut copied: u64 = 0;
+        while copied < size {
+            let want = (size - copied).min(self.buffer.len() as u64) as usize;
+            let n = file
+                .read(&mut self.buffer[..want])
+                .map_err(|source| Error::Io {
+                    operation: "reading",
+                    path: lossy(relative),
+                    source,
+                })?;
+            if n == 0 {
+                return Err(Error::SizeChanged {
+                    path: lossy(relative),
+                    expected: size,
+                    actual: copied,
+                });
+            }
+            let (out, buffer) = (&mut self.out, &self.buffer);
+            out.put(&buffer[..n])?;
+            copied += n as u64;
+        }
+        let mut probe = [0u8; 1];
+        if file.read(&mut probe).is_ok_and(|n| n > 0) {
+            return Err(Error::SizeChanged {
+                path: lossy(relative),
+                expected: size,
+                actual: size + 1,
+            });
+        }
+        self.out
+            .put(&[0u8; gotar::BLOCK_LEN][..gotar::padding(size)])?;
+        Ok(())
+    }
+}
+
+fn io(operation: &'static str, path: &[u8], err: Errno) -> Error {
+    Error::Io {
+        operation,
+        path: lossy(path),
+        source: err.into(),
+    }
+}
+
+fn prefix_or_root(prefix: &[u8]) -> &[u8] {
+    if prefix.is_empty() {
+        b"/"
+    } else {
+        prefix
+    }
+}
+
+fn split_last(relative: &[u8]) -> (&[u8], &[u8]) {
+    match relative.iter().rposition(|&b| b == b'/') {
+        Some(idx) => (&relative[..=idx], &relative[idx + 1..]),
+        None => (&relative[..0], relative),
+    }
+}
+
+fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn c_name(name: &[u8], relative: &[u8]) -> Result<CString> {
+    CString::new(name).map_err(|_| io("naming", relative, Errno::INVAL))
+}
+
+fn open_root(path: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|err| io("opening", path.as_os_str().as_encoded_bytes(), err))
+}
+
+fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+fn open_file_at(dir: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Opens the directories of `parent` (relative, `/`-separated) one component at a time below
+/// `root`, refusing symlinks.
+fn open_path_dirs(root: BorrowedFd<'_>, parent: &[u8]) -> Result<OwnedFd> {
+    let mut current = rustix::io::dup(root).map_err(|err| io("opening", b"/", err))?;
+    for component in parent.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        if component == b"." || component == b".." {
+            return Err(io("resolving", parent, Errno::INVAL));
+        }
+        let name = c_name(component, parent)?;
+        current = open_dir_at(current.as_fd(), &name)
+            .map_err(|err| io("opening directory", parent, err))?;
+    }
+    Ok(current)
+}
+
+fn read_dir(dir: BorrowedFd<'_>) -> Result<Vec<CString>, Errno> {
+    rustix::fs::seek(dir, rustix::fs::SeekFrom::Start(0))?;
+    let mut buffer = vec![std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
+    let mut raw = rustix::fs::RawDir::new(dir, &mut buffer);
+    let mut names = Vec::new();
+    while let Some(entry) = raw.next() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name != c"." && name != c".." {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// An xattr's value, `None` when absent or unsupported.
+fn get_xattr(fd: BorrowedFd<'_>, name: &str, relative: &[u8]) -> Result<Option<Vec<u8>>> {
+    let mut value = vec![0u8; 256];
+    loop {
+        match rustix::fs::fgetxattr(fd, name, &mut value[..]) {
+            Ok(len) => {
+                value.truncate(len);
+                return Ok(Some(value));
+            }
+            Err(Errno::NODATA | Errno::NOTSUP) => return Ok(None),
+            Err(Errno::RANGE) if value.len() < 64 * 1024 => value.resize(value.len() * 4, 0),
+            Err(err) => return Err(io("reading xattrs of", relative, err)),
+        }
+    }
+}
+
+fn add_capability(fd: BorrowedFd<'_>, header: &mut Header, relative: &[u8]) -> Result<()> {
+    if let Some(mut value) = get_xattr(fd, CAPABILITY_XATTR, relative)? {
+        if value.len() > VFS_CAP_REVISION_OFFSET
+            && value[VFS_CAP_REVISION_OFFSET] == VFS_CAP_REVISION_3
+        {
+            // A root id only means something in the user namespace the file came from.
+            value[VFS_CAP_REVISION_OFFSET] = VFS_CAP_REVISION_2;
+            value.truncate(VFS_CAP_REVISION_2_LEN);
+        }
+        header.xattrs.insert(CAPABILITY_XATTR.to_string(), value);
+    }
+    Ok(())
+}
+
+fn is_opaque(fd: BorrowedFd<'_>, relative: &[u8]) -> Result<bool> {
+    for name in OPAQUE_XATTRS {
+        if get_xattr(fd, name, relative)?.is_some_and(|value| value == b"y") {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn check_not_redirected(
+    fd: BorrowedFd<'_>,
+    relative: &[u8],
+    names: &[&'static str; 2],
+) -> Result<()> {
+    for name in names {
+        if get_xattr(fd, name, relative)?.is_some() {
+            return Err(Error::NeedsMergedExport {
+                path: lossy(relative),
+                xattr: name,
+            });
+        }
+    }
+    Ok(())
+}
