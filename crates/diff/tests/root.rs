@@ -278,7 +278,7 @@ const EXPECTED: &[&str] = &[
 ];
 
 #[test]
-fn root_upper_walk_matches_full_comparison_of_mounted_views() {
+fn upper_walk_matches_full_comparison_of_mounted_views_needs_root() {
     if !have_root() {
         return;
     }
@@ -329,7 +329,7 @@ fn root_upper_walk_matches_full_comparison_of_mounted_views() {
 }
 
 #[test]
-fn root_redirect_xattr_in_a_hand_built_upper_needs_a_full_comparison() {
+fn redirect_xattr_in_a_hand_built_upper_needs_a_full_comparison_needs_root() {
     if !have_root() {
         return;
     }
@@ -370,7 +370,7 @@ fn root_redirect_xattr_in_a_hand_built_upper_needs_a_full_comparison() {
 }
 
 #[test]
-fn root_redirect_dir_mount_falls_back_and_full_comparison_lists_the_move() {
+fn redirect_dir_mount_falls_back_and_full_comparison_lists_the_move_needs_root() {
     if !have_root() {
         return;
     }

@@ -261,7 +261,7 @@ pub fn is_mounted(root: &DataRoot, container_id: &str) -> bool {
     merged.exists() && mount::is_mountpoint(&merged).unwrap_or(false)
 }
 
-fn mounts_entry(root: &DataRoot, container_id: &str) -> Result<MountsEntry> {
+pub(crate) fn mounts_entry(root: &DataRoot, container_id: &str) -> Result<MountsEntry> {
     root.mounts_entry(container_id)?
         .with_context(|| format!("container {container_id} has no layerdb/mounts entry"))
 }
@@ -277,13 +277,13 @@ fn mount_container(root: &DataRoot, container_id: &str) -> Result<PathBuf> {
     mount_layer(root, &features, &entry.mount_id)
 }
 
-fn probe(root: &DataRoot) -> Result<KernelFeatures> {
+pub(crate) fn probe(root: &DataRoot) -> Result<KernelFeatures> {
     KernelFeatures::probe(&root.overlay_home())
         .context("checking overlay support of the data root's filesystem")
 }
 
 /// Mounts `H/<id>` read-write on its lowers at `H/<id>/merged` and returns that path.
-fn mount_layer(root: &DataRoot, features: &KernelFeatures, id: &str) -> Result<PathBuf> {
+pub(crate) fn mount_layer(root: &DataRoot, features: &KernelFeatures, id: &str) -> Result<PathBuf> {
     let home = root.overlay_home();
     let lowers = root.lower_entries(id)?;
     let merged = home.join(id).join("merged");
@@ -323,7 +323,7 @@ fn plan_kind(plan: &MountPlan) -> &'static str {
 }
 
 /// Unmounts `H/<id>/merged` if mounted and removes the directory, as Docker's Put does.
-fn unmount_layer(root: &DataRoot, id: &str) -> Result<()> {
+pub(crate) fn unmount_layer(root: &DataRoot, id: &str) -> Result<()> {
     let merged = root.overlay_dir(id).join("merged");
     if !merged.exists() {
         return Ok(());
@@ -372,6 +372,10 @@ fn container_record(
             "Image".into(),
             serde_json::Value::String(image_text.to_string()),
         );
+        // Docker's create merges the image's labels into the run's (always a map, maybe empty).
+        if object.get("Labels").is_none_or(serde_json::Value::is_null) {
+            object.insert("Labels".into(), serde_json::json!({}));
+        }
         let strings = |value: Option<&serde_json::Value>| -> Vec<String> {
             value
                 .and_then(|v| v.as_array())
@@ -447,7 +451,7 @@ fn write_cidfile(cidfile: Option<&Path>, container_id: &str) -> Result<()> {
     Ok(())
 }
 
-fn create_dir_mode(path: &Path, mode: u32) -> Result<()> {
+pub(crate) fn create_dir_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     match std::fs::DirBuilder::new().mode(mode).create(path) {
         Ok(()) => {
@@ -460,7 +464,7 @@ fn create_dir_mode(path: &Path, mode: u32) -> Result<()> {
     }
 }
 
-fn require_root() -> Result<()> {
+pub(crate) fn require_root() -> Result<()> {
     if !rustix::process::geteuid().is_root() {
         bail!("this command needs root (mounting overlays needs CAP_SYS_ADMIN): run it with sudo");
     }

@@ -2,12 +2,17 @@
 //!
 //! Only this crate knows clap, human and JSON output formats and exit codes: 0 ok, 1 error, 2 usage.
 
+mod changes;
+mod commit;
 mod container;
+mod dockerfile;
 mod format;
 mod image;
 mod inspect;
 mod load;
 mod resolve;
+mod save;
+mod views;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -56,6 +61,12 @@ enum Command {
     Rm(container::RmArgs),
     /// Show low-level information on containers and images as JSON.
     Inspect(inspect::InspectArgs),
+    /// List the changes of a container's root filesystem, like `docker diff`.
+    Diff(changes::DiffArgs),
+    /// Create a new image from a container's changes, like `docker commit`.
+    Commit(commit::CommitArgs),
+    /// Write images to an archive (docker-archive, OCI archive or OCI layout), like `docker save`.
+    Save(save::SaveArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +89,9 @@ fn main() -> ExitCode {
         Command::Umount(args) => container::umount(&cli.root, args),
         Command::Rm(args) => container::rm(&cli.root, args),
         Command::Inspect(args) => inspect::inspect(&cli.root, args),
+        Command::Diff(args) => changes::diff(&cli.root, args),
+        Command::Commit(args) => commit::commit(&cli.root, args),
+        Command::Save(args) => save::save(&cli.root, args),
     };
     match result {
         Ok(()) => match std::io::stdout().flush() {

@@ -137,7 +137,7 @@ pub fn now_rfc3339_nano() -> String {
 }
 
 /// RFC 3339 in UTC with nanoseconds, trailing zeros of the fraction trimmed, as Go formats it.
-pub(crate) fn rfc3339_nano(time: SystemTime) -> String {
+pub fn rfc3339_nano(time: SystemTime) -> String {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

@@ -18,7 +18,7 @@ mod references;
 use std::path::{Path, PathBuf};
 
 pub use fsutil::write_atomic;
-pub use ids::{chain_id, chain_ids, now_rfc3339_nano, random_id, sha256_digest};
+pub use ids::{chain_id, chain_ids, now_rfc3339_nano, random_id, rfc3339_nano, sha256_digest};
 pub use layers::MAX_LAYER_DEPTH;
 pub use overlay::MAX_LOWERS;
 pub use references::Reference;

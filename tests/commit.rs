@@ -1,0 +1,534 @@
+//! `ovl diff` and `ovl commit` against a private dockerd 20.10: one change script runs in a Docker
+//! container and in an ovl container of the same image; `docker diff` and `ovl diff` must list the
+//! same changes, and `docker commit` and `ovl commit` must give layers with the same entries and
+//! images with the same merged tree and config. `--reproducible` commits of equal upperdirs made
+//! at different times must have equal DiffIDs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context as _};
+use ovl_tests::{
+    base_image, base_rootfs_tar, build_image, docker_merged_dump, ensure_same_tree,
+    require_dockerd, require_root, scratch_path, Dockerd, Failures, Ovl, Record, Scratch,
+};
+
+/// The image every container of this test starts from: files and directories for each kind of
+/// change, and the change script itself as its command.
+const DIFFBASE_DOCKERFILE: &str = r#"FROM ovl-base:1
+RUN mkdir -p /d/keep /d/gone/sub /d/redo/sub /d/d2l/x /d/cu && echo a > /d/append && echo t > /d/trunc && echo m > /d/mode && chmod 644 /d/mode && echo o > /d/own && echo r > /d/rm && echo s > /d/gone/sub/s && echo q > /d/redo/q && echo q > /d/redo/sub/q && echo f > /d/f2d && echo x > /d/d2l/x/x && echo k > /d/keep/k && echo same > /d/same && echo cu > /d/cu/f && chmod 640 /d/cu/f
+COPY change.sh /change.sh
+CMD ["/bin/sh", "/change.sh"]
+"#;
+
+/// Create, append, truncate, chmod, chown, delete files and directories, delete then re-create a
+/// directory (opaque), file → directory, directory → symlink, hardlinks, a fifo, a touch that
+/// keeps the mtime, copy-ups without change; then fixed mtimes on what it wrote so that the two
+/// containers' trees can be compared with their times.
+const CHANGE_SCRIPT: &str = r#"set -e
+echo new > /d/new
+mkdir -p /n1/n2 && echo deep > /n1/n2/f
+echo more >> /d/append
+: > /d/trunc
+chmod 600 /d/mode
+chown 1000:1000 /d/own
+rm /d/rm /bin/true
+rm -r /d/gone
+rm -r /d/redo && mkdir /d/redo && echo n > /d/redo/new
+rm /d/f2d && mkdir /d/f2d && echo in > /d/f2d/in
+rm -r /d/d2l && ln -s /tmp /d/d2l
+ln /d/keep/k /d/keep/k2
+mkfifo /d/fifo
+touch -r /d/same /d/same
+chmod 640 /d/cu/f
+touch -c -d @1700000000 /d/new /n1/n2/f /d/append /d/trunc /d/redo/new /d/f2d/in /d/fifo
+"#;
+
+/// Paths `docker diff` must report for the script, by rule (spec §4.4), written from the script
+/// and not from any program's output; both implementations are checked against it as well as
+/// against each other.
+const EXPECTED_CHANGES: &[&str] = &[
+    "C /bin",
+    "D /bin/true",
+    "C /d",
+    "C /d/append",
+    "C /d/d2l",
+    "C /d/f2d",
+    "A /d/f2d/in",
+    "A /d/fifo",
+    "D /d/gone",
+    "C /d/keep",
+    "A /d/keep/k2",
+    "C /d/mode",
+    "A /d/new",
+    "C /d/own",
+    "C /d/redo",
+    "A /d/redo/new",
+    "D /d/redo/q",
+    "D /d/redo/sub",
+    "D /d/rm",
+    "C /d/trunc",
+    "A /n1",
+    "A /n1/n2",
+    "A /n1/n2/f",
+];
+
+const COMMIT_CHANGES: [&str; 4] = [
+    "LABEL org.example.stage=committed",
+    "ENV COMMITTED=yes",
+    "WORKDIR /d",
+    r#"CMD ["/bin/cat", "/d/new"]"#,
+];
+
+#[test]
+fn diff_and_commit_match_docker_needs_root_and_dockerd() {
+    const TEST: &str = "diff_and_commit_match_docker_needs_root_and_dockerd";
+    if !require_dockerd(TEST) {
+        return;
+    }
+    let work = Scratch::new();
+    let mut failures = Failures::default();
+    let docker = Dockerd::start(&scratch_path());
+    base_image(&docker);
+    build_image(
+        &docker,
+        "diffbase:1",
+        DIFFBASE_DOCKERFILE,
+        &[("change.sh", CHANGE_SCRIPT.as_bytes().to_vec(), 0o644)],
+    );
+    let archive = work.join("diffbase.tar");
+    docker.save("diffbase:1", &archive);
+
+    // Docker: the script as the container's command, then `docker diff` and `docker commit`.
+    docker.docker_ok([
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "dc",
+        "diffbase:1",
+    ]);
+    let status = docker.docker_ok(["wait", "dc"]);
+    assert_eq!(status.trim(), "0", "the change script failed in Docker");
+    let docker_diff = sorted_lines(&docker.docker_ok(["diff", "dc"]));
+
+    // ovl: the same image, a container, the same script run in it with chroot.
+    let root = work.join("root");
+    let ovl = Ovl::new(&root);
+    ovl.load(&archive).expect("ovl load diffbase");
+    let merged = PathBuf::from(
+        ovl.ok(["run-rootfs", "--name", "oc", "diffbase:1"])
+            .trim()
+            .to_string(),
+    );
+    let status = Command::new("chroot")
+        .arg(&merged)
+        .args(["/bin/sh", "/change.sh"])
+        .status()
+        .expect("chroot");
+    assert!(
+        status.success(),
+        "the change script failed in the ovl container"
+    );
+    let started = Instant::now();
+    let ovl_diff = sorted_lines(&ovl.ok(["diff", "oc"]));
+    eprintln!("timing: ovl diff: {:.1?}", started.elapsed());
+
+    let expected: Vec<String> = EXPECTED_CHANGES.iter().map(|s| s.to_string()).collect();
+    failures.check(
+        "docker diff = ovl diff",
+        same_lines(&docker_diff, &ovl_diff),
+    );
+    failures.check(
+        "docker diff = the rules",
+        same_lines(&expected, &docker_diff),
+    );
+    failures.check("ovl diff --format json", {
+        let json: serde_json::Value =
+            serde_json::from_str(&ovl.ok(["diff", "--format", "json", "oc"])).expect("json");
+        json_changes_match(&json, &ovl_diff)
+    });
+
+    // Commit on both sides with the same options.
+    let mut commit_args: Vec<String> = vec!["commit".into(), "-a".into(), "ovl tests".into()];
+    commit_args.extend(["-m".into(), "the change script".into()]);
+    for change in COMMIT_CHANGES {
+        commit_args.extend(["-c".into(), change.into()]);
+    }
+    let mut docker_args = commit_args.clone();
+    docker_args.extend(["dc".into(), "dockcommit:1".into()]);
+    docker.docker_ok(&docker_args);
+    let mut ovl_args = commit_args;
+    ovl_args.extend(["oc".into(), "ovlcommit:1".into()]);
+    let started = Instant::now();
+    let printed = ovl.ok(&ovl_args);
+    eprintln!("timing: ovl commit: {:.1?}", started.elapsed());
+    let ovl_image = printed.trim().to_string();
+    assert!(
+        ovl_image.starts_with("sha256:") && ovl_image.len() == 71,
+        "ovl commit prints the image id: {printed:?}"
+    );
+    failures.check(
+        "ovl diff unchanged by the commit",
+        same_lines(&ovl_diff, &sorted_lines(&ovl.ok(["diff", "oc"]))),
+    );
+
+    // The layer tars: Docker's from `docker save`, ovl's from `ovl save`.
+    let docker_saved = work.join("dockcommit.tar");
+    docker.save("dockcommit:1", &docker_saved);
+    let ovl_saved = work.join("ovlcommit.tar");
+    ovl.ok([
+        "save".as_ref(),
+        "-o".as_ref(),
+        ovl_saved.as_os_str(),
+        "ovlcommit:1".as_ref(),
+    ]);
+    failures.check("commit layer entries", {
+        let docker_layer = top_layer(&docker_saved).expect("Docker's commit layer");
+        let ovl_layer = top_layer(&ovl_saved).expect("ovl's commit layer");
+        same_entries(&docker_layer, &ovl_layer)
+    });
+
+    // The configs: equal but for what names the container.
+    let docker_config = image_config(&docker_saved).expect("Docker's config");
+    let ovl_config = image_config(&ovl_saved).expect("ovl's config");
+    failures.check("commit configs", same_config(&docker_config, &ovl_config));
+
+    // ovl's image in Docker: loaded, run, same merged tree as Docker's own commit.
+    docker.docker_ok(["load", "-i", ovl_saved.to_str().expect("utf-8 path")]);
+    let output = docker.docker_ok(["run", "--rm", "--network", "none", "ovlcommit:1"]);
+    failures.check("docker run of ovl's commit", {
+        if output.trim() == "new" {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!("CMD printed {output:?}"))
+        }
+    });
+    let changed = changed_paths(&docker_diff);
+    let docker_dump = without_mtimes_of(&changed, docker_merged_dump(&docker, "dockcommit:1"));
+    let ovl_dump = without_mtimes_of(&changed, docker_merged_dump(&docker, "ovlcommit:1"));
+    failures.check(
+        "merged tree of ovl's commit in Docker = Docker's commit",
+        ensure_same_tree("commit", &docker_dump, &ovl_dump),
+    );
+    failures.finish();
+}
+
+#[test]
+fn empty_and_reproducible_commits_needs_root() {
+    const TEST: &str = "empty_and_reproducible_commits_needs_root";
+    if !require_root(TEST) {
+        return;
+    }
+    let work = Scratch::new();
+    let ovl = Ovl::new(work.join("root"));
+    let tarball = work.join("base.tar");
+    fs::write(&tarball, base_rootfs_tar()).expect("write base tar");
+    ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
+    let base_layers = layers_of(&ovl, "base:1");
+
+    // No change: a new image with an empty_layer history entry and the same layers.
+    ovl.ok(["run-rootfs", "--name", "idle", "base:1"]);
+    let idle = ovl.ok(["commit", "-m", "nothing", "idle", "idle:1"]);
+    assert_eq!(layers_of(&ovl, "idle:1"), base_layers);
+    let config = config_of(&ovl, idle.trim());
+    let last = config["history"]
+        .as_array()
+        .and_then(|h| h.last())
+        .cloned()
+        .expect("history");
+    assert_eq!(last["empty_layer"], serde_json::json!(true), "{last}");
+    assert_eq!(last["comment"], serde_json::json!("nothing"));
+
+    // The same script in two containers, a second apart.
+    let mut diff_ids = Vec::new();
+    for (idx, name) in ["r1", "r2"].iter().enumerate() {
+        if idx > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
+        let merged = ovl.ok(["run-rootfs", "--name", name, "base:1"]);
+        let status = Command::new("chroot")
+            .arg(merged.trim())
+            .args([
+                "/bin/sh",
+                "-c",
+                "mkdir -p /w/x && echo one > /w/x/f && ln /w/x/f /w/h && rm /etc/group && chmod 700 /tmp && mkfifo /w/p",
+            ])
+            .status()
+            .expect("chroot");
+        assert!(status.success());
+        let plain = ovl.ok(["commit", name]);
+        let reproducible = ovl.ok(["commit", "--reproducible", name]);
+        diff_ids.push((
+            top_diff_id(&ovl, plain.trim()),
+            top_diff_id(&ovl, reproducible.trim()),
+        ));
+    }
+    assert_ne!(
+        diff_ids[0].0, diff_ids[1].0,
+        "plain commits of changes made at different times differ (mtimes)"
+    );
+    assert_eq!(
+        diff_ids[0].1, diff_ids[1].1,
+        "--reproducible commits of equal upperdirs have equal DiffIDs"
+    );
+
+    // SOURCE_DATE_EPOCH does the same and dates the image.
+    let dated = ovl
+        .command(["commit", "r1"])
+        .env("SOURCE_DATE_EPOCH", "1000000000")
+        .output()
+        .expect("ovl commit");
+    assert!(
+        dated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dated.stderr)
+    );
+    let dated_id = String::from_utf8_lossy(&dated.stdout).trim().to_string();
+    assert_eq!(
+        config_of(&ovl, &dated_id)["created"],
+        serde_json::json!("2001-09-09T01:46:40Z")
+    );
+
+    // Bad input: unknown container, invalid change; nothing is left behind.
+    let images_before = ovl.ok(["images", "-q", "--no-trunc"]);
+    let err = ovl.fail(["commit", "nosuch"]);
+    assert!(err.contains("nosuch"), "{err}");
+    let err = ovl.fail(["commit", "-c", "RUN rm -rf /", "r1"]);
+    assert!(err.contains("run is not a valid change command"), "{err}");
+    assert_eq!(ovl.ok(["images", "-q", "--no-trunc"]), images_before);
+}
+
+fn sorted_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+fn same_lines(expected: &[String], actual: &[String]) -> anyhow::Result<()> {
+    let expected_set: BTreeSet<&String> = expected.iter().collect();
+    let actual_set: BTreeSet<&String> = actual.iter().collect();
+    let missing: Vec<&&String> = expected_set.difference(&actual_set).collect();
+    let extra: Vec<&&String> = actual_set.difference(&expected_set).collect();
+    ensure!(
+        missing.is_empty() && extra.is_empty() && expected.len() == actual.len(),
+        "missing {missing:?}, unexpected {extra:?}"
+    );
+    Ok(())
+}
+
+fn json_changes_match(json: &serde_json::Value, lines: &[String]) -> anyhow::Result<()> {
+    let items = json.as_array().context("an array")?;
+    let mut from_json = Vec::new();
+    for item in items {
+        let kind = match item["Kind"].as_u64() {
+            Some(0) => "C",
+            Some(1) => "A",
+            Some(2) => "D",
+            other => bail!("bad Kind {other:?}"),
+        };
+        let path = item["Path"].as_str().context("Path")?;
+        from_json.push(format!("{kind} {path}"));
+    }
+    from_json.sort();
+    same_lines(lines, &from_json)
+}
+
+/// Paths whose mtimes legitimately differ between the two containers: the changed ones.
+fn changed_paths(diff: &[String]) -> BTreeSet<Vec<u8>> {
+    diff.iter()
+        .filter_map(|line| line.get(2..))
+        .map(|path| path.as_bytes().to_vec())
+        .collect()
+}
+
+fn without_mtimes_of(paths: &BTreeSet<Vec<u8>>, mut dump: Vec<Record>) -> Vec<Record> {
+    for record in &mut dump {
+        if paths.contains(&record.path) {
+            record.mtime = None;
+        }
+    }
+    dump
+}
+
+/// The members of a `docker save` archive, by name.
+fn archive_members(archive: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let mut members = BTreeMap::new();
+    let mut reader = tar::Archive::new(fs::File::open(archive)?);
+    for entry in reader.entries()? {
+        let mut entry = entry?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes)?;
+        members.insert(name, bytes);
+    }
+    Ok(members)
+}
+
+fn manifest(members: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<serde_json::Value> {
+    let bytes = members.get("manifest.json").context("manifest.json")?;
+    let manifest: serde_json::Value = serde_json::from_slice(bytes)?;
+    manifest
+        .as_array()
+        .and_then(|items| items.first())
+        .cloned()
+        .context("one manifest item")
+}
+
+fn top_layer(archive: &Path) -> anyhow::Result<Vec<u8>> {
+    let members = archive_members(archive)?;
+    let manifest = manifest(&members)?;
+    let layer = manifest["Layers"]
+        .as_array()
+        .and_then(|layers| layers.last())
+        .and_then(|v| v.as_str())
+        .context("Layers")?;
+    members
+        .get(layer)
+        .cloned()
+        .with_context(|| format!("member {layer}"))
+}
+
+fn image_config(archive: &Path) -> anyhow::Result<serde_json::Value> {
+    let members = archive_members(archive)?;
+    let manifest = manifest(&members)?;
+    let config = manifest["Config"].as_str().context("Config")?;
+    Ok(serde_json::from_slice(
+        members.get(config).context("config member")?,
+    )?)
+}
+
+/// One tar entry's comparable fields: everything but the mtime.
+#[derive(Debug, PartialEq, Eq)]
+struct EntryFields {
+    name: Vec<u8>,
+    kind: u8,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    uname: Vec<u8>,
+    size: u64,
+    content: Vec<u8>,
+    link: Option<Vec<u8>>,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+fn entries(layer: &[u8]) -> anyhow::Result<Vec<EntryFields>> {
+    let mut out = Vec::new();
+    let mut archive = tar::Archive::new(layer);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let header = entry.header().clone();
+        let mut xattrs = Vec::new();
+        if let Some(extensions) = entry.pax_extensions()? {
+            for extension in extensions {
+                let extension = extension?;
+                let key = extension.key().map_err(|e| anyhow::anyhow!("{e}"))?;
+                if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                    xattrs.push((name.to_string(), extension.value_bytes().to_vec()));
+                }
+            }
+        }
+        let name = entry.path_bytes().to_vec();
+        let link = entry.link_name_bytes().map(|l| l.to_vec());
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content)?;
+        out.push(EntryFields {
+            name,
+            kind: header.entry_type().as_byte(),
+            mode: header.mode()?,
+            uid: header.uid()?,
+            gid: header.gid()?,
+            uname: header.username_bytes().unwrap_or_default().to_vec(),
+            size: header.size()?,
+            content,
+            link,
+            xattrs,
+        });
+    }
+    Ok(out)
+}
+
+fn same_entries(docker_layer: &[u8], ovl_layer: &[u8]) -> anyhow::Result<()> {
+    let docker = entries(docker_layer)?;
+    let ovl = entries(ovl_layer)?;
+    let names = |list: &[EntryFields]| -> Vec<String> {
+        list.iter()
+            .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+            .collect()
+    };
+    ensure!(
+        names(&docker) == names(&ovl),
+        "entry names differ:\n docker {:?}\n ovl    {:?}",
+        names(&docker),
+        names(&ovl)
+    );
+    for (d, o) in docker.iter().zip(&ovl) {
+        ensure!(d == o, "entry differs:\n docker {d:?}\n ovl    {o:?}");
+    }
+    Ok(())
+}
+
+/// The configs agree on everything but what names the container (its id and hostname), the
+/// time, and the version string of the program that wrote them.
+fn same_config(docker: &serde_json::Value, ovl: &serde_json::Value) -> anyhow::Result<()> {
+    let normalize = |config: &serde_json::Value| -> serde_json::Value {
+        let mut config = config.clone();
+        if let Some(object) = config.as_object_mut() {
+            for key in ["container", "created", "docker_version"] {
+                object.remove(key);
+            }
+            for key in ["config", "container_config"] {
+                if let Some(inner) = object.get_mut(key).and_then(|v| v.as_object_mut()) {
+                    inner.remove("Hostname");
+                }
+            }
+            if let Some(history) = object.get_mut("history").and_then(|h| h.as_array_mut()) {
+                for entry in history {
+                    if let Some(entry) = entry.as_object_mut() {
+                        entry.remove("created");
+                    }
+                }
+            }
+        }
+        config
+    };
+    let (docker, ovl) = (normalize(docker), normalize(ovl));
+    ensure!(
+        docker == ovl,
+        "configs differ:\n docker {}\n ovl    {}",
+        docker,
+        ovl
+    );
+    Ok(())
+}
+
+fn layers_of(ovl: &Ovl, image: &str) -> Vec<serde_json::Value> {
+    let inspect = ovl.inspect(image).expect("inspect");
+    inspect["RootFS"]["Layers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn top_diff_id(ovl: &Ovl, image: &str) -> String {
+    layers_of(ovl, image)
+        .last()
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .expect("a top layer")
+}
+
+fn config_of(ovl: &Ovl, image_id: &str) -> serde_json::Value {
+    let hex = image_id.trim_start_matches("sha256:");
+    let path = ovl
+        .root
+        .join("image/overlay2/imagedb/content/sha256")
+        .join(hex);
+    serde_json::from_slice(&fs::read(&path).expect("config file")).expect("config json")
+}
