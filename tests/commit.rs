@@ -532,3 +532,85 @@ fn config_of(ovl: &Ovl, image_id: &str) -> serde_json::Value {
         .join(hex);
     serde_json::from_slice(&fs::read(&path).expect("config file")).expect("config json")
 }
+
+/// A container whose layer was written through a `redirect_dir=on` mount (a renamed lower
+/// directory is a redirect, not a copy): `ovl diff` and `ovl commit` must fall back to the merged
+/// views and still list and commit the move.
+#[test]
+fn redirect_dir_container_diff_and_commit_needs_root() {
+    const TEST: &str = "redirect_dir_container_diff_and_commit_needs_root";
+    if !require_root(TEST) {
+        return;
+    }
+    let work = Scratch::new();
+    let ovl = Ovl::new(work.join("root"));
+    let tarball = work.join("base.tar");
+    fs::write(&tarball, base_rootfs_tar()).expect("write base tar");
+    ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
+    // A second layer, so that the renamed directory comes from a lower layer.
+    let merged = ovl.ok(["run-rootfs", "--name", "prep", "base:1"]);
+    let status = Command::new("chroot")
+        .arg(merged.trim())
+        .args(["/bin/sh", "-c", "mkdir -p /src/sub && echo k > /src/sub/k"])
+        .status()
+        .expect("chroot");
+    assert!(status.success());
+    ovl.ok(["commit", "prep", "base:2"]);
+
+    ovl.ok(["run-rootfs", "--name", "mover", "base:2"]);
+    let inspect = ovl.inspect("mover").expect("inspect");
+    let data = &inspect["GraphDriver"]["Data"];
+    let field = |key: &str| data[key].as_str().expect(key).to_string();
+    let merged = field("MergedDir");
+    ovl.ok(["umount", "mover"]);
+    fs::create_dir_all(&merged).expect("mkdir merged");
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={},redirect_dir=on",
+        field("LowerDir"),
+        field("UpperDir"),
+        field("WorkDir")
+    );
+    let mount = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &options, &merged])
+        .status()
+        .expect("mount");
+    assert!(mount.success(), "mount with redirect_dir=on");
+    let moved = Command::new("chroot")
+        .arg(&merged)
+        .args(["/bin/sh", "-c", "mv /src /dst"])
+        .status()
+        .expect("chroot");
+    let _ = Command::new("umount").arg(&merged).status();
+    assert!(moved.success());
+    let upper = PathBuf::from(field("UpperDir"));
+    assert!(
+        has_xattr(&upper.join("dst"), "trusted.overlay.redirect"),
+        "the rename through redirect_dir=on left a redirect in the upperdir"
+    );
+
+    let listed = sorted_lines(&ovl.ok(["diff", "mover"]));
+    let expected: Vec<String> = ["A /dst", "A /dst/sub", "A /dst/sub/k", "D /src"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    same_lines(&expected, &listed).expect("diff through the merged views");
+
+    ovl.ok(["commit", "mover", "moved:1"]);
+    let merged = ovl.ok(["run-rootfs", "--name", "check", "moved:1"]);
+    let merged = Path::new(merged.trim());
+    assert_eq!(
+        fs::read(merged.join("dst/sub/k")).expect("moved file"),
+        b"k\n"
+    );
+    assert!(!merged.join("src").exists(), "the old name is gone");
+}
+
+fn has_xattr(path: &Path, name: &str) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL");
+    let name = std::ffi::CString::new(name).expect("no NUL");
+    // SAFETY: both strings are NUL-terminated and live across the call; a NULL buffer of size 0
+    // only asks for the value's length.
+    let len = unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+    len >= 0
+}

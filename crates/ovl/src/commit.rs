@@ -88,8 +88,33 @@ pub fn commit(root_path: &Path, args: &CommitArgs) -> Result<()> {
     let registered = if is_empty_dir(&dirs.upper)? {
         None
     } else {
+        let registered = match register(
+            &root,
+            &entry,
+            parent_layer.as_ref(),
+            &dirs.upper,
+            clamp,
+            false,
+        ) {
+            Err(err) if needs_merged_export(&err) => {
+                tracing::debug!(
+                    container = %record.id,
+                    error = %format!("{err:#}"),
+                    "the upperdir alone does not hold the changes: exporting from the merged tree"
+                );
+                register(
+                    &root,
+                    &entry,
+                    parent_layer.as_ref(),
+                    &dirs.upper,
+                    clamp,
+                    true,
+                )
+            }
+            other => other,
+        };
         Some(
-            register(&root, &entry, parent_layer.as_ref(), &dirs.upper, clamp)
+            registered
                 .with_context(|| format!("committing the changes of container {}", record.id))?,
         )
     };
@@ -145,9 +170,14 @@ fn register(
     parent: Option<&Layer>,
     upper: &Path,
     clamp: Option<i64>,
+    force_merged: bool,
 ) -> Result<Layer> {
     let options = layer_pack::PackOptions { clamp_mtime: clamp };
-    let fallback = views::kernel_default_redirects();
+    let fallback = match views::kernel_default_redirects() {
+        Some(feature) => Some(feature),
+        None if force_merged => Some("redirect_dir or metacopy"),
+        None => None,
+    };
     let merged_views = match fallback {
         Some(feature) => {
             tracing::debug!(
@@ -209,6 +239,16 @@ fn register(
         })
     })?;
     Ok(layer)
+}
+
+/// Whether `err` says that the upperdir carries overlay redirects or metacopy files.
+fn needs_merged_export(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<layer_pack::Error>(),
+            Some(layer_pack::Error::NeedsMergedExport { .. })
+        )
+    })
 }
 
 fn pack_kind(kind: diff::ChangeKind) -> layer_pack::ChangeKind {
