@@ -1,9 +1,12 @@
-//! The project's task runner: `cargo xtask demo|test|deps`.
+//! The project's task runner: `cargo xtask demo|test|deps|bench`.
 //!
 //! - `demo`: builds ovl, makes a small busybox image archive, and runs load, images, run-rootfs,
 //!   ps, inspect, umount, rm and rmi on it in a scratch data root (needs root).
 //! - `test`: installs the Debian packages the tests need (when missing) and runs the whole suite.
 //! - `deps`: only the package installation.
+//! - `bench`: `ovl diff`/`ovl commit` against `docker diff`/`docker commit` (see `bench.rs`).
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,8 +30,9 @@ fn main() -> Result<()> {
         Some("demo") => demo(),
         Some("test") => test(&args[1..]),
         Some("deps") => deps(),
+        Some("bench") => bench::bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask demo | test [cargo test args] | deps");
+            eprintln!("usage: cargo xtask demo | test [cargo test args] | deps | bench [options]");
             std::process::exit(2);
         }
     }

@@ -1,0 +1,502 @@
+//! `cargo xtask bench`: `ovl diff` and `ovl commit` against `docker diff` and `docker commit` of a
+//! private dockerd 20.10, on containers of a large image (`smallfiles`: the busybox base layer and
+//! one layer of 200,000 files of 1–4 KiB) that changed 10,000 and 100,000 files, with the floors
+//! a walk of the upperdir (`find`) and `tar | sha256sum` of it. Every command runs several times,
+//! alternating Docker and ovl; the report gives median, min and max and the ratio to ovl.
+//!
+//! The corpus is generated deterministically into `target/bench-corpus/` and reused. Results go to
+//! `docs/performance.md` (with machine, kernel and date) and `target/bench/results.json`.
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use ovl_tests::{Dockerd, Ovl};
+use sha2::{Digest, Sha256};
+
+/// Options of one run.
+struct BenchOptions {
+    n_files: usize,
+    changes: Vec<usize>,
+    runs: usize,
+    write_docs: bool,
+}
+
+impl BenchOptions {
+    fn parse(args: &[String]) -> Result<BenchOptions> {
+        let mut options = BenchOptions {
+            n_files: 200_000,
+            changes: vec![10_000, 100_000],
+            runs: 3,
+            write_docs: true,
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().context("missing option value");
+            match arg.as_str() {
+                "--files" => options.n_files = value()?.parse()?,
+                "--changes" => {
+                    options.changes = value()?
+                        .split(',')
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()?
+                }
+                "--runs" => options.runs = value()?.parse()?,
+                "--no-docs" => options.write_docs = false,
+                other => bail!(
+                    "unknown bench option {other}; use --files N --changes N,M --runs K --no-docs"
+                ),
+            }
+        }
+        ensure!(options.runs > 0, "--runs must be at least 1");
+        ensure!(
+            options.changes.iter().all(|&n| n <= options.n_files),
+            "--changes cannot exceed --files"
+        );
+        Ok(options)
+    }
+}
+
+/// Timings of one measured command.
+#[derive(Debug, Clone)]
+struct Sample {
+    name: String,
+    times: Vec<Duration>,
+}
+
+impl Sample {
+    fn sorted(&self) -> Vec<Duration> {
+        let mut times = self.times.clone();
+        times.sort();
+        times
+    }
+    fn median(&self) -> Duration {
+        let times = self.sorted();
+        times[times.len() / 2]
+    }
+    fn min(&self) -> Duration {
+        self.sorted()[0]
+    }
+    fn max(&self) -> Duration {
+        self.sorted()[self.times.len() - 1]
+    }
+}
+
+pub fn bench(args: &[String]) -> Result<()> {
+    let options = BenchOptions::parse(args)?;
+    ensure!(
+        crate::is_root(),
+        "cargo xtask bench needs root (mounts, dockerd)"
+    );
+    crate::deps()?;
+    let root_dir = crate::workspace_root();
+    let corpus = root_dir.join("target/bench-corpus");
+    fs::create_dir_all(&corpus)?;
+    let archive = smallfiles_archive(&corpus, options.n_files)?;
+    crate::run(Command::new(crate::cargo()).args(["build", "--release", "-p", "ovl"]))?;
+    let ovl_bin = root_dir.join("target/release/ovl");
+
+    let scratch = PathBuf::from(format!("/var/tmp/ovl-bench-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch)?;
+    let result = run_bench(&options, &archive, &scratch, &ovl_bin);
+    let _ = Command::new("umount")
+        .arg("-R")
+        .arg(scratch.join("ovl"))
+        .stderr(Stdio::null())
+        .status();
+    let _ = fs::remove_dir_all(&scratch);
+    let (samples, notes) = result?;
+
+    let report = report(&options, &samples, &notes);
+    println!("{report}");
+    let out_dir = root_dir.join("target/bench");
+    fs::create_dir_all(&out_dir)?;
+    let json: Vec<serde_json::Value> = samples
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name,
+                "seconds": s.times.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+                "median": s.median().as_secs_f64(),
+            })
+        })
+        .collect();
+    fs::write(
+        out_dir.join("results.json"),
+        serde_json::to_vec_pretty(&json)?,
+    )?;
+    if options.write_docs {
+        fs::write(root_dir.join("docs/performance.md"), report)?;
+    }
+    Ok(())
+}
+
+fn run_bench(
+    options: &BenchOptions,
+    archive: &Path,
+    scratch: &Path,
+    ovl_bin: &Path,
+) -> Result<(Vec<Sample>, Vec<String>)> {
+    let mut samples = Vec::new();
+    let mut notes = Vec::new();
+    let docker = std::panic::catch_unwind(|| Dockerd::start(&scratch.join("docker")))
+        .map_err(|_| anyhow::anyhow!("starting the private dockerd failed"))?;
+    let ovl = Ovl {
+        bin: ovl_bin.to_path_buf(),
+        root: scratch.join("ovl"),
+    };
+    let archive_text = archive.to_str().context("utf-8 corpus path")?;
+
+    let started = Instant::now();
+    docker.docker_ok(["load", "-i", archive_text]);
+    notes.push(format!(
+        "corpus load (once, not measured for ratios): docker load {:.1?}",
+        started.elapsed()
+    ));
+    let started = Instant::now();
+    ovl.try_ok(["load", "-i", archive_text])?;
+    notes.push(format!("ovl load {:.1?}", started.elapsed()));
+
+    for &n_changes in &options.changes {
+        let script = change_script(n_changes);
+        let docker_name = format!("dc{n_changes}");
+        let ovl_name = format!("oc{n_changes}");
+        docker.docker_ok([
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            &docker_name,
+            "smallfiles:1",
+            "/bin/sh",
+            "-c",
+            &script,
+        ]);
+        let status = docker.docker_ok(["wait", &docker_name]);
+        ensure!(status.trim() == "0", "the change script failed in Docker");
+        let merged = ovl.try_ok(["run-rootfs", "--name", &ovl_name, "smallfiles:1"])?;
+        let status = Command::new("chroot")
+            .arg(merged.trim())
+            .args(["/bin/sh", "-c", &script])
+            .status()?;
+        ensure!(
+            status.success(),
+            "the change script failed in the ovl container"
+        );
+        let upper = upper_dir(&ovl, &ovl_name)?;
+
+        let label = |what: &str| format!("{what} ({n_changes} changed files)");
+        let mut docker_diff = Sample {
+            name: label("docker diff"),
+            times: Vec::new(),
+        };
+        let mut ovl_diff = Sample {
+            name: label("ovl diff"),
+            times: Vec::new(),
+        };
+        let mut find = Sample {
+            name: label("find upperdir (floor)"),
+            times: Vec::new(),
+        };
+        let mut docker_commit = Sample {
+            name: label("docker commit"),
+            times: Vec::new(),
+        };
+        let mut ovl_commit = Sample {
+            name: label("ovl commit"),
+            times: Vec::new(),
+        };
+        let mut tar_floor = Sample {
+            name: label("tar upperdir | sha256sum (floor)"),
+            times: Vec::new(),
+        };
+        let mut n_lines = (0, 0);
+        for _ in 0..options.runs {
+            let (time, out) = timed(docker.docker_command(["diff", &docker_name]))?;
+            docker_diff.times.push(time);
+            n_lines.0 = out.lines().count();
+            let (time, out) = timed(ovl.command(["diff", &ovl_name]))?;
+            ovl_diff.times.push(time);
+            n_lines.1 = out.lines().count();
+            let mut walk = Command::new("find");
+            walk.arg(&upper);
+            find.times.push(timed(walk)?.0);
+        }
+        ensure!(
+            n_lines.0 == n_lines.1,
+            "docker diff listed {} changes, ovl diff {}",
+            n_lines.0,
+            n_lines.1
+        );
+        notes.push(format!(
+            "{n_changes} changed files: both diffs list {} lines",
+            n_lines.0
+        ));
+        for run in 0..options.runs {
+            let docker_tag = format!("dcommit{n_changes}:{run}");
+            docker_commit
+                .times
+                .push(timed(docker.docker_command(["commit", &docker_name, &docker_tag]))?.0);
+            let ovl_tag = format!("ocommit{n_changes}:{run}");
+            ovl_commit
+                .times
+                .push(timed(ovl.command(["commit", &ovl_name, &ovl_tag]))?.0);
+            let mut tar = Command::new("sh");
+            tar.arg("-c")
+                .arg("tar -C \"$1\" -cf - . | sha256sum")
+                .arg("sh")
+                .arg(&upper);
+            tar_floor.times.push(timed(tar)?.0);
+        }
+        samples.extend([
+            ovl_diff,
+            docker_diff,
+            find,
+            ovl_commit,
+            docker_commit,
+            tar_floor,
+        ]);
+        docker.docker_ok(["rm", "-f", &docker_name]);
+    }
+    Ok((samples, notes))
+}
+
+/// Appends to the first `n` files of the corpus layer (in `find` order).
+fn change_script(n: usize) -> String {
+    format!("find /sf -type f | head -n {n} | while read -r f; do echo x >> \"$f\"; done")
+}
+
+fn upper_dir(ovl: &Ovl, container: &str) -> Result<PathBuf> {
+    let inspect = ovl.inspect(container)?;
+    let upper = inspect["GraphDriver"]["Data"]["UpperDir"]
+        .as_str()
+        .context("GraphDriver.Data.UpperDir in ovl inspect")?;
+    Ok(PathBuf::from(upper))
+}
+
+/// Runs a command with its output captured; returns the wall time and stdout.
+fn timed(mut command: Command) -> Result<(Duration, String)> {
+    command.stdin(Stdio::null()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    let elapsed = started.elapsed();
+    ensure!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((
+        elapsed,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    ))
+}
+
+fn report(options: &BenchOptions, samples: &[Sample], notes: &[String]) -> String {
+    let mut out = String::new();
+    let uname = Command::new("uname")
+        .arg("-sr")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_default();
+    let n_cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    out.push_str("# Performance\n\n");
+    out.push_str("Generated by `cargo xtask bench`; do not edit by hand.\n\n");
+    out.push_str(&format!(
+        "Machine: {cpu}, {n_cpus} CPUs; kernel {uname}; {date}. Image `smallfiles`: busybox base \
+         layer + {} files of 1–4 KiB. Each command ran {} times, Docker and ovl alternating; \
+         ratio = median / median of the ovl command of the same group.\n\n",
+        options.n_files, options.runs
+    ));
+    out.push_str("| command | median | min | max | ratio to ovl |\n|---|---:|---:|---:|---:|\n");
+    let mut reference = None;
+    for sample in samples {
+        if sample.name.starts_with("ovl ") {
+            reference = Some(sample.median());
+        }
+        let ratio = reference
+            .map(|r| format!("{:.1}x", sample.median().as_secs_f64() / r.as_secs_f64()))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            sample.name,
+            seconds(sample.median()),
+            seconds(sample.min()),
+            seconds(sample.max()),
+            ratio
+        ));
+    }
+    out.push('\n');
+    for note in notes {
+        out.push_str(&format!("- {note}\n"));
+    }
+    out
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.3} s", duration.as_secs_f64())
+}
+
+// ------------------------------------------------------------------------------------------------
+// Corpus
+
+/// A docker-archive of `smallfiles:1`, generated once per file count.
+fn smallfiles_archive(corpus: &Path, n_files: usize) -> Result<PathBuf> {
+    let archive = corpus.join(format!("smallfiles-{n_files}.tar"));
+    if archive.exists() {
+        return Ok(archive);
+    }
+    eprintln!("bench: generating {}", archive.display());
+    let base = ovl_tests::base_rootfs_tar();
+    let layer_path = corpus.join(format!("smallfiles-{n_files}.layer.tar"));
+    let layer_diff_id = write_smallfiles_layer(&layer_path, n_files)?;
+    let base_diff_id = format!("sha256:{}", crate::hex(&Sha256::digest(&base)));
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
+        "created": "2024-01-01T00:00:00Z",
+        "history": [{"created": "2024-01-01T00:00:00Z"}, {"created": "2024-01-01T00:00:00Z"}],
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [base_diff_id, layer_diff_id]},
+    }))?;
+    let config_name = format!("{}.json", crate::hex(&Sha256::digest(&config)));
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": ["smallfiles:1"],
+        "Layers": ["base/layer.tar", "smallfiles/layer.tar"],
+    }]))?;
+
+    let partial = archive.with_extension("tar.partial");
+    let mut out = BufWriter::new(fs::File::create(&partial)?);
+    let mut member = |name: &str, data: &mut dyn std::io::Read, size: u64| -> Result<()> {
+        let header = gotar::Header {
+            name: name.as_bytes().to_vec(),
+            typeflag: gotar::typeflag::REG,
+            mode: 0o644,
+            size: size as i64,
+            ..gotar::Header::default()
+        };
+        out.write_all(&header.encode()?)?;
+        let copied = std::io::copy(data, &mut out)?;
+        ensure!(
+            copied == size,
+            "member {name}: wrote {copied} of {size} bytes"
+        );
+        out.write_all(&vec![0u8; gotar::padding(size)])?;
+        Ok(())
+    };
+    member(&config_name, &mut &config[..], config.len() as u64)?;
+    member("base/layer.tar", &mut &base[..], base.len() as u64)?;
+    let layer_len = fs::metadata(&layer_path)?.len();
+    member(
+        "smallfiles/layer.tar",
+        &mut fs::File::open(&layer_path)?,
+        layer_len,
+    )?;
+    member("manifest.json", &mut &manifest[..], manifest.len() as u64)?;
+    out.write_all(&gotar::END_OF_ARCHIVE)?;
+    out.into_inner()
+        .map_err(|e| anyhow::anyhow!("flushing {}: {e}", partial.display()))?
+        .sync_all()?;
+    fs::remove_file(&layer_path)?;
+    fs::rename(&partial, &archive)?;
+    Ok(archive)
+}
+
+/// Writes the `smallfiles` layer: `sf/dNNN/dNN/fNNNNNN`, 100 files per directory, sizes and
+/// bytes from a fixed xorshift sequence. Returns its DiffID.
+fn write_smallfiles_layer(path: &Path, n_files: usize) -> Result<String> {
+    let mut out = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, fs::File::create(path)?),
+        hasher: Sha256::new(),
+    };
+    let mtime = 1_600_000_000;
+    let dir_header = |name: String| gotar::Header {
+        name: name.into_bytes(),
+        typeflag: gotar::typeflag::DIR,
+        mode: 0o40755,
+        mtime,
+        uname: b"root".to_vec(),
+        gname: b"root".to_vec(),
+        ..gotar::Header::default()
+    };
+    out.write_all(&dir_header("sf/".into()).encode()?)?;
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let files_per_dir = 100;
+    let dirs_per_top = 10;
+    let mut data = Vec::with_capacity(4096);
+    for idx in 0..n_files {
+        let top = idx / (files_per_dir * dirs_per_top);
+        let sub = idx / files_per_dir % dirs_per_top;
+        if idx % (files_per_dir * dirs_per_top) == 0 {
+            out.write_all(&dir_header(format!("sf/d{top:03}/")).encode()?)?;
+        }
+        if idx % files_per_dir == 0 {
+            out.write_all(&dir_header(format!("sf/d{top:03}/d{sub:02}/")).encode()?)?;
+        }
+        let size = 1024 + (next() % 3073) as usize;
+        data.clear();
+        while data.len() < size {
+            data.extend_from_slice(&next().to_le_bytes());
+        }
+        data.truncate(size);
+        let header = gotar::Header {
+            name: format!("sf/d{top:03}/d{sub:02}/f{idx:06}").into_bytes(),
+            typeflag: gotar::typeflag::REG,
+            mode: 0o100644,
+            size: size as i64,
+            mtime,
+            uname: b"root".to_vec(),
+            gname: b"root".to_vec(),
+            ..gotar::Header::default()
+        };
+        out.write_all(&header.encode()?)?;
+        out.write_all(&data)?;
+        out.write_all(&vec![0u8; gotar::padding(size as u64)])?;
+    }
+    out.write_all(&gotar::END_OF_ARCHIVE)?;
+    out.inner.flush()?;
+    Ok(format!("sha256:{}", crate::hex(&out.hasher.finalize())))
+}
+
+struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
