@@ -32,6 +32,11 @@ impl DataRoot {
 
     /// The layer with this ChainID, or `None` when it is missing or its metadata is broken (which
     /// makes Docker skip it too; the reason is logged at debug level).
+    /// The layer's `tar-split.json.gz` (from which its tar is reassembled).
+    pub fn tar_split_path(&self, chain_id: &str) -> Result<PathBuf> {
+        Ok(self.layer_dir(chain_id)?.join("tar-split.json.gz"))
+    }
+
     pub fn layer(&self, chain_id: &str) -> Result<Option<Layer>> {
         let dir = self.layer_dir(chain_id)?;
         if !dir.is_dir() {
