@@ -58,8 +58,9 @@ pub fn apply_changes(config: &mut Map<String, Value>, changes: &[String]) -> Res
 }
 
 /// Returns `config` with its keys in `container.Config` order: missing non-omitempty keys get
-/// Go's zero value, empty omitempty keys are dropped, map-valued keys are sorted (Go marshals
-/// maps with sorted keys) and unknown keys keep their place at the end.
+/// Go's zero value, empty omitempty keys are dropped, the map-valued keys are sorted (Go marshals
+/// maps with sorted keys), `Healthcheck` is in its struct order and unknown keys keep their place
+/// at the end.
 pub fn canonical_config(config: &Map<String, Value>) -> Map<String, Value> {
     let mut out = Map::new();
     for (key, omit_empty) in CONFIG_KEYS {
@@ -67,7 +68,12 @@ pub fn canonical_config(config: &Map<String, Value>) -> Map<String, Value> {
         if omit_empty && is_empty(&value) {
             continue;
         }
-        out.insert(key.to_string(), sort_maps(value));
+        let value = match key {
+            "ExposedPorts" | "Volumes" | "Labels" => sort_maps(value),
+            "Healthcheck" => healthcheck_order(value),
+            _ => value,
+        };
+        out.insert(key.to_string(), value);
     }
     for (key, value) in config {
         if !out.contains_key(key) && !CONFIG_KEYS.iter().any(|(known, _)| known == key) {
@@ -96,6 +102,27 @@ fn is_empty(value: &Value) -> bool {
         Value::Object(map) => map.is_empty(),
         Value::Number(n) => n.as_f64() == Some(0.0),
     }
+}
+
+/// Docker's `HealthConfig` in struct order (all fields `omitempty`).
+fn healthcheck_order(value: Value) -> Value {
+    let Value::Object(map) = value else {
+        return value;
+    };
+    let mut out = Map::new();
+    for key in ["Test", "Interval", "Timeout", "StartPeriod", "Retries"] {
+        if let Some(field) = map.get(key).filter(|v| !is_empty(v)) {
+            out.insert(key.to_string(), field.clone());
+        }
+    }
+    for (key, field) in &map {
+        if !out.contains_key(key)
+            && !["Test", "Interval", "Timeout", "StartPeriod", "Retries"].contains(&key.as_str())
+        {
+            out.insert(key.clone(), field.clone());
+        }
+    }
+    Value::Object(out)
 }
 
 fn sort_maps(value: Value) -> Value {

@@ -408,18 +408,19 @@ fn write_docker_archive(root: &DataRoot, images: &[SaveImage], out: &mut dyn Wri
             let v1_id = v1_id(&v1_image, &chain[idx], parent_v1.as_deref())?;
             let legacy = legacy_json(&v1_image, &v1_id, parent_v1.as_deref(), &image.parsed)?;
             if saved_v1_ids.insert(v1_id.clone(), ()).is_none() {
+                let mtime = created;
                 members.push(Member::Dir {
                     name: v1_id.clone(),
-                    mtime: created,
+                    mtime,
                 });
                 members.push(Member::Bytes {
                     name: format!("{v1_id}/VERSION"),
-                    mtime: created,
+                    mtime,
                     data: b"1.0".to_vec(),
                 });
                 members.push(Member::Bytes {
                     name: format!("{v1_id}/json"),
-                    mtime: created,
+                    mtime,
                     data: legacy,
                 });
                 let layer_name = format!("{v1_id}/layer.tar");
