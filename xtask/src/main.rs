@@ -1,7 +1,8 @@
 //! The project's task runner: `cargo xtask demo|test|deps|bench`.
 //!
 //! - `demo`: builds ovl, makes a small busybox image archive, and runs load, images, run-rootfs,
-//!   ps, inspect, umount, rm and rmi on it in a scratch data root (needs root).
+//!   ps, inspect, a change in the container, diff, commit, save, umount, rm, rmi and a reload of
+//!   the saved archive in a scratch data root (needs root).
 //! - `test`: installs the Debian packages the tests need (when missing) and runs the whole suite.
 //! - `deps`: only the package installation.
 //! - `bench`: `ovl diff`/`ovl commit` against `docker diff`/`docker commit` (see `bench.rs`).
@@ -139,9 +140,30 @@ fn demo() -> Result<()> {
     ]))?;
     step(&["ps", "-a"])?;
     step(&["inspect", "--type", "container", "demo"])?;
+    let change =
+        "echo changed > /etc/motd; rm -r /proc; mkdir -p /srv/www && echo hi > /srv/www/index.html";
+    println!("$ chroot {merged} /bin/sh -c '{change}'");
+    run(Command::new("chroot")
+        .arg(&merged)
+        .args(["/bin/sh", "-c", change]))?;
+    step(&["diff", "demo"])?;
+    step(&[
+        "commit",
+        "-m",
+        "demo change",
+        "-c",
+        "WORKDIR /srv/www",
+        "demo",
+        "demo:2",
+    ])?;
+    let saved = scratch.join("demo2.tar");
+    step(&["save", "-o", &saved.display().to_string(), "demo:2"])?;
     step(&["umount", "demo"])?;
     step(&["rm", "demo"])?;
-    step(&["rmi", "demo:1"])?;
+    step(&["rmi", "demo:2", "demo:1"])?;
+    step(&["load", "-i", &saved.display().to_string()])?;
+    step(&["images"])?;
+    step(&["rmi", "demo:2"])?;
     println!("demo done: data root left at {}", data_root.display());
     Ok(())
 }
