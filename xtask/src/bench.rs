@@ -212,7 +212,7 @@ fn run_bench(
             times: Vec::new(),
         };
         let mut tar_floor = Sample {
-            name: label("tar upperdir | sha256sum (floor)"),
+            name: label("tar of the upperdir into sha256sum (floor)"),
             times: Vec::new(),
         };
         let mut n_lines = (0, 0);

@@ -9,6 +9,11 @@
 //! through `openat` with `O_NOFOLLOW` on every path component, and its blob paths are built from
 //! validated digests only.
 //!
+//! The [`write`] module goes the other way: it writes images handed over as plain data (config
+//! bytes, tags, and per layer a source of its uncompressed tar) as a docker-archive exactly as
+//! Docker 20.10's `docker save` writes it, or as an OCI layout in a tar or a directory; every
+//! layer is checked against its DiffID while written. It knows nothing of the data root.
+//!
 //! CONTRACT (the CLI depends on these signatures; extend, don't change):
 #![deny(unsafe_code)]
 
@@ -21,11 +26,16 @@ mod digest;
 mod docker;
 mod oci;
 mod source;
+pub mod write;
 
 pub use digest::MAX_JSON_SIZE;
+pub use write::{
+    write_docker_archive, write_oci_archive, write_oci_layout, Compression, LayerError,
+    LayerSource, SaveImage, SaveLayer, SaveOptions,
+};
 
-/// Everything that can go wrong while reading an archive. Every variant names the archive and,
-/// where there is one, the member it concerns.
+/// Everything that can go wrong while reading or writing an archive. Every variant names the
+/// archive (or the output) and, where there is one, the member, image or layer it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("archive {archive}: {operation}: {source}")]
@@ -160,6 +170,49 @@ pub enum Error {
     },
     #[error("archive {archive}: member {member}: lists no images")]
     NoImages { archive: PathBuf, member: String },
+    #[error("writing {output}: {operation}")]
+    Write {
+        output: PathBuf,
+        operation: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("output {output} {reason}")]
+    InvalidOutput {
+        output: PathBuf,
+        reason: &'static str,
+    },
+    #[error(
+        "{format} archives hold uncompressed layers; compression {compression} is not supported"
+    )]
+    UnsupportedCompression {
+        format: &'static str,
+        compression: &'static str,
+    },
+    #[error("image {image}: {reason}")]
+    InvalidSaveImage { image: String, reason: String },
+    #[error("image {image}: layer {diff_id}")]
+    LayerSource {
+        image: String,
+        diff_id: String,
+        #[source]
+        source: write::LayerError,
+    },
+    #[error(
+        "image {image}: layer {diff_id}: its tar has {actual} bytes, not the {expected} announced"
+    )]
+    LayerLength {
+        image: String,
+        diff_id: String,
+        expected: u64,
+        actual: String,
+    },
+    #[error("image {image}: layer {diff_id}: its tar hashes to {actual}, not to its DiffID")]
+    LayerDigest {
+        image: String,
+        diff_id: String,
+        actual: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
