@@ -266,7 +266,8 @@ fn unix_now() -> u64 {
 /// archives; a fresh dockerd loads ovl's archive and runs the images.
 #[test]
 fn save_of_loaded_images_matches_docker_save_and_docker_loads_it_needs_root_and_dockerd() {
-    const TEST: &str = "save_of_loaded_images_matches_docker_save_and_docker_loads_it_needs_root_and_dockerd";
+    const TEST: &str =
+        "save_of_loaded_images_matches_docker_save_and_docker_loads_it_needs_root_and_dockerd";
     if !require_dockerd(TEST) {
         return;
     }

@@ -237,7 +237,22 @@ fn run_bench(
             "{n_changes} changed files: both diffs list {} lines",
             n_lines.0
         ));
+        let docker_upper = PathBuf::from(
+            docker
+                .docker_ok([
+                    "inspect",
+                    "-f",
+                    "{{.GraphDriver.Data.UpperDir}}",
+                    &docker_name,
+                ])
+                .trim(),
+        );
         for run in 0..options.runs {
+            // One new file per run in both (stopped) containers: every commit makes a new layer,
+            // none is a duplicate that the layer store would drop.
+            for dir in [&docker_upper, &upper] {
+                fs::write(dir.join(format!("bench-run-{run}")), format!("{run}\n"))?;
+            }
             let docker_tag = format!("dcommit{n_changes}:{run}");
             docker_commit
                 .times
