@@ -79,7 +79,7 @@ pub fn pack_changes(
         }
         let dir = open_path_dirs(root.as_fd(), parent)?;
         let name = c_name(base, relative)?;
-        packer.entry(dir.as_fd(), &name, relative, false)?;
+        packer.entry(dir.as_fd(), &name, FileType::Unknown, relative, false)?;
     }
     packer.finish()
 }
@@ -125,11 +125,11 @@ impl<'a> Packer<'a> {
     /// ending in `/`), names in byte order, each directory followed by its children.
     fn walk(&mut self, dir: BorrowedFd<'_>, prefix: &[u8]) -> Result<()> {
         let mut names = read_dir(dir).map_err(|err| io("listing", prefix_or_root(prefix), err))?;
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        for name in names {
+        names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        for (name, listed_type) in names {
             let mut relative = prefix.to_vec();
             relative.extend_from_slice(name.as_bytes());
-            if let Some(child) = self.entry(dir, &name, &relative, true)? {
+            if let Some(child) = self.entry(dir, &name, listed_type, &relative, true)? {
                 relative.push(b'/');
                 self.walk(child.as_fd(), &relative)?;
             }
@@ -138,19 +138,40 @@ impl<'a> Packer<'a> {
     }
 
     /// Emits the entry `name` of `dir`; returns the opened directory when it is one and the
-    /// caller walks into it.
+    /// caller walks into it. `listed_type` is the type the directory listing gave (`d_type`),
+    /// or `Unknown`.
     fn entry(
         &mut self,
         dir: BorrowedFd<'_>,
         name: &CStr,
+        listed_type: FileType,
         relative: &[u8],
         from_upper: bool,
     ) -> Result<Option<OwnedFd>> {
-        let stat = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(stat) => stat,
-            // Gone since it was listed: nothing to export.
-            Err(Errno::NOENT) if from_upper => return Ok(None),
-            Err(err) => return Err(io("stat", relative, err)),
+        // A file listed as regular is opened (never following a symlink, never blocking) and
+        // described by `fstat` of that descriptor; anything else, or a file whose type changed
+        // since the listing, is described by `lstat` first so that no device is ever opened.
+        let mut opened = None;
+        if listed_type == FileType::RegularFile {
+            match open_file_at(dir, name) {
+                Ok(file) => {
+                    let stat = rustix::fs::fstat(&file).map_err(|err| io("stat", relative, err))?;
+                    if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile {
+                        opened = Some((file, stat));
+                    }
+                }
+                Err(Errno::NOENT) if from_upper => return Ok(None),
+                Err(_) => {}
+            }
+        }
+        let stat = match &opened {
+            Some((_, stat)) => *stat,
+            None => match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) => stat,
+                // Gone since it was listed: nothing to export.
+                Err(Errno::NOENT) if from_upper => return Ok(None),
+                Err(err) => return Err(io("stat", relative, err)),
+            },
         };
         let file_type = FileType::from_raw_mode(stat.st_mode);
         let mut header = self.base_header(&stat, relative);
@@ -158,13 +179,14 @@ impl<'a> Packer<'a> {
             FileType::Directory => {
                 let fd =
                     open_dir_at(dir, name).map_err(|err| io("opening directory", relative, err))?;
+                let xattrs = XattrNames::list(fd.as_fd(), relative)?;
                 if from_upper {
-                    check_not_redirected(fd.as_fd(), relative, &REDIRECT_XATTRS)?;
+                    xattrs.check_not_redirected(fd.as_fd(), relative, &REDIRECT_XATTRS)?;
                 }
                 header.typeflag = typeflag::DIR;
                 header.name.push(b'/');
-                add_capability(fd.as_fd(), &mut header, relative)?;
-                let opaque = from_upper && is_opaque(fd.as_fd(), relative)?;
+                xattrs.add_capability(fd.as_fd(), &mut header, relative)?;
+                let opaque = from_upper && xattrs.is_opaque(fd.as_fd(), relative)?;
                 self.put_header(&header)?;
                 if opaque {
                     let mut marker_name = relative.to_vec();
@@ -184,20 +206,29 @@ impl<'a> Packer<'a> {
                 Ok(from_upper.then_some(fd))
             }
             FileType::RegularFile => {
-                let file = open_file_at(dir, name).map_err(|err| io("opening", relative, err))?;
-                let opened = rustix::fs::fstat(&file).map_err(|err| io("stat", relative, err))?;
-                if opened.st_dev != stat.st_dev || opened.st_ino != stat.st_ino {
-                    return Err(Error::SizeChanged {
-                        path: lossy(relative),
-                        expected: stat.st_size as u64,
-                        actual: opened.st_size as u64,
-                    });
-                }
+                let file = match opened {
+                    Some((file, _)) => file,
+                    None => {
+                        let file =
+                            open_file_at(dir, name).map_err(|err| io("opening", relative, err))?;
+                        let now =
+                            rustix::fs::fstat(&file).map_err(|err| io("stat", relative, err))?;
+                        if now.st_dev != stat.st_dev || now.st_ino != stat.st_ino {
+                            return Err(Error::SizeChanged {
+                                path: lossy(relative),
+                                expected: stat.st_size as u64,
+                                actual: now.st_size as u64,
+                            });
+                        }
+                        file
+                    }
+                };
+                let xattrs = XattrNames::list(file.as_fd(), relative)?;
                 if from_upper {
-                    check_not_redirected(file.as_fd(), relative, &METACOPY_XATTRS)?;
+                    xattrs.check_not_redirected(file.as_fd(), relative, &METACOPY_XATTRS)?;
                 }
                 header.typeflag = typeflag::REG;
-                add_capability(file.as_fd(), &mut header, relative)?;
+                xattrs.add_capability(file.as_fd(), &mut header, relative)?;
                 if self.link_to_seen(&stat, &mut header, relative) {
                     self.put_header(&header)?;
                     return Ok(None);
@@ -421,7 +452,9 @@ fn open_path_dirs(root: BorrowedFd<'_>, parent: &[u8]) -> Result<OwnedFd> {
     Ok(current)
 }
 
-fn read_dir(dir: BorrowedFd<'_>) -> Result<Vec<CString>, Errno> {
+/// The names in `dir` with the type the listing gives (`Unknown` where the filesystem has no
+/// `d_type`).
+fn read_dir(dir: BorrowedFd<'_>) -> Result<Vec<(CString, FileType)>, Errno> {
     rustix::fs::seek(dir, rustix::fs::SeekFrom::Start(0))?;
     let mut buffer = vec![std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
     let mut raw = rustix::fs::RawDir::new(dir, &mut buffer);
@@ -430,7 +463,7 @@ fn read_dir(dir: BorrowedFd<'_>) -> Result<Vec<CString>, Errno> {
         let entry = entry?;
         let name = entry.file_name();
         if name != c"." && name != c".." {
-            names.push(name.to_owned());
+            names.push((name.to_owned(), entry.file_type()));
         }
     }
     Ok(names)
@@ -452,41 +485,88 @@ fn get_xattr(fd: BorrowedFd<'_>, name: &str, relative: &[u8]) -> Result<Option<V
     }
 }
 
-fn add_capability(fd: BorrowedFd<'_>, header: &mut Header, relative: &[u8]) -> Result<()> {
-    if let Some(mut value) = get_xattr(fd, CAPABILITY_XATTR, relative)? {
-        if value.len() > VFS_CAP_REVISION_OFFSET
-            && value[VFS_CAP_REVISION_OFFSET] == VFS_CAP_REVISION_3
-        {
-            // A root id only means something in the user namespace the file came from.
-            value[VFS_CAP_REVISION_OFFSET] = VFS_CAP_REVISION_2;
-            value.truncate(VFS_CAP_REVISION_2_LEN);
-        }
-        header.xattrs.insert(CAPABILITY_XATTR.to_string(), value);
-    }
-    Ok(())
-}
+/// The names of an entry's xattrs, listed with one `flistxattr`, so that the few xattrs an export
+/// looks at are only read when present (most files have none).
+struct XattrNames(Vec<u8>);
 
-fn is_opaque(fd: BorrowedFd<'_>, relative: &[u8]) -> Result<bool> {
-    for name in OPAQUE_XATTRS {
-        if get_xattr(fd, name, relative)?.is_some_and(|value| value == b"y") {
-            return Ok(true);
+impl XattrNames {
+    fn list(fd: BorrowedFd<'_>, relative: &[u8]) -> Result<XattrNames> {
+        let mut names = vec![0u8; 1024];
+        loop {
+            match rustix::fs::flistxattr(fd, &mut names[..]) {
+                Ok(len) => {
+                    names.truncate(len);
+                    return Ok(XattrNames(names));
+                }
+                Err(Errno::NOTSUP) => return Ok(XattrNames(Vec::new())),
+                Err(Errno::RANGE) if names.len() < 1 << 20 => {
+                    let len = names.len() * 4;
+                    names.resize(len, 0);
+                }
+                Err(err) => return Err(io("listing xattrs of", relative, err)),
+            }
         }
     }
-    Ok(false)
-}
 
-fn check_not_redirected(
-    fd: BorrowedFd<'_>,
-    relative: &[u8],
-    names: &[&'static str; 2],
-) -> Result<()> {
-    for name in names {
-        if get_xattr(fd, name, relative)?.is_some() {
-            return Err(Error::NeedsMergedExport {
-                path: lossy(relative),
-                xattr: name,
-            });
-        }
+    fn has(&self, name: &str) -> bool {
+        self.0
+            .split(|&b| b == 0)
+            .any(|listed| listed == name.as_bytes())
     }
-    Ok(())
+
+    /// The value of `name`, `None` when it is not listed or gone since.
+    fn get(&self, fd: BorrowedFd<'_>, name: &str, relative: &[u8]) -> Result<Option<Vec<u8>>> {
+        if !self.has(name) {
+            return Ok(None);
+        }
+        get_xattr(fd, name, relative)
+    }
+
+    fn add_capability(
+        &self,
+        fd: BorrowedFd<'_>,
+        header: &mut Header,
+        relative: &[u8],
+    ) -> Result<()> {
+        if let Some(mut value) = self.get(fd, CAPABILITY_XATTR, relative)? {
+            if value.len() > VFS_CAP_REVISION_OFFSET
+                && value[VFS_CAP_REVISION_OFFSET] == VFS_CAP_REVISION_3
+            {
+                // A root id only means something in the user namespace the file came from.
+                value[VFS_CAP_REVISION_OFFSET] = VFS_CAP_REVISION_2;
+                value.truncate(VFS_CAP_REVISION_2_LEN);
+            }
+            header.xattrs.insert(CAPABILITY_XATTR.to_string(), value);
+        }
+        Ok(())
+    }
+
+    fn is_opaque(&self, fd: BorrowedFd<'_>, relative: &[u8]) -> Result<bool> {
+        for name in OPAQUE_XATTRS {
+            if self
+                .get(fd, name, relative)?
+                .is_some_and(|value| value == b"y")
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn check_not_redirected(
+        &self,
+        fd: BorrowedFd<'_>,
+        relative: &[u8],
+        names: &[&'static str; 2],
+    ) -> Result<()> {
+        for name in names {
+            if self.get(fd, name, relative)?.is_some() {
+                return Err(Error::NeedsMergedExport {
+                    path: lossy(relative),
+                    xattr: name,
+                });
+            }
+        }
+        Ok(())
+    }
 }

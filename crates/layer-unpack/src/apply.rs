@@ -172,22 +172,38 @@ impl Applier {
     ) -> Result<(), ApplyError> {
         let parent_fd = self.parent_dir(parent)?;
         let parent_fd = parent_fd.as_fd();
-        let existing = match rustix::fs::statat(parent_fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(stat) => Some(FileType::from_raw_mode(stat.st_mode)),
-            Err(Errno::NOENT) => None,
-            Err(errno) => return Err(fail("inspect existing entry")(errno)),
-        };
-        let keep_dir = existing == Some(FileType::Directory) && *node == Node::Dir;
-        if existing.is_some() && !keep_dir {
-            remove_all(parent_fd, name).map_err(fail("remove existing entry"))?;
-        }
         let create_mode = Mode::from_raw_mode(meta.mode & 0o777);
+        // Most members name an entry that does not exist yet: it is created straight away, and
+        // what is in the way is looked at only when the creation reports `EEXIST`. Hardlinks
+        // always look first, so that a link replacing its own target fails as in Docker.
+        let first_try = match node {
+            Node::Hardlink { .. } => Err(Errno::EXIST),
+            _ => make_node(parent_fd, name, node, create_mode),
+        };
+        let made = match first_try {
+            Ok(made) => made,
+            Err(Errno::EXIST) => {
+                let existing = match rustix::fs::statat(parent_fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                {
+                    Ok(stat) => Some(FileType::from_raw_mode(stat.st_mode)),
+                    Err(Errno::NOENT) => None,
+                    Err(errno) => return Err(fail("inspect existing entry")(errno)),
+                };
+                let keep_dir = existing == Some(FileType::Directory) && *node == Node::Dir;
+                if existing.is_some() && !keep_dir {
+                    remove_all(parent_fd, name).map_err(fail("remove existing entry"))?;
+                }
+                match node {
+                    _ if keep_dir => Made::Other,
+                    Node::Hardlink { .. } => Made::Other,
+                    _ => make_node(parent_fd, name, node, create_mode)
+                        .map_err(fail(node_operation(node)))?,
+                }
+            }
+            Err(errno) => return Err(fail(node_operation(node))(errno)),
+        };
         match node {
             Node::Dir => {
-                if !keep_dir {
-                    rustix::fs::mkdirat(parent_fd, name, create_mode)
-                        .map_err(fail("create directory"))?;
-                }
                 let fd = rustix::fs::openat(
                     parent_fd,
                     name,
@@ -205,17 +221,9 @@ impl Applier {
                 self.dir_times.push((components, dir_times(meta)));
             }
             Node::File | Node::SparseFile { .. } => {
-                let fd = rustix::fs::openat(
-                    parent_fd,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    create_mode,
-                )
-                .map_err(fail("create file"))?;
+                let Made::File(fd) = made else {
+                    unreachable!("make_node opens every regular file it creates")
+                };
                 let mut file = File::from(fd);
                 match node {
                     Node::SparseFile {
@@ -231,9 +239,7 @@ impl Applier {
                     .map_err(fail("chmod file"))?;
                 rustix::fs::futimens(&file, &file_times(meta)).map_err(fail("set file times"))?;
             }
-            Node::Symlink { target } => {
-                rustix::fs::symlinkat(target.as_slice(), parent_fd, name)
-                    .map_err(fail("create symlink"))?;
+            Node::Symlink { .. } => {
                 chown_at(parent_fd, name, meta.uid, meta.gid).map_err(fail("chown symlink"))?;
                 if !meta.xattrs.is_empty() {
                     skipped_symlink_xattrs(name);
@@ -286,18 +292,6 @@ impl Applier {
                 }
             }
             Node::CharDevice { .. } | Node::BlockDevice { .. } | Node::Fifo => {
-                let (file_type, dev) = match node {
-                    Node::CharDevice { major, minor } => (
-                        FileType::CharacterDevice,
-                        rustix::fs::makedev(*major, *minor),
-                    ),
-                    Node::BlockDevice { major, minor } => {
-                        (FileType::BlockDevice, rustix::fs::makedev(*major, *minor))
-                    }
-                    _ => (FileType::Fifo, 0),
-                };
-                rustix::fs::mknodat(parent_fd, name, file_type, create_mode, dev)
-                    .map_err(fail("create device node"))?;
                 chown_at(parent_fd, name, meta.uid, meta.gid).map_err(fail("chown device node"))?;
                 // Opening a device could have side effects, so the node is changed through its
                 // parent directory and name, never followed.
@@ -428,6 +422,62 @@ impl Applier {
                 .map_err(fail("resolve created parent directory"))?;
         }
         Ok(dir)
+    }
+}
+
+/// What [`make_node`] created.
+enum Made {
+    /// A regular file, open for writing.
+    File(OwnedFd),
+    Other,
+}
+
+/// Creates the node of a member (not hardlinks) with `*at` calls that never follow `name`;
+/// `EEXIST` when something is in the way.
+fn make_node(parent: BorrowedFd<'_>, name: &[u8], node: &Node, mode: Mode) -> Result<Made, Errno> {
+    match node {
+        Node::Dir => rustix::fs::mkdirat(parent, name, mode).map(|()| Made::Other),
+        Node::File | Node::SparseFile { .. } => rustix::fs::openat(
+            parent,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            mode,
+        )
+        .map(Made::File),
+        Node::Symlink { target } => {
+            rustix::fs::symlinkat(target.as_slice(), parent, name).map(|()| Made::Other)
+        }
+        Node::CharDevice { major, minor } => rustix::fs::mknodat(
+            parent,
+            name,
+            FileType::CharacterDevice,
+            mode,
+            rustix::fs::makedev(*major, *minor),
+        )
+        .map(|()| Made::Other),
+        Node::BlockDevice { major, minor } => rustix::fs::mknodat(
+            parent,
+            name,
+            FileType::BlockDevice,
+            mode,
+            rustix::fs::makedev(*major, *minor),
+        )
+        .map(|()| Made::Other),
+        Node::Fifo => {
+            rustix::fs::mknodat(parent, name, FileType::Fifo, mode, 0).map(|()| Made::Other)
+        }
+        Node::Hardlink { .. } => Err(Errno::INVAL),
+    }
+}
+
+/// The operation named in the error when creating `node` fails.
+fn node_operation(node: &Node) -> &'static str {
+    match node {
+        Node::Dir => "create directory",
+        Node::File | Node::SparseFile { .. } => "create file",
+        Node::Symlink { .. } => "create symlink",
+        Node::Hardlink { .. } => "create hardlink",
+        Node::CharDevice { .. } | Node::BlockDevice { .. } | Node::Fifo => "create device node",
     }
 }
 
