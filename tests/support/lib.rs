@@ -546,6 +546,42 @@ impl Dockerd {
         ]);
     }
 
+    /// Stops the daemon the way `systemctl stop docker` does, keeping its data root, containers
+    /// and scratch directory; returns the scratch directory, where [`Dockerd::start`] starts a
+    /// daemon on the same data root again (which then cleans everything up when dropped).
+    pub fn stop_keeping_state(mut self) -> PathBuf {
+        if let Some(mut child) = self.child.take() {
+            self.terminate(&mut child);
+        }
+        kill_processes_mentioning(&self.scratch);
+        unmount_below(&self.scratch);
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        self.scratch.clone()
+    }
+
+    /// SIGTERM, then SIGKILL after [`DOCKERD_STOP_TIMEOUT`].
+    fn terminate(&self, child: &mut Child) {
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let stopping = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if stopping.elapsed() < DOCKERD_STOP_TIMEOUT => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+            }
+        }
+    }
+
     /// Stops and removes every container, stops the daemon and its containerd, unmounts and
     /// deletes everything it made.
     fn shutdown(&mut self) {
@@ -561,22 +597,7 @@ impl Dockerd {
                 args.extend(ids);
                 let _ = self.docker(args);
             }
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let stopping = Instant::now();
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    Ok(None) if stopping.elapsed() < DOCKERD_STOP_TIMEOUT => {
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                }
-            }
+            self.terminate(&mut child);
         }
         kill_processes_mentioning(&self.scratch);
         unmount_below(&self.scratch);

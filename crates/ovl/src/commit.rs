@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
 use store::{AppliedLayer, DataRoot, Layer, Reference};
 
+use crate::access::{self, Create};
 use crate::{changes, container, dockerfile, format, resolve, views};
 
 /// The DiffID of a tar of two zero blocks: Docker adds no layer for it (`layer.IsEmpty`).
@@ -50,8 +51,7 @@ pub fn commit(root_path: &Path, args: &CommitArgs) -> Result<()> {
         .as_deref()
         .map(|text| Reference::parse(text).with_context(|| format!("image name {text}")))
         .transpose()?;
-    let root = DataRoot::open(root_path)?;
-    let _lock = root.lock()?;
+    let (root, _lock) = access::open_for_change(root_path, Create::No, "commit a container")?;
     let record = resolve::container(&root, &args.container)?;
     let entry = container::mounts_entry(&root, &record.id)?;
     let parent_bytes = root.image_config_bytes(&record.image_id).with_context(|| {

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use mount::{KernelFeatures, MountPlan, OverlaySpec};
 use store::{ContainerRecord, DataRoot, Layer, MountsEntry};
 
+use crate::access::{self, Create};
 use crate::{format, resolve};
 
 /// The kernel's overlay stack limit (OVL_MAX_STACK in fs/overlayfs/params.h): at most 500 lower
@@ -68,9 +69,7 @@ pub fn run_rootfs(root_path: &Path, args: &RunArgs) -> Result<()> {
             );
         }
     }
-    let root = DataRoot::open_or_create(root_path)
-        .with_context(|| format!("opening data root {}", root_path.display()))?;
-    let _lock = root.lock()?;
+    let (root, _lock) = access::open_for_change(root_path, Create::Yes, "create a container")?;
     let image_id = resolve::image(&root, &args.image)?;
     if let Some(name) = &args.name {
         validate_name(name)?;
@@ -209,8 +208,7 @@ pub fn ps(root_path: &Path, args: &PsArgs) -> Result<()> {
 
 pub fn umount(root_path: &Path, args: &UmountArgs) -> Result<()> {
     require_root()?;
-    let root = DataRoot::open(root_path)?;
-    let _lock = root.lock()?;
+    let (root, _lock) = access::open_for_change(root_path, Create::No, "unmount containers")?;
     for text in &args.containers {
         let container = resolve::container(&root, text)?;
         let entry = mounts_entry(&root, &container.id)?;
@@ -221,8 +219,7 @@ pub fn umount(root_path: &Path, args: &UmountArgs) -> Result<()> {
 }
 
 pub fn rm(root_path: &Path, args: &RmArgs) -> Result<()> {
-    let root = DataRoot::open(root_path)?;
-    let _lock = root.lock()?;
+    let (root, _lock) = access::open_for_change(root_path, Create::No, "remove containers")?;
     for text in &args.containers {
         let container = resolve::container(&root, text)?;
         if is_mounted(&root, &container.id) {

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use store::{DataRoot, Reference};
 
+use crate::access::{self, Create};
 use crate::{format, resolve};
 
 #[derive(clap::Args, Debug)]
@@ -150,8 +151,7 @@ pub fn image_size(root: &DataRoot, diff_ids: &[String]) -> Result<i64> {
 }
 
 pub fn rmi(root_path: &Path, args: &RmiArgs) -> Result<()> {
-    let root = DataRoot::open(root_path)?;
-    let _lock = root.lock()?;
+    let (root, _lock) = access::open_for_change(root_path, Create::No, "remove images")?;
     for text in &args.images {
         remove_image(&root, text, args.force).with_context(|| format!("removing image {text}"))?;
     }

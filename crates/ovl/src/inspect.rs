@@ -73,7 +73,7 @@ fn image_json(root: &DataRoot, image_id: &str) -> Result<Value> {
         "Id": image_id,
         "RepoTags": resolve::tags_of(&references, image_id),
         "RepoDigests": [],
-        "Parent": "",
+        "Parent": root.image_parent(image_id)?.unwrap_or_default(),
         "Comment": field("comment"),
         "Created": field("created"),
         "Container": field("container"),

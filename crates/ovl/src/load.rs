@@ -12,6 +12,8 @@ use anyhow::{bail, Context, Result};
 use image_archive::{Archive, OpenOptions};
 use store::{AppliedLayer, DataRoot, Layer, Reference};
 
+use crate::access::{self, Create};
+
 #[derive(clap::Args, Debug)]
 pub struct LoadArgs {
     /// The archive: docker-archive (plain or gzip'd), OCI archive, or an OCI layout directory.
@@ -37,9 +39,7 @@ pub struct ImportArgs {
 }
 
 pub fn load(root_path: &Path, args: &LoadArgs) -> Result<()> {
-    let root = DataRoot::open_or_create(root_path)
-        .with_context(|| format!("opening data root {}", root_path.display()))?;
-    let _lock = root.lock()?;
+    let (root, _lock) = access::open_for_change(root_path, Create::Yes, "load images")?;
     let options = OpenOptions {
         name: args.name.clone(),
     };
@@ -117,9 +117,7 @@ pub fn import(root_path: &Path, args: &ImportArgs) -> Result<()> {
         .map(Reference::parse)
         .transpose()
         .context("image name")?;
-    let root = DataRoot::open_or_create(root_path)
-        .with_context(|| format!("opening data root {}", root_path.display()))?;
-    let _lock = root.lock()?;
+    let (root, _lock) = access::open_for_change(root_path, Create::Yes, "import an image")?;
     let file =
         File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
     let progress = Progress::new(true);

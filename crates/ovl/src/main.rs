@@ -2,6 +2,7 @@
 //!
 //! Only this crate knows clap, human and JSON output formats and exit codes: 0 ok, 1 error, 2 usage.
 
+mod access;
 mod changes;
 mod commit;
 mod container;
@@ -12,6 +13,7 @@ mod inspect;
 mod load;
 mod resolve;
 mod save;
+mod tag;
 mod views;
 
 use std::io::Write;
@@ -50,6 +52,8 @@ enum Command {
     Images(image::ImagesArgs),
     /// Remove images.
     Rmi(image::RmiArgs),
+    /// Create a tag TARGET that refers to the image SOURCE, like `docker tag`.
+    Tag(tag::TagArgs),
     /// Create a container (init and writable layers) and mount its root filesystem; prints its path.
     #[command(name = "run-rootfs")]
     RunRootfs(container::RunArgs),
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         Command::Import(args) => load::import(&cli.root, args),
         Command::Images(args) => image::images(&cli.root, args),
         Command::Rmi(args) => image::rmi(&cli.root, args),
+        Command::Tag(args) => tag::tag(&cli.root, args),
         Command::RunRootfs(args) => container::run_rootfs(&cli.root, args),
         Command::Ps(args) => container::ps(&cli.root, args),
         Command::Umount(args) => container::umount(&cli.root, args),

@@ -8,20 +8,24 @@
 #![deny(unsafe_code)]
 
 mod containers;
+mod daemon;
 mod fsutil;
 mod ids;
 mod images;
 mod layers;
 mod overlay;
 mod references;
+mod survey;
 
 use std::path::{Path, PathBuf};
 
+pub use daemon::{live_dockerd, LiveDaemon};
 pub use fsutil::write_atomic;
 pub use ids::{chain_id, chain_ids, now_rfc3339_nano, random_id, rfc3339_nano, sha256_digest};
 pub use layers::MAX_LAYER_DEPTH;
 pub use overlay::MAX_LOWERS;
 pub use references::Reference;
+pub use survey::{survey, RootSurvey};
 
 /// Errors of the store, each naming the file, layer, image or reference involved.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +38,8 @@ pub enum Error {
     },
     #[error("{path} is not a data root: {reason}")]
     NotADataRoot { path: PathBuf, reason: &'static str },
+    #[error("{path} is a data root of Docker's {driver} storage driver; ovl reads and writes only overlay2")]
+    OtherDriver { path: PathBuf, driver: String },
     #[error("invalid {what} {value:?}")]
     InvalidId { what: &'static str, value: String },
     #[error("layer {chain_id} is not in the data root")]
@@ -192,7 +198,14 @@ const LAYOUT: [(&str, u32); 14] = [
 impl DataRoot {
     /// Opens an existing data root read-only (nothing is created).
     pub fn open(root: &Path) -> Result<DataRoot> {
+        let found = survey::survey(root);
         if !root.join("overlay2").is_dir() && !root.join("image/overlay2").is_dir() {
+            if let Some(driver) = found.other_drivers.first() {
+                return Err(Error::OtherDriver {
+                    path: root.to_path_buf(),
+                    driver: driver.clone(),
+                });
+            }
             let reason = match std::fs::read_dir(root) {
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => "it does not exist",
                 Err(err) if err.kind() == std::io::ErrorKind::NotADirectory => {
@@ -212,6 +225,7 @@ impl DataRoot {
                 reason,
             });
         }
+        survey::report(root, &found);
         Ok(DataRoot {
             root: root.to_path_buf(),
         })
@@ -219,6 +233,16 @@ impl DataRoot {
 
     /// Opens for writing, creating the spec §0 layout with its modes where missing.
     pub fn open_or_create(root: &Path) -> Result<DataRoot> {
+        let found = survey::survey(root);
+        if !root.join("image/overlay2").is_dir() {
+            if let Some(driver) = found.other_drivers.first() {
+                return Err(Error::OtherDriver {
+                    path: root.to_path_buf(),
+                    driver: driver.clone(),
+                });
+            }
+        }
+        survey::report(root, &found);
         fsutil::create_dir_all_mode(root, 0o710)?;
         for (dir, mode) in LAYOUT {
             fsutil::create_dir_mode(&root.join(dir), mode)?;

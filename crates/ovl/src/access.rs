@@ -1,0 +1,50 @@
+//! Opening the data root for a command that changes it.
+//!
+//! A dockerd keeps its image, layer and container stores in memory and rewrites them as it
+//! pleases, so a change made beside a live daemon is lost or half-overwritten. Commands that
+//! change the root refuse while a dockerd uses it (checked before anything is created, and again
+//! once the lock is held); read-only commands work either way. Concurrent ovl processes are
+//! serialized by `ovl.lock`, a file of ovl's own that dockerd never looks at.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use store::{DataRoot, RootLock};
+
+/// Whether the command may create the data root's layout when it is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    Yes,
+    No,
+}
+
+/// Opens the data root for `action` (e.g. "load images") and takes ovl's lock.
+pub fn open_for_change(
+    root_path: &Path,
+    create: Create,
+    action: &str,
+) -> Result<(DataRoot, RootLock)> {
+    refuse_live_dockerd(root_path, action)?;
+    let root = match create {
+        Create::Yes => DataRoot::open_or_create(root_path),
+        Create::No => DataRoot::open(root_path),
+    }
+    .with_context(|| format!("opening data root {}", root_path.display()))?;
+    let lock = root.lock()?;
+    // A dockerd started while this process waited for the lock.
+    refuse_live_dockerd(root_path, action)?;
+    Ok((root, lock))
+}
+
+fn refuse_live_dockerd(root_path: &Path, action: &str) -> Result<()> {
+    if let Some(live) = store::live_dockerd(root_path) {
+        bail!(
+            "cannot {action}: data root {} is in use by {live}; dockerd keeps this root's images, \
+             layers and containers in memory and would overwrite ovl's changes. Stop that dockerd \
+             first (read-only commands such as images, ps, inspect, history, diff and save work \
+             while it runs)",
+            root_path.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,978 @@
+//! One data root, two programs: a private dockerd 20.10 and ovl take turns on the same root.
+//!
+//! - `dockerd_runs_what_ovl_wrote_needs_root_and_dockerd`: ovl loads (docker-archive and OCI),
+//!   imports, commits, tags and creates containers on a fresh root; a dockerd started on it must
+//!   list, run, restore, diff, save, commit on top of and remove all of it, and leave nothing
+//!   behind.
+//! - `ovl_works_on_what_dockerd_wrote_needs_root_and_dockerd`: dockerd builds, loads, runs and
+//!   commits; after it stops, ovl must show what Docker showed, mount Docker's images, diff and
+//!   commit Docker's containers; a dockerd restarted on the root then sees ovl's work, and its own
+//!   still works.
+//! - `ovl_refuses_to_change_a_root_a_live_dockerd_uses_needs_root_and_dockerd`: every command
+//!   that changes the root fails while dockerd runs on it, changing nothing; the read-only ones
+//!   work.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{ensure, Context as _};
+use ovl_tests::{
+    append_entry, base_image, base_rootfs_tar, build_image, docker_archive, docker_merged_dump,
+    ensure_same_tree, image_config, merged_dump, require_dockerd, scratch_path, sha256_digest,
+    unmount_below, Dockerd, Failures, Ovl, Record, Scratch,
+};
+
+/// What both programs must agree on for one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ImageFacts {
+    id: String,
+    size: i64,
+    layers: Vec<String>,
+    parent: String,
+}
+
+fn facts_from(value: &serde_json::Value) -> anyhow::Result<ImageFacts> {
+    Ok(ImageFacts {
+        id: value["Id"].as_str().context("Id")?.to_string(),
+        size: value["Size"].as_i64().context("Size")?,
+        layers: value["RootFS"]["Layers"]
+            .as_array()
+            .context("RootFS.Layers")?
+            .iter()
+            .map(|layer| layer.as_str().unwrap_or_default().to_string())
+            .collect(),
+        parent: value["Parent"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+fn docker_facts(docker: &Dockerd, image: &str) -> anyhow::Result<ImageFacts> {
+    let text = docker.docker_ok(["image", "inspect", image]);
+    let value: serde_json::Value = serde_json::from_str(&text)?;
+    facts_from(&value[0])
+}
+
+fn ovl_facts(ovl: &Ovl, image: &str) -> anyhow::Result<ImageFacts> {
+    facts_from(&ovl.inspect(image)?)
+}
+
+/// `repo:tag -> image id` as `docker images` lists it.
+fn docker_tags(docker: &Dockerd) -> BTreeMap<String, String> {
+    docker
+        .docker_ok([
+            "images",
+            "--no-trunc",
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.ID}}",
+        ])
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(name, id)| (name.to_string(), id.to_string()))
+        .collect()
+}
+
+/// `repo:tag -> image id` from `ovl inspect` of every image `ovl images -q` lists.
+fn ovl_tags(ovl: &Ovl) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut tags = BTreeMap::new();
+    let ids: BTreeSet<String> = ovl
+        .try_ok(["images", "-q", "--no-trunc"])?
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for id in ids {
+        let value = ovl.inspect(&id)?;
+        for tag in value["RepoTags"].as_array().into_iter().flatten() {
+            tags.insert(tag.as_str().unwrap_or_default().to_string(), id.clone());
+        }
+    }
+    Ok(tags)
+}
+
+/// `container id -> name` as `docker ps -a` lists it.
+fn docker_containers(docker: &Dockerd) -> BTreeMap<String, String> {
+    docker
+        .docker_ok(["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"])
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(id, name)| (id.to_string(), name.to_string()))
+        .collect()
+}
+
+/// `container id -> name` from `ovl ps -a`.
+fn ovl_containers(ovl: &Ovl) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut containers = BTreeMap::new();
+    for id in ovl.try_ok(["ps", "-a", "-q", "--no-trunc"])?.lines() {
+        let value = ovl.inspect(id)?;
+        let name = value["Name"].as_str().unwrap_or_default();
+        containers.insert(id.to_string(), name.trim_start_matches('/').to_string());
+    }
+    Ok(containers)
+}
+
+fn line_set(text: &str) -> BTreeSet<String> {
+    text.lines().map(str::to_string).collect()
+}
+
+/// Runs `script` with busybox sh inside an ovl container's merged root.
+fn chroot_sh(merged: &str, script: &str) -> anyhow::Result<()> {
+    let status = Command::new("chroot")
+        .arg(merged.trim())
+        .args(["/bin/sh", "-c", script])
+        .status()
+        .context("chroot")?;
+    ensure!(status.success(), "{script:?} failed in {merged}: {status}");
+    Ok(())
+}
+
+/// Path, type, mode, owner, size and mtime of everything in the store parts of a data root
+/// (`image/`, `overlay2/`, `containers/`) and the files at its top; mount points are listed but
+/// not entered.
+fn store_listing(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, u64, i64, i64)> {
+    let mut listing = BTreeMap::new();
+    let root_dev = fs::symlink_metadata(root).map(|m| m.dev()).unwrap_or(0);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+            let top = relative
+                .components()
+                .next()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let in_store = ["image", "overlay2", "containers"].contains(&top.as_str());
+            if !in_store && meta.is_dir() {
+                continue;
+            }
+            listing.insert(
+                relative,
+                (
+                    meta.mode(),
+                    meta.uid(),
+                    meta.gid(),
+                    meta.size(),
+                    meta.mtime(),
+                    meta.mtime_nsec(),
+                ),
+            );
+            if meta.is_dir() && meta.dev() == root_dev {
+                stack.push(path);
+            }
+        }
+    }
+    listing
+}
+
+/// The second layer of the `twolayer` archive: a whiteout, an opaque directory, a hardlink, a
+/// new directory tree.
+fn twolayer_top() -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mtime = 1_700_000_000;
+    append_entry(
+        &mut builder,
+        "etc/",
+        tar::EntryType::Directory,
+        0o755,
+        0,
+        0,
+        mtime,
+        b"",
+        None,
+    );
+    append_entry(
+        &mut builder,
+        "etc/.wh.group",
+        tar::EntryType::Regular,
+        0o600,
+        0,
+        0,
+        mtime,
+        b"",
+        None,
+    );
+    append_entry(
+        &mut builder,
+        "tmp/",
+        tar::EntryType::Directory,
+        0o1777,
+        0,
+        0,
+        mtime,
+        b"",
+        None,
+    );
+    append_entry(
+        &mut builder,
+        "tmp/.wh..wh..opq",
+        tar::EntryType::Regular,
+        0o600,
+        0,
+        0,
+        mtime,
+        b"",
+        None,
+    );
+    append_entry(
+        &mut builder,
+        "tmp/fresh",
+        tar::EntryType::Regular,
+        0o644,
+        0,
+        0,
+        mtime,
+        b"fresh\n",
+        None,
+    );
+    append_entry(
+        &mut builder,
+        "two/",
+        tar::EntryType::Directory,
+        0o755,
+        0,
+        0,
+        mtime,
+        b"",
+        None,
+    );
+    append_entry(
+        &mut builder,
+        "two/file",
+        tar::EntryType::Regular,
+        0o640,
+        1000,
+        1000,
+        mtime,
+        b"two\n",
+        None,
+    );
+    append_entry(
+        &mut builder,
+        "two/link",
+        tar::EntryType::Link,
+        0o640,
+        1000,
+        1000,
+        mtime,
+        b"",
+        Some("two/file"),
+    );
+    builder.into_inner().expect("finish layer tar")
+}
+
+const OVL_TEST: &str = "dockerd_runs_what_ovl_wrote_needs_root_and_dockerd";
+
+#[test]
+fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
+    if !require_dockerd(OVL_TEST) {
+        return;
+    }
+    let total = Instant::now();
+    let work = Scratch::new();
+    let docker_scratch = scratch_path();
+    fs::create_dir_all(&docker_scratch).expect("mkdir docker scratch");
+    let data_root = docker_scratch.join("data");
+    let ovl = Ovl::new(&data_root);
+    let mut failures = Failures::default();
+
+    // ovl writes: an import, a docker-archive, an OCI archive, a commit, a tag, containers.
+    let base_tar = work.join("base.tar");
+    fs::write(&base_tar, base_rootfs_tar()).expect("write base tar");
+    ovl.ok([
+        OsStr::new("import"),
+        base_tar.as_os_str(),
+        OsStr::new("base:1"),
+    ]);
+
+    let base_layer = base_rootfs_tar();
+    let top_layer = twolayer_top();
+    let diff_ids = vec![sha256_digest(&base_layer), sha256_digest(&top_layer)];
+    let archive = work.join("twolayer.tar");
+    fs::write(
+        &archive,
+        docker_archive(
+            &image_config(&diff_ids),
+            &[
+                ("l1/layer.tar".to_string(), base_layer.clone()),
+                ("l2/layer.tar".to_string(), top_layer.clone()),
+            ],
+            &["twolayer:1"],
+        ),
+    )
+    .expect("write archive");
+    ovl.load(&archive).expect("ovl load twolayer");
+
+    // The OCI archive comes from another ovl root: twolayer plus a committed change, gzip layers.
+    let other = Ovl::new(work.join("other-root"));
+    other.load(&archive).expect("load into the other root");
+    let merged = other.ok(["run-rootfs", "--name", "maker", "twolayer:1"]);
+    chroot_sh(&merged, "echo oci > /oci.txt && rm /two/link").expect("change for ociimg");
+    other.ok(["commit", "maker", "ociimg:1"]);
+    let oci_archive = work.join("ociimg.oci.tar");
+    other.ok([
+        OsStr::new("save"),
+        OsStr::new("--format"),
+        OsStr::new("oci-archive"),
+        OsStr::new("--compression"),
+        OsStr::new("gzip"),
+        OsStr::new("-o"),
+        oci_archive.as_os_str(),
+        OsStr::new("ociimg:1"),
+    ]);
+    other.ok(["rm", "-f", "maker"]);
+    ovl.load(&oci_archive).expect("ovl load of the OCI archive");
+
+    let merged = ovl.ok(["run-rootfs", "--name", "c1", "base:1"]);
+    chroot_sh(
+        &merged,
+        "echo committed > /committed.txt && rm /etc/group && mkdir -p /var/x && echo y > /var/x/y",
+    )
+    .expect("change c1");
+    ovl.ok([
+        "commit",
+        "-a",
+        "ovl tester",
+        "-m",
+        "from ovl",
+        "-c",
+        r#"CMD ["/bin/cat", "/committed.txt"]"#,
+        "c1",
+        "committed:1",
+    ]);
+    ovl.ok(["tag", "committed:1", "alias"]);
+    let merged = ovl.ok(["run-rootfs", "--name", "c2", "committed:1"]);
+    chroot_sh(&merged, "echo c2 > /c2.txt && rm /var/x/y").expect("change c2");
+    let ovl_diffs: BTreeMap<&str, BTreeSet<String>> = ["c1", "c2"]
+        .into_iter()
+        .map(|name| (name, line_set(&ovl.ok(["diff", name]))))
+        .collect();
+    ovl.ok(["umount", "c1", "c2"]);
+
+    let tags = [
+        "base:1",
+        "twolayer:1",
+        "ociimg:1",
+        "committed:1",
+        "alias:latest",
+    ];
+    let mut ovl_dumps = BTreeMap::new();
+    for (idx, tag) in tags.iter().enumerate().take(4) {
+        let name = format!("dump{idx}");
+        let merged = ovl.ok(["run-rootfs", "--name", &name, tag]);
+        ovl_dumps.insert(*tag, merged_dump(Path::new(merged.trim())).expect("dump"));
+        ovl.ok(["rm", "-f", &name]);
+    }
+    let ovl_image_facts: BTreeMap<&str, ImageFacts> = tags
+        .iter()
+        .map(|tag| (*tag, ovl_facts(&ovl, tag).expect("ovl inspect")))
+        .collect();
+    let expected_tags = ovl_tags(&ovl).expect("ovl tags");
+    let expected_containers = ovl_containers(&ovl).expect("ovl containers");
+    let ovl_saved = work.join("ovl-save.tar");
+    ovl.ok([
+        OsStr::new("save"),
+        OsStr::new("-o"),
+        ovl_saved.as_os_str(),
+        OsStr::new("committed:1"),
+    ]);
+    eprintln!("timing: ovl side {:.1?}", total.elapsed());
+
+    // dockerd reads.
+    let started = Instant::now();
+    let docker = Dockerd::start(&docker_scratch);
+    eprintln!(
+        "timing: dockerd start on ovl's root {:.1?}",
+        started.elapsed()
+    );
+
+    failures.check("docker images lists ovl's images and tags", {
+        let listed = docker_tags(&docker);
+        (|| {
+            ensure!(
+                listed == expected_tags,
+                "docker images {listed:#?} != ovl {expected_tags:#?}"
+            );
+            Ok(())
+        })()
+    });
+    for tag in tags {
+        failures.check(&format!("docker image inspect {tag}"), {
+            docker_facts(&docker, tag).and_then(|facts| {
+                ensure!(
+                    facts == ovl_image_facts[tag],
+                    "docker {facts:#?} != ovl {:#?}",
+                    ovl_image_facts[tag]
+                );
+                Ok(())
+            })
+        });
+    }
+    failures.check("docker history of ovl's commit", {
+        let history = docker.docker_ok([
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.CreatedBy}}|{{.Comment}}",
+            "committed:1",
+        ]);
+        let first = history.lines().next().unwrap_or_default().to_string();
+        (|| {
+            ensure!(
+                first == "|from ovl",
+                "newest history row {first:?}, expected the commit's: created_by is the \
+                 container's command, empty for c1 (its image has no Cmd), comment \"from ovl\""
+            );
+            ensure!(history.lines().count() == 2, "history rows {history:?}");
+            Ok(())
+        })()
+    });
+    for (tag, expected) in &ovl_dumps {
+        let docker_dump = docker_merged_dump(&docker, tag);
+        failures.check(
+            &format!("docker's merged tree of {tag} equals ovl's"),
+            ensure_same_tree(tag, &docker_dump, expected),
+        );
+    }
+    failures.check("docker run of ovl's commit", {
+        let out = docker.docker_ok(["run", "--rm", "--network", "none", "committed:1"]);
+        (|| {
+            ensure!(out == "committed\n", "docker run printed {out:?}");
+            Ok(())
+        })()
+    });
+    failures.check("docker ps -a restores ovl's containers", {
+        let listed = docker_containers(&docker);
+        (|| {
+            ensure!(
+                listed == expected_containers,
+                "docker ps -a {listed:#?} != ovl {expected_containers:#?}"
+            );
+            Ok(())
+        })()
+    });
+    for (name, expected) in &ovl_diffs {
+        let listed = line_set(&docker.docker_ok(["diff", name]));
+        failures.check(&format!("docker diff {name} equals ovl diff"), {
+            (|| {
+                ensure!(
+                    &listed == expected,
+                    "docker diff {listed:#?} != ovl diff {expected:#?}"
+                );
+                Ok(())
+            })()
+        });
+    }
+    failures.check("docker start of an ovl container", {
+        let out = docker.docker_ok(["start", "-a", "c2"]);
+        let listed = line_set(&docker.docker_ok(["diff", "c2"]));
+        (|| {
+            ensure!(out == "committed\n", "docker start -a c2 printed {out:?}");
+            ensure!(
+                listed == ovl_diffs["c2"],
+                "docker diff after start {listed:#?} != ovl diff {:#?}",
+                ovl_diffs["c2"]
+            );
+            Ok(())
+        })()
+    });
+    failures.check(
+        "docker save gives the loaded and committed layers byte for byte",
+        {
+            let saved = work.join("docker-save.tar");
+            docker.docker_ok([
+                OsStr::new("save"),
+                OsStr::new("-o"),
+                saved.as_os_str(),
+                OsStr::new("twolayer:1"),
+                OsStr::new("committed:1"),
+            ]);
+            (|| {
+                let docker_layers = archive_layers(&saved)?;
+                let ovl_layers = archive_layers(&ovl_saved)?;
+                for (original, what) in [(&base_layer, "base layer"), (&top_layer, "twolayer top")]
+                {
+                    let digest = sha256_digest(original);
+                    ensure!(
+                        docker_layers.get(&digest) == Some(original),
+                        "docker save lacks the {what} as loaded ({digest})"
+                    );
+                }
+                for (digest, bytes) in &ovl_layers {
+                    ensure!(
+                        docker_layers.get(digest) == Some(bytes),
+                        "docker save's layer {digest} differs from ovl save's"
+                    );
+                }
+                for diff_id in &ovl_image_facts["committed:1"].layers {
+                    ensure!(docker_layers.contains_key(diff_id), "no layer {diff_id}");
+                }
+                Ok(())
+            })()
+        },
+    );
+    failures.check("docker commit on top of ovl's commit", {
+        docker.docker_ok(["commit", "c2", "dcommit:1"]);
+        let out = docker.docker_ok([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "dcommit:1",
+            "cat",
+            "/c2.txt",
+        ]);
+        (|| {
+            ensure!(out == "c2\n", "docker run printed {out:?}");
+            Ok(())
+        })()
+    });
+    failures.check("docker rm and rmi remove everything", {
+        docker.docker_ok(["rm", "c1", "c2"]);
+        let mut rmi = vec!["rmi", "dcommit:1"];
+        rmi.extend(tags);
+        docker.docker_ok(rmi);
+        let left = docker.docker_ok(["images", "-aq"]);
+        (|| {
+            ensure!(left.trim().is_empty(), "images left: {left}");
+            Ok(())
+        })()
+    });
+    let scratch = docker.stop_keeping_state();
+    failures.check(
+        "no orphan layer, link, mounts entry or container after the round trip",
+        {
+            leftovers(&scratch.join("data")).and_then(|left| {
+                ensure!(left.is_empty(), "left behind: {left:#?}");
+                Ok(())
+            })
+        },
+    );
+    unmount_below(&scratch);
+    let _ = fs::remove_dir_all(&scratch);
+    eprintln!("timing: {OVL_TEST} {:.1?}", total.elapsed());
+    failures.finish();
+}
+
+/// The layer tars of a docker-archive by DiffID (their sha256).
+fn archive_layers(archive: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let mut layers = BTreeMap::new();
+    let mut reader = tar::Archive::new(fs::File::open(archive)?);
+    for entry in reader.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.to_string_lossy().into_owned();
+        if path.ends_with("/layer.tar") && entry.header().entry_type().is_file() {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes)?;
+            layers.insert(sha256_digest(&bytes), bytes);
+        }
+    }
+    Ok(layers)
+}
+
+/// What is left in a data root's stores after every image and container was removed.
+fn leftovers(root: &Path) -> anyhow::Result<Vec<String>> {
+    let mut left = Vec::new();
+    for dir in [
+        "image/overlay2/layerdb/sha256",
+        "image/overlay2/layerdb/mounts",
+        "image/overlay2/imagedb/content/sha256",
+        "overlay2/l",
+        "containers",
+    ] {
+        for entry in fs::read_dir(root.join(dir)).with_context(|| dir.to_string())? {
+            left.push(format!("{dir}/{}", entry?.file_name().to_string_lossy()));
+        }
+    }
+    for entry in fs::read_dir(root.join("overlay2"))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name != "l" {
+            left.push(format!("overlay2/{name}"));
+        }
+    }
+    let tmp = root.join("image/overlay2/layerdb/tmp");
+    if tmp.is_dir() {
+        for entry in fs::read_dir(&tmp)? {
+            left.push(format!(
+                "image/overlay2/layerdb/tmp/{}",
+                entry?.file_name().to_string_lossy()
+            ));
+        }
+    }
+    Ok(left)
+}
+
+const DOCKER_TEST: &str = "ovl_works_on_what_dockerd_wrote_needs_root_and_dockerd";
+
+/// Docker's image for the second direction: whiteouts, a hardlink, config-only instructions.
+const BUILT_DOCKERFILE: &str = r#"FROM ovl-base:1
+RUN mkdir -p /d/sub && echo x > /d/f && echo s > /d/sub/s && rm /etc/group
+ENV A=b
+LABEL made.by=docker
+RUN rm -r /d/sub && ln /d/f /d/hard
+CMD ["/bin/cat", "/d/f"]
+"#;
+
+/// Idempotent, so that Docker can start the container again after ovl committed it.
+const DC1_SCRIPT: &str = "echo hi > /hi && rm -f /d/hard && mkdir -p /newdir && echo n > /newdir/n";
+
+#[test]
+fn ovl_works_on_what_dockerd_wrote_needs_root_and_dockerd() {
+    if !require_dockerd(DOCKER_TEST) {
+        return;
+    }
+    let total = Instant::now();
+    let work = Scratch::new();
+    let mut failures = Failures::default();
+
+    // dockerd writes: an import, a build, a load, a run, a commit, a created container.
+    let docker = Dockerd::start(&scratch_path());
+    base_image(&docker);
+    build_image(&docker, "built:1", BUILT_DOCKERFILE, &[]);
+    let base_layer = base_rootfs_tar();
+    let top_layer = twolayer_top();
+    let diff_ids = vec![sha256_digest(&base_layer), sha256_digest(&top_layer)];
+    let archive = work.join("twolayer.tar");
+    fs::write(
+        &archive,
+        docker_archive(
+            &image_config(&diff_ids),
+            &[
+                ("l1/layer.tar".to_string(), base_layer),
+                ("l2/layer.tar".to_string(), top_layer),
+            ],
+            &["loaded:1"],
+        ),
+    )
+    .expect("write archive");
+    docker.docker_ok([OsStr::new("load"), OsStr::new("-i"), archive.as_os_str()]);
+    docker.docker_ok([
+        "run",
+        "--name",
+        "dc1",
+        "--network",
+        "none",
+        "built:1",
+        "/bin/sh",
+        "-c",
+        DC1_SCRIPT,
+    ]);
+    docker.docker_ok(["commit", "dc1", "dcommitted:1"]);
+    docker.docker_ok(["create", "--name", "dc2", "--network", "none", "loaded:1"]);
+
+    let tags = ["ovl-base:1", "built:1", "loaded:1", "dcommitted:1"];
+    let docker_listed = docker_tags(&docker);
+    let docker_image_facts: BTreeMap<&str, ImageFacts> = tags
+        .iter()
+        .map(|tag| (*tag, docker_facts(&docker, tag).expect("docker inspect")))
+        .collect();
+    let docker_listed_containers = docker_containers(&docker);
+    let docker_diffs: BTreeMap<&str, BTreeSet<String>> = ["dc1", "dc2"]
+        .into_iter()
+        .map(|name| (name, line_set(&docker.docker_ok(["diff", name]))))
+        .collect();
+    let docker_dumps: BTreeMap<&str, Vec<Record>> = ["built:1", "dcommitted:1"]
+        .into_iter()
+        .map(|tag| (tag, docker_merged_dump(&docker, tag)))
+        .collect();
+    let scratch = docker.stop_keeping_state();
+    eprintln!("timing: docker side {:.1?}", total.elapsed());
+
+    // ovl reads and writes.
+    let ovl = Ovl::new(scratch.join("data"));
+    failures.check("ovl images lists Docker's images and tags", {
+        ovl_tags(&ovl).and_then(|listed| {
+            ensure!(
+                listed == docker_listed,
+                "ovl {listed:#?} != docker {docker_listed:#?}"
+            );
+            Ok(())
+        })
+    });
+    for tag in tags {
+        failures.check(&format!("ovl inspect {tag}"), {
+            ovl_facts(&ovl, tag).and_then(|facts| {
+                ensure!(
+                    facts == docker_image_facts[tag],
+                    "ovl {facts:#?} != docker {:#?}",
+                    docker_image_facts[tag]
+                );
+                Ok(())
+            })
+        });
+    }
+    failures.check("ovl ps -a lists Docker's containers", {
+        ovl_containers(&ovl).and_then(|listed| {
+            ensure!(
+                listed == docker_listed_containers,
+                "ovl {listed:#?} != docker {docker_listed_containers:#?}"
+            );
+            Ok(())
+        })
+    });
+    for (name, expected) in &docker_diffs {
+        failures.check(&format!("ovl diff {name} equals docker diff"), {
+            ovl.try_ok(["diff", name]).and_then(|out| {
+                let listed = line_set(&out);
+                ensure!(
+                    &listed == expected,
+                    "ovl diff {listed:#?} != docker diff {expected:#?}"
+                );
+                Ok(())
+            })
+        });
+    }
+    let mut oc_diff = BTreeSet::new();
+    failures.check("ovl run-rootfs of Docker's image shows Docker's tree", {
+        (|| {
+            let merged = ovl.try_ok(["run-rootfs", "--name", "oc", "built:1"])?;
+            let dump = merged_dump(Path::new(merged.trim()))?;
+            ensure_same_tree("built:1", &docker_dumps["built:1"], &dump)?;
+            chroot_sh(&merged, "echo oc > /oc.txt && rm /d/hard")?;
+            oc_diff = line_set(&ovl.try_ok(["diff", "oc"])?);
+            ovl.try_ok(["umount", "oc"])?;
+            Ok(())
+        })()
+    });
+    let mut committed_id = String::new();
+    failures.check(
+        "ovl commit of Docker's container equals docker commit's tree",
+        {
+            (|| {
+                committed_id = ovl
+                    .try_ok(["commit", "dc1", "ocommitted:1"])?
+                    .trim()
+                    .to_string();
+                let merged = ovl.try_ok(["run-rootfs", "--name", "ocheck", "ocommitted:1"])?;
+                let dump = merged_dump(Path::new(merged.trim()))?;
+                ovl.try_ok(["rm", "-f", "ocheck"])?;
+                ensure_same_tree("ocommitted:1", &docker_dumps["dcommitted:1"], &dump)
+            })()
+        },
+    );
+    eprintln!("timing: ovl side done at {:.1?}", total.elapsed());
+
+    // dockerd again: ovl's work is visible and Docker's still works.
+    let docker = Dockerd::start(&scratch);
+    failures.check("restarted dockerd lists ovl's commit", {
+        let listed = docker_tags(&docker);
+        (|| {
+            ensure!(
+                listed.get("ocommitted:1") == Some(&committed_id),
+                "docker images {listed:#?} lacks ocommitted:1 = {committed_id}"
+            );
+            let out = docker.docker_ok([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "ocommitted:1",
+                "cat",
+                "/hi",
+            ]);
+            ensure!(out == "hi\n", "docker run ocommitted:1 printed {out:?}");
+            Ok(())
+        })()
+    });
+    failures.check("restarted dockerd restores and starts ovl's container", {
+        let listed = docker_containers(&docker);
+        (|| {
+            ensure!(
+                listed.values().any(|name| name == "oc"),
+                "docker ps -a {listed:#?} lacks oc"
+            );
+            let diff = line_set(&docker.docker_ok(["diff", "oc"]));
+            ensure!(
+                diff == oc_diff,
+                "docker diff oc {diff:#?} != ovl diff {oc_diff:#?}"
+            );
+            let out = docker.docker_ok(["start", "-a", "oc"]);
+            ensure!(out == "x\n", "docker start -a oc printed {out:?}");
+            Ok(())
+        })()
+    });
+    failures.check("Docker's own images and containers still work", {
+        let started = docker.docker_ok(["start", "-a", "dc1"]);
+        let hi = docker.docker_ok([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "dcommitted:1",
+            "cat",
+            "/hi",
+        ]);
+        let fresh = docker.docker_ok([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "loaded:1",
+            "cat",
+            "/tmp/fresh",
+        ]);
+        docker.docker_ok(["start", "-a", "dc2"]);
+        (|| {
+            ensure!(
+                started.is_empty(),
+                "docker start -a dc1 printed {started:?}"
+            );
+            ensure!(hi == "hi\n", "dcommitted:1 printed {hi:?}");
+            ensure!(fresh == "fresh\n", "loaded:1 printed {fresh:?}");
+            Ok(())
+        })()
+    });
+    drop(docker);
+    eprintln!("timing: {DOCKER_TEST} {:.1?}", total.elapsed());
+    failures.finish();
+}
+
+const LIVE_TEST: &str = "ovl_refuses_to_change_a_root_a_live_dockerd_uses_needs_root_and_dockerd";
+
+#[test]
+fn ovl_refuses_to_change_a_root_a_live_dockerd_uses_needs_root_and_dockerd() {
+    if !require_dockerd(LIVE_TEST) {
+        return;
+    }
+    let work = Scratch::new();
+    let docker = Dockerd::start(&scratch_path());
+    base_image(&docker);
+    docker.docker_ok([
+        "create",
+        "--name",
+        "live",
+        "--network",
+        "none",
+        "ovl-base:1",
+        "/bin/sh",
+    ]);
+    let archive = work.join("base.tar");
+    fs::write(&archive, base_rootfs_tar()).expect("write base tar");
+    let ovl = Ovl::new(docker.data_root());
+    let mut failures = Failures::default();
+
+    let before = store_listing(docker.data_root());
+    let refused: [Vec<&OsStr>; 9] = [
+        vec!["load".as_ref(), "-i".as_ref(), archive.as_os_str()],
+        vec!["import".as_ref(), archive.as_os_str(), "x:1".as_ref()],
+        vec!["tag".as_ref(), "ovl-base:1".as_ref(), "other:1".as_ref()],
+        vec!["rmi".as_ref(), "ovl-base:1".as_ref()],
+        vec!["run-rootfs".as_ref(), "ovl-base:1".as_ref()],
+        vec!["commit".as_ref(), "live".as_ref(), "y:1".as_ref()],
+        vec!["rm".as_ref(), "-f".as_ref(), "live".as_ref()],
+        vec!["umount".as_ref(), "live".as_ref()],
+        vec!["rm".as_ref(), "live".as_ref()],
+    ];
+    for args in &refused {
+        let stderr = ovl.fail(args);
+        failures.check(&format!("ovl {args:?} is refused naming dockerd"), {
+            (|| {
+                ensure!(
+                    stderr.contains("in use by dockerd (pid ")
+                        && stderr.contains(&docker.data_root().display().to_string()),
+                    "stderr: {stderr}"
+                );
+                Ok(())
+            })()
+        });
+    }
+    let after = store_listing(docker.data_root());
+    failures.check("nothing in the data root changed", {
+        (|| {
+            let changed: Vec<_> = before
+                .iter()
+                .filter(|(path, meta)| after.get(*path) != Some(meta))
+                .map(|(path, _)| path.display().to_string())
+                .chain(
+                    after
+                        .keys()
+                        .filter(|path| !before.contains_key(*path))
+                        .map(|path| format!("new {}", path.display())),
+                )
+                .collect();
+            ensure!(changed.is_empty(), "changed: {changed:#?}");
+            Ok(())
+        })()
+    });
+    for args in [
+        vec!["images"],
+        vec!["ps", "-a"],
+        vec!["inspect", "ovl-base:1"],
+        vec!["diff", "live"],
+    ] {
+        failures.check(&format!("read-only ovl {args:?} works"), {
+            ovl.try_ok(&args).map(|_| ())
+        });
+    }
+    let saved = work.join("saved.tar");
+    failures.check("ovl save works beside the live daemon", {
+        ovl.try_ok([
+            OsStr::new("save"),
+            OsStr::new("-o"),
+            saved.as_os_str(),
+            OsStr::new("ovl-base:1"),
+        ])
+        .map(|_| ())
+    });
+    drop(docker);
+    failures.finish();
+}
+
+/// A data root ovl cannot fully understand is reported, never repaired: another storage driver's
+/// root is refused by every command, an unknown entry or a newer Docker's file is named in a
+/// warning and left alone.
+#[test]
+fn roots_ovl_does_not_fully_understand_are_reported() {
+    let work = Scratch::new();
+    let vfs_root = work.join("vfs-root");
+    for dir in [
+        "vfs/dir/0123",
+        "image/vfs/imagedb/content/sha256",
+        "containers",
+    ] {
+        fs::create_dir_all(vfs_root.join(dir)).expect("mkdir");
+    }
+    let archive = work.join("base.tar");
+    fs::write(&archive, base_rootfs_tar()).expect("write base tar");
+    let ovl = Ovl::new(&vfs_root);
+    let before = store_listing(&vfs_root);
+    for args in [
+        vec![OsStr::new("images")],
+        vec![OsStr::new("load"), OsStr::new("-i"), archive.as_os_str()],
+    ] {
+        let stderr = ovl.fail(&args);
+        assert!(
+            stderr.contains("data root of Docker's vfs storage driver")
+                && stderr.contains(&vfs_root.display().to_string()),
+            "ovl {args:?}: {stderr}"
+        );
+    }
+    assert_eq!(store_listing(&vfs_root), before, "the vfs root was changed");
+    assert!(!vfs_root.join("overlay2").exists() && !vfs_root.join("ovl.lock").exists());
+
+    let odd_root = work.join("odd-root");
+    let odd = Ovl::new(&odd_root);
+    odd.ok([
+        OsStr::new("import"),
+        archive.as_os_str(),
+        OsStr::new("base:1"),
+    ]);
+    fs::create_dir(odd_root.join("mystery")).expect("mkdir mystery");
+    fs::write(odd_root.join("engine-id"), b"x").expect("write engine-id");
+    let output = odd.run(["images"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "ovl images: {stderr}");
+    assert!(
+        stderr.contains("unknown entry mystery") && stderr.contains("newer than 20.10 (engine-id)"),
+        "stderr: {stderr}"
+    );
+    assert!(odd_root.join("mystery").is_dir() && odd_root.join("engine-id").is_file());
+}
