@@ -19,6 +19,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use crate::plan::{join, Action, Components, Metadata, Node};
+use crate::writers::{FileJob, WriterFailure, Writers, HANDOFF_MAX_LEN};
 
 /// How often `openat2` is retried when it reports `EAGAIN`, which `RESOLVE_IN_ROOT` does when a
 /// concurrent rename could have let a `..` escape (see openat2(2)).
@@ -43,6 +44,26 @@ pub(crate) struct ApplyError {
     pub source: io::Error,
 }
 
+/// Why a member could not be applied: its own operation failed, or a writer thread failed on an
+/// earlier member (named by its path).
+#[derive(Debug)]
+pub(crate) enum Failure {
+    This(ApplyError),
+    Earlier(Vec<u8>, ApplyError),
+}
+
+impl From<ApplyError> for Failure {
+    fn from(error: ApplyError) -> Failure {
+        Failure::This(error)
+    }
+}
+
+impl From<WriterFailure> for Failure {
+    fn from((entry, error): WriterFailure) -> Failure {
+        Failure::Earlier(entry, error)
+    }
+}
+
 fn fail(operation: &'static str) -> impl FnOnce(Errno) -> ApplyError {
     move |errno| ApplyError {
         operation,
@@ -61,35 +82,43 @@ pub(crate) struct Applier {
     /// directory changes its mtime), in archive order.
     dir_times: Vec<(Components, Timestamps)>,
     copy_buffer: Vec<u8>,
+    /// Threads that finish small files; `None` writes everything on this thread.
+    writers: Option<Writers>,
 }
 
 impl Applier {
-    /// Opens the layer directory.
-    pub fn open(diff_dir: &Path) -> io::Result<Applier> {
+    /// Opens the layer directory; with `n_writers > 0`, small files are finished by that many
+    /// writer threads (see `writers`).
+    pub fn open(diff_dir: &Path, n_writers: usize) -> io::Result<Applier> {
         let root = rustix::fs::openat(
             CWD,
             diff_dir,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
+        let writers = match n_writers {
+            0 => None,
+            n => Some(Writers::start(n)?),
+        };
         Ok(Applier {
             root,
             dir_times: Vec::new(),
             copy_buffer: vec![0; COPY_BUFFER_LEN],
+            writers,
         })
     }
 
     /// Carries out one action; `data` yields the member's data (regular files read it).
-    pub fn apply(&mut self, action: &Action, data: &mut dyn Read) -> Result<(), ApplyError> {
+    pub fn apply(&mut self, action: &Action, data: &mut dyn Read) -> Result<(), Failure> {
         match action {
             Action::Skip(_) => Ok(()),
-            Action::Opaque { dir } => self.set_opaque(dir),
+            Action::Opaque { dir } => Ok(self.set_opaque(dir)?),
             Action::Whiteout {
                 parent,
                 name,
                 uid,
                 gid,
-            } => self.whiteout(parent, name, *uid, *gid),
+            } => Ok(self.whiteout(parent, name, *uid, *gid)?),
             Action::Create {
                 parent,
                 name,
@@ -99,9 +128,12 @@ impl Applier {
         }
     }
 
-    /// Sets the times of all directories, resolving each again by name. An error comes with
-    /// the directory's path.
-    pub fn finish(self) -> Result<(), (Vec<u8>, ApplyError)> {
+    /// Waits for the writer threads, then sets the times of all directories, resolving each
+    /// again by name. An error comes with the path of the file or directory.
+    pub fn finish(mut self) -> Result<(), (Vec<u8>, ApplyError)> {
+        if let Some(writers) = self.writers.take() {
+            writers.finish()?;
+        }
         for (components, times) in &self.dir_times {
             let Some((name, parent)) = components.split_last() else {
                 continue;
@@ -169,7 +201,12 @@ impl Applier {
         node: &Node,
         meta: &Metadata,
         data: &mut dyn Read,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<(), Failure> {
+        if let (Node::Hardlink { .. }, Some(writers)) = (node, &self.writers) {
+            // Docker changes the linked inode's mode and times through the link; the target's
+            // own metadata must be final before that.
+            writers.barrier()?;
+        }
         let parent_fd = self.parent_dir(parent)?;
         let parent_fd = parent_fd.as_fd();
         let create_mode = Mode::from_raw_mode(meta.mode & 0o777);
@@ -187,7 +224,7 @@ impl Applier {
                 {
                     Ok(stat) => Some(FileType::from_raw_mode(stat.st_mode)),
                     Err(Errno::NOENT) => None,
-                    Err(errno) => return Err(fail("inspect existing entry")(errno)),
+                    Err(errno) => return Err(fail("inspect existing entry")(errno).into()),
                 };
                 let keep_dir = existing == Some(FileType::Directory) && *node == Node::Dir;
                 if existing.is_some() && !keep_dir {
@@ -200,7 +237,7 @@ impl Applier {
                         .map_err(fail(node_operation(node)))?,
                 }
             }
-            Err(errno) => return Err(fail(node_operation(node))(errno)),
+            Err(errno) => return Err(fail(node_operation(node))(errno).into()),
         };
         match node {
             Node::Dir => {
@@ -224,6 +261,32 @@ impl Applier {
                 let Made::File(fd) = made else {
                     unreachable!("make_node opens every regular file it creates")
                 };
+                if let (Node::File, Some(writers)) = (node, &self.writers) {
+                    // A small file goes to a writer thread with all its data.
+                    let mut head = Vec::new();
+                    data.take(HANDOFF_MAX_LEN as u64 + 1)
+                        .read_to_end(&mut head)
+                        .map_err(fail_io("read file data"))?;
+                    if head.len() <= HANDOFF_MAX_LEN {
+                        let mut entry = join(parent);
+                        if !entry.is_empty() {
+                            entry.push(b'/');
+                        }
+                        entry.extend_from_slice(name);
+                        writers.submit(FileJob {
+                            file: fd,
+                            data: head,
+                            meta: meta.clone(),
+                            entry,
+                        })?;
+                        return Ok(());
+                    }
+                    let mut file = File::from(fd);
+                    file.write_all(&head).map_err(fail_io("write file data"))?;
+                    self.write_data(&mut file, data)?;
+                    finish_file(file.as_fd(), meta)?;
+                    return Ok(());
+                }
                 let mut file = File::from(fd);
                 match node {
                     Node::SparseFile {
@@ -232,12 +295,7 @@ impl Applier {
                     } => self.write_sparse(&file, data, fragments, *real_size)?,
                     _ => self.write_data(&mut file, data)?,
                 }
-                rustix::fs::fchown(&file, Some(uid(meta.uid)), Some(gid(meta.gid)))
-                    .map_err(fail("chown file"))?;
-                set_xattrs(XattrTarget::Fd(file.as_fd()), &meta.xattrs)?;
-                rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode))
-                    .map_err(fail("chmod file"))?;
-                rustix::fs::futimens(&file, &file_times(meta)).map_err(fail("set file times"))?;
+                finish_file(file.as_fd(), meta)?;
             }
             Node::Symlink { .. } => {
                 chown_at(parent_fd, name, meta.uid, meta.gid).map_err(fail("chown symlink"))?;
@@ -262,13 +320,13 @@ impl Applier {
                         .st_mode,
                 );
                 if target_type == FileType::Directory {
-                    return Err(ApplyError {
+                    return Err(Failure::This(ApplyError {
                         operation: "create hardlink",
                         source: io::Error::new(
                             io::ErrorKind::InvalidInput,
                             "hardlink target is a directory",
                         ),
-                    });
+                    }));
                 }
                 rustix::fs::linkat(&target_fd, "", parent_fd, name, AtFlags::EMPTY_PATH)
                     .map_err(fail("create hardlink"))?;
@@ -423,6 +481,16 @@ impl Applier {
         }
         Ok(dir)
     }
+}
+
+/// Gives a written regular file its owner, xattrs, mode and times, in Docker's order (chown
+/// first: it clears setuid and setgid bits that the chmod then sets).
+pub(crate) fn finish_file(file: BorrowedFd<'_>, meta: &Metadata) -> Result<(), ApplyError> {
+    rustix::fs::fchown(file, Some(uid(meta.uid)), Some(gid(meta.gid)))
+        .map_err(fail("chown file"))?;
+    set_xattrs(XattrTarget::Fd(file), &meta.xattrs)?;
+    rustix::fs::fchmod(file, Mode::from_raw_mode(meta.mode)).map_err(fail("chmod file"))?;
+    rustix::fs::futimens(file, &file_times(meta)).map_err(fail("set file times"))
 }
 
 /// What [`make_node`] created.

@@ -9,7 +9,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use tar_split::Crc64;
 
-use crate::apply::{Applier, ApplyError};
+use crate::apply::{Applier, ApplyError, Failure};
 use crate::header::{
     block_padding, c_string, typeflag, Format, Member, PaxRecords, RawHeader, BLOCK_LEN,
     MAX_SPECIAL_FILE_LEN,
@@ -31,12 +31,13 @@ pub(crate) fn unpack<W: Write>(
     tar: impl Read,
     diff_dir: &Path,
     tar_split: &mut tar_split::Packer<W>,
-    _options: &UnpackOptions,
+    options: &UnpackOptions,
 ) -> Result<UnpackReport> {
-    let mut applier = Applier::open(diff_dir).map_err(|source| Error::OpenLayerDir {
-        path: diff_dir.to_path_buf(),
-        source,
-    })?;
+    let mut applier =
+        Applier::open(diff_dir, options.writers()).map_err(|source| Error::OpenLayerDir {
+            path: diff_dir.to_path_buf(),
+            source,
+        })?;
     let mut input = BufReader::with_capacity(INPUT_BUFFER_LEN, HashingReader::new(tar));
     // Raw bytes since the last file entry: padding, extended headers and their data, headers.
     let mut raw: Vec<u8> = Vec::new();
@@ -70,10 +71,17 @@ pub(crate) fn unpack<W: Write>(
         let mut data = EntryData::new(&mut input, next.data_len, next.member.sparse.as_deref());
         let applied = applier.apply(&action, &mut data);
         data.check(&entry)?;
-        applied.map_err(|ApplyError { operation, source }| Error::Apply {
-            entry: entry.clone(),
-            operation,
-            source,
+        applied.map_err(|failure| match failure {
+            Failure::This(ApplyError { operation, source }) => Error::Apply {
+                entry: entry.clone(),
+                operation,
+                source,
+            },
+            Failure::Earlier(earlier, ApplyError { operation, source }) => Error::Apply {
+                entry: String::from_utf8_lossy(&earlier).into_owned(),
+                operation,
+                source,
+            },
         })?;
         // Whatever the action did not consume still belongs to the member's checksum.
         data.drain(&entry)?;

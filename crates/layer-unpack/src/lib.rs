@@ -20,6 +20,7 @@ mod header;
 mod plan;
 mod size;
 mod sys;
+mod writers;
 
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
@@ -131,9 +132,28 @@ pub fn decompress<'a>(mut input: impl BufRead + 'a) -> Result<(Compression, Box<
     Ok((compression, reader))
 }
 
-/// Options of [`unpack`]; none yet.
+/// Options of [`unpack`].
 #[derive(Debug, Clone, Default)]
-pub struct UnpackOptions {}
+pub struct UnpackOptions {
+    /// Writer threads that finish small files (data, owner, mode, times) while the archive is
+    /// read: `None` picks one per CPU beyond the first, at most [`MAX_WRITERS`]; `Some(0)` does
+    /// everything on the calling thread.
+    pub writers: Option<usize>,
+}
+
+/// More writer threads than this do not help: file creation itself stays on one thread.
+pub const MAX_WRITERS: usize = 4;
+
+impl UnpackOptions {
+    pub(crate) fn writers(&self) -> usize {
+        self.writers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .saturating_sub(1)
+                .clamp(1, MAX_WRITERS)
+        })
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct UnpackReport {

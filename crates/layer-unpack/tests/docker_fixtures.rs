@@ -37,6 +37,10 @@ struct Unpacked {
 }
 
 fn unpack(tar: &[u8]) -> Unpacked {
+    unpack_with(tar, None)
+}
+
+fn unpack_with(tar: &[u8], writers: Option<usize>) -> Unpacked {
     let dir = tempfile::tempdir().expect("tempdir");
     let diff = dir.path().join("diff");
     fs::create_dir(&diff).expect("mkdir diff");
@@ -45,7 +49,7 @@ fn unpack(tar: &[u8]) -> Unpacked {
         tar,
         &diff,
         &mut packer,
-        &layer_unpack::UnpackOptions::default(),
+        &layer_unpack::UnpackOptions { writers },
     )
     .expect("unpack");
     let tar_split_gz = packer.finish().expect("finish tar-split");
@@ -297,4 +301,21 @@ fn build_and_commit2_layers_round_trip_needs_root() {
     assert_eq!(cdev.rdev(), rustix::fs::makedev(1, 3));
     let u1 = fs::metadata(unpacked.diff.join("u1")).expect("u1");
     assert_eq!((u1.uid(), u1.gid()), (12345, 54321));
+}
+
+/// Files finished by writer threads or by the reading thread give the same layer: every member
+/// as the tar says, and the tar reassembled byte for byte.
+#[test]
+fn every_writer_count_gives_the_same_layer_needs_root() {
+    for fixture in ["commit-layer.tar", "commit2-layer.tar", "build-layer.tar"] {
+        let tar = read(fixture);
+        for writers in [Some(0), Some(1), Some(3)] {
+            let unpacked = unpack_with(&tar, writers);
+            assert_tree_matches(&tar, &unpacked.diff);
+            assert!(
+                reassemble(&unpacked) == tar,
+                "{fixture} with {writers:?} writers does not reassemble byte for byte"
+            );
+        }
+    }
 }
