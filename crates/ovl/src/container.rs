@@ -400,6 +400,7 @@ fn container_record(
         args,
         config,
         running: false,
+        state: Default::default(),
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::fsutil::{self, io_error};
 use crate::ids::{is_digest, is_hex64, is_layer_dir_id};
-use crate::{ContainerRecord, DataRoot, Error, MountsEntry, Result};
+use crate::{ContainerRecord, ContainerState, DataRoot, Error, MountsEntry, Result};
 
 /// Go's zero `time.Time` as Docker writes it for a container that never ran.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -179,7 +179,44 @@ fn read_record(path: &std::path::Path, id: &str) -> Result<ContainerRecord> {
             .pointer("/State/Running")
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        state: read_state(&value),
     })
+}
+
+fn read_state(value: &Value) -> ContainerState {
+    let flag = |key: &str| {
+        value
+            .pointer(&format!("/State/{key}"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let time = |key: &str| {
+        value
+            .pointer(&format!("/State/{key}"))
+            .and_then(Value::as_str)
+            .unwrap_or(ZERO_TIME)
+            .to_string()
+    };
+    ContainerState {
+        paused: flag("Paused"),
+        restarting: flag("Restarting"),
+        removal_in_progress: flag("RemovalInProgress"),
+        dead: flag("Dead"),
+        exit_code: value
+            .pointer("/State/ExitCode")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+        started_at: time("StartedAt"),
+        finished_at: time("FinishedAt"),
+    }
+}
+
+fn or_zero_time(time: &str) -> &str {
+    if time.is_empty() {
+        ZERO_TIME
+    } else {
+        time
+    }
 }
 
 /// config.v2.json with Docker 20.10's top-level keys in struct order (spec §8).
@@ -187,9 +224,12 @@ fn config_v2(record: &ContainerRecord) -> Value {
     json!({
         "StreamConfig": {},
         "State": {
-            "Running": record.running, "Paused": false, "Restarting": false, "OOMKilled": false,
-            "RemovalInProgress": false, "Dead": false, "Pid": 0, "ExitCode": 0, "Error": "",
-            "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME, "Health": null
+            "Running": record.running, "Paused": record.state.paused,
+            "Restarting": record.state.restarting, "OOMKilled": false,
+            "RemovalInProgress": record.state.removal_in_progress, "Dead": record.state.dead,
+            "Pid": 0, "ExitCode": record.state.exit_code, "Error": "",
+            "StartedAt": or_zero_time(&record.state.started_at),
+            "FinishedAt": or_zero_time(&record.state.finished_at), "Health": null
         },
         "ID": record.id,
         "Created": record.created,

@@ -167,6 +167,22 @@ pub struct ContainerRecord {
     /// The image's config (`Env`, `Cmd`, `WorkingDir`, ...) merged with the run options, as `Config`.
     pub config: serde_json::Value,
     pub running: bool,
+    /// What Docker recorded of the container's runs (all zero for a container that never ran).
+    pub state: ContainerState,
+}
+
+/// The run state Docker keeps in config.v2.json `State` (moby `container.State`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerState {
+    pub paused: bool,
+    pub restarting: bool,
+    pub removal_in_progress: bool,
+    pub dead: bool,
+    pub exit_code: i64,
+    /// RFC3339Nano; Go's zero time `0001-01-01T00:00:00Z` when it never started.
+    pub started_at: String,
+    /// RFC3339Nano; Go's zero time when it never stopped.
+    pub finished_at: String,
 }
 
 /// Go json.Marshal-compatible encoding (compact, HTML escapes of <, >, &, U+2028, U+2029).

@@ -354,6 +354,7 @@ fn container_files_parse_back_and_match_docker_shape() {
         args: vec!["-c".into(), "true".into()],
         config: serde_json::json!({"Cmd": ["/bin/sh", "-c", "true"], "Image": "app:1"}),
         running: false,
+        state: Default::default(),
     };
     root.write_container(&record).expect("write");
     let cdir = root_path.join("containers").join(&id);
@@ -684,6 +685,7 @@ fn hostconfig_is_dockers_and_no_metadata_file_ends_with_a_newline() {
         args: Vec::new(),
         config: serde_json::json!({}),
         running: false,
+        state: Default::default(),
     })
     .expect("container");
     let hostconfig = fs::read(
