@@ -384,6 +384,7 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
         ovl_saved.as_os_str(),
         OsStr::new("committed:1"),
     ]);
+    failures.check("ovl fsck of ovl's root", fsck_clean(&ovl));
     eprintln!("timing: ovl side {:.1?}", total.elapsed());
 
     // dockerd reads.
@@ -556,10 +557,24 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
             })
         },
     );
+    failures.check(
+        "ovl fsck after Docker removed everything",
+        fsck_clean(&Ovl::new(scratch.join("data"))),
+    );
     unmount_below(&scratch);
     let _ = fs::remove_dir_all(&scratch);
     eprintln!("timing: {OVL_TEST} {:.1?}", total.elapsed());
     failures.finish();
+}
+
+/// `ovl fsck --verify-content` finds nothing at all, leftovers included.
+fn fsck_clean(ovl: &Ovl) -> anyhow::Result<()> {
+    let out = ovl.try_ok(["fsck", "--verify-content"])?;
+    ensure!(
+        out.lines().count() == 1 && out.ends_with(": 0 corrupt, 0 leftovers\n"),
+        "ovl fsck: {out}"
+    );
+    Ok(())
 }
 
 /// The layer tars of a docker-archive by DiffID (their sha256).
@@ -688,6 +703,7 @@ fn ovl_works_on_what_dockerd_wrote_needs_root_and_dockerd() {
 
     // ovl reads and writes.
     let ovl = Ovl::new(scratch.join("data"));
+    failures.check("ovl fsck of the root Docker wrote", fsck_clean(&ovl));
     failures.check("ovl images lists Docker's images and tags", {
         ovl_tags(&ovl).and_then(|listed| {
             ensure!(

@@ -8,6 +8,7 @@ mod commit;
 mod container;
 mod dockerfile;
 mod format;
+mod fsck;
 mod image;
 mod inspect;
 mod load;
@@ -69,6 +70,8 @@ enum Command {
     Diff(changes::DiffArgs),
     /// Create a new image from a container's changes, like `docker commit`.
     Commit(commit::CommitArgs),
+    /// Check the data root against the format (and, with --verify-content, every layer's content).
+    Fsck(fsck::FsckArgs),
     /// Write images to an archive (docker-archive, OCI archive or OCI layout), like `docker save`.
     Save(save::SaveArgs),
 }
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Command::Diff(args) => changes::diff(&cli.root, args),
         Command::Commit(args) => commit::commit(&cli.root, args),
         Command::Save(args) => save::save(&cli.root, args),
+        Command::Fsck(args) => fsck::fsck(&cli.root, args),
     };
     match result {
         Ok(()) => match std::io::stdout().flush() {

@@ -9,6 +9,7 @@
 
 mod containers;
 mod daemon;
+mod fsck;
 mod fsutil;
 mod ids;
 mod images;
@@ -20,6 +21,7 @@ mod survey;
 use std::path::{Path, PathBuf};
 
 pub use daemon::{live_dockerd, LiveDaemon};
+pub use fsck::{CheckCounts, CheckReport, Finding, Severity};
 pub use fsutil::write_atomic;
 pub use ids::{chain_id, chain_ids, now_rfc3339_nano, random_id, rfc3339_nano, sha256_digest};
 pub use layers::MAX_LAYER_DEPTH;

@@ -1,0 +1,109 @@
+//! `ovl fsck [--verify-content]`: checks the data root against the format.
+
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use store::{DataRoot, Severity};
+
+#[derive(clap::Args, Debug)]
+pub struct FsckArgs {
+    /// Also reassemble every layer from its tar-split and `diff/` and check it against its DiffID.
+    #[arg(long)]
+    verify_content: bool,
+}
+
+/// Prints one line per finding (`corrupt:` or `leftover:`, the path, the problem) and a summary;
+/// fails when anything is corrupt. Leftovers are what `ovl prune` removes.
+pub fn fsck(root_path: &Path, args: &FsckArgs) -> Result<()> {
+    let root = DataRoot::open(root_path)?;
+    let _lock = root.lock()?;
+    let mut report = root.check()?;
+    let mut n_verified = 0;
+    if args.verify_content {
+        for layer in root.layers()? {
+            n_verified += 1;
+            if let Err(err) = verify_layer(&root, &layer) {
+                report.findings.push(store::Finding {
+                    severity: Severity::Corruption,
+                    path: root.overlay_dir(&layer.cache_id).join("diff"),
+                    problem: format!("layer {}: {err:#}", layer.chain_id),
+                });
+            }
+        }
+        report.findings.sort();
+    }
+    let mut out = std::io::stdout().lock();
+    for finding in &report.findings {
+        let kind = match finding.severity {
+            Severity::Corruption => "corrupt",
+            Severity::Leftover => "leftover",
+        };
+        writeln!(
+            out,
+            "{kind}: {}: {}",
+            finding.path.display(),
+            finding.problem
+        )?;
+    }
+    let n_corrupt = report.corruptions().count();
+    let n_leftovers = report.findings.len() - n_corrupt;
+    let counts = &report.counts;
+    writeln!(
+        out,
+        "{} layers, {} images, {} tags, {} containers checked{}: {n_corrupt} corrupt, {n_leftovers} leftovers",
+        counts.n_layers,
+        counts.n_images,
+        counts.n_tags,
+        counts.n_containers,
+        if args.verify_content {
+            format!(" ({n_verified} layers' content verified)")
+        } else {
+            String::new()
+        }
+    )?;
+    out.flush()?;
+    if n_corrupt > 0 {
+        bail!(
+            "data root {} has {n_corrupt} corrupt entries",
+            root_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Reassembles the layer's tar and compares its sha256 with the DiffID.
+fn verify_layer(root: &DataRoot, layer: &store::Layer) -> Result<()> {
+    let tar_split = root.tar_split_path(&layer.chain_id)?;
+    let file =
+        File::open(&tar_split).with_context(|| format!("opening {}", tar_split.display()))?;
+    let diff = root.overlay_dir(&layer.cache_id).join("diff");
+    let diff_dir = File::open(&diff).with_context(|| format!("opening {}", diff.display()))?;
+    let mut hasher = HashWriter(Sha256::new());
+    tar_split::reassemble(BufReader::new(file), diff_dir.as_fd(), &mut hasher)
+        .context("reassembling its tar")?;
+    let actual = format!("sha256:{:x}", hasher.0.finalize());
+    if actual != layer.diff_id {
+        bail!(
+            "its content hashes to {actual}, not its DiffID {}",
+            layer.diff_id
+        );
+    }
+    Ok(())
+}
+
+struct HashWriter(Sha256);
+
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

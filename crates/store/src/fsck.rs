@@ -1,0 +1,484 @@
+//! Checking a data root against the format (spec §1–§2, §6, §8), without changing anything.
+//!
+//! Every finding is a [`Finding`]: a `Corruption` is something that breaks an image, layer or
+//! container (a layerdb entry that does not parse, a ChainID that does not match its `diff` and
+//! `parent`, a missing `cache-id` dir, an image config that does not hash to its name, a tag of a
+//! missing image, ...); a `Leftover` is what an interrupted operation leaves and Docker ignores
+//! (write-sets, `-removing` dirs, orphan overlay2 dirs, dangling `l/` links). Layer content is
+//! verified elsewhere (it needs the tar-split reassembly, which this crate does not do).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::ids::{self, is_digest, is_hex64, is_layer_dir_id, is_lower_entry};
+use crate::{DataRoot, Result};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Breaks an image, layer or container.
+    Corruption,
+    /// Left by an interrupted operation; harmless, and removed by a repair.
+    Leftover,
+}
+
+/// One thing found wrong, with the path it concerns.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Finding {
+    pub severity: Severity,
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+/// What the check saw, for its summary line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckCounts {
+    pub n_layers: usize,
+    pub n_images: usize,
+    pub n_tags: usize,
+    pub n_containers: usize,
+}
+
+/// Everything the check found.
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    pub findings: Vec<Finding>,
+    pub counts: CheckCounts,
+}
+
+impl CheckReport {
+    pub fn corruptions(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|finding| finding.severity == Severity::Corruption)
+    }
+
+    fn add(&mut self, severity: Severity, path: impl Into<PathBuf>, problem: impl Into<String>) {
+        self.findings.push(Finding {
+            severity,
+            path: path.into(),
+            problem: problem.into(),
+        });
+    }
+}
+
+impl DataRoot {
+    /// Checks the whole data root; reading errors become findings, not failures.
+    pub fn check(&self) -> Result<CheckReport> {
+        let mut report = CheckReport::default();
+        let layers = self.check_layerdb(&mut report);
+        let owners = self.check_mounts(&mut report, &layers);
+        self.check_overlay_dirs(&mut report, &layers, &owners);
+        let images = self.check_images(&mut report, &layers);
+        self.check_tags(&mut report, &images);
+        self.check_containers(&mut report, &images);
+        report.findings.sort();
+        Ok(report)
+    }
+
+    /// layerdb/sha256 and layerdb/tmp; returns the parsed layers by ChainID.
+    fn check_layerdb(&self, report: &mut CheckReport) -> BTreeMap<String, CheckedLayer> {
+        use Severity::{Corruption, Leftover};
+        let layerdb = self.image_dir().join("layerdb");
+        let tmp = layerdb.join("tmp");
+        for name in dir_names(&tmp) {
+            report.add(
+                Leftover,
+                tmp.join(&name),
+                "a layer registration that never committed",
+            );
+        }
+        let sha = layerdb.join("sha256");
+        let mut layers = BTreeMap::new();
+        for name in dir_names(&sha) {
+            let path = sha.join(&name);
+            if name.ends_with("-removing") {
+                report.add(Leftover, path, "a layer removal that was interrupted");
+                continue;
+            }
+            if !is_hex64(&name) {
+                report.add(Leftover, path, "not a ChainID (Docker ignores this entry)");
+                continue;
+            }
+            let chain_id = format!("sha256:{name}");
+            let read = |file: &str| fs::read_to_string(path.join(file)).ok();
+            let Some(diff_id) = read("diff").map(|text| text.trim().to_string()) else {
+                report.add(Corruption, path.join("diff"), "missing");
+                continue;
+            };
+            if !is_digest(&diff_id) {
+                report.add(
+                    Corruption,
+                    path.join("diff"),
+                    format!("invalid DiffID {diff_id:?}"),
+                );
+                continue;
+            }
+            let parent = read("parent").map(|text| text.trim().to_string());
+            if let Some(parent) = &parent {
+                if !is_digest(parent) {
+                    report.add(
+                        Corruption,
+                        path.join("parent"),
+                        format!("invalid ChainID {parent:?}"),
+                    );
+                    continue;
+                }
+            }
+            let expected = ids::chain_id(parent.as_deref(), &diff_id);
+            if expected != chain_id {
+                report.add(
+                    Corruption,
+                    &path,
+                    format!("its diff and parent give ChainID {expected}, not its name"),
+                );
+            }
+            match read("size") {
+                None => report.add(Corruption, path.join("size"), "missing"),
+                // Docker parses the size without trimming.
+                Some(text) if text.parse::<i64>().is_err() => report.add(
+                    Corruption,
+                    path.join("size"),
+                    format!("invalid size {text:?}"),
+                ),
+                Some(_) => {}
+            }
+            let cache_id = read("cache-id").map(|text| text.trim().to_string());
+            let cache_id = match cache_id {
+                Some(id) if is_layer_dir_id(&id) => id,
+                Some(id) => {
+                    report.add(
+                        Corruption,
+                        path.join("cache-id"),
+                        format!("invalid cache-id {id:?}"),
+                    );
+                    continue;
+                }
+                None => {
+                    report.add(Corruption, path.join("cache-id"), "missing");
+                    continue;
+                }
+            };
+            if !path.join("tar-split.json.gz").is_file() {
+                report.add(
+                    Corruption,
+                    path.join("tar-split.json.gz"),
+                    "missing: the layer cannot be saved or pushed",
+                );
+            }
+            layers.insert(
+                chain_id,
+                CheckedLayer {
+                    entry: path,
+                    parent,
+                    cache_id,
+                },
+            );
+        }
+        for (chain_id, layer) in &layers {
+            if let Some(parent) = &layer.parent {
+                if !layers.contains_key(parent) {
+                    report.add(
+                        Corruption,
+                        layer.entry.join("parent"),
+                        format!(
+                            "layer {chain_id} names parent {parent}, which is not in the layerdb"
+                        ),
+                    );
+                }
+            }
+        }
+        report.counts.n_layers = layers.len();
+        layers
+    }
+
+    /// layerdb/mounts; returns the overlay2 dirs each container owns.
+    fn check_mounts(
+        &self,
+        report: &mut CheckReport,
+        layers: &BTreeMap<String, CheckedLayer>,
+    ) -> BTreeMap<String, String> {
+        let mut owners = BTreeMap::new();
+        let mounts = self.image_dir().join("layerdb/mounts");
+        for name in dir_names(&mounts) {
+            let path = mounts.join(&name);
+            let read = |file: &str| fs::read_to_string(path.join(file)).ok();
+            match read("mount-id").map(|text| text.trim().to_string()) {
+                Some(id) if is_layer_dir_id(&id) => {
+                    owners.insert(id, format!("container {name}"));
+                }
+                Some(id) => report.add(
+                    Severity::Corruption,
+                    path.join("mount-id"),
+                    format!("invalid mount-id {id:?}"),
+                ),
+                None => report.add(Severity::Corruption, path.join("mount-id"), "missing"),
+            }
+            if let Some(id) = read("init-id").map(|text| text.trim().to_string()) {
+                if is_layer_dir_id(&id) {
+                    owners.insert(id, format!("container {name}"));
+                } else {
+                    report.add(
+                        Severity::Corruption,
+                        path.join("init-id"),
+                        format!("invalid init-id {id:?}"),
+                    );
+                }
+            }
+            if let Some(parent) = read("parent").map(|text| text.trim().to_string()) {
+                if !layers.contains_key(&parent) {
+                    report.add(
+                        Severity::Corruption,
+                        path.join("parent"),
+                        format!(
+                            "container {name} is on layer {parent}, which is not in the layerdb"
+                        ),
+                    );
+                }
+            }
+        }
+        for (chain_id, layer) in layers {
+            owners.insert(layer.cache_id.clone(), format!("layer {chain_id}"));
+        }
+        owners
+    }
+
+    /// overlay2/<id> and overlay2/l.
+    fn check_overlay_dirs(
+        &self,
+        report: &mut CheckReport,
+        layers: &BTreeMap<String, CheckedLayer>,
+        owners: &BTreeMap<String, String>,
+    ) {
+        use Severity::{Corruption, Leftover};
+        let home = self.overlay_home();
+        let links_dir = home.join("l");
+        // Link id → the dir its symlink points at.
+        let mut links = BTreeMap::new();
+        for name in dir_names(&links_dir) {
+            let path = links_dir.join(&name);
+            let target = fs::read_link(&path).ok();
+            let dir_id = target.as_ref().and_then(|target| {
+                let text = target.to_str()?;
+                let id = text.strip_prefix("../")?.strip_suffix("/diff")?;
+                is_layer_dir_id(id).then(|| id.to_string())
+            });
+            match dir_id {
+                Some(id) if home.join(&id).join("diff").is_dir() => {
+                    links.insert(name, id);
+                }
+                _ => report.add(Leftover, path, format!("dangling link (-> {target:?})")),
+            }
+        }
+        let linked: BTreeSet<&String> = links.values().collect();
+        for name in dir_names(&home) {
+            if name == "l" {
+                continue;
+            }
+            let path = home.join(&name);
+            if !owners.contains_key(&name) {
+                report.add(
+                    Leftover,
+                    &path,
+                    "an overlay2 dir that no layer and no container uses",
+                );
+                continue;
+            }
+            if !path.join("diff").is_dir() {
+                report.add(
+                    Corruption,
+                    path.join("diff"),
+                    format!("missing ({})", owners[&name]),
+                );
+            }
+            match fs::read_to_string(path.join("link")) {
+                Ok(link) if links.get(link.trim()) == Some(&name) => {}
+                Ok(link) => report.add(
+                    Corruption,
+                    path.join("link"),
+                    format!(
+                        "l/{} does not point at this dir ({})",
+                        link.trim(),
+                        owners[&name]
+                    ),
+                ),
+                Err(_) if !linked.contains(&name) => report.add(
+                    Corruption,
+                    path.join("link"),
+                    format!("missing, and no l/ link points here ({})", owners[&name]),
+                ),
+                Err(_) => report.add(Corruption, path.join("link"), "missing"),
+            }
+            if let Ok(lower) = fs::read_to_string(path.join("lower")) {
+                for entry in lower.trim().split(':') {
+                    let resolves = entry
+                        .strip_prefix("l/")
+                        .is_some_and(|link| is_lower_entry(entry) && links.contains_key(link));
+                    if !resolves {
+                        report.add(
+                            Corruption,
+                            path.join("lower"),
+                            format!("lower entry {entry:?} does not resolve ({})", owners[&name]),
+                        );
+                    }
+                }
+            }
+        }
+        for (chain_id, layer) in layers {
+            if !home.join(&layer.cache_id).is_dir() {
+                report.add(
+                    Corruption,
+                    home.join(&layer.cache_id),
+                    format!("missing: the cache-id dir of layer {chain_id}"),
+                );
+            }
+        }
+    }
+
+    /// imagedb; returns the image ids whose config verifies.
+    fn check_images(
+        &self,
+        report: &mut CheckReport,
+        layers: &BTreeMap<String, CheckedLayer>,
+    ) -> BTreeSet<String> {
+        let content = self.image_dir().join("imagedb/content/sha256");
+        let mut images = BTreeSet::new();
+        for name in dir_names(&content) {
+            let path = content.join(&name);
+            if !is_hex64(&name) {
+                // Docker's atomic writes leave temp files beside the configs.
+                report.add(Severity::Leftover, path, "not an image id");
+                continue;
+            }
+            let image_id = format!("sha256:{name}");
+            let config = match self.image_config(&image_id) {
+                Ok(config) => config,
+                Err(err) => {
+                    report.add(Severity::Corruption, path, err.to_string());
+                    continue;
+                }
+            };
+            if let Some(top) = ids::chain_ids(&config.rootfs.diff_ids).last() {
+                if !layers.contains_key(top) {
+                    report.add(
+                        Severity::Corruption,
+                        path,
+                        format!("image {image_id} needs layer {top}, which is not in the layerdb"),
+                    );
+                    continue;
+                }
+            }
+            images.insert(image_id);
+        }
+        let metadata = self.image_dir().join("imagedb/metadata/sha256");
+        for name in dir_names(&metadata) {
+            let parent_file = metadata.join(&name).join("parent");
+            if let Ok(parent) = fs::read_to_string(&parent_file) {
+                let parent = parent.trim();
+                let known = parent
+                    .strip_prefix("sha256:")
+                    .is_some_and(|hex| content.join(hex).is_file());
+                if !known {
+                    report.add(
+                        Severity::Leftover,
+                        parent_file,
+                        format!("parent image {parent} is gone (Docker ignores it)"),
+                    );
+                }
+            }
+        }
+        report.counts.n_images = images.len();
+        images
+    }
+
+    fn check_tags(&self, report: &mut CheckReport, images: &BTreeSet<String>) {
+        let path = self.repositories_path();
+        match self.references() {
+            Ok(references) => {
+                for (name, image_id) in &references {
+                    if !images.contains(image_id) {
+                        report.add(
+                            Severity::Corruption,
+                            &path,
+                            format!(
+                                "tag {name} names image {image_id}, which is missing or broken"
+                            ),
+                        );
+                    }
+                }
+                report.counts.n_tags = references.len();
+            }
+            Err(err) => report.add(Severity::Corruption, &path, err.to_string()),
+        }
+    }
+
+    fn check_containers(&self, report: &mut CheckReport, images: &BTreeSet<String>) {
+        let dir = self.root.join("containers");
+        for name in dir_names(&dir) {
+            let path = dir.join(&name);
+            if !is_hex64(&name) {
+                report.add(Severity::Leftover, path, "not a container id");
+                continue;
+            }
+            let config = path.join("config.v2.json");
+            let value: serde_json::Value = match fs::read(&config)
+                .map_err(|err| err.to_string())
+                .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|err| err.to_string()))
+            {
+                Ok(value) => value,
+                Err(err) => {
+                    report.add(Severity::Corruption, config, err);
+                    continue;
+                }
+            };
+            report.counts.n_containers += 1;
+            let image = value["Image"].as_str().unwrap_or_default();
+            if !images.contains(image) {
+                report.add(
+                    Severity::Corruption,
+                    &config,
+                    format!("container {name} is of image {image:?}, which is missing or broken"),
+                );
+            }
+            let mounts = self.image_dir().join("layerdb/mounts").join(&name);
+            match fs::read_to_string(mounts.join("mount-id")) {
+                Ok(mount_id) if self.overlay_dir(mount_id.trim()).join("diff").is_dir() => {}
+                Ok(mount_id) => report.add(
+                    Severity::Corruption,
+                    mounts.join("mount-id"),
+                    format!(
+                        "container {name}'s layer dir {} is missing",
+                        mount_id.trim()
+                    ),
+                ),
+                Err(_) => report.add(
+                    Severity::Corruption,
+                    &mounts,
+                    format!("container {name} has no mounts entry"),
+                ),
+            }
+        }
+    }
+}
+
+/// A layerdb entry as far as the check parsed it.
+struct CheckedLayer {
+    entry: PathBuf,
+    parent: Option<String>,
+    cache_id: String,
+}
+
+/// The names in `dir`, sorted; a missing directory has none.
+fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}

@@ -1,0 +1,243 @@
+//! `ovl fsck`: clean on a healthy root; each kind of corruption, made by hand on a copy of the
+//! root the way a crash, a bad disk or a careless hand leaves it, is found and named; leftovers of
+//! interrupted operations are reported as such without failing the check.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ovl_tests::{base_rootfs_tar, require_root, Ovl, Scratch};
+
+const TEST: &str = "fsck_finds_corruption_and_leftovers_needs_root";
+
+/// One layer of the base image: its layerdb entry and overlay2 dir.
+struct LayerPaths {
+    entry: PathBuf,
+    dir: PathBuf,
+}
+
+fn only_layer(root: &Path) -> LayerPaths {
+    let sha = root.join("image/overlay2/layerdb/sha256");
+    let entry = fs::read_dir(&sha)
+        .expect("list layerdb")
+        .map(|e| e.expect("entry").path())
+        .next()
+        .expect("one layer");
+    let cache_id = fs::read_to_string(entry.join("cache-id")).expect("cache-id");
+    LayerPaths {
+        entry,
+        dir: root.join("overlay2").join(cache_id.trim()),
+    }
+}
+
+fn copy_root(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp -a");
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
+#[test]
+fn fsck_finds_corruption_and_leftovers_needs_root() {
+    if !require_root(TEST) {
+        return;
+    }
+    let work = Scratch::new();
+    let pristine = work.join("pristine");
+    let ovl = Ovl::new(&pristine);
+    let base = work.join("base.tar");
+    fs::write(&base, base_rootfs_tar()).expect("write base");
+    ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
+    ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
+    ovl.ok(["umount", "ctr"]);
+    let clean = ovl.ok(["fsck", "--verify-content"]);
+    assert!(
+        clean.ends_with(
+            "1 layers, 1 images, 1 tags, 1 containers checked (1 layers' content verified): 0 corrupt, 0 leftovers\n"
+        ),
+        "{clean}"
+    );
+
+    // Each case: what to break, and the path and words its finding must carry.
+    type Breaker = fn(&Path);
+    let cases: Vec<(&str, Breaker, &str, &str)> = vec![
+        (
+            "diff file rewritten",
+            |root| {
+                let layer = only_layer(root);
+                fs::write(
+                    layer.entry.join("diff"),
+                    format!("sha256:{}", "0".repeat(64)),
+                )
+                .expect("w");
+            },
+            "layerdb/sha256/",
+            "give ChainID",
+        ),
+        (
+            "cache-id dir gone",
+            |root| {
+                let layer = only_layer(root);
+                fs::remove_dir_all(&layer.dir).expect("rm");
+            },
+            "overlay2/",
+            "missing: the cache-id dir of layer",
+        ),
+        (
+            "tar-split gone",
+            |root| {
+                let layer = only_layer(root);
+                fs::remove_file(layer.entry.join("tar-split.json.gz")).expect("rm");
+            },
+            "tar-split.json.gz",
+            "cannot be saved",
+        ),
+        (
+            "size unparsable",
+            |root| {
+                let layer = only_layer(root);
+                fs::write(layer.entry.join("size"), "12\n").expect("w");
+            },
+            "/size",
+            "invalid size",
+        ),
+        (
+            "image config changed",
+            |root| {
+                let dir = root.join("image/overlay2/imagedb/content/sha256");
+                let config = fs::read_dir(&dir)
+                    .expect("ls")
+                    .next()
+                    .expect("one")
+                    .expect("e")
+                    .path();
+                let mut bytes = fs::read(&config).expect("r");
+                bytes.push(b' ');
+                fs::write(&config, bytes).expect("w");
+            },
+            "imagedb/content/sha256/",
+            "hashes to",
+        ),
+        (
+            "tag of a missing image",
+            |root| {
+                let path = root.join("image/overlay2/repositories.json");
+                let text = fs::read_to_string(&path).expect("r");
+                let start = text.find("sha256:").expect("an id") + 7;
+                let mut changed = text.clone();
+                changed.replace_range(start..start + 64, &"f".repeat(64));
+                fs::write(&path, changed).expect("w");
+            },
+            "repositories.json",
+            "tag base:1 names image",
+        ),
+        (
+            "container without mounts entry",
+            |root| {
+                let mounts = root.join("image/overlay2/layerdb/mounts");
+                let entry = fs::read_dir(&mounts)
+                    .expect("ls")
+                    .next()
+                    .expect("one")
+                    .expect("e");
+                fs::remove_dir_all(entry.path()).expect("rm");
+            },
+            "layerdb/mounts/",
+            "has no mounts entry",
+        ),
+        (
+            "link file wrong",
+            |root| {
+                let layer = only_layer(root);
+                fs::write(layer.dir.join("link"), "AAAAAAAAAAAAAAAAAAAAAAAAAA").expect("w");
+            },
+            "/link",
+            "does not point at this dir",
+        ),
+        (
+            "lower entry dangling",
+            |root| {
+                let mounts = root.join("image/overlay2/layerdb/mounts");
+                let entry = fs::read_dir(&mounts)
+                    .expect("ls")
+                    .next()
+                    .expect("one")
+                    .expect("e");
+                let mount_id = fs::read_to_string(entry.path().join("mount-id")).expect("r");
+                let lower = root.join("overlay2").join(mount_id.trim()).join("lower");
+                fs::write(&lower, "l/BBBBBBBBBBBBBBBBBBBBBBBBBB").expect("w");
+            },
+            "/lower",
+            "does not resolve",
+        ),
+        (
+            "layer content changed",
+            |root| {
+                // Same size, one byte different: only the content check can see it.
+                let layer = only_layer(root);
+                let path = layer.dir.join("diff/etc/passwd");
+                let mut bytes = fs::read(&path).expect("r");
+                bytes[0] ^= 0x20;
+                fs::write(&path, bytes).expect("w");
+            },
+            "/diff",
+            "layer sha256:",
+        ),
+    ];
+    for (idx, (what, breaker, path_part, words)) in cases.iter().enumerate() {
+        let copy = work.join(format!("broken-{idx}"));
+        copy_root(&pristine, &copy);
+        breaker(&copy);
+        let stdout =
+            String::from_utf8_lossy(&Ovl::new(&copy).run(["fsck", "--verify-content"]).stdout)
+                .into_owned();
+        let stderr = Ovl::new(&copy).fail(["fsck", "--verify-content"]);
+        let finding = stdout.lines().find(|line| {
+            line.starts_with("corrupt: ") && line.contains(path_part) && line.contains(words)
+        });
+        assert!(
+            finding.is_some(),
+            "{what}: no `corrupt:` line naming {path_part:?} with {words:?}:\n{stdout}"
+        );
+        assert!(stderr.contains("corrupt entries"), "{what}: {stderr}");
+    }
+
+    // Leftovers of interrupted operations: reported, not failing.
+    let leftover = work.join("leftover");
+    copy_root(&pristine, &leftover);
+    let layerdb = leftover.join("image/overlay2/layerdb");
+    fs::create_dir_all(layerdb.join("tmp/write-set-123")).expect("write-set");
+    fs::create_dir_all(layerdb.join(format!(
+        "sha256/{}-0123456789abcdef-removing",
+        "a".repeat(64)
+    )))
+    .expect("removing");
+    let orphan = "b".repeat(64);
+    fs::create_dir_all(leftover.join("overlay2").join(&orphan).join("diff")).expect("orphan");
+    symlink(
+        "../gone/diff",
+        leftover.join("overlay2/l/CCCCCCCCCCCCCCCCCCCCCCCCCC"),
+    )
+    .expect("link");
+    let out = Ovl::new(&leftover).ok(["fsck"]);
+    for needle in [
+        "leftover: ",
+        "write-set-123: a layer registration that never committed",
+        "-removing: a layer removal that was interrupted",
+        &format!("overlay2/{orphan}: an overlay2 dir that no layer and no container uses"),
+        "overlay2/l/CCCCCCCCCCCCCCCCCCCCCCCCCC: dangling link",
+        ": 0 corrupt, 4 leftovers",
+    ] {
+        assert!(out.contains(needle), "no {needle:?} in:\n{out}");
+    }
+}
