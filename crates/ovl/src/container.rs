@@ -235,8 +235,11 @@ pub fn rm(root_path: &Path, args: &RmArgs) -> Result<()> {
     Ok(())
 }
 
-/// Unmounts (if needed) and removes a container's layers, mounts entry and record.
+/// Unmounts (if needed) and removes a container's layers, mounts entry and record, in Docker's
+/// order: the record first says the removal is in progress, the record goes last, and every step
+/// accepts that an earlier, interrupted removal already did it.
 pub fn remove_container(root: &DataRoot, container_id: &str) -> Result<()> {
+    root.mark_removal_in_progress(container_id)?;
     if let Some(entry) = root.mounts_entry(container_id)? {
         unmount_layer(root, &entry.mount_id)?;
         root.remove_overlay_dir(&entry.mount_id)?;

@@ -122,8 +122,47 @@ impl DataRoot {
         Ok(records)
     }
 
+    /// Sets `State.RemovalInProgress` in the container's config.v2.json (atomically, the rest of
+    /// the file as it was), as Docker does before it removes anything of a container: a removal
+    /// cut short is then recognisable, and finished by the next removal.
+    pub fn mark_removal_in_progress(&self, container_id: &str) -> Result<()> {
+        let path = self.container_dir(container_id)?.join("config.v2.json");
+        let bytes = fs::read(&path).map_err(io_error("reading", &path))?;
+        let mut value: Value = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+            path: path.clone(),
+            source,
+        })?;
+        let Some(state) = value.get_mut("State").and_then(Value::as_object_mut) else {
+            return Err(Error::Json {
+                path,
+                source: serde::de::Error::custom("no State object"),
+            });
+        };
+        if state.get("RemovalInProgress") == Some(&Value::Bool(true)) {
+            return Ok(());
+        }
+        state.insert("RemovalInProgress".to_string(), Value::Bool(true));
+        let mut bytes = crate::go_json(&value)?;
+        bytes.push(b'\n');
+        fsutil::write_atomic(&path, &bytes, 0o600)
+    }
+
+    /// Removes the container record. The directory is first renamed into `ROOT/tmp` (which
+    /// dockerd empties when it starts), so that a removal cut short never leaves a container
+    /// directory without its config.
     pub fn remove_container(&self, container_id: &str) -> Result<()> {
-        fsutil::remove_tree(&self.container_dir(container_id)?)
+        let dir = self.container_dir(container_id)?;
+        if fs::symlink_metadata(&dir).is_err() {
+            return Ok(());
+        }
+        let tmp = self.tmp_dir();
+        fsutil::create_dir_mode(&tmp, 0o700)?;
+        let doomed = tmp.join(format!(
+            "removing-container-{container_id}-{}",
+            crate::ids::random_hex(8)?
+        ));
+        fs::rename(&dir, &doomed).map_err(io_error("renaming for removal", &dir))?;
+        fsutil::remove_tree(&doomed)
     }
 }
 

@@ -204,6 +204,16 @@ impl DataRoot {
         for name in dir_names(&mounts) {
             let path = mounts.join(&name);
             let read = |file: &str| fs::read_to_string(path.join(file)).ok();
+            if self.removal_in_progress(&name) {
+                // What is left of it is reported with the container; its layer dirs are half
+                // removed by design.
+                for file in ["mount-id", "init-id"] {
+                    if let Some(id) = read(file).map(|text| text.trim().to_string()) {
+                        owners.insert(id, REMOVING.to_string());
+                    }
+                }
+                continue;
+            }
             match read("mount-id").map(|text| text.trim().to_string()) {
                 Some(id) if is_layer_dir_id(&id) => {
                     owners.insert(id, format!("container {name}"));
@@ -283,6 +293,9 @@ impl DataRoot {
                     &path,
                     "an overlay2 dir that no layer and no container uses",
                 );
+                continue;
+            }
+            if owners[&name] == REMOVING {
                 continue;
             }
             if !path.join("diff").is_dir() {
@@ -433,6 +446,16 @@ impl DataRoot {
                 }
             };
             report.counts.n_containers += 1;
+            if value["State"]["RemovalInProgress"] == serde_json::Value::Bool(true) {
+                report.add(
+                    Severity::Leftover,
+                    &path,
+                    format!(
+                        "container {name}: a removal that was interrupted (`ovl rm` finishes it)"
+                    ),
+                );
+                continue;
+            }
             let image = value["Image"].as_str().unwrap_or_default();
             if !images.contains(image) {
                 report.add(
@@ -459,6 +482,26 @@ impl DataRoot {
                 ),
             }
         }
+    }
+}
+
+/// The owner of the layer dirs of a container whose removal was interrupted.
+const REMOVING: &str = "a container being removed";
+
+impl DataRoot {
+    /// Whether the container's record says a removal of it is under way.
+    fn removal_in_progress(&self, container_id: &str) -> bool {
+        let path = self
+            .root
+            .join("containers")
+            .join(container_id)
+            .join("config.v2.json");
+        fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .is_some_and(|value| {
+                value["State"]["RemovalInProgress"] == serde_json::Value::Bool(true)
+            })
     }
 }
 
