@@ -1,0 +1,227 @@
+//! Concurrency: eight ovl processes at a time on one data root, for a bounded number of rounds,
+//! load the same and different images, create containers, change them, diff, commit, remove
+//! containers and images. Every command succeeds or fails with a clear "in use" error; an image
+//! loaded by several processes at once is stored once; `ovl fsck` finds nothing at the end.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ovl_tests::{
+    append_entry, base_rootfs_tar, docker_archive, image_config, layerdb, require_root,
+    sha256_digest, Ovl, Scratch,
+};
+
+const TEST: &str = "eight_processes_at_once_keep_the_root_consistent_needs_root";
+const N_WORKERS: usize = 8;
+const N_ROUNDS: usize = 6;
+
+/// A two-layer archive: the base image's layer and one of small files, different for every
+/// `seed`; returns it and its DiffIDs.
+fn archive(seed: usize, tag: &str) -> (Vec<u8>, Vec<String>) {
+    let custom: Vec<Vec<u8>> = (0..1)
+        .map(|idx| {
+            let mut builder = tar::Builder::new(Vec::new());
+            let dir = format!("s{seed}l{idx}");
+            append_entry(
+                &mut builder,
+                &format!("{dir}/"),
+                tar::EntryType::Directory,
+                0o755,
+                0,
+                0,
+                1_700_000_000,
+                b"",
+                None,
+            );
+            for file in 0..200 {
+                let data = format!("{seed} {idx} {file}\n").repeat(20);
+                append_entry(
+                    &mut builder,
+                    &format!("{dir}/f{file}"),
+                    tar::EntryType::Regular,
+                    0o644,
+                    0,
+                    0,
+                    1_700_000_000,
+                    data.as_bytes(),
+                    None,
+                );
+            }
+            builder.into_inner().expect("finish layer")
+        })
+        .collect();
+    // The busybox base below, so that the image has a shell.
+    let layers: Vec<Vec<u8>> = std::iter::once(base_rootfs_tar()).chain(custom).collect();
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
+    let members: Vec<(String, Vec<u8>)> = layers
+        .into_iter()
+        .enumerate()
+        .map(|(idx, bytes)| (format!("{seed}-{idx}/layer.tar"), bytes))
+        .collect();
+    (
+        docker_archive(&image_config(&diff_ids), &members, &[tag]),
+        diff_ids,
+    )
+}
+
+/// Runs one command; a failure is acceptable only when it says the object is in use, or that the
+/// shared image another worker removed is gone.
+fn run(ovl: &Ovl, args: &[&OsStr], log: &mut Vec<String>) -> Option<String> {
+    let output = ovl.run(args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if output.status.success() {
+        return Some(String::from_utf8_lossy(&output.stdout).into_owned());
+    }
+    let in_use = stderr.contains("is using it") || stderr.contains("in use");
+    // Once a worker removed the shared image, the others may find it gone until they load it
+    // again.
+    let shared_gone = args.contains(&OsStr::new("shared:1")) && stderr.contains("no such image");
+    assert!(in_use || shared_gone, "ovl {args:?} failed: {stderr}");
+    log.push(format!("ovl {args:?}: {}", stderr.trim()));
+    None
+}
+
+fn worker(ovl: &Ovl, idx: usize, archives: &[PathBuf], shared: &Path) -> Vec<String> {
+    let mut log = Vec::new();
+    for round in 0..N_ROUNDS {
+        let name = format!("w{idx}r{round}");
+        // Everybody loads the shared archive, and one of the private ones.
+        run(
+            ovl,
+            &[
+                "load".as_ref(),
+                "-q".as_ref(),
+                "-i".as_ref(),
+                shared.as_os_str(),
+            ],
+            &mut log,
+        );
+        let private = &archives[(idx + round) % archives.len()];
+        run(
+            ovl,
+            &[
+                "load".as_ref(),
+                "-q".as_ref(),
+                "-i".as_ref(),
+                private.as_os_str(),
+            ],
+            &mut log,
+        );
+        let Some(merged) = run(
+            ovl,
+            &[
+                "run-rootfs".as_ref(),
+                "--name".as_ref(),
+                name.as_ref(),
+                "shared:1".as_ref(),
+            ],
+            &mut log,
+        ) else {
+            continue;
+        };
+        let status = Command::new("chroot")
+            .arg(merged.trim())
+            .args([
+                "/bin/sh",
+                "-c",
+                &format!("echo {name} > /{name} && rm -r /s0l0"),
+            ])
+            .status()
+            .expect("chroot");
+        assert!(status.success(), "change in {name}");
+        if let Some(diff) = run(ovl, &["diff".as_ref(), name.as_ref()], &mut log) {
+            assert!(
+                diff.contains(&format!("A /{name}")),
+                "diff of {name}: {diff}"
+            );
+        }
+        let tag = format!("{name}:1");
+        run(
+            ovl,
+            &["commit".as_ref(), name.as_ref(), tag.as_ref()],
+            &mut log,
+        );
+        run(
+            ovl,
+            &["rm".as_ref(), "-f".as_ref(), name.as_ref()],
+            &mut log,
+        );
+        run(ovl, &["rmi".as_ref(), tag.as_ref()], &mut log);
+        // Someone else's container may use the shared image: then this is refused as in use.
+        if round == N_ROUNDS - 1 && idx.is_multiple_of(4) {
+            run(ovl, &["rmi".as_ref(), "shared:1".as_ref()], &mut log);
+        }
+    }
+    log
+}
+
+#[test]
+fn eight_processes_at_once_keep_the_root_consistent_needs_root() {
+    if !require_root(TEST) {
+        return;
+    }
+    let work = Scratch::new();
+    let ovl = Arc::new(Ovl::new(work.join("root")));
+    let base = work.join("base.tar");
+    fs::write(&base, base_rootfs_tar()).expect("write base");
+    ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
+    let (shared_bytes, shared_diff_ids) = archive(0, "shared:1");
+    let shared = work.join("shared.tar");
+    fs::write(&shared, shared_bytes).expect("write shared");
+    let archives: Arc<Vec<PathBuf>> = Arc::new(
+        (1..4)
+            .map(|seed| {
+                let path = work.join(format!("private{seed}.tar"));
+                fs::write(&path, archive(seed, &format!("private{seed}:1")).0).expect("write");
+                path
+            })
+            .collect(),
+    );
+    let started = Instant::now();
+    let handles: Vec<_> = (0..N_WORKERS)
+        .map(|idx| {
+            let ovl = Arc::clone(&ovl);
+            let archives = Arc::clone(&archives);
+            let shared = shared.clone();
+            std::thread::spawn(move || worker(&ovl, idx, &archives, &shared))
+        })
+        .collect();
+    let mut refusals = Vec::new();
+    for handle in handles {
+        refusals.extend(handle.join().expect("worker panicked"));
+    }
+    eprintln!(
+        "{N_WORKERS} workers x {N_ROUNDS} rounds in {:.1?}; refused: {refusals:#?}",
+        started.elapsed()
+    );
+
+    // The shared layers are stored once: one layerdb entry per ChainID, one overlay2 dir each
+    // (loaded once more, in case a worker's rmi removed the image last).
+    ovl.ok([OsStr::new("load"), OsStr::new("-q"), OsStr::new("-i"), shared.as_os_str()]);
+    let layers = layerdb(&ovl.root);
+    let mut cache_ids: BTreeMap<String, usize> = BTreeMap::new();
+    for entry in layers.values() {
+        *cache_ids.entry(entry.cache_id.clone()).or_default() += 1;
+    }
+    for diff_id in &shared_diff_ids {
+        let n_entries = layers
+            .values()
+            .filter(|entry| entry.diff == *diff_id)
+            .count();
+        assert_eq!(
+            n_entries, 1,
+            "layer {diff_id} of the shared image is stored {n_entries} times"
+        );
+    }
+    assert!(
+        cache_ids.values().all(|&n| n == 1),
+        "a cache-id used twice: {cache_ids:?}"
+    );
+    let fsck = ovl.ok(["fsck", "--verify-content"]);
+    assert!(fsck.ends_with(": 0 corrupt, 0 leftovers\n"), "{fsck}");
+}
