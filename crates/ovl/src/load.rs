@@ -25,6 +25,10 @@ pub struct LoadArgs {
     /// Print only the `Loaded image` lines.
     #[arg(short, long)]
     quiet: bool,
+    /// Refuse a layer whose uncompressed tar is larger than this (e.g. `100MiB`, `20G`): a small
+    /// compressed blob can inflate to fill the disk.
+    #[arg(long, env = "OVL_MAX_LAYER_SIZE", value_parser = parse_size)]
+    max_layer_size: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -36,6 +40,9 @@ pub struct ImportArgs {
     /// Commit message recorded in the image history.
     #[arg(short, long)]
     message: Option<String>,
+    /// Refuse a tarball whose uncompressed size is larger than this (e.g. `100MiB`, `20G`).
+    #[arg(long, env = "OVL_MAX_LAYER_SIZE", value_parser = parse_size)]
+    max_layer_size: Option<u64>,
 }
 
 pub fn load(root_path: &Path, args: &LoadArgs) -> Result<()> {
@@ -73,7 +80,14 @@ pub fn load(root_path: &Path, args: &LoadArgs) -> Result<()> {
             let layer = root
                 .register_layer(parent.as_ref(), &mut |diff_dir, tar_split| {
                     let mut reader = blob.take().ok_or("layer blob consumed twice")?;
-                    let applied = apply_layer(&mut reader, diff_dir, tar_split, &progress, &label)?;
+                    let applied = apply_layer(
+                        &mut reader,
+                        diff_dir,
+                        tar_split,
+                        &progress,
+                        &label,
+                        args.max_layer_size,
+                    )?;
                     reader.finish()?;
                     if applied.diff_id != expected {
                         return Err(format!(
@@ -126,7 +140,14 @@ pub fn import(root_path: &Path, args: &ImportArgs) -> Result<()> {
     let layer = root
         .register_layer(None, &mut |diff_dir, tar_split| {
             let mut file = input.take().ok_or("input consumed twice")?;
-            apply_layer(&mut file, diff_dir, tar_split, &progress, &label)
+            apply_layer(
+                &mut file,
+                diff_dir,
+                tar_split,
+                &progress,
+                &label,
+                args.max_layer_size,
+            )
         })
         .with_context(|| format!("importing {}", args.file.display()))?;
     let mut registered = Registered::new(&root);
@@ -178,6 +199,7 @@ fn apply_layer(
     tar_split: &mut dyn Write,
     progress: &Progress,
     label: &str,
+    max_len: Option<u64>,
 ) -> Result<AppliedLayer, store::ApplyError> {
     let counted = CountingReader {
         inner: raw,
@@ -187,6 +209,11 @@ fn apply_layer(
     };
     let (_compression, tar) =
         layer_unpack::decompress(BufReader::with_capacity(256 * 1024, counted))?;
+    let tar = SizeLimit {
+        inner: tar,
+        n_bytes: 0,
+        max_len: max_len.unwrap_or(u64::MAX),
+    };
     let mut packer = tar_split::Packer::new(tar_split);
     let report = layer_unpack::unpack(
         tar,
@@ -201,6 +228,55 @@ fn apply_layer(
         diff_id: report.diff_id,
         size,
     })
+}
+
+/// Fails the read that takes the uncompressed stream past `max_len` bytes.
+struct SizeLimit<R> {
+    inner: R,
+    n_bytes: u64,
+    max_len: u64,
+}
+
+impl<R: Read> Read for SizeLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n_read = self.inner.read(buf)?;
+        self.n_bytes += n_read as u64;
+        if self.n_bytes > self.max_len {
+            return Err(std::io::Error::other(format!(
+                "the uncompressed layer is larger than the limit of {} bytes (--max-layer-size)",
+                self.max_len
+            )));
+        }
+        Ok(n_read)
+    }
+}
+
+/// Parses a size: a number of bytes with an optional unit, `k`/`m`/`g`/`t` (powers of 1000,
+/// with an optional `b`) or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024), in any case.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: expected a number of bytes, e.g. 100MiB"))?;
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        other => return Err(format!("invalid size unit {other:?} in {text:?}")),
+    };
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
 /// Layers registered by one image of a load, removed again unless the image is stored.
@@ -295,4 +371,32 @@ impl Read for CountingReader<'_> {
 
 fn short(digest: &str) -> &str {
     crate::format::short_id(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_decimal_and_binary_units() {
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("100MiB"), Ok(100 << 20));
+        assert_eq!(parse_size("2g"), Ok(2_000_000_000));
+        assert_eq!(parse_size("3 KB"), Ok(3_000));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn the_limit_fails_the_read_past_it() {
+        let mut limited = SizeLimit {
+            inner: &[7u8; 10][..],
+            n_bytes: 0,
+            max_len: 6,
+        };
+        let mut buf = [0u8; 4];
+        assert_eq!(limited.read(&mut buf).ok(), Some(4));
+        assert!(limited.read(&mut buf).is_err());
+    }
 }
