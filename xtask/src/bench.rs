@@ -222,6 +222,10 @@ fn run_bench(
             name: label("tar -x of that layer into a fresh directory (floor)"),
             times: Vec::new(),
         };
+        let mut syncfs_cost = Sample {
+            name: label("syncfs right after that tar -x (what ovl adds before publishing)"),
+            times: Vec::new(),
+        };
         let mut n_lines = (0, 0);
         for _ in 0..options.runs {
             sync();
@@ -298,6 +302,9 @@ fn run_bench(
             untar.arg("-C").arg(&target).arg("-xf").arg(&layer_tar);
             sync();
             untar_floor.times.push(timed(untar)?.0);
+            let mut syncfs = Command::new("sync");
+            syncfs.arg("-f").arg(&target);
+            syncfs_cost.times.push(timed(syncfs)?.0);
         }
         samples.extend([
             ovl_diff,
@@ -307,6 +314,7 @@ fn run_bench(
             docker_commit,
             tar_floor,
             untar_floor,
+            syncfs_cost,
         ]);
         docker.docker_ok(["rm", "-f", &docker_name]);
     }
