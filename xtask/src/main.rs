@@ -6,8 +6,11 @@
 //! - `test`: installs the Debian packages the tests need (when missing) and runs the whole suite.
 //! - `deps`: only the package installation.
 //! - `bench`: `ovl diff`/`ovl commit` against `docker diff`/`docker commit` (see `bench.rs`).
+//! - `fuzz`: the cargo fuzz targets for a bounded time each (see `fuzz.rs`); `test` runs them for
+//!   20 s each after the suite.
 
 mod bench;
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,8 +35,11 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("deps") => deps(),
         Some("bench") => bench::bench(&args[1..]),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask demo | test [cargo test args] | deps | bench [options]");
+            eprintln!(
+                "usage: cargo xtask demo | test [cargo test args] | deps | bench [options] | fuzz [options]"
+            );
             std::process::exit(2);
         }
     }
@@ -88,7 +94,12 @@ fn test(extra: &[String]) -> Result<()> {
     run(Command::new(cargo())
         .current_dir(&root)
         .args(["test", "--workspace"])
-        .args(extra))
+        .args(extra))?;
+    // A bounded fuzz run of every target: the long runs are documented in docs/testing.md.
+    if extra.is_empty() {
+        fuzz::fuzz(&["--seconds".to_string(), "20".to_string()])?;
+    }
+    Ok(())
 }
 
 fn demo() -> Result<()> {

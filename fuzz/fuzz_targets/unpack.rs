@@ -1,0 +1,51 @@
+//! The layer applier on arbitrary bytes: whatever the input, nothing may be created, changed or
+//! removed outside the layer directory. Each input is applied into a fresh `layer/` beside a
+//! sentinel file, in a sandbox directory that holds nothing else.
+#![no_main]
+
+use std::fs;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use libfuzzer_sys::fuzz_target;
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+const SENTINEL: &[u8] = b"must stay as it is\n";
+
+fn sandbox() -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("ovl-fuzz-unpack-{}-{n}", std::process::id()))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let sandbox = sandbox();
+    let layer = sandbox.join("layer");
+    fs::create_dir_all(&layer).expect("create the layer dir");
+    fs::write(sandbox.join("sentinel"), SENTINEL).expect("write the sentinel");
+    let mut tar_split = tar_split::Packer::new(Vec::new());
+    let options = layer_unpack::UnpackOptions { writers: Some(0) };
+    let _ = layer_unpack::unpack(data, &layer, &mut tar_split, &options);
+
+    let mut names: Vec<String> = fs::read_dir(&sandbox)
+        .expect("list the sandbox")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["layer", "sentinel"],
+        "something was written beside the layer"
+    );
+    assert_eq!(
+        fs::read(sandbox.join("sentinel")).expect("read the sentinel"),
+        SENTINEL
+    );
+    let _ = fs::remove_dir_all(&sandbox);
+});
