@@ -106,11 +106,13 @@ pub fn bench(args: &[String]) -> Result<()> {
     let _ = fs::remove_dir_all(&scratch);
     fs::create_dir_all(&scratch)?;
     let result = run_bench(&options, &archive, &scratch, &ovl_bin);
-    let _ = Command::new("umount")
-        .arg("-R")
-        .arg(scratch.join("ovl"))
-        .stderr(Stdio::null())
-        .status();
+    for dir in ["ovl", "podman"] {
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(scratch.join(dir))
+            .stderr(Stdio::null())
+            .status();
+    }
     let _ = fs::remove_dir_all(&scratch);
     let (samples, notes) = result?;
 
@@ -153,6 +155,7 @@ fn run_bench(
         root: scratch.join("ovl"),
     };
     let archive_text = archive.to_str().context("utf-8 corpus path")?;
+    let podman = Podman::new(&scratch.join("podman"));
 
     let started = Instant::now();
     docker.docker_ok(["load", "-i", archive_text]);
@@ -163,6 +166,11 @@ fn run_bench(
     let started = Instant::now();
     ovl.try_ok(["load", "-i", archive_text])?;
     notes.push(format!("ovl load {:.1?}", started.elapsed()));
+    if let Some(podman) = &podman {
+        let started = Instant::now();
+        podman.ok(&["load", "-q", "-i", archive_text])?;
+        notes.push(format!("podman load {:.1?}", started.elapsed()));
+    }
 
     for &n_changes in &options.changes {
         let script = change_script(n_changes);
@@ -192,10 +200,55 @@ fn run_bench(
             "the change script failed in the ovl container"
         );
         let upper = upper_dir(&ovl, &ovl_name)?;
+        // podman: a container whose root filesystem is changed through `podman mount`, as ovl's
+        // is through its merged dir (this sandbox does not let podman's runtime set rlimits).
+        let podman_name = format!("pc{n_changes}");
+        let podman_upper = match &podman {
+            Some(podman) => {
+                podman.ok(&[
+                    "create",
+                    "--name",
+                    &podman_name,
+                    "--network",
+                    "none",
+                    "localhost/smallfiles:1",
+                    "/bin/sh",
+                ])?;
+                let merged = podman.ok(&["mount", &podman_name])?;
+                let status = Command::new("chroot")
+                    .arg(merged.trim())
+                    .args(["/bin/sh", "-c", &script])
+                    .status()?;
+                ensure!(
+                    status.success(),
+                    "the change script failed in the podman container"
+                );
+                podman.ok(&["unmount", &podman_name])?;
+                Some(PathBuf::from(
+                    podman
+                        .ok(&[
+                            "inspect",
+                            "-f",
+                            "{{.GraphDriver.Data.UpperDir}}",
+                            &podman_name,
+                        ])?
+                        .trim(),
+                ))
+            }
+            None => None,
+        };
 
         let label = |what: &str| format!("{what} ({n_changes} changed files)");
         let mut docker_diff = Sample {
             name: label("docker diff"),
+            times: Vec::new(),
+        };
+        let mut podman_diff = Sample {
+            name: label("podman diff"),
+            times: Vec::new(),
+        };
+        let mut podman_commit = Sample {
+            name: label("podman commit"),
             times: Vec::new(),
         };
         let mut ovl_diff = Sample {
@@ -227,6 +280,7 @@ fn run_bench(
             times: Vec::new(),
         };
         let mut n_lines = (0, 0);
+        let mut n_podman_lines = 0;
         for _ in 0..options.runs {
             sync();
             let (time, out) = timed(docker.docker_command(["diff", &docker_name]))?;
@@ -236,6 +290,12 @@ fn run_bench(
             let (time, out) = timed(ovl.command(["diff", &ovl_name]))?;
             ovl_diff.times.push(time);
             n_lines.1 = out.lines().count();
+            if let Some(podman) = &podman {
+                sync();
+                let (time, out) = timed(podman.command(&["diff", &podman_name]))?;
+                podman_diff.times.push(time);
+                n_podman_lines = out.lines().count();
+            }
             let mut walk = Command::new("find");
             walk.arg(&upper);
             find.times.push(timed(walk)?.0);
@@ -247,8 +307,13 @@ fn run_bench(
             n_lines.1
         );
         notes.push(format!(
-            "{n_changes} changed files: both diffs list {} lines",
-            n_lines.0
+            "{n_changes} changed files: docker diff and ovl diff list {} lines{}",
+            n_lines.0,
+            if podman.is_some() {
+                format!(" (podman diff lists {n_podman_lines})")
+            } else {
+                String::new()
+            }
         ));
         let docker_upper = PathBuf::from(
             docker
@@ -263,7 +328,10 @@ fn run_bench(
         for run in 0..options.runs {
             // One new file per run in both (stopped) containers: every commit makes a new layer,
             // none is a duplicate that the layer store would drop.
-            for dir in [&docker_upper, &upper] {
+            for dir in [Some(&docker_upper), Some(&upper), podman_upper.as_ref()]
+                .into_iter()
+                .flatten()
+            {
                 fs::write(dir.join(format!("bench-run-{run}")), format!("{run}\n"))?;
             }
             let docker_tag = format!("dcommit{n_changes}:{run}");
@@ -271,6 +339,13 @@ fn run_bench(
             docker_commit
                 .times
                 .push(timed(docker.docker_command(["commit", &docker_name, &docker_tag]))?.0);
+            if let Some(podman) = &podman {
+                let tag = format!("pcommit{n_changes}:{run}");
+                sync();
+                podman_commit
+                    .times
+                    .push(timed(podman.command(&["commit", "-q", &podman_name, &tag]))?.0);
+            }
             let ovl_tag = format!("ocommit{n_changes}:{run}");
             sync();
             ovl_commit
@@ -306,19 +381,56 @@ fn run_bench(
             syncfs.arg("-f").arg(&target);
             syncfs_cost.times.push(timed(syncfs)?.0);
         }
-        samples.extend([
-            ovl_diff,
-            docker_diff,
-            find,
-            ovl_commit,
-            docker_commit,
-            tar_floor,
-            untar_floor,
-            syncfs_cost,
-        ]);
+        samples.extend([ovl_diff, docker_diff]);
+        if podman.is_some() {
+            samples.push(podman_diff);
+        }
+        samples.push(find);
+        samples.extend([ovl_commit, docker_commit]);
+        if podman.is_some() {
+            samples.push(podman_commit);
+        }
+        samples.extend([tar_floor, untar_floor, syncfs_cost]);
         docker.docker_ok(["rm", "-f", &docker_name]);
     }
     Ok((samples, notes))
+}
+
+/// podman (Debian's package) with a storage of its own below the benchmark's scratch dir.
+struct Podman {
+    root: PathBuf,
+}
+
+impl Podman {
+    /// `None` when podman is not installed: the report then says it was not measured.
+    fn new(dir: &Path) -> Option<Podman> {
+        Path::new("/usr/bin/podman").exists().then(|| Podman {
+            root: dir.to_path_buf(),
+        })
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("/usr/bin/podman");
+        command
+            .arg("--root")
+            .arg(self.root.join("storage"))
+            .arg("--runroot")
+            .arg(self.root.join("run"))
+            .args([
+                "--storage-driver",
+                "overlay",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "none",
+            ])
+            .args(args);
+        command
+    }
+
+    fn ok(&self, args: &[&str]) -> Result<String> {
+        Ok(timed(self.command(args))?.1)
+    }
 }
 
 /// Flushes dirty data before a timed command.
@@ -384,7 +496,7 @@ fn report(options: &BenchOptions, samples: &[Sample], notes: &[String]) -> Strin
     out.push_str("Generated by `cargo xtask bench`; do not edit by hand.\n\n");
     out.push_str(&format!(
         "Machine: {cpu}, {n_cpus} CPUs; kernel {uname}; {date}. Image `smallfiles`: busybox base \
-         layer + {} files of 1–4 KiB. Each command ran {} times, Docker and ovl alternating; \
+         layer + {} files of 1–4 KiB. Each command ran {} times, Docker, podman and ovl alternating; \
          ratio = median / median of the ovl command of the same group.\n\n",
         options.n_files, options.runs
     ));
@@ -461,10 +573,20 @@ fn targets(options: &BenchOptions, samples: &[Sample]) -> String {
             "| `ovl commit` ≥ 5x faster than `docker commit`, {n} changes | {commit_ratio:.1}x | {verdict} |\n"
         ));
     }
-    out.push_str(
-        "| `ovl diff` no slower than `podman diff` | not measured: podman is not installed on the \
-         benchmark machine | — |\n",
-    );
+    for &n in &options.changes {
+        let label = |what: &str| format!("{what} ({n} changed files)");
+        match (median(&label("ovl diff")), median(&label("podman diff"))) {
+            (Some(ovl_diff), Some(podman_diff)) => out.push_str(&format!(
+                "| `ovl diff` no slower than `podman diff`, {n} changes | {:.1}x | {} |\n",
+                podman_diff / ovl_diff,
+                if ovl_diff <= podman_diff { "yes" } else { "no" }
+            )),
+            _ => out.push_str(&format!(
+                "| `ovl diff` no slower than `podman diff`, {n} changes | not measured: podman is \
+                 not installed | — |\n"
+            )),
+        }
+    }
     out
 }
 
