@@ -6,12 +6,15 @@ mod access;
 mod changes;
 mod commit;
 mod container;
+mod df;
 mod dockerfile;
 mod format;
 mod fsck;
 mod image;
+mod info;
 mod inspect;
 mod load;
+mod prune;
 mod resolve;
 mod save;
 mod tag;
@@ -70,10 +73,16 @@ enum Command {
     Diff(changes::DiffArgs),
     /// Create a new image from a container's changes, like `docker commit`.
     Commit(commit::CommitArgs),
+    /// Show the storage driver's view of the data root and the kernel, like `docker info`.
+    Info(info::InfoArgs),
     /// Check the data root against the format (and, with --verify-content, every layer's content).
     Fsck(fsck::FsckArgs),
     /// Write images to an archive (docker-archive, OCI archive or OCI layout), like `docker save`.
     Save(save::SaveArgs),
+    /// Remove leftovers of interrupted operations, dangling images and unused layers.
+    Prune(prune::PruneArgs),
+    /// Manage the data root as a whole (`df`: disk usage, like `docker system df`).
+    System(df::SystemArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +110,9 @@ fn main() -> ExitCode {
         Command::Commit(args) => commit::commit(&cli.root, args),
         Command::Save(args) => save::save(&cli.root, args),
         Command::Fsck(args) => fsck::fsck(&cli.root, args),
+        Command::Prune(args) => prune::prune(&cli.root, args),
+        Command::System(args) => df::system(&cli.root, args, cli.verbose > 0),
+        Command::Info(args) => info::info(&cli.root, args),
     };
     match result {
         Ok(()) => match std::io::stdout().flush() {

@@ -11,6 +11,7 @@ mod containers;
 mod daemon;
 mod fsck;
 mod fsutil;
+mod gc;
 mod ids;
 mod images;
 mod layers;
@@ -23,6 +24,10 @@ use std::path::{Path, PathBuf};
 pub use daemon::{live_dockerd, LiveDaemon};
 pub use fsck::{CheckCounts, CheckReport, Finding, Severity};
 pub use fsutil::write_atomic;
+pub use gc::{
+    ContainerAttachments, ContainerMountPoint, GarbageItem, GarbageKind, GcPlan, LeftAlone,
+    LocalVolume,
+};
 pub use ids::{chain_id, chain_ids, now_rfc3339_nano, random_id, rfc3339_nano, sha256_digest};
 pub use layers::MAX_LAYER_DEPTH;
 pub use overlay::MAX_LOWERS;

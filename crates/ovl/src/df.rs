@@ -1,0 +1,1000 @@
+//! `ovl system df [--format table|json]`, with the global `-v` for the detailed tables: disk
+//! usage as `docker system df` 20.10 shows it.
+//!
+//! The numbers are computed the way moby v20.10 does: the images listed are those `docker images`
+//! lists (tagged, or without a child image; daemon/images/images.go `Images`), an image's size is
+//! the sum of its layers' `size`, its shared size the sum over its layers that more than one listed
+//! image uses, the images' total the layers those images use, each counted once
+//! (`LayerDiskUsage`); a container's size is Docker's `directory.Size` of its writable layer dir
+//! (overlay2 `DiffSize` on the native path); local volumes are the option-less dirs of
+//! `ROOT/volumes` (volume/service `LocalVolumesSize`). The output is docker/cli v20.10's
+//! formatter/disk_usage.go: the same columns, units (`units.HumanSize`, four significant digits;
+//! three for `SIZE` of containers) and a tabwriter with minimum width 10 and padding 3. BuildKit's
+//! cache database is not read: the build cache is always shown empty.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{Map, Value};
+use store::{ContainerRecord, DataRoot, Reference};
+
+use crate::{format, resolve};
+
+#[derive(clap::Args, Debug)]
+pub struct SystemArgs {
+    #[command(subcommand)]
+    command: SystemCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum SystemCommand {
+    /// Show disk usage, like `docker system df` (the global -v adds the per-image, per-container
+    /// and per-volume tables, like `docker system df -v`).
+    Df(DfArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DfArgs {
+    /// `table` (default) or `json` (like docker's `--format '{{json .}}'`).
+    #[arg(long, default_value = "table")]
+    format: String,
+}
+
+/// `ovl system <command>`; `verbose` is the global `-v`, which `docker system df -v` uses for its
+/// detailed tables.
+pub fn system(root_path: &Path, args: &SystemArgs, verbose: bool) -> Result<()> {
+    match &args.command {
+        SystemCommand::Df(df_args) => df(root_path, df_args, verbose),
+    }
+}
+
+fn df(root_path: &Path, args: &DfArgs, verbose: bool) -> Result<()> {
+    if args.format != "table" && args.format != "json" {
+        bail!("unknown --format {}: use table or json", args.format);
+    }
+    let root = DataRoot::open(root_path)
+        .with_context(|| format!("opening data root {}", root_path.display()))?;
+    let usage = disk_usage(&root)?;
+    let now = SystemTime::now();
+    let text = match (verbose, args.format.as_str()) {
+        (false, "table") => summary_table(&usage),
+        (false, _) => summary_json(&usage)?,
+        (true, "table") => verbose_tables(&usage, now),
+        (true, _) => verbose_json(&usage, now)?,
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// One image as `docker system df` lists it (moby `types.ImageSummary`).
+struct ImageUsage {
+    id: String,
+    repository: String,
+    tag: String,
+    /// Unix seconds of `created`; `None` for Go's zero time.
+    created: Option<i64>,
+    size: i64,
+    shared_size: i64,
+    n_containers: i64,
+}
+
+/// One container as `docker system df` lists it (moby `types.Container` with its sizes).
+struct ContainerUsage {
+    id: String,
+    /// The image as the user named it when that still names the same image, else its id.
+    image: String,
+    image_id: String,
+    command: String,
+    labels: Vec<String>,
+    mounts: Vec<String>,
+    /// The names of its mount points of the `local` volume driver.
+    local_volumes: Vec<String>,
+    networks: Vec<String>,
+    size_rw: i64,
+    /// Unix seconds of `Created`.
+    created: i64,
+    /// `Created` as written, for the newest-first order (Docker sorts by the full time).
+    created_exact: SystemTime,
+    state: &'static str,
+    status: String,
+    name: String,
+}
+
+struct VolumeUsage {
+    name: String,
+    links: i64,
+    size: i64,
+    mountpoint: String,
+}
+
+struct DiskUsage {
+    layers_size: i64,
+    images: Vec<ImageUsage>,
+    containers: Vec<ContainerUsage>,
+    volumes: Vec<VolumeUsage>,
+}
+
+fn disk_usage(root: &DataRoot) -> Result<DiskUsage> {
+    let now = SystemTime::now();
+    let layer_sizes: BTreeMap<String, i64> = root
+        .layers()?
+        .into_iter()
+        .map(|layer| (layer.chain_id, layer.size))
+        .collect();
+    // The images dockerd loads: the config verifies and every layer of the chain loads.
+    let mut chains: BTreeMap<String, (Vec<String>, Option<String>)> = BTreeMap::new();
+    for image_id in root.images()? {
+        let Ok(config) = root.image_config(&image_id) else {
+            continue;
+        };
+        let chain = store::chain_ids(&config.rootfs.diff_ids);
+        if chain
+            .iter()
+            .all(|chain_id| layer_sizes.contains_key(chain_id))
+        {
+            chains.insert(image_id, (chain, config.created));
+        }
+    }
+    let mut n_children: BTreeMap<String, usize> = BTreeMap::new();
+    for image_id in chains.keys() {
+        if let Ok(Some(parent)) = root.image_parent(image_id) {
+            if chains.contains_key(&parent) {
+                *n_children.entry(parent).or_default() += 1;
+            }
+        }
+    }
+    let references = root.references().context("reading repositories.json")?;
+
+    let containers = container_usage(root, now)?;
+    let mut n_containers_of: BTreeMap<&str, i64> = BTreeMap::new();
+    for container in &containers {
+        *n_containers_of
+            .entry(container.image_id.as_str())
+            .or_default() += 1;
+    }
+
+    // `docker images` without -a: an image without any reference but with a child is an
+    // intermediate one and is not listed.
+    let listed: Vec<&String> = chains
+        .keys()
+        .filter(|image_id| {
+            let referenced = references.iter().any(|(_, id)| id == *image_id);
+            referenced || n_children.get(*image_id).is_none_or(|n| *n == 0)
+        })
+        .collect();
+    let mut layer_refs: BTreeMap<&str, usize> = BTreeMap::new();
+    for image_id in &listed {
+        for chain_id in &chains[*image_id].0 {
+            *layer_refs.entry(chain_id.as_str()).or_default() += 1;
+        }
+    }
+    let layers_size = layer_refs
+        .keys()
+        .map(|chain_id| layer_sizes[*chain_id])
+        .sum();
+    let mut images = Vec::new();
+    for image_id in listed {
+        let (chain, created) = &chains[image_id];
+        let size = chain.iter().map(|chain_id| layer_sizes[chain_id]).sum();
+        let shared_size = chain
+            .iter()
+            .filter(|chain_id| layer_refs[chain_id.as_str()] > 1)
+            .map(|chain_id| layer_sizes[chain_id])
+            .sum();
+        let (repository, tag) = first_tag(&resolve::tags_of(&references, image_id))
+            .unwrap_or_else(|| ("<none>".to_string(), "<none>".to_string()));
+        images.push(ImageUsage {
+            id: image_id.clone(),
+            repository,
+            tag,
+            created: created.as_deref().and_then(unix_seconds),
+            size,
+            shared_size,
+            n_containers: n_containers_of.get(image_id.as_str()).copied().unwrap_or(0),
+        });
+    }
+    // Newest first by whole seconds, as moby sorts `ImageSummary.Created`; the id orders ties,
+    // which Docker leaves in map order.
+    images.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+
+    let mut volumes = Vec::new();
+    for volume in root.local_volumes()? {
+        let links = containers
+            .iter()
+            .filter(|container| container.mounts_volume(&volume.name))
+            .count();
+        volumes.push(VolumeUsage {
+            mountpoint: root
+                .root()
+                .join("volumes")
+                .join(&volume.name)
+                .join("_data")
+                .display()
+                .to_string(),
+            name: volume.name,
+            links: i64::try_from(links).unwrap_or(i64::MAX),
+            size: volume.size,
+        });
+    }
+    Ok(DiskUsage {
+        layers_size,
+        images,
+        containers,
+        volumes,
+    })
+}
+
+/// Every container dockerd restores (a record with a mounts entry that loads), newest first.
+fn container_usage(root: &DataRoot, now: SystemTime) -> Result<Vec<ContainerUsage>> {
+    let mut containers = Vec::new();
+    for record in root.containers()? {
+        let Ok(Some(entry)) = root.mounts_entry(&record.id) else {
+            continue;
+        };
+        let attachments = root.container_attachments(&record.id).unwrap_or_default();
+        let size_rw = match root.layer_diff_size(&entry.mount_id) {
+            Ok(size) => size,
+            Err(err) => {
+                let container = &record.id;
+                tracing::error!(%container, error = %err, "failed to measure the container layer");
+                -1
+            }
+        };
+        let created_exact = format::parse_rfc3339(&record.created).unwrap_or(UNIX_EPOCH);
+        containers.push(ContainerUsage {
+            image: refreshed_image(root, &record),
+            image_id: record.image_id.clone(),
+            command: command_line(&record),
+            labels: labels(&record.config),
+            mounts: attachments
+                .mount_points
+                .iter()
+                .map(|point| {
+                    if point.name.is_empty() {
+                        point.source.clone()
+                    } else {
+                        point.name.clone()
+                    }
+                })
+                .collect(),
+            local_volumes: attachments
+                .mount_points
+                .iter()
+                .filter(|point| point.driver == "local")
+                .map(|point| point.name.clone())
+                .collect(),
+            networks: attachments.networks,
+            size_rw,
+            created: unix_seconds(&record.created).unwrap_or(0),
+            created_exact,
+            state: state_word(&record),
+            status: status_text(&record, now),
+            name: record.name.clone(),
+            id: record.id.clone(),
+        });
+    }
+    containers.sort_by(|a, b| b.created_exact.cmp(&a.created_exact).then(a.id.cmp(&b.id)));
+    Ok(containers)
+}
+
+impl ContainerUsage {
+    fn mounts_volume(&self, name: &str) -> bool {
+        self.local_volumes.iter().any(|volume| volume == name)
+    }
+
+    fn is_active(&self) -> bool {
+        matches!(self.state, "running" | "paused" | "restarting")
+    }
+}
+
+/// moby daemon/list.go `refreshImage`: the image as the user named it (`Config.Image`) while that
+/// name still resolves to the container's image, else the image id.
+fn refreshed_image(root: &DataRoot, record: &ContainerRecord) -> String {
+    let named = record
+        .config
+        .get("Image")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if named == record.image_id {
+        return named.to_string();
+    }
+    match resolve::image(root, named) {
+        Ok(image_id) if image_id == record.image_id => named.to_string(),
+        _ => record.image_id.clone(),
+    }
+}
+
+/// moby container/view.go: `Path` and the arguments, those with a space in single quotes.
+fn command_line(record: &ContainerRecord) -> String {
+    if record.args.is_empty() {
+        return record.path.clone();
+    }
+    let args: Vec<String> = record
+        .args
+        .iter()
+        .map(|arg| {
+            if arg.contains(' ') {
+                format!("'{arg}'")
+            } else {
+                arg.clone()
+            }
+        })
+        .collect();
+    format!("{} {}", record.path, args.join(" "))
+}
+
+fn labels(config: &Value) -> Vec<String> {
+    let mut labels: Vec<String> = config
+        .get("Labels")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    labels.sort();
+    labels
+}
+
+/// Go's zero `time.Time` as Docker writes it.
+fn is_zero_time(time: &str) -> bool {
+    time.is_empty() || time.starts_with("0001-01-01T00:00:00")
+}
+
+/// moby container/state.go `StateString`.
+fn state_word(record: &ContainerRecord) -> &'static str {
+    let state = &record.state;
+    if record.running {
+        if state.paused {
+            "paused"
+        } else if state.restarting {
+            "restarting"
+        } else {
+            "running"
+        }
+    } else if state.removal_in_progress {
+        "removing"
+    } else if state.dead {
+        "dead"
+    } else if is_zero_time(&state.started_at) {
+        "created"
+    } else {
+        "exited"
+    }
+}
+
+/// moby container/state.go `String`.
+fn status_text(record: &ContainerRecord, now: SystemTime) -> String {
+    let state = &record.state;
+    let since = |time: &str| {
+        let then = format::parse_rfc3339(time).unwrap_or(UNIX_EPOCH);
+        format::human_duration(now.duration_since(then).unwrap_or_default())
+    };
+    if record.running {
+        if state.paused {
+            return format!("Up {} (Paused)", since(&state.started_at));
+        }
+        if state.restarting {
+            return format!(
+                "Restarting ({}) {} ago",
+                state.exit_code,
+                since(&state.finished_at)
+            );
+        }
+        return format!("Up {}", since(&state.started_at));
+    }
+    if state.removal_in_progress {
+        "Removal In Progress".to_string()
+    } else if state.dead {
+        "Dead".to_string()
+    } else if is_zero_time(&state.started_at) {
+        "Created".to_string()
+    } else if is_zero_time(&state.finished_at) {
+        String::new()
+    } else {
+        format!(
+            "Exited ({}) {} ago",
+            state.exit_code,
+            since(&state.finished_at)
+        )
+    }
+}
+
+/// The repository and tag of the first of an image's tags in the order of their fully qualified
+/// names (moby reference/store.go sorts `References` lexically by the full string).
+fn first_tag(tags: &[String]) -> Option<(String, String)> {
+    tags.iter()
+        .filter_map(|familiar| {
+            let (repo, tag) = familiar.rsplit_once(':')?;
+            Some((full_name(repo), repo.to_string(), tag.to_string()))
+        })
+        .min_by(|a, b| format!("{}:{}", a.0, a.2).cmp(&format!("{}:{}", b.0, b.2)))
+        .map(|(_, repo, tag)| (repo, tag))
+}
+
+/// `docker.io/library/busybox` for `busybox`, `docker.io/org/app` for `org/app`; names with a
+/// registry host stay as they are.
+fn full_name(familiar: &str) -> String {
+    match familiar.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            familiar.to_string()
+        }
+        Some(_) => format!("docker.io/{familiar}"),
+        None => format!("docker.io/library/{familiar}"),
+    }
+}
+
+fn unix_seconds(rfc3339: &str) -> Option<i64> {
+    if is_zero_time(rfc3339) {
+        return None;
+    }
+    let time = format::parse_rfc3339(rfc3339)?;
+    Some(time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+    }))
+}
+
+/// `units.HumanDuration(now - time.Unix(seconds, 0)) + " ago"`, as the docker CLI prints ages.
+fn ago(seconds: i64, now: SystemTime) -> String {
+    let then = UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+    format!(
+        "{} ago",
+        format::human_duration(now.duration_since(then).unwrap_or_default())
+    )
+}
+
+/// Go's `time.Unix(seconds, 0).String()` in UTC.
+fn go_time_string(seconds: Option<i64>) -> String {
+    let Some(seconds) = seconds else {
+        return "0001-01-01 00:00:00 +0000 UTC".to_string();
+    };
+    let time = UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+    let text = store::rfc3339_nano(time);
+    format!(
+        "{} +0000 UTC",
+        text.trim_end_matches('Z').replacen('T', " ", 1)
+    )
+}
+
+// ------------------------------------------------------------------------------------------------
+// The summary
+
+/// One row of the summary: TYPE, TOTAL, ACTIVE, SIZE, RECLAIMABLE.
+struct SummaryRow {
+    kind: &'static str,
+    total: usize,
+    active: usize,
+    size: String,
+    reclaimable: String,
+}
+
+fn summary_rows(usage: &DiskUsage) -> Vec<SummaryRow> {
+    let with_percent = |reclaimable: i64, total: i64| {
+        if total > 0 {
+            format!(
+                "{} ({}%)",
+                human_size(reclaimable),
+                reclaimable * 100 / total
+            )
+        } else {
+            human_size(reclaimable)
+        }
+    };
+    let used_by_images: i64 = usage
+        .images
+        .iter()
+        .filter(|image| image.n_containers != 0)
+        .map(|image| image.size - image.shared_size)
+        .sum();
+    let containers_total: i64 = usage.containers.iter().map(|c| c.size_rw).sum();
+    let containers_reclaimable: i64 = usage
+        .containers
+        .iter()
+        .filter(|c| !c.is_active())
+        .map(|c| c.size_rw)
+        .sum();
+    let measured = || usage.volumes.iter().filter(|v| v.size != -1);
+    let volumes_total: i64 = measured().map(|v| v.size).sum();
+    let volumes_reclaimable: i64 = measured().filter(|v| v.links == 0).map(|v| v.size).sum();
+    vec![
+        SummaryRow {
+            kind: "Images",
+            total: usage.images.len(),
+            active: usage.images.iter().filter(|i| i.n_containers > 0).count(),
+            size: human_size(usage.layers_size),
+            reclaimable: with_percent(usage.layers_size - used_by_images, usage.layers_size),
+        },
+        SummaryRow {
+            kind: "Containers",
+            total: usage.containers.len(),
+            active: usage.containers.iter().filter(|c| c.is_active()).count(),
+            size: human_size(containers_total),
+            reclaimable: with_percent(containers_reclaimable, containers_total),
+        },
+        SummaryRow {
+            kind: "Local Volumes",
+            total: usage.volumes.len(),
+            active: usage.volumes.iter().filter(|v| v.links > 0).count(),
+            size: human_size(volumes_total),
+            reclaimable: with_percent(volumes_reclaimable, volumes_total),
+        },
+        SummaryRow {
+            kind: "Build Cache",
+            total: 0,
+            active: 0,
+            size: human_size(0),
+            reclaimable: human_size(0),
+        },
+    ]
+}
+
+fn summary_table(usage: &DiskUsage) -> String {
+    let mut rows = vec![cells(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"])];
+    for row in summary_rows(usage) {
+        rows.push(vec![
+            row.kind.to_string(),
+            row.total.to_string(),
+            row.active.to_string(),
+            row.size,
+            row.reclaimable,
+        ]);
+    }
+    tab_table(&rows)
+}
+
+fn summary_json(usage: &DiskUsage) -> Result<String> {
+    let mut out = String::new();
+    for row in summary_rows(usage) {
+        let object = json_object(vec![
+            ("Active", row.active.to_string()),
+            ("Reclaimable", row.reclaimable),
+            ("Size", row.size),
+            ("TotalCount", row.total.to_string()),
+            ("Type", row.kind.to_string()),
+        ]);
+        out.push_str(&go_json(&object)?);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------------------------------------------------------
+// The detailed tables (-v)
+
+fn image_cells(image: &ImageUsage, now: SystemTime, trunc: bool) -> Vec<(&'static str, String)> {
+    vec![
+        ("Repository", image.repository.clone()),
+        ("Tag", image.tag.clone()),
+        (
+            "ID",
+            if trunc {
+                format::short_id(&image.id).to_string()
+            } else {
+                image.id.clone()
+            },
+        ),
+        (
+            "CreatedSince",
+            image.created.map_or_else(String::new, |c| ago(c, now)),
+        ),
+        ("VirtualSize", human_size(image.size)),
+        ("SharedSize", human_size(image.shared_size)),
+        ("UniqueSize", human_size(image.size - image.shared_size)),
+        ("Containers", image.n_containers.to_string()),
+    ]
+}
+
+fn container_cells(
+    container: &ContainerUsage,
+    now: SystemTime,
+    trunc: bool,
+) -> Vec<(&'static str, String)> {
+    let (id, image, command) = if trunc {
+        (
+            format::short_id(&container.id).to_string(),
+            truncated_image(container),
+            go_quote(&ellipsis(&container.command, 20)),
+        )
+    } else {
+        (
+            container.id.clone(),
+            container.image.clone(),
+            go_quote(&container.command),
+        )
+    };
+    vec![
+        ("ID", id),
+        ("Image", image),
+        ("Command", command),
+        ("LocalVolumes", container.local_volumes.len().to_string()),
+        ("Size", human_size_precision(container.size_rw, 3)),
+        ("RunningFor", ago(container.created, now)),
+        ("Status", container.status.clone()),
+        ("Names", container.name.clone()),
+    ]
+}
+
+fn verbose_tables(usage: &DiskUsage, now: SystemTime) -> String {
+    let mut out = String::from("Images space usage:\n\n");
+    let mut rows = vec![cells(&[
+        "REPOSITORY",
+        "TAG",
+        "IMAGE ID",
+        "CREATED",
+        "SIZE",
+        "SHARED SIZE",
+        "UNIQUE SIZE",
+        "CONTAINERS",
+    ])];
+    for image in &usage.images {
+        rows.push(values(image_cells(image, now, true)));
+    }
+    out.push_str(&tab_table(&rows));
+
+    out.push_str("\nContainers space usage:\n\n");
+    let mut rows = vec![cells(&[
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "LOCAL VOLUMES",
+        "SIZE",
+        "CREATED",
+        "STATUS",
+        "NAMES",
+    ])];
+    for container in &usage.containers {
+        rows.push(values(container_cells(container, now, true)));
+    }
+    out.push_str(&tab_table(&rows));
+
+    out.push_str("\nLocal Volumes space usage:\n\n");
+    let mut rows = vec![cells(&["VOLUME NAME", "LINKS", "SIZE"])];
+    for volume in &usage.volumes {
+        rows.push(vec![
+            volume.name.clone(),
+            volume.links.to_string(),
+            human_size(volume.size),
+        ]);
+    }
+    out.push_str(&tab_table(&rows));
+
+    out.push_str(&format!("\nBuild cache usage: {}\n\n", human_size(0)));
+    out.push_str(&tab_table(&[cells(&[
+        "CACHE ID",
+        "CACHE TYPE",
+        "SIZE",
+        "CREATED",
+        "LAST USED",
+        "USAGE",
+        "SHARED",
+    ])]));
+    out
+}
+
+/// `{{json .}}` of docker/cli's verbose disk usage context: one object, each entry's fields sorted
+/// by name as Go marshals a map, ids untruncated; no newline at the end, as Docker prints it.
+fn verbose_json(usage: &DiskUsage, now: SystemTime) -> Result<String> {
+    let images: Vec<Value> = usage
+        .images
+        .iter()
+        .map(|image| {
+            let mut fields = image_cells(image, now, false);
+            fields.extend([
+                ("CreatedAt", go_time_string(image.created)),
+                ("Digest", String::new()),
+                ("Size", human_size_precision(image.size, 3)),
+            ]);
+            json_object(fields)
+        })
+        .collect();
+    let containers: Vec<Value> = usage
+        .containers
+        .iter()
+        .map(|container| {
+            let mut fields = container_cells(container, now, false);
+            fields.extend([
+                ("CreatedAt", go_time_string(Some(container.created))),
+                ("Labels", container.labels.join(",")),
+                ("Mounts", container.mounts.join(",")),
+                ("Networks", container.networks.join(",")),
+                ("Ports", String::new()),
+                ("State", container.state.to_string()),
+            ]);
+            json_object(fields)
+        })
+        .collect();
+    let volumes: Vec<Value> = usage
+        .volumes
+        .iter()
+        .map(|volume| {
+            json_object(vec![
+                ("Driver", "local".to_string()),
+                ("Labels", String::new()),
+                ("Links", volume.links.to_string()),
+                ("Mountpoint", volume.mountpoint.clone()),
+                ("Name", volume.name.clone()),
+                ("Scope", "local".to_string()),
+                ("Size", human_size(volume.size)),
+            ])
+        })
+        .collect();
+    let mut object = Map::new();
+    object.insert("Images".into(), Value::Array(images));
+    object.insert("Containers".into(), Value::Array(containers));
+    object.insert("Volumes".into(), Value::Array(volumes));
+    object.insert("BuildCache".into(), Value::Array(Vec::new()));
+    go_json(&Value::Object(object))
+}
+
+/// docker/cli `ContainerContext.Image` with truncation: the short id when the container names its
+/// image by id, else the familiar name (with its tag when one was given, without a digest).
+fn truncated_image(container: &ContainerUsage) -> String {
+    let image = container.image.as_str();
+    if image.is_empty() {
+        return "<no image>".to_string();
+    }
+    let short = |id: &str| -> String {
+        let hex = id.split_once(':').map_or(id, |(_, hex)| hex);
+        hex.chars().take(12).collect()
+    };
+    if short(&container.image_id) == short(image) {
+        return short(image);
+    }
+    let name = image.split_once('@').map_or(image, |(name, _)| name);
+    let has_tag = !image.contains('@')
+        && name
+            .rsplit_once('/')
+            .map_or(name, |(_, last)| last)
+            .contains(':');
+    match Reference::parse(name) {
+        Ok(reference) if has_tag => reference.familiar(),
+        Ok(reference) => reference.repo,
+        Err(_) => image.to_string(),
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Go and docker/cli formatting
+
+/// go-units `HumanSize`: decimal units, four significant digits (`1.982MB`).
+pub fn human_size(size: i64) -> String {
+    human_size_precision(size, 4)
+}
+
+/// go-units `HumanSizeWithPrecision`: `%.<precision>g` of the size in B, kB, MB, ... (base 1000).
+pub fn human_size_precision(size: i64, precision: usize) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut value = size as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{}{}", go_g(value, precision), UNITS[unit])
+}
+
+/// Go's `%.<precision>g`: the shortest of `%e` and `%f` forms as Go chooses them (exponent below
+/// -4 or at least the precision gives `%e`), trailing zeros removed.
+fn go_g(value: f64, precision: usize) -> String {
+    if value == 0.0 {
+        return "0".to_string();
+    }
+    let precision = precision.max(1);
+    let scientific = format!("{:.*e}", precision - 1, value);
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let trim = |text: &str| -> String {
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text.to_string()
+        }
+    };
+    if exponent < -4 || exponent >= precision as i32 {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        return format!("{}e{sign}{:02}", trim(mantissa), exponent.abs());
+    }
+    let decimals = usize::try_from(precision as i32 - 1 - exponent).unwrap_or(0);
+    trim(&format!("{value:.decimals$}"))
+}
+
+/// docker/cli `Ellipsis`: at most `max_width` columns, the last one `…` when cut; East Asian wide
+/// characters take two columns.
+fn ellipsis(text: &str, max_width: usize) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if max_width == 0 {
+        return String::new();
+    }
+    if max_width == 1 {
+        return chars.first().map(char::to_string).unwrap_or_default();
+    }
+    if text.is_ascii() {
+        if chars.len() <= max_width {
+            return text.to_string();
+        }
+        return format!("{}…", chars[..max_width - 1].iter().collect::<String>());
+    }
+    let mut widths = Vec::with_capacity(chars.len());
+    let mut total = 0;
+    for c in &chars {
+        total += char_width(*c);
+        widths.push(total);
+    }
+    if total <= max_width {
+        return text.to_string();
+    }
+    for idx in 0..chars.len().saturating_sub(1) {
+        if widths[idx] < max_width && widths[idx + 1] >= max_width {
+            return format!("{}…", chars[..=idx].iter().collect::<String>());
+        }
+    }
+    text.to_string()
+}
+
+/// Display columns of a character: two for the East Asian wide ranges, else one.
+fn char_width(c: char) -> usize {
+    let wide = matches!(u32::from(c),
+        0x1100..=0x115F | 0x2E80..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF | 0xFE30..=0xFE4F
+        | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6 | 0x1F300..=0x1F64F | 0x1F900..=0x1F9FF
+        | 0x20000..=0x3FFFD);
+    if wide {
+        2
+    } else {
+        1
+    }
+}
+
+/// Go's `strconv.Quote`: double quotes, backslash escapes for quotes, backslashes and control
+/// characters; printable characters as they are.
+fn go_quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", u32::from(c)))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's text/tabwriter as docker/cli sets it up (`tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`):
+/// every cell but the last of a line padded to the column's widest cell plus 3, at least 10,
+/// widths counted in characters.
+fn tab_table(rows: &[Vec<String>]) -> String {
+    let n_columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; n_columns];
+    for row in rows {
+        for (idx, cell) in row.iter().enumerate() {
+            if idx + 1 < row.len() {
+                widths[idx] = widths[idx].max(cell.chars().count() + 3).max(10);
+            }
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        for (idx, cell) in row.iter().enumerate() {
+            out.push_str(cell);
+            if idx + 1 < row.len() {
+                let pad = widths[idx] - cell.chars().count();
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn cells(texts: &[&str]) -> Vec<String> {
+    texts.iter().map(|text| text.to_string()).collect()
+}
+
+fn values(fields: Vec<(&'static str, String)>) -> Vec<String> {
+    fields.into_iter().map(|(_, value)| value).collect()
+}
+
+/// A JSON object with the fields sorted by name, as Go marshals a map.
+fn json_object(mut fields: Vec<(&'static str, String)>) -> Value {
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    let mut object = Map::new();
+    for (key, value) in fields {
+        object.insert(key.to_string(), Value::String(value));
+    }
+    Value::Object(object)
+}
+
+/// Go `json.Marshal` text (with its HTML escapes: `<none>` is `\u003cnone\u003e`).
+fn go_json(value: &Value) -> Result<String> {
+    Ok(String::from_utf8(store::go_json(value)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_match_go_units() {
+        // Values as docker prints them (go-units HumanSize, HumanSizeWithPrecision(x, 3)).
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(3), "3B");
+        assert_eq!(human_size(1_982_000), "1.982MB");
+        assert_eq!(human_size(1_981_956), "1.982MB");
+        assert_eq!(human_size(999_950), "1000kB");
+        assert_eq!(human_size(12_345_678), "12.35MB");
+        assert_eq!(human_size(-1), "-1B");
+        assert_eq!(human_size_precision(1_981_956, 3), "1.98MB");
+        assert_eq!(human_size_precision(999_500, 3), "1e+03kB");
+        assert_eq!(human_size_precision(100_000, 3), "100kB");
+    }
+
+    #[test]
+    fn tables_pad_like_docker_cli() {
+        // From `docker system df` 20.10: minimum width 10, padding 3.
+        let rows = vec![
+            cells(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]),
+            cells(&["Images", "2", "2", "1.982MB", "1.982MB (99%)"]),
+            cells(&["Local Volumes", "1", "1", "6B", "0B (0%)"]),
+        ];
+        assert_eq!(
+            tab_table(&rows),
+            "TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE\n\
+             Images          2         2         1.982MB   1.982MB (99%)\n\
+             Local Volumes   1         1         6B        0B (0%)\n"
+        );
+    }
+
+    #[test]
+    fn commands_are_cut_and_quoted_like_docker_cli() {
+        assert_eq!(
+            go_quote(&ellipsis("/bin/busybox sh -c 'echo \"a b\" c'", 20)),
+            "\"/bin/busybox sh -c …\""
+        );
+        assert_eq!(go_quote(&ellipsis("/bin/sh", 20)), "\"/bin/sh\"");
+        assert_eq!(go_quote("a\tb\u{1b}"), "\"a\\tb\\x1b\"");
+        assert_eq!(ellipsis("日本語のコマンドです", 7), "日本語…");
+    }
+
+    #[test]
+    fn first_tag_follows_full_names() {
+        // Full names: `docker.io/library/zz:2` < `docker.io/org/b:3` < `localhost/aa:1`, although
+        // the familiar names sort the other way round.
+        let tags = vec![
+            "localhost/aa:1".to_string(),
+            "org/b:3".to_string(),
+            "zz:2".to_string(),
+        ];
+        assert_eq!(first_tag(&tags), Some(("zz".into(), "2".into())));
+        assert_eq!(first_tag(&tags[..2]), Some(("org/b".into(), "3".into())));
+        assert_eq!(first_tag(&[]), None);
+    }
+
+    #[test]
+    fn go_time_strings() {
+        // 1795387152 is 2026-11-22T22:39:12Z.
+        assert_eq!(
+            go_time_string(Some(1_795_387_152)),
+            "2026-11-22 22:39:12 +0000 UTC"
+        );
+        assert_eq!(go_time_string(None), "0001-01-01 00:00:00 +0000 UTC");
+    }
+}
