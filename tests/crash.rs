@@ -221,7 +221,7 @@ fn sigkill_at_random_points_leaves_a_consistent_root_needs_root() {
                 ovl.ok(["rmi", &loaded]);
                 (vec!["rmi".into(), tag.into()], Some(id), None)
             }
-            Op::Prune => (vec!["prune".into()], None, None),
+            Op::Prune => (vec!["prune".into(), "-f".into()], None, None),
         };
         let before = image_ids(&ovl);
         let delay = Duration::from_micros(rng.below(60_000));

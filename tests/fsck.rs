@@ -225,8 +225,13 @@ fn fsck_finds_corruption_and_leftovers_needs_root() {
     let orphan = "b".repeat(64);
     fs::create_dir_all(leftover.join("overlay2").join(&orphan).join("diff")).expect("orphan");
     symlink(
-        "../gone/diff",
+        format!("../{}/diff", "c".repeat(64)),
         leftover.join("overlay2/l/CCCCCCCCCCCCCCCCCCCCCCCCCC"),
+    )
+    .expect("link");
+    symlink(
+        "../gone/diff",
+        leftover.join("overlay2/l/DDDDDDDDDDDDDDDDDDDDDDDDDD"),
     )
     .expect("link");
     let out = Ovl::new(&leftover).ok(["fsck"]);
@@ -236,8 +241,49 @@ fn fsck_finds_corruption_and_leftovers_needs_root() {
         "-removing: a layer removal that was interrupted",
         &format!("overlay2/{orphan}: an overlay2 dir that no layer and no container uses"),
         "overlay2/l/CCCCCCCCCCCCCCCCCCCCCCCCCC: dangling link",
-        ": 0 corrupt, 4 leftovers",
+        "unknown: ",
+        "overlay2/l/DDDDDDDDDDDDDDDDDDDDDDDDDD: a link Docker does not write",
+        ": 0 corrupt, 4 leftovers, 1 unknown entries left alone",
     ] {
         assert!(out.contains(needle), "no {needle:?} in:\n{out}");
     }
+
+    // Repair: the leftovers go, a lost l/ link comes back, an interrupted container removal is
+    // finished; the image still mounts.
+    let layer = only_layer(&leftover);
+    let link = fs::read_to_string(layer.dir.join("link")).expect("link");
+    fs::remove_file(leftover.join("overlay2/l").join(link.trim())).expect("lose the link");
+    let lost = Ovl::new(&leftover).run(["fsck"]);
+    assert!(
+        !lost.status.success(),
+        "a lost link of a layer is corruption"
+    );
+    let containers = leftover.join("containers");
+    let container = fs::read_dir(&containers)
+        .expect("ls")
+        .next()
+        .expect("one")
+        .expect("e")
+        .path();
+    let config_path = container.join("config.v2.json");
+    let config = fs::read_to_string(&config_path).expect("r");
+    fs::write(
+        &config_path,
+        config.replace("\"RemovalInProgress\":false", "\"RemovalInProgress\":true"),
+    )
+    .expect("w");
+    let repaired = Ovl::new(&leftover).ok(["fsck", "--repair"]);
+    for needle in [
+        "repaired: finished removing container",
+        "repaired: removed image/overlay2/layerdb/tmp/write-set-123",
+        "repaired: restored the l/ link of layer sha256:",
+        "repaired: removed overlay2/l/CCCCCCCCCCCCCCCCCCCCCCCCCC",
+        ": 0 corrupt, 0 leftovers, 1 unknown entries left alone",
+    ] {
+        assert!(repaired.contains(needle), "no {needle:?} in:\n{repaired}");
+    }
+    assert!(fs::read_dir(&containers).expect("ls").next().is_none());
+    let merged = Ovl::new(&leftover).ok(["run-rootfs", "--name", "again", "base:1"]);
+    assert!(Path::new(merged.trim()).join("bin/busybox").is_file());
+    Ovl::new(&leftover).ok(["rm", "-f", "again"]);
 }

@@ -561,6 +561,17 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
         "ovl fsck after Docker removed everything",
         fsck_clean(&Ovl::new(scratch.join("data"))),
     );
+    failures.check("ovl prune --dry-run finds nothing after the round trip", {
+        Ovl::new(scratch.join("data"))
+            .try_ok(["prune", "--dry-run"])
+            .and_then(|out| {
+                ensure!(
+                    !out.contains("Would delete") && out.contains("Total reclaimed space: 0B"),
+                    "ovl prune --dry-run: {out}"
+                );
+                Ok(())
+            })
+    });
     unmount_below(&scratch);
     let _ = fs::remove_dir_all(&scratch);
     eprintln!("timing: {OVL_TEST} {:.1?}", total.elapsed());
@@ -928,6 +939,26 @@ fn ovl_refuses_to_change_a_root_a_live_dockerd_uses_needs_root_and_dockerd() {
             ovl.try_ok(&args).map(|_| ())
         });
     }
+    failures.check("ovl info gives docker info's storage driver status", {
+        let docker_status = docker.docker_ok(["info", "--format", "{{json .DriverStatus}}"]);
+        (|| {
+            let docker_status: serde_json::Value = serde_json::from_str(&docker_status)?;
+            let info: serde_json::Value =
+                serde_json::from_str(&ovl.try_ok(["info", "--format", "json"])?)?;
+            ensure!(
+                info["DriverStatus"] == docker_status,
+                "ovl {} != docker {docker_status}",
+                info["DriverStatus"]
+            );
+            ensure!(
+                info["LiveDockerd"]
+                    .as_str()
+                    .is_some_and(|text| text.contains("dockerd (pid ")),
+                "ovl info does not name the live dockerd: {info}"
+            );
+            Ok(())
+        })()
+    });
     let saved = work.join("saved.tar");
     failures.check("ovl save works beside the live daemon", {
         ovl.try_ok([

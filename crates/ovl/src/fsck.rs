@@ -1,4 +1,5 @@
-//! `ovl fsck [--verify-content]`: checks the data root against the format.
+//! `ovl fsck [--verify-content] [--repair]`: checks the data root against the format, and repairs
+//! what an interrupted operation left.
 
 use std::fs::File;
 use std::io::{BufReader, Write};
@@ -7,20 +8,36 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
-use store::{DataRoot, Severity};
+use store::{DataRoot, GarbageKind, Severity};
+
+use crate::access::{self, Create};
+use crate::container;
 
 #[derive(clap::Args, Debug)]
 pub struct FsckArgs {
     /// Also reassemble every layer from its tar-split and `diff/` and check it against its DiffID.
     #[arg(long)]
     verify_content: bool,
+    /// First finish interrupted container removals, remove what interrupted operations left
+    /// (write-sets, `-removing` layers, orphan overlay2 dirs, dangling `l/` links) and restore
+    /// lost `l/` links; never removes a layer, image or container that is referenced.
+    #[arg(long)]
+    repair: bool,
 }
 
 /// Prints one line per finding (`corrupt:` or `leftover:`, the path, the problem) and a summary;
 /// fails when anything is corrupt. Leftovers are what `ovl prune` removes.
 pub fn fsck(root_path: &Path, args: &FsckArgs) -> Result<()> {
-    let root = DataRoot::open(root_path)?;
-    let _lock = root.lock()?;
+    let (root, _lock) = if args.repair {
+        access::open_for_change(root_path, Create::No, "repair the data root")?
+    } else {
+        let root = DataRoot::open(root_path)?;
+        let lock = root.lock()?;
+        (root, lock)
+    };
+    if args.repair {
+        repair(&root)?;
+    }
     let mut report = root.check()?;
     let mut n_verified = 0;
     if args.verify_content {
@@ -41,6 +58,7 @@ pub fn fsck(root_path: &Path, args: &FsckArgs) -> Result<()> {
         let kind = match finding.severity {
             Severity::Corruption => "corrupt",
             Severity::Leftover => "leftover",
+            Severity::Unknown => "unknown",
         };
         writeln!(
             out,
@@ -49,18 +67,31 @@ pub fn fsck(root_path: &Path, args: &FsckArgs) -> Result<()> {
             finding.problem
         )?;
     }
-    let n_corrupt = report.corruptions().count();
-    let n_leftovers = report.findings.len() - n_corrupt;
+    let count = |severity: Severity| {
+        report
+            .findings
+            .iter()
+            .filter(|finding| finding.severity == severity)
+            .count()
+    };
+    let n_corrupt = count(Severity::Corruption);
+    let n_leftovers = count(Severity::Leftover);
+    let n_unknown = count(Severity::Unknown);
     let counts = &report.counts;
     writeln!(
         out,
-        "{} layers, {} images, {} tags, {} containers checked{}: {n_corrupt} corrupt, {n_leftovers} leftovers",
+        "{} layers, {} images, {} tags, {} containers checked{}: {n_corrupt} corrupt, {n_leftovers} leftovers{}",
         counts.n_layers,
         counts.n_images,
         counts.n_tags,
         counts.n_containers,
         if args.verify_content {
             format!(" ({n_verified} layers' content verified)")
+        } else {
+            String::new()
+        },
+        if n_unknown > 0 {
+            format!(", {n_unknown} unknown entries left alone")
         } else {
             String::new()
         }
@@ -71,6 +102,58 @@ pub fn fsck(root_path: &Path, args: &FsckArgs) -> Result<()> {
             "data root {} has {n_corrupt} corrupt entries",
             root_path.display()
         );
+    }
+    Ok(())
+}
+
+/// The leftovers of interrupted operations, removed the way `ovl prune` removes them.
+const LEFTOVER_KINDS: [GarbageKind; 4] = [
+    GarbageKind::InterruptedRemoval,
+    GarbageKind::WriteSet,
+    GarbageKind::OrphanLayerDir,
+    GarbageKind::DanglingLink,
+];
+
+fn repair(root: &DataRoot) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for container in root.containers()? {
+        if container.state.removal_in_progress {
+            container::remove_container(root, &container.id)
+                .with_context(|| format!("finishing the removal of container {}", container.id))?;
+            writeln!(
+                out,
+                "repaired: finished removing container {}",
+                container.id
+            )?;
+        }
+    }
+    let mut plan = root.plan_gc()?;
+    plan.items
+        .retain(|item| LEFTOVER_KINDS.contains(&item.kind));
+    root.execute_gc(&plan, &mut |item| {
+        let _ = writeln!(out, "repaired: removed {} ({})", item.name, item.reason);
+    })?;
+    for layer in root.layers()? {
+        if root.restore_link(&layer.cache_id)? {
+            writeln!(
+                out,
+                "repaired: restored the l/ link of layer {}",
+                layer.chain_id
+            )?;
+        }
+    }
+    for container in root.containers()? {
+        if let Some(entry) = root.mounts_entry(&container.id)? {
+            for id in std::iter::once(&entry.mount_id).chain(entry.init_id.as_ref()) {
+                if root.restore_link(id)? {
+                    writeln!(
+                        out,
+                        "repaired: restored the l/ link of {id} (container {})",
+                        container.id
+                    )?;
+                }
+            }
+        }
     }
     Ok(())
 }

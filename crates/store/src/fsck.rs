@@ -21,6 +21,8 @@ pub enum Severity {
     Corruption,
     /// Left by an interrupted operation; harmless, and removed by a repair.
     Leftover,
+    /// Not something Docker writes: reported, and left alone by a repair.
+    Unknown,
 }
 
 /// One thing found wrong, with the path it concerns.
@@ -278,7 +280,12 @@ impl DataRoot {
                 Some(id) if home.join(&id).join("diff").is_dir() => {
                     links.insert(name, id);
                 }
-                _ => report.add(Leftover, path, format!("dangling link (-> {target:?})")),
+                Some(_) => report.add(Leftover, path, format!("dangling link (-> {target:?})")),
+                None => report.add(
+                    Severity::Unknown,
+                    path,
+                    format!("a link Docker does not write (-> {target:?})"),
+                ),
             }
         }
         let linked: BTreeSet<&String> = links.values().collect();

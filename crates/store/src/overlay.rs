@@ -113,6 +113,27 @@ impl DataRoot {
         fsutil::remove_tree(&dir)
     }
 
+    /// Re-creates `H/l/<LID> -> ../<id>/diff` for a layer dir whose `link` file names a link that
+    /// is gone; returns whether it did. A link that exists is left as it is.
+    pub fn restore_link(&self, id: &str) -> Result<bool> {
+        check_layer_dir_id(id)?;
+        let dir = self.overlay_dir(id);
+        let Some(link_id) = fsutil::read_optional(&dir.join("link"))? else {
+            return Ok(false);
+        };
+        let link_id = link_id.trim();
+        if !is_lower_entry(&format!("l/{link_id}")) || !dir.join("diff").is_dir() {
+            return Ok(false);
+        }
+        let link_path = self.overlay_home().join("l").join(link_id);
+        if fs::symlink_metadata(&link_path).is_ok() {
+            return Ok(false);
+        }
+        std::os::unix::fs::symlink(format!("../{id}/diff"), &link_path)
+            .map_err(io_error("creating link", &link_path))?;
+        Ok(true)
+    }
+
     /// The `lower` entries of `H/<id>` (`l/<LID>`, nearest first); empty without a lower file.
     pub fn lower_entries(&self, id: &str) -> Result<Vec<String>> {
         check_layer_dir_id(id)?;
