@@ -202,7 +202,12 @@ fn eight_processes_at_once_keep_the_root_consistent_needs_root() {
 
     // The shared layers are stored once: one layerdb entry per ChainID, one overlay2 dir each
     // (loaded once more, in case a worker's rmi removed the image last).
-    ovl.ok([OsStr::new("load"), OsStr::new("-q"), OsStr::new("-i"), shared.as_os_str()]);
+    ovl.ok([
+        OsStr::new("load"),
+        OsStr::new("-q"),
+        OsStr::new("-i"),
+        shared.as_os_str(),
+    ]);
     let layers = layerdb(&ovl.root);
     let mut cache_ids: BTreeMap<String, usize> = BTreeMap::new();
     for entry in layers.values() {

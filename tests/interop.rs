@@ -384,6 +384,11 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
         ovl_saved.as_os_str(),
         OsStr::new("committed:1"),
     ]);
+    let ovl_histories: BTreeMap<&str, String> = ["committed:1", "twolayer:1", "ociimg:1"]
+        .into_iter()
+        .map(|tag| (tag, ovl.ok(["history", "--no-trunc", tag])))
+        .collect();
+    let ovl_images_table = ovl.ok(["images"]);
     failures.check("ovl fsck of ovl's root", fsck_clean(&ovl));
     eprintln!("timing: ovl side {:.1?}", total.elapsed());
 
@@ -433,6 +438,31 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
                  container's command, empty for c1 (its image has no Cmd), comment \"from ovl\""
             );
             ensure!(history.lines().count() == 2, "history rows {history:?}");
+            Ok(())
+        })()
+    });
+    for (tag, expected) in &ovl_histories {
+        let listed = docker.docker_ok(["history", "--no-trunc", tag]);
+        failures.check(
+            &format!("docker history {tag} prints ovl history's table"),
+            {
+                (|| {
+                    ensure!(
+                        table_rows(&listed) == table_rows(expected),
+                        "docker history:\n{listed}\novl history:\n{expected}"
+                    );
+                    Ok(())
+                })()
+            },
+        );
+    }
+    failures.check("docker images prints ovl images' table", {
+        let listed = docker.docker_ok(["images"]);
+        (|| {
+            ensure!(
+                table_rows(&listed) == table_rows(&ovl_images_table),
+                "docker images:\n{listed}\novl images:\n{ovl_images_table}"
+            );
             Ok(())
         })()
     });
@@ -578,6 +608,63 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
     failures.finish();
 }
 
+/// The rows of a docker-style table as sets of cells (columns are separated by two or more
+/// spaces); in cells that tell a time ("5 seconds ago", "Up 2 minutes", "Exited (0) 3 seconds
+/// ago") the amount of time becomes `#`, so that two listings taken a clock tick apart compare
+/// equal while everything else must match exactly.
+fn table_rows(text: &str) -> BTreeSet<Vec<String>> {
+    text.lines()
+        .map(|line| {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|cell| !cell.is_empty())
+                .map(|cell| {
+                    if cell.ends_with(" ago") || cell.starts_with("Up ") {
+                        normalize_time(cell)
+                    } else {
+                        cell.to_string()
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn normalize_time(cell: &str) -> String {
+    let words = [
+        ("Less than a second", "# seconds"),
+        ("About a minute", "# minutes"),
+        ("About an hour", "# hours"),
+        ("1 second ", "# seconds "),
+    ];
+    let mut text = cell.to_string();
+    for (from, to) in words {
+        text = text.replace(from, to);
+    }
+    // The amount before the unit; an exit code in parentheses stays.
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    let mut in_parens = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '(' => in_parens = true,
+            ')' => in_parens = false,
+            _ => {}
+        }
+        if c.is_ascii_digit() && !in_parens {
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+            }
+            out.push('#');
+        } else {
+            out.push(c);
+        }
+    }
+    out.replace("# second ", "# seconds ")
+        .replace("# minute ", "# minutes ")
+        .replace("# hour ", "# hours ")
+}
+
 /// `ovl fsck --verify-content` finds nothing at all, leftovers included.
 fn fsck_clean(ovl: &Ovl) -> anyhow::Result<()> {
     let out = ovl.try_ok(["fsck", "--verify-content"])?;
@@ -701,6 +788,8 @@ fn ovl_works_on_what_dockerd_wrote_needs_root_and_dockerd() {
         .map(|tag| (*tag, docker_facts(&docker, tag).expect("docker inspect")))
         .collect();
     let docker_listed_containers = docker_containers(&docker);
+    let docker_images_table = docker.docker_ok(["images"]);
+    let docker_ps_table = docker.docker_ok(["ps", "-a"]);
     let docker_diffs: BTreeMap<&str, BTreeSet<String>> = ["dc1", "dc2"]
         .into_iter()
         .map(|name| (name, line_set(&docker.docker_ok(["diff", name]))))
@@ -736,6 +825,26 @@ fn ovl_works_on_what_dockerd_wrote_needs_root_and_dockerd() {
             })
         });
     }
+    failures.check("ovl images prints docker images' table", {
+        ovl.try_ok(["images"]).and_then(|out| {
+            let (ovl_rows, docker_rows) = (table_rows(&out), table_rows(&docker_images_table));
+            ensure!(
+                ovl_rows == docker_rows,
+                "ovl images:\n{out}\ndocker images:\n{docker_images_table}"
+            );
+            Ok(())
+        })
+    });
+    failures.check("ovl ps -a prints docker ps -a's table", {
+        ovl.try_ok(["ps", "-a"]).and_then(|out| {
+            let (ovl_rows, docker_rows) = (table_rows(&out), table_rows(&docker_ps_table));
+            ensure!(
+                ovl_rows == docker_rows,
+                "ovl ps -a:\n{out}\ndocker ps -a:\n{docker_ps_table}"
+            );
+            Ok(())
+        })
+    });
     failures.check("ovl ps -a lists Docker's containers", {
         ovl_containers(&ovl).and_then(|listed| {
             ensure!(

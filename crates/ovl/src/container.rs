@@ -11,7 +11,8 @@ use mount::{KernelFeatures, MountPlan, OverlaySpec};
 use store::{ContainerRecord, DataRoot, Layer, MountsEntry};
 
 use crate::access::{self, Create};
-use crate::{format, resolve};
+use crate::template::{Row, Template};
+use crate::{df, format, resolve, state};
 
 /// The kernel's overlay stack limit (OVL_MAX_STACK in fs/overlayfs/params.h): at most 500 lower
 /// layers in one mount. A container needs its image layers plus the init layer below its upperdir.
@@ -40,6 +41,13 @@ pub struct PsArgs {
     /// Do not truncate output.
     #[arg(long)]
     no_trunc: bool,
+    /// Display total file sizes (the container layer, and with the image as `virtual`).
+    #[arg(short, long)]
+    size: bool,
+    /// `table` (default), `json` (`{{json .}}`) or a Go template (`{{.ID}} {{.Names}}`,
+    /// `table {{.Names}}\t{{.Status}}`).
+    #[arg(long, default_value = "table")]
+    format: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -147,63 +155,320 @@ pub fn run_rootfs(root_path: &Path, args: &RunArgs) -> Result<()> {
 }
 
 pub fn ps(root_path: &Path, args: &PsArgs) -> Result<()> {
+    let format = match args.format.as_str() {
+        "table" | "" if args.quiet => "{{.ID}}".to_string(),
+        "table" | "" if args.size => format!("{PS_TABLE}\t{{{{.Size}}}}"),
+        "table" | "" => PS_TABLE.to_string(),
+        "json" => "{{json .}}".to_string(),
+        custom => custom.to_string(),
+    };
+    let template = Template::cli(&format)?;
     let root = DataRoot::open(root_path)?;
     let mut containers = root.containers()?;
     containers.sort_by(|a, b| b.created.cmp(&a.created));
-    let references = root.references()?;
-    let mut rows = vec![vec![
-        "CONTAINER ID".to_string(),
-        "IMAGE".into(),
-        "COMMAND".into(),
-        "CREATED".into(),
-        "STATUS".into(),
-        "PORTS".into(),
-        "NAMES".into(),
-    ]];
-    let mut out = String::new();
-    for container in &containers {
-        let mounted = is_mounted(&root, &container.id);
-        if !args.all && !mounted {
-            continue;
+    let now = std::time::SystemTime::now();
+    let rows: Vec<PsRow> = containers
+        .into_iter()
+        .filter_map(|record| {
+            let mounted = is_mounted(&root, &record.id);
+            (args.all || mounted).then(|| PsRow {
+                root: &root,
+                image: ps_image(&root, &record),
+                mounted,
+                record,
+                trunc: !args.no_trunc,
+                now,
+                sizes: std::cell::OnceCell::new(),
+                attachments: std::cell::OnceCell::new(),
+            })
+        })
+        .collect();
+    let out = if format == PS_TABLE || format == format!("{PS_TABLE}\t{{{{.Size}}}}") {
+        let mut columns = vec![
+            "ID",
+            "Image",
+            "Command",
+            "RunningFor",
+            "Status",
+            "Ports",
+            "Names",
+        ];
+        if args.size {
+            columns.push("Size");
         }
-        let id = if args.no_trunc {
-            container.id.clone()
-        } else {
-            format::short_id(&container.id).to_string()
-        };
-        if args.quiet {
-            out.push_str(&id);
-            out.push('\n');
-            continue;
+        let header = columns
+            .iter()
+            .map(|column| {
+                PS_HEADERS
+                    .iter()
+                    .find(|(field, _)| field == column)
+                    .map_or(String::new(), |(_, header)| header.to_string())
+            })
+            .collect();
+        let mut table = vec![header];
+        for row in &rows {
+            table.push(
+                columns
+                    .iter()
+                    .map(|column| row.field(column).unwrap_or_default())
+                    .collect(),
+            );
         }
-        let image = resolve::tags_of(&references, &container.image_id)
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| format::short_id(&container.image_id).to_string());
-        let mut command = std::iter::once(container.path.as_str())
-            .chain(container.args.iter().map(String::as_str))
-            .filter(|part| !part.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        if !args.no_trunc && command.chars().count() > 20 {
-            command = format!("{}…", command.chars().take(19).collect::<String>());
-        }
-        let status = if mounted { "Mounted" } else { "Created" };
-        rows.push(vec![
-            id,
-            image,
-            format!("\"{command}\""),
-            format::age(Some(&container.created)),
-            status.to_string(),
-            String::new(),
-            container.name.clone(),
-        ]);
-    }
-    if !args.quiet {
-        out = format::table(&rows);
-    }
+        format::table(&table)
+    } else {
+        template.render_rows(&rows, PS_HEADERS)?
+    };
     print!("{out}");
     Ok(())
+}
+
+/// docker/cli's default table of `docker ps`.
+const PS_TABLE: &str =
+    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
+
+/// docker/cli's column names of `docker ps`.
+const PS_HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Names", "NAMES"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Size", "SIZE"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+    ("Networks", "NETWORKS"),
+];
+
+/// One container of `ovl ps`, as docker/cli's `ContainerContext` shows it. Sizes and mount
+/// points are read only when a field asks for them.
+struct PsRow<'a> {
+    root: &'a DataRoot,
+    record: ContainerRecord,
+    /// The image as moby's container list names it (see [`ps_image`]).
+    image: String,
+    mounted: bool,
+    trunc: bool,
+    now: std::time::SystemTime,
+    /// The container layer's size and that plus the image's (moby `GetContainerLayerSize`).
+    sizes: std::cell::OnceCell<(i64, i64)>,
+    attachments: std::cell::OnceCell<store::ContainerAttachments>,
+}
+
+impl PsRow<'_> {
+    fn created(&self) -> i64 {
+        format::unix_seconds(&self.record.created).unwrap_or(format::GO_ZERO_TIME_UNIX)
+    }
+
+    fn attachments(&self) -> &store::ContainerAttachments {
+        self.attachments.get_or_init(|| {
+            self.root
+                .container_attachments(&self.record.id)
+                .unwrap_or_else(|err| {
+                    let container = &self.record.id;
+                    tracing::warn!(%container, error = %err, "reading the container's mounts");
+                    store::ContainerAttachments::default()
+                })
+        })
+    }
+
+    fn sizes(&self) -> (i64, i64) {
+        *self.sizes.get_or_init(|| {
+            let Ok(Some(entry)) = self.root.mounts_entry(&self.record.id) else {
+                return (0, 0);
+            };
+            let size_rw = self.root.layer_diff_size(&entry.mount_id).unwrap_or(-1);
+            let image_size = match &entry.parent {
+                None => return (size_rw, 0),
+                Some(top) => self
+                    .root
+                    .layer_chain(top)
+                    .map(|chain| chain.iter().map(|layer| layer.size).sum::<i64>()),
+            };
+            match image_size {
+                Ok(size) if size_rw != -1 => (size_rw, size + size_rw),
+                Ok(size) => (size_rw, size),
+                Err(_) => (size_rw, -1),
+            }
+        })
+    }
+}
+
+impl Row for PsRow<'_> {
+    fn type_name(&self) -> &'static str {
+        "*formatter.ContainerContext"
+    }
+
+    fn field_names(&self) -> &'static [&'static str] {
+        &[
+            "Command",
+            "CreatedAt",
+            "ID",
+            "Image",
+            "Labels",
+            "LocalVolumes",
+            "Mounts",
+            "Names",
+            "Networks",
+            "Ports",
+            "RunningFor",
+            "Size",
+            "State",
+            "Status",
+        ]
+    }
+
+    fn field(&self, name: &str) -> Option<String> {
+        let record = &self.record;
+        Some(match name {
+            "ID" if self.trunc => format::truncate_id(&record.id).to_string(),
+            "ID" => record.id.clone(),
+            "Names" => record.name.clone(),
+            "Image" if self.image.is_empty() => "<no image>".to_string(),
+            "Image" if self.trunc => {
+                if format::truncate_id(&record.image_id) == format::truncate_id(&self.image) {
+                    format::truncate_id(&self.image).to_string()
+                } else {
+                    familiar_image(&self.image)
+                }
+            }
+            "Image" => self.image.clone(),
+            "Command" if self.trunc => {
+                format::go_quote(&format::ellipsis(&state::command(record), 20))
+            }
+            "Command" => format::go_quote(&state::command(record)),
+            "CreatedAt" => format::go_time_string_utc(self.created()),
+            "RunningFor" => format::ago_unix(self.created(), self.now),
+            "Ports" => String::new(),
+            "State" => state_word(record).to_string(),
+            "Status" => state::status(record, self.mounted),
+            "Size" => {
+                let (size_rw, size_root_fs) = self.sizes();
+                let rw = df::human_size_precision(size_rw, 3);
+                if size_root_fs > 0 {
+                    format!(
+                        "{rw} (virtual {})",
+                        df::human_size_precision(size_root_fs, 3)
+                    )
+                } else {
+                    rw
+                }
+            }
+            "Labels" => {
+                let mut labels: Vec<String> = record
+                    .config
+                    .get("Labels")
+                    .and_then(serde_json::Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or_default()))
+                    .collect();
+                labels.sort();
+                labels.join(",")
+            }
+            "Mounts" => self
+                .attachments()
+                .mount_points
+                .iter()
+                .map(|point| {
+                    let name = if point.name.is_empty() {
+                        &point.source
+                    } else {
+                        &point.name
+                    };
+                    if self.trunc {
+                        format::ellipsis(name, 15)
+                    } else {
+                        name.clone()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            "LocalVolumes" => self
+                .attachments()
+                .mount_points
+                .iter()
+                .filter(|point| point.driver == "local")
+                .count()
+                .to_string(),
+            "Networks" => self.attachments().networks.join(","),
+            _ => return None,
+        })
+    }
+
+    fn method(&self, name: &str, args: &[String]) -> Option<String> {
+        match (name, args) {
+            ("Label", [key]) => Some(
+                self.record
+                    .config
+                    .get("Labels")
+                    .and_then(|labels| labels.get(key))
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// The image of a container as moby's list names it (`refreshImage` in daemon/list.go): the name
+/// the container was created with while it still names the container's image, else the image id.
+fn ps_image(root: &DataRoot, record: &ContainerRecord) -> String {
+    let named = record
+        .config
+        .get("Image")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    if named.is_empty() || named == record.image_id {
+        return record.image_id.clone();
+    }
+    match resolve::image(root, named) {
+        Ok(image_id) if image_id == record.image_id => named.to_string(),
+        _ => record.image_id.clone(),
+    }
+}
+
+/// docker/cli's short form of an image name: the familiar name with its tag, without a digest.
+fn familiar_image(name: &str) -> String {
+    let without_digest = name.split_once('@').map_or(name, |(name, _)| name);
+    [
+        "docker.io/library/",
+        "index.docker.io/library/",
+        "docker.io/",
+        "index.docker.io/",
+    ]
+    .iter()
+    .find_map(|prefix| without_digest.strip_prefix(prefix))
+    .unwrap_or(without_digest)
+    .to_string()
+}
+
+/// moby `State.StateString`: the one-word state `docker ps --format {{.State}}` shows.
+fn state_word(record: &ContainerRecord) -> &'static str {
+    let state = &record.state;
+    let never = |time: &str| time.is_empty() || time.starts_with("0001-01-01T00:00:00");
+    if record.running {
+        if state.paused {
+            "paused"
+        } else if state.restarting {
+            "restarting"
+        } else {
+            "running"
+        }
+    } else if state.removal_in_progress {
+        "removing"
+    } else if state.dead {
+        "dead"
+    } else if never(&state.started_at) {
+        "created"
+    } else {
+        "exited"
+    }
 }
 
 pub fn umount(root_path: &Path, args: &UmountArgs) -> Result<()> {

@@ -600,13 +600,13 @@ fn container_cells(
         (
             format::short_id(&container.id).to_string(),
             truncated_image(container),
-            go_quote(&ellipsis(&container.command, 20)),
+            format::go_quote(&format::ellipsis(&container.command, 20)),
         )
     } else {
         (
             container.id.clone(),
             container.image.clone(),
-            go_quote(&container.command),
+            format::go_quote(&container.command),
         )
     };
     vec![
@@ -805,79 +805,6 @@ fn go_g(value: f64, precision: usize) -> String {
     trim(&format!("{value:.decimals$}"))
 }
 
-/// docker/cli `Ellipsis`: at most `max_width` columns, the last one `…` when cut; East Asian wide
-/// characters take two columns.
-fn ellipsis(text: &str, max_width: usize) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    if max_width == 0 {
-        return String::new();
-    }
-    if max_width == 1 {
-        return chars.first().map(char::to_string).unwrap_or_default();
-    }
-    if text.is_ascii() {
-        if chars.len() <= max_width {
-            return text.to_string();
-        }
-        return format!("{}…", chars[..max_width - 1].iter().collect::<String>());
-    }
-    let mut widths = Vec::with_capacity(chars.len());
-    let mut total = 0;
-    for c in &chars {
-        total += char_width(*c);
-        widths.push(total);
-    }
-    if total <= max_width {
-        return text.to_string();
-    }
-    for idx in 0..chars.len().saturating_sub(1) {
-        if widths[idx] < max_width && widths[idx + 1] >= max_width {
-            return format!("{}…", chars[..=idx].iter().collect::<String>());
-        }
-    }
-    text.to_string()
-}
-
-/// Display columns of a character: two for the East Asian wide ranges, else one.
-fn char_width(c: char) -> usize {
-    let wide = matches!(u32::from(c),
-        0x1100..=0x115F | 0x2E80..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF | 0xFE30..=0xFE4F
-        | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6 | 0x1F300..=0x1F64F | 0x1F900..=0x1F9FF
-        | 0x20000..=0x3FFFD);
-    if wide {
-        2
-    } else {
-        1
-    }
-}
-
-/// Go's `strconv.Quote`: double quotes, backslash escapes for quotes, backslashes and control
-/// characters; printable characters as they are.
-fn go_quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", u32::from(c)))
-            }
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// Go's text/tabwriter as docker/cli sets it up (`tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`):
 /// every cell but the last of a line padded to the column's widest cell plus 3, at least 10,
 /// widths counted in characters.
@@ -966,12 +893,15 @@ mod tests {
     #[test]
     fn commands_are_cut_and_quoted_like_docker_cli() {
         assert_eq!(
-            go_quote(&ellipsis("/bin/busybox sh -c 'echo \"a b\" c'", 20)),
+            format::go_quote(&format::ellipsis("/bin/busybox sh -c 'echo \"a b\" c'", 20)),
             "\"/bin/busybox sh -c …\""
         );
-        assert_eq!(go_quote(&ellipsis("/bin/sh", 20)), "\"/bin/sh\"");
-        assert_eq!(go_quote("a\tb\u{1b}"), "\"a\\tb\\x1b\"");
-        assert_eq!(ellipsis("日本語のコマンドです", 7), "日本語…");
+        assert_eq!(
+            format::go_quote(&format::ellipsis("/bin/sh", 20)),
+            "\"/bin/sh\""
+        );
+        assert_eq!(format::go_quote("a\tb\u{1b}"), "\"a\\tb\\x1b\"");
+        assert_eq!(format::ellipsis("日本語のコマンドです", 7), "日本語…");
     }
 
     #[test]

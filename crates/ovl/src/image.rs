@@ -2,22 +2,31 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use store::{DataRoot, Reference};
 
 use crate::access::{self, Create};
-use crate::{format, resolve};
+use crate::template::{Row, Template};
+use crate::{df, format, resolve};
 
 #[derive(clap::Args, Debug)]
 pub struct ImagesArgs {
+    /// Show all images (by default untagged images that other images are built on are hidden).
+    #[arg(short, long)]
+    all: bool,
     /// Only show image ids.
     #[arg(short, long)]
     quiet: bool,
     /// Do not truncate output.
     #[arg(long)]
     no_trunc: bool,
-    /// `table` (default) or `json` (one JSON object per line, like `--format '{{json .}}'`).
+    /// Show digests.
+    #[arg(long)]
+    digests: bool,
+    /// `table` (default), `json` (`{{json .}}`) or a Go template (`{{.Repository}}:{{.Tag}}`,
+    /// `table {{.ID}}\t{{.Size}}`).
     #[arg(long, default_value = "table")]
     format: String,
 }
@@ -32,23 +41,186 @@ pub struct RmiArgs {
     images: Vec<String>,
 }
 
-/// One row of `ovl images`.
-struct ImageRow {
+/// docker/cli's table formats of `docker images`.
+const DEFAULT_TABLE: &str = concat!(
+    "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t",
+    "{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}"
+);
+const DIGEST_TABLE: &str = concat!(
+    "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t",
+    "{{if .CreatedSince }}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}"
+);
+
+/// docker/cli's column names of `docker images`.
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+    ("Containers", "CONTAINERS"),
+    ("VirtualSize", "SIZE"),
+    ("SharedSize", "SHARED SIZE"),
+    ("UniqueSize", "UNIQUE SIZE"),
+];
+
+/// An image as moby's image list returns it.
+struct ListedImage {
+    image_id: String,
+    /// Unix seconds of `created` (Go's zero time when the config has none).
+    created: i64,
+    /// `created` as written, to order images created in the same second.
+    created_text: String,
+    size: i64,
+    /// Familiar `repo:tag` names, sorted.
+    tags: Vec<String>,
+    /// Familiar `repo@sha256:...` names, sorted.
+    digests: Vec<String>,
+}
+
+/// One row of `ovl images`, as docker/cli's `imageContext` shows it.
+struct ImageRow<'a> {
+    image: &'a ListedImage,
     repository: String,
     tag: String,
-    image_id: String,
-    created: Option<String>,
-    size: i64,
+    digest: String,
+    trunc: bool,
+    now: SystemTime,
+}
+
+impl Row for ImageRow<'_> {
+    fn type_name(&self) -> &'static str {
+        "*formatter.imageContext"
+    }
+
+    fn field_names(&self) -> &'static [&'static str] {
+        &[
+            "Containers",
+            "CreatedAt",
+            "CreatedSince",
+            "Digest",
+            "ID",
+            "Repository",
+            "SharedSize",
+            "Size",
+            "Tag",
+            "UniqueSize",
+            "VirtualSize",
+        ]
+    }
+
+    fn field(&self, name: &str) -> Option<String> {
+        let image = self.image;
+        Some(match name {
+            "ID" if self.trunc => format::truncate_id(&image.image_id).to_string(),
+            "ID" => image.image_id.clone(),
+            "Repository" => self.repository.clone(),
+            "Tag" => self.tag.clone(),
+            "Digest" => self.digest.clone(),
+            "CreatedSince" if image.created == format::GO_ZERO_TIME_UNIX => String::new(),
+            "CreatedSince" => format::ago_unix(image.created, self.now),
+            "CreatedAt" => format::go_time_string_utc(image.created),
+            "Size" => df::human_size_precision(image.size, 3),
+            "VirtualSize" => df::human_size_precision(image.size, 4),
+            // `docker images` does not compute these (moby leaves them at -1).
+            "Containers" | "SharedSize" | "UniqueSize" => "N/A".to_string(),
+            _ => return None,
+        })
+    }
 }
 
 pub fn images(root_path: &Path, args: &ImagesArgs) -> Result<()> {
-    if args.format != "table" && args.format != "json" {
-        bail!("unknown --format {}: use table or json", args.format);
-    }
+    let format = match args.format.as_str() {
+        "table" | "" if args.quiet => "{{.ID}}".to_string(),
+        "table" | "" if args.digests => DIGEST_TABLE.to_string(),
+        "table" | "" => DEFAULT_TABLE.to_string(),
+        "json" => "{{json .}}".to_string(),
+        custom
+            if custom.starts_with("table") && args.digests && !custom.contains("{{.Digest}}") =>
+        {
+            format!("{custom}\t{{{{.Digest}}}}")
+        }
+        custom => custom.to_string(),
+    };
+    let template = Template::cli(&format)?;
     let root = DataRoot::open(root_path)?;
-    let references = root.references()?;
+    let listed = list_images(&root, args.all)?;
+    let need_digest = args.digests || format.contains("{{.Digest}}");
+    let now = SystemTime::now();
     let mut rows = Vec::new();
-    for image_id in root.images()? {
+    for image in &listed {
+        let mut row = |repository: &str, tag: &str, digest: &str| {
+            rows.push(ImageRow {
+                image,
+                repository: repository.to_string(),
+                tag: tag.to_string(),
+                digest: digest.to_string(),
+                trunc: !args.no_trunc,
+                now,
+            });
+        };
+        if image.tags.is_empty() && image.digests.is_empty() {
+            row("<none>", "<none>", "<none>");
+            continue;
+        }
+        // docker/cli `imageFormatTaggedAndDigest`: a row per tag (per tag and digest when digests
+        // are shown), then a row per repository that only has digests.
+        let mut tagged: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for name in &image.tags {
+            let (repository, tag) = name.rsplit_once(':').unwrap_or((name, ""));
+            tagged.entry(repository).or_default().push(tag);
+        }
+        let mut digested: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for name in &image.digests {
+            let (repository, digest) = name.split_once('@').unwrap_or((name, ""));
+            digested.entry(repository).or_default().push(digest);
+        }
+        for (repository, tags) in &tagged {
+            let digests = digested.remove(repository).unwrap_or_default();
+            for tag in tags {
+                if !need_digest || digests.is_empty() {
+                    row(repository, tag, "<none>");
+                    continue;
+                }
+                for digest in &digests {
+                    row(repository, tag, digest);
+                }
+            }
+        }
+        for (repository, digests) in &digested {
+            if args.digests {
+                for digest in digests {
+                    row(repository, "<none>", digest);
+                }
+            } else {
+                row(repository, "<none>", "");
+            }
+        }
+    }
+    let out = if format == DEFAULT_TABLE || format == DIGEST_TABLE {
+        default_table(&rows, args.digests)
+    } else {
+        template.render_rows(&rows, HEADERS)?
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// The images `docker images` lists (moby daemon/images/images.go `Images`): every image whose
+/// config loads and whose layers are all there, but untagged images that are the parent of another
+/// image only with `--all`; newest first.
+fn list_images(root: &DataRoot, all: bool) -> Result<Vec<ListedImage>> {
+    let references = root.references()?;
+    let all_images = root.images()?;
+    // Images other images name as their parent: Docker hides them when untagged, unless -a.
+    let parents: BTreeSet<String> = all_images
+        .iter()
+        .filter_map(|id| root.image_parent(id).ok().flatten())
+        .collect();
+    let mut listed = Vec::new();
+    for image_id in all_images {
         let config = match root.image_config(&image_id) {
             Ok(config) => config,
             Err(err) => {
@@ -56,86 +228,68 @@ pub fn images(root_path: &Path, args: &ImagesArgs) -> Result<()> {
                 continue;
             }
         };
-        let size = image_size(&root, &config.rootfs.diff_ids).unwrap_or(-1);
-        let tags = resolve::tags_of(&references, &image_id);
-        if tags.is_empty() {
-            rows.push(ImageRow {
-                repository: "<none>".into(),
-                tag: "<none>".into(),
-                image_id,
-                created: config.created,
-                size,
-            });
+        let size = match image_size(root, &config.rootfs.diff_ids) {
+            Ok(size) => size,
+            Err(err) => {
+                tracing::warn!(%image_id, error = %err, "skipping an image with a missing layer");
+                continue;
+            }
+        };
+        let (digests, tags): (Vec<String>, Vec<String>) = references
+            .iter()
+            .filter(|(_, id)| *id == image_id)
+            .map(|(name, _)| name.clone())
+            .partition(|name| name.contains('@'));
+        if tags.is_empty() && digests.is_empty() && !all && parents.contains(&image_id) {
             continue;
         }
-        for tag in tags {
-            let (repository, tag) = tag
-                .rsplit_once(':')
-                .map(|(r, t)| (r.to_string(), t.to_string()))
-                .unwrap_or((tag, String::new()));
-            rows.push(ImageRow {
-                repository,
-                tag,
-                image_id: image_id.clone(),
-                created: config.created.clone(),
-                size,
-            });
-        }
+        let created_text = config.created.unwrap_or_default();
+        listed.push(ListedImage {
+            created: format::unix_seconds(&created_text).unwrap_or(format::GO_ZERO_TIME_UNIX),
+            created_text,
+            image_id,
+            size,
+            tags,
+            digests,
+        });
     }
-    rows.sort_by(|a, b| {
+    listed.sort_by(|a, b| {
         b.created
             .cmp(&a.created)
-            .then(a.repository.cmp(&b.repository))
-            .then(a.tag.cmp(&b.tag))
+            .then_with(|| b.created_text.cmp(&a.created_text))
+            .then_with(|| a.image_id.cmp(&b.image_id))
     });
-    let show_id = |id: &str| {
-        if args.no_trunc {
-            id.to_string()
-        } else {
-            format::short_id(id).to_string()
-        }
-    };
-    let mut out = String::new();
-    if args.quiet {
-        let mut seen = BTreeSet::new();
-        for row in &rows {
-            if seen.insert(row.image_id.clone()) {
-                out.push_str(&show_id(&row.image_id));
-                out.push('\n');
-            }
-        }
-    } else if args.format == "json" {
-        for row in &rows {
-            let line = serde_json::json!({
-                "Repository": row.repository, "Tag": row.tag, "ID": show_id(&row.image_id),
-                "CreatedAt": row.created.clone().unwrap_or_default(),
-                "CreatedSince": format::age(row.created.as_deref()),
-                "Size": format::human_size(row.size), "VirtualSize": row.size,
-            });
-            out.push_str(&serde_json::to_string(&line)?);
-            out.push('\n');
-        }
+    Ok(listed)
+}
+
+/// `docker images`' default table (the same cells as [`DEFAULT_TABLE`] and [`DIGEST_TABLE`]).
+fn default_table(rows: &[ImageRow], digests: bool) -> String {
+    let cell = |row: &ImageRow, name: &str| row.field(name).unwrap_or_default();
+    let mut table = vec![Vec::new()];
+    let columns: &[&str] = if digests {
+        &["Repository", "Tag", "Digest", "ID", "CreatedSince", "Size"]
     } else {
-        let mut table = vec![vec![
-            "REPOSITORY".to_string(),
-            "TAG".into(),
-            "IMAGE ID".into(),
-            "CREATED".into(),
-            "SIZE".into(),
-        ]];
-        for row in &rows {
-            table.push(vec![
-                row.repository.clone(),
-                row.tag.clone(),
-                show_id(&row.image_id),
-                format::age(row.created.as_deref()),
-                format::human_size(row.size),
-            ]);
-        }
-        out = format::table(&table);
+        &["Repository", "Tag", "ID", "CreatedSince", "Size"]
+    };
+    for column in columns {
+        let header = HEADERS
+            .iter()
+            .find(|(field, _)| field == column)
+            .map_or("", |(_, header)| header);
+        table[0].push(header.to_string());
     }
-    print!("{out}");
-    Ok(())
+    for row in rows {
+        table.push(
+            columns
+                .iter()
+                .map(|column| match cell(row, column) {
+                    created if *column == "CreatedSince" && created.is_empty() => "N/A".to_string(),
+                    text => text,
+                })
+                .collect(),
+        );
+    }
+    format::table(&table)
 }
 
 /// The image size Docker shows: the sum of the layer `size` values over the chain.

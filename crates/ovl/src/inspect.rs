@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
 use store::DataRoot;
 
+use crate::template::Template;
 use crate::{container, image, resolve};
 
 #[derive(clap::Args, Debug)]
@@ -16,9 +17,17 @@ pub struct InspectArgs {
     /// `container` or `image` to look up only one kind.
     #[arg(long = "type")]
     kind: Option<String>,
+    /// Format each result with a Go template (`{{json .RootFS.Layers}}`, `{{.Id}}`), as
+    /// `docker inspect -f`.
+    #[arg(short, long)]
+    format: Option<String>,
 }
 
 pub fn inspect(root_path: &Path, args: &InspectArgs) -> Result<()> {
+    let template = match args.format.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(Template::go(text)?),
+    };
     let root = DataRoot::open(root_path)?;
     let mut out = Vec::new();
     let mut missing = Vec::new();
@@ -39,7 +48,22 @@ pub fn inspect(root_path: &Path, args: &InspectArgs) -> Result<()> {
         }
         missing.push(name.clone());
     }
-    println!("{}", serde_json::to_string_pretty(&Value::Array(out))?);
+    match template {
+        None => println!("{}", serde_json::to_string_pretty(&Value::Array(out))?),
+        Some(template) => {
+            // docker's TemplateInspector: each result's text and a newline, a lone newline when
+            // nothing was found; a result the template fails on fails the command.
+            let mut text = String::new();
+            for value in &out {
+                text.push_str(&template.render_value(value)?);
+                text.push('\n');
+            }
+            if text.is_empty() {
+                text.push('\n');
+            }
+            print!("{text}");
+        }
+    }
     if !missing.is_empty() {
         anyhow::bail!("no such object: {}", missing.join(", "));
     }

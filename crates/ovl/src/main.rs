@@ -10,6 +10,7 @@ mod df;
 mod dockerfile;
 mod format;
 mod fsck;
+mod history;
 mod image;
 mod info;
 mod inspect;
@@ -17,7 +18,9 @@ mod load;
 mod prune;
 mod resolve;
 mod save;
+mod state;
 mod tag;
+mod template;
 mod views;
 
 use std::io::Write;
@@ -54,6 +57,8 @@ enum Command {
     Import(load::ImportArgs),
     /// List images.
     Images(image::ImagesArgs),
+    /// Show the history of an image, like `docker history`.
+    History(history::HistoryArgs),
     /// Remove images.
     Rmi(image::RmiArgs),
     /// Create a tag TARGET that refers to the image SOURCE, like `docker tag`.
@@ -99,6 +104,7 @@ fn main() -> ExitCode {
         Command::Load(args) => load::load(&cli.root, args),
         Command::Import(args) => load::import(&cli.root, args),
         Command::Images(args) => image::images(&cli.root, args),
+        Command::History(args) => history::history(&cli.root, args),
         Command::Rmi(args) => image::rmi(&cli.root, args),
         Command::Tag(args) => tag::tag(&cli.root, args),
         Command::RunRootfs(args) => container::run_rootfs(&cli.root, args),

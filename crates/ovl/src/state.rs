@@ -1,0 +1,126 @@
+//! A container's STATUS as `docker ps` prints it (moby `container.State.String`), from the run
+//! state Docker keeps in config.v2.json, plus ovl's own `Mounted`.
+
+use store::ContainerRecord;
+
+use crate::format;
+
+/// Go's zero time, which Docker writes for a container that never started or stopped.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+fn is_zero(time: &str) -> bool {
+    time.is_empty() || time == ZERO_TIME
+}
+
+/// `Up 2 hours`, `Exited (0) 5 minutes ago`, `Created`, `Removal In Progress`, `Dead`, or, for a
+/// container whose root filesystem ovl has mounted, `Mounted`.
+pub fn status(record: &ContainerRecord, mounted: bool) -> String {
+    let state = &record.state;
+    if record.running {
+        let up = format::age(Some(&state.started_at));
+        let up = up.strip_suffix(" ago").unwrap_or(&up);
+        if state.paused {
+            return format!("Up {up} (Paused)");
+        }
+        if state.restarting {
+            return format!(
+                "Restarting ({}) {}",
+                state.exit_code,
+                format::age(Some(&state.finished_at))
+            );
+        }
+        return format!("Up {up}");
+    }
+    if state.removal_in_progress {
+        return "Removal In Progress".to_string();
+    }
+    if state.dead {
+        return "Dead".to_string();
+    }
+    if mounted {
+        return "Mounted".to_string();
+    }
+    if is_zero(&state.started_at) {
+        return "Created".to_string();
+    }
+    if is_zero(&state.finished_at) {
+        return String::new();
+    }
+    format!(
+        "Exited ({}) {}",
+        state.exit_code,
+        format::age(Some(&state.finished_at))
+    )
+}
+
+/// The COMMAND of `docker ps` before truncation (moby `daemon/list.go`): the path, then the
+/// arguments, each one that holds a space in single quotes.
+pub fn command(record: &ContainerRecord) -> String {
+    if record.args.is_empty() {
+        return record.path.clone();
+    }
+    let args: Vec<String> = record
+        .args
+        .iter()
+        .map(|arg| {
+            if arg.contains(' ') {
+                format!("'{arg}'")
+            } else {
+                arg.clone()
+            }
+        })
+        .collect();
+    format!("{} {}", record.path, args.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(started_at: &str, finished_at: &str, exit_code: i64) -> ContainerRecord {
+        ContainerRecord {
+            id: "0".repeat(64),
+            name: "c".to_string(),
+            image_id: String::new(),
+            created: String::new(),
+            path: String::new(),
+            args: Vec::new(),
+            config: serde_json::Value::Null,
+            running: false,
+            state: store::ContainerState {
+                exit_code,
+                started_at: started_at.to_string(),
+                finished_at: finished_at.to_string(),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn commands_are_quoted_as_docker_ps_quotes_them() {
+        let mut with_args = record(ZERO_TIME, ZERO_TIME, 0);
+        with_args.path = "/bin/sh".into();
+        with_args.args = vec!["-c".into(), "echo hi > /hi".into()];
+        assert_eq!(command(&with_args), "/bin/sh -c 'echo hi > /hi'");
+    }
+
+    #[test]
+    fn statuses_follow_docker() {
+        assert_eq!(status(&record(ZERO_TIME, ZERO_TIME, 0), false), "Created");
+        assert_eq!(status(&record(ZERO_TIME, ZERO_TIME, 0), true), "Mounted");
+        assert_eq!(
+            status(
+                &record("2020-01-01T00:00:00Z", "2020-01-01T00:00:01Z", 3),
+                false
+            ),
+            format!("Exited (3) {}", format::age(Some("2020-01-01T00:00:01Z")))
+        );
+        assert_eq!(
+            status(&record("2020-01-01T00:00:00Z", ZERO_TIME, 0), false),
+            ""
+        );
+        let mut removing = record(ZERO_TIME, ZERO_TIME, 0);
+        removing.state.removal_in_progress = true;
+        assert_eq!(status(&removing, true), "Removal In Progress");
+    }
+}
