@@ -21,10 +21,23 @@ struct ManifestItem {
     layers: Vec<String>,
 }
 
+/// The most images one archive may list. A real `docker save` of many images stays far below it;
+/// a manifest that repeats one entry a million times would otherwise make a load read and register
+/// the same image a million times.
+pub(crate) const MAX_MANIFEST_ENTRIES: usize = 10_000;
+
 /// Reads and verifies every image `manifest.json` lists.
 pub(crate) fn read_images(reader: &MemberReader<'_>) -> Result<Vec<ImageSource>> {
     let manifest_bytes = reader.read_json_bytes(MANIFEST_MEMBER)?;
     let items: Vec<ManifestItem> = reader.parse_json(MANIFEST_MEMBER, &manifest_bytes)?;
+    if items.len() > MAX_MANIFEST_ENTRIES {
+        return Err(Error::TooManyEntries {
+            archive: reader.archive.to_path_buf(),
+            member: MANIFEST_MEMBER.to_string(),
+            count: items.len(),
+            limit: MAX_MANIFEST_ENTRIES,
+        });
+    }
     if items.is_empty() {
         return Err(Error::NoImages {
             archive: reader.archive.to_path_buf(),

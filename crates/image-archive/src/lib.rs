@@ -75,6 +75,15 @@ pub enum Error {
     },
     #[error("archive {archive}: neither manifest.json nor index.json found; not a docker-archive or oci archive")]
     UnknownFormat { archive: PathBuf },
+    #[error(
+        "archive {archive}: member {member} lists {count} entries, more than the limit of {limit}"
+    )]
+    TooManyEntries {
+        archive: PathBuf,
+        member: String,
+        count: usize,
+        limit: usize,
+    },
     #[error("archive {archive}: missing member {member}")]
     MissingMember { archive: PathBuf, member: String },
     #[error(

@@ -268,8 +268,9 @@ impl Applier {
                         .read_to_end(&mut head)
                         .map_err(fail_io("read file data"))?;
                     if head.len() <= HANDOFF_MAX_LEN {
-                        let mut entry = join(parent);
-                        if !entry.is_empty() {
+                        let mut entry = Vec::new();
+                        for component in parent.iter() {
+                            entry.extend_from_slice(component);
                             entry.push(b'/');
                         }
                         entry.extend_from_slice(name);
