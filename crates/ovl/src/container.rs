@@ -511,8 +511,9 @@ pub fn remove_container(root: &DataRoot, container_id: &str) -> Result<()> {
         if let Some(init_id) = &entry.init_id {
             root.remove_overlay_dir(init_id)?;
         }
-        root.remove_mounts_entry(container_id)?;
     }
+    // Also when an earlier, interrupted removal left the entry without its mount-id.
+    root.remove_mounts_entry(container_id)?;
     root.remove_container(container_id)?;
     Ok(())
 }

@@ -89,8 +89,26 @@ impl DataRoot {
         }))
     }
 
+    /// Removes the mounts entry; like the record, it is first renamed into `ROOT/tmp`, so that a
+    /// removal cut short never leaves an entry without its `mount-id`.
     pub fn remove_mounts_entry(&self, container_id: &str) -> Result<()> {
-        fsutil::remove_tree(&self.mounts_dir(container_id)?)
+        let dir = self.mounts_dir(container_id)?;
+        self.remove_via_tmp(&dir, "mounts", container_id)
+    }
+
+    /// Renames `dir` into `ROOT/tmp` (which dockerd empties when it starts), then removes it.
+    fn remove_via_tmp(&self, dir: &std::path::Path, what: &str, container_id: &str) -> Result<()> {
+        if fs::symlink_metadata(dir).is_err() {
+            return Ok(());
+        }
+        let tmp = self.tmp_dir();
+        fsutil::create_dir_mode(&tmp, 0o700)?;
+        let doomed = tmp.join(format!(
+            "removing-{what}-{container_id}-{}",
+            crate::ids::random_hex(8)?
+        ));
+        fs::rename(dir, &doomed).map_err(io_error("renaming for removal", dir))?;
+        fsutil::remove_tree(&doomed)
     }
 
     /// Writes config.v2.json (with NetworkSettings) and hostconfig.json atomically.
@@ -152,17 +170,7 @@ impl DataRoot {
     /// directory without its config.
     pub fn remove_container(&self, container_id: &str) -> Result<()> {
         let dir = self.container_dir(container_id)?;
-        if fs::symlink_metadata(&dir).is_err() {
-            return Ok(());
-        }
-        let tmp = self.tmp_dir();
-        fsutil::create_dir_mode(&tmp, 0o700)?;
-        let doomed = tmp.join(format!(
-            "removing-container-{container_id}-{}",
-            crate::ids::random_hex(8)?
-        ));
-        fs::rename(&dir, &doomed).map_err(io_error("renaming for removal", &dir))?;
-        fsutil::remove_tree(&doomed)
+        self.remove_via_tmp(&dir, "container", container_id)
     }
 }
 

@@ -206,7 +206,20 @@ impl DataRoot {
         for name in dir_names(&mounts) {
             let path = mounts.join(&name);
             let read = |file: &str| fs::read_to_string(path.join(file)).ok();
-            if self.removal_in_progress(&name) {
+            let has_record = self
+                .root
+                .join("containers")
+                .join(&name)
+                .join("config.v2.json")
+                .is_file();
+            if !has_record {
+                report.add(
+                    Severity::Leftover,
+                    &path,
+                    "a mounts entry without its container (a creation or removal cut short)",
+                );
+            }
+            if !has_record || self.removal_in_progress(&name) {
                 // What is left of it is reported with the container; its layer dirs are half
                 // removed by design.
                 for file in ["mount-id", "init-id"] {
