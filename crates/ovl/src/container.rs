@@ -344,7 +344,7 @@ impl Row for PsRow<'_> {
             "CreatedAt" => format::go_time_string_utc(self.created()),
             "RunningFor" => format::ago_unix(self.created(), self.now),
             "Ports" => String::new(),
-            "State" => state_word(record).to_string(),
+            "State" => state::state_word(record).to_string(),
             "Status" => state::status(record, self.mounted),
             "Size" => {
                 let (size_rw, size_root_fs) = self.sizes();
@@ -446,29 +446,6 @@ fn familiar_image(name: &str) -> String {
     .find_map(|prefix| without_digest.strip_prefix(prefix))
     .unwrap_or(without_digest)
     .to_string()
-}
-
-/// moby `State.StateString`: the one-word state `docker ps --format {{.State}}` shows.
-fn state_word(record: &ContainerRecord) -> &'static str {
-    let state = &record.state;
-    let never = |time: &str| time.is_empty() || time.starts_with("0001-01-01T00:00:00");
-    if record.running {
-        if state.paused {
-            "paused"
-        } else if state.restarting {
-            "restarting"
-        } else {
-            "running"
-        }
-    } else if state.removal_in_progress {
-        "removing"
-    } else if state.dead {
-        "dead"
-    } else if never(&state.started_at) {
-        "created"
-    } else {
-        "exited"
-    }
 }
 
 pub fn umount(root_path: &Path, args: &UmountArgs) -> Result<()> {

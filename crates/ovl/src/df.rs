@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
 use store::{ContainerRecord, DataRoot, Reference};
 
-use crate::{format, resolve};
+use crate::{format, resolve, state};
 
 #[derive(clap::Args, Debug)]
 pub struct SystemArgs {
@@ -249,7 +249,7 @@ fn container_usage(root: &DataRoot, now: SystemTime) -> Result<Vec<ContainerUsag
         containers.push(ContainerUsage {
             image: refreshed_image(root, &record),
             image_id: record.image_id.clone(),
-            command: command_line(&record),
+            command: state::command(&record),
             labels: labels(&record.config),
             mounts: attachments
                 .mount_points
@@ -272,8 +272,8 @@ fn container_usage(root: &DataRoot, now: SystemTime) -> Result<Vec<ContainerUsag
             size_rw,
             created: unix_seconds(&record.created).unwrap_or(0),
             created_exact,
-            state: state_word(&record),
-            status: status_text(&record, now),
+            state: state::state_word(&record),
+            status: state::status_at(&record, false, now),
             name: record.name.clone(),
             id: record.id.clone(),
         });
@@ -309,25 +309,6 @@ fn refreshed_image(root: &DataRoot, record: &ContainerRecord) -> String {
     }
 }
 
-/// moby container/view.go: `Path` and the arguments, those with a space in single quotes.
-fn command_line(record: &ContainerRecord) -> String {
-    if record.args.is_empty() {
-        return record.path.clone();
-    }
-    let args: Vec<String> = record
-        .args
-        .iter()
-        .map(|arg| {
-            if arg.contains(' ') {
-                format!("'{arg}'")
-            } else {
-                arg.clone()
-            }
-        })
-        .collect();
-    format!("{} {}", record.path, args.join(" "))
-}
-
 fn labels(config: &Value) -> Vec<String> {
     let mut labels: Vec<String> = config
         .get("Labels")
@@ -346,65 +327,6 @@ fn labels(config: &Value) -> Vec<String> {
 /// Go's zero `time.Time` as Docker writes it.
 fn is_zero_time(time: &str) -> bool {
     time.is_empty() || time.starts_with("0001-01-01T00:00:00")
-}
-
-/// moby container/state.go `StateString`.
-fn state_word(record: &ContainerRecord) -> &'static str {
-    let state = &record.state;
-    if record.running {
-        if state.paused {
-            "paused"
-        } else if state.restarting {
-            "restarting"
-        } else {
-            "running"
-        }
-    } else if state.removal_in_progress {
-        "removing"
-    } else if state.dead {
-        "dead"
-    } else if is_zero_time(&state.started_at) {
-        "created"
-    } else {
-        "exited"
-    }
-}
-
-/// moby container/state.go `String`.
-fn status_text(record: &ContainerRecord, now: SystemTime) -> String {
-    let state = &record.state;
-    let since = |time: &str| {
-        let then = format::parse_rfc3339(time).unwrap_or(UNIX_EPOCH);
-        format::human_duration(now.duration_since(then).unwrap_or_default())
-    };
-    if record.running {
-        if state.paused {
-            return format!("Up {} (Paused)", since(&state.started_at));
-        }
-        if state.restarting {
-            return format!(
-                "Restarting ({}) {} ago",
-                state.exit_code,
-                since(&state.finished_at)
-            );
-        }
-        return format!("Up {}", since(&state.started_at));
-    }
-    if state.removal_in_progress {
-        "Removal In Progress".to_string()
-    } else if state.dead {
-        "Dead".to_string()
-    } else if is_zero_time(&state.started_at) {
-        "Created".to_string()
-    } else if is_zero_time(&state.finished_at) {
-        String::new()
-    } else {
-        format!(
-            "Exited ({}) {} ago",
-            state.exit_code,
-            since(&state.finished_at)
-        )
-    }
 }
 
 /// The repository and tag of the first of an image's tags in the order of their fully qualified

@@ -82,17 +82,6 @@ pub fn human_duration(duration: Duration) -> String {
     }
 }
 
-/// "3 hours ago" for an RFC 3339 timestamp; "N/A" when it cannot be read.
-pub fn age(rfc3339: Option<&str>) -> String {
-    let Some(created) = rfc3339.and_then(parse_rfc3339) else {
-        return "N/A".to_string();
-    };
-    let elapsed = SystemTime::now()
-        .duration_since(created)
-        .unwrap_or_default();
-    format!("{} ago", human_duration(elapsed))
-}
-
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
 pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     let bytes = text.as_bytes();

@@ -1,35 +1,45 @@
 //! A container's STATUS as `docker ps` prints it (moby `container.State.String`), from the run
 //! state Docker keeps in config.v2.json, plus ovl's own `Mounted`.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use store::ContainerRecord;
 
 use crate::format;
 
-/// Go's zero time, which Docker writes for a container that never started or stopped.
-const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+/// Go's zero time (in any zone), which Docker writes for a container that never started or
+/// stopped.
+const ZERO_TIME_PREFIX: &str = "0001-01-01T00:00:00";
 
 fn is_zero(time: &str) -> bool {
-    time.is_empty() || time == ZERO_TIME
+    time.is_empty() || time.starts_with(ZERO_TIME_PREFIX)
 }
 
 /// `Up 2 hours`, `Exited (0) 5 minutes ago`, `Created`, `Removal In Progress`, `Dead`, or, for a
 /// container whose root filesystem ovl has mounted, `Mounted`.
 pub fn status(record: &ContainerRecord, mounted: bool) -> String {
+    status_at(record, mounted, SystemTime::now())
+}
+
+/// [`status`] with the durations measured up to `now`.
+pub fn status_at(record: &ContainerRecord, mounted: bool, now: SystemTime) -> String {
     let state = &record.state;
+    let since = |time: &str| {
+        let then = format::parse_rfc3339(time).unwrap_or(UNIX_EPOCH);
+        format::human_duration(now.duration_since(then).unwrap_or_default())
+    };
     if record.running {
-        let up = format::age(Some(&state.started_at));
-        let up = up.strip_suffix(" ago").unwrap_or(&up);
         if state.paused {
-            return format!("Up {up} (Paused)");
+            return format!("Up {} (Paused)", since(&state.started_at));
         }
         if state.restarting {
             return format!(
-                "Restarting ({}) {}",
+                "Restarting ({}) {} ago",
                 state.exit_code,
-                format::age(Some(&state.finished_at))
+                since(&state.finished_at)
             );
         }
-        return format!("Up {up}");
+        return format!("Up {}", since(&state.started_at));
     }
     if state.removal_in_progress {
         return "Removal In Progress".to_string();
@@ -47,10 +57,33 @@ pub fn status(record: &ContainerRecord, mounted: bool) -> String {
         return String::new();
     }
     format!(
-        "Exited ({}) {}",
+        "Exited ({}) {} ago",
         state.exit_code,
-        format::age(Some(&state.finished_at))
+        since(&state.finished_at)
     )
+}
+
+/// moby `State.StateString`: the one word `docker ps --format {{.State}}` and `docker system df`
+/// show.
+pub fn state_word(record: &ContainerRecord) -> &'static str {
+    let state = &record.state;
+    if record.running {
+        if state.paused {
+            "paused"
+        } else if state.restarting {
+            "restarting"
+        } else {
+            "running"
+        }
+    } else if state.removal_in_progress {
+        "removing"
+    } else if state.dead {
+        "dead"
+    } else if is_zero(&state.started_at) {
+        "created"
+    } else {
+        "exited"
+    }
 }
 
 /// The COMMAND of `docker ps` before truncation (moby `daemon/list.go`): the path, then the
@@ -76,6 +109,8 @@ pub fn command(record: &ContainerRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
     fn record(started_at: &str, finished_at: &str, exit_code: i64) -> ContainerRecord {
         ContainerRecord {
@@ -108,12 +143,14 @@ mod tests {
     fn statuses_follow_docker() {
         assert_eq!(status(&record(ZERO_TIME, ZERO_TIME, 0), false), "Created");
         assert_eq!(status(&record(ZERO_TIME, ZERO_TIME, 0), true), "Mounted");
+        let now = format::parse_rfc3339("2020-01-01T00:05:01Z").expect("time");
         assert_eq!(
-            status(
+            status_at(
                 &record("2020-01-01T00:00:00Z", "2020-01-01T00:00:01Z", 3),
-                false
+                false,
+                now
             ),
-            format!("Exited (3) {}", format::age(Some("2020-01-01T00:00:01Z")))
+            "Exited (3) 5 minutes ago"
         );
         assert_eq!(
             status(&record("2020-01-01T00:00:00Z", ZERO_TIME, 0), false),
