@@ -2,6 +2,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use image_archive::write::{civil_from_days, days_from_civil};
+
 /// `a: b: c` from an error and its causes, skipping causes already contained in the message above.
 pub fn error_chain(err: &anyhow::Error) -> String {
     let mut text = String::new();
@@ -114,17 +116,6 @@ pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
         return Some(UNIX_EPOCH);
     }
     Some(UNIX_EPOCH + Duration::new(secs as u64, nanos))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = if year >= 0 { year } else { year - 399 } / 400;
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 /// The docker CLI's tabwriter settings: a column is as wide as its widest cell plus 3 spaces, and
@@ -247,25 +238,6 @@ fn civil_utc(seconds: i64) -> (String, String) {
             second_of_day % 60
         ),
     )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = if days >= 0 { days } else { days - 146_096 } / 146_097;
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// docker/cli `TruncateID`: the part after the algorithm (`sha256:`) cut to 12 characters.

@@ -18,6 +18,8 @@
 
 mod docker;
 mod gotime;
+
+pub use gotime::{civil_from_days, days_from_civil};
 mod oci;
 mod tarball;
 mod v1;
