@@ -5,55 +5,12 @@ use std::fs;
 use std::time::Instant;
 
 use ovl_tests::{
-    append_entry, chain_ids, check_root_consistent, docker_archive, image_config, layerdb,
+    chain_ids, check_root_consistent, deep_layer_tar, docker_archive, image_config, layerdb,
     require_root, sha256_digest, Ovl, Scratch,
 };
 
 const TEST: &str = "five_hundred_layers_mount_needs_root";
 const N_LAYERS: usize = 500;
-
-/// Layer `i` adds `layers/<i>` (content `<i>\n`) and overwrites `top` with `<i>`.
-fn layer_tar(i: usize) -> Vec<u8> {
-    let mtime = 1_650_000_000 + i as u64;
-    let mut builder = tar::Builder::new(Vec::new());
-    if i == 0 {
-        append_entry(
-            &mut builder,
-            "layers/",
-            tar::EntryType::Directory,
-            0o755,
-            0,
-            0,
-            mtime,
-            b"",
-            None,
-        );
-    }
-    let content = format!("{i}\n");
-    append_entry(
-        &mut builder,
-        &format!("layers/{i}"),
-        tar::EntryType::Regular,
-        0o644,
-        0,
-        0,
-        mtime,
-        content.as_bytes(),
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "top",
-        tar::EntryType::Regular,
-        0o644,
-        0,
-        0,
-        mtime,
-        i.to_string().as_bytes(),
-        None,
-    );
-    builder.into_inner().expect("finish layer tar")
-}
 
 #[test]
 fn five_hundred_layers_mount_needs_root() {
@@ -64,7 +21,7 @@ fn five_hundred_layers_mount_needs_root() {
     let mut layers = Vec::with_capacity(N_LAYERS);
     let mut diff_ids = Vec::with_capacity(N_LAYERS);
     for i in 0..N_LAYERS {
-        let tar = layer_tar(i);
+        let tar = deep_layer_tar(i);
         diff_ids.push(sha256_digest(&tar));
         layers.push((format!("layer{i:03}/layer.tar"), tar));
     }

@@ -872,6 +872,49 @@ pub fn deep_dockerfile() -> String {
     dockerfile
 }
 
+/// Layer `i` adds `layers/<i>` (content `<i>\n`) and overwrites `top` with `<i>`.
+pub fn deep_layer_tar(i: usize) -> Vec<u8> {
+    let mtime = 1_650_000_000 + i as u64;
+    let mut builder = tar::Builder::new(Vec::new());
+    if i == 0 {
+        append_entry(
+            &mut builder,
+            "layers/",
+            tar::EntryType::Directory,
+            0o755,
+            0,
+            0,
+            mtime,
+            b"",
+            None,
+        );
+    }
+    let content = format!("{i}\n");
+    append_entry(
+        &mut builder,
+        &format!("layers/{i}"),
+        tar::EntryType::Regular,
+        0o644,
+        0,
+        0,
+        mtime,
+        content.as_bytes(),
+        None,
+    );
+    append_entry(
+        &mut builder,
+        "top",
+        tar::EntryType::Regular,
+        0o644,
+        0,
+        0,
+        mtime,
+        i.to_string().as_bytes(),
+        None,
+    );
+    builder.into_inner().expect("finish layer tar")
+}
+
 /// The build context of `seed`: plain files and `caps.tar`.
 pub fn seed_context() -> Vec<ContextFile<'static>> {
     vec![

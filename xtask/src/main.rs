@@ -8,9 +8,14 @@
 //! - `bench`: `ovl diff`/`ovl commit` against `docker diff`/`docker commit` (see `bench.rs`).
 //! - `fuzz`: the cargo fuzz targets for a bounded time each (see `fuzz.rs`); `test` runs them for
 //!   20 s each after the suite.
+//! - `vm-test`: the scenarios of `vm-tests/` on other kernels under QEMU (see `vm.rs` for the host
+//!   side, `vm_guest.rs` for the guest side); `test` runs all of them on both built-in kernels.
+//! - `vm-guest`: the guest runner itself, started by the guest's /init.
 
 mod bench;
 mod fuzz;
+mod vm;
+mod vm_guest;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,13 +24,16 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 /// Debian packages the tests and the demo use, with the command that shows each is installed.
-const DEBIAN_PACKAGES: [(&str, &str); 6] = [
+const DEBIAN_PACKAGES: [(&str, &str); 9] = [
     ("docker.io", "/usr/sbin/dockerd"),
     ("skopeo", "/usr/bin/skopeo"),
     ("busybox-static", "/bin/busybox"),
     ("xfsprogs", "/usr/sbin/mkfs.xfs"),
     ("zstd", "/usr/bin/zstd"),
     ("iproute2", "/usr/sbin/ip"),
+    ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
+    ("e2fsprogs", "/usr/sbin/mke2fs"),
+    ("xz-utils", "/usr/bin/xz"),
 ];
 
 fn main() -> Result<()> {
@@ -36,9 +44,12 @@ fn main() -> Result<()> {
         Some("deps") => deps(),
         Some("bench") => bench::bench(&args[1..]),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
+        Some("vm-test") => vm::vm_test(&args[1..]),
+        Some("vm-guest") => vm_guest::vm_guest(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask demo | test [cargo test args] | deps | bench [options] | fuzz [options]"
+                "usage: cargo xtask demo | test [cargo test args] | deps | bench [options] | fuzz [options] \
+                 | vm-test [options]"
             );
             std::process::exit(2);
         }
@@ -95,9 +106,11 @@ fn test(extra: &[String]) -> Result<()> {
         .current_dir(&root)
         .args(["test", "--workspace"])
         .args(extra))?;
-    // A bounded fuzz run of every target: the long runs are documented in docs/testing.md.
+    // A bounded fuzz run of every target (the long runs are documented in docs/testing.md), then
+    // every scenario on both built-in kernels under QEMU.
     if extra.is_empty() {
         fuzz::fuzz(&["--seconds".to_string(), "20".to_string()])?;
+        vm::vm_test(&[])?;
     }
     Ok(())
 }

@@ -29,6 +29,11 @@ pub const OVL_MAX_STACK: usize = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(
+        "the kernel has no overlay filesystem (not in /proc/filesystems, and mounting one in \
+         {path} failed with ENODEV): load the module with `modprobe overlay`"
+    )]
+    NoOverlayModule { path: PathBuf },
     #[error("overlay not supported: test mount in {path} failed")]
     OverlayNotSupported {
         path: PathBuf,
@@ -131,6 +136,15 @@ impl KernelFeatures {
     pub fn probe(test_dir: &Path) -> Result<KernelFeatures> {
         probe::probe(test_dir)
     }
+}
+
+/// Refuses a backing filesystem without d_type (xfs `ftype=0`, the CentOS 7 trap) for the
+/// directory `path` would live in, before anything is created there: `path` itself or its
+/// nearest existing ancestor. Writes nothing when it can tell by reading (a non-empty directory,
+/// or the XFS geometry); only an empty directory on another filesystem gets a dummy file,
+/// created and removed.
+pub fn require_d_type(path: &Path) -> Result<()> {
+    probe::require_d_type(path)
 }
 
 /// What to mount, paths relative to `home` (the overlay2 driver dir H), nearest lower first.

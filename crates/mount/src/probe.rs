@@ -31,12 +31,25 @@ pub(crate) fn probe(test_dir: &Path) -> Result<KernelFeatures> {
             path: test_dir.to_path_buf(),
         });
     }
-    check_dir
-        .mount_two_lowers()
-        .map_err(|source| Error::OverlayNotSupported {
-            path: test_dir.to_path_buf(),
-            source: Box::new(source),
-        })?;
+    check_dir.mount_two_lowers().map_err(|source| {
+        let no_such_fs = matches!(
+            &source,
+            Error::Mount {
+                source: Errno::NODEV,
+                ..
+            }
+        );
+        if no_such_fs && !overlay_registered() {
+            Error::NoOverlayModule {
+                path: test_dir.to_path_buf(),
+            }
+        } else {
+            Error::OverlayNotSupported {
+                path: test_dir.to_path_buf(),
+                source: Box::new(source),
+            }
+        }
+    })?;
     let lowerdir_plus = match check_dir.mount_lowerdir_plus() {
         Ok(()) => true,
         Err(err) => {
@@ -84,6 +97,96 @@ pub(crate) fn backing_fs_name(magic: u32) -> String {
         _ => return format!("{magic:#x}"),
     };
     name.to_owned()
+}
+
+/// Whether `/proc/filesystems` lists overlay (an unreadable list counts as listed: the mount's
+/// own error is then the better message).
+fn overlay_registered() -> bool {
+    match std::fs::read_to_string("/proc/filesystems") {
+        Ok(list) => list
+            .lines()
+            .any(|line| line.split_whitespace().last() == Some("overlay")),
+        Err(_) => true,
+    }
+}
+
+/// `XFS_FSOP_GEOM_FLAGS_FTYPE`: directory entries carry the file type (mkfs.xfs `-n ftype=1`).
+const XFS_FSOP_GEOM_FLAGS_FTYPE: u32 = 0x10000;
+const XFS_SUPER_MAGIC: u32 = 0x5846_5342;
+
+pub(crate) fn require_d_type(path: &Path) -> Result<()> {
+    let mut dir = path;
+    while !dir.is_dir() {
+        match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => dir = parent,
+            _ => {
+                dir = Path::new(".");
+                break;
+            }
+        }
+    }
+    let sys_err = |operation| {
+        move |source| Error::Sys {
+            operation,
+            path: dir.to_path_buf(),
+            source,
+        }
+    };
+    let no_d_type = |magic: u32| Error::NoDType {
+        backing_fs: backing_fs_name(magic),
+        path: dir.to_path_buf(),
+    };
+    let dir_fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(sys_err("opening"))?;
+    let magic = rustix::fs::fstatfs(&dir_fd)
+        .map_err(sys_err("statfs"))?
+        .f_type as u32;
+    match listed_types(&dir_fd).map_err(sys_err("reading"))? {
+        Listed::Unknown => return Err(no_d_type(magic)),
+        Listed::Known => return Ok(()),
+        Listed::Empty => {}
+    }
+    if magic == XFS_SUPER_MAGIC {
+        use std::os::fd::AsFd as _;
+        if let Ok(flags) = crate::sys::xfs_geometry_flags(dir_fd.as_fd()) {
+            if flags & XFS_FSOP_GEOM_FLAGS_FTYPE == 0 {
+                return Err(no_d_type(magic));
+            }
+            return Ok(());
+        }
+    }
+    let check_dir = CheckDir::create(dir)?;
+    if !has_d_type(&check_dir.path)? {
+        return Err(no_d_type(magic));
+    }
+    Ok(())
+}
+
+enum Listed {
+    Empty,
+    Known,
+    Unknown,
+}
+
+/// What getdents says of the entries of a directory (`.` and `..` aside).
+fn listed_types(dir_fd: &rustix::fd::OwnedFd) -> rustix::io::Result<Listed> {
+    let mut listed = Listed::Empty;
+    for entry in rustix::fs::Dir::read_from(dir_fd)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        if entry.file_type() == FileType::Unknown {
+            return Ok(Listed::Unknown);
+        }
+        listed = Listed::Known;
+    }
+    Ok(listed)
 }
 
 /// Creates a file and reads the directory with getdents: a filesystem without d_type (xfs with

@@ -3,7 +3,8 @@
 //! A dockerd keeps its image, layer and container stores in memory and rewrites them as it
 //! pleases, so a change made beside a live daemon is lost or half-overwritten. Commands that
 //! change the root refuse while a dockerd uses it (checked before anything is created, and again
-//! once the lock is held); read-only commands work either way. Concurrent ovl processes are
+//! once the lock is held); read-only commands work either way. They also refuse a backing
+//! filesystem without d_type (xfs `ftype=0`), as Docker's overlay2 driver does, writing nothing. Concurrent ovl processes are
 //! serialized by `ovl.lock`, a file of ovl's own that dockerd never looks at.
 
 use std::path::Path;
@@ -25,6 +26,10 @@ pub fn open_for_change(
     action: &str,
 ) -> Result<(DataRoot, RootLock)> {
     refuse_live_dockerd(root_path, action)?;
+    // Docker's overlay2 driver refuses to start on a filesystem without d_type; ovl refuses to
+    // change a root there, before creating anything.
+    mount::require_d_type(&root_path.join("overlay2"))
+        .with_context(|| format!("cannot {action} in data root {}", root_path.display()))?;
     let root = match create {
         Create::Yes => DataRoot::open_or_create(root_path),
         Create::No => DataRoot::open(root_path),
