@@ -157,6 +157,61 @@ fn bad_input_fails_cleanly_needs_root() {
     );
     check_unchanged("DiffID mismatch");
 
+    // Four new layers unpacked at once: the second (large, its DiffID wrong) fails late, the
+    // fourth (damaged gzip) fails at once. The error is the second's, as a load of one layer
+    // after the other reports it, and nothing of any of the four stays.
+    let mut tars: Vec<Vec<u8>> = (0..4).map(|i| layer_tar("parallel", i)).collect();
+    tars[1] = {
+        let mut builder = tar::Builder::new(Vec::new());
+        let data: Vec<u8> = (0..4_000_000u32).map(|n| (n % 251) as u8).collect();
+        append_entry(
+            &mut builder,
+            "big",
+            tar::EntryType::Regular,
+            0o644,
+            0,
+            0,
+            1_600_000_000,
+            &data,
+            None,
+        );
+        builder.into_inner().expect("finish layer")
+    };
+    let mut diff_ids: Vec<String> = tars.iter().map(|t| sha256_digest(t)).collect();
+    let wrong = sha256_digest(b"not the second layer");
+    diff_ids[1] = wrong.clone();
+    let mut blobs = tars;
+    let mut damaged = gzip(&blobs[3]);
+    let middle = damaged.len() / 2;
+    for byte in &mut damaged[middle..middle + 8] {
+        *byte ^= 0x5a;
+    }
+    blobs[3] = damaged;
+    let layers: Vec<(String, Vec<u8>)> = blobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (format!("parallel-layer{i}/layer.tar"), t))
+        .collect();
+    let parallel = docker_archive(&image_config(&diff_ids), &layers, &["ovl-parallel:1"]);
+    let parallel_path = work.join("parallel.tar");
+    fs::write(&parallel_path, parallel).expect("write parallel");
+    let output = ovl
+        .command([Path::new("load"), Path::new("-i"), &parallel_path])
+        .env("OVL_LOAD_JOBS", "4")
+        .output()
+        .expect("run ovl");
+    assert_eq!(output.status.code(), Some(1), "load of parallel.tar");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("parallel-layer1") && stderr.contains(&wrong["sha256:".len()..][..12]),
+        "the lowest failing layer, parallel-layer1, must be the one named: {stderr}"
+    );
+    assert!(
+        !stderr.contains("parallel-layer3"),
+        "a failure above the lowest one must not be reported: {stderr}"
+    );
+    check_unchanged("layers failing while unpacked at once");
+
     // An image that does not exist.
     let stderr = ovl.fail(["run-rootfs", "nosuch:1", "--name", "nosuch"]);
     assert_mentions(&stderr, "unknown image", &["nosuch:1"]);

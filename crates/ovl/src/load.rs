@@ -1,16 +1,20 @@
 //! `ovl load` and `ovl import`: image archives and rootfs tarballs into registered layers and images.
 //!
-//! A load registers layers bottom up, each one becoming visible only by its layerdb rename; when a
-//! later step fails, the layers this load registered are removed again, so a failed load leaves the
-//! data root as it found it.
+//! A load begins the missing layers of an image bottom up (overlay2 dir, `l/` link, `lower` file,
+//! write-set), unpacks them several at once (overlay2 layers are independent directories), syncs
+//! the filesystem once and commits them bottom up, each one becoming visible only by its layerdb
+//! rename. When a step fails, what was begun is dropped and the layers this load committed are
+//! removed again, so a failed load leaves the data root as it found it.
 
 use std::fs::File;
 use std::io::{BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
-use image_archive::{Archive, OpenOptions};
-use store::{AppliedLayer, DataRoot, Layer, Reference};
+use image_archive::{Archive, LayerRef, OpenOptions};
+use store::{AppliedLayer, DataRoot, Layer, LayerParent, PendingLayer, Reference};
 
 use crate::access::{self, Create};
 
@@ -56,51 +60,52 @@ pub fn load(root_path: &Path, args: &LoadArgs) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     for image in archive.images() {
         let mut registered = Registered::new(&root);
-        let mut parent: Option<Layer> = None;
+        // The chain bottom up: layers already stored are reused; the first missing one and every
+        // layer above it are begun (overlay2 dir, link, lower file, write-set) in order.
+        let mut parent: Option<LayerParent> = None;
+        let mut work: Vec<LayerWork> = Vec::new();
         for layer_ref in &image.layers {
             let chain_id = store::chain_id(
                 parent.as_ref().map(|p| p.chain_id.as_str()),
                 &layer_ref.diff_id,
             );
-            if let Some(existing) = root.layer(&chain_id)? {
-                progress.line(&format!(
-                    "{}: Layer already exists",
-                    short(&layer_ref.diff_id)
-                ));
-                parent = Some(existing);
-                continue;
+            if work.is_empty() {
+                if let Some(existing) = root.layer(&chain_id)? {
+                    progress.line(&format!(
+                        "{}: Layer already exists",
+                        short(&layer_ref.diff_id)
+                    ));
+                    parent = Some(LayerParent::from(&existing));
+                    continue;
+                }
             }
-            let mut blob = Some(
-                archive
-                    .open_layer(layer_ref)
-                    .with_context(|| format!("opening layer {}", layer_ref.member))?,
-            );
-            let label = layer_ref.member.clone();
-            let expected = layer_ref.diff_id.clone();
-            let layer = root
-                .register_layer(parent.as_ref(), &mut |diff_dir, tar_split| {
-                    let mut reader = blob.take().ok_or("layer blob consumed twice")?;
-                    let applied = apply_layer(
-                        &mut reader,
-                        diff_dir,
-                        tar_split,
-                        &progress,
-                        &label,
-                        args.max_layer_size,
-                    )?;
-                    reader.finish()?;
-                    if applied.diff_id != expected {
-                        return Err(format!(
-                            "layer {label}: DiffID mismatch: the image config names {expected}, the layer content is {}",
-                            applied.diff_id
-                        )
-                        .into());
-                    }
-                    Ok(applied)
-                })
+            let pending = root
+                .begin_layer(parent.as_ref())
                 .with_context(|| format!("loading layer {}", layer_ref.member))?;
+            parent = Some(LayerParent {
+                chain_id,
+                cache_id: pending.cache_id().to_string(),
+            });
+            work.push(LayerWork {
+                layer_ref,
+                pending,
+                tar_bytes: 0,
+            });
+        }
+        // Overlay2 layers are independent directories: they are unpacked at once.
+        apply_layers(&archive, &mut work, &progress, args.max_layer_size)?;
+        // One syncfs for all of them, then each becomes visible bottom up.
+        if !work.is_empty() {
+            root.sync_filesystem()
+                .context("syncing the loaded layers to disk")?;
+        }
+        for item in work {
+            let layer = item
+                .pending
+                .commit(true)
+                .with_context(|| format!("loading layer {}", item.layer_ref.member))?;
+            progress.done(&item.layer_ref.member, item.tar_bytes);
             registered.push(&layer);
-            parent = Some(layer);
         }
         let image_id = root
             .put_image(&image.config)
@@ -137,19 +142,23 @@ pub fn import(root_path: &Path, args: &ImportArgs) -> Result<()> {
     let progress = Progress::new(true);
     let label = args.file.display().to_string();
     let mut input = Some(file);
+    let mut tar_bytes = 0;
     let layer = root
         .register_layer(None, &mut |diff_dir, tar_split| {
             let mut file = input.take().ok_or("input consumed twice")?;
-            apply_layer(
+            let (applied, n_bytes) = apply_layer(
                 &mut file,
                 diff_dir,
                 tar_split,
                 &progress,
                 &label,
                 args.max_layer_size,
-            )
+            )?;
+            tar_bytes = n_bytes;
+            Ok(applied)
         })
         .with_context(|| format!("importing {}", args.file.display()))?;
+    progress.done(&label, tar_bytes);
     let mut registered = Registered::new(&root);
     registered.push(&layer);
     let created = store::now_rfc3339_nano();
@@ -191,8 +200,122 @@ fn import_config(diff_id: &str, created: &str, comment: &str) -> Result<Vec<u8>>
     Ok(store::go_json(&config)?)
 }
 
+/// One layer of a load between `begin_layer` and `commit`.
+struct LayerWork<'a, 'r> {
+    layer_ref: &'a LayerRef,
+    pending: PendingLayer<'r>,
+    tar_bytes: u64,
+}
+
+/// How many layers a load unpacks at once: `OVL_LOAD_JOBS`, or one per CPU up to four (each
+/// layer also has its own writer threads, see layer-unpack).
+fn layer_jobs() -> usize {
+    if let Some(jobs) = std::env::var("OVL_LOAD_JOBS")
+        .ok()
+        .and_then(|text| text.parse::<usize>().ok())
+    {
+        return jobs.max(1);
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+}
+
+/// Applies every pending layer, several at once. On failure, the error reported is that of the
+/// lowest failing layer in the chain, as a one-by-one load would report it: layers above a
+/// failure are not started, layers below it still run to the end.
+fn apply_layers(
+    archive: &Archive,
+    work: &mut [LayerWork<'_, '_>],
+    progress: &Progress,
+    max_layer_size: Option<u64>,
+) -> Result<()> {
+    let jobs = layer_jobs().min(work.len());
+    if jobs <= 1 {
+        for item in work.iter_mut() {
+            apply_one(archive, item, progress, max_layer_size)?;
+        }
+        return Ok(());
+    }
+    let next = AtomicUsize::new(0);
+    let lowest_failure = AtomicUsize::new(usize::MAX);
+    let slots: Vec<Mutex<&mut LayerWork<'_, '_>>> = work.iter_mut().map(Mutex::new).collect();
+    let errors: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                if index >= slots.len() || index > lowest_failure.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut item) = slots[index].lock() else {
+                    break;
+                };
+                if let Err(err) = apply_one(archive, &mut item, progress, max_layer_size) {
+                    lowest_failure.fetch_min(index, Ordering::SeqCst);
+                    if let Ok(mut errors) = errors.lock() {
+                        errors.push((index, err));
+                    }
+                }
+            });
+        }
+    });
+    let mut errors = errors
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a layer worker panicked"))?;
+    errors.sort_by_key(|(index, _)| *index);
+    match errors.into_iter().next() {
+        Some((_, err)) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// Opens one layer's blob, applies it into its pending layer and checks its DiffID.
+fn apply_one(
+    archive: &Archive,
+    item: &mut LayerWork<'_, '_>,
+    progress: &Progress,
+    max_layer_size: Option<u64>,
+) -> Result<()> {
+    let layer_ref = item.layer_ref;
+    let mut blob = Some(
+        archive
+            .open_layer(layer_ref)
+            .with_context(|| format!("opening layer {}", layer_ref.member))?,
+    );
+    let label = layer_ref.member.as_str();
+    let expected = layer_ref.diff_id.as_str();
+    let mut tar_bytes = 0;
+    item.pending
+        .apply(&mut |diff_dir, tar_split| {
+            let mut reader = blob.take().ok_or("layer blob consumed twice")?;
+            let (applied, n_bytes) = apply_layer(
+                &mut reader,
+                diff_dir,
+                tar_split,
+                progress,
+                label,
+                max_layer_size,
+            )?;
+            reader.finish()?;
+            if applied.diff_id != expected {
+                return Err(format!(
+                    "layer {label}: DiffID mismatch: the image config names {expected}, the layer content is {}",
+                    applied.diff_id
+                )
+                .into());
+            }
+            tar_bytes = n_bytes;
+            Ok(applied)
+        })
+        .with_context(|| format!("loading layer {}", layer_ref.member))?;
+    item.tar_bytes = tar_bytes;
+    Ok(())
+}
+
 /// Decompresses (by magic), unpacks, records tar-split and measures one layer: the body of every
-/// `register_layer` call.
+/// `apply` call. Returns the layer and the length of its uncompressed tar.
 fn apply_layer(
     raw: &mut dyn Read,
     diff_dir: &Path,
@@ -200,7 +323,7 @@ fn apply_layer(
     progress: &Progress,
     label: &str,
     max_len: Option<u64>,
-) -> Result<AppliedLayer, store::ApplyError> {
+) -> Result<(AppliedLayer, u64), store::ApplyError> {
     let counted = CountingReader {
         inner: raw,
         n_bytes: 0,
@@ -223,11 +346,13 @@ fn apply_layer(
     )?;
     packer.finish()?;
     let size = layer_unpack::diff_size(diff_dir)?;
-    progress.done(label, report.tar_bytes);
-    Ok(AppliedLayer {
-        diff_id: report.diff_id,
-        size,
-    })
+    Ok((
+        AppliedLayer {
+            diff_id: report.diff_id,
+            size,
+        },
+        report.tar_bytes,
+    ))
 }
 
 /// Fails the read that takes the uncompressed stream past `max_len` bytes.

@@ -113,16 +113,19 @@ impl DataRoot {
         parent: Option<&Layer>,
         apply: &mut dyn FnMut(&Path, &mut dyn Write) -> Result<AppliedLayer, ApplyError>,
     ) -> Result<Layer> {
-        let parent_name =
-            parent.map_or_else(|| "an empty chain".to_string(), |p| p.chain_id.clone());
-        let at = |step: &'static str| {
-            let parent = parent_name.clone();
-            move |source: Error| Error::Register {
-                parent,
-                step,
-                source: Box::new(source),
-            }
-        };
+        let parent = parent.map(LayerParent::from);
+        let mut pending = self.begin_layer(parent.as_ref())?;
+        pending.apply(apply)?;
+        pending.commit(false)
+    }
+
+    /// The first half of [`DataRoot::register_layer`]: the overlay2 dir (with its `link`, `l/`
+    /// symlink and `lower` file) and the write-set. The parent may itself be pending: a chain of
+    /// layers can be begun bottom up, applied in any order or at once, and committed bottom up.
+    /// Dropping the result before its commit removes what it created.
+    pub fn begin_layer(&self, parent: Option<&LayerParent>) -> Result<PendingLayer<'_>> {
+        let parent_name = parent_name(parent);
+        let at = at_step(&parent_name);
         if let Some(parent) = parent {
             // The parent's `lower` file lists every layer below it: its depth without a chain walk.
             let depth = self
@@ -132,7 +135,7 @@ impl DataRoot {
                 + 1;
             if depth >= MAX_LAYER_DEPTH {
                 return Err(Error::MaxDepth {
-                    parent: parent_name,
+                    parent: parent_name.clone(),
                     depth,
                 });
             }
@@ -161,98 +164,28 @@ impl DataRoot {
             .join(format!("write-set-{}", random_digits()?));
         fsutil::create_dir_all_mode(&write_set, 0o700).map_err(at("creating the write-set"))?;
         guard.write_set = Some(write_set.clone());
+        Ok(PendingLayer {
+            guard,
+            parent: parent.cloned(),
+            cache_id,
+            write_set,
+            applied: None,
+        })
+    }
 
-        let tar_split_path = write_set.join("tar-split.json.gz");
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tar_split_path)
-            .map_err(io_error("creating", &tar_split_path))
-            .map_err(at("creating tar-split.json.gz"))?;
-        file.set_permissions(fs::Permissions::from_mode(0o644))
-            .map_err(io_error("chmod", &tar_split_path))
-            .map_err(at("creating tar-split.json.gz"))?;
-        let mut writer = BufWriter::with_capacity(TAR_SPLIT_BUFFER, file);
-        let diff_dir = self.overlay_dir(&cache_id).join("diff");
-        let applied = apply(&diff_dir, &mut writer).map_err(|source| Error::Apply {
-            parent: parent_name.clone(),
-            source,
-        })?;
-        let file = writer
-            .into_inner()
-            .map_err(|err| Error::Io {
-                op: "writing",
-                path: tar_split_path.clone(),
-                source: err.into_error(),
-            })
-            .map_err(at("writing tar-split.json.gz"))?;
-        file.sync_all()
-            .map_err(io_error("syncing", &tar_split_path))
-            .map_err(at("writing tar-split.json.gz"))?;
-        if !is_digest(&applied.diff_id) {
-            return Err(at("checking the diff id")(Error::InvalidId {
-                what: "diff id",
-                value: applied.diff_id,
-            }));
-        }
-
-        let parent_chain = parent.map(|p| p.chain_id.as_str());
-        let chain_id = ids::chain_id(parent_chain, &applied.diff_id);
-        let size = applied.size.to_string();
-        let mut files = vec![
-            ("diff", applied.diff_id.as_str()),
-            ("size", size.as_str()),
-            ("cache-id", cache_id.as_str()),
-        ];
-        if let Some(parent_chain) = parent_chain {
-            files.push(("parent", parent_chain));
-        }
-        for (name, value) in files {
-            fsutil::write_new(&write_set.join(name), value.as_bytes(), 0o644, true)
-                .map_err(at("writing the layer metadata"))?;
-        }
-        if let Some(existing) = self
-            .layer(&chain_id)
-            .map_err(at("looking up the chain id"))?
-        {
-            // The guard removes the new overlay2 dir and the write-set.
-            tracing::debug!(%chain_id, "layer already registered; dropping the new copy");
-            return Ok(existing);
-        }
-        // The layer's files reach the disk before the layer becomes visible.
-        File::open(&diff_dir)
-            .map_err(io_error("opening", &diff_dir))
-            .and_then(|diff| {
-                rustix::fs::syncfs(&diff).map_err(|errno| Error::Io {
+    /// Flushes the filesystem of the data root (`syncfs`): after it, every pending layer's files
+    /// are on disk and [`PendingLayer::commit`] may skip its own sync.
+    pub fn sync_filesystem(&self) -> Result<()> {
+        let home = self.overlay_home();
+        File::open(&home)
+            .map_err(io_error("opening", &home))
+            .and_then(|dir| {
+                rustix::fs::syncfs(&dir).map_err(|errno| Error::Io {
                     op: "syncing",
-                    path: diff_dir.clone(),
+                    path: home.clone(),
                     source: errno.into(),
                 })
             })
-            .map_err(at("syncing the layer content"))?;
-        fsutil::sync_dir(&write_set).map_err(at("syncing the write-set"))?;
-        let sha_dir = self.layerdb().join("sha256");
-        fsutil::create_dir_all_mode(&sha_dir, 0o755).map_err(at("creating layerdb/sha256"))?;
-        let final_dir = self.layer_dir(&chain_id)?;
-        fs::rename(&write_set, &final_dir)
-            .map_err(io_error("renaming the write-set to", &final_dir))
-            .map_err(at("committing"))?;
-        // Past the commit point the layer exists: nothing may be undone any more.
-        guard.write_set = None;
-        guard.overlay_id = None;
-        guard.committed = None;
-        if let Err(err) = fsutil::sync_dir(&sha_dir) {
-            tracing::warn!(error = %err, %chain_id, "layer committed but its directory was not synced");
-        }
-        tracing::debug!(%chain_id, %cache_id, size = applied.size, "layer registered");
-        Ok(Layer {
-            chain_id,
-            diff_id: applied.diff_id,
-            parent: parent_chain.map(str::to_string),
-            cache_id,
-            size: applied.size,
-        })
     }
 
     /// Removes a layer (spec §1.4) when nothing references it; the caller checks references.
@@ -322,7 +255,169 @@ fn random_digits() -> Result<String> {
     Ok(u64::from_str_radix(&hex, 16).unwrap_or(0).to_string())
 }
 
+/// What a new layer needs of its parent: the parent's ChainID (its `parent` file) and overlay2
+/// dir (its `lower` file). A pending parent's ChainID is the one its expected DiffID gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerParent {
+    pub chain_id: String,
+    pub cache_id: String,
+}
+
+impl From<&Layer> for LayerParent {
+    fn from(layer: &Layer) -> LayerParent {
+        LayerParent {
+            chain_id: layer.chain_id.clone(),
+            cache_id: layer.cache_id.clone(),
+        }
+    }
+}
+
+fn parent_name(parent: Option<&LayerParent>) -> String {
+    parent.map_or_else(|| "an empty chain".to_string(), |p| p.chain_id.clone())
+}
+
+fn at_step(parent_name: &str) -> impl Fn(&'static str) -> Box<dyn FnOnce(Error) -> Error> + '_ {
+    move |step| {
+        let parent = parent_name.to_string();
+        Box::new(move |source: Error| Error::Register {
+            parent,
+            step,
+            source: Box::new(source),
+        })
+    }
+}
+
+/// A layer between [`DataRoot::begin_layer`] and [`PendingLayer::commit`]: invisible to every
+/// reader, removed again when dropped uncommitted.
+#[derive(Debug)]
+pub struct PendingLayer<'a> {
+    guard: RegisterGuard<'a>,
+    parent: Option<LayerParent>,
+    cache_id: String,
+    write_set: PathBuf,
+    applied: Option<AppliedLayer>,
+}
+
+impl PendingLayer<'_> {
+    /// The overlay2 dir id (the cache-id) of the layer.
+    pub fn cache_id(&self) -> &str {
+        &self.cache_id
+    }
+
+    /// Calls `apply(diff_dir, tar_split_gz_file)` once and keeps what it reports.
+    pub fn apply(
+        &mut self,
+        apply: &mut dyn FnMut(&Path, &mut dyn Write) -> Result<AppliedLayer, ApplyError>,
+    ) -> Result<()> {
+        let parent_name = parent_name(self.parent.as_ref());
+        let at = at_step(&parent_name);
+        let tar_split_path = self.write_set.join("tar-split.json.gz");
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tar_split_path)
+            .map_err(io_error("creating", &tar_split_path))
+            .map_err(at("creating tar-split.json.gz"))?;
+        file.set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(io_error("chmod", &tar_split_path))
+            .map_err(at("creating tar-split.json.gz"))?;
+        let mut writer = BufWriter::with_capacity(TAR_SPLIT_BUFFER, file);
+        let diff_dir = self.guard.root.overlay_dir(&self.cache_id).join("diff");
+        let applied = apply(&diff_dir, &mut writer).map_err(|source| Error::Apply {
+            parent: parent_name.clone(),
+            source,
+        })?;
+        let file = writer
+            .into_inner()
+            .map_err(|err| Error::Io {
+                op: "writing",
+                path: tar_split_path.clone(),
+                source: err.into_error(),
+            })
+            .map_err(at("writing tar-split.json.gz"))?;
+        file.sync_all()
+            .map_err(io_error("syncing", &tar_split_path))
+            .map_err(at("writing tar-split.json.gz"))?;
+        if !is_digest(&applied.diff_id) {
+            return Err(at("checking the diff id")(Error::InvalidId {
+                what: "diff id",
+                value: applied.diff_id,
+            }));
+        }
+        self.applied = Some(applied);
+        Ok(())
+    }
+
+    /// Writes the metadata files and renames the write-set to `layerdb/sha256/<chain>`: the
+    /// layer exists from then on. Its parent must be committed first. `synced` says that
+    /// [`DataRoot::sync_filesystem`] ran after the layer was applied; otherwise this syncs.
+    pub fn commit(mut self, synced: bool) -> Result<Layer> {
+        let root = self.guard.root;
+        let parent_name = parent_name(self.parent.as_ref());
+        let at = at_step(&parent_name);
+        let applied = self.applied.take().ok_or_else(|| {
+            at("committing")(Error::InvalidId {
+                what: "layer never applied, cache-id",
+                value: self.cache_id.clone(),
+            })
+        })?;
+        let write_set = self.write_set.clone();
+        let parent_chain = self.parent.as_ref().map(|p| p.chain_id.as_str());
+        let chain_id = ids::chain_id(parent_chain, &applied.diff_id);
+        let size = applied.size.to_string();
+        let mut files = vec![
+            ("diff", applied.diff_id.as_str()),
+            ("size", size.as_str()),
+            ("cache-id", self.cache_id.as_str()),
+        ];
+        if let Some(parent_chain) = parent_chain {
+            files.push(("parent", parent_chain));
+        }
+        for (name, value) in files {
+            fsutil::write_new(&write_set.join(name), value.as_bytes(), 0o644, true)
+                .map_err(at("writing the layer metadata"))?;
+        }
+        if let Some(existing) = root
+            .layer(&chain_id)
+            .map_err(at("looking up the chain id"))?
+        {
+            // The guard removes the new overlay2 dir and the write-set.
+            tracing::debug!(%chain_id, "layer already registered; dropping the new copy");
+            return Ok(existing);
+        }
+        if !synced {
+            // The layer's files reach the disk before the layer becomes visible.
+            root.sync_filesystem()
+                .map_err(at("syncing the layer content"))?;
+        }
+        fsutil::sync_dir(&write_set).map_err(at("syncing the write-set"))?;
+        let sha_dir = root.layerdb().join("sha256");
+        fsutil::create_dir_all_mode(&sha_dir, 0o755).map_err(at("creating layerdb/sha256"))?;
+        let final_dir = root.layer_dir(&chain_id)?;
+        fs::rename(&write_set, &final_dir)
+            .map_err(io_error("renaming the write-set to", &final_dir))
+            .map_err(at("committing"))?;
+        // Past the commit point the layer exists: nothing may be undone any more.
+        self.guard.write_set = None;
+        self.guard.overlay_id = None;
+        self.guard.committed = None;
+        if let Err(err) = fsutil::sync_dir(&sha_dir) {
+            tracing::warn!(error = %err, %chain_id, "layer committed but its directory was not synced");
+        }
+        tracing::debug!(%chain_id, cache_id = %self.cache_id, size = applied.size, "layer registered");
+        Ok(Layer {
+            chain_id,
+            diff_id: applied.diff_id,
+            parent: parent_chain.map(str::to_string),
+            cache_id: self.cache_id.clone(),
+            size: applied.size,
+        })
+    }
+}
+
 /// Undoes a registration that did not reach its commit point.
+#[derive(Debug)]
 struct RegisterGuard<'a> {
     root: &'a DataRoot,
     overlay_id: Option<String>,

@@ -29,7 +29,7 @@ pub use gc::{
     LocalVolume,
 };
 pub use ids::{chain_id, chain_ids, now_rfc3339_nano, random_id, rfc3339_nano, sha256_digest};
-pub use layers::MAX_LAYER_DEPTH;
+pub use layers::{LayerParent, PendingLayer, MAX_LAYER_DEPTH};
 pub use overlay::MAX_LOWERS;
 pub use references::Reference;
 pub use survey::{survey, RootSurvey};
@@ -297,6 +297,11 @@ impl DataRoot {
 
     /// Takes the data root's exclusive lock, waiting for another ovl process to release it.
     pub fn lock(&self) -> Result<RootLock> {
+        self.lock_reporting_wait().map(|(lock, _)| lock)
+    }
+
+    /// [`DataRoot::lock`], and whether another process held the lock so that this one waited.
+    pub fn lock_reporting_wait(&self) -> Result<(RootLock, bool)> {
         let path = self.root.join("ovl.lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -308,14 +313,28 @@ impl DataRoot {
                 path: path.clone(),
                 source,
             })?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|errno| {
-            Error::Io {
-                op: "locking",
-                path,
-                source: errno.into(),
-            }
-        })?;
-        Ok(RootLock { _file: file })
+        let waited =
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => false,
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(
+                        |errno| Error::Io {
+                            op: "locking",
+                            path: path.clone(),
+                            source: errno.into(),
+                        },
+                    )?;
+                    true
+                }
+                Err(errno) => {
+                    return Err(Error::Io {
+                        op: "locking",
+                        path,
+                        source: errno.into(),
+                    })
+                }
+            };
+        Ok((RootLock { _file: file }, waited))
     }
 
     pub(crate) fn image_dir(&self) -> PathBuf {
