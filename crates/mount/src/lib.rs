@@ -136,6 +136,13 @@ impl KernelFeatures {
     pub fn probe(test_dir: &Path) -> Result<KernelFeatures> {
         probe::probe(test_dir)
     }
+
+    /// [`KernelFeatures::probe`] once per boot: the result is kept in `cache` (a small text
+    /// file) with the boot id, the kernel release and the test dir's device and inode, and
+    /// reused while all of them match. A cache that cannot be read or written is ignored.
+    pub fn probe_cached(test_dir: &Path, cache: &Path) -> Result<KernelFeatures> {
+        probe::probe_cached(test_dir, cache)
+    }
 }
 
 /// Refuses a backing filesystem without d_type (xfs `ftype=0`, the CentOS 7 trap) for the
@@ -184,12 +191,13 @@ pub enum MountPlan {
 }
 
 /// Chooses how to mount `spec`, as Docker's overlay2 driver does (spec §2.2), with `lowerdir+` as
-/// the fallback for stacks whose mount data no longer fits in a page:
+/// the fallback for stacks whose mount data no longer fits in a page even with relative paths:
 ///
 /// 1. `[index=off,]lowerdir=H/l/A:H/l/B…[,upperdir=H/<id>/diff,workdir=H/<id>/work]` when it
 ///    fits in `page_size - 1` bytes → [`MountPlan::Absolute`];
-/// 2. else, when the kernel takes `lowerdir+` → [`MountPlan::LowerdirPlus`];
-/// 3. else the same options relative to H when they fit → [`MountPlan::Relative`];
+/// 2. else the same options relative to H when they fit → [`MountPlan::Relative`] (one mount(2)
+///    call, where `lowerdir+` takes one fsconfig call per lower);
+/// 3. else, when the kernel takes `lowerdir+` → [`MountPlan::LowerdirPlus`];
 /// 4. else [`Error::TooManyLayers`].
 ///
 /// The page-size limit: mount(2) copies its `data` argument into a single page
@@ -242,6 +250,21 @@ pub fn plan(spec: &OverlaySpec, features: &KernelFeatures) -> Result<MountPlan> 
         );
     }
 
+    let relative = legacy_ok.then(|| {
+        legacy_options(
+            index_off,
+            spec.lowers.iter().cloned(),
+            spec.upper.clone(),
+            spec.work.clone(),
+        )
+    });
+    if let Some(options) = relative.as_ref().filter(|o| o.len() <= max_data_len) {
+        return Ok(MountPlan::Relative {
+            home: spec.home.clone(),
+            options: options.clone(),
+            target: spec.target.clone(),
+        });
+    }
     if features.lowerdir_plus {
         return Ok(MountPlan::LowerdirPlus {
             home: spec.home.clone(),
@@ -252,26 +275,13 @@ pub fn plan(spec: &OverlaySpec, features: &KernelFeatures) -> Result<MountPlan> 
             target: spec.home.join(&spec.target),
         });
     }
-    if !legacy_ok {
+    let Some(options) = relative else {
         return Err(invalid(
             spec,
             "paths with ',', ':', '\\' or non-UTF-8 bytes cannot be passed as mount data, and \
              the kernel has no `lowerdir+`",
         ));
-    }
-    let options = legacy_options(
-        index_off,
-        spec.lowers.iter().cloned(),
-        spec.upper.clone(),
-        spec.work.clone(),
-    );
-    if options.len() <= max_data_len {
-        return Ok(MountPlan::Relative {
-            home: spec.home.clone(),
-            options,
-            target: spec.target.clone(),
-        });
-    }
+    };
     Err(Error::TooManyLayers {
         n_lowers,
         data_len: options.len(),
@@ -665,8 +675,18 @@ mod tests {
     }
 
     #[test]
-    fn eighty_lowers_use_lowerdir_plus_when_available() {
+    fn eighty_lowers_stay_relative_when_lowerdir_plus_is_available() {
         let plan = plan(&spec(80, true), &features(true, true)).expect("plan");
+        assert!(
+            matches!(plan, MountPlan::Relative { .. }),
+            "expected a relative plan, got {plan:?}"
+        );
+    }
+
+    #[test]
+    fn two_hundred_lowers_use_lowerdir_plus_when_available() {
+        // 200 × 29 bytes of relative lowers alone is past 4095.
+        let plan = plan(&spec(200, true), &features(true, true)).expect("plan");
         let MountPlan::LowerdirPlus {
             lowers,
             upper,
@@ -678,7 +698,7 @@ mod tests {
         else {
             panic!("expected a lowerdir+ plan, got {plan:?}");
         };
-        assert_eq!(lowers.len(), 80);
+        assert_eq!(lowers.len(), 200);
         assert_eq!(
             lowers[0],
             PathBuf::from(format!("/var/lib/docker/overlay2/l/{}", lid(0)))

@@ -9,6 +9,26 @@ use crate::{Error, Result};
 const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 pub(crate) fn is_mountpoint(path: &Path) -> Result<bool> {
+    // statx says so directly since Linux 5.8 (STATX_ATTR_MOUNT_ROOT), without reading a
+    // mountinfo whose size grows with every mount and its options.
+    use rustix::fs::{AtFlags, StatxAttributes, StatxFlags, CWD};
+    match rustix::fs::statx(CWD, path, AtFlags::empty(), StatxFlags::BASIC_STATS) {
+        Ok(stat)
+            if stat
+                .stx_attributes_mask
+                .contains(StatxAttributes::MOUNT_ROOT) =>
+        {
+            return Ok(stat.stx_attributes.contains(StatxAttributes::MOUNT_ROOT));
+        }
+        Err(source) => {
+            return Err(Error::Sys {
+                operation: "statx",
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+        Ok(_) => {}
+    }
     let canonical = std::fs::canonicalize(path).map_err(|source| Error::Io {
         operation: "resolving",
         path: path.to_path_buf(),

@@ -68,6 +68,74 @@ pub(crate) fn probe(test_dir: &Path) -> Result<KernelFeatures> {
     Ok(features)
 }
 
+pub(crate) fn probe_cached(test_dir: &Path, cache: &Path) -> Result<KernelFeatures> {
+    let key = cache_key(test_dir);
+    if let Some(key) = &key {
+        if let Some(features) = read_cache(cache, key) {
+            tracing::debug!(?features, cache = %cache.display(), "kernel features from this boot's probe");
+            return Ok(features);
+        }
+    }
+    let features = probe(test_dir)?;
+    if let Some(key) = key {
+        write_cache(cache, &key, &features);
+    }
+    Ok(features)
+}
+
+/// What must not have changed since the probe: the boot, the kernel, the directory.
+fn cache_key(test_dir: &Path) -> Option<String> {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let stat = rustix::fs::stat(test_dir).ok()?;
+    Some(format!(
+        "boot={} release={} dev={} ino={}",
+        boot_id.trim(),
+        release.trim(),
+        stat.st_dev,
+        stat.st_ino
+    ))
+}
+
+fn read_cache(cache: &Path, key: &str) -> Option<KernelFeatures> {
+    let text = std::fs::read_to_string(cache).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != key {
+        return None;
+    }
+    let mut fields = std::collections::BTreeMap::new();
+    for line in lines {
+        let (name, value) = line.split_once('=')?;
+        fields.insert(name, value);
+    }
+    let flag = |name: &str| match fields.get(name) {
+        Some(&"true") => Some(true),
+        Some(&"false") => Some(false),
+        _ => None,
+    };
+    Some(KernelFeatures {
+        backing_fs: fields.get("backing_fs")?.to_string(),
+        d_type: true,
+        index_param: flag("index_param")?,
+        lowerdir_plus: flag("lowerdir_plus")?,
+        page_size: fields.get("page_size")?.parse().ok()?,
+    })
+}
+
+/// Best effort: written beside the cache file and renamed over it.
+fn write_cache(cache: &Path, key: &str, features: &KernelFeatures) {
+    let text = format!(
+        "{key}\nbacking_fs={}\nindex_param={}\nlowerdir_plus={}\npage_size={}\n",
+        features.backing_fs, features.index_param, features.lowerdir_plus, features.page_size
+    );
+    let temp = cache.with_extension(format!("tmp{}", std::process::id()));
+    let written = std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, cache));
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&temp);
+        tracing::debug!(error = %err, cache = %cache.display(), "cannot keep the probe result");
+    }
+}
+
 /// Docker's names for `statfs` magic numbers (graphdriver `FsNames`; the magics are listed in
 /// include/uapi/linux/magic.h), and the magic in hex for anything else.
 pub(crate) fn backing_fs_name(magic: u32) -> String {

@@ -3,7 +3,7 @@
 //! A dockerd keeps its image, layer and container stores in memory and rewrites them as it
 //! pleases, so a change made beside a live daemon is lost or half-overwritten. Commands that
 //! change the root refuse while a dockerd uses it (checked before anything is created, and again
-//! once the lock is held); read-only commands work either way. They also refuse a backing
+//! once the lock is held if another ovl process held it first); read-only commands work either way. They also refuse a backing
 //! filesystem without d_type (xfs `ftype=0`), as Docker's overlay2 driver does, writing nothing. Concurrent ovl processes are
 //! serialized by `ovl.lock`, a file of ovl's own that dockerd never looks at.
 
@@ -35,9 +35,11 @@ pub fn open_for_change(
         Create::No => DataRoot::open(root_path),
     }
     .with_context(|| format!("opening data root {}", root_path.display()))?;
-    let lock = root.lock()?;
-    // A dockerd started while this process waited for the lock.
-    refuse_live_dockerd(root_path, action)?;
+    let (lock, waited) = root.lock_reporting_wait()?;
+    if waited {
+        // A dockerd may have started while this process waited for the lock.
+        refuse_live_dockerd(root_path, action)?;
+    }
     Ok((root, lock))
 }
 

@@ -521,7 +521,8 @@ fn mount_container(root: &DataRoot, container_id: &str) -> Result<PathBuf> {
 }
 
 pub(crate) fn probe(root: &DataRoot) -> Result<KernelFeatures> {
-    KernelFeatures::probe(&root.overlay_home())
+    // Probed once per boot, as dockerd probes once when it starts (`ovl info` always probes).
+    KernelFeatures::probe_cached(&root.overlay_home(), &root.root().join("ovl.probe"))
         .context("checking overlay support of the data root's filesystem")
 }
 
