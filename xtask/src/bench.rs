@@ -20,12 +20,20 @@ use anyhow::{bail, ensure, Context, Result};
 use ovl_tests::{Dockerd, Ovl};
 use sha2::{Digest, Sha256};
 
+mod load;
+
 /// Options of one run.
 struct BenchOptions {
     n_files: usize,
     changes: Vec<usize>,
     runs: usize,
     write_docs: bool,
+    /// Corpus images of the load part (empty: no load part).
+    images: Vec<String>,
+    /// Images whose `run-rootfs` is measured.
+    mount_images: Vec<String>,
+    /// Whether the diff and commit part runs.
+    changes_part: bool,
 }
 
 impl BenchOptions {
@@ -35,6 +43,15 @@ impl BenchOptions {
             changes: vec![10_000, 100_000],
             runs: 3,
             write_docs: true,
+            images: load::IMAGES.iter().map(|s| s.to_string()).collect(),
+            mount_images: vec!["deep".to_string(), "debian".to_string()],
+            changes_part: true,
+        };
+        let list = |text: &str| -> Vec<String> {
+            text.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -49,12 +66,27 @@ impl BenchOptions {
                 }
                 "--runs" => options.runs = value()?.parse()?,
                 "--no-docs" => options.write_docs = false,
+                "--images" => options.images = list(value()?),
+                "--mount-images" => options.mount_images = list(value()?),
+                "--no-changes" => options.changes_part = false,
+                "--no-load" => {
+                    options.images.clear();
+                    options.mount_images.clear();
+                }
                 other => bail!(
-                    "unknown bench option {other}; use --files N --changes N,M --runs K --no-docs"
+                    "unknown bench option {other}; use --files N --changes N,M --runs K --no-docs \
+                     --images a,b --mount-images a,b --no-changes --no-load"
                 ),
             }
         }
         ensure!(options.runs > 0, "--runs must be at least 1");
+        for image in options.images.iter().chain(&options.mount_images) {
+            ensure!(
+                load::IMAGES.contains(&image.as_str()),
+                "unknown corpus image {image}: use {}",
+                load::IMAGES.join(",")
+            );
+        }
         ensure!(
             options.changes.iter().all(|&n| n <= options.n_files),
             "--changes cannot exceed --files"
@@ -62,6 +94,9 @@ impl BenchOptions {
         Ok(options)
     }
 }
+
+/// Peak RSS (KiB) of an ovl command, by what it did.
+type PeakRss = Vec<(String, u64)>;
 
 /// Timings of one measured command.
 #[derive(Debug, Clone)]
@@ -114,9 +149,9 @@ pub fn bench(args: &[String]) -> Result<()> {
             .status();
     }
     let _ = fs::remove_dir_all(&scratch);
-    let (samples, notes) = result?;
+    let (samples, notes, peak_rss) = result?;
 
-    let report = report(&options, &samples, &notes);
+    let report = report(&options, &samples, &notes, &peak_rss);
     println!("{report}");
     let out_dir = root_dir.join("target/bench");
     fs::create_dir_all(&out_dir)?;
@@ -145,9 +180,10 @@ fn run_bench(
     archive: &Path,
     scratch: &Path,
     ovl_bin: &Path,
-) -> Result<(Vec<Sample>, Vec<String>)> {
+) -> Result<(Vec<Sample>, Vec<String>, PeakRss)> {
     let mut samples = Vec::new();
     let mut notes = Vec::new();
+    let mut peak_rss = Vec::new();
     let docker = std::panic::catch_unwind(|| Dockerd::start(&scratch.join("docker")))
         .map_err(|_| anyhow::anyhow!("starting the private dockerd failed"))?;
     let ovl = Ovl {
@@ -156,6 +192,54 @@ fn run_bench(
     };
     let archive_text = archive.to_str().context("utf-8 corpus path")?;
     let podman = Podman::new(&scratch.join("podman"));
+
+    // Loads first, while neither store holds any of the corpus layers.
+    let mut wanted: Vec<String> = options.images.clone();
+    for image in &options.mount_images {
+        if !wanted.contains(image) {
+            wanted.push(image.clone());
+        }
+    }
+    if !wanted.is_empty() {
+        let corpus_dir = crate::workspace_root().join("target/bench-corpus");
+        let images = load::corpus(&corpus_dir, &wanted, options.n_files)?;
+        let (load_images, mount_images): (Vec<_>, Vec<_>) = (
+            images
+                .iter()
+                .filter(|image| options.images.contains(&image.name))
+                .collect(),
+            images
+                .iter()
+                .filter(|image| options.mount_images.contains(&image.name))
+                .collect(),
+        );
+        let owned =
+            |list: Vec<&load::Image>| -> Vec<load::Image> { list.into_iter().cloned().collect() };
+        let (load_samples, load_notes, rss) = load::bench_loads(
+            &owned(load_images),
+            ovl_bin,
+            &docker,
+            podman.as_ref(),
+            scratch,
+            options.runs,
+        )?;
+        samples.extend(load_samples);
+        notes.extend(load_notes);
+        let (mount_samples, mount_rss) = load::bench_mounts(
+            &owned(mount_images),
+            ovl_bin,
+            &docker,
+            podman.as_ref(),
+            scratch,
+            options.runs,
+        )?;
+        samples.extend(mount_samples);
+        peak_rss.extend(rss);
+        peak_rss.extend(mount_rss);
+    }
+    if !options.changes_part {
+        return Ok((samples, notes, peak_rss));
+    }
 
     let started = Instant::now();
     docker.docker_ok(["load", "-i", archive_text]);
@@ -393,7 +477,7 @@ fn run_bench(
         samples.extend([tar_floor, untar_floor, syncfs_cost]);
         docker.docker_ok(["rm", "-f", &docker_name]);
     }
-    Ok((samples, notes))
+    Ok((samples, notes, peak_rss))
 }
 
 /// podman (Debian's package) with a storage of its own below the benchmark's scratch dir.
@@ -470,7 +554,12 @@ fn timed(mut command: Command) -> Result<(Duration, String)> {
     ))
 }
 
-fn report(options: &BenchOptions, samples: &[Sample], notes: &[String]) -> String {
+fn report(
+    options: &BenchOptions,
+    samples: &[Sample],
+    notes: &[String],
+    peak_rss: &[(String, u64)],
+) -> String {
     let mut out = String::new();
     let uname = Command::new("uname")
         .arg("-sr")
@@ -495,10 +584,18 @@ fn report(options: &BenchOptions, samples: &[Sample], notes: &[String]) -> Strin
     out.push_str("# Performance\n\n");
     out.push_str("Generated by `cargo xtask bench`; do not edit by hand.\n\n");
     out.push_str(&format!(
-        "Machine: {cpu}, {n_cpus} CPUs; kernel {uname}; {date}. Image `smallfiles`: busybox base \
-         layer + {} files of 1–4 KiB. Each command ran {} times, Docker, podman and ovl alternating; \
-         ratio = median / median of the ovl command of the same group.\n\n",
-        options.n_files, options.runs
+        "Machine: {cpu}, {n_cpus} CPUs; kernel {uname}; {date}. Each command ran {} times, Docker, \
+         podman, umoci, the floors and ovl alternating, each after a `sync`; ratio = median / \
+         median of the ovl command above it in the same group. Docker is a private dockerd \
+         20.10 (overlay2), podman 4.3 (overlay), umoci 0.4.7.\n\n\
+         Corpus (`target/bench-corpus/`, see `xtask/src/bench/load.rs`): `debian` is a debootstrap \
+         minbase bookworm rootfs, a layer of packages, one of deletions (whiteouts, an opaque \
+         directory), one of hardlinks, symlinks and a fifo, and a one-file layer; `smallfiles` \
+         the busybox base layer and a layer of {} files of 1–4 KiB; `deep` 120 small layers that \
+         add, modify, delete and re-create files; `big` one 500 MiB layer, half incompressible. \
+         Floors extract every layer into its own directory with one pipeline after another. The \
+         diff and commit rows use containers of `smallfiles` that changed that many files.\n\n",
+        options.runs, options.n_files
     ));
     out.push_str("| command | median | min | max | ratio to ovl |\n|---|---:|---:|---:|---:|\n");
     let mut reference = None;
@@ -523,6 +620,115 @@ fn report(options: &BenchOptions, samples: &[Sample], notes: &[String]) -> Strin
         out.push_str(&format!("- {note}\n"));
     }
     out.push_str(&targets(options, samples));
+    out.push_str(&load_targets(options, samples, peak_rss));
+    out
+}
+
+/// The load, mount and memory targets of issue 7, each marked met or not with the figures.
+fn load_targets(options: &BenchOptions, samples: &[Sample], peak_rss: &[(String, u64)]) -> String {
+    let median = |name: String| {
+        samples
+            .iter()
+            .find(|sample| sample.name == name)
+            .map(|sample| sample.median().as_secs_f64())
+    };
+    let mut out = String::new();
+    let verdict = |met: bool, short: String| {
+        if met {
+            "yes".to_string()
+        } else {
+            format!("no: {short}")
+        }
+    };
+    for image in &options.images {
+        let row = |what: &str| median(format!("{what} `{image}`"));
+        let Some(ovl_gzip) = row("ovl load (docker-archive, gzip layers)") else {
+            continue;
+        };
+        if let Some(docker) = row("docker load (docker-archive, gzip layers)") {
+            let ratio = docker / ovl_gzip;
+            out.push_str(&format!(
+                "| `ovl load` ≥ 3x faster than `docker load`, `{image}` (gzip layers) | {ratio:.1}x | {} |\n",
+                verdict(ratio >= 3.0, format!("{:.2} s short of {:.3} s", ovl_gzip - docker / 3.0, docker / 3.0))
+            ));
+        }
+        if let Some(podman) = row("podman load (docker-archive, gzip layers)") {
+            let ratio = podman / ovl_gzip;
+            out.push_str(&format!(
+                "| `ovl load` ≥ 2x faster than `podman load`, `{image}` (gzip layers) | {ratio:.1}x | {} |\n",
+                verdict(ratio >= 2.0, format!("{:.2} s short of {:.3} s", ovl_gzip - podman / 2.0, podman / 2.0))
+            ));
+        }
+        let floors = [
+            (
+                "docker-archive, gzip layers",
+                ovl_gzip,
+                [
+                    "gzip -dc | tar -x of every layer (floor)",
+                    "pigz -dc | tar -x of every layer (floor)",
+                ]
+                .iter()
+                .filter_map(|what| row(what))
+                .fold(f64::INFINITY, f64::min),
+            ),
+            (
+                "docker-archive, plain layers",
+                row("ovl load (docker-archive, plain layers)").unwrap_or(f64::NAN),
+                row("tar -x of every layer (floor)").unwrap_or(f64::NAN),
+            ),
+            (
+                "OCI layout, zstd",
+                row("ovl load (OCI layout, zstd)").unwrap_or(f64::NAN),
+                row("zstd -dc | tar -x of every layer (floor)").unwrap_or(f64::NAN),
+            ),
+        ];
+        for (format, ovl, floor) in floors {
+            if !ovl.is_finite() || !floor.is_finite() {
+                continue;
+            }
+            let ratio = ovl / floor;
+            out.push_str(&format!(
+                "| `ovl load` within 1.1x of the best floor, `{image}` ({format}) | {ratio:.2}x of {floor:.3} s | {} |\n",
+                verdict(ratio <= 1.1, format!("{:.3} s over {:.3} s", ovl - 1.1 * floor, 1.1 * floor))
+            ));
+        }
+    }
+    for image in &options.mount_images {
+        let Some(ovl) = samples
+            .iter()
+            .find(|sample| {
+                sample
+                    .name
+                    .starts_with(&format!("ovl run-rootfs `{image}`"))
+            })
+            .map(|sample| sample.median().as_secs_f64())
+        else {
+            continue;
+        };
+        if image == "deep" {
+            out.push_str(&format!(
+                "| `ovl run-rootfs` of the 120-layer image under 15 ms | {:.1} ms | {} |\n",
+                ovl * 1000.0,
+                verdict(
+                    ovl < 0.015,
+                    format!("{:.1} ms over", (ovl - 0.015) * 1000.0)
+                )
+            ));
+        }
+        if let Some(docker) = median(format!("docker create `{image}`")) {
+            out.push_str(&format!(
+                "| `ovl run-rootfs` vs `docker create`, `{image}` (no target) | {:.1}x | — |\n",
+                docker / ovl
+            ));
+        }
+    }
+    for (what, kib) in peak_rss {
+        let mib = *kib as f64 / 1024.0;
+        out.push_str(&format!(
+            "| peak RSS of ovl under 64 MiB: {what} | {mib:.1} MiB | {} |\n",
+            verdict(mib < 64.0, format!("{:.1} MiB over", mib - 64.0))
+        ));
+    }
     out
 }
 
