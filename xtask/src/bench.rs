@@ -22,6 +22,15 @@ use sha2::{Digest, Sha256};
 
 mod load;
 
+/// The peers and floors the benchmark runs besides the test packages.
+const BENCH_PACKAGES: [(&str, &str); 5] = [
+    ("podman", "/usr/bin/podman"),
+    ("umoci", "/usr/bin/umoci"),
+    ("pigz", "/usr/bin/pigz"),
+    ("debootstrap", "/usr/sbin/debootstrap"),
+    ("time", "/usr/bin/time"),
+];
+
 /// Options of one run.
 struct BenchOptions {
     n_files: usize,
@@ -130,6 +139,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         "cargo xtask bench needs root (mounts, dockerd)"
     );
     crate::deps()?;
+    crate::install(&BENCH_PACKAGES)?;
     let root_dir = crate::workspace_root();
     let corpus = root_dir.join("target/bench-corpus");
     fs::create_dir_all(&corpus)?;

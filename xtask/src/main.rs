@@ -73,7 +73,12 @@ fn is_root() -> bool {
 
 /// Installs missing Debian packages with apt-get (root only; otherwise says what is missing).
 fn deps() -> Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+    install(&DEBIAN_PACKAGES)
+}
+
+/// Installs those of `packages` whose probe path is missing.
+fn install(packages: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .filter(|(_, probe)| !Path::new(probe).exists())
         .map(|(name, _)| *name)
