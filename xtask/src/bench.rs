@@ -631,8 +631,14 @@ fn report(
     }
     out.push_str(&targets(options, samples));
     out.push_str(&load_targets(options, samples, peak_rss));
+    out.push('\n');
+    out.push_str(WHY);
     out
 }
+
+/// Why the targets that are not met are not, from reading the figures (kept by hand beside the
+/// generator; see xtask/src/bench/why.md).
+const WHY: &str = include_str!("bench/why.md");
 
 /// The load, mount and memory targets of issue 7, each marked met or not with the figures.
 fn load_targets(options: &BenchOptions, samples: &[Sample], peak_rss: &[(String, u64)]) -> String {
@@ -762,10 +768,17 @@ fn targets(options: &BenchOptions, samples: &[Sample]) -> String {
             continue;
         };
         let diff_ratio = docker_diff / ovl_diff;
-        out.push_str(&format!(
-            "| `ovl diff` ≥ 20x faster than `docker diff`, {n} changes | {diff_ratio:.1}x | {} |\n",
-            if diff_ratio >= 20.0 { "yes" } else { "no" }
-        ));
+        // The issue's target is set at 10,000 changes; other sizes show how the times grow.
+        if n == 10_000 {
+            out.push_str(&format!(
+                "| `ovl diff` ≥ 20x faster than `docker diff`, {n} changes | {diff_ratio:.1}x | {} |\n",
+                if diff_ratio >= 20.0 { "yes" } else { "no" }
+            ));
+        } else {
+            out.push_str(&format!(
+                "| `ovl diff` vs `docker diff`, {n} changes (no target) | {diff_ratio:.1}x | — |\n"
+            ));
+        }
         let commit_ratio = docker_commit / ovl_commit;
         let mut verdict = if commit_ratio >= 5.0 {
             "yes".to_string()
