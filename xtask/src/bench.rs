@@ -854,22 +854,8 @@ fn smallfiles_archive(corpus: &Path, n_files: usize) -> Result<PathBuf> {
 
     let partial = archive.with_extension("tar.partial");
     let mut out = BufWriter::new(fs::File::create(&partial)?);
-    let mut member = |name: &str, data: &mut dyn std::io::Read, size: u64| -> Result<()> {
-        let header = gotar::Header {
-            name: name.as_bytes().to_vec(),
-            typeflag: gotar::typeflag::REG,
-            mode: 0o644,
-            size: size as i64,
-            ..gotar::Header::default()
-        };
-        out.write_all(&header.encode()?)?;
-        let copied = std::io::copy(data, &mut out)?;
-        ensure!(
-            copied == size,
-            "member {name}: wrote {copied} of {size} bytes"
-        );
-        out.write_all(&vec![0u8; gotar::padding(size)])?;
-        Ok(())
+    let mut member = |name: &str, data: &mut dyn std::io::Read, size: u64| {
+        crate::tar_member(&mut out, name, data, size, 0)
     };
     member(&config_name, &mut &config[..], config.len() as u64)?;
     member("base/layer.tar", &mut &base[..], base.len() as u64)?;

@@ -274,6 +274,33 @@ fn make_demo_archive(scratch: &Path) -> Result<PathBuf> {
     Ok(archive)
 }
 
+/// Writes one regular-file member (mode 0644, the given mtime) of `size` bytes read from `data`,
+/// with its padding: the archives the benchmark and the QEMU corpus generate.
+fn tar_member(
+    out: &mut dyn std::io::Write,
+    name: &str,
+    data: &mut dyn std::io::Read,
+    size: u64,
+    mtime: i64,
+) -> Result<()> {
+    let header = gotar::Header {
+        name: name.as_bytes().to_vec(),
+        typeflag: gotar::typeflag::REG,
+        mode: 0o644,
+        size: size as i64,
+        mtime,
+        ..gotar::Header::default()
+    };
+    out.write_all(&header.encode()?)?;
+    let copied = std::io::copy(data, out)?;
+    anyhow::ensure!(
+        copied == size,
+        "member {name}: wrote {copied} of {size} bytes"
+    );
+    out.write_all(&vec![0u8; gotar::padding(size)])?;
+    Ok(())
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

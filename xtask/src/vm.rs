@@ -675,19 +675,9 @@ fn write_archive(
     prefixes: &[usize],
 ) -> Result<()> {
     let mut out = std::io::BufWriter::new(fs::File::create(path)?);
-    let mut member = |name: &str, bytes: &[u8]| -> Result<()> {
-        let header = gotar::Header {
-            name: name.as_bytes().to_vec(),
-            typeflag: gotar::typeflag::REG,
-            mode: 0o644,
-            size: bytes.len() as i64,
-            mtime: 1_700_000_000,
-            ..gotar::Header::default()
-        };
-        out.write_all(&header.encode()?)?;
-        out.write_all(bytes)?;
-        out.write_all(&vec![0u8; gotar::padding(bytes.len() as u64)])?;
-        Ok(())
+    let mut member = |name: &str, mut bytes: &[u8]| {
+        let size = bytes.len() as u64;
+        crate::tar_member(&mut out, name, &mut bytes, size, 1_700_000_000)
     };
     for (name, bytes) in layers {
         member(name, bytes)?;

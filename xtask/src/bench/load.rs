@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{Context, Result};
 use ovl_tests::Dockerd;
 use sha2::{Digest, Sha256};
 
@@ -188,6 +188,17 @@ fn debian_layers(out: &Path) -> Result<usize> {
     Ok(5)
 }
 
+fn directory(name: &str, mtime: i64) -> Result<Vec<u8>> {
+    let header = gotar::Header {
+        name: name.as_bytes().to_vec(),
+        typeflag: gotar::typeflag::DIR,
+        mode: 0o40755,
+        mtime,
+        ..gotar::Header::default()
+    };
+    Ok(header.encode()?)
+}
+
 fn regular(name: &str, data: &[u8], mtime: i64) -> Result<Vec<u8>> {
     let header = gotar::Header {
         name: name.as_bytes().to_vec(),
@@ -209,14 +220,7 @@ fn deep_layers(out: &Path) -> Result<usize> {
     for i in 0..DEEP_LAYERS {
         let mtime = 1_650_000_000 + i as i64;
         let mut tar = Vec::new();
-        let dir = gotar::Header {
-            name: b"deep/".to_vec(),
-            typeflag: gotar::typeflag::DIR,
-            mode: 0o40755,
-            mtime,
-            ..gotar::Header::default()
-        };
-        tar.extend(dir.encode()?);
+        tar.extend(directory("deep/", mtime)?);
         tar.extend(regular(
             &format!("deep/f{i}"),
             format!("{i}\n").as_bytes(),
@@ -241,14 +245,7 @@ fn deep_layers(out: &Path) -> Result<usize> {
         }
         if i % 10 == 0 {
             // Replaced as a layer tool writes it: the directory, then its opaque marker.
-            let dir = gotar::Header {
-                name: b"deep/dir/".to_vec(),
-                typeflag: gotar::typeflag::DIR,
-                mode: 0o40755,
-                mtime,
-                ..gotar::Header::default()
-            };
-            tar.extend(dir.encode()?);
+            tar.extend(directory("deep/dir/", mtime)?);
             if i > 0 {
                 tar.extend(regular("deep/dir/.wh..wh..opq", b"", mtime)?);
             }
@@ -374,22 +371,8 @@ fn write_docker_archive(
         "Layers": members.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>(),
     }]))?;
     let mut out = BufWriter::with_capacity(4 * MIB, fs::File::create(path)?);
-    let mut member = |name: &str, data: &mut dyn Read, size: u64| -> Result<()> {
-        let header = gotar::Header {
-            name: name.as_bytes().to_vec(),
-            typeflag: gotar::typeflag::REG,
-            mode: 0o644,
-            size: size as i64,
-            ..gotar::Header::default()
-        };
-        out.write_all(&header.encode()?)?;
-        let copied = std::io::copy(data, &mut out)?;
-        ensure!(
-            copied == size,
-            "member {name}: wrote {copied} of {size} bytes"
-        );
-        out.write_all(&vec![0u8; gotar::padding(size)])?;
-        Ok(())
+    let mut member = |name: &str, data: &mut dyn Read, size: u64| {
+        crate::tar_member(&mut out, name, data, size, 0)
     };
     member(&config_name, &mut &config[..], config.len() as u64)?;
     for (name, file) in members {
