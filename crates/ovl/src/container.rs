@@ -12,7 +12,7 @@ use store::{ContainerRecord, DataRoot, Layer, MountsEntry};
 
 use crate::access::{self, Create};
 use crate::template::{Row, Template};
-use crate::{df, format, resolve, state};
+use crate::{format, resolve, state};
 
 /// The kernel's overlay stack limit (OVL_MAX_STACK in fs/overlayfs/params.h): at most 500 lower
 /// layers in one mount. A container needs its image layers plus the init layer below its upperdir.
@@ -348,12 +348,9 @@ impl Row for PsRow<'_> {
             "Status" => state::status(record, self.mounted),
             "Size" => {
                 let (size_rw, size_root_fs) = self.sizes();
-                let rw = df::human_size_precision(size_rw, 3);
+                let rw = format::human_size(size_rw);
                 if size_root_fs > 0 {
-                    format!(
-                        "{rw} (virtual {})",
-                        df::human_size_precision(size_root_fs, 3)
-                    )
+                    format!("{rw} (virtual {})", format::human_size(size_root_fs))
                 } else {
                     rw
                 }

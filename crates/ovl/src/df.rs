@@ -402,11 +402,11 @@ fn summary_rows(usage: &DiskUsage) -> Vec<SummaryRow> {
         if total > 0 {
             format!(
                 "{} ({}%)",
-                human_size(reclaimable),
+                format::go_units_human_size(reclaimable),
                 reclaimable * 100 / total
             )
         } else {
-            human_size(reclaimable)
+            format::go_units_human_size(reclaimable)
         }
     };
     let used_by_images: i64 = usage
@@ -430,29 +430,29 @@ fn summary_rows(usage: &DiskUsage) -> Vec<SummaryRow> {
             kind: "Images",
             total: usage.images.len(),
             active: usage.images.iter().filter(|i| i.n_containers > 0).count(),
-            size: human_size(usage.layers_size),
+            size: format::go_units_human_size(usage.layers_size),
             reclaimable: with_percent(usage.layers_size - used_by_images, usage.layers_size),
         },
         SummaryRow {
             kind: "Containers",
             total: usage.containers.len(),
             active: usage.containers.iter().filter(|c| c.is_active()).count(),
-            size: human_size(containers_total),
+            size: format::go_units_human_size(containers_total),
             reclaimable: with_percent(containers_reclaimable, containers_total),
         },
         SummaryRow {
             kind: "Local Volumes",
             total: usage.volumes.len(),
             active: usage.volumes.iter().filter(|v| v.links > 0).count(),
-            size: human_size(volumes_total),
+            size: format::go_units_human_size(volumes_total),
             reclaimable: with_percent(volumes_reclaimable, volumes_total),
         },
         SummaryRow {
             kind: "Build Cache",
             total: 0,
             active: 0,
-            size: human_size(0),
-            reclaimable: human_size(0),
+            size: format::go_units_human_size(0),
+            reclaimable: format::go_units_human_size(0),
         },
     ]
 }
@@ -506,9 +506,12 @@ fn image_cells(image: &ImageUsage, now: SystemTime, trunc: bool) -> Vec<(&'stati
             "CreatedSince",
             image.created.map_or_else(String::new, |c| ago(c, now)),
         ),
-        ("VirtualSize", human_size(image.size)),
-        ("SharedSize", human_size(image.shared_size)),
-        ("UniqueSize", human_size(image.size - image.shared_size)),
+        ("VirtualSize", format::go_units_human_size(image.size)),
+        ("SharedSize", format::go_units_human_size(image.shared_size)),
+        (
+            "UniqueSize",
+            format::go_units_human_size(image.size - image.shared_size),
+        ),
         ("Containers", image.n_containers.to_string()),
     ]
 }
@@ -536,7 +539,7 @@ fn container_cells(
         ("Image", image),
         ("Command", command),
         ("LocalVolumes", container.local_volumes.len().to_string()),
-        ("Size", human_size_precision(container.size_rw, 3)),
+        ("Size", format::human_size(container.size_rw)),
         ("RunningFor", ago(container.created, now)),
         ("Status", container.status.clone()),
         ("Names", container.name.clone()),
@@ -582,12 +585,15 @@ fn verbose_tables(usage: &DiskUsage, now: SystemTime) -> String {
         rows.push(vec![
             volume.name.clone(),
             volume.links.to_string(),
-            human_size(volume.size),
+            format::go_units_human_size(volume.size),
         ]);
     }
     out.push_str(&tab_table(&rows));
 
-    out.push_str(&format!("\nBuild cache usage: {}\n\n", human_size(0)));
+    out.push_str(&format!(
+        "\nBuild cache usage: {}\n\n",
+        format::go_units_human_size(0)
+    ));
     out.push_str(&tab_table(&[cells(&[
         "CACHE ID",
         "CACHE TYPE",
@@ -611,7 +617,7 @@ fn verbose_json(usage: &DiskUsage, now: SystemTime) -> Result<String> {
             fields.extend([
                 ("CreatedAt", go_time_string(image.created)),
                 ("Digest", String::new()),
-                ("Size", human_size_precision(image.size, 3)),
+                ("Size", format::human_size(image.size)),
             ]);
             json_object(fields)
         })
@@ -643,7 +649,7 @@ fn verbose_json(usage: &DiskUsage, now: SystemTime) -> Result<String> {
                 ("Mountpoint", volume.mountpoint.clone()),
                 ("Name", volume.name.clone()),
                 ("Scope", "local".to_string()),
-                ("Size", human_size(volume.size)),
+                ("Size", format::go_units_human_size(volume.size)),
             ])
         })
         .collect();
@@ -684,48 +690,6 @@ fn truncated_image(container: &ContainerUsage) -> String {
 
 // ------------------------------------------------------------------------------------------------
 // Go and docker/cli formatting
-
-/// go-units `HumanSize`: decimal units, four significant digits (`1.982MB`).
-pub fn human_size(size: i64) -> String {
-    human_size_precision(size, 4)
-}
-
-/// go-units `HumanSizeWithPrecision`: `%.<precision>g` of the size in B, kB, MB, ... (base 1000).
-pub fn human_size_precision(size: i64, precision: usize) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut value = size as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{}{}", go_g(value, precision), UNITS[unit])
-}
-
-/// Go's `%.<precision>g`: the shortest of `%e` and `%f` forms as Go chooses them (exponent below
-/// -4 or at least the precision gives `%e`), trailing zeros removed.
-fn go_g(value: f64, precision: usize) -> String {
-    if value == 0.0 {
-        return "0".to_string();
-    }
-    let precision = precision.max(1);
-    let scientific = format!("{:.*e}", precision - 1, value);
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    let trim = |text: &str| -> String {
-        if text.contains('.') {
-            text.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            text.to_string()
-        }
-    };
-    if exponent < -4 || exponent >= precision as i32 {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        return format!("{}e{sign}{:02}", trim(mantissa), exponent.abs());
-    }
-    let decimals = usize::try_from(precision as i32 - 1 - exponent).unwrap_or(0);
-    trim(&format!("{value:.decimals$}"))
-}
 
 /// Go's text/tabwriter as docker/cli sets it up (`tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`):
 /// every cell but the last of a line padded to the column's widest cell plus 3, at least 10,
@@ -780,21 +744,6 @@ fn go_json(value: &Value) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_match_go_units() {
-        // Values as docker prints them (go-units HumanSize, HumanSizeWithPrecision(x, 3)).
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(3), "3B");
-        assert_eq!(human_size(1_982_000), "1.982MB");
-        assert_eq!(human_size(1_981_956), "1.982MB");
-        assert_eq!(human_size(999_950), "1000kB");
-        assert_eq!(human_size(12_345_678), "12.35MB");
-        assert_eq!(human_size(-1), "-1B");
-        assert_eq!(human_size_precision(1_981_956, 3), "1.98MB");
-        assert_eq!(human_size_precision(999_500, 3), "1e+03kB");
-        assert_eq!(human_size_precision(100_000, 3), "100kB");
-    }
 
     #[test]
     fn tables_pad_like_docker_cli() {

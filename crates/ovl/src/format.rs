@@ -20,8 +20,20 @@ pub fn error_chain(err: &anyhow::Error) -> String {
     text
 }
 
-/// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, three significant digits.
+/// Docker's `units.HumanSizeWithPrecision(size, 3)`: decimal units, three significant digits, as
+/// `docker images`, `docker ps -s` and `docker history` print sizes.
 pub fn human_size(size: i64) -> String {
+    human_size_precision(size, 3)
+}
+
+/// go-units `HumanSize`: four significant digits (`1.982MB`), as `docker system df` and the
+/// prune summaries print sizes.
+pub fn go_units_human_size(size: i64) -> String {
+    human_size_precision(size, 4)
+}
+
+/// go-units `HumanSizeWithPrecision`: `%.<precision>g` of the size in B, kB, MB, ... (base 1000).
+pub fn human_size_precision(size: i64, precision: usize) -> String {
     const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
     let mut value = size as f64;
     let mut unit = 0;
@@ -29,26 +41,32 @@ pub fn human_size(size: i64) -> String {
         value /= 1000.0;
         unit += 1;
     }
-    format!("{}{}", three_significant_digits(value), UNITS[unit])
+    format!("{}{}", go_g(value, precision), UNITS[unit])
 }
 
-/// Go's `%.3g` for values in [0, 1000).
-fn three_significant_digits(value: f64) -> String {
+/// Go's `%.<precision>g`: the shortest of `%e` and `%f` forms as Go chooses them (exponent below
+/// -4 or at least the precision gives `%e`), trailing zeros removed.
+fn go_g(value: f64, precision: usize) -> String {
     if value == 0.0 {
         return "0".to_string();
     }
-    let int_digits = value.abs().log10().floor() as i32 + 1;
-    let decimals = (3 - int_digits).max(0) as usize;
-    let mut text = format!("{value:.decimals$}");
-    if text.contains('.') {
-        while text.ends_with('0') {
-            text.pop();
+    let precision = precision.max(1);
+    let scientific = format!("{:.*e}", precision - 1, value);
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let trim = |text: &str| -> String {
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text.to_string()
         }
-        if text.ends_with('.') {
-            text.pop();
-        }
+    };
+    if exponent < -4 || exponent >= precision as i32 {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        return format!("{}e{sign}{:02}", trim(mantissa), exponent.abs());
     }
-    text
+    let decimals = usize::try_from(precision as i32 - 1 - exponent).unwrap_or(0);
+    trim(&format!("{value:.decimals$}"))
 }
 
 /// Docker's `units.HumanDuration`.
@@ -418,6 +436,21 @@ impl TabWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_match_go_units() {
+        // Values as docker prints them (go-units HumanSize, HumanSizeWithPrecision(x, 3)).
+        assert_eq!(go_units_human_size(0), "0B");
+        assert_eq!(go_units_human_size(3), "3B");
+        assert_eq!(go_units_human_size(1_982_000), "1.982MB");
+        assert_eq!(go_units_human_size(1_981_956), "1.982MB");
+        assert_eq!(go_units_human_size(999_950), "1000kB");
+        assert_eq!(go_units_human_size(12_345_678), "12.35MB");
+        assert_eq!(go_units_human_size(-1), "-1B");
+        assert_eq!(human_size_precision(1_981_956, 3), "1.98MB");
+        assert_eq!(human_size_precision(999_500, 3), "1e+03kB");
+        assert_eq!(human_size_precision(100_000, 3), "100kB");
+    }
 
     #[test]
     fn sizes_match_docker_units() {

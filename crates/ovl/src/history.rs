@@ -16,7 +16,7 @@ use serde_json::Value;
 use store::DataRoot;
 
 use crate::template::{Row, Template};
-use crate::{df, format, resolve};
+use crate::{format, resolve};
 
 #[derive(clap::Args, Debug)]
 pub struct HistoryArgs {
@@ -215,7 +215,7 @@ impl Row for HistoryRow<'_> {
                     created_by
                 }
             }
-            "Size" if self.human => df::human_size_precision(entry.size, 3),
+            "Size" if self.human => format::human_size(entry.size),
             "Size" => entry.size.to_string(),
             "Comment" => entry.comment.clone(),
             _ => return None,

@@ -9,7 +9,7 @@ use store::{DataRoot, Reference};
 
 use crate::access::{self, Create};
 use crate::template::{Row, Template};
-use crate::{df, format, resolve};
+use crate::{format, resolve};
 
 #[derive(clap::Args, Debug)]
 pub struct ImagesArgs {
@@ -122,8 +122,8 @@ impl Row for ImageRow<'_> {
             "CreatedSince" if image.created == format::GO_ZERO_TIME_UNIX => String::new(),
             "CreatedSince" => format::ago_unix(image.created, self.now),
             "CreatedAt" => format::go_time_string_utc(image.created),
-            "Size" => df::human_size_precision(image.size, 3),
-            "VirtualSize" => df::human_size_precision(image.size, 4),
+            "Size" => format::human_size(image.size),
+            "VirtualSize" => format::go_units_human_size(image.size),
             // `docker images` does not compute these (moby leaves them at -1).
             "Containers" | "SharedSize" | "UniqueSize" => "N/A".to_string(),
             _ => return None,

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use store::{DataRoot, GarbageKind, GcPlan};
 
 use crate::access::{self, Create};
-use crate::df::human_size;
+use crate::format::go_units_human_size as human_size;
 
 #[derive(clap::Args, Debug)]
 pub struct PruneArgs {
