@@ -285,14 +285,7 @@ fn run_bench(
         let status = docker.docker_ok(["wait", &docker_name]);
         ensure!(status.trim() == "0", "the change script failed in Docker");
         let merged = ovl.try_ok(["run-rootfs", "--name", &ovl_name, "smallfiles:1"])?;
-        let status = Command::new("chroot")
-            .arg(merged.trim())
-            .args(["/bin/sh", "-c", &script])
-            .status()?;
-        ensure!(
-            status.success(),
-            "the change script failed in the ovl container"
-        );
+        chroot_script(&merged, &script, "ovl")?;
         let upper = upper_dir(&ovl, &ovl_name)?;
         // podman: a container whose root filesystem is changed through `podman mount`, as ovl's
         // is through its merged dir (this sandbox does not let podman's runtime set rlimits).
@@ -309,14 +302,7 @@ fn run_bench(
                     "/bin/sh",
                 ])?;
                 let merged = podman.ok(&["mount", &podman_name])?;
-                let status = Command::new("chroot")
-                    .arg(merged.trim())
-                    .args(["/bin/sh", "-c", &script])
-                    .status()?;
-                ensure!(
-                    status.success(),
-                    "the change script failed in the podman container"
-                );
+                chroot_script(&merged, &script, "podman")?;
                 podman.ok(&["unmount", &podman_name])?;
                 Some(PathBuf::from(
                     podman
@@ -525,6 +511,19 @@ impl Podman {
     fn ok(&self, args: &[&str]) -> Result<String> {
         Ok(timed(self.command(args))?.1)
     }
+}
+
+/// Runs the change script with `/bin/sh` chrooted into a container's merged root.
+fn chroot_script(merged: &str, script: &str, engine: &str) -> Result<()> {
+    let status = Command::new("chroot")
+        .arg(merged.trim())
+        .args(["/bin/sh", "-c", script])
+        .status()?;
+    ensure!(
+        status.success(),
+        "the change script failed in the {engine} container"
+    );
+    Ok(())
 }
 
 /// Flushes dirty data before a timed command.
