@@ -202,7 +202,7 @@ impl Applier {
         meta: &Metadata,
         data: &mut dyn Read,
     ) -> Result<(), Failure> {
-        if let (Node::Hardlink { .. }, Some(writers)) = (node, &self.writers) {
+        if let (Node::Hardlink { .. }, Some(writers)) = (node, &mut self.writers) {
             // Docker changes the linked inode's mode and times through the link; the target's
             // own metadata must be final before that.
             writers.barrier()?;
@@ -261,7 +261,7 @@ impl Applier {
                 let Made::File(fd) = made else {
                     unreachable!("make_node opens every regular file it creates")
                 };
-                if let (Node::File, Some(writers)) = (node, &self.writers) {
+                if let (Node::File, Some(writers)) = (node, &mut self.writers) {
                     // A small file goes to a writer thread with all its data.
                     let mut head = Vec::new();
                     data.take(HANDOFF_MAX_LEN as u64 + 1)

@@ -3,10 +3,9 @@
 //! that are not file data are recorded as tar-split segments with Docker's segmentation.
 
 use std::collections::HashSet;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
 use tar_split::Crc64;
 
 use crate::apply::{Applier, ApplyError, Failure};
@@ -15,10 +14,8 @@ use crate::header::{
     MAX_SPECIAL_FILE_LEN,
 };
 use crate::plan::{go_clean, plan, Action};
+use crate::read_ahead::{chunk_channel, ChunkReader};
 use crate::{Error, Result, UnpackOptions, UnpackReport};
-
-/// The input buffer size.
-const INPUT_BUFFER_LEN: usize = 128 * 1024;
 
 /// Data after the end-of-archive marker is recorded in segments of at most this size, like
 /// tar-split's `paddingChunkSize` (1 MiB).
@@ -28,7 +25,7 @@ const TRAILING_CHUNK_LEN: usize = 1 << 20;
 const GNU_EXT_SPARSE_ENTRIES: usize = 21;
 
 pub(crate) fn unpack<W: Write>(
-    tar: impl Read,
+    tar: impl Read + Send,
     diff_dir: &Path,
     tar_split: &mut tar_split::Packer<W>,
     options: &UnpackOptions,
@@ -38,7 +35,50 @@ pub(crate) fn unpack<W: Write>(
             path: diff_dir.to_path_buf(),
             source,
         })?;
-    let mut input = BufReader::with_capacity(INPUT_BUFFER_LEN, HashingReader::new(tar));
+    let (chunk_writer, mut input) = chunk_channel();
+    let (applied, summary) = std::thread::scope(|scope| {
+        let reading = std::thread::Builder::new()
+            .name("layer-reader".into())
+            .spawn_scoped(scope, move || chunk_writer.run(tar));
+        let applied = match &reading {
+            Ok(_) => apply_stream(&mut input, &mut applier, tar_split),
+            Err(_) => Ok(0),
+        };
+        // An early failure leaves the reading thread blocked on a full channel until this end
+        // is gone.
+        drop(input);
+        let summary = match reading {
+            Ok(handle) => handle
+                .join()
+                .map_err(|_| "the layer reading thread panicked"),
+            Err(_) => Err("the layer reading thread could not be started"),
+        };
+        (applied, summary)
+    });
+    let n_entries = applied?;
+    let summary = summary.map_err(|reason| Error::Reader { reason })?;
+    applier
+        .finish()
+        .map_err(|(dir, ApplyError { operation, source })| Error::Apply {
+            entry: String::from_utf8_lossy(&dir).into_owned(),
+            operation,
+            source,
+        })?;
+    tracing::debug!(diff_id = %summary.diff_id, tar_bytes = summary.n_bytes, n_entries, "unpacked layer");
+    Ok(UnpackReport {
+        diff_id: summary.diff_id,
+        tar_bytes: summary.n_bytes,
+        n_entries,
+    })
+}
+
+/// Parses the stream member by member, applies each and records tar-split; reads the input to
+/// its end. Returns the number of tar-split file entries.
+fn apply_stream<W: Write>(
+    input: &mut ChunkReader,
+    applier: &mut Applier,
+    tar_split: &mut tar_split::Packer<W>,
+) -> Result<u64> {
     // Raw bytes since the last file entry: padding, extended headers and their data, headers.
     let mut raw: Vec<u8> = Vec::new();
     let mut n_entries: u64 = 0;
@@ -48,7 +88,7 @@ pub(crate) fn unpack<W: Write>(
     // it changes the layer (the packer refuses it as well, but only after the data).
     let mut seen_names: HashSet<Vec<u8>> = HashSet::new();
 
-    while let Some(next) = read_member(&mut input, &mut raw, &mut pad)? {
+    while let Some(next) = read_member(input, &mut raw, &mut pad)? {
         let entry = String::from_utf8_lossy(&next.member.name).into_owned();
         // Warnings from applying the member (such as dropped overlay xattrs) carry its name.
         let _span = tracing::debug_span!("member", entry = %entry).entered();
@@ -68,7 +108,7 @@ pub(crate) fn unpack<W: Write>(
             Action::Skip(reason) => tracing::debug!(entry = %entry, reason, "skipping member"),
             _ => tracing::trace!(entry = %entry, "applying member"),
         }
-        let mut data = EntryData::new(&mut input, next.data_len, next.member.sparse.as_deref());
+        let mut data = EntryData::new(input, next.data_len, next.member.sparse.as_deref());
         let applied = applier.apply(&action, &mut data);
         data.check(&entry)?;
         applied.map_err(|failure| match failure {
@@ -109,9 +149,9 @@ pub(crate) fn unpack<W: Write>(
     }
     let mut chunk = vec![0u8; TRAILING_CHUNK_LEN];
     loop {
-        let offset = offset(&input);
+        let offset = offset(input);
         let n_read =
-            read_full(&mut input, &mut chunk).map_err(|source| Error::Read { offset, source })?;
+            read_full(input, &mut chunk).map_err(|source| Error::Read { offset, source })?;
         if n_read == 0 {
             break;
         }
@@ -121,21 +161,7 @@ pub(crate) fn unpack<W: Write>(
             .map_err(|source| tar_split_error("trailing data", source))?;
     }
 
-    applier
-        .finish()
-        .map_err(|(dir, ApplyError { operation, source })| Error::Apply {
-            entry: String::from_utf8_lossy(&dir).into_owned(),
-            operation,
-            source,
-        })?;
-    let hashing = input.into_inner();
-    let diff_id = format!("sha256:{}", hex(&hashing.hasher.finalize()));
-    tracing::debug!(%diff_id, tar_bytes = hashing.n_bytes, n_entries, "unpacked layer");
-    Ok(UnpackReport {
-        diff_id,
-        tar_bytes: hashing.n_bytes,
-        n_entries,
-    })
+    Ok(n_entries)
 }
 
 /// A member with everything that preceded it in the archive merged in.
@@ -148,8 +174,8 @@ struct NextMember {
 /// Reads headers up to the next member, appending every raw byte to `raw`. Returns `None` at
 /// the end of the archive: two zero blocks, or end of input where Go's reader accepts it (at a
 /// header boundary, after one zero block, or inside padding).
-fn read_member<R: Read>(
-    input: &mut BufReader<HashingReader<R>>,
+fn read_member(
+    input: &mut ChunkReader,
     raw: &mut Vec<u8>,
     pad: &mut u64,
 ) -> Result<Option<NextMember>> {
@@ -289,8 +315,8 @@ fn read_member<R: Read>(
 }
 
 /// Reads the data of a PAX header or GNU long name (at most 1 MiB) into `raw` and returns it.
-fn read_special<R: Read>(
-    input: &mut BufReader<HashingReader<R>>,
+fn read_special(
+    input: &mut ChunkReader,
     header: &RawHeader,
     raw: &mut Vec<u8>,
     pad: &mut u64,
@@ -319,8 +345,8 @@ fn read_special<R: Read>(
 
 /// Reads the sparse map of an old GNU sparse header and its extension blocks (recorded in
 /// `raw`), returning the fragments and the real size.
-fn read_old_gnu_sparse_map<R: Read>(
-    input: &mut BufReader<HashingReader<R>>,
+fn read_old_gnu_sparse_map(
+    input: &mut ChunkReader,
     block: &[u8; BLOCK_LEN],
     raw: &mut Vec<u8>,
     entry: &dyn Fn() -> String,
@@ -422,38 +448,12 @@ fn tar_split_error(entry: &str, source: tar_split::Error) -> Error {
     }
 }
 
-/// Hashes and counts every byte read from the layer stream.
-pub(crate) struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    n_bytes: u64,
+/// The offset in the tar stream of the next byte the reader hands out.
+fn offset(input: &ChunkReader) -> u64 {
+    input.offset()
 }
 
-impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> HashingReader<R> {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-            n_bytes: 0,
-        }
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n_read = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n_read]);
-        self.n_bytes += n_read as u64;
-        Ok(n_read)
-    }
-}
-
-/// The offset in the tar stream of the next byte the buffered reader hands out.
-fn offset<R: Read>(input: &BufReader<HashingReader<R>>) -> u64 {
-    input.get_ref().n_bytes - input.buffer().len() as u64
-}
-
-fn read_input<R: Read>(input: &mut BufReader<HashingReader<R>>, buf: &mut [u8]) -> Result<usize> {
+fn read_input(input: &mut ChunkReader, buf: &mut [u8]) -> Result<usize> {
     let offset = offset(input);
     read_full(input, buf).map_err(|source| Error::Read { offset, source })
 }
@@ -474,8 +474,8 @@ pub(crate) fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usi
 
 /// The data of one member: reads stop at its end, a premature end of input is remembered as
 /// truncation, and the CRC-64 tar-split stores is computed on the way.
-struct EntryData<'input, R: Read> {
-    input: &'input mut BufReader<HashingReader<R>>,
+struct EntryData<'input> {
+    input: &'input mut ChunkReader,
     remaining: u64,
     crc: Crc64,
     /// For old GNU sparse members, the CRC covers the logical content with its holes.
@@ -484,12 +484,8 @@ struct EntryData<'input, R: Read> {
     read_error: Option<io::Error>,
 }
 
-impl<'input, R: Read> EntryData<'input, R> {
-    fn new(
-        input: &'input mut BufReader<HashingReader<R>>,
-        len: u64,
-        sparse: Option<&'input [(u64, u64)]>,
-    ) -> Self {
+impl<'input> EntryData<'input> {
+    fn new(input: &'input mut ChunkReader, len: u64, sparse: Option<&'input [(u64, u64)]>) -> Self {
         EntryData {
             input,
             remaining: len,
@@ -541,7 +537,7 @@ impl<'input, R: Read> EntryData<'input, R> {
     }
 }
 
-impl<R: Read> Read for EntryData<'_, R> {
+impl Read for EntryData<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
@@ -622,7 +618,7 @@ impl SparseCrc<'_> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     let mut text = String::with_capacity(bytes.len() * 2);
     for byte in bytes {

@@ -8,7 +8,8 @@
 //!   Docker segments it, drains the input to EOF, and returns the DiffID of every byte read.
 //! - [`diff_size`] is Docker's native directory size (spec §1.2).
 //!
-//! Inside, the work is split into decoding headers with Go's `archive/tar` rules (`header`),
+//! Inside, a reading thread reads, decompresses and hashes the stream (`read_ahead`), and the
+//! calling thread applies it; the work there is split into decoding headers with Go's `archive/tar` rules (`header`),
 //! deciding what a member does to the layer without touching it (`plan`), and an executor that
 //! only uses descriptors (`apply`); `archive` drives the three over the stream. The two raw
 //! syscalls the executor needs (`fchmodat2`, `setxattrat`) are in `sys`.
@@ -18,6 +19,7 @@ mod apply;
 mod archive;
 mod header;
 mod plan;
+mod read_ahead;
 mod size;
 mod sys;
 mod writers;
@@ -41,6 +43,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("failed to read the layer stream: {reason}")]
+    Reader { reason: &'static str },
     #[error("layer tar is truncated in {entry:?} at offset {offset}")]
     Truncated { entry: String, offset: u64 },
     #[error("invalid tar header at offset {offset}: {reason}")]
@@ -108,7 +112,9 @@ impl Compression {
 
 /// Peeks at the stream's magic and returns a reader of the decompressed bytes. Concatenated gzip
 /// members and zstd frames are all decoded.
-pub fn decompress<'a>(mut input: impl BufRead + 'a) -> Result<(Compression, Box<dyn Read + 'a>)> {
+pub fn decompress<'a>(
+    mut input: impl BufRead + Send + 'a,
+) -> Result<(Compression, Box<dyn Read + Send + 'a>)> {
     // `fill_buf` may hold fewer bytes than the magic has, so the prefix is read and put back in
     // front of the rest of the stream.
     let mut prefix = [0u8; ZSTD_MAGIC.len()];
@@ -119,7 +125,7 @@ pub fn decompress<'a>(mut input: impl BufRead + 'a) -> Result<(Compression, Box<
         })?;
     let compression = Compression::detect(&prefix[..n_prefix]);
     let stream = io::Cursor::new(prefix[..n_prefix].to_vec()).chain(input);
-    let reader: Box<dyn Read + 'a> = match compression {
+    let reader: Box<dyn Read + Send + 'a> = match compression {
         Compression::None => Box::new(stream),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(stream)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(stream).map_err(
@@ -167,11 +173,12 @@ pub struct UnpackReport {
 
 /// Applies the uncompressed layer tar `tar` to `diff_dir` and records its tar-split entries.
 ///
-/// All of `tar` is read, also past the end-of-archive marker, and hashed. The caller finishes
+/// All of `tar` is read, also past the end-of-archive marker, and hashed, on a thread of its own:
+/// pass the decompressing reader of [`decompress`] so that decompression runs there as well. The caller finishes
 /// `tar_split` afterwards with [`tar_split::Packer::finish`], which writes the closing (empty)
 /// segment as Docker does. On error, `diff_dir` holds a partial layer and should be discarded.
 pub fn unpack<W: Write>(
-    tar: impl Read,
+    tar: impl Read + Send,
     diff_dir: &Path,
     tar_split: &mut tar_split::Packer<W>,
     options: &UnpackOptions,

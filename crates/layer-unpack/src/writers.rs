@@ -7,6 +7,9 @@
 //! files runs side by side. Writers never resolve a path: they only see descriptors the reading
 //! thread opened with `O_CREAT | O_EXCL | O_NOFOLLOW`.
 //!
+//! Files go to the writers in batches, so that the reading thread does not wake a writer for
+//! every small file.
+//!
 //! Ordering: a member that depends on a file's final metadata (a hardlink to it, which Docker
 //! changes through the shared inode) waits for every handed-off file first ([`Writers::barrier`]);
 //! so does the end of the archive. Removing or replacing a path while its inode is still being
@@ -26,8 +29,17 @@ use crate::plan::Metadata;
 /// the reading thread (their write is long enough not to need company).
 pub(crate) const HANDOFF_MAX_LEN: usize = 256 * 1024;
 
-/// Jobs waiting in the queue: with [`HANDOFF_MAX_LEN`] this bounds the buffered data to 16 MiB.
-const QUEUE_LEN: usize = 64;
+/// A batch is sent once it holds this many files...
+const BATCH_FILES: usize = 16;
+/// ...or this much data. With [`HANDOFF_MAX_LEN`], a batch holds less than 1.25 MiB.
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// Batches waiting in the queue. Every queued file holds an open descriptor: with one batch
+/// being filled and one per writer being written, a layer holds at most
+/// `(QUEUE_LEN + 1 + writers) * BATCH_FILES` (112 with two writers), and a load unpacks up to
+/// four layers at once within the usual limit of 1024 descriptors. The buffered data stays
+/// under 7 MiB.
+const QUEUE_LEN: usize = 4;
 
 /// One file to finish: its descriptor, data and metadata, and its name for errors.
 pub(crate) struct FileJob {
@@ -48,7 +60,10 @@ struct Shared {
 }
 
 pub(crate) struct Writers {
-    sender: Option<SyncSender<FileJob>>,
+    sender: Option<SyncSender<Vec<FileJob>>>,
+    /// Files not sent yet, and the length of their data.
+    batch: Vec<FileJob>,
+    batch_bytes: usize,
     threads: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
@@ -56,7 +71,7 @@ pub(crate) struct Writers {
 impl Writers {
     /// Starts `n_threads` writers (at least one).
     pub fn start(n_threads: usize) -> std::io::Result<Writers> {
-        let (sender, receiver) = sync_channel::<FileJob>(QUEUE_LEN);
+        let (sender, receiver) = sync_channel::<Vec<FileJob>>(QUEUE_LEN);
         let receiver = Arc::new(Mutex::new(receiver));
         let shared = Arc::new(Shared {
             in_flight: Mutex::new(0),
@@ -75,27 +90,60 @@ impl Writers {
         }
         Ok(Writers {
             sender: Some(sender),
+            batch: Vec::with_capacity(BATCH_FILES),
+            batch_bytes: 0,
             threads,
             shared,
         })
     }
 
     /// Queues a file; fails with an earlier writer's failure instead, if there was one.
-    pub fn submit(&self, job: FileJob) -> Result<(), WriterFailure> {
+    pub fn submit(&mut self, job: FileJob) -> Result<(), WriterFailure> {
         self.check()?;
+        self.batch_bytes += job.data.len();
+        self.batch.push(job);
+        if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
+            self.send_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the files queued so far to the writers.
+    fn send_batch(&mut self) -> Result<(), WriterFailure> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_FILES));
+        self.batch_bytes = 0;
+        let n_jobs = batch.len();
         let Some(sender) = &self.sender else {
-            return Err((job.entry, stopped()));
+            return Err((
+                batch
+                    .into_iter()
+                    .next()
+                    .map(|job| job.entry)
+                    .unwrap_or_default(),
+                stopped(),
+            ));
         };
-        *lock(&self.shared.in_flight) += 1;
-        if let Err(returned) = sender.send(job) {
-            self.done_one();
-            return Err((returned.0.entry, stopped()));
+        *lock(&self.shared.in_flight) += n_jobs;
+        if let Err(returned) = sender.send(batch) {
+            let mut in_flight = lock(&self.shared.in_flight);
+            *in_flight = in_flight.saturating_sub(n_jobs);
+            let entry = returned
+                .0
+                .into_iter()
+                .next()
+                .map(|job| job.entry)
+                .unwrap_or_default();
+            return Err((entry, stopped()));
         }
         Ok(())
     }
 
     /// Waits until every queued file is finished; reports the first failure.
-    pub fn barrier(&self) -> Result<(), WriterFailure> {
+    pub fn barrier(&mut self) -> Result<(), WriterFailure> {
+        self.send_batch()?;
         let mut in_flight = lock(&self.shared.in_flight);
         while *in_flight > 0 {
             in_flight = self
@@ -110,6 +158,7 @@ impl Writers {
 
     /// Finishes every queued file and stops the threads; reports the first failure.
     pub fn finish(mut self) -> Result<(), WriterFailure> {
+        self.send_batch()?;
         self.stop();
         self.check()
     }
@@ -118,14 +167,6 @@ impl Writers {
         match lock(&self.shared.failure).take() {
             Some(failure) => Err(failure),
             None => Ok(()),
-        }
-    }
-
-    fn done_one(&self) {
-        let mut in_flight = lock(&self.shared.in_flight);
-        *in_flight = in_flight.saturating_sub(1);
-        if *in_flight == 0 {
-            self.shared.idle.notify_all();
         }
     }
 
@@ -139,36 +180,41 @@ impl Writers {
 
 impl Drop for Writers {
     /// An unpack that failed still waits for its writers: nothing writes into the layer directory
-    /// after `unpack` returned.
+    /// after `unpack` returned. The files of the batch being filled are finished too: what the
+    /// archive wrote before a failure is the same as without writer threads.
     fn drop(&mut self) {
+        let _ = self.send_batch();
         self.stop();
     }
 }
 
-fn work(receiver: &Mutex<Receiver<FileJob>>, shared: &Shared) {
+fn work(receiver: &Mutex<Receiver<Vec<FileJob>>>, shared: &Shared) {
     loop {
-        // The lock is held only while taking one job.
-        let job = match lock(receiver).recv() {
-            Ok(job) => job,
+        // The lock is held only while taking one batch.
+        let batch = match lock(receiver).recv() {
+            Ok(batch) => batch,
             Err(_) => return,
         };
-        let mut file = File::from(job.file);
-        let result = file
-            .write_all(&job.data)
-            .map_err(|source| ApplyError {
-                operation: "write file data",
-                source,
-            })
-            .and_then(|()| finish_file(file.as_fd(), &job.meta));
-        drop(file);
-        if let Err(error) = result {
-            let mut failure = lock(&shared.failure);
-            if failure.is_none() {
-                *failure = Some((job.entry, error));
+        let n_jobs = batch.len();
+        for job in batch {
+            let mut file = File::from(job.file);
+            let result = file
+                .write_all(&job.data)
+                .map_err(|source| ApplyError {
+                    operation: "write file data",
+                    source,
+                })
+                .and_then(|()| finish_file(file.as_fd(), &job.meta));
+            drop(file);
+            if let Err(error) = result {
+                let mut failure = lock(&shared.failure);
+                if failure.is_none() {
+                    *failure = Some((job.entry, error));
+                }
             }
         }
         let mut in_flight = lock(&shared.in_flight);
-        *in_flight = in_flight.saturating_sub(1);
+        *in_flight = in_flight.saturating_sub(n_jobs);
         if *in_flight == 0 {
             shared.idle.notify_all();
         }

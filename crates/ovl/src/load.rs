@@ -317,7 +317,7 @@ fn apply_one(
 /// Decompresses (by magic), unpacks, records tar-split and measures one layer: the body of every
 /// `apply` call. Returns the layer and the length of its uncompressed tar.
 fn apply_layer(
-    raw: &mut dyn Read,
+    raw: &mut (dyn Read + Send),
     diff_dir: &Path,
     tar_split: &mut dyn Write,
     progress: &Progress,
@@ -476,7 +476,7 @@ impl Progress {
 }
 
 struct CountingReader<'a> {
-    inner: &'a mut dyn Read,
+    inner: &'a mut (dyn Read + Send),
     n_bytes: u64,
     progress: &'a Progress,
     label: &'a str,
