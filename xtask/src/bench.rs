@@ -43,6 +43,8 @@ struct BenchOptions {
     mount_images: Vec<String>,
     /// Whether the diff and commit part runs.
     changes_part: bool,
+    /// The size of the scratch filesystem in GiB; 0 runs on the host filesystem of `/var/tmp`.
+    scratch_gib: u64,
 }
 
 impl BenchOptions {
@@ -55,6 +57,7 @@ impl BenchOptions {
             images: load::IMAGES.iter().map(|s| s.to_string()).collect(),
             mount_images: vec!["deep".to_string(), "debian".to_string()],
             changes_part: true,
+            scratch_gib: SCRATCH_GIB,
         };
         let list = |text: &str| -> Vec<String> {
             text.split(',')
@@ -78,13 +81,14 @@ impl BenchOptions {
                 "--images" => options.images = list(value()?),
                 "--mount-images" => options.mount_images = list(value()?),
                 "--no-changes" => options.changes_part = false,
+                "--scratch-gib" => options.scratch_gib = value()?.parse()?,
                 "--no-load" => {
                     options.images.clear();
                     options.mount_images.clear();
                 }
                 other => bail!(
                     "unknown bench option {other}; use --files N --changes N,M --runs K --no-docs \
-                     --images a,b --mount-images a,b --no-changes --no-load"
+                     --images a,b --mount-images a,b --no-changes --no-load --scratch-gib G"
                 ),
             }
         }
@@ -147,9 +151,11 @@ pub fn bench(args: &[String]) -> Result<()> {
     crate::run(Command::new(crate::cargo()).args(["build", "--release", "-p", "ovl"]))?;
     let ovl_bin = root_dir.join("target/release/ovl");
 
-    let scratch = PathBuf::from(format!("/var/tmp/ovl-bench-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&scratch);
-    fs::create_dir_all(&scratch)?;
+    let scratch_fs = ScratchFs::create(
+        PathBuf::from(format!("/var/tmp/ovl-bench-{}", std::process::id())),
+        options.scratch_gib,
+    )?;
+    let scratch = scratch_fs.dir.clone();
     let result = run_bench(&options, &archive, &scratch, &ovl_bin);
     for dir in ["ovl", "podman"] {
         let _ = Command::new("umount")
@@ -158,7 +164,7 @@ pub fn bench(args: &[String]) -> Result<()> {
             .stderr(Stdio::null())
             .status();
     }
-    let _ = fs::remove_dir_all(&scratch);
+    drop(scratch_fs);
     let (samples, notes, peak_rss) = result?;
 
     let report = report(&options, &samples, &notes, &peak_rss);
@@ -183,6 +189,97 @@ pub fn bench(args: &[String]) -> Result<()> {
         fs::write(root_dir.join("docs/performance.md"), report)?;
     }
     Ok(())
+}
+
+/// The default size of the scratch filesystem: one run of one corpus image, the largest
+/// being `smallfiles` with ten extractions of about 0.9 GB, plus the private dockerd's and
+/// podman's stores.
+const SCRATCH_GIB: u64 = 20;
+
+/// Where every contender writes: an ext4 of its own on a loop device over a preallocated file,
+/// mounted without `discard`. On a host filesystem mounted with `discard`, the deletions of one
+/// run slow the file creations of the next for minutes; a filesystem of the benchmark's own keeps
+/// every run in the same state. Unmounted and deleted when dropped.
+struct ScratchFs {
+    dir: PathBuf,
+    image: Option<PathBuf>,
+}
+
+impl ScratchFs {
+    fn create(dir: PathBuf, size_gib: u64) -> Result<ScratchFs> {
+        let _ = Command::new("umount")
+            .arg(&dir)
+            .stderr(Stdio::null())
+            .status();
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir)?;
+        if size_gib == 0 {
+            return Ok(ScratchFs { dir, image: None });
+        }
+        let image = dir.with_extension("ext4");
+        let parent = image.parent().context("scratch image parent")?;
+        let available: u64 = String::from_utf8(
+            Command::new("df")
+                .args(["--output=avail", "-B1"])
+                .arg(parent)
+                .output()?
+                .stdout,
+        )?
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .context("df --output=avail")?;
+        let size = size_gib << 30;
+        ensure!(
+            available > size + (2 << 30),
+            "the scratch filesystem needs {size_gib} GiB and 2 GiB to spare on {}, which has {} \
+             MiB free (use --scratch-gib G, or 0 to run on the host filesystem)",
+            parent.display(),
+            available >> 20
+        );
+        let fs = ScratchFs {
+            dir,
+            image: Some(image.clone()),
+        };
+        crate::run(
+            Command::new("fallocate")
+                .arg("-l")
+                .arg(size.to_string())
+                .arg(&image),
+        )?;
+        crate::run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image))?;
+        crate::run(
+            Command::new("mount")
+                .args(["-o", "loop,nodiscard"])
+                .arg(&image)
+                .arg(&fs.dir),
+        )?;
+        Ok(fs)
+    }
+}
+
+impl Drop for ScratchFs {
+    fn drop(&mut self) {
+        if let Some(image) = &self.image {
+            // A mount left below it (a container of a failed run) is taken along; a busy one is
+            // detached, so that the loop device lets go of the image once it is free.
+            let unmounted = Command::new("umount")
+                .arg("-R")
+                .arg(&self.dir)
+                .status()
+                .is_ok_and(|status| status.success());
+            if !unmounted {
+                let _ = Command::new("umount")
+                    .args(["-R", "-l"])
+                    .arg(&self.dir)
+                    .status();
+            }
+            let _ = fs::remove_file(image);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn run_bench(
@@ -590,13 +687,25 @@ fn report(
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
+    let scratch = if options.scratch_gib > 0 {
+        format!(
+            "Everything is written to a fresh ext4 of {} GiB on a loop device over a \
+             preallocated file, mounted without `discard`; each run's output is deleted (and \
+             synced) before the next run.",
+            options.scratch_gib
+        )
+    } else {
+        "Everything is written below /var/tmp on the host filesystem; each run's output is \
+         deleted (and synced) before the next run."
+            .to_string()
+    };
     out.push_str("# Performance\n\n");
     out.push_str("Generated by `cargo xtask bench`; do not edit by hand.\n\n");
     out.push_str(&format!(
         "Machine: {cpu}, {n_cpus} CPUs; kernel {uname}; {date}. Each command ran {} times, Docker, \
          podman, umoci, the floors and ovl alternating, each after a `sync`; ratio = median / \
          median of the ovl command above it in the same group. Docker is a private dockerd \
-         20.10 (overlay2), podman 4.3 (overlay), umoci 0.4.7.\n\n\
+         20.10 (overlay2), podman 4.3 (overlay), umoci 0.4.7. {scratch}\n\n\
          Corpus (`target/bench-corpus/`, see `xtask/src/bench/load.rs`): `debian` is a debootstrap \
          minbase bookworm rootfs, a layer of packages, one of deletions (whiteouts, an opaque \
          directory), one of hardlinks, symlinks and a fifo, and a one-file layer; `smallfiles` \

@@ -99,13 +99,18 @@ pub fn load(root_path: &Path, args: &LoadArgs) -> Result<()> {
             root.sync_filesystem()
                 .context("syncing the loaded layers to disk")?;
         }
+        let n_layers = work.len();
         for item in work {
             let layer = item
                 .pending
-                .commit(true)
+                .commit_synced_batch()
                 .with_context(|| format!("loading layer {}", item.layer_ref.member))?;
             progress.done(&item.layer_ref.member, item.tar_bytes);
             registered.push(&layer);
+        }
+        if n_layers > 0 {
+            root.sync_layerdb()
+                .context("syncing the layer database directory")?;
         }
         let image_id = root
             .put_image(&image.config)

@@ -173,6 +173,11 @@ impl DataRoot {
         })
     }
 
+    /// Makes the layers committed with [`PendingLayer::commit_synced_batch`] durable.
+    pub fn sync_layerdb(&self) -> Result<()> {
+        fsutil::sync_dir(&self.layerdb().join("sha256"))
+    }
+
     /// Flushes the filesystem of the data root (`syncfs`): after it, every pending layer's files
     /// are on disk and [`PendingLayer::commit`] may skip its own sync.
     pub fn sync_filesystem(&self) -> Result<()> {
@@ -336,14 +341,30 @@ impl PendingLayer<'_> {
                 source: err.into_error(),
             })
             .map_err(at("writing tar-split.json.gz"))?;
-        file.sync_all()
-            .map_err(io_error("syncing", &tar_split_path))
-            .map_err(at("writing tar-split.json.gz"))?;
+        // Dropping the file closes it; a write-back error surfaces in the `syncfs` that comes
+        // before the commit point.
+        drop(file);
         if !is_digest(&applied.diff_id) {
             return Err(at("checking the diff id")(Error::InvalidId {
                 what: "diff id",
                 value: applied.diff_id,
             }));
+        }
+        // The metadata files are written now, not at the commit, so that the one `syncfs` after
+        // the apply makes the whole write-set durable: no file of it needs an fsync of its own.
+        let size = applied.size.to_string();
+        let parent_chain = self.parent.as_ref().map(|p| p.chain_id.clone());
+        let mut files = vec![
+            ("diff", applied.diff_id.as_str()),
+            ("size", size.as_str()),
+            ("cache-id", self.cache_id.as_str()),
+        ];
+        if let Some(parent_chain) = &parent_chain {
+            files.push(("parent", parent_chain.as_str()));
+        }
+        for (name, value) in files {
+            fsutil::write_new(&self.write_set.join(name), value.as_bytes(), 0o644, false)
+                .map_err(at("writing the layer metadata"))?;
         }
         self.applied = Some(applied);
         Ok(())
@@ -352,7 +373,18 @@ impl PendingLayer<'_> {
     /// Writes the metadata files and renames the write-set to `layerdb/sha256/<chain>`: the
     /// layer exists from then on. Its parent must be committed first. `synced` says that
     /// [`DataRoot::sync_filesystem`] ran after the layer was applied; otherwise this syncs.
-    pub fn commit(mut self, synced: bool) -> Result<Layer> {
+    pub fn commit(self, synced: bool) -> Result<Layer> {
+        self.commit_with(synced, true)
+    }
+
+    /// [`PendingLayer::commit`] of one of several layers applied and synced together: the
+    /// rename into `layerdb/sha256` is made durable by one [`DataRoot::sync_layerdb`] after the
+    /// last of them, before anything refers to them.
+    pub fn commit_synced_batch(self) -> Result<Layer> {
+        self.commit_with(true, false)
+    }
+
+    fn commit_with(mut self, synced: bool, sync_layerdb: bool) -> Result<Layer> {
         let root = self.guard.root;
         let parent_name = parent_name(self.parent.as_ref());
         let at = at_step(&parent_name);
@@ -365,19 +397,6 @@ impl PendingLayer<'_> {
         let write_set = self.write_set.clone();
         let parent_chain = self.parent.as_ref().map(|p| p.chain_id.as_str());
         let chain_id = ids::chain_id(parent_chain, &applied.diff_id);
-        let size = applied.size.to_string();
-        let mut files = vec![
-            ("diff", applied.diff_id.as_str()),
-            ("size", size.as_str()),
-            ("cache-id", self.cache_id.as_str()),
-        ];
-        if let Some(parent_chain) = parent_chain {
-            files.push(("parent", parent_chain));
-        }
-        for (name, value) in files {
-            fsutil::write_new(&write_set.join(name), value.as_bytes(), 0o644, true)
-                .map_err(at("writing the layer metadata"))?;
-        }
         if let Some(existing) = root
             .layer(&chain_id)
             .map_err(at("looking up the chain id"))?
@@ -387,11 +406,11 @@ impl PendingLayer<'_> {
             return Ok(existing);
         }
         if !synced {
-            // The layer's files reach the disk before the layer becomes visible.
+            // The layer's files and its write-set reach the disk before the layer becomes
+            // visible.
             root.sync_filesystem()
                 .map_err(at("syncing the layer content"))?;
         }
-        fsutil::sync_dir(&write_set).map_err(at("syncing the write-set"))?;
         let sha_dir = root.layerdb().join("sha256");
         fsutil::create_dir_all_mode(&sha_dir, 0o755).map_err(at("creating layerdb/sha256"))?;
         let final_dir = root.layer_dir(&chain_id)?;
@@ -402,8 +421,10 @@ impl PendingLayer<'_> {
         self.guard.write_set = None;
         self.guard.overlay_id = None;
         self.guard.committed = None;
-        if let Err(err) = fsutil::sync_dir(&sha_dir) {
-            tracing::warn!(error = %err, %chain_id, "layer committed but its directory was not synced");
+        if sync_layerdb {
+            if let Err(err) = fsutil::sync_dir(&sha_dir) {
+                tracing::warn!(error = %err, %chain_id, "layer committed but its directory was not synced");
+            }
         }
         tracing::debug!(%chain_id, cache_id = %self.cache_id, size = applied.size, "layer registered");
         Ok(Layer {

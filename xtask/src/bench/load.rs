@@ -544,6 +544,9 @@ pub fn bench_loads(
                 sync();
                 group[slot].times.push(timed(command)?.0);
             }
+            // The scratch filesystem holds one run of one image.
+            fs::remove_dir_all(&dir)?;
+            sync();
         }
         if podman.is_none() {
             group.retain(|sample| !sample.name.starts_with("podman"));
@@ -555,8 +558,6 @@ pub fn bench_loads(
             rss_max as f64 / 1024.0
         ));
         samples.extend(group);
-        // The roots stay until the image's runs are done, so that no deletion runs during them.
-        sync();
         let _ = fs::remove_dir_all(&work);
     }
     Ok((samples, notes, peak_rss))
