@@ -157,7 +157,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     )?;
     let scratch = scratch_fs.dir.clone();
     let result = run_bench(&options, &archive, &scratch, &ovl_bin);
-    for dir in ["ovl", "podman"] {
+    for dir in ["ovl", "ovl-small", "podman"] {
         let _ = Command::new("umount")
             .arg("-R")
             .arg(scratch.join(dir))
@@ -570,7 +570,45 @@ fn run_bench(
         samples.extend([tar_floor, untar_floor, syncfs_cost]);
         docker.docker_ok(["rm", "-f", &docker_name]);
     }
+    samples.extend(diff_on_smaller_image(options, ovl_bin, scratch)?);
     Ok((samples, notes, peak_rss))
+}
+
+/// The first change count again, on a `smallfiles` image of only twice as many files: `ovl diff`
+/// should take as long as on the full image, its time following the changes, not the image.
+fn diff_on_smaller_image(
+    options: &BenchOptions,
+    ovl_bin: &Path,
+    scratch: &Path,
+) -> Result<Option<Sample>> {
+    let Some(&n_changes) = options.changes.first() else {
+        return Ok(None);
+    };
+    let n_files = 2 * n_changes;
+    if n_files >= options.n_files {
+        return Ok(None);
+    }
+    let archive = smallfiles_archive(
+        &crate::workspace_root().join("target/bench-corpus"),
+        n_files,
+    )?;
+    let ovl = Ovl {
+        bin: ovl_bin.to_path_buf(),
+        root: scratch.join("ovl-small"),
+    };
+    ovl.try_ok(["load", "-i", archive.to_str().context("utf-8 corpus path")?])?;
+    let merged = ovl.try_ok(["run-rootfs", "--name", "small", "smallfiles:1"])?;
+    chroot_script(&merged, &change_script(n_changes), "ovl")?;
+    let mut sample = Sample {
+        name: format!("ovl diff ({n_changes} changed files, image of {n_files} files)"),
+        times: Vec::new(),
+    };
+    for _ in 0..options.runs {
+        sync();
+        sample.times.push(timed(ovl.command(["diff", "small"]))?.0);
+    }
+    ovl.try_ok(["rm", "-f", "small"])?;
+    Ok(Some(sample))
 }
 
 /// podman (Debian's package) with a storage of its own below the benchmark's scratch dir.
@@ -909,6 +947,24 @@ fn targets(options: &BenchOptions, samples: &[Sample]) -> String {
         out.push_str(&format!(
             "| `ovl commit` ≥ 5x faster than `docker commit`, {n} changes | {commit_ratio:.1}x | {verdict} |\n"
         ));
+    }
+    if let Some(&n) = options.changes.first() {
+        let small_files = 2 * n;
+        if let (Some(full), Some(small)) = (
+            median(&format!("ovl diff ({n} changed files)")),
+            median(&format!(
+                "ovl diff ({n} changed files, image of {small_files} files)"
+            )),
+        ) {
+            // Within half again: a diff that walked the image would take ten times as long.
+            let ratio = full / small;
+            out.push_str(&format!(
+                "| `ovl diff` of {n} changes takes as long on an image of {} files as on one of \
+                 {small_files} (within 1.5x) | {ratio:.2}x ({full:.3} s vs {small:.3} s) | {} |\n",
+                options.n_files,
+                if ratio <= 1.5 { "yes" } else { "no" }
+            ));
+        }
     }
     for &n in &options.changes {
         let label = |what: &str| format!("{what} ({n} changed files)");
