@@ -328,24 +328,17 @@ fn run_bench(
         );
         let owned =
             |list: Vec<&load::Image>| -> Vec<load::Image> { list.into_iter().cloned().collect() };
-        let (load_samples, load_notes, rss) = load::bench_loads(
-            &owned(load_images),
+        let contenders = load::Contenders {
             ovl_bin,
-            &docker,
-            podman.as_ref(),
+            docker: &docker,
+            podman: podman.as_ref(),
             scratch,
-            options.runs,
-        )?;
+            runs: options.runs,
+        };
+        let (load_samples, load_notes, rss) = load::bench_loads(&owned(load_images), contenders)?;
         samples.extend(load_samples);
         notes.extend(load_notes);
-        let (mount_samples, mount_rss) = load::bench_mounts(
-            &owned(mount_images),
-            ovl_bin,
-            &docker,
-            podman.as_ref(),
-            scratch,
-            options.runs,
-        )?;
+        let (mount_samples, mount_rss) = load::bench_mounts(&owned(mount_images), contenders)?;
         samples.extend(mount_samples);
         peak_rss.extend(rss);
         peak_rss.extend(mount_rss);

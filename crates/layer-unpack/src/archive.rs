@@ -149,7 +149,7 @@ fn apply_stream<W: Write>(
     }
     let mut chunk = vec![0u8; TRAILING_CHUNK_LEN];
     loop {
-        let offset = offset(input);
+        let offset = input.offset();
         let n_read =
             read_full(input, &mut chunk).map_err(|source| Error::Read { offset, source })?;
         if n_read == 0 {
@@ -195,7 +195,7 @@ fn read_member(
             }
         }
 
-        let header_offset = offset(input);
+        let header_offset = input.offset();
         let n_read = read_input(input, &mut block)?;
         raw.extend_from_slice(&block[..n_read]);
         if n_read == 0 {
@@ -330,7 +330,7 @@ fn read_special(
             reason: format!("extended header size {} out of range", header.size),
         })?;
     let mut data = vec![0u8; len as usize];
-    let offset = offset(input);
+    let offset = input.offset();
     let n_read = read_input(input, &mut data)?;
     raw.extend_from_slice(&data[..n_read]);
     if n_read < data.len() {
@@ -380,7 +380,7 @@ fn read_old_gnu_sparse_map(
     let mut extended = gnu.isextended[0] != 0;
     let mut ext_block = [0u8; BLOCK_LEN];
     while extended {
-        let offset = offset(input);
+        let offset = input.offset();
         let n_read = read_input(input, &mut ext_block)?;
         raw.extend_from_slice(&ext_block[..n_read]);
         if n_read < BLOCK_LEN {
@@ -448,13 +448,8 @@ fn tar_split_error(entry: &str, source: tar_split::Error) -> Error {
     }
 }
 
-/// The offset in the tar stream of the next byte the reader hands out.
-fn offset(input: &ChunkReader) -> u64 {
-    input.offset()
-}
-
 fn read_input(input: &mut ChunkReader, buf: &mut [u8]) -> Result<usize> {
-    let offset = offset(input);
+    let offset = input.offset();
     read_full(input, buf).map_err(|source| Error::Read { offset, source })
 }
 
@@ -503,7 +498,7 @@ impl<'input> EntryData<'input> {
 
     /// Turns a remembered input failure into the error that explains the member's failure.
     fn check(&mut self, entry: &str) -> Result<()> {
-        let offset = offset(self.input);
+        let offset = self.input.offset();
         if let Some(source) = self.read_error.take() {
             return Err(Error::Read { offset, source });
         }

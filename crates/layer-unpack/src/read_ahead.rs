@@ -18,6 +18,9 @@ const CHUNK_LEN: usize = 256 * 1024;
 /// Chunks filled and not yet taken: with [`CHUNK_LEN`], 1 MiB read ahead.
 const CHUNKS_AHEAD: usize = 4;
 
+/// A buffer of [`CHUNK_LEN`] bytes and how many of them the reading thread filled.
+type Chunk = (Vec<u8>, usize);
+
 /// What the reading thread learnt of the whole stream.
 pub(crate) struct StreamSummary {
     /// `sha256:<hex>` of every byte read.
@@ -27,9 +30,11 @@ pub(crate) struct StreamSummary {
 
 /// The applying side: the chunks in order, as a buffered reader.
 pub(crate) struct ChunkReader {
-    chunks: Receiver<io::Result<Vec<u8>>>,
+    chunks: Receiver<io::Result<Chunk>>,
     spent: Sender<Vec<u8>>,
     chunk: Vec<u8>,
+    /// The bytes of `chunk` that hold data; a chunk keeps its full length for its next use.
+    filled: usize,
     pos: usize,
     /// Bytes handed out so far: the offset in the stream of the next one.
     consumed: u64,
@@ -39,7 +44,7 @@ pub(crate) struct ChunkReader {
 
 /// The reading side's two ends of the channels.
 pub(crate) struct ChunkWriter {
-    chunks: SyncSender<io::Result<Vec<u8>>>,
+    chunks: SyncSender<io::Result<Chunk>>,
     spent: Receiver<Vec<u8>>,
 }
 
@@ -56,6 +61,7 @@ pub(crate) fn chunk_channel() -> (ChunkWriter, ChunkReader) {
             chunks: chunks_rx,
             spent: spent_tx,
             chunk: Vec::new(),
+            filled: 0,
             pos: 0,
             consumed: 0,
             done: false,
@@ -70,18 +76,14 @@ impl ChunkWriter {
         let mut hasher = Sha256::new();
         let mut n_bytes: u64 = 0;
         loop {
-            let mut chunk = self
-                .spent
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(CHUNK_LEN));
-            chunk.resize(CHUNK_LEN, 0);
+            // A returned chunk is reused as it is: only the bytes read into it count.
+            let mut chunk = self.spent.try_recv().unwrap_or_else(|_| vec![0; CHUNK_LEN]);
             let message = match read_full(&mut input, &mut chunk) {
                 Ok(0) => break,
                 Ok(n_read) => {
-                    chunk.truncate(n_read);
-                    hasher.update(&chunk);
+                    hasher.update(&chunk[..n_read]);
                     n_bytes += n_read as u64;
-                    Ok(chunk)
+                    Ok((chunk, n_read))
                 }
                 Err(error) => Err(error),
             };
@@ -116,12 +118,13 @@ impl Read for ChunkReader {
 
 impl BufRead for ChunkReader {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        while self.pos == self.chunk.len() && !self.done {
+        while self.pos == self.filled && !self.done {
             match self.chunks.recv() {
-                Ok(Ok(next)) => {
+                Ok(Ok((next, filled))) => {
                     let spent = std::mem::replace(&mut self.chunk, next);
+                    self.filled = filled;
                     self.pos = 0;
-                    if spent.capacity() > 0 {
+                    if !spent.is_empty() {
                         // The reading thread may have ended; the chunk is then simply dropped.
                         let _ = self.spent.send(spent);
                     }
@@ -134,11 +137,11 @@ impl BufRead for ChunkReader {
                 Err(_) => self.done = true,
             }
         }
-        Ok(&self.chunk[self.pos..])
+        Ok(&self.chunk[self.pos..self.filled])
     }
 
     fn consume(&mut self, amount: usize) {
-        let amount = amount.min(self.chunk.len() - self.pos);
+        let amount = amount.min(self.filled - self.pos);
         self.pos += amount;
         self.consumed += amount as u64;
     }

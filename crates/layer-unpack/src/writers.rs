@@ -116,27 +116,15 @@ impl Writers {
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_FILES));
         self.batch_bytes = 0;
         let n_jobs = batch.len();
+        // A batch that cannot be handed over is reported by its first file.
         let Some(sender) = &self.sender else {
-            return Err((
-                batch
-                    .into_iter()
-                    .next()
-                    .map(|job| job.entry)
-                    .unwrap_or_default(),
-                stopped(),
-            ));
+            return Err((first_entry(batch), stopped()));
         };
         *lock(&self.shared.in_flight) += n_jobs;
         if let Err(returned) = sender.send(batch) {
             let mut in_flight = lock(&self.shared.in_flight);
             *in_flight = in_flight.saturating_sub(n_jobs);
-            let entry = returned
-                .0
-                .into_iter()
-                .next()
-                .map(|job| job.entry)
-                .unwrap_or_default();
-            return Err((entry, stopped()));
+            return Err((first_entry(returned.0), stopped()));
         }
         Ok(())
     }
@@ -219,6 +207,14 @@ fn work(receiver: &Mutex<Receiver<Vec<FileJob>>>, shared: &Shared) {
             shared.idle.notify_all();
         }
     }
+}
+
+fn first_entry(batch: Vec<FileJob>) -> Vec<u8> {
+    batch
+        .into_iter()
+        .next()
+        .map(|job| job.entry)
+        .unwrap_or_default()
 }
 
 fn stopped() -> ApplyError {

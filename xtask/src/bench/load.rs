@@ -443,15 +443,28 @@ fn floor(image: &Image, suffix: &str, pipeline: &str, target: &Path) -> Result<C
     Ok(shell(&script))
 }
 
+/// What the load and mount parts measure with, and how often.
+#[derive(Clone, Copy)]
+pub struct Contenders<'a> {
+    pub ovl_bin: &'a Path,
+    pub docker: &'a Dockerd,
+    pub podman: Option<&'a Podman>,
+    pub scratch: &'a Path,
+    pub runs: usize,
+}
+
 /// The load samples of every image and the notes on peak memory.
 pub fn bench_loads(
     images: &[Image],
-    ovl_bin: &Path,
-    docker: &Dockerd,
-    podman: Option<&Podman>,
-    scratch: &Path,
-    runs: usize,
+    contenders: Contenders<'_>,
 ) -> Result<(Vec<Sample>, Vec<String>, PeakRss)> {
+    let Contenders {
+        ovl_bin,
+        docker,
+        podman,
+        scratch,
+        runs,
+    } = contenders;
     let mut samples = Vec::new();
     let mut notes = Vec::new();
     let mut peak_rss = Vec::new();
@@ -567,12 +580,15 @@ pub fn bench_loads(
 /// `podman mount`.
 pub fn bench_mounts(
     images: &[Image],
-    ovl_bin: &Path,
-    docker: &Dockerd,
-    podman: Option<&Podman>,
-    scratch: &Path,
-    runs: usize,
+    contenders: Contenders<'_>,
 ) -> Result<(Vec<Sample>, PeakRss)> {
+    let Contenders {
+        ovl_bin,
+        docker,
+        podman,
+        scratch,
+        runs,
+    } = contenders;
     let mut samples = Vec::new();
     let mut peak_rss = Vec::new();
     let root = scratch.join("mounts");
