@@ -1,15 +1,21 @@
 //! The layer applier on arbitrary bytes: whatever the input, nothing may be created, changed or
 //! removed outside the layer directory. Each input is applied into a fresh `layer/` beside a
 //! sentinel file, in a sandbox directory that holds nothing else.
+//!
+//! With `OVL_ABI_LANE` set (`centos7`, …), the target first puts its own process in that ABI lane:
+//! every system call newer than the lane's kernel fails with `ENOSYS`, so the applier resolves
+//! paths with the userspace walk instead of `openat2`.
 #![no_main]
 
 use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
 
 use libfuzzer_sys::fuzz_target;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+static LANE: Once = Once::new();
 
 const SENTINEL: &[u8] = b"must stay as it is\n";
 
@@ -19,12 +25,21 @@ fn sandbox() -> PathBuf {
 }
 
 fuzz_target!(|data: &[u8]| {
+    LANE.call_once(|| {
+        if let Some(lane) = abi_lane::from_env().expect("OVL_ABI_LANE") {
+            lane.install().expect("install the ABI lane");
+            eprintln!("unpack: running in the {} ABI lane", lane.name);
+        }
+    });
     let sandbox = sandbox();
     let layer = sandbox.join("layer");
     fs::create_dir_all(&layer).expect("create the layer dir");
     fs::write(sandbox.join("sentinel"), SENTINEL).expect("write the sentinel");
     let mut tar_split = tar_split::Packer::new(Vec::new());
-    let options = layer_unpack::UnpackOptions { writers: Some(0) };
+    let options = layer_unpack::UnpackOptions {
+        writers: Some(0),
+        ..Default::default()
+    };
     let _ = layer_unpack::unpack(data, &layer, &mut tar_split, &options);
 
     let mut names: Vec<String> = fs::read_dir(&sandbox)

@@ -228,6 +228,12 @@ pub fn ovl_bin() -> PathBuf {
     profile_dir.join("ovl")
 }
 
+/// The ABI lane every `ovl` command of the tests runs in: `OVL_ABI_LANE` (`centos7`, `rhel8`,
+/// `ubuntu20.04`; see the `abi-lane` crate), none when unset.
+pub fn abi_lane() -> Option<abi_lane::Lane> {
+    abi_lane::from_env().unwrap_or_else(|err| panic!("{err}"))
+}
+
 /// The `ovl` CLI on one data root.
 #[derive(Debug, Clone)]
 pub struct Ovl {
@@ -253,6 +259,9 @@ impl Ovl {
         let mut command = Command::new(&self.bin);
         command.arg("--root").arg(&self.root).args(args);
         command.env_remove("OVL_ROOT");
+        if let Some(lane) = abi_lane() {
+            lane.wrap(&mut command);
+        }
         command
     }
 
@@ -1114,6 +1123,7 @@ pub fn reassembled_digest(
     tar_split::reassemble(
         std::io::BufReader::new(file),
         std::os::fd::AsFd::as_fd(&dir),
+        Default::default(),
         &mut hasher,
     )
     .with_context(|| format!("reassemble layer {chain_id} from {}", diff_dir.display()))?;

@@ -5,11 +5,18 @@
 //! cargo-fuzz is installed from crates.io when missing. The targets build with the machine's
 //! stable toolchain (`RUSTC_BOOTSTRAP=1` lets it take the unstable flags libFuzzer needs);
 //! `--sanitizer address` adds AddressSanitizer for longer runs.
+//!
+//! The layer applier runs a second time in the `centos7` ABI lane (`OVL_ABI_LANE`, which the
+//! target installs in its own process): every system call newer than Linux 3.10 fails with
+//! `ENOSYS`, so paths are resolved by the userspace walk instead of `openat2`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+
+/// Targets that run again under an ABI lane, and the lane.
+const LANE_RUNS: [(&str, &str); 1] = [("unpack", "centos7")];
 
 /// The targets and the test data their seed corpus is copied from.
 const TARGETS: [(&str, &[&str]); 3] = [
@@ -67,11 +74,24 @@ pub fn fuzz(args: &[String]) -> Result<()> {
     for name in &chosen {
         crate::run(cargo_fuzz(&fuzz_dir).args(["build", "--sanitizer", &sanitizer, name]))?;
     }
-    for name in &chosen {
+    let lane_runs = LANE_RUNS
+        .iter()
+        .filter(|(name, _)| chosen.iter().any(|chosen| chosen == name))
+        .map(|(name, lane)| (name.to_string(), Some(*lane)));
+    let runs: Vec<(String, Option<&str>)> = chosen
+        .iter()
+        .map(|name| (name.clone(), None))
+        .chain(lane_runs)
+        .collect();
+    for (name, lane) in &runs {
         let corpus = seed_corpus(&root, name)?;
-        eprintln!("xtask: fuzzing {name} for {seconds} s");
+        let in_lane = lane
+            .map(|lane| format!(" in the {lane} lane"))
+            .unwrap_or_default();
+        eprintln!("xtask: fuzzing {name}{in_lane} for {seconds} s");
         crate::run(
             cargo_fuzz(&fuzz_dir)
+                .env("OVL_ABI_LANE", lane.unwrap_or(""))
                 .args(["run", "--sanitizer", &sanitizer, name])
                 .arg(&corpus)
                 .arg("--")

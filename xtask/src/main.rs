@@ -11,9 +11,17 @@
 //! - `vm-test`: the scenarios of `vm-tests/` on other kernels under QEMU (see `vm.rs` for the host
 //!   side, `vm_guest.rs` for the guest side); `test` runs all of them on both built-in kernels.
 //! - `vm-guest`: the guest runner itself, started by the guest's /init.
+//! - `dist`: `target/dist/ovl`, a release build that needs at most glibc 2.17, built with zig
+//!   (see `dist.rs`).
+//! - `lane NAME COMMAND...`: a command under an ABI lane (`abi-lane`: the system calls of CentOS
+//!   7's, RHEL 8's or Ubuntu 20.04's kernel), as the tests run ovl there.
+//! - `mutation`: the hostile suite against an `ovl` whose userspace resolver lost its clamp; it
+//!   must fail (see `mutation.rs`).
 
 mod bench;
+mod dist;
 mod fuzz;
+mod mutation;
 mod vm;
 mod vm_guest;
 
@@ -46,14 +54,38 @@ fn main() -> Result<()> {
         Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("vm-test") => vm::vm_test(&args[1..]),
         Some("vm-guest") => vm_guest::vm_guest(&args[1..]),
+        Some("lane") => lane(&args[1..]),
+        Some("mutation") => mutation::mutation(&args[1..]),
+        Some("dist") => dist::dist(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask demo | test [cargo test args] | deps | bench [options] | fuzz [options] \
-                 | vm-test [options]"
+                 | vm-test [options] | dist | lane NAME COMMAND... | mutation"
             );
             std::process::exit(2);
         }
     }
+}
+
+/// `cargo xtask lane NAME COMMAND [ARGS...]`: runs a command under an ABI lane (`abi-lane`), as
+/// the tests do, to try ovl by hand as it would run on that kernel.
+fn lane(args: &[String]) -> Result<()> {
+    let [name, program, rest @ ..] = args else {
+        bail!(
+            "usage: cargo xtask lane {} COMMAND [ARGS...]",
+            abi_lane::LANES.map(|lane| lane.name).join("|")
+        );
+    };
+    let Some(lane) = abi_lane::lane(name) else {
+        bail!("no lane {name:?}");
+    };
+    let mut command = Command::new(program);
+    command.args(rest);
+    lane.wrap(&mut command);
+    let status = command
+        .status()
+        .with_context(|| format!("running {program} under the {name} lane"))?;
+    std::process::exit(status.code().unwrap_or(1));
 }
 
 fn workspace_root() -> PathBuf {
@@ -111,13 +143,46 @@ fn test(extra: &[String]) -> Result<()> {
         .current_dir(&root)
         .args(["test", "--workspace"])
         .args(extra))?;
-    // A bounded fuzz run of every target (the long runs are documented in docs/testing.md), then
-    // every scenario on both built-in kernels under QEMU.
+    // The suites that must hold on the oldest kernel again in the centos7 lane with the binary
+    // built for old hosts, a bounded fuzz run of every target (the long runs are documented in
+    // docs/testing.md), then the kernel matrix under QEMU.
     if extra.is_empty() {
+        host_lane_suites(&root, "centos7")?;
         fuzz::fuzz(&["--seconds".to_string(), "20".to_string()])?;
         vm::vm_test(&[])?;
     }
     Ok(())
+}
+
+/// The end-to-end suites that run a second time under an ABI lane on the host: every `ovl` they
+/// start is `target/dist/ovl` with the lane's seccomp filter, so paths inside layers go through
+/// the userspace resolver and every other fallback is taken.
+const HOST_LANE_SUITES: [&str; 6] = [
+    "hostile",
+    "crash",
+    "bad_input",
+    "lifecycle",
+    "full_disk",
+    "fsck",
+];
+
+fn host_lane_suites(root: &Path, lane: &str) -> Result<()> {
+    let ovl = dist::dist_binary()?;
+    eprintln!(
+        "xtask: {} in the {lane} lane with {}",
+        HOST_LANE_SUITES.join(", "),
+        ovl.display()
+    );
+    let mut command = Command::new(cargo());
+    command
+        .current_dir(root)
+        .env("OVL_ABI_LANE", lane)
+        .env("OVL_BIN", &ovl)
+        .args(["test", "-p", "ovl-tests"]);
+    for suite in HOST_LANE_SUITES {
+        command.args(["--test", suite]);
+    }
+    run(&mut command)
 }
 
 fn demo() -> Result<()> {

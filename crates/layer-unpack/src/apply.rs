@@ -2,7 +2,8 @@
 //! descriptors only.
 //!
 //! The layer directory is opened once (`O_PATH`). For every member the parent directory is
-//! resolved afresh from that root with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, so a
+//! resolved afresh from that root by `syscompat::Resolver` (`openat2(RESOLVE_IN_ROOT |
+//! RESOLVE_NO_MAGICLINKS)`, or its userspace walk where the kernel has no `openat2`), so a
 //! symlink planted by an earlier member (`l -> /`, `l -> ../../..`) resolves inside the layer
 //! directory, and the last component is handled with `*at` calls that never follow it. No
 //! resolved path or directory descriptor is kept from one member to the next.
@@ -14,16 +15,13 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use rustix::fs::{
-    AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, XattrFlags, CWD,
+    AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags, CWD,
 };
 use rustix::io::Errno;
+use syscompat::Resolver;
 
 use crate::plan::{join, Action, Components, Metadata, Node};
 use crate::writers::{FileJob, WriterFailure, Writers, HANDOFF_MAX_LEN};
-
-/// How often `openat2` is retried when it reports `EAGAIN`, which `RESOLVE_IN_ROOT` does when a
-/// concurrent rename could have let a `..` escape (see openat2(2)).
-const OPENAT2_EAGAIN_RETRIES: u32 = 16;
 
 /// The size of the buffer file data is copied through.
 const COPY_BUFFER_LEN: usize = 128 * 1024;
@@ -78,6 +76,7 @@ fn fail_io(operation: &'static str) -> impl FnOnce(io::Error) -> ApplyError {
 /// Applies actions below one layer directory.
 pub(crate) struct Applier {
     root: OwnedFd,
+    resolver: Resolver,
     /// Directories whose times are set once everything else is written (creating entries in a
     /// directory changes its mtime), in archive order.
     dir_times: Vec<(Components, Timestamps)>,
@@ -89,7 +88,7 @@ pub(crate) struct Applier {
 impl Applier {
     /// Opens the layer directory; with `n_writers > 0`, small files are finished by that many
     /// writer threads (see `writers`).
-    pub fn open(diff_dir: &Path, n_writers: usize) -> io::Result<Applier> {
+    pub fn open(diff_dir: &Path, n_writers: usize, resolver: Resolver) -> io::Result<Applier> {
         let root = rustix::fs::openat(
             CWD,
             diff_dir,
@@ -102,6 +101,7 @@ impl Applier {
         };
         Ok(Applier {
             root,
+            resolver,
             dir_times: Vec::new(),
             copy_buffer: vec![0; COPY_BUFFER_LEN],
             writers,
@@ -419,19 +419,7 @@ impl Applier {
 
     /// Opens `path` (relative, `/`-separated) with every symlink resolved inside the root.
     fn open_in_root(&self, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
-        let mut attempts = 0;
-        loop {
-            match rustix::fs::openat2(
-                &self.root,
-                path,
-                flags | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-            ) {
-                Err(Errno::AGAIN) if attempts < OPENAT2_EAGAIN_RETRIES => attempts += 1,
-                result => return result,
-            }
-        }
+        self.resolver.open(self.root.as_fd(), path, flags)
     }
 
     /// Resolves the directory `parent` inside the root, creating missing directories (mode

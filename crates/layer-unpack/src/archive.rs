@@ -31,9 +31,11 @@ pub(crate) fn unpack<W: Write>(
     options: &UnpackOptions,
 ) -> Result<UnpackReport> {
     let mut applier =
-        Applier::open(diff_dir, options.writers()).map_err(|source| Error::OpenLayerDir {
-            path: diff_dir.to_path_buf(),
-            source,
+        Applier::open(diff_dir, options.writers(), options.resolver).map_err(|source| {
+            Error::OpenLayerDir {
+                path: diff_dir.to_path_buf(),
+                source,
+            }
         })?;
     let (chunk_writer, mut input) = chunk_channel();
     let (applied, summary) = std::thread::scope(|scope| {

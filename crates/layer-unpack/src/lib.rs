@@ -4,7 +4,8 @@
 //! - [`Compression::detect`] recognises gzip and zstd by their magic; [`decompress`] wraps a
 //!   reader accordingly.
 //! - [`unpack`] reads an uncompressed tar, writes into `diff_dir` only through a directory fd with
-//!   `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` / `O_NOFOLLOW`, records tar-split exactly as
+//!   paths resolved inside it (`syscompat::Resolver`: `openat2(RESOLVE_IN_ROOT |
+//!   RESOLVE_NO_MAGICLINKS)` or its userspace walk) and `O_NOFOLLOW`, records tar-split exactly as
 //!   Docker segments it, drains the input to EOF, and returns the DiffID of every byte read.
 //! - [`diff_size`] is Docker's native directory size (spec §1.2).
 //!
@@ -145,6 +146,8 @@ pub struct UnpackOptions {
     /// read: `None` picks one per CPU beyond the first, at most [`MAX_WRITERS`]; `Some(0)` does
     /// everything on the calling thread.
     pub writers: Option<usize>,
+    /// How member paths are resolved inside the layer directory.
+    pub resolver: syscompat::Resolver,
 }
 
 /// More writer threads than this do not help: file creation itself stays on one thread.

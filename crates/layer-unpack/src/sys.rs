@@ -4,7 +4,7 @@
 //!
 //! They let the executor change device nodes, FIFOs and hardlinks through their parent
 //! directory's descriptor, without opening them (opening a device can have side effects) and
-//! without going through `/proc/self/fd`. On older kernels (`ENOSYS`) each has a fallback that
+//! without going through `/proc/self/fd`. On older kernels (`ENOSYS`, or `EPERM` from a filter that refuses them) each has a fallback that
 //! still does not follow the final component; see the functions.
 #![allow(unsafe_code)]
 
@@ -51,7 +51,7 @@ pub(crate) fn chmod_nofollow(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> Res
         )
     };
     match check(ret) {
-        Err(Errno::NOSYS) => {
+        Err(errno) if syscompat::is_unavailable(errno) => {
             let stat = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
             if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink {
                 return Err(Errno::OPNOTSUPP);
@@ -96,7 +96,7 @@ pub(crate) fn setxattr_nofollow(
         )
     };
     match check(ret) {
-        Err(Errno::NOSYS) => {
+        Err(errno) if syscompat::is_unavailable(errno) => {
             let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
             path.extend_from_slice(name);
             rustix::fs::lsetxattr(path.as_slice(), key, value, XattrFlags::empty())

@@ -49,7 +49,10 @@ fn unpack_with(tar: &[u8], writers: Option<usize>) -> Unpacked {
         tar,
         &diff,
         &mut packer,
-        &layer_unpack::UnpackOptions { writers },
+        &layer_unpack::UnpackOptions {
+            writers,
+            ..Default::default()
+        },
     )
     .expect("unpack");
     let tar_split_gz = packer.finish().expect("finish tar-split");
@@ -72,7 +75,13 @@ fn gunzip(gz: &[u8]) -> Vec<u8> {
 fn reassemble(unpacked: &Unpacked) -> Vec<u8> {
     let root = File::open(&unpacked.diff).expect("open diff");
     let mut out = Vec::new();
-    tar_split::reassemble(&unpacked.tar_split_gz[..], root.as_fd(), &mut out).expect("reassemble");
+    tar_split::reassemble(
+        &unpacked.tar_split_gz[..],
+        root.as_fd(),
+        Default::default(),
+        &mut out,
+    )
+    .expect("reassemble");
     out
 }
 

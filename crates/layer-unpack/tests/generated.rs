@@ -462,7 +462,13 @@ fn every_member_type_round_trips_through_tar_split_needs_root() {
     let diff = scratch.diff();
     let root = File::open(&diff).expect("open diff");
     let mut rebuilt = Vec::new();
-    tar_split::reassemble(&tar_split_gz[..], root.as_fd(), &mut rebuilt).expect("reassemble");
+    tar_split::reassemble(
+        &tar_split_gz[..],
+        root.as_fd(),
+        Default::default(),
+        &mut rebuilt,
+    )
+    .expect("reassemble");
     assert!(rebuilt == tar, "reassembled tar differs");
 
     // Docker's segmentation at the end: the zero blocks, the trailing read, the final empty read.

@@ -1,15 +1,17 @@
 //! Docker's init layer content (spec §2.5), written into a merged (read-write overlay) root.
 //!
 //! The image below is hostile: its `/etc` may be a symlink to `/` or to any host path. Every path
-//! is therefore resolved from a directory fd of the merged root with
-//! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, which treats absolute symlinks and `..` as
-//! relative to that root, and entries are created with `*at` calls on the resolved parent.
+//! is therefore resolved from a directory fd of the merged root with a `syscompat::Resolver`
+//! (`openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, or its userspace walk), which treats
+//! absolute symlinks and `..` as relative to that root, and entries are created with `*at` calls
+//! on the resolved parent.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
-use rustix::fs::{AtFlags, Gid, Mode, OFlags, ResolveFlags, Uid, CWD};
+use rustix::fs::{AtFlags, Gid, Mode, OFlags, Uid, CWD};
 use rustix::io::Errno;
+use syscompat::Resolver;
 
 use crate::{Error, Result};
 
@@ -45,7 +47,7 @@ const ENTRY_MODE: u32 = 0o755;
 /// not exist, missing parents are created 0755 and the entry itself. Existing directories keep
 /// their mode and owner. Everything created is owned by root:root with its mode set explicitly,
 /// whatever the umask.
-pub fn populate_init_layer(merged_root: &Path) -> Result<()> {
+pub fn populate_init_layer(merged_root: &Path, resolver: Resolver) -> Result<()> {
     let root = rustix::fs::openat(
         CWD,
         merged_root,
@@ -60,6 +62,7 @@ pub fn populate_init_layer(merged_root: &Path) -> Result<()> {
     })?;
     let populator = Populator {
         root,
+        resolver,
         root_path: merged_root,
     };
     for (path, entry) in INIT_ENTRIES {
@@ -70,6 +73,7 @@ pub fn populate_init_layer(merged_root: &Path) -> Result<()> {
 
 struct Populator<'a> {
     root: OwnedFd,
+    resolver: Resolver,
     root_path: &'a Path,
 }
 
@@ -87,13 +91,8 @@ impl Populator<'_> {
     /// Resolves `path` (relative, `""` is the root itself) inside the merged root.
     fn resolve(&self, path: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
         let path = if path.is_empty() { "." } else { path };
-        rustix::fs::openat2(
-            &self.root,
-            path,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        )
+        self.resolver
+            .open(self.root.as_fd(), path.as_bytes(), flags)
     }
 
     fn resolve_dir(&self, path: &str) -> rustix::io::Result<OwnedFd> {

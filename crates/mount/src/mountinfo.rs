@@ -20,6 +20,8 @@ pub(crate) fn is_mountpoint(path: &Path) -> Result<bool> {
         {
             return Ok(stat.stx_attributes.contains(StatxAttributes::MOUNT_ROOT));
         }
+        // Before Linux 4.11 there is no statx: mountinfo tells.
+        Err(errno) if syscompat::is_unavailable(errno) => {}
         Err(source) => {
             return Err(Error::Sys {
                 operation: "statx",

@@ -306,13 +306,11 @@ impl CheckDir {
         let mut last_err = None;
         for _ in 0..16 {
             let mut random = [0u8; 6];
-            rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty()).map_err(
-                |source| Error::Sys {
-                    operation: "getrandom for a probe dir in",
-                    path: test_dir.to_path_buf(),
-                    source,
-                },
-            )?;
+            syscompat::fill_random(&mut random).map_err(|source| Error::Io {
+                operation: "choosing a random name for a probe dir in",
+                path: test_dir.to_path_buf(),
+                source,
+            })?;
             let suffix: String = random.iter().map(|byte| format!("{byte:02x}")).collect();
             let path = test_dir.join(format!("{CHECK_DIR_PREFIX}{suffix}"));
             match rustix::fs::mkdir(&path, Mode::from_raw_mode(0o700)) {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use mount::{execute, is_mountpoint, plan, unmount, KernelFeatures, MountPlan, OverlaySpec};
 use rustix::fs::{FileType, Mode, XattrFlags, CWD};
+use syscompat::Resolver;
 
 /// Detaches the mount at `target` when dropped, if something is mounted there.
 struct MountGuard(PathBuf);
@@ -404,7 +405,7 @@ fn init_layer_replaces_image_files_and_keeps_etc_mode_needs_root() {
     let merged = home.join("init/merged");
     // Modes must be set explicitly, whatever the umask says.
     let old_umask = rustix::process::umask(Mode::from_raw_mode(0o077));
-    let populated = mount::populate_init_layer(&merged);
+    let populated = mount::populate_init_layer(&merged, Default::default());
     rustix::process::umask(old_umask);
     populated.expect("populate");
     assert_eq!(
@@ -452,8 +453,15 @@ fn init_layer_replaces_image_files_and_keeps_etc_mode_needs_root() {
     );
 }
 
+/// With `openat2` and with the userspace walk older kernels get.
 #[test]
 fn init_layer_never_writes_through_image_symlinks_needs_root() {
+    for resolver in [Resolver::Kernel, Resolver::Userspace] {
+        init_layer_stays_inside(resolver);
+    }
+}
+
+fn init_layer_stays_inside(resolver: Resolver) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let sentinel = tmp.path().join("sentinel");
     fs::create_dir(&sentinel).expect("mkdir sentinel");
@@ -470,7 +478,7 @@ fn init_layer_never_writes_through_image_symlinks_needs_root() {
         symlink("../../../../../..", image.join("proc")).expect("symlink proc");
     });
     let merged = home.join("init/merged");
-    mount::populate_init_layer(&merged).expect("populate");
+    mount::populate_init_layer(&merged, resolver).expect("populate");
     drop(guard);
 
     assert_eq!(

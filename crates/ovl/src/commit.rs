@@ -192,6 +192,7 @@ fn register(
         None => None,
     };
     let upper: PathBuf = upper.to_path_buf();
+    let unpack_options = crate::kernel::unpack_options()?;
     let layer = root.register_layer(parent, &mut |diff_dir, tar_split| {
         let (reader, writer) = std::io::pipe()?;
         let produced = std::thread::scope(|scope| {
@@ -217,7 +218,7 @@ fn register(
                 BufReader::with_capacity(PIPE_BUFFER_LEN, reader),
                 diff_dir,
                 &mut packer,
-                &layer_unpack::UnpackOptions::default(),
+                &unpack_options,
             );
             let produced = producer
                 .join()

@@ -145,7 +145,7 @@ pub fn run_rootfs(root_path: &Path, args: &RunArgs) -> Result<()> {
     created.record = true;
     let merged = mount_layer(&root, &features, &mount_id)?;
     if !with_init {
-        mount::populate_init_layer(&merged)
+        mount::populate_init_layer(&merged, crate::kernel::resolver()?)
             .context("populating the init entries of the container layer")?;
     }
     write_cidfile(args.cidfile.as_deref(), &container_id)?;
@@ -519,8 +519,10 @@ fn mount_container(root: &DataRoot, container_id: &str) -> Result<PathBuf> {
 
 pub(crate) fn probe(root: &DataRoot) -> Result<KernelFeatures> {
     // Probed once per boot, as dockerd probes once when it starts (`ovl info` always probes).
-    KernelFeatures::probe_cached(&root.overlay_home(), &root.root().join("ovl.probe"))
-        .context("checking overlay support of the data root's filesystem")
+    let features =
+        KernelFeatures::probe_cached(&root.overlay_home(), &root.root().join("ovl.probe"))
+            .context("checking overlay support of the data root's filesystem")?;
+    crate::kernel::restrict(features)
 }
 
 /// Mounts `H/<id>` read-write on its lowers at `H/<id>/merged` and returns that path.
@@ -582,11 +584,14 @@ fn populate_init(root: &DataRoot, features: &KernelFeatures, init_id: &str) -> R
     let lowers = root.lower_entries(init_id)?;
     if lowers.is_empty() {
         // An image without layers: the init layer has no parent and is written directly.
-        return mount::populate_init_layer(&root.overlay_dir(init_id).join("diff"))
-            .with_context(|| format!("populating init layer {init_id}"));
+        return mount::populate_init_layer(
+            &root.overlay_dir(init_id).join("diff"),
+            crate::kernel::resolver()?,
+        )
+        .with_context(|| format!("populating init layer {init_id}"));
     }
     let merged = mount_layer(root, features, init_id)?;
-    let populated = mount::populate_init_layer(&merged)
+    let populated = mount::populate_init_layer(&merged, crate::kernel::resolver()?)
         .with_context(|| format!("populating init layer {init_id}"));
     let unmounted = unmount_layer(root, init_id);
     populated?;

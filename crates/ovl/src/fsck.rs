@@ -166,8 +166,13 @@ fn verify_layer(root: &DataRoot, layer: &store::Layer) -> Result<()> {
     let diff = root.overlay_dir(&layer.cache_id).join("diff");
     let diff_dir = File::open(&diff).with_context(|| format!("opening {}", diff.display()))?;
     let mut hasher = HashWriter(Sha256::new());
-    tar_split::reassemble(BufReader::new(file), diff_dir.as_fd(), &mut hasher)
-        .context("reassembling its tar")?;
+    tar_split::reassemble(
+        BufReader::new(file),
+        diff_dir.as_fd(),
+        crate::kernel::resolver()?,
+        &mut hasher,
+    )
+    .context("reassembling its tar")?;
     let actual = format!("sha256:{:x}", hasher.0.finalize());
     if actual != layer.diff_id {
         bail!(

@@ -7,7 +7,9 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use store::DataRoot;
 
-use crate::views;
+use syscompat::Resolver;
+
+use crate::{kernel, views};
 
 #[derive(clap::Args, Debug)]
 pub struct InfoArgs {
@@ -24,6 +26,20 @@ pub fn info(root_path: &Path, args: &InfoArgs) -> Result<()> {
     let root = DataRoot::open(root_path)?;
     let features = mount::KernelFeatures::probe(&root.overlay_home())
         .context("probing overlay support of the data root's filesystem")?;
+    let features = kernel::restrict(features)?;
+    let resolver = kernel::effective_resolver()?;
+    let resolver_name = match resolver {
+        Resolver::Kernel => "openat2",
+        Resolver::Userspace => "userspace",
+    };
+    // mount(2) with Docker's option strings always; the new mount API only for stacks whose
+    // options do not fit in a page.
+    let mount_path = if features.lowerdir_plus {
+        "mount(2), fsconfig lowerdir+ beyond one page"
+    } else {
+        "mount(2)"
+    };
+    let disabled: Vec<&str> = kernel::disabled()?.into_iter().collect();
     let native_diff = views::kernel_default_redirects().is_none();
     // Without lowerdir+, every lower goes into one page of mount data (less the terminating
     // NUL), next to `,upperdir=<id>/diff,workdir=<id>/work` and `index=off`.
@@ -58,6 +74,9 @@ pub fn info(root_path: &Path, args: &InfoArgs) -> Result<()> {
             ],
             "IndexOff": features.index_param,
             "LowerdirPlus": features.lowerdir_plus,
+            "Resolver": resolver_name,
+            "MountPath": mount_path,
+            "DisabledFeatures": disabled,
             "MaxLayersPerMount": max_layers,
             "KernelVersion": kernel,
             "Images": n_images,
@@ -88,6 +107,15 @@ pub fn info(root_path: &Path, args: &InfoArgs) -> Result<()> {
             " (one page of mount data with l/ links)"
         }
     );
+    println!("  In-root resolver: {}", resolver.describe());
+    println!("  Mount path: {mount_path}");
+    if !disabled.is_empty() {
+        println!(
+            "  Disabled by {}: {}",
+            kernel::DISABLE_VARIABLE,
+            disabled.join(",")
+        );
+    }
     println!(" Kernel Version: {kernel}");
     println!(
         " Live dockerd on this root: {}",

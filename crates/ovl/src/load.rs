@@ -347,7 +347,7 @@ fn apply_layer(
         tar,
         diff_dir,
         &mut packer,
-        &layer_unpack::UnpackOptions::default(),
+        &crate::kernel::unpack_options()?,
     )?;
     packer.finish()?;
     let size = layer_unpack::diff_size(diff_dir)?;

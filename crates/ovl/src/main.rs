@@ -14,6 +14,7 @@ mod history;
 mod image;
 mod info;
 mod inspect;
+mod kernel;
 mod load;
 mod prune;
 mod resolve;
@@ -100,6 +101,11 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.verbose);
+    // A misspelt OVL_DISABLE_FEATURES is refused before any command starts work.
+    if let Err(err) = kernel::disabled() {
+        eprintln!("ovl: {err}");
+        return ExitCode::from(2);
+    }
     let result = match &cli.command {
         Command::Load(args) => load::load(&cli.root, args),
         Command::Import(args) => load::import(&cli.root, args),

@@ -335,6 +335,7 @@ impl LayerSource for StoredLayer {
         tar_split::reassemble(
             BufReader::with_capacity(TAR_SPLIT_BUFFER_LEN, file),
             dir.as_fd(),
+            crate::kernel::resolver()?,
             out,
         )
         .with_context(|| format!("reassembling from {}", self.diff_dir.display()))?;

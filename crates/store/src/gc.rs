@@ -32,8 +32,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
+use syscompat::{MountKey, NodeStat};
 
 use crate::fsutil;
 use crate::ids::{self, is_digest, is_hex64, is_layer_dir_id};
@@ -1362,7 +1363,7 @@ impl Below {
             return Ok(facts);
         };
         let parent_path = self.root_path.join(parent_rel);
-        let parent_mount = mount_key(&stat_self(&parent, &parent_path)?);
+        let parent_mount = stat_self(&parent, &parent_path)?.mount;
         let name = OsStr::new(name);
         walk(
             parent.as_fd(),
@@ -1390,7 +1391,7 @@ impl Below {
             return Ok(());
         };
         let parent_path = self.root_path.join(parent_rel);
-        let parent_mount = mount_key(&stat_self(&parent, &parent_path)?);
+        let parent_mount = stat_self(&parent, &parent_path)?.mount;
         let name = OsStr::new(name);
         remove_at(parent.as_fd(), parent_mount, name, &parent_path.join(name))
     }
@@ -1421,7 +1422,7 @@ impl Below {
 /// Walks `name` in `parent`, adding to `facts`.
 fn walk(
     parent: BorrowedFd<'_>,
-    parent_mount: u64,
+    parent_mount: MountKey,
     name: &OsStr,
     path: &Path,
     crossing: Crossing,
@@ -1434,13 +1435,13 @@ fn walk(
         Err(errno) => return Err(sys_error("reading", path)(errno)),
     };
     facts.found = true;
-    if FileType::from_raw_mode(u32::from(stat.stx_mode)) != FileType::Directory {
-        if stat.stx_size > 0 && facts.inodes.insert(stat.stx_ino) {
-            facts.size += stat.stx_size;
+    if stat.file_type != FileType::Directory {
+        if stat.size > 0 && facts.inodes.insert(stat.ino) {
+            facts.size += stat.size;
         }
         return Ok(());
     }
-    let own_mount = mount_key(&stat);
+    let own_mount = stat.mount;
     if own_mount != parent_mount && crossing == Crossing::Refuse {
         facts.mount.get_or_insert_with(|| path.to_path_buf());
         return Ok(());
@@ -1465,19 +1466,24 @@ fn walk(
 }
 
 /// Removes `name` in `parent`: unlinks a non-directory, empties and removes a directory.
-fn remove_at(parent: BorrowedFd<'_>, parent_mount: u64, name: &OsStr, path: &Path) -> Result<()> {
+fn remove_at(
+    parent: BorrowedFd<'_>,
+    parent_mount: MountKey,
+    name: &OsStr,
+    path: &Path,
+) -> Result<()> {
     let stat = match stat_at(parent, name) {
         Ok(stat) => stat,
         Err(Errno::NOENT) => return Ok(()),
         Err(errno) => return Err(sys_error("reading", path)(errno)),
     };
-    if FileType::from_raw_mode(u32::from(stat.stx_mode)) != FileType::Directory {
+    if stat.file_type != FileType::Directory {
         return match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(errno) => Err(sys_error("removing", path)(errno)),
         };
     }
-    let own_mount = mount_key(&stat);
+    let own_mount = stat.mount;
     if own_mount != parent_mount {
         return Err(Error::Mounted {
             path: path.to_path_buf(),
@@ -1509,27 +1515,15 @@ fn list(dir: &OwnedFd, path: &Path) -> Result<Vec<CString>> {
     Ok(names)
 }
 
-const STATX_MASK: StatxFlags = StatxFlags::TYPE
-    .union(StatxFlags::SIZE)
-    .union(StatxFlags::INO)
-    .union(StatxFlags::MNT_ID);
-
-fn stat_at(parent: BorrowedFd<'_>, name: &OsStr) -> rustix::io::Result<rustix::fs::Statx> {
-    rustix::fs::statx(parent, name, AtFlags::SYMLINK_NOFOLLOW, STATX_MASK)
+/// Type, size, inode and mount of `name` in `parent`, not following it (statx where the kernel
+/// has it; see `syscompat::stat_node`).
+fn stat_at(parent: BorrowedFd<'_>, name: &OsStr) -> rustix::io::Result<NodeStat> {
+    let name = std::ffi::CString::new(name.as_bytes()).map_err(|_| Errno::INVAL)?;
+    syscompat::stat_node(parent, &name)
 }
 
-fn stat_self(dir: &OwnedFd, path: &Path) -> Result<rustix::fs::Statx> {
-    rustix::fs::statx(dir, "", AtFlags::EMPTY_PATH, STATX_MASK).map_err(sys_error("reading", path))
-}
-
-/// Which mount an inode lives on: the mount id where the kernel reports it (Linux 5.8), else the
-/// device (which misses bind mounts of the same file system).
-fn mount_key(stat: &rustix::fs::Statx) -> u64 {
-    if stat.stx_mask & StatxFlags::MNT_ID.bits() != 0 {
-        stat.stx_mnt_id
-    } else {
-        (u64::from(stat.stx_dev_major) << 32) | u64::from(stat.stx_dev_minor)
-    }
+fn stat_self(dir: &OwnedFd, path: &Path) -> Result<NodeStat> {
+    syscompat::stat_node(dir.as_fd(), c"").map_err(sys_error("reading", path))
 }
 
 fn sys_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> Error + 'a {

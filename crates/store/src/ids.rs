@@ -49,15 +49,7 @@ pub(crate) fn random_hex(n_bytes: usize) -> Result<String> {
 
 fn random_bytes(n_bytes: usize) -> Result<Vec<u8>> {
     let mut bytes = vec![0u8; n_bytes];
-    let mut filled = 0;
-    while filled < n_bytes {
-        let n =
-            rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty())
-                .map_err(|errno| Error::Random {
-                    source: errno.into(),
-                })?;
-        filled += n;
-    }
+    syscompat::fill_random(&mut bytes).map_err(|source| Error::Random { source })?;
     Ok(bytes)
 }
 

@@ -7,7 +7,8 @@
 //!   next `add_file`, `flush_segment` or `finish`, which emit one segment entry.
 //! - [`Unpacker`]: iterates the entries of a `tar-split.json.gz` stream (`name_raw` decoded).
 //! - [`reassemble`]: rebuilds the tar from the entries and the files below `layer_root`, opened
-//!   with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, checking each file's CRC.
+//!   inside the layer root (`syscompat::Resolver`: `openat2(RESOLVE_IN_ROOT |
+//!   RESOLVE_NO_MAGICLINKS)` or its userspace walk), checking each file's CRC.
 //!
 //! Both the packer and the unpacker reject a second file entry whose name, cleaned like Go's
 //! `filepath.Clean`, repeats an earlier one, as Docker does (`duplicates of file paths not

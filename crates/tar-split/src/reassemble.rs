@@ -1,22 +1,17 @@
 //! Rebuilding a layer tar from its tar-split stream and the unpacked layer directory (Go's
 //! `asm.WriteOutputTarStream`).
 
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::BorrowedFd;
-use std::os::unix::ffi::OsStrExt;
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{FileType, OFlags};
+use syscompat::Resolver;
 
 use crate::{lossy_name, Crc64, Entry, Error, Result, Unpacker};
 
 /// The size of the copy buffer for file data.
 const COPY_BUFFER_LEN: usize = 128 * 1024;
-
-/// How often `openat2` is retried when it reports `EAGAIN`, which `RESOLVE_IN_ROOT` does when a
-/// concurrent rename could have let a `..` escape (see openat2(2)).
-const OPENAT2_EAGAIN_RETRIES: u32 = 16;
 
 /// Writes the reassembled tar to `out`, returning the number of bytes written.
 ///
@@ -28,6 +23,7 @@ const OPENAT2_EAGAIN_RETRIES: u32 = 16;
 pub fn reassemble(
     tar_split_gz: impl Read,
     layer_root: BorrowedFd<'_>,
+    resolver: Resolver,
     out: &mut dyn Write,
 ) -> Result<u64> {
     let mut unpacker = Unpacker::new(tar_split_gz);
@@ -50,7 +46,7 @@ pub fn reassemble(
                     name: lossy_name(&name),
                     position,
                 })?;
-                let file = open_in_root(layer_root, &name, position)?;
+                let file = open_in_root(layer_root, resolver, &name, position)?;
                 copy_file(
                     file,
                     &name,
@@ -73,7 +69,12 @@ pub fn reassemble(
 }
 
 /// Opens `name` read-only inside `layer_root` and checks that it is a regular file.
-fn open_in_root(layer_root: BorrowedFd<'_>, name: &[u8], position: u64) -> Result<File> {
+fn open_in_root(
+    layer_root: BorrowedFd<'_>,
+    resolver: Resolver,
+    name: &[u8],
+    position: u64,
+) -> Result<File> {
     let open_error = |errno: rustix::io::Errno| Error::OpenFile {
         name: lossy_name(name),
         position,
@@ -83,15 +84,7 @@ fn open_in_root(layer_root: BorrowedFd<'_>, name: &[u8], position: u64) -> Resul
     // below then rejects it.
     let flags =
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-    let path = OsStr::from_bytes(name);
-    let mut attempt = 0;
-    let fd = loop {
-        match rustix::fs::openat2(layer_root, path, flags, Mode::empty(), resolve) {
-            Err(rustix::io::Errno::AGAIN) if attempt < OPENAT2_EAGAIN_RETRIES => attempt += 1,
-            result => break result.map_err(open_error)?,
-        }
-    };
+    let fd = resolver.open(layer_root, name, flags).map_err(open_error)?;
     let stat = rustix::fs::fstat(&fd).map_err(open_error)?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
         return Err(Error::NotRegularFile {

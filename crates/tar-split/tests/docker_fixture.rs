@@ -12,6 +12,7 @@ use std::process::Command;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use sha2::{Digest, Sha256};
+use syscompat::Resolver;
 use tar_split::{reassemble, Crc64, Entry, Error, Packer, Unpacker};
 
 fn data(name: &str) -> PathBuf {
@@ -54,9 +55,17 @@ fn extract_with_gnu_tar() -> tempfile::TempDir {
 }
 
 fn reassemble_dir(root: &Path, tar_split_gz: &[u8]) -> Result<(u64, Vec<u8>), Error> {
+    reassemble_dir_with(root, tar_split_gz, Resolver::default())
+}
+
+fn reassemble_dir_with(
+    root: &Path,
+    tar_split_gz: &[u8],
+    resolver: Resolver,
+) -> Result<(u64, Vec<u8>), Error> {
     let root_dir = File::open(root).expect("open layer root");
     let mut out = Vec::new();
-    let n_written = reassemble(tar_split_gz, root_dir.as_fd(), &mut out)?;
+    let n_written = reassemble(tar_split_gz, root_dir.as_fd(), resolver, &mut out)?;
     Ok((n_written, out))
 }
 
@@ -219,8 +228,15 @@ fn single_file_tar_split(name: &[u8], content: &[u8]) -> Vec<u8> {
     packer.finish().expect("finish")
 }
 
+/// Both resolvers: `openat2` where the kernel has it, and the userspace walk older kernels get.
 #[test]
 fn symlinks_in_the_layer_root_cannot_reach_host_files() {
+    for resolver in [Resolver::Kernel, Resolver::Userspace] {
+        symlinks_stay_in_the_layer_root(resolver);
+    }
+}
+
+fn symlinks_stay_in_the_layer_root(resolver: Resolver) {
     let host_passwd = fs::read("/etc/passwd").expect("read /etc/passwd");
     let root = tempfile::tempdir().expect("tempdir");
     std::os::unix::fs::symlink("/etc", root.path().join("evil")).expect("symlink");
@@ -238,10 +254,10 @@ fn symlinks_in_the_layer_root_cannot_reach_host_files() {
         "pw",
     ] {
         let gz = single_file_tar_split(name.as_bytes(), &host_passwd);
-        let err = reassemble_dir(root.path(), &gz).expect_err(name);
+        let err = reassemble_dir_with(root.path(), &gz, resolver).expect_err(name);
         assert!(
             matches!(err, Error::OpenFile { name: ref got, .. } if got == name),
-            "{name}: {err:?}"
+            "{name} with {resolver:?}: {err:?}"
         );
     }
 
@@ -255,11 +271,11 @@ fn symlinks_in_the_layer_root_cannot_reach_host_files() {
         "/etc/passwd",
     ] {
         let gz = single_file_tar_split(name.as_bytes(), b"inside\n");
-        let (_, out) = reassemble_dir(root.path(), &gz).expect(name);
-        assert_eq!(out, b"HDRinside\n", "{name}");
+        let (_, out) = reassemble_dir_with(root.path(), &gz, resolver).expect(name);
+        assert_eq!(out, b"HDRinside\n", "{name} with {resolver:?}");
     }
     // A symlink as the last component is never followed.
     let gz = single_file_tar_split(b"pw", b"inside\n");
-    let err = reassemble_dir(root.path(), &gz).expect_err("final symlink");
+    let err = reassemble_dir_with(root.path(), &gz, resolver).expect_err("final symlink");
     assert!(matches!(err, Error::OpenFile { .. }), "{err:?}");
 }

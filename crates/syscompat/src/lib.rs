@@ -1,0 +1,32 @@
+//! System calls newer than the oldest kernel ovl supports (CentOS 7's 3.10), each with a
+//! fallback that is as strict as the call it replaces, in one place:
+//!
+//! - [`Resolver`]: opening a path inside a root directory with every symlink and `..` kept
+//!   inside it: `openat2(RESOLVE_IN_ROOT)` (Linux 5.6), else a walk in userspace.
+//! - [`fill_random`]: `getrandom` (Linux 3.17), else `/dev/urandom`.
+//! - [`stat_node`]: type, size, inode and the mount an inode lives on: `statx` with
+//!   `STATX_MNT_ID` (Linux 4.11/5.8), else `fstatat` with the mount id of
+//!   `name_to_handle_at` (Linux 2.6.39).
+//!
+//! Nothing here compares version numbers. Each call tries the newer system call and falls back
+//! when it is missing (`ENOSYS`) or refused (`EPERM`, as a seccomp filter may answer), at every
+//! call, so that a feature taken away after a probe still works.
+
+#![deny(unsafe_code)]
+
+mod in_root;
+mod random;
+mod stat;
+mod sys;
+
+pub use in_root::Resolver;
+pub use random::fill_random;
+pub use stat::{stat_node, MountKey, NodeStat};
+
+use rustix::io::Errno;
+
+/// Whether `errno` says the system call itself is not available: unknown to the kernel, or
+/// refused by a filter (seccomp, a container runtime's profile).
+pub fn is_unavailable(errno: Errno) -> bool {
+    errno == Errno::NOSYS || errno == Errno::PERM
+}

@@ -1,0 +1,52 @@
+//! The only `unsafe` of this crate: `name_to_handle_at`, which rustix does not wrap.
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use rustix::io::Errno;
+
+/// The id of the mount `name` in `dir` lives on (the one `/proc/self/mountinfo` lists first), from
+/// `name_to_handle_at` (Linux 2.6.39), without following a final symlink. An empty `name` is
+/// `dir` itself.
+///
+/// The handle is asked for with room for no bytes: the kernel then fails with `EOVERFLOW` but has
+/// written the mount id already (fs/fhandle.c copies it after encoding the handle). A file system
+/// that cannot make handles at all answers `EOPNOTSUPP` and gives no id.
+pub(crate) fn mount_id(dir: BorrowedFd<'_>, name: &CStr) -> Result<u64, Errno> {
+    let mut handle = libc::file_handle {
+        handle_bytes: 0,
+        handle_type: 0,
+        f_handle: [],
+    };
+    let mut mount_id: libc::c_int = -1;
+    let flags = if name.is_empty() {
+        libc::AT_EMPTY_PATH
+    } else {
+        0
+    };
+    // SAFETY: `handle` has room for its header and, as `handle_bytes` says, no handle bytes;
+    // `name` is NUL-terminated and outlives the call; `mount_id` is a valid `int` to write to.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            dir.as_raw_fd() as libc::c_long,
+            name.as_ptr(),
+            &mut handle as *mut libc::file_handle,
+            &mut mount_id as *mut libc::c_int,
+            flags as libc::c_long,
+        )
+    };
+    let errno = if ret == 0 {
+        None
+    } else {
+        Some(Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ))
+    };
+    match errno {
+        None | Some(Errno::OVERFLOW) if mount_id >= 0 => Ok(mount_id as u64),
+        None | Some(Errno::OVERFLOW) => Err(Errno::OPNOTSUPP),
+        Some(errno) => Err(errno),
+    }
+}
