@@ -10,12 +10,10 @@
 use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Once;
 
 use libfuzzer_sys::fuzz_target;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
-static LANE: Once = Once::new();
 
 const SENTINEL: &[u8] = b"must stay as it is\n";
 
@@ -24,13 +22,14 @@ fn sandbox() -> PathBuf {
     std::env::temp_dir().join(format!("ovl-fuzz-unpack-{}-{n}", std::process::id()))
 }
 
-fuzz_target!(|data: &[u8]| {
-    LANE.call_once(|| {
+fuzz_target!(
+    init: {
         if let Some(lane) = abi_lane::from_env().expect("OVL_ABI_LANE") {
-            lane.install().expect("install the ABI lane");
+            lane.reexec().expect("enter the ABI lane");
             eprintln!("unpack: running in the {} ABI lane", lane.name);
         }
-    });
+    },
+    |data: &[u8]| {
     let sandbox = sandbox();
     let layer = sandbox.join("layer");
     fs::create_dir_all(&layer).expect("create the layer dir");

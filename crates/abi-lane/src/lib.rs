@@ -84,10 +84,36 @@ pub fn from_env() -> io::Result<Option<Lane>> {
 
 impl Lane {
     /// Installs the lane's filter on the calling thread; threads and processes it starts after
-    /// this inherit it. Threads that already run keep their system calls: call this first.
+    /// this inherit it. Threads that already run keep their system calls.
+    ///
+    /// A process whose C library registered `rseq` at startup (glibc 2.35 and later) aborts when
+    /// it starts a thread after this ("rseq registration failed"): on the emulated kernel the
+    /// library would have found `rseq` missing from the start. Such a process uses
+    /// [`Lane::reexec`]; `install` is for a process that starts no threads.
     pub fn install(&self) -> io::Result<()> {
         let program = self.program();
         install_filter(&program)
+    }
+
+    /// Puts the running program in the lane the way a real old kernel would have it from the
+    /// start: installs the filter and executes `/proc/self/exe` again with the same arguments.
+    /// In the new image (marked by `OVL_ABI_LANE_ACTIVE`) it returns at once. Only the calling
+    /// thread survives the exec; call it before anything else.
+    pub fn reexec(&self) -> io::Result<()> {
+        if std::env::var_os(ACTIVE_VARIABLE).is_some_and(|name| name == self.name) {
+            return Ok(());
+        }
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        let mut command = Command::new("/proc/self/exe");
+        command
+            .args(args.iter().skip(1))
+            .env(ACTIVE_VARIABLE, self.name);
+        if let Some(arg0) = args.first() {
+            command.arg0(arg0);
+        }
+        self.install()?;
+        // `exec` returns only on failure.
+        Err(command.exec())
     }
 
     /// Makes `command` run under the lane: the filter is installed in the child just before it
@@ -133,6 +159,9 @@ impl Lane {
         ]
     }
 }
+
+/// Set in a program [`Lane::reexec`] started, to the lane's name.
+const ACTIVE_VARIABLE: &str = "OVL_ABI_LANE_ACTIVE";
 
 // Classic BPF and seccomp constants (include/uapi/linux/bpf_common.h, seccomp.h, audit.h).
 const BPF_LD: u32 = 0x00;
