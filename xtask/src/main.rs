@@ -9,7 +9,8 @@
 //! - `fuzz`: the cargo fuzz targets for a bounded time each (see `fuzz.rs`); `test` runs them for
 //!   20 s each after the suite.
 //! - `vm-test`: the scenarios of `vm-tests/` on other kernels under QEMU (see `vm.rs` for the host
-//!   side, `vm_guest.rs` for the guest side); `test` runs all of them on both built-in kernels.
+//!   side, `vm_guest.rs` for the guest side); `test` runs all of them on the three built-in
+//!   kernels, natively and under the ABI lanes of the old hosts.
 //! - `vm-guest`: the guest runner itself, started by the guest's /init.
 //! - `dist`: `target/dist/ovl`, a release build that needs at most glibc 2.17, built with zig
 //!   (see `dist.rs`).
@@ -157,7 +158,8 @@ fn test(extra: &[String]) -> Result<()> {
 /// The end-to-end suites that run a second time under an ABI lane on the host: every `ovl` they
 /// start is `target/dist/ovl` with the lane's seccomp filter, so paths inside layers go through
 /// the userspace resolver and every other fallback is taken.
-const HOST_LANE_SUITES: [&str; 6] = [
+const HOST_LANE_SUITES: [&str; 7] = [
+    "old_kernels",
     "hostile",
     "crash",
     "bad_input",
