@@ -1,5 +1,6 @@
-//! `cargo xtask vm-test [--kernel NAME|PATH [--modules DIR]]... [--scenario NAME]... [--timeout S]
-//! [--release]`: boots other kernels under QEMU and runs ovl's scenarios inside them as root.
+//! `cargo xtask vm-test [--kernel NAME|PATH [--modules DIR]]... [--scenario NAME]...
+//! [--lane NAME|none]... [--all] [--timeout S] [--release]`: boots other kernels under QEMU and
+//! runs ovl's scenarios inside them as root, natively and under ABI lanes.
 //!
 //! The host side, in order:
 //! 1. the corpus (`target/vm/corpus`): the conformance images built and saved by a private
@@ -8,15 +9,26 @@
 //!    images; kept between runs while its inputs are unchanged;
 //! 2. each kernel: a built-in one is a Debian package fetched with `apt-get download` and unpacked
 //!    with `dpkg-deb -x` into `target/vm/kernels/` (nothing is installed into the host's /boot);
-//!    `--kernel PATH --modules DIR` takes any other kernel image and its `lib/modules/<release>`;
-//! 3. an initramfs: static busybox, `vm-tests/init.sh` as /init, the ovl binary and this xtask
-//!    binary (the guest runner, `vm_guest.rs`) with their shared libraries, `mkfs.ext4` and
-//!    `mkfs.xfs` with theirs, the kernel's modules for virtio, ext4, xfs, loop and overlay (with
-//!    their dependencies, decompressed), the corpus and the guest's `config.json`;
+//!    packages of another Debian release than the host's come through a private apt
+//!    configuration under `target/vm/apt/<suite>/` that points at the host's own Debian mirror
+//!    (the host's /etc/apt is only read); `--kernel PATH --modules DIR` takes any other kernel
+//!    image and its `lib/modules/<release>`;
+//! 3. an initramfs: static busybox, `vm-tests/init.sh` as /init, the ovl binary, the glibc 2.17
+//!    dist binary (`cargo xtask dist`) for the lanes, and this xtask binary (the guest runner,
+//!    `vm_guest.rs`) with their shared libraries, `mkfs.ext4` and `mkfs.xfs` with theirs, the
+//!    kernel's modules for virtio, ext4, xfs, loop and overlay (with their dependencies,
+//!    decompressed), the corpus and the guest's `config.json`;
 //! 4. `qemu-system-x86_64` with KVM when a probe guest really boots with it, TCG otherwise, three
 //!    scratch disk files on virtio, the console on the first serial port and results on the
-//!    second: one `PASS|FAIL|SKIP <kernel>/<scenario> <detail>` line per scenario and a
-//!    `SUMMARY` line. A guest that does not power off within the timeout fails the run.
+//!    second: one `PASS|FAIL|SKIP <kernel>[/<lane>]/<scenario> (<seconds> s) <detail>` line per
+//!    scenario and run, and a `SUMMARY` line. A guest that does not power off within the timeout
+//!    fails the run;
+//! 5. the matrix: kernel × lane × scenario with the outcome and seconds, and each kernel's boot
+//!    time, printed and written to `target/vm/matrix.md`.
+//!
+//! One boot per kernel runs every scenario natively first, then once per lane (the `abi-lane`
+//! seccomp filter on every `ovl` command: the system calls of CentOS 7's, RHEL 8's or Ubuntu
+//! 20.04's kernel), each run on freshly formatted filesystems.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -41,22 +53,43 @@ pub const SCENARIOS: [&str; 6] = [
     "probe",
 ];
 
-/// Built-in kernels: a name, and the Debian package names that provide it (the newest match of
-/// the pattern among the packages apt knows).
+/// Built-in kernels: a name, the Debian package names that provide it (the newest match of the
+/// pattern among the packages apt knows), where apt finds them, and the lanes run on it by
+/// default. The order is the order they boot in: oldest first.
 struct Builtin {
     name: &'static str,
     /// An `apt-cache search --names-only` regular expression.
     pattern: &'static str,
+    /// `None`: the host's own apt sources. `Some(suite)`: another Debian release, through a
+    /// private apt configuration with the host's Debian mirror and that suite (plus
+    /// `<suite>-security` where the host has a security source).
+    suite: Option<&'static str>,
+    /// Lanes run on this kernel when no `--lane` or `--all` says otherwise.
+    lanes: &'static [&'static str],
 }
 
-const BUILTIN_KERNELS: [Builtin; 2] = [
+/// The lanes of the Docker 20.10 hosts, run on the kernels old enough to matter for them: the
+/// lanes take system calls away, so a kernel newer than 6.1 adds nothing to them but time.
+const OLD_HOST_LANES: [&str; 3] = ["centos7", "rhel8", "ubuntu20.04"];
+
+const BUILTIN_KERNELS: [Builtin; 3] = [
+    Builtin {
+        name: "debian-5.10",
+        pattern: r"^linux-image-5\.10\.0-[0-9]+-amd64$",
+        suite: Some("bullseye"),
+        lanes: &OLD_HOST_LANES,
+    },
     Builtin {
         name: "debian-6.1",
         pattern: r"^linux-image-6\.1\.0-[0-9]+-amd64$",
+        suite: None,
+        lanes: &OLD_HOST_LANES,
     },
     Builtin {
         name: "debian-6.12",
         pattern: r"^linux-image-6\.12\.[0-9]+\+deb12-amd64$",
+        suite: None,
+        lanes: &[],
     },
 ];
 
@@ -87,8 +120,14 @@ pub const DEEP_MAX: usize = 500;
 
 const GUEST_MEMORY_MB: u32 = 2048;
 const DISK_SIZE: u64 = 1 << 30;
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1500);
+/// One guest runs every scenario natively and then once per lane: four runs of about a minute
+/// each under TCG on the old kernels, with a wide margin for a loaded host.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3000);
 const KVM_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Where the guest finds the dist binary the lanes run.
+pub(crate) const GUEST_LANE_OVL: &str = "/bin/ovl-dist";
+/// A private apt configuration's package lists are refreshed when older than this.
+const APT_LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug)]
 struct KernelArg {
@@ -96,21 +135,43 @@ struct KernelArg {
     modules: Option<PathBuf>,
 }
 
+/// Which lanes run after the native run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LaneChoice {
+    /// Each built-in kernel's own list (`Builtin::lanes`); none on a `--kernel PATH`.
+    Default,
+    /// Every lane on every kernel (`--all`).
+    All,
+    /// Exactly these on every kernel (`--lane NAME`...; empty with `--lane none`).
+    Only(Vec<&'static str>),
+}
+
 #[derive(Debug)]
 struct Options {
     kernels: Vec<KernelArg>,
     scenarios: Vec<String>,
+    lanes: LaneChoice,
     timeout: Duration,
     release: bool,
+    /// Guests that run at once; `None`: one per host core, at most one per kernel.
+    jobs: Option<usize>,
 }
+
+const USAGE: &str =
+    "cargo xtask vm-test [--kernel NAME|PATH [--modules DIR]]... [--scenario NAME]... \
+                     [--lane NAME|none]... [--all] [--jobs N] [--timeout SECONDS] [--release]";
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut options = Options {
         kernels: Vec::new(),
         scenarios: Vec::new(),
+        lanes: LaneChoice::Default,
         timeout: DEFAULT_TIMEOUT,
         release: false,
+        jobs: None,
     };
+    let mut all = false;
+    let mut only: Option<Vec<&'static str>> = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -140,6 +201,22 @@ fn parse(args: &[String]) -> Result<Options> {
                 );
                 options.scenarios.push(name);
             }
+            "--lane" => {
+                let name = value("--lane")?;
+                let lanes = only.get_or_insert_with(Vec::new);
+                if name != "none" {
+                    let lane = abi_lane::lane(&name).with_context(|| {
+                        format!(
+                            "unknown lane {name:?}: the lanes are {}, or none",
+                            abi_lane::LANES.map(|lane| lane.name).join(", ")
+                        )
+                    })?;
+                    if !lanes.contains(&lane.name) {
+                        lanes.push(lane.name);
+                    }
+                }
+            }
+            "--all" => all = true,
             "--timeout" => {
                 let secs: u64 = value("--timeout")?
                     .parse()
@@ -147,12 +224,22 @@ fn parse(args: &[String]) -> Result<Options> {
                 options.timeout = Duration::from_secs(secs);
             }
             "--release" => options.release = true,
-            other => bail!(
-                "unknown vm-test argument {other:?}: cargo xtask vm-test [--kernel NAME|PATH \
-                 [--modules DIR]]... [--scenario NAME]... [--timeout SECONDS] [--release]"
-            ),
+            "--jobs" => {
+                let jobs: usize = value("--jobs")?
+                    .parse()
+                    .context("--jobs takes a number of guests")?;
+                ensure!(jobs > 0, "--jobs takes at least 1");
+                options.jobs = Some(jobs);
+            }
+            other => bail!("unknown vm-test argument {other:?}: {USAGE}"),
         }
     }
+    options.lanes = match (all, only) {
+        (true, Some(_)) => bail!("--all runs every lane: it does not go with --lane"),
+        (true, None) => LaneChoice::All,
+        (false, Some(lanes)) => LaneChoice::Only(lanes),
+        (false, None) => LaneChoice::Default,
+    };
     if options.kernels.is_empty() {
         options.kernels = BUILTIN_KERNELS
             .iter()
@@ -173,6 +260,7 @@ pub fn vm_test(args: &[String]) -> Result<()> {
     if !is_root() {
         bail!("vm-test starts a private dockerd for its corpus: run it as root");
     }
+    let whole = Instant::now();
     crate::deps()?;
     let root = workspace_root();
     let vm_dir = root.join("target/vm");
@@ -195,25 +283,45 @@ pub fn vm_test(args: &[String]) -> Result<()> {
     let kernels = options
         .kernels
         .iter()
-        .map(|arg| resolve_kernel(&vm_dir, arg))
+        .map(|arg| resolve_kernel(&vm_dir, arg, &options.lanes))
         .collect::<Result<Vec<_>>>()?;
+    let lane_ovl = if kernels.iter().any(|kernel| !kernel.lanes.is_empty()) {
+        Some(lane_binary()?)
+    } else {
+        None
+    };
 
     let common = vm_dir.join("common.cpio.gz");
-    common_initramfs(&vm_dir, &ovl, &runner, &corpus, &common)?;
+    common_initramfs(
+        &vm_dir,
+        &ovl,
+        lane_ovl.as_deref(),
+        &runner,
+        &corpus,
+        &common,
+    )?;
     let accel = accelerator(&vm_dir, &kernels[0])?;
     eprintln!("vm-test: accelerator {accel}");
 
+    let jobs = options.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+            .min(kernels.len())
+    });
+    let outcomes = boot_all(&vm_dir, &kernels, &common, accel, &options, jobs);
     let mut failed = Vec::new();
     let mut summary = Vec::new();
-    for kernel in &kernels {
-        let outcome = boot(&vm_dir, kernel, &common, accel, &options)
-            .with_context(|| format!("kernel {}", kernel.name));
+    let mut reports = Vec::new();
+    for (kernel, outcome) in kernels.iter().zip(outcomes) {
+        let outcome = outcome.with_context(|| format!("kernel {}", kernel.name));
         match outcome {
             Ok(report) => {
-                if report.failed > 0 || !report.complete {
+                if !report.ok() {
                     failed.push(kernel.name.clone());
                 }
                 summary.push(report.line(&kernel.name));
+                reports.push((kernel, report));
             }
             Err(err) => {
                 eprintln!("vm-test: {err:#}");
@@ -222,14 +330,35 @@ pub fn vm_test(args: &[String]) -> Result<()> {
             }
         }
     }
+    let matrix = Matrix {
+        accel,
+        jobs,
+        native_ovl: format!("{profile} build"),
+        lane_ovl: lane_ovl.as_ref().map(|path| path.display().to_string()),
+        scenarios: &options.scenarios,
+        reports: &reports,
+        whole: whole.elapsed(),
+    }
+    .render();
     println!("vm-test summary ({accel}):");
     for line in &summary {
         println!("  {line}");
     }
+    println!();
+    print!("{matrix}");
+    let matrix_path = vm_dir.join("matrix.md");
+    fs::write(&matrix_path, &matrix)?;
+    println!("(also in {})", matrix_path.display());
     if !failed.is_empty() {
         bail!("vm-test failed on {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// The ovl binary the lanes run: the glibc 2.17 release build of `cargo xtask dist`, the binary
+/// users of the old hosts get (built, or brought up to date, here).
+fn lane_binary() -> Result<PathBuf> {
+    crate::dist::dist_binary().context("building target/dist/ovl for the lanes (cargo xtask dist)")
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -243,16 +372,28 @@ struct Kernel {
     modules: PathBuf,
     release: String,
     config: Option<PathBuf>,
+    /// The lanes the guest runs after the native run, in this order.
+    lanes: Vec<&'static str>,
 }
 
-fn resolve_kernel(vm_dir: &Path, arg: &KernelArg) -> Result<Kernel> {
-    if let Some(builtin) = BUILTIN_KERNELS.iter().find(|k| k.name == arg.spec) {
+fn resolve_kernel(vm_dir: &Path, arg: &KernelArg, lanes: &LaneChoice) -> Result<Kernel> {
+    let builtin = BUILTIN_KERNELS.iter().find(|k| k.name == arg.spec);
+    let lanes = match lanes {
+        LaneChoice::Default => builtin
+            .map(|builtin| builtin.lanes.to_vec())
+            .unwrap_or_default(),
+        LaneChoice::All => abi_lane::LANES.map(|lane| lane.name).to_vec(),
+        LaneChoice::Only(lanes) => lanes.clone(),
+    };
+    if let Some(builtin) = builtin {
         ensure!(
             arg.modules.is_none(),
             "--modules is for --kernel PATH, not the built-in {}",
             builtin.name
         );
-        return builtin_kernel(vm_dir, builtin);
+        let mut kernel = builtin_kernel(vm_dir, builtin)?;
+        kernel.lanes = lanes;
+        return Ok(kernel);
     }
     let vmlinuz = PathBuf::from(&arg.spec);
     ensure!(
@@ -290,6 +431,7 @@ fn resolve_kernel(vm_dir: &Path, arg: &KernelArg) -> Result<Kernel> {
         modules,
         release,
         config,
+        lanes,
     })
 }
 
@@ -297,11 +439,38 @@ fn resolve_kernel(vm_dir: &Path, arg: &KernelArg) -> Result<Kernel> {
 fn builtin_kernel(vm_dir: &Path, builtin: &Builtin) -> Result<Kernel> {
     let kernels_dir = vm_dir.join("kernels");
     fs::create_dir_all(&kernels_dir)?;
-    let search = Command::new("apt-cache")
-        .args(["search", "--names-only", builtin.pattern])
-        .output()
-        .context("running apt-cache search")?;
-    let mut packages: Vec<String> = String::from_utf8_lossy(&search.stdout)
+    // Another release's packages come through a private apt configuration; the host's own
+    // through the host's apt.
+    let apt_config = match builtin.suite {
+        Some(suite) => match private_apt(vm_dir, suite) {
+            Ok(config) => Some(config),
+            Err(err) => {
+                eprintln!("vm-test: no apt source for {suite}: {err:#}");
+                None
+            }
+        },
+        None => None,
+    };
+    let apt = |program: &str| {
+        let mut command = Command::new(program);
+        if let Some(config) = &apt_config {
+            command.env("APT_CONFIG", config);
+        }
+        command
+    };
+    let searched = match (builtin.suite, &apt_config) {
+        // Without its private configuration, the host's apt would find the host's packages.
+        (Some(_), None) => None,
+        _ => Some(
+            apt("apt-cache")
+                .args(["search", "--names-only", builtin.pattern])
+                .output()
+                .context("running apt-cache search")?,
+        ),
+    };
+    let mut packages: Vec<String> = searched
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
         .lines()
         .filter_map(|line| line.split_whitespace().next().map(str::to_string))
         .collect();
@@ -322,9 +491,17 @@ fn builtin_kernel(vm_dir: &Path, builtin: &Builtin) -> Result<Kernel> {
                 .collect();
             unpacked.sort_by_key(|name| version_key(name));
             unpacked.pop().with_context(|| {
+                let source = match builtin.suite {
+                    Some(suite) => format!(
+                        "the private apt configuration for {suite} (target/vm/apt/{suite}) found \
+                         none"
+                    ),
+                    None => "is bookworm(-security) in the apt sources, and `apt-get update` \
+                             done?"
+                        .to_string(),
+                };
                 format!(
-                    "no Debian package matches {} for kernel {} (is bookworm(-security) in the \
-                     apt sources, and `apt-get update` done?)",
+                    "no Debian package matches {} for kernel {} ({source})",
                     builtin.pattern, builtin.name
                 )
             })?
@@ -335,10 +512,14 @@ fn builtin_kernel(vm_dir: &Path, builtin: &Builtin) -> Result<Kernel> {
         let download = kernels_dir.join("download");
         let _ = fs::remove_dir_all(&download);
         fs::create_dir_all(&download)?;
-        eprintln!("vm-test: apt-get download {package}");
-        run(Command::new("apt-get")
+        if let Ok(policy) = apt("apt-cache").args(["policy", &package]).output() {
+            let origin = candidate_origin(&String::from_utf8_lossy(&policy.stdout));
+            eprintln!("vm-test: apt-get download {package} ({origin})");
+        }
+        run(apt("apt-get")
             .current_dir(&download)
-            .args(["download", "-qq", &package]))?;
+            // The download directory is root's: apt's sandbox user could not write to it.
+            .args(["-o", "APT::Sandbox::User=root", "download", "-qq", &package]))?;
         let deb = fs::read_dir(&download)?
             .filter_map(|entry| entry.ok())
             .map(|entry| entry.path())
@@ -374,7 +555,278 @@ fn builtin_kernel(vm_dir: &Path, builtin: &Builtin) -> Result<Kernel> {
         vmlinuz,
         config: config.is_file().then_some(config),
         release,
+        lanes: Vec::new(),
     })
+}
+
+/// The candidate version of an `apt-cache policy` output and the source it comes from, as
+/// `5.10.262-1 from http://deb.debian.org/debian-security bullseye-security/main amd64 Packages`.
+fn candidate_origin(policy: &str) -> String {
+    let candidate = policy
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Candidate:"))
+        .map(str::trim)
+        .unwrap_or("?");
+    let mut lines = policy.lines().map(str::trim);
+    let origin = lines
+        .by_ref()
+        .find(|line| line.trim_start_matches("*** ").starts_with(candidate))
+        .and_then(|_| lines.next())
+        .map(|line| {
+            // "500 http://... suite/component arch Packages": the priority goes.
+            line.split_once(' ').map_or(line, |(_, rest)| rest)
+        })
+        .unwrap_or("?");
+    format!("{candidate} from {origin}")
+}
+
+// ------------------------------------------------------------------------------------------------
+// A private apt configuration
+
+/// A Debian archive the host's apt uses: its URI and the `Signed-By` value that goes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HostSource {
+    uri: String,
+    signed_by: Option<String>,
+    /// The file it was found in, for messages.
+    file: PathBuf,
+}
+
+/// Sets up `target/vm/apt/<suite>/` — its own `apt.conf`, sources, package lists, cache and
+/// dpkg status — for `suite` from the host's own Debian mirror, refreshes its lists when they
+/// are missing, stale or for other sources, and returns the `APT_CONFIG` file to run apt with.
+/// The host's /etc/apt is only read: `apt.conf` points every directory apt reads or writes,
+/// configuration parts and preferences included, into the private directory.
+fn private_apt(vm_dir: &Path, suite: &str) -> Result<PathBuf> {
+    let (archive, security) = host_debian_sources()?;
+    let dir = vm_dir.join("apt").join(suite);
+    for sub in [
+        "apt.conf.d",
+        "preferences.d",
+        "sources.list.d",
+        "state/lists/partial",
+        "cache/archives/partial",
+    ] {
+        fs::create_dir_all(dir.join(sub))?;
+    }
+    let status = dir.join("state/status");
+    if !status.exists() {
+        fs::write(&status, "")?;
+    }
+    let mut sources = format!(
+        "# Written by `cargo xtask vm-test`: the host's Debian mirror ({}) with suite {suite}.\n",
+        archive.file.display()
+    );
+    let mut entries = vec![(archive, suite.to_string())];
+    if let Some(security) = security {
+        entries.push((security, format!("{suite}-security")));
+    }
+    for (source, suite) in &entries {
+        sources.push_str(&format!(
+            "\nTypes: deb\nURIs: {}\nSuites: {suite}\nComponents: main\n",
+            source.uri
+        ));
+        if let Some(signed_by) = &source.signed_by {
+            sources.push_str(&format!("Signed-By: {signed_by}\n"));
+        }
+    }
+    let sources_file = dir.join(format!("sources.list.d/{suite}.sources"));
+    let path = |sub: &str| dir.join(sub).display().to_string();
+    let config = [
+        ("Dir::Etc::Main", path("apt.conf")),
+        ("Dir::Etc::Parts", path("apt.conf.d")),
+        ("Dir::Etc::SourceList", path("sources.list")),
+        ("Dir::Etc::SourceParts", path("sources.list.d")),
+        ("Dir::Etc::Preferences", path("preferences")),
+        ("Dir::Etc::PreferencesParts", path("preferences.d")),
+        ("Dir::State", path("state")),
+        ("Dir::State::Lists", path("state/lists")),
+        ("Dir::State::Status", path("state/status")),
+        ("Dir::Cache", path("cache")),
+        // The package lists only: no translations.
+        ("Acquire::Languages", "none".to_string()),
+        // Downloads go to directories root owns; apt would otherwise warn that its sandbox
+        // user cannot write there, and then download as root all the same.
+        ("APT::Sandbox::User", "root".to_string()),
+    ]
+    .iter()
+    .map(|(key, value)| format!("{key} \"{value}\";\n"))
+    .collect::<String>();
+    let apt_conf = dir.join("apt.conf");
+    let changed = fs::read_to_string(&sources_file).ok().as_deref() != Some(sources.as_str())
+        || fs::read_to_string(&apt_conf).ok().as_deref() != Some(config.as_str());
+    fs::write(&sources_file, &sources)?;
+    fs::write(&apt_conf, &config)?;
+    let updated = dir.join("state/updated");
+    let fresh = fs::metadata(&updated)
+        .and_then(|meta| meta.modified())
+        .ok()
+        .and_then(|time| time.elapsed().ok())
+        .is_some_and(|age| age < APT_LISTS_MAX_AGE);
+    if changed || !fresh {
+        let _ = fs::remove_file(&updated);
+        eprintln!(
+            "vm-test: apt-get update of the private {suite} sources ({})",
+            sources_file.display()
+        );
+        let status = Command::new("apt-get")
+            .env("APT_CONFIG", &apt_conf)
+            .args(["update", "-qq"])
+            .status()
+            .context("running apt-get update")?;
+        if status.success() {
+            fs::write(&updated, "")?;
+        } else {
+            // Offline: older lists, or a package unpacked by an earlier run, may still do.
+            eprintln!("vm-test: apt-get update of the private {suite} sources failed: {status}");
+        }
+    }
+    Ok(apt_conf)
+}
+
+/// The host's Debian archive and security archive: the sources whose suite is the host's own
+/// release (`VERSION_CODENAME` of /etc/os-release) and `<codename>-security`, from
+/// /etc/apt/sources.list and the `.list` and `.sources` files of /etc/apt/sources.list.d.
+fn host_debian_sources() -> Result<(HostSource, Option<HostSource>)> {
+    let os_release = fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let codename = os_release
+        .lines()
+        .find_map(|line| line.strip_prefix("VERSION_CODENAME="))
+        .map(|value| value.trim_matches('"').to_string())
+        .filter(|value| !value.is_empty())
+        .context("/etc/os-release names no VERSION_CODENAME: is the host Debian?")?;
+    let mut files = vec![PathBuf::from("/etc/apt/sources.list")];
+    if let Ok(entries) = fs::read_dir("/etc/apt/sources.list.d") {
+        let mut parts: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.extension()
+                    .is_some_and(|ext| ext == "list" || ext == "sources")
+            })
+            .collect();
+        parts.sort();
+        files.extend(parts);
+    }
+    let mut entries = Vec::new();
+    for file in &files {
+        let Ok(text) = fs::read_to_string(file) else {
+            continue;
+        };
+        if file.extension().is_some_and(|ext| ext == "sources") {
+            entries.extend(parse_deb822_sources(&text, file));
+        } else {
+            entries.extend(parse_one_line_sources(&text, file));
+        }
+    }
+    let find = |suite: &str| {
+        entries
+            .iter()
+            .find(|(_, suites)| suites.iter().any(|s| s == suite))
+            .map(|(source, _)| source.clone())
+    };
+    let archive = find(&codename).with_context(|| {
+        format!(
+            "no `deb` source with suite {codename} in {}: the host's Debian mirror is needed",
+            files
+                .iter()
+                .map(|file| file.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    Ok((archive, find(&format!("{codename}-security"))))
+}
+
+/// `deb [options] URI SUITE COMPONENT...` lines: each source with its suites.
+fn parse_one_line_sources(text: &str, file: &Path) -> Vec<(HostSource, Vec<String>)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        let Some(rest) = line
+            .strip_prefix("deb")
+            .filter(|rest| rest.starts_with([' ', '\t']))
+        else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let (options, rest) = match rest.strip_prefix('[') {
+            Some(bracketed) => match bracketed.split_once(']') {
+                Some((options, rest)) => (options, rest),
+                None => continue,
+            },
+            None => ("", rest),
+        };
+        let signed_by = options
+            .split_whitespace()
+            .find_map(|option| option.strip_prefix("signed-by="))
+            .map(str::to_string);
+        let mut fields = rest.split_whitespace();
+        let (Some(uri), Some(suite)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        out.push((
+            HostSource {
+                uri: uri.to_string(),
+                signed_by,
+                file: file.to_path_buf(),
+            },
+            vec![suite.to_string()],
+        ));
+    }
+    out
+}
+
+/// deb822 stanzas (`Types:`, `URIs:`, `Suites:`, `Signed-By:`, `Enabled:`): each URI with the
+/// stanza's suites. A multi-line `Signed-By` (an inline key) is kept with its continuation lines.
+fn parse_deb822_sources(text: &str, file: &Path) -> Vec<(HostSource, Vec<String>)> {
+    let mut out = Vec::new();
+    let uncommented: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .collect();
+    for stanza in uncommented.split(|line| line.trim().is_empty()) {
+        let mut fields: BTreeMap<String, String> = BTreeMap::new();
+        let mut last: Option<String> = None;
+        for line in stanza {
+            if line.starts_with([' ', '\t']) {
+                if let Some(key) = &last {
+                    if let Some(value) = fields.get_mut(key) {
+                        value.push('\n');
+                        value.push_str(line);
+                    }
+                }
+                continue;
+            }
+            if let Some((key, value)) = line.split_once(':') {
+                let key = key.trim().to_ascii_lowercase();
+                fields.insert(key.clone(), value.trim().to_string());
+                last = Some(key);
+            }
+        }
+        let field = |key: &str| fields.get(key).map(String::as_str).unwrap_or_default();
+        if !field("types").split_whitespace().any(|t| t == "deb")
+            || field("enabled").eq_ignore_ascii_case("no")
+        {
+            continue;
+        }
+        let suites: Vec<String> = field("suites")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let signed_by = fields.get("signed-by").cloned();
+        for uri in field("uris").split_whitespace() {
+            out.push((
+                HostSource {
+                    uri: uri.to_string(),
+                    signed_by: signed_by.clone(),
+                    file: file.to_path_buf(),
+                },
+                suites.clone(),
+            ));
+        }
+    }
+    out
 }
 
 /// Sorts package names by the numbers in them, so that `-56-` comes after `-9-`.
@@ -393,7 +845,10 @@ fn expectations(kernel: &Kernel) -> serde_json::Value {
         numbers.first().copied().unwrap_or(0),
         numbers.get(1).copied().unwrap_or(0),
     );
+    // The release is all there is to go on for system calls: `lowerdir+` came with 6.8
+    // (fs/overlayfs/params.c), openat2 with 5.6.
     let lowerdir_plus = (major, minor) >= (6, 8);
+    let openat2 = (major, minor) >= (5, 6);
     let config = kernel
         .config
         .as_ref()
@@ -416,6 +871,7 @@ fn expectations(kernel: &Kernel) -> serde_json::Value {
     let enabled = |name: &str| option(name).map(|value| value.as_deref() == Some("y"));
     json!({
         "lowerdir_plus": lowerdir_plus,
+        "openat2": openat2,
         "xfs_v4": enabled("CONFIG_XFS_SUPPORT_V4"),
         // Docker uses naive diff when the kernel turns redirect_dir (or metacopy) on by default.
         "native_diff": match (enabled("CONFIG_OVERLAY_FS_REDIRECT_DIR"), enabled("CONFIG_OVERLAY_FS_METACOPY")) {
@@ -707,10 +1163,12 @@ fn write_archive(
 // ------------------------------------------------------------------------------------------------
 // The initramfs
 
-/// The part every kernel shares: busybox, init, binaries and libraries, corpus.
+/// The part every kernel shares: busybox, init, binaries and libraries, corpus. `lane_ovl`, the
+/// binary the lanes run, goes in as [`GUEST_LANE_OVL`] when there are lanes.
 fn common_initramfs(
     vm_dir: &Path,
     ovl: &Path,
+    lane_ovl: Option<&Path>,
     runner: &Path,
     corpus: &Corpus,
     out: &Path,
@@ -723,13 +1181,21 @@ fn common_initramfs(
     copy_exec(Path::new(ovl_tests::BUSYBOX), &stage.join("bin/busybox"))?;
     write_exec(&stage.join("init"), INIT_SCRIPT.as_bytes())?;
     let mut libs = BTreeSet::new();
-    for (from, to) in [
+    let mut binaries = vec![
         (ovl.to_path_buf(), "bin/ovl"),
         (runner.to_path_buf(), "bin/xtask"),
         (PathBuf::from("/usr/sbin/mke2fs"), "sbin/mkfs.ext4"),
         (PathBuf::from("/usr/sbin/mkfs.xfs"), "sbin/mkfs.xfs"),
-    ] {
+    ];
+    if let Some(lane_ovl) = lane_ovl {
+        binaries.push((
+            lane_ovl.to_path_buf(),
+            GUEST_LANE_OVL.trim_start_matches('/'),
+        ));
+    }
+    for (from, to) in binaries {
         copy_exec(&from, &stage.join(to))?;
+        strip_debug(&stage.join(to));
         libs.extend(shared_libraries(&from)?);
     }
     for lib in &libs {
@@ -774,6 +1240,8 @@ fn kernel_initramfs(
         "kernel": kernel.name,
         "release": kernel.release,
         "scenarios": options.scenarios,
+        "lanes": kernel.lanes,
+        "lane_ovl": GUEST_LANE_OVL,
         "expect": expectations(kernel),
         "deep_prefixes": [DEEP_PREFIXES.start(), DEEP_PREFIXES.end()],
         "deep_max": DEEP_MAX,
@@ -810,6 +1278,17 @@ fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(libs)
+}
+
+/// Drops the debug information of a staged binary (the debug ovl is about 95 MB with it, 15 MB
+/// without): the guest unpacks every byte of the initramfs, under TCG slowly, and prints no
+/// backtraces. Without `strip` the binary stays as it is.
+fn strip_debug(binary: &Path) {
+    let _ = Command::new("strip")
+        .arg("--strip-debug")
+        .arg(binary)
+        .stderr(Stdio::null())
+        .status();
 }
 
 fn copy_exec(from: &Path, to: &Path) -> Result<()> {
@@ -949,6 +1428,7 @@ fn qemu_command(
     command
 }
 
+/// What one guest reported.
 #[derive(Debug, Default)]
 struct Report {
     passed: usize,
@@ -956,8 +1436,27 @@ struct Report {
     skipped: usize,
     complete: bool,
     boot_secs: Option<f64>,
+    /// From starting QEMU to its exit.
     total: Duration,
+    /// Every result line, in the order the guest ran them.
+    cells: Vec<Cell>,
+    /// Why the guest did not finish (a timeout).
+    error: Option<String>,
 }
+
+/// One scenario of one run: native, or under a lane.
+#[derive(Debug)]
+struct Cell {
+    /// `native` or the lane's name.
+    lane: String,
+    scenario: String,
+    /// `PASS`, `FAIL` or `SKIP`.
+    word: String,
+    secs: Option<f64>,
+}
+
+/// The run name of native results in the matrix.
+const NATIVE: &str = "native";
 
 impl Report {
     fn line(&self, kernel: &str) -> String {
@@ -966,10 +1465,10 @@ impl Report {
             self.passed,
             self.failed,
             self.skipped,
-            if self.complete {
-                ""
-            } else {
-                " (no SUMMARY: the guest did not finish)"
+            match (&self.error, self.complete) {
+                (Some(error), _) => format!(" ({error})"),
+                (None, true) => String::new(),
+                (None, false) => " (no SUMMARY: the guest did not finish)".to_string(),
             },
             self.boot_secs
                 .map(|secs| format!("{secs:.1}"))
@@ -977,6 +1476,190 @@ impl Report {
             self.total.as_secs_f64()
         )
     }
+
+    fn ok(&self) -> bool {
+        self.error.is_none() && self.complete && self.failed == 0
+    }
+
+    /// Counts and keeps one result line of `kernel`'s guest.
+    fn record(&mut self, kernel: &str, line: &str) {
+        let mut words = line.split_whitespace();
+        let word = words.next().unwrap_or_default();
+        match word {
+            "PASS" => self.passed += 1,
+            "FAIL" => self.failed += 1,
+            "SKIP" => self.skipped += 1,
+            "SUMMARY" => self.complete = true,
+            "BOOT" => self.boot_secs = words.next().and_then(|secs| secs.parse().ok()),
+            _ => {}
+        }
+        if !matches!(word, "PASS" | "FAIL" | "SKIP") {
+            return;
+        }
+        // `<kernel>/<scenario>` natively, `<kernel>/<lane>/<scenario>` under a lane.
+        let name = words.next().unwrap_or_default();
+        let run = name
+            .strip_prefix(kernel)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or(name);
+        let (lane, scenario) = run.rsplit_once('/').unwrap_or((NATIVE, run));
+        let secs = words
+            .next()
+            .and_then(|secs| secs.strip_prefix('('))
+            .and_then(|secs| secs.parse().ok());
+        self.cells.push(Cell {
+            lane: lane.to_string(),
+            scenario: scenario.to_string(),
+            word: word.to_string(),
+            secs,
+        });
+    }
+}
+
+/// The kernel × lane × scenario table of a whole vm-test, as markdown.
+struct Matrix<'a> {
+    accel: &'a str,
+    /// Guests that ran at once.
+    jobs: usize,
+    /// The ovl of the native runs.
+    native_ovl: String,
+    /// The ovl of the lanes, when there were lanes.
+    lane_ovl: Option<String>,
+    scenarios: &'a [String],
+    reports: &'a [(&'a Kernel, Report)],
+    whole: Duration,
+}
+
+impl Matrix<'_> {
+    fn render(&self) -> String {
+        let mut out = String::from("## vm-test matrix\n\n");
+        out.push_str(&format!(
+            "`cargo xtask vm-test` under {}, {} guest{} at a time: ovl's {} natively{}. Seconds \
+             are the guest's own clock; boot is QEMU's start to the runner; a run is the sum of \
+             its scenarios.\n\n",
+            self.accel.to_uppercase(),
+            self.jobs,
+            if self.jobs == 1 { "" } else { "s" },
+            self.native_ovl,
+            self.lane_ovl
+                .as_ref()
+                .map(|path| format!(", {path} under the lanes"))
+                .unwrap_or_default()
+        ));
+        out.push_str("| kernel | boot | lane | ");
+        out.push_str(&self.scenarios.join(" | "));
+        out.push_str(" | run |\n|---|---:|---|");
+        out.push_str(&"---|".repeat(self.scenarios.len()));
+        out.push_str("---:|\n");
+        for (kernel, report) in self.reports {
+            let mut lanes: Vec<&str> = vec![NATIVE];
+            lanes.extend(kernel.lanes.iter().copied());
+            for cell in &report.cells {
+                if !lanes.contains(&cell.lane.as_str()) {
+                    lanes.push(&cell.lane);
+                }
+            }
+            for (i, lane) in lanes.iter().enumerate() {
+                let (name, boot) = if i == 0 {
+                    (
+                        format!("{} ({})", kernel.name, kernel.release),
+                        report
+                            .boot_secs
+                            .map(|secs| format!("{secs:.1} s"))
+                            .unwrap_or_else(|| "?".to_string()),
+                    )
+                } else {
+                    (String::new(), String::new())
+                };
+                let mut sum = 0.0;
+                let mut row = format!("| {name} | {boot} | {lane} |");
+                for scenario in self.scenarios {
+                    let cell = report
+                        .cells
+                        .iter()
+                        .find(|cell| cell.lane == *lane && cell.scenario == *scenario);
+                    let text = match cell {
+                        Some(cell) => {
+                            sum += cell.secs.unwrap_or(0.0);
+                            match cell.secs {
+                                Some(secs) => format!("{} {secs:.1} s", cell.word),
+                                None => cell.word.clone(),
+                            }
+                        }
+                        None => "–".to_string(),
+                    };
+                    row.push_str(&format!(" {text} |"));
+                }
+                row.push_str(&format!(" {sum:.1} s |\n"));
+                out.push_str(&row);
+            }
+        }
+        out.push('\n');
+        let guests: Vec<String> = self
+            .reports
+            .iter()
+            .map(|(kernel, report)| {
+                format!(
+                    "{} {:.0} s{}",
+                    kernel.name,
+                    report.total.as_secs_f64(),
+                    report
+                        .error
+                        .as_ref()
+                        .map(|error| format!(" ({error})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "Each guest from QEMU's start to its power-off: {}. The whole command: {:.0} s \
+             ({:.1} min).\n",
+            guests.join(", "),
+            self.whole.as_secs_f64(),
+            self.whole.as_secs_f64() / 60.0
+        ));
+        out
+    }
+}
+
+/// Boots every kernel, `jobs` guests at once, each as soon as a slot is free, in the order
+/// given; the outcomes in that order.
+fn boot_all(
+    vm_dir: &Path,
+    kernels: &[Kernel],
+    common: &Path,
+    accel: &str,
+    options: &Options,
+    jobs: usize,
+) -> Vec<Result<Report>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let outcomes: Vec<std::sync::Mutex<Option<Result<Report>>>> = kernels
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(kernel) = kernels.get(i) else {
+                    break;
+                };
+                let outcome = boot(vm_dir, kernel, common, accel, options);
+                if let Ok(mut slot) = outcomes[i].lock() {
+                    *slot = Some(outcome);
+                }
+            });
+        }
+    });
+    outcomes
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(anyhow::anyhow!("the guest's thread panicked")))
+        })
+        .collect()
 }
 
 fn boot(
@@ -1000,9 +1683,14 @@ fn boot(
     let _ = fs::remove_file(&results);
     fs::File::create(&results)?;
     eprintln!(
-        "vm-test: booting {} ({}, {accel}); console log {}",
+        "vm-test: booting {} ({}, {accel}; lanes: {}); console log {}",
         kernel.name,
         kernel.release,
+        if kernel.lanes.is_empty() {
+            "none".to_string()
+        } else {
+            kernel.lanes.join(", ")
+        },
         console.display()
     );
     let started = Instant::now();
@@ -1038,20 +1726,20 @@ fn boot(
         let _ = fs::remove_file(disk);
     }
     let _ = fs::remove_file(&initramfs);
-    if timed_out || !report.complete || report.failed > 0 {
+    if !report.ok() || timed_out {
         print_tail(&console, 60);
     }
     if timed_out {
-        bail!(
-            "the guest did not power off within {:?} (console log {})",
-            options.timeout,
+        report.error = Some(format!(
+            "the guest did not power off within {} s (console log {})",
+            options.timeout.as_secs(),
             console.display()
-        );
+        ));
     }
     Ok(report)
 }
 
-/// Prints result lines past the first `seen` and counts them; returns the new count.
+/// Prints result lines past the first `seen` and records them; returns the new count.
 fn read_results(path: &Path, seen: usize, kernel: &str, report: &mut Report) -> Result<usize> {
     let text = fs::read_to_string(path)?;
     // Only whole lines: the last one may still be being written.
@@ -1059,19 +1747,7 @@ fn read_results(path: &Path, seen: usize, kernel: &str, report: &mut Report) -> 
     let lines: Vec<&str> = complete.lines().collect();
     for line in lines.iter().skip(seen) {
         let line = line.trim_end_matches('\r');
-        match line.split_whitespace().next() {
-            Some("PASS") => report.passed += 1,
-            Some("FAIL") => report.failed += 1,
-            Some("SKIP") => report.skipped += 1,
-            Some("SUMMARY") => report.complete = true,
-            Some("BOOT") => {
-                report.boot_secs = line
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|secs| secs.parse().ok())
-            }
-            _ => {}
-        }
+        report.record(kernel, line);
         println!("[{kernel}] {line}");
         let _ = std::io::stdout().flush();
     }
@@ -1086,4 +1762,117 @@ fn print_tail(path: &Path, n: usize) {
         eprintln!("{line}");
     }
     eprintln!("---");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deb822_sources_give_each_uri_with_its_suites_and_key() {
+        let text = "Types: deb\n# a comment\nURIs: http://deb.debian.org/debian\nSuites: bookworm \
+                    bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/k.gpg\n\n\
+                    Types: deb-src\nURIs: http://src.example\nSuites: bookworm\n\n\
+                    Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: \
+                    bookworm-security\nComponents: main\nEnabled: no\n";
+        let entries = parse_deb822_sources(text, Path::new("x.sources"));
+        assert_eq!(entries.len(), 1);
+        let (source, suites) = &entries[0];
+        assert_eq!(source.uri, "http://deb.debian.org/debian");
+        assert_eq!(
+            source.signed_by.as_deref(),
+            Some("/usr/share/keyrings/k.gpg")
+        );
+        assert_eq!(suites, &["bookworm", "bookworm-updates"]);
+    }
+
+    #[test]
+    fn one_line_sources_keep_signed_by_and_skip_deb_src() {
+        let text = "deb [arch=amd64 signed-by=/k.gpg] http://mirror/debian bookworm main\n\
+                    deb-src http://mirror/debian bookworm main\n\
+                    # deb http://old/debian bookworm main\n\
+                    deb\thttp://security/debian-security bookworm-security main # trailing\n";
+        let entries = parse_one_line_sources(text, Path::new("sources.list"));
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].0.uri, "http://mirror/debian");
+        assert_eq!(entries[0].0.signed_by.as_deref(), Some("/k.gpg"));
+        assert_eq!(entries[0].1, ["bookworm"]);
+        assert_eq!(entries[1].0.uri, "http://security/debian-security");
+        assert_eq!(entries[1].1, ["bookworm-security"]);
+    }
+
+    #[test]
+    fn candidate_origin_names_the_suite_of_the_candidate() {
+        let policy = "linux-image-5.10.0-46-amd64:\n  Installed: (none)\n  Candidate: \
+                      5.10.262-1\n  Version table:\n     5.10.262-1 500\n        500 \
+                      http://deb.debian.org/debian-security bullseye-security/main amd64 Packages\n";
+        assert_eq!(
+            candidate_origin(policy),
+            "5.10.262-1 from http://deb.debian.org/debian-security bullseye-security/main amd64 \
+             Packages"
+        );
+    }
+
+    #[test]
+    fn result_lines_name_the_lane_and_the_seconds() {
+        let mut report = Report::default();
+        for line in [
+            "BOOT 3.71 s to the runner",
+            "PASS debian-6.1/deep (11.8 s) deep:122 mounts",
+            "FAIL debian-6.1/centos7/probe (2.5 s) ext4: no",
+            "SKIP debian-6.1/rhel8/centos7-trap (0.4 s) cannot",
+            "SUMMARY passed=1 failed=1 skipped=1",
+        ] {
+            report.record("debian-6.1", line);
+        }
+        assert_eq!((report.passed, report.failed, report.skipped), (1, 1, 1));
+        assert!(report.complete && !report.ok());
+        assert_eq!(report.boot_secs, Some(3.71));
+        let cells: Vec<(&str, &str, &str, Option<f64>)> = report
+            .cells
+            .iter()
+            .map(|cell| {
+                (
+                    cell.lane.as_str(),
+                    cell.scenario.as_str(),
+                    cell.word.as_str(),
+                    cell.secs,
+                )
+            })
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                (NATIVE, "deep", "PASS", Some(11.8)),
+                ("centos7", "probe", "FAIL", Some(2.5)),
+                ("rhel8", "centos7-trap", "SKIP", Some(0.4)),
+            ]
+        );
+    }
+
+    #[test]
+    fn lanes_default_per_kernel_and_are_chosen_by_options() {
+        let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(parse(&[]).map(|o| o.lanes).ok(), Some(LaneChoice::Default));
+        assert_eq!(
+            parse(&args(&["--all"])).map(|o| o.lanes).ok(),
+            Some(LaneChoice::All)
+        );
+        assert_eq!(
+            parse(&args(&["--lane", "none"])).map(|o| o.lanes).ok(),
+            Some(LaneChoice::Only(Vec::new()))
+        );
+        assert_eq!(
+            parse(&args(&["--lane", "rhel8", "--lane", "centos7"]))
+                .map(|o| o.lanes)
+                .ok(),
+            Some(LaneChoice::Only(vec!["rhel8", "centos7"]))
+        );
+        assert!(parse(&args(&["--lane", "centos6"])).is_err());
+        assert!(parse(&args(&["--all", "--lane", "rhel8"])).is_err());
+        let old = BUILTIN_KERNELS.iter().find(|k| k.name == "debian-5.10");
+        assert_eq!(old.map(|k| k.lanes), Some(&OLD_HOST_LANES[..]));
+        let new = BUILTIN_KERNELS.iter().find(|k| k.name == "debian-6.12");
+        assert!(new.is_some_and(|k| k.lanes.is_empty()));
+    }
 }
