@@ -4,6 +4,11 @@
 //! directory), `ovl run-rootfs` against `docker create` and `podman create` + `podman mount`, and
 //! the peak RSS of every ovl command (GNU time's `%M`).
 //!
+//! `debian` and `smallfiles` are also loaded with `OVL_DISABLE_FEATURES=openat2`: the userspace
+//! walk that resolves paths inside a layer on kernels without `openat2` (before 5.6), next to
+//! the load with `openat2(RESOLVE_IN_ROOT)` in every run, so that their ratio comes from the same
+//! runs.
+//!
 //! The corpus (`target/bench-corpus/load/<image>/`), built once and reused while its stamp holds:
 //! - `debian`: `debootstrap --variant=minbase bookworm`, then a layer of packages (`vim-runtime`
 //!   and Python 3.11's standard library, unpacked with `dpkg-deb -x`), a layer of deletions
@@ -34,6 +39,11 @@ const DEEP_LAYERS: usize = 120;
 /// Bumped when a generator changes, so that cached corpus images are rebuilt.
 const CORPUS_VERSION: u32 = 2;
 const BIG_FILES: usize = 500;
+/// Images also loaded with the userspace resolver: the two with many entries, where resolving
+/// every member's parent is a visible part of a load (`deep` and `big` have a few hundred).
+const RESOLVER_IMAGES: [&str; 2] = ["debian", "smallfiles"];
+/// The CLI's variable for kernel features to treat as absent (crates/ovl/src/kernel.rs).
+const DISABLE_FEATURES: &str = "OVL_DISABLE_FEATURES";
 const MIB: usize = 1 << 20;
 /// Packages added by `debian`'s second layer.
 const DEBIAN_PACKAGES: [&str; 4] = [
@@ -451,6 +461,9 @@ pub struct Contenders<'a> {
     pub podman: Option<&'a Podman>,
     pub scratch: &'a Path,
     pub runs: usize,
+    /// Whether the load part runs Docker, podman, umoci and the floors besides ovl (not with
+    /// `--no-peers`).
+    pub peers: bool,
 }
 
 /// The load samples of every image and the notes on peak memory.
@@ -464,22 +477,27 @@ pub fn bench_loads(
         podman,
         scratch,
         runs,
+        peers,
     } = contenders;
     let mut samples = Vec::new();
     let mut notes = Vec::new();
     let mut peak_rss = Vec::new();
     let work = scratch.join("load");
+    // Whether this kernel has `openat2`, found on the first load that compares the resolvers.
+    let mut kernel_has_openat2 = None;
     for image in images {
         let name = &image.name;
         let label = |what: &str| format!("{what} `{name}`");
         let mut group: Vec<Sample> = [
             "ovl load (docker-archive, gzip layers)",
             "one layer at a time: ovl load with OVL_LOAD_JOBS=1 (docker-archive, gzip)",
+            USERSPACE_GZIP,
             "docker load (docker-archive, gzip layers)",
             "podman load (docker-archive, gzip layers)",
             "gzip -dc | tar -x of every layer (floor)",
             "pigz -dc | tar -x of every layer (floor)",
             "ovl load (docker-archive, plain layers)",
+            USERSPACE_PLAIN,
             "docker load (docker-archive, plain layers)",
             "tar -x of every layer (floor)",
             "ovl load (OCI layout, gzip)",
@@ -490,6 +508,8 @@ pub fn bench_loads(
         .iter()
         .map(|what| sample(label(what)))
         .collect();
+        let mut compare_resolvers =
+            RESOLVER_IMAGES.contains(&name.as_str()) && kernel_has_openat2 != Some(false);
         let mut rss_max: u64 = 0;
         // Every input of the image in the page cache first, for every contender alike.
         timed(shell(&format!(
@@ -499,17 +519,37 @@ pub fn bench_loads(
         for run in 0..runs {
             let dir = work.join(format!("{name}-{run}"));
             fs::create_dir_all(&dir)?;
-            let ovl_load = |input: &Path, root: &str, jobs: Option<&str>| {
+            // Only the rows that name a variable set it: an `OVL_DISABLE_FEATURES` of the
+            // caller's would turn every other row into a userspace-resolver row too.
+            let ovl_load = |input: &Path, root: &str, env: &[(&str, &str)]| {
                 let mut command = Command::new(ovl_bin);
                 command
                     .arg("--root")
                     .arg(dir.join(root))
                     .args(["load", "-q", "-i"])
-                    .arg(input);
-                if let Some(jobs) = jobs {
-                    command.env("OVL_LOAD_JOBS", jobs);
-                }
+                    .arg(input)
+                    .env_remove(DISABLE_FEATURES)
+                    .envs(env.iter().copied());
                 command
+            };
+            // The load with `openat2` and the one with the userspace walk; every other run the
+            // userspace one goes first, so that neither always pays for its place.
+            let resolver_pair = |slot: usize, userspace_slot: usize, input: &Path, root: &str| {
+                let mut pair = vec![(slot, ovl_load(input, root, &[]))];
+                if compare_resolvers {
+                    pair.push((
+                        userspace_slot,
+                        ovl_load(
+                            input,
+                            &format!("{root}-userspace"),
+                            &[(DISABLE_FEATURES, "openat2")],
+                        ),
+                    ));
+                    if run % 2 == 1 {
+                        pair.reverse();
+                    }
+                }
+                pair
             };
             let mut measure_ovl = |slot: usize, command: Command| -> Result<()> {
                 sync();
@@ -518,52 +558,79 @@ pub fn bench_loads(
                 rss_max = rss_max.max(rss);
                 Ok(())
             };
-            measure_ovl(0, ovl_load(&image.docker_gzip(), "ovl-gzip", None))?;
-            measure_ovl(1, ovl_load(&image.docker_gzip(), "ovl-seq", Some("1")))?;
-            measure_ovl(6, ovl_load(&image.docker_plain(), "ovl-plain", None))?;
-            measure_ovl(9, ovl_load(&image.oci("gzip"), "ovl-oci-gzip", None))?;
-            measure_ovl(11, ovl_load(&image.oci("zstd"), "ovl-oci-zstd", None))?;
+            let mut loads = resolver_pair(0, 2, &image.docker_gzip(), "ovl-gzip");
+            loads.push((
+                1,
+                ovl_load(&image.docker_gzip(), "ovl-seq", &[("OVL_LOAD_JOBS", "1")]),
+            ));
+            loads.extend(resolver_pair(7, 8, &image.docker_plain(), "ovl-plain"));
+            loads.push((11, ovl_load(&image.oci("gzip"), "ovl-oci-gzip", &[])));
+            loads.push((13, ovl_load(&image.oci("zstd"), "ovl-oci-zstd", &[])));
+            for (slot, command) in loads {
+                measure_ovl(slot, command)?;
+            }
+            if compare_resolvers && kernel_has_openat2.is_none() {
+                let has_openat2 = check_resolvers(
+                    ovl_bin,
+                    &dir.join("ovl-gzip"),
+                    &dir.join("ovl-gzip-userspace"),
+                )?;
+                kernel_has_openat2 = Some(has_openat2);
+                if !has_openat2 {
+                    // Both loads walked in userspace: there is nothing to compare.
+                    compare_resolvers = false;
+                    group[2].times.clear();
+                    group[8].times.clear();
+                    notes.push(
+                        "this kernel has no `openat2`: every ovl load resolves paths with the \
+                         userspace walk, and the userspace resolver rows are left out"
+                            .to_string(),
+                    );
+                }
+            }
 
-            for (slot, archive) in [(2, image.docker_gzip()), (7, image.docker_plain())] {
+            if peers {
+                for (slot, archive) in [(3, image.docker_gzip()), (9, image.docker_plain())] {
+                    sync();
+                    let archive = archive.display().to_string();
+                    group[slot]
+                        .times
+                        .push(timed(docker.docker_command(["load", "-q", "-i", &archive]))?.0);
+                    docker.docker_ok(["rmi", "-f", &image.tag]);
+                }
+                if let Some(podman) = podman {
+                    sync();
+                    let archive = image.docker_gzip().display().to_string();
+                    group[4]
+                        .times
+                        .push(timed(podman.command(&["load", "-q", "-i", &archive]))?.0);
+                    podman.ok(&["rmi", "-f", &format!("localhost/{}", image.tag)])?;
+                }
                 sync();
-                let archive = archive.display().to_string();
-                group[slot]
-                    .times
-                    .push(timed(docker.docker_command(["load", "-q", "-i", &archive]))?.0);
-                docker.docker_ok(["rmi", "-f", &image.tag]);
-            }
-            if let Some(podman) = podman {
-                sync();
-                let archive = image.docker_gzip().display().to_string();
-                group[3]
-                    .times
-                    .push(timed(podman.command(&["load", "-q", "-i", &archive]))?.0);
-                podman.ok(&["rmi", "-f", &format!("localhost/{}", image.tag)])?;
-            }
-            sync();
-            let mut umoci = Command::new("umoci");
-            umoci
-                .args(["unpack", "--image"])
-                .arg(format!("{}:{}", image.oci("gzip").display(), image.tag))
-                .arg(dir.join("umoci"));
-            group[10].times.push(timed(umoci)?.0);
-            for (slot, suffix, pipeline, target) in [
-                (4, ".gz", "gzip -dc {}", "floor-gzip"),
-                (5, ".gz", "pigz -dc {}", "floor-pigz"),
-                (8, "", "cat {}", "floor-tar"),
-                (12, ".zst", "zstd -q -dc {}", "floor-zstd"),
-            ] {
-                let command = floor(image, suffix, pipeline, &dir.join(target))?;
-                sync();
-                group[slot].times.push(timed(command)?.0);
+                let mut umoci = Command::new("umoci");
+                umoci
+                    .args(["unpack", "--image"])
+                    .arg(format!("{}:{}", image.oci("gzip").display(), image.tag))
+                    .arg(dir.join("umoci"));
+                group[12].times.push(timed(umoci)?.0);
+                for (slot, suffix, pipeline, target) in [
+                    (5, ".gz", "gzip -dc {}", "floor-gzip"),
+                    (6, ".gz", "pigz -dc {}", "floor-pigz"),
+                    (10, "", "cat {}", "floor-tar"),
+                    (14, ".zst", "zstd -q -dc {}", "floor-zstd"),
+                ] {
+                    let command = floor(image, suffix, pipeline, &dir.join(target))?;
+                    sync();
+                    group[slot].times.push(timed(command)?.0);
+                }
             }
             // The scratch filesystem holds one run of one image.
             fs::remove_dir_all(&dir)?;
             sync();
         }
-        if podman.is_none() {
-            group.retain(|sample| !sample.name.starts_with("podman"));
-        }
+        // The rows not measured for this image: podman's when it is not installed, the
+        // userspace resolver's outside `RESOLVER_IMAGES`, every peer's with `--no-peers`.
+        group.retain(|sample| !sample.times.is_empty());
         peak_rss.push((name.clone(), rss_max));
         notes.push(format!(
             "`{name}`: {} layers; peak RSS of its ovl loads {:.1} MiB",
@@ -574,6 +641,39 @@ pub fn bench_loads(
         let _ = fs::remove_dir_all(&work);
     }
     Ok((samples, notes, peak_rss))
+}
+
+/// The row of `ovl load` with the userspace resolver, from a docker-archive with gzip layers;
+/// its ratio in the report is to the `ovl load` row above it.
+pub const USERSPACE_GZIP: &str =
+    "userspace resolver: ovl load with OVL_DISABLE_FEATURES=openat2 (docker-archive, gzip)";
+/// The same from a docker-archive with plain layers.
+pub const USERSPACE_PLAIN: &str =
+    "userspace resolver: ovl load with OVL_DISABLE_FEATURES=openat2 (docker-archive, plain)";
+
+/// Whether the kernel has `openat2`, from `ovl info` of the store loaded without the variable;
+/// fails unless the one loaded with it reports the userspace resolver.
+fn check_resolvers(ovl_bin: &Path, kernel_root: &Path, userspace_root: &Path) -> Result<bool> {
+    let resolver = |root: &Path, env: &[(&str, &str)]| -> Result<String> {
+        let mut command = Command::new(ovl_bin);
+        command
+            .arg("--root")
+            .arg(root)
+            .args(["info", "--format", "json"])
+            .env_remove(DISABLE_FEATURES)
+            .envs(env.iter().copied());
+        let info: serde_json::Value = serde_json::from_str(&timed(command)?.1)?;
+        Ok(info["Resolver"]
+            .as_str()
+            .context("Resolver in ovl info --format json")?
+            .to_string())
+    };
+    let userspace = resolver(userspace_root, &[(DISABLE_FEATURES, "openat2")])?;
+    anyhow::ensure!(
+        userspace == "userspace",
+        "ovl info reports the {userspace} resolver with {DISABLE_FEATURES}=openat2"
+    );
+    Ok(resolver(kernel_root, &[])? == "openat2")
 }
 
 /// `ovl run-rootfs` of `image` (loaded once) against `docker create` and `podman create` +
@@ -588,6 +688,7 @@ pub fn bench_mounts(
         podman,
         scratch,
         runs,
+        ..
     } = contenders;
     let mut samples = Vec::new();
     let mut peak_rss = Vec::new();
