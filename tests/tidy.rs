@@ -36,7 +36,10 @@ fn architecture_names_every_crate() {
     let architecture =
         fs::read_to_string(root.join("docs/ARCHITECTURE.md")).expect("read ARCHITECTURE.md");
     let mut missing = Vec::new();
-    for entry in fs::read_dir(root.join("crates")).expect("list crates/").flatten() {
+    for entry in fs::read_dir(root.join("crates"))
+        .expect("list crates/")
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         if !architecture.contains(&format!("### `{name}`")) {
             missing.push(name);
@@ -68,7 +71,10 @@ fn docs_name_every_ovl_variable() {
             variables.insert(name);
         }
     }
-    assert!(variables.contains("OVL_ROOT"), "the scan found {variables:?}");
+    assert!(
+        variables.contains("OVL_ROOT"),
+        "the scan found {variables:?}"
+    );
     let docs = ["docs/testing.md", "docs/cli.md"]
         .map(|doc| fs::read_to_string(root.join(doc)).expect("read docs"))
         .join("\n");
