@@ -14,12 +14,16 @@ const TEST: &str = "old_kernel_paths_are_reported_and_work_needs_root";
 const SYS_OPENAT2: u32 = 437;
 const SYS_FSOPEN: u32 = 430;
 
-fn info(ovl: &Ovl, disable: &str) -> serde_json::Value {
-    let output = ovl
-        .command(["info", "--format", "json"])
+/// Runs `ovl args…` with `OVL_DISABLE_FEATURES=disable`.
+fn run_disabled(ovl: &Ovl, args: &[&str], disable: &str) -> std::process::Output {
+    ovl.command(args)
         .env("OVL_DISABLE_FEATURES", disable)
         .output()
-        .expect("run ovl info");
+        .unwrap_or_else(|err| panic!("ovl {args:?}: {err}"))
+}
+
+fn info(ovl: &Ovl, disable: &str) -> serde_json::Value {
+    let output = run_disabled(ovl, &["info", "--format", "json"], disable);
     assert!(
         output.status.success(),
         "ovl info: {}",
@@ -61,11 +65,11 @@ fn old_kernel_paths_are_reported_and_work_needs_root() {
         serde_json::json!(["index", "lowerdir+", "openat2"]),
         "{old}"
     );
-    let merged = ovl
-        .command(["run-rootfs", "--name", "old", "base:1"])
-        .env("OVL_DISABLE_FEATURES", "openat2,lowerdir+,index")
-        .output()
-        .expect("run-rootfs");
+    let merged = run_disabled(
+        &ovl,
+        &["run-rootfs", "--name", "old", "base:1"],
+        "openat2,lowerdir+,index",
+    );
     assert!(
         merged.status.success(),
         "{}",
@@ -83,11 +87,7 @@ fn old_kernel_paths_are_reported_and_work_needs_root() {
     ovl.ok(["rm", "old"]);
 
     // A misspelt feature fails every command before it starts, as a usage error.
-    let output = ovl
-        .command(["images"])
-        .env("OVL_DISABLE_FEATURES", "openat3")
-        .output()
-        .expect("run ovl images");
+    let output = run_disabled(&ovl, &["images"], "openat3");
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

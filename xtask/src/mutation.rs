@@ -23,9 +23,9 @@ const MUTATIONS: [(&str, &str); 2] = [
         "        if component == b\"..\" && !dirs.is_empty() {\n",
     ),
     (
-        "    if target.starts_with(b\"/\") {\n        dirs.clear();\n    }\n",
-        "    if target.starts_with(b\"/\") {\n        dirs.clear();\n        \
-         dirs.push(rustix::fs::open(\"/\", OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?);\n    }\n",
+        "        if target.starts_with(b\"/\") {\n            dirs.clear();\n        }\n",
+        "        if target.starts_with(b\"/\") {\n            dirs.clear();\n            \
+         dirs.push(rustix::fs::open(\"/\", OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?);\n        }\n",
     ),
 ];
 

@@ -1518,12 +1518,11 @@ fn list(dir: &OwnedFd, path: &Path) -> Result<Vec<CString>> {
 /// Type, size, inode and mount of `name` in `parent`, not following it (statx where the kernel
 /// has it; see `syscompat::stat_node`).
 fn stat_at(parent: BorrowedFd<'_>, name: &OsStr) -> rustix::io::Result<NodeStat> {
-    let name = std::ffi::CString::new(name.as_bytes()).map_err(|_| Errno::INVAL)?;
-    syscompat::stat_node(parent, &name)
+    syscompat::stat_node(parent, name)
 }
 
 fn stat_self(dir: &OwnedFd, path: &Path) -> Result<NodeStat> {
-    syscompat::stat_node(dir.as_fd(), c"").map_err(sys_error("reading", path))
+    syscompat::stat_node(dir.as_fd(), OsStr::new("")).map_err(sys_error("reading", path))
 }
 
 fn sys_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> Error + 'a {

@@ -108,69 +108,128 @@ fn open_walking(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> Result<Owne
     }
     // Directories below the root that the walk went through, innermost last.
     let mut dirs: Vec<OwnedFd> = Vec::new();
-    // Components still to walk, the next one last.
-    let mut pending: Vec<Vec<u8>> = Vec::new();
-    push_components(&mut pending, path);
+    let mut pending = Pending::new(path);
     let mut n_symlinks = 0;
     while let Some(component) = pending.pop() {
+        let component = pending.text(component);
         if component == b".." {
             // The clamp: `..` of the root is the root.
             dirs.pop();
             continue;
         }
         let dir = dirs.last().map_or(root, |fd| fd.as_fd());
-        if !pending.is_empty() {
+        let target = if !pending.is_empty() {
             let step = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            match rustix::fs::openat(dir, component.as_slice(), step, Mode::empty()) {
-                Ok(fd) => dirs.push(fd),
+            match rustix::fs::openat(dir, component, step, Mode::empty()) {
+                Ok(fd) => {
+                    dirs.push(fd);
+                    continue;
+                }
                 // A symlink (or something that is not a directory at all).
-                Err(errno @ (Errno::NOTDIR | Errno::LOOP)) => {
-                    let target = read_symlink(dir, &component, errno)?;
-                    follow(&mut dirs, &mut pending, &mut n_symlinks, &target)?;
+                Err(errno @ (Errno::NOTDIR | Errno::LOOP)) => read_symlink(dir, component, errno)?,
+                Err(errno) => return Err(errno),
+            }
+        } else {
+            // The last component.
+            let follows = !flags.contains(OFlags::NOFOLLOW);
+            match rustix::fs::openat(dir, component, flags | OFlags::NOFOLLOW, Mode::empty()) {
+                // `O_PATH | O_NOFOLLOW` opens a symlink itself; anything else cannot be one.
+                Ok(fd) if follows && flags.contains(OFlags::PATH) => {
+                    let stat = rustix::fs::fstat(&fd)?;
+                    if FileType::from_raw_mode(stat.st_mode) != FileType::Symlink {
+                        return Ok(fd);
+                    }
+                    read_symlink(dir, component, Errno::LOOP)?
+                }
+                Ok(fd) => return Ok(fd),
+                Err(errno @ (Errno::NOTDIR | Errno::LOOP)) if follows => {
+                    read_symlink(dir, component, errno)?
                 }
                 Err(errno) => return Err(errno),
             }
-            continue;
+        };
+        // Walk the symlink's target in its place: from the root when it is absolute.
+        n_symlinks += 1;
+        if n_symlinks > MAX_SYMLINKS {
+            return Err(Errno::LOOP);
         }
-        // The last component.
-        let follows = !flags.contains(OFlags::NOFOLLOW);
-        match rustix::fs::openat(
-            dir,
-            component.as_slice(),
-            flags | OFlags::NOFOLLOW,
-            Mode::empty(),
-        ) {
-            // `O_PATH | O_NOFOLLOW` opens a symlink itself; anything else cannot be one.
-            Ok(fd) if follows && flags.contains(OFlags::PATH) => {
-                if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != FileType::Symlink {
-                    return Ok(fd);
-                }
-                let target = read_symlink(dir, &component, Errno::LOOP)?;
-                follow(&mut dirs, &mut pending, &mut n_symlinks, &target)?;
-            }
-            Ok(fd) => return Ok(fd),
-            Err(errno @ (Errno::NOTDIR | Errno::LOOP)) if follows => {
-                let target = read_symlink(dir, &component, errno)?;
-                follow(&mut dirs, &mut pending, &mut n_symlinks, &target)?;
-            }
-            Err(errno) => return Err(errno),
+        if target.is_empty() {
+            return Err(Errno::NOENT);
         }
+        if target.starts_with(b"/") {
+            dirs.clear();
+        }
+        pending.push_target(target);
     }
     // The path ended on a directory of the walk: empty, `.`, or ending in `..`.
     let dir = dirs.last().map_or(root, |fd| fd.as_fd());
     rustix::fs::openat(dir, ".", flags, Mode::empty())
 }
 
-/// Pushes the components of `path` onto `pending` so that the first is popped first; empty and
-/// `.` components are dropped.
-fn push_components(pending: &mut Vec<Vec<u8>>, path: &[u8]) {
-    let start = pending.len();
-    pending.extend(
-        path.split(|&byte| byte == b'/')
-            .filter(|component| !component.is_empty() && *component != b".")
-            .map(<[u8]>::to_vec),
-    );
-    pending[start..].reverse();
+/// The components still to walk, as byte ranges of the path or of a symlink target read on the
+/// way, so that a walk allocates per symlink rather than per component.
+struct Pending<'a> {
+    path: &'a [u8],
+    targets: Vec<Vec<u8>>,
+    /// (text: `None` for the path, else an index into `targets`; start; end), next one last.
+    stack: Vec<(Option<usize>, usize, usize)>,
+}
+
+impl<'a> Pending<'a> {
+    fn new(path: &'a [u8]) -> Pending<'a> {
+        let mut pending = Pending {
+            path,
+            targets: Vec::new(),
+            stack: Vec::new(),
+        };
+        pending.push_components(None);
+        pending
+    }
+
+    fn pop(&mut self) -> Option<(Option<usize>, usize, usize)> {
+        self.stack.pop()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.stack.is_empty()
+    }
+
+    fn text(&self, (source, start, end): (Option<usize>, usize, usize)) -> &[u8] {
+        match source {
+            None => &self.path[start..end],
+            Some(idx) => &self.targets[idx][start..end],
+        }
+    }
+
+    fn push_target(&mut self, target: Vec<u8>) {
+        self.targets.push(target);
+        self.push_components(Some(self.targets.len() - 1));
+    }
+
+    /// Pushes the components of a text so that its first is popped first; empty and `.`
+    /// components are dropped.
+    fn push_components(&mut self, source: Option<usize>) {
+        let text = match source {
+            None => self.path,
+            Some(idx) => self.targets[idx].as_slice(),
+        };
+        let first = self.stack.len();
+        let mut start = 0;
+        for end in text
+            .iter()
+            .enumerate()
+            .filter(|(_, &byte)| byte == b'/')
+            .map(|(idx, _)| idx)
+            .chain(std::iter::once(text.len()))
+        {
+            let component = &text[start..end];
+            if !component.is_empty() && component != b"." {
+                self.stack.push((source, start, end));
+            }
+            start = end + 1;
+        }
+        self.stack[first..].reverse();
+    }
 }
 
 /// The target of `name` in `dir` if it is a symlink; otherwise `not_a_link`, the error opening
@@ -181,27 +240,6 @@ fn read_symlink(dir: BorrowedFd<'_>, name: &[u8], not_a_link: Errno) -> Result<V
         Err(Errno::INVAL) => Err(not_a_link),
         Err(errno) => Err(errno),
     }
-}
-
-/// Walks `target` in place of the symlink just met: from the root when it is absolute.
-fn follow(
-    dirs: &mut Vec<OwnedFd>,
-    pending: &mut Vec<Vec<u8>>,
-    n_symlinks: &mut u32,
-    target: &[u8],
-) -> Result<(), Errno> {
-    *n_symlinks += 1;
-    if *n_symlinks > MAX_SYMLINKS {
-        return Err(Errno::LOOP);
-    }
-    if target.is_empty() {
-        return Err(Errno::NOENT);
-    }
-    if target.starts_with(b"/") {
-        dirs.clear();
-    }
-    push_components(pending, target);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! `STATX_MNT_ID` (Linux 5.8; `statx` itself 4.11), else `fstatat` and the mount id of
 //! `name_to_handle_at` (Linux 2.6.39).
 
-use std::ffi::CStr;
+use std::ffi::{CString, OsStr};
 use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
 
 use rustix::fs::{AtFlags, FileType, StatxFlags};
 use rustix::io::Errno;
@@ -31,7 +32,7 @@ pub enum MountKey {
 }
 
 /// Stats `name` in `dir` (an empty `name` is `dir` itself) without following it.
-pub fn stat_node(dir: BorrowedFd<'_>, name: &CStr) -> Result<NodeStat, Errno> {
+pub fn stat_node(dir: BorrowedFd<'_>, name: &OsStr) -> Result<NodeStat, Errno> {
     let at_flags = if name.is_empty() {
         AtFlags::EMPTY_PATH
     } else {
@@ -66,8 +67,13 @@ pub fn stat_node(dir: BorrowedFd<'_>, name: &CStr) -> Result<NodeStat, Errno> {
     }
 }
 
-fn mount_key_of(dir: BorrowedFd<'_>, name: &CStr, device: u64) -> MountKey {
-    match sys::mount_id(dir, name) {
+/// The mount id where `name_to_handle_at` gives one (the name is copied into a C string only
+/// here, on kernels whose `statx` does not report the mount id).
+fn mount_key_of(dir: BorrowedFd<'_>, name: &OsStr, device: u64) -> MountKey {
+    let Ok(name) = CString::new(name.as_bytes()) else {
+        return MountKey::Device(device);
+    };
+    match sys::mount_id(dir, &name) {
         Ok(id) => MountKey::Id(id),
         Err(_) => MountKey::Device(device),
     }
@@ -83,13 +89,13 @@ mod tests {
     fn handle_mount_id_matches_statx() {
         let dir = rustix::fs::open("/", rustix::fs::OFlags::PATH, rustix::fs::Mode::empty())
             .expect("open /");
-        let stat = stat_node(dir.as_fd(), c"").expect("stat /");
+        let stat = stat_node(dir.as_fd(), OsStr::new("")).expect("stat /");
         let from_handle = sys::mount_id(dir.as_fd(), c"").expect("name_to_handle_at");
         if let MountKey::Id(id) = stat.mount {
             assert_eq!(id, from_handle);
         }
         assert_eq!(stat.file_type, FileType::Directory);
-        let proc_stat = stat_node(dir.as_fd(), c"proc").expect("stat /proc");
+        let proc_stat = stat_node(dir.as_fd(), OsStr::new("proc")).expect("stat /proc");
         assert_ne!(proc_stat.mount, stat.mount, "/proc is a mount of its own");
     }
 }
