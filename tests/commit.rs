@@ -13,8 +13,9 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context as _};
 use ovl_tests::{
-    base_image, base_rootfs_tar, build_image, docker_merged_dump, ensure_same_tree,
-    require_dockerd, require_root, scratch_path, Dockerd, Failures, Ovl, Record, Scratch,
+    base_image, base_rootfs_tar, build_image, change_through_redirect_dir, docker_merged_dump,
+    ensure_same_tree, require_dockerd, require_root, scratch_path, Dockerd, Failures, Ovl, Record,
+    Scratch,
 };
 
 /// The image every container of this test starts from: files and directories for each kind of
@@ -567,31 +568,15 @@ fn redirect_dir_container_diff_and_commit_needs_root() {
     ovl.ok(["commit", "prep", "base:2"]);
 
     ovl.ok(["run-rootfs", "--name", "mover", "base:2"]);
-    let inspect = ovl.inspect("mover").expect("inspect");
-    let data = &inspect["GraphDriver"]["Data"];
-    let field = |key: &str| data[key].as_str().expect(key).to_string();
-    let merged = field("MergedDir");
-    ovl.ok(["umount", "mover"]);
-    fs::create_dir_all(&merged).expect("mkdir merged");
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={},redirect_dir=on",
-        field("LowerDir"),
-        field("UpperDir"),
-        field("WorkDir")
-    );
-    let mount = Command::new("mount")
-        .args(["-t", "overlay", "overlay", "-o", &options, &merged])
-        .status()
-        .expect("mount");
-    assert!(mount.success(), "mount with redirect_dir=on");
-    let moved = Command::new("chroot")
-        .arg(&merged)
-        .args(["/bin/sh", "-c", "mv /src /dst"])
-        .status()
-        .expect("chroot");
-    let _ = Command::new("umount").arg(&merged).status();
-    assert!(moved.success());
-    let upper = PathBuf::from(field("UpperDir"));
+    let upper = change_through_redirect_dir(&ovl, "mover", |merged| {
+        let moved = Command::new("chroot")
+            .arg(merged)
+            .args(["/bin/sh", "-c", "mv /src /dst"])
+            .status()?;
+        ensure!(moved.success(), "mv /src /dst");
+        Ok(())
+    })
+    .expect("mv through a redirect_dir=on mount");
     assert!(
         has_xattr(&upper.join("dst"), "trusted.overlay.redirect"),
         "the rename through redirect_dir=on left a redirect in the upperdir"

@@ -101,6 +101,16 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Whether the program at `path` (from the Debian package `package`) is installed; a missing one
+/// is a missing prerequisite.
+pub fn require_program(test_name: &str, path: &str, package: &str) -> bool {
+    Path::new(path).exists()
+        || missing(
+            test_name,
+            &format!("{path} is missing (Debian package {package})"),
+        )
+}
+
 /// Reports a missing prerequisite: a panic under CI=true, else a SKIP line; returns false.
 fn missing(test_name: &str, reason: &str) -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
@@ -1387,4 +1397,40 @@ pub fn ensure_same_tree(what: &str, expected: &[Record], actual: &[Record]) -> a
         bail!("{what}: {diff}");
     }
     Ok(())
+}
+
+/// Unmounts `container`, mounts its layers again with `redirect_dir=on` (which ovl never
+/// passes), runs `change` on the merged path, and unmounts: what a container written through
+/// such a mount leaves in its upperdir. Returns the container's upperdir.
+pub fn change_through_redirect_dir(
+    ovl: &Ovl,
+    container: &str,
+    change: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<PathBuf> {
+    let inspect = ovl.inspect(container)?;
+    let data = &inspect["GraphDriver"]["Data"];
+    let field = |key: &str| -> anyhow::Result<String> {
+        Ok(data[key]
+            .as_str()
+            .with_context(|| format!("GraphDriver.Data.{key}"))?
+            .to_string())
+    };
+    let merged = PathBuf::from(field("MergedDir")?);
+    ovl.try_ok(["umount", container])?;
+    fs::create_dir_all(&merged)?;
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={},redirect_dir=on",
+        field("LowerDir")?,
+        field("UpperDir")?,
+        field("WorkDir")?
+    );
+    let mounted = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &options])
+        .arg(&merged)
+        .status()?;
+    ensure!(mounted.success(), "mount with redirect_dir=on");
+    let changed = change(&merged);
+    let _ = Command::new("umount").arg(&merged).status();
+    changed?;
+    Ok(PathBuf::from(field("UpperDir")?))
 }

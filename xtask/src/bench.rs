@@ -47,6 +47,8 @@ struct BenchOptions {
     load_peers: bool,
     /// The size of the scratch filesystem in GiB; 0 runs on the host filesystem of `/var/tmp`.
     scratch_gib: u64,
+    /// The number of entries of the one-layer image whose load's peak RSS is measured (0: none).
+    n_entries: usize,
 }
 
 impl BenchOptions {
@@ -61,6 +63,7 @@ impl BenchOptions {
             changes_part: true,
             load_peers: true,
             scratch_gib: SCRATCH_GIB,
+            n_entries: 2_000_000,
         };
         let list = |text: &str| -> Vec<String> {
             text.split(',')
@@ -86,6 +89,7 @@ impl BenchOptions {
                 "--no-changes" => options.changes_part = false,
                 "--no-peers" => options.load_peers = false,
                 "--scratch-gib" => options.scratch_gib = value()?.parse()?,
+                "--entries" => options.n_entries = value()?.parse()?,
                 "--no-load" => {
                     options.images.clear();
                     options.mount_images.clear();
@@ -93,7 +97,7 @@ impl BenchOptions {
                 other => bail!(
                     "unknown bench option {other}; use --files N --changes N,M --runs K --no-docs \
                      --images a,b --mount-images a,b --no-changes --no-load --no-peers \
-                     --scratch-gib G"
+                     --scratch-gib G --entries N"
                 ),
             }
         }
@@ -355,6 +359,26 @@ fn run_bench(
         samples.extend(mount_samples);
         peak_rss.extend(rss);
         peak_rss.extend(mount_rss);
+    }
+    if options.n_entries > 0 {
+        // Memory per layer entry: one load of a layer of that many empty files.
+        let corpus_dir = crate::workspace_root().join("target/bench-corpus");
+        let entries = entries_archive(&corpus_dir, options.n_entries)?;
+        let mut command = Command::new(ovl_bin);
+        command
+            .arg("--root")
+            .arg(scratch.join("ovl-entries"))
+            .args(["load", "-q", "-i"])
+            .arg(&entries);
+        let (time, rss) = load::timed_rss(&command, scratch)?;
+        notes.push(format!(
+            "ovl load of a {}-entry layer: {:.1} s, peak RSS {:.1} MiB",
+            options.n_entries,
+            time.as_secs_f64(),
+            rss as f64 / 1024.0
+        ));
+        peak_rss.push((format!("load of a {}-entry layer", options.n_entries), rss));
+        let _ = fs::remove_dir_all(scratch.join("ovl-entries"));
     }
     if !options.changes_part {
         return Ok((samples, notes, peak_rss));
@@ -951,9 +975,15 @@ fn load_targets(options: &BenchOptions, samples: &[Sample], peak_rss: &[(String,
     }
     for (what, kib) in peak_rss {
         let mib = *kib as f64 / 1024.0;
+        // A layer of millions of entries may keep a fingerprint per name: its own target.
+        let target = if what.ends_with("-entry layer") {
+            128.0
+        } else {
+            64.0
+        };
         out.push_str(&format!(
-            "| peak RSS of ovl under 64 MiB: {what} | {mib:.1} MiB | {} |\n",
-            verdict(mib < 64.0, format!("{:.1} MiB over", mib - 64.0))
+            "| peak RSS of ovl under {target:.0} MiB: {what} | {mib:.1} MiB | {} |\n",
+            verdict(mib < target, format!("{:.1} MiB over", mib - target))
         ));
     }
     out
@@ -1071,20 +1101,95 @@ fn smallfiles_archive(corpus: &Path, n_files: usize) -> Result<PathBuf> {
     let base = ovl_tests::base_rootfs_tar();
     let layer_path = corpus.join(format!("smallfiles-{n_files}.layer.tar"));
     let layer_diff_id = write_smallfiles_layer(&layer_path, n_files)?;
-    let base_diff_id = format!("sha256:{}", crate::hex(&Sha256::digest(&base)));
+    write_one_image_archive(
+        &archive,
+        "smallfiles:1",
+        Some(&base),
+        &layer_path,
+        &layer_diff_id,
+    )?;
+    Ok(archive)
+}
+
+/// A docker-archive of `entries:N`: one layer of `n_entries` empty files, 1000 per directory,
+/// generated once per count. Only the number of entries matters to what it measures.
+fn entries_archive(corpus: &Path, n_entries: usize) -> Result<PathBuf> {
+    let archive = corpus.join(format!("entries-{n_entries}.tar"));
+    if archive.exists() {
+        return Ok(archive);
+    }
+    eprintln!("bench: generating {}", archive.display());
+    let layer_path = corpus.join(format!("entries-{n_entries}.layer.tar"));
+    let mut out = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, fs::File::create(&layer_path)?),
+        hasher: Sha256::new(),
+    };
+    let header = |name: String, typeflag: u8, mode: i64| gotar::Header {
+        name: name.into_bytes(),
+        typeflag,
+        mode,
+        mtime: 1_600_000_000,
+        uname: b"root".to_vec(),
+        gname: b"root".to_vec(),
+        ..gotar::Header::default()
+    };
+    for idx in 0..n_entries {
+        let dir = idx / 1000;
+        if idx % 1000 == 0 {
+            out.write_all(&header(format!("e{dir:05}/"), gotar::typeflag::DIR, 0o40755).encode()?)?;
+        }
+        let name = format!("e{dir:05}/entry-{idx:08}");
+        out.write_all(&header(name, gotar::typeflag::REG, 0o100644).encode()?)?;
+    }
+    out.write_all(&gotar::END_OF_ARCHIVE)?;
+    let HashingWriter { mut inner, hasher } = out;
+    inner.flush()?;
+    drop(inner);
+    let diff_id = format!("sha256:{}", crate::hex(&hasher.finalize()));
+    write_one_image_archive(
+        &archive,
+        &format!("entries:{n_entries}"),
+        None,
+        &layer_path,
+        &diff_id,
+    )?;
+    Ok(archive)
+}
+
+/// Writes a docker-archive of one image tagged `tag`: the optional `base` layer and the layer
+/// at `layer_path` (removed afterwards), written to a partial file renamed into place.
+fn write_one_image_archive(
+    archive: &Path,
+    tag: &str,
+    base: Option<&[u8]>,
+    layer_path: &Path,
+    layer_diff_id: &str,
+) -> Result<()> {
+    let mut diff_ids = Vec::new();
+    let mut layer_names = Vec::new();
+    if let Some(base) = base {
+        diff_ids.push(format!("sha256:{}", crate::hex(&Sha256::digest(base))));
+        layer_names.push("base/layer.tar");
+    }
+    diff_ids.push(layer_diff_id.to_string());
+    layer_names.push("top/layer.tar");
+    let history: Vec<serde_json::Value> = diff_ids
+        .iter()
+        .map(|_| serde_json::json!({"created": "2024-01-01T00:00:00Z"}))
+        .collect();
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64",
         "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
         "created": "2024-01-01T00:00:00Z",
-        "history": [{"created": "2024-01-01T00:00:00Z"}, {"created": "2024-01-01T00:00:00Z"}],
+        "history": history,
         "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [base_diff_id, layer_diff_id]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }))?;
     let config_name = format!("{}.json", crate::hex(&Sha256::digest(&config)));
     let manifest = serde_json::to_vec(&serde_json::json!([{
         "Config": config_name,
-        "RepoTags": ["smallfiles:1"],
-        "Layers": ["base/layer.tar", "smallfiles/layer.tar"],
+        "RepoTags": [tag],
+        "Layers": layer_names,
     }]))?;
 
     let partial = archive.with_extension("tar.partial");
@@ -1093,21 +1198,19 @@ fn smallfiles_archive(corpus: &Path, n_files: usize) -> Result<PathBuf> {
         crate::tar_member(&mut out, name, data, size, 0)
     };
     member(&config_name, &mut &config[..], config.len() as u64)?;
-    member("base/layer.tar", &mut &base[..], base.len() as u64)?;
-    let layer_len = fs::metadata(&layer_path)?.len();
-    member(
-        "smallfiles/layer.tar",
-        &mut fs::File::open(&layer_path)?,
-        layer_len,
-    )?;
+    if let Some(base) = base {
+        member("base/layer.tar", &mut &base[..], base.len() as u64)?;
+    }
+    let layer_len = fs::metadata(layer_path)?.len();
+    member("top/layer.tar", &mut fs::File::open(layer_path)?, layer_len)?;
     member("manifest.json", &mut &manifest[..], manifest.len() as u64)?;
     out.write_all(&gotar::END_OF_ARCHIVE)?;
     out.into_inner()
         .map_err(|e| anyhow::anyhow!("flushing {}: {e}", partial.display()))?
         .sync_all()?;
-    fs::remove_file(&layer_path)?;
-    fs::rename(&partial, &archive)?;
-    Ok(archive)
+    fs::remove_file(layer_path)?;
+    fs::rename(&partial, archive)?;
+    Ok(())
 }
 
 /// Writes the `smallfiles` layer: `sf/dNNN/dNN/fNNNNNN`, 100 files per directory, sizes and

@@ -33,7 +33,7 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 /// Debian packages the tests and the demo use, with the command that shows each is installed.
-const DEBIAN_PACKAGES: [(&str, &str); 9] = [
+const DEBIAN_PACKAGES: [(&str, &str); 10] = [
     ("docker.io", "/usr/sbin/dockerd"),
     ("skopeo", "/usr/bin/skopeo"),
     ("busybox-static", "/bin/busybox"),
@@ -43,6 +43,7 @@ const DEBIAN_PACKAGES: [(&str, &str); 9] = [
     ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
     ("e2fsprogs", "/usr/sbin/mke2fs"),
     ("xz-utils", "/usr/bin/xz"),
+    ("time", "/usr/bin/time"),
 ];
 
 fn main() -> Result<()> {

@@ -165,8 +165,13 @@ impl Layers for Disk {
 
     fn file_xattrs(&self, dir: &DiskDir, name: &CStr) -> Result<Xattrs> {
         let path = join(&dir.path, name);
-        let fd = sys::open_file_at(dir.fd.as_fd(), name)
-            .map_err(|err| io_error("opening file", &path, err))?;
+        // Only a regular file is opened; a name that has become anything else since it was
+        // described is reported, never opened.
+        let fd = match syscompat::open_regular_at(dir.fd.as_fd(), name) {
+            Ok((_, Some(fd))) => fd,
+            Ok((_, None)) => return Err(Error::Changed { path }),
+            Err(err) => return Err(io_error("opening file", &path, err)),
+        };
         self.xattrs_of(&fd, &path)
     }
 }

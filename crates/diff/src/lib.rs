@@ -81,6 +81,10 @@ pub enum Error {
         #[source]
         source: Errno,
     },
+    /// A file changed type between being described and being read: a process of the container
+    /// replaced it meanwhile. Nothing of the new node was opened.
+    #[error("{path} changed while it was read (is a process of the container changing it?)")]
+    Changed { path: PathBuf },
     /// A layer entry carries an overlay xattr (`reason` is its name) that makes the kernel look
     /// beyond the layer directories' own names: a redirected directory or a metacopy file. The
     /// merged views must be mounted and compared with [`tree_changes`].

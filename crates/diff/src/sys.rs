@@ -35,17 +35,6 @@ pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, E
     )
 }
 
-/// Opens the regular file `name` inside `dir` to read its xattrs: read-only, refusing a
-/// symlink, and non-blocking should the name have turned into a fifo since it was stat'ed.
-pub(crate) fn open_file_at(dir: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> {
-    rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-}
-
 /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`; `None` if the name does not exist.
 pub(crate) fn stat_at(dir: BorrowedFd<'_>, name: &CStr) -> Result<Option<Stat>, Errno> {
     match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {

@@ -7,8 +7,10 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use gotar::{typeflag, Header};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::fs::{FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
+
+use syscompat::Node;
 
 use crate::names::NameCache;
 use crate::{lossy, ChangeKind, CountingWriter, Error, PackOptions, PackReport, Result};
@@ -79,7 +81,7 @@ pub fn pack_changes(
         }
         let dir = open_path_dirs(root.as_fd(), parent)?;
         let name = c_name(base, relative)?;
-        packer.entry(dir.as_fd(), &name, FileType::Unknown, relative, false)?;
+        packer.entry(dir.as_fd(), &name, relative, false)?;
     }
     packer.finish()
 }
@@ -126,10 +128,10 @@ impl<'a> Packer<'a> {
     fn walk(&mut self, dir: BorrowedFd<'_>, prefix: &[u8]) -> Result<()> {
         let mut names = read_dir(dir).map_err(|err| io("listing", prefix_or_root(prefix), err))?;
         names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        for (name, listed_type) in names {
+        for (name, _) in names {
             let mut relative = prefix.to_vec();
             relative.extend_from_slice(name.as_bytes());
-            if let Some(child) = self.entry(dir, &name, listed_type, &relative, true)? {
+            if let Some(child) = self.entry(dir, &name, &relative, true)? {
                 relative.push(b'/');
                 self.walk(child.as_fd(), &relative)?;
             }
@@ -138,47 +140,31 @@ impl<'a> Packer<'a> {
     }
 
     /// Emits the entry `name` of `dir`; returns the opened directory when it is one and the
-    /// caller walks into it. `listed_type` is the type the directory listing gave (`d_type`),
-    /// or `Unknown`.
+    /// caller walks into it.
     fn entry(
         &mut self,
         dir: BorrowedFd<'_>,
         name: &CStr,
-        listed_type: FileType,
         relative: &[u8],
         from_upper: bool,
     ) -> Result<Option<OwnedFd>> {
-        // A file listed as regular is opened (never following a symlink, never blocking) and
-        // described by `fstat` of that descriptor; anything else, or a file whose type changed
-        // since the listing, is described by `lstat` first so that no device is ever opened.
-        let mut opened = None;
-        if listed_type == FileType::RegularFile {
-            match open_file_at(dir, name) {
-                Ok(file) => {
-                    let stat = rustix::fs::fstat(&file).map_err(|err| io("stat", relative, err))?;
-                    if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile {
-                        opened = Some((file, stat));
-                    }
-                }
-                Err(Errno::NOENT) if from_upper => return Ok(None),
-                Err(_) => {}
-            }
-        }
-        let stat = match &opened {
-            Some((_, stat)) => *stat,
-            None => match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(stat) => stat,
-                // Gone since it was listed: nothing to export.
-                Err(Errno::NOENT) if from_upper => return Ok(None),
-                Err(err) => return Err(io("stat", relative, err)),
-            },
+        // The name is opened as a path only and described through that descriptor; a regular
+        // file is then reopened for reading from it, so that what is read is what was
+        // described, and no device or FIFO swapped in under a file's name is ever opened.
+        let node = match Node::open_at(dir, name) {
+            Ok(node) => node,
+            // Gone since it was listed: nothing to export.
+            Err(Errno::NOENT) if from_upper => return Ok(None),
+            Err(err) => return Err(io("stat", relative, err)),
         };
+        let stat = *node.stat();
         let file_type = FileType::from_raw_mode(stat.st_mode);
         let mut header = self.base_header(&stat, relative);
         match file_type {
             FileType::Directory => {
-                let fd =
-                    open_dir_at(dir, name).map_err(|err| io("opening directory", relative, err))?;
+                // The directory that was described, not whatever the name is now.
+                let fd = open_dir_at(node.fd(), c".")
+                    .map_err(|err| io("opening directory", relative, err))?;
                 let xattrs = XattrNames::list(fd.as_fd(), relative)?;
                 if from_upper {
                     xattrs.check_not_redirected(fd.as_fd(), relative, &REDIRECT_XATTRS)?;
@@ -206,23 +192,9 @@ impl<'a> Packer<'a> {
                 Ok(from_upper.then_some(fd))
             }
             FileType::RegularFile => {
-                let file = match opened {
-                    Some((file, _)) => file,
-                    None => {
-                        let file =
-                            open_file_at(dir, name).map_err(|err| io("opening", relative, err))?;
-                        let now =
-                            rustix::fs::fstat(&file).map_err(|err| io("stat", relative, err))?;
-                        if now.st_dev != stat.st_dev || now.st_ino != stat.st_ino {
-                            return Err(Error::SizeChanged {
-                                path: lossy(relative),
-                                expected: stat.st_size as u64,
-                                actual: now.st_size as u64,
-                            });
-                        }
-                        file
-                    }
-                };
+                let file = node
+                    .open_regular()
+                    .map_err(|err| io("opening", relative, err))?;
                 let xattrs = XattrNames::list(file.as_fd(), relative)?;
                 if from_upper {
                     xattrs.check_not_redirected(file.as_fd(), relative, &METACOPY_XATTRS)?;
@@ -239,10 +211,11 @@ impl<'a> Packer<'a> {
                 Ok(None)
             }
             FileType::Symlink => {
-                let target = rustix::fs::readlinkat(dir, name, Vec::new())
+                let target = node
+                    .read_link()
                     .map_err(|err| io("reading link", relative, err))?;
                 header.typeflag = typeflag::SYMLINK;
-                header.linkname = target.into_bytes();
+                header.linkname = target;
                 self.link_to_seen(&stat, &mut header, relative);
                 self.put_header(&header)?;
                 Ok(None)
@@ -424,15 +397,6 @@ fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> {
         dir,
         name,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-}
-
-fn open_file_at(dir: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> {
-    rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
         Mode::empty(),
     )
 }

@@ -9,7 +9,7 @@
 //! resolved path or directory descriptor is kept from one member to the next.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -79,7 +79,8 @@ pub(crate) struct Applier {
     resolver: Resolver,
     /// Directories whose times are set once everything else is written (creating entries in a
     /// directory changes its mtime), in archive order.
-    dir_times: Vec<(Components, Timestamps)>,
+    /// Each path is kept joined, one allocation per directory.
+    dir_times: Vec<(Box<[u8]>, Timestamps)>,
     copy_buffer: Vec<u8>,
     /// Threads that finish small files; `None` writes everything on this thread.
     writers: Option<Writers>,
@@ -134,30 +135,25 @@ impl Applier {
         if let Some(writers) = self.writers.take() {
             writers.finish()?;
         }
-        for (components, times) in &self.dir_times {
-            let Some((name, parent)) = components.split_last() else {
-                continue;
+        for (path, times) in &self.dir_times {
+            let (parent, name): (&[u8], &[u8]) = match path.iter().rposition(|&b| b == b'/') {
+                Some(idx) => (&path[..idx], &path[idx + 1..]),
+                None => (b".", path),
             };
-            let parent_fd = match self.open_in_root(&join(parent), OFlags::PATH | OFlags::DIRECTORY)
-            {
+            let parent_fd = match self.open_in_root(parent, OFlags::PATH | OFlags::DIRECTORY) {
                 Ok(fd) => fd,
                 // A later member removed the directory; there is nothing to set.
                 Err(Errno::NOENT) => continue,
                 Err(errno) => {
                     return Err((
-                        join(components),
+                        path.to_vec(),
                         fail("resolve directory to set its times")(errno),
                     ))
                 }
             };
-            match rustix::fs::utimensat(
-                &parent_fd,
-                name.as_slice(),
-                times,
-                AtFlags::SYMLINK_NOFOLLOW,
-            ) {
+            match rustix::fs::utimensat(&parent_fd, name, times, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(()) | Err(Errno::NOENT) => {}
-                Err(errno) => return Err((join(components), fail("set directory times")(errno))),
+                Err(errno) => return Err((path.to_vec(), fail("set directory times")(errno))),
             }
         }
         Ok(())
@@ -255,7 +251,8 @@ impl Applier {
                     .map_err(fail("chmod directory"))?;
                 let mut components = parent.clone();
                 components.push(name.to_vec());
-                self.dir_times.push((components, dir_times(meta)));
+                self.dir_times
+                    .push((join(&components).into_boxed_slice(), dir_times(meta)));
             }
             Node::File | Node::SparseFile { .. } => {
                 let Made::File(fd) = made else {
@@ -282,19 +279,20 @@ impl Applier {
                         })?;
                         return Ok(());
                     }
-                    let mut file = File::from(fd);
-                    file.write_all(&head).map_err(fail_io("write file data"))?;
-                    self.write_data(&mut file, data)?;
+                    let file = File::from(fd);
+                    let mut holes = HoleWriter::new(&file);
+                    holes.write(&head).map_err(fail_io("write file data"))?;
+                    self.write_data(holes, data)?;
                     finish_file(file.as_fd(), meta)?;
                     return Ok(());
                 }
-                let mut file = File::from(fd);
+                let file = File::from(fd);
                 match node {
                     Node::SparseFile {
                         fragments,
                         real_size,
                     } => self.write_sparse(&file, data, fragments, *real_size)?,
-                    _ => self.write_data(&mut file, data)?,
+                    _ => self.write_data(HoleWriter::new(&file), data)?,
                 }
                 finish_file(file.as_fd(), meta)?;
             }
@@ -369,17 +367,24 @@ impl Applier {
         Ok(())
     }
 
-    fn write_data(&mut self, file: &mut File, data: &mut dyn Read) -> Result<(), ApplyError> {
+    /// Copies the rest of `data` into the file, leaving blocks of zeros as holes.
+    fn write_data(
+        &mut self,
+        mut file: HoleWriter<'_>,
+        data: &mut dyn Read,
+    ) -> Result<(), ApplyError> {
         loop {
             let n_read = match data.read(&mut self.copy_buffer) {
-                Ok(0) => return Ok(()),
+                Ok(0) => break,
                 Ok(n_read) => n_read,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => return Err(fail_io("read file data")(source)),
             };
-            file.write_all(&self.copy_buffer[..n_read])
+            file.write(&self.copy_buffer[..n_read])
                 .map_err(fail_io("write file data"))?;
         }
+        file.finish()
+            .map_err(fail_io("extend file over its last hole"))
     }
 
     /// Writes each data fragment at its offset and extends the file to its real size, leaving
@@ -692,6 +697,89 @@ fn timespec(nanos: i128) -> Timespec {
     }
 }
 
+/// Writes a new, empty file sequentially, leaving every filesystem block that would hold only
+/// zeros unwritten: a hole, as `cp --sparse=auto` does. A file that a container made with
+/// `truncate -s 1T` then costs the host no more than it cost the container.
+pub(crate) struct HoleWriter<'a> {
+    file: &'a File,
+    /// Where the next byte goes.
+    offset: u64,
+    /// Where the written part ends; the file is extended to `offset` at the end.
+    written_end: u64,
+}
+
+/// The unit of holes: zero runs are left out in whole blocks of this size, aligned in the file.
+const HOLE_BLOCK: u64 = 4096;
+
+impl<'a> HoleWriter<'a> {
+    pub(crate) fn new(file: &'a File) -> HoleWriter<'a> {
+        HoleWriter {
+            file,
+            offset: 0,
+            written_end: 0,
+        }
+    }
+
+    pub(crate) fn write(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        // The buffer is cut at the file's block boundaries. Pieces that hold only zeros are
+        // skipped, whole or partial (the file is new: what is not written reads as zeros, and a
+        // block none of whose pieces is written stays a hole); each run of the others is
+        // written with one call.
+        while !buf.is_empty() {
+            let mut run = 0usize;
+            let mut skip = 0usize;
+            while run + skip < buf.len() {
+                let at = run + skip;
+                let piece = self.piece_len(at, buf.len() - at);
+                let zero = is_zero(&buf[at..at + piece]);
+                if run > 0 && zero {
+                    break;
+                }
+                if zero {
+                    skip += piece;
+                } else if skip > 0 {
+                    break;
+                } else {
+                    run += piece;
+                }
+            }
+            if skip > 0 {
+                self.offset += skip as u64;
+                buf = &buf[skip..];
+            } else {
+                self.file.write_all_at(&buf[..run], self.offset)?;
+                self.offset += run as u64;
+                self.written_end = self.offset;
+                buf = &buf[run..];
+            }
+        }
+        Ok(())
+    }
+
+    /// The length of the piece at `at` bytes into the current write: up to the next block
+    /// boundary of the file.
+    fn piece_len(&self, at: usize, left: usize) -> usize {
+        let position = self.offset + at as u64;
+        ((HOLE_BLOCK - position % HOLE_BLOCK) as usize).min(left)
+    }
+
+    /// Gives the file its full length when it ends in a hole.
+    pub(crate) fn finish(self) -> io::Result<()> {
+        if self.offset > self.written_end {
+            self.file.set_len(self.offset)?;
+        }
+        Ok(())
+    }
+}
+
+fn is_zero(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(16);
+    let zero_words = words
+        .by_ref()
+        .all(|word| u128::from_ne_bytes(word.try_into().unwrap_or([1; 16])) == 0);
+    zero_words && words.remainder().iter().all(|&b| b == 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -733,5 +821,28 @@ mod tests {
             ),
             (-2, 500_000_000)
         );
+    }
+
+    #[test]
+    fn zero_blocks_become_holes_and_the_content_is_kept() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let file = File::create(&path).expect("create");
+        // 8 MiB of zeros between data, written in odd pieces, ending in zeros.
+        let mut expected = vec![0u8; 10 << 20];
+        expected[..100].fill(7);
+        expected[9 << 20..(9 << 20) + 5000].fill(9);
+        let mut writer = HoleWriter::new(&file);
+        for piece in expected.chunks(12_345) {
+            writer.write(piece).expect("write");
+        }
+        writer.finish().expect("finish");
+        drop(file);
+        assert_eq!(std::fs::read(&path).expect("read"), expected);
+        let meta = std::fs::metadata(&path).expect("stat");
+        assert_eq!(meta.len(), expected.len() as u64);
+        // Three blocks of data (the second run straddles a block boundary), not 10 MiB.
+        assert!(meta.blocks() * 512 <= 64 * 1024, "{} blocks", meta.blocks());
     }
 }

@@ -2,7 +2,6 @@
 //! each member is planned and applied while its data streams through, and the raw archive bytes
 //! that are not file data are recorded as tar-split segments with Docker's segmentation.
 
-use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
@@ -10,10 +9,11 @@ use tar_split::Crc64;
 
 use crate::apply::{Applier, ApplyError, Failure};
 use crate::header::{
-    block_padding, c_string, typeflag, Format, Member, PaxRecords, RawHeader, BLOCK_LEN,
+    block_padding, c_string, is_header_only_type, parse_sparse_map_1x0, typeflag, validate_sparse,
+    HeaderError, Member, PaxRecords, PaxSparse, RawHeader, Strictness, BLOCK_LEN,
     MAX_SPECIAL_FILE_LEN,
 };
-use crate::plan::{go_clean, plan, Action};
+use crate::plan::{plan, Action};
 use crate::read_ahead::{chunk_channel, ChunkReader};
 use crate::{Error, Result, UnpackOptions, UnpackReport};
 
@@ -21,8 +21,8 @@ use crate::{Error, Result, UnpackOptions, UnpackReport};
 /// tar-split's `paddingChunkSize` (1 MiB).
 const TRAILING_CHUNK_LEN: usize = 1 << 20;
 
-/// Number of (offset, length) entries in an old GNU sparse extension block.
-const GNU_EXT_SPARSE_ENTRIES: usize = 21;
+/// The data of a sparse member is recorded in tar-split segments of at most this size.
+const SPARSE_SEGMENT_LEN: usize = 1 << 20;
 
 pub(crate) fn unpack<W: Write>(
     tar: impl Read + Send,
@@ -43,7 +43,12 @@ pub(crate) fn unpack<W: Write>(
             .name("layer-reader".into())
             .spawn_scoped(scope, move || chunk_writer.run(tar));
         let applied = match &reading {
-            Ok(_) => apply_stream(&mut input, &mut applier, tar_split),
+            Ok(_) => apply_stream(
+                &mut input,
+                &mut applier,
+                tar_split,
+                options.max_layer_size.unwrap_or(u64::MAX),
+            ),
             Err(_) => Ok(0),
         };
         // An early failure leaves the reading thread blocked on a full channel until this end
@@ -75,32 +80,48 @@ pub(crate) fn unpack<W: Write>(
 }
 
 /// Parses the stream member by member, applies each and records tar-split; reads the input to
-/// its end. Returns the number of tar-split file entries.
+/// its end. Returns the number of tar-split file entries. The real sizes sparse members declare
+/// may add up to at most `max_layer_size` bytes.
 fn apply_stream<W: Write>(
     input: &mut ChunkReader,
     applier: &mut Applier,
     tar_split: &mut tar_split::Packer<W>,
+    max_layer_size: u64,
 ) -> Result<u64> {
     // Raw bytes since the last file entry: padding, extended headers and their data, headers.
     let mut raw: Vec<u8> = Vec::new();
     let mut n_entries: u64 = 0;
     // Padding still to be read after the previous member's data.
     let mut pad: u64 = 0;
-    // Every member's name as tar-split compares them, so that a repeated path is refused before
-    // it changes the layer (the packer refuses it as well, but only after the data).
-    let mut seen_names: HashSet<Vec<u8>> = HashSet::new();
+    // The real sizes sparse members declared so far: the bytes Docker would write for them.
+    let mut sparse_len: u64 = 0;
 
     while let Some(next) = read_member(input, &mut raw, &mut pad)? {
         let entry = String::from_utf8_lossy(&next.member.name).into_owned();
         // Warnings from applying the member (such as dropped overlay xattrs) carry its name.
         let _span = tracing::debug_span!("member", entry = %entry).entered();
-        if !seen_names.insert(go_clean(&next.member.name)) {
+        // A repeated path is refused before it changes the layer (the packer, which remembers
+        // every name, would refuse it only after the data).
+        if tar_split.has_name(&next.member.name) {
             return Err(Error::DuplicatePath { entry });
         }
         tar_split
             .add_segment(&raw)
             .map_err(|source| tar_split_error(&entry, source))?;
         raw.clear();
+        if next.member.sparse.is_some() {
+            // Checked before any of the member's work: a hole costs nothing to declare.
+            sparse_len = sparse_len.saturating_add(u64::try_from(next.member.size).unwrap_or(0));
+            if sparse_len > max_layer_size {
+                return Err(Error::InvalidEntry {
+                    entry,
+                    reason: format!(
+                        "the sparse file's real size of {} bytes takes the layer past the limit of {max_layer_size} bytes (--max-layer-size)",
+                        next.member.size
+                    ),
+                });
+            }
+        }
 
         let action = plan(&next.member).map_err(|reason| Error::InvalidEntry {
             entry: entry.clone(),
@@ -110,7 +131,15 @@ fn apply_stream<W: Write>(
             Action::Skip(reason) => tracing::debug!(entry = %entry, reason, "skipping member"),
             _ => tracing::trace!(entry = %entry, "applying member"),
         }
-        let mut data = EntryData::new(input, next.data_len, next.member.sparse.as_deref());
+        // A sparse member's data is kept in tar-split as it is in the archive (its map and
+        // fragments), so that reassembly gives back the member's bytes; the file entry then has
+        // no data of its own.
+        let recorder = next
+            .member
+            .sparse
+            .is_some()
+            .then_some(&mut *tar_split as &mut dyn SegmentSink);
+        let mut data = EntryData::new(input, next.data_len, recorder);
         let applied = applier.apply(&action, &mut data);
         data.check(&entry)?;
         applied.map_err(|failure| match failure {
@@ -127,12 +156,16 @@ fn apply_stream<W: Write>(
         })?;
         // Whatever the action did not consume still belongs to the member's checksum.
         data.drain(&entry)?;
-        let crc = data.finish(u64::try_from(next.member.size).unwrap_or(0));
+        let crc = data.finish(&entry)?;
 
-        let size = u64::try_from(next.member.size).map_err(|_| Error::InvalidEntry {
-            entry: entry.clone(),
-            reason: format!("negative size {}", next.member.size),
-        })?;
+        // The file entry's size is what reassembly reads from the layer: the data of a plain
+        // member, nothing for members whose type has no data (whatever their size field says,
+        // as Go reads them) and for sparse members (their data is in the segments).
+        let size = if next.member.sparse.is_some() {
+            0
+        } else {
+            next.data_len
+        };
         tar_split
             .add_file(&next.member.name, size, (size > 0).then_some(crc))
             .map_err(|source| tar_split_error(&entry, source))?;
@@ -246,13 +279,19 @@ fn read_member(
                     continue;
                 }
                 // Go returns a global header to the caller as a member of its own, without
-                // size, and tar-split records it as a file entry.
-                let mut member =
-                    Member::new(header, Some(&records), None, None).map_err(|error| {
-                        Error::InvalidHeader {
-                            offset: header_offset,
-                            reason: error.0,
-                        }
+                // size, and tar-split records it as a file entry. Its records only name it: one
+                // that does not parse is ignored, as Go ignores `mergePAX`'s error there.
+                let mut member = Member::new(header, None, None, None).map_err(|error| {
+                    Error::InvalidHeader {
+                        offset: header_offset,
+                        reason: error.0,
+                    }
+                })?;
+                member
+                    .merge_pax(&records, Strictness::Lenient)
+                    .map_err(|error| Error::InvalidHeader {
+                        offset: header_offset,
+                        reason: error.0,
                     })?;
                 member.typeflag = typeflag::PAX_GLOBAL;
                 member.size = 0;
@@ -274,44 +313,90 @@ fn read_member(
             _ => {}
         }
 
-        let format = header.format;
-        let mut member =
-            Member::new(header, pax.as_ref(), long_name, long_link).map_err(|error| {
-                Error::InvalidHeader {
-                    offset: header_offset,
-                    reason: error.0,
-                }
-            })?;
-        let entry = || String::from_utf8_lossy(&member.name).into_owned();
-        if member.size < 0 {
+        // Go sets up the member's data from the header alone first: a negative size is refused
+        // there, before PAX records could replace it, unless the type has no data.
+        if header.size < 0 && !is_header_only_type(header.typeflag) {
             return Err(Error::InvalidEntry {
-                entry: entry(),
+                entry: String::from_utf8_lossy(&header.name).into_owned(),
+                reason: format!("negative size {}", header.size),
+            });
+        }
+        let invalid_header = |error: HeaderError| Error::InvalidHeader {
+            offset: header_offset,
+            reason: error.0,
+        };
+        let mut member =
+            Member::new(header, pax.as_ref(), long_name, long_link).map_err(invalid_header)?;
+        let entry = |member: &Member| String::from_utf8_lossy(&member.name).into_owned();
+        if member.typeflag == typeflag::GNU_SPARSE {
+            // Go's reader expands old GNU sparse members, but dockerd 20.10 then refuses the
+            // type; so does ovl, before reading the sparse map or any data.
+            return Err(Error::InvalidEntry {
+                entry: entry(&member),
+                reason: "unhandled tar header type 83 ('S'): old GNU sparse files are not supported, as in dockerd 20.10".into(),
+            });
+        }
+        if member.size < 0 && !member.is_header_only() {
+            return Err(Error::InvalidEntry {
+                entry: entry(&member),
                 reason: format!("negative size {}", member.size),
             });
         }
-        let data_len = if member.is_header_only() {
+        let mut data_len = if member.is_header_only() {
             0
         } else {
             member.size as u64
         };
-        if member.typeflag == typeflag::GNU_SPARSE {
-            if format != Format::Gnu {
-                return Err(Error::InvalidEntry {
-                    entry: entry(),
-                    reason: "old GNU sparse member without GNU header".into(),
-                });
+        let sparse = member.apply_pax_sparse(pax.as_ref());
+        let fragments = match sparse.map_err(|error| Error::InvalidEntry {
+            entry: entry(&member),
+            reason: error.0,
+        })? {
+            PaxSparse::None => return Ok(Some(NextMember { member, data_len })),
+            PaxSparse::Map(fragments) => fragments,
+            PaxSparse::InData => {
+                let map_offset = input.offset();
+                let mut map_len: u64 = 0;
+                let fragments = parse_sparse_map_1x0(|block| {
+                    // The map is part of the member's data: it may not run past it.
+                    if data_len - map_len < BLOCK_LEN as u64 {
+                        return Err(HeaderError(
+                            "the GNU sparse 1.0 map runs past the member's data".into(),
+                        ));
+                    }
+                    let n_read = read_full(input, block).map_err(|error| {
+                        HeaderError(format!("reading the GNU sparse 1.0 map: {error}"))
+                    })?;
+                    raw.extend_from_slice(&block[..n_read]);
+                    if n_read < BLOCK_LEN {
+                        return Err(HeaderError("truncated GNU sparse 1.0 map".into()));
+                    }
+                    map_len += BLOCK_LEN as u64;
+                    Ok(())
+                })
+                .map_err(|error| Error::InvalidEntry {
+                    entry: format!("{} (sparse map at offset {map_offset})", entry(&member)),
+                    reason: error.0,
+                })?;
+                data_len -= map_len;
+                fragments
             }
-            let (fragments, real_size) = read_old_gnu_sparse_map(input, &block, raw, &entry)?;
-            validate_sparse(&fragments, real_size, data_len).map_err(|reason| {
+        };
+        let (fragments, real_size) =
+            validate_sparse(&fragments, member.size, data_len).map_err(|reason| {
                 Error::InvalidEntry {
-                    entry: entry(),
+                    entry: entry(&member),
                     reason: reason.into(),
                 }
             })?;
-            member.sparse = Some(fragments);
-            // Like Go, the member's size becomes the real (logical) size.
-            member.size = real_size;
-        }
+        tracing::debug!(
+            entry = %entry(&member),
+            real_size,
+            n_fragments = fragments.len(),
+            data_len,
+            "PAX sparse member"
+        );
+        member.sparse = Some(fragments);
         return Ok(Some(NextMember { member, data_len }));
     }
 }
@@ -345,99 +430,6 @@ fn read_special(
     Ok(data)
 }
 
-/// Reads the sparse map of an old GNU sparse header and its extension blocks (recorded in
-/// `raw`), returning the fragments and the real size.
-fn read_old_gnu_sparse_map(
-    input: &mut ChunkReader,
-    block: &[u8; BLOCK_LEN],
-    raw: &mut Vec<u8>,
-    entry: &dyn Fn() -> String,
-) -> Result<(Vec<(u64, u64)>, i64)> {
-    let invalid = |what: &str| Error::InvalidEntry {
-        entry: entry(),
-        reason: format!("invalid GNU sparse {what}"),
-    };
-    let number = |field: &[u8]| crate::header::parse_numeric(field);
-    let header = tar::Header::from_byte_slice(block);
-    let Some(gnu) = header.as_gnu() else {
-        return Err(invalid("header"));
-    };
-    let real_size = number(&gnu.realsize).map_err(|()| invalid("real size"))?;
-    let mut fragments = Vec::new();
-    let mut collect = |entries: &[tar::GnuSparseHeader]| -> Result<()> {
-        for sparse in entries {
-            // GNU and BSD tar stop at the first entry whose offset field is empty.
-            if sparse.offset[0] == 0 {
-                break;
-            }
-            let offset = number(&sparse.offset).map_err(|()| invalid("offset"))?;
-            let len = number(&sparse.numbytes).map_err(|()| invalid("length"))?;
-            let offset = u64::try_from(offset).map_err(|_| invalid("offset"))?;
-            let len = u64::try_from(len).map_err(|_| invalid("length"))?;
-            fragments.push((offset, len));
-        }
-        Ok(())
-    };
-    collect(&gnu.sparse)?;
-    let mut extended = gnu.isextended[0] != 0;
-    let mut ext_block = [0u8; BLOCK_LEN];
-    while extended {
-        let offset = input.offset();
-        let n_read = read_input(input, &mut ext_block)?;
-        raw.extend_from_slice(&ext_block[..n_read]);
-        if n_read < BLOCK_LEN {
-            return Err(Error::Truncated {
-                entry: entry(),
-                offset,
-            });
-        }
-        // An extension block is 21 (offset, length) pairs of 12-byte fields, then the flag.
-        let mut entries = Vec::with_capacity(GNU_EXT_SPARSE_ENTRIES);
-        for idx in 0..GNU_EXT_SPARSE_ENTRIES {
-            let start = idx * 24;
-            let mut sparse = tar::GnuSparseHeader {
-                offset: [0; 12],
-                numbytes: [0; 12],
-            };
-            sparse.offset.copy_from_slice(&ext_block[start..start + 12]);
-            sparse
-                .numbytes
-                .copy_from_slice(&ext_block[start + 12..start + 24]);
-            entries.push(sparse);
-        }
-        collect(&entries)?;
-        extended = ext_block[GNU_EXT_SPARSE_ENTRIES * 24] != 0;
-    }
-    Ok((fragments, real_size))
-}
-
-/// Checks a sparse map as Go's `validateSparseEntries` does, plus that the fragments add up to
-/// the data in the archive.
-fn validate_sparse(
-    fragments: &[(u64, u64)],
-    real_size: i64,
-    data_len: u64,
-) -> Result<(), &'static str> {
-    let real_size = u64::try_from(real_size).map_err(|_| "negative real size")?;
-    let mut previous_end = 0u64;
-    let mut total = 0u64;
-    for &(offset, len) in fragments {
-        let end = offset.checked_add(len).ok_or("sparse fragment overflows")?;
-        if end > real_size {
-            return Err("sparse fragment beyond the real size");
-        }
-        if offset < previous_end {
-            return Err("sparse fragments overlap or are out of order");
-        }
-        previous_end = end;
-        total += len;
-    }
-    if total != data_len {
-        return Err("sparse fragments do not add up to the member's data");
-    }
-    Ok(())
-}
-
 fn tar_split_error(entry: &str, source: tar_split::Error) -> Error {
     match source {
         tar_split::Error::DuplicatePath { .. } => Error::DuplicatePath {
@@ -469,32 +461,50 @@ pub(crate) fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usi
     Ok(filled)
 }
 
+/// Where the raw data of a sparse member goes: tar-split segments.
+trait SegmentSink {
+    fn record(&mut self, bytes: &[u8]) -> tar_split::Result<()>;
+    fn flush(&mut self) -> tar_split::Result<()>;
+}
+
+impl<W: Write> SegmentSink for tar_split::Packer<W> {
+    fn record(&mut self, bytes: &[u8]) -> tar_split::Result<()> {
+        self.add_segment(bytes)
+    }
+
+    fn flush(&mut self) -> tar_split::Result<()> {
+        self.flush_segment()
+    }
+}
+
 /// The data of one member: reads stop at its end, a premature end of input is remembered as
-/// truncation, and the CRC-64 tar-split stores is computed on the way.
+/// truncation, and the CRC-64 tar-split stores is computed on the way (or, for a sparse member,
+/// the raw bytes are recorded as segments).
 struct EntryData<'input> {
     input: &'input mut ChunkReader,
     remaining: u64,
     crc: Crc64,
-    /// For old GNU sparse members, the CRC covers the logical content with its holes.
-    sparse: Option<SparseCrc<'input>>,
+    /// For sparse members: where the raw data is recorded, and how much is not flushed yet.
+    recorder: Option<(&'input mut dyn SegmentSink, usize)>,
     truncated: bool,
     read_error: Option<io::Error>,
+    record_error: Option<tar_split::Error>,
 }
 
 impl<'input> EntryData<'input> {
-    fn new(input: &'input mut ChunkReader, len: u64, sparse: Option<&'input [(u64, u64)]>) -> Self {
+    fn new(
+        input: &'input mut ChunkReader,
+        len: u64,
+        recorder: Option<&'input mut dyn SegmentSink>,
+    ) -> Self {
         EntryData {
             input,
             remaining: len,
             crc: Crc64::new(),
-            sparse: sparse.map(|fragments| SparseCrc {
-                fragments,
-                idx: 0,
-                used: 0,
-                logical_len: 0,
-            }),
+            recorder: recorder.map(|sink| (sink, 0)),
             truncated: false,
             read_error: None,
+            record_error: None,
         }
     }
 
@@ -503,6 +513,9 @@ impl<'input> EntryData<'input> {
         let offset = self.input.offset();
         if let Some(source) = self.read_error.take() {
             return Err(Error::Read { offset, source });
+        }
+        if let Some(source) = self.record_error.take() {
+            return Err(tar_split_error(entry, source));
         }
         if self.truncated {
             return Err(Error::Truncated {
@@ -524,13 +537,15 @@ impl<'input> EntryData<'input> {
         self.check(entry)
     }
 
-    /// The checksum tar-split records; `size` is the member's logical size.
-    fn finish(mut self, size: u64) -> [u8; 8] {
-        if let Some(sparse) = self.sparse.as_mut() {
-            // The holes after the last fragment, up to the real size.
-            sparse.feed_zeros(&mut self.crc, size.saturating_sub(sparse.logical_len));
+    /// The checksum tar-split records for the data; recorded segments are flushed.
+    fn finish(mut self, entry: &str) -> Result<[u8; 8]> {
+        if let Some((sink, pending)) = self.recorder.as_mut() {
+            if *pending > 0 {
+                sink.flush()
+                    .map_err(|source| tar_split_error(entry, source))?;
+            }
         }
-        self.crc.finish_bytes()
+        Ok(self.crc.finish_bytes())
     }
 }
 
@@ -558,60 +573,23 @@ impl Read for EntryData<'_> {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         let bytes = &buf[..n_read];
-        match self.sparse.as_mut() {
-            Some(sparse) => sparse.update(&mut self.crc, bytes),
+        match self.recorder.as_mut() {
+            Some((sink, pending)) => {
+                let mut recorded = sink.record(bytes);
+                *pending += n_read;
+                if recorded.is_ok() && *pending >= SPARSE_SEGMENT_LEN {
+                    recorded = sink.flush();
+                    *pending = 0;
+                }
+                if let Err(error) = recorded {
+                    self.record_error = Some(error);
+                    return Err(io::Error::other("recording tar-split failed"));
+                }
+            }
             None => self.crc.update(bytes),
         }
         self.remaining -= n_read as u64;
         Ok(n_read)
-    }
-}
-
-/// Maps the physical data of a sparse member to its logical content for the checksum, feeding
-/// zeros for the holes as Go's sparse reader returns them.
-struct SparseCrc<'fragments> {
-    fragments: &'fragments [(u64, u64)],
-    /// The fragment the next data byte belongs to.
-    idx: usize,
-    /// Bytes of that fragment already seen.
-    used: u64,
-    /// Logical bytes checksummed so far.
-    logical_len: u64,
-}
-
-impl SparseCrc<'_> {
-    fn update(&mut self, crc: &mut Crc64, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
-            let Some(&(offset, len)) = self.fragments.get(self.idx) else {
-                // Validation made the fragments add up to the data; nothing is left over.
-                crc.update(bytes);
-                return;
-            };
-            if self.used == 0 {
-                self.feed_zeros(crc, offset.saturating_sub(self.logical_len));
-            }
-            let take = usize::try_from(len - self.used)
-                .unwrap_or(usize::MAX)
-                .min(bytes.len());
-            crc.update(&bytes[..take]);
-            self.used += take as u64;
-            self.logical_len += take as u64;
-            bytes = &bytes[take..];
-            if self.used == len {
-                self.idx += 1;
-                self.used = 0;
-            }
-        }
-    }
-
-    fn feed_zeros(&mut self, crc: &mut Crc64, mut n_zeros: u64) {
-        const ZEROS: [u8; 8192] = [0; 8192];
-        self.logical_len += n_zeros;
-        while n_zeros > 0 {
-            let take = n_zeros.min(ZEROS.len() as u64) as usize;
-            crc.update(&ZEROS[..take]);
-            n_zeros -= take as u64;
-        }
     }
 }
 
@@ -630,27 +608,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sparse_crc_covers_holes() {
-        // Logical content: 3 zeros, "ab", 2 zeros, "c", 1 zero (real size 9).
-        let fragments = [(3, 2), (7, 1)];
-        let mut sparse = SparseCrc {
-            fragments: &fragments,
-            idx: 0,
-            used: 0,
-            logical_len: 0,
-        };
-        let mut crc = Crc64::new();
-        sparse.update(&mut crc, b"a");
-        sparse.update(&mut crc, b"bc");
-        sparse.feed_zeros(&mut crc, 9 - sparse.logical_len);
-        assert_eq!(crc.finish(), Crc64::checksum(b"\0\0\0ab\0\0c\0"));
-    }
-
-    #[test]
-    fn sparse_maps_are_validated() {
-        assert_eq!(validate_sparse(&[(0, 2), (4, 2)], 8, 4), Ok(()));
-        assert!(validate_sparse(&[(4, 2), (0, 2)], 8, 4).is_err());
-        assert!(validate_sparse(&[(0, 2), (7, 2)], 8, 4).is_err());
-        assert!(validate_sparse(&[(0, 2)], 8, 4).is_err());
+    fn header_only_types_follow_go() {
+        for flag in *b"123456" {
+            assert!(is_header_only_type(flag));
+        }
+        for flag in *b"\x0007xgLKS" {
+            assert!(!is_header_only_type(flag));
+        }
     }
 }

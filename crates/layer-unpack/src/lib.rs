@@ -148,6 +148,10 @@ pub struct UnpackOptions {
     pub writers: Option<usize>,
     /// How member paths are resolved inside the layer directory.
     pub resolver: syscompat::Resolver,
+    /// The most bytes the sparse files of the layer may declare (their real sizes added up),
+    /// checked before each one is written: the CLI's `--max-layer-size`. `None` is no limit
+    /// (then the file system's largest file size still bounds each of them).
+    pub max_layer_size: Option<u64>,
 }
 
 /// More writer threads than this do not help: file creation itself stays on one thread.

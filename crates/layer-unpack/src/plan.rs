@@ -42,8 +42,8 @@ pub(crate) enum Action {
 pub(crate) enum Node {
     Dir,
     File,
-    /// An old GNU sparse file: the data fragments go to these (offset, length) places and the
-    /// file is extended to `real_size`.
+    /// A PAX (GNU 0.0, 0.1, 1.0) sparse file: the data fragments go to these (offset, length)
+    /// places and the file is extended to `real_size`; the holes are never written.
     SparseFile {
         fragments: Vec<(u64, u64)>,
         real_size: u64,
@@ -156,11 +156,13 @@ pub(crate) fn plan(member: &Member) -> Result<Action, PlanError> {
 
     let node = match member.typeflag {
         typeflag::DIR => Node::Dir,
-        typeflag::REG => Node::File,
-        typeflag::GNU_SPARSE => Node::SparseFile {
-            fragments: member.sparse.clone().unwrap_or_default(),
-            real_size: u64::try_from(member.size)
-                .map_err(|_| PlanError::InvalidSize(member.size))?,
+        typeflag::REG => match &member.sparse {
+            None => Node::File,
+            Some(fragments) => Node::SparseFile {
+                fragments: fragments.clone(),
+                real_size: u64::try_from(member.size)
+                    .map_err(|_| PlanError::InvalidSize(member.size))?,
+            },
         },
         typeflag::SYMLINK => Node::Symlink {
             target: member.link_name.clone(),
@@ -226,36 +228,6 @@ pub(crate) fn clean_in_root(name: &[u8]) -> Option<Components> {
     Some(components)
 }
 
-/// Cleans `name` exactly like Go's `filepath.Clean` (a rooted name stays rooted, leading `..`
-/// of a relative name stay): the key under which tar-split, and so Docker, finds two members
-/// to be the same path.
-pub(crate) fn go_clean(name: &[u8]) -> Vec<u8> {
-    let rooted = name.first() == Some(&b'/');
-    let mut elements: Vec<&[u8]> = Vec::new();
-    for element in name.split(|&byte| byte == b'/') {
-        match element {
-            b"" | b"." => {}
-            b".." => match elements.last() {
-                Some(last) if *last != b".." => {
-                    elements.pop();
-                }
-                _ if rooted => {}
-                _ => elements.push(element),
-            },
-            _ => elements.push(element),
-        }
-    }
-    let mut cleaned = Vec::with_capacity(name.len() + 1);
-    if rooted {
-        cleaned.push(b'/');
-    }
-    cleaned.extend_from_slice(&elements.join(&b'/'));
-    if cleaned.is_empty() {
-        cleaned.push(b'.');
-    }
-    cleaned
-}
-
 /// Joins components with `/`; the root is `.`.
 pub(crate) fn join(components: &[Vec<u8>]) -> Vec<u8> {
     if components.is_empty() {
@@ -311,24 +283,6 @@ mod tests {
         assert_eq!(clean_in_root(b"../x"), None);
         assert_eq!(clean_in_root(b"a/../../x"), None);
         assert_eq!(clean_in_root(b".."), None);
-    }
-
-    #[test]
-    fn go_clean_matches_filepath_clean() {
-        // Expected values from Go's path/filepath tests.
-        for (name, expected) in [
-            ("", "."),
-            ("abc/", "abc"),
-            ("abc//def//ghi", "abc/def/ghi"),
-            ("./abc", "abc"),
-            ("/../abc", "/abc"),
-            ("abc/../../..", "../.."),
-            ("../../abc/./x/..", "../../abc"),
-            ("/", "/"),
-            ("a/b/../../..", ".."),
-        ] {
-            assert_eq!(go_clean(name.as_bytes()), expected.as_bytes(), "{name}");
-        }
     }
 
     #[test]

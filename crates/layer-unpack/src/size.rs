@@ -53,7 +53,9 @@ fn walk(
                 Err(errno) => return Err(("open directory", errno.into())),
             };
             walk(child.as_fd(), seen, total)?;
-        } else if stat.st_size > 0 && seen.insert((stat.st_dev, stat.st_ino)) {
+        } else if stat.st_size > 0 && (stat.st_nlink < 2 || seen.insert((stat.st_dev, stat.st_ino)))
+        {
+            // Only an inode with several links can be met again: only those are remembered.
             *total += stat.st_size;
         }
     }

@@ -43,6 +43,17 @@ pub fn open_for_change(
     Ok((root, lock))
 }
 
+/// Takes the lock of a root a read-only command opened, for the moment it changes something
+/// after all (`diff` mounting comparison views): the same dockerd check as `open_for_change`.
+pub fn lock_opened(root: &DataRoot, root_path: &Path, action: &str) -> Result<RootLock> {
+    refuse_live_dockerd(root_path, action)?;
+    let (lock, waited) = root.lock_reporting_wait()?;
+    if waited {
+        refuse_live_dockerd(root_path, action)?;
+    }
+    Ok(lock)
+}
+
 fn refuse_live_dockerd(root_path: &Path, action: &str) -> Result<()> {
     if let Some(live) = store::live_dockerd(root_path) {
         bail!(

@@ -39,6 +39,9 @@ pub struct CommitArgs {
     /// image's creation time) and date the image at that time.
     #[arg(long)]
     reproducible: bool,
+    /// Fail when the layer's tar grows past SIZE (`100MiB`, `20G`, bytes), as `load` does.
+    #[arg(long, env = "OVL_MAX_LAYER_SIZE", value_parser = crate::load::parse_size)]
+    max_layer_size: Option<u64>,
     /// The container: name, id or unique id prefix.
     container: String,
     /// Tag the new image `REPO[:TAG]`.
@@ -94,6 +97,7 @@ pub fn commit(root_path: &Path, args: &CommitArgs) -> Result<()> {
             parent_layer.as_ref(),
             &dirs.upper,
             clamp,
+            args.max_layer_size,
             false,
         ) {
             Err(err) if needs_merged_export(&err) => {
@@ -108,6 +112,7 @@ pub fn commit(root_path: &Path, args: &CommitArgs) -> Result<()> {
                     parent_layer.as_ref(),
                     &dirs.upper,
                     clamp,
+                    args.max_layer_size,
                     true,
                 )
             }
@@ -149,7 +154,7 @@ pub fn commit(root_path: &Path, args: &CommitArgs) -> Result<()> {
     })();
     match image {
         Ok(image_id) => {
-            println!("{image_id}");
+            crate::out::outln!("{image_id}");
             Ok(())
         }
         Err(err) => {
@@ -170,6 +175,7 @@ fn register(
     parent: Option<&Layer>,
     upper: &Path,
     clamp: Option<i64>,
+    max_layer_size: Option<u64>,
     force_merged: bool,
 ) -> Result<Layer> {
     let options = layer_pack::PackOptions { clamp_mtime: clamp };
@@ -185,14 +191,18 @@ fn register(
                 feature,
                 "overlay {feature} is enabled by default: exporting the changes from the merged tree"
             );
-            let change_list = changes::container_changes(root, &entry.container_id)?;
+            let change_list =
+                changes::container_changes(root, &entry.container_id, changes::Lock::Held)?;
             let views = views::MergedViews::mount(root, entry)?;
             Some((views, change_list))
         }
         None => None,
     };
     let upper: PathBuf = upper.to_path_buf();
-    let unpack_options = crate::kernel::unpack_options()?;
+    let unpack_options = layer_unpack::UnpackOptions {
+        max_layer_size,
+        ..crate::kernel::unpack_options()?
+    };
     let layer = root.register_layer(parent, &mut |diff_dir, tar_split| {
         let (reader, writer) = std::io::pipe()?;
         let produced = std::thread::scope(|scope| {
@@ -214,20 +224,24 @@ fn register(
                 Ok(())
             });
             let mut packer = tar_split::Packer::new(tar_split);
-            let unpacked = layer_unpack::unpack(
-                BufReader::with_capacity(PIPE_BUFFER_LEN, reader),
-                diff_dir,
-                &mut packer,
-                &unpack_options,
-            );
+            let limited = crate::load::SizeLimit {
+                inner: BufReader::with_capacity(PIPE_BUFFER_LEN, reader),
+                n_bytes: 0,
+                max_len: max_layer_size.unwrap_or(u64::MAX),
+            };
+            let unpacked = layer_unpack::unpack(limited, diff_dir, &mut packer, &unpack_options);
             let produced = producer
                 .join()
                 .unwrap_or_else(|_| Err("the layer tar producer panicked".into()));
             (produced, unpacked.map(|report| (report, packer)))
         });
         // The producer's error explains an unpacker that saw a cut stream; a producer that only
-        // saw the pipe close explains nothing when the unpacker failed first.
+        // saw the pipe close explains nothing: the unpacker failed first, and its error (a
+        // name too long, a full disk) is the one the user gets.
         let (report, packer) = match produced {
+            (Err(pack_err), Err(unpack_err)) if is_closed_pipe(pack_err.as_ref()) => {
+                return Err(unpack_err.into())
+            }
             (Err(pack_err), Err(_)) | (Err(pack_err), Ok(_)) => return Err(pack_err),
             (Ok(()), Err(unpack_err)) => return Err(unpack_err.into()),
             (Ok(()), Ok(done)) => done,
@@ -240,6 +254,19 @@ fn register(
         })
     })?;
     Ok(layer)
+}
+
+/// Whether `err` is, or is caused by, a write to a pipe whose reader has gone.
+fn is_closed_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        let io = err.downcast_ref::<std::io::Error>();
+        if io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// Whether `err` says that the upperdir carries overlay redirects or metacopy files.

@@ -89,7 +89,7 @@ pub fn run_rootfs(root_path: &Path, args: &RunArgs) -> Result<()> {
             } else {
                 let merged = mount_container(&root, &existing.id)?;
                 write_cidfile(args.cidfile.as_deref(), &existing.id)?;
-                println!("{}", merged.display());
+                crate::out::outln!("{}", merged.display());
                 return Ok(());
             }
         }
@@ -150,7 +150,7 @@ pub fn run_rootfs(root_path: &Path, args: &RunArgs) -> Result<()> {
     }
     write_cidfile(args.cidfile.as_deref(), &container_id)?;
     created.keep();
-    println!("{}", merged.display());
+    crate::out::outln!("{}", merged.display());
     Ok(())
 }
 
@@ -218,7 +218,7 @@ pub fn ps(root_path: &Path, args: &PsArgs) -> Result<()> {
     } else {
         template.render_rows(&rows, PS_HEADERS)?
     };
-    print!("{out}");
+    crate::out::out!("{out}");
     Ok(())
 }
 
@@ -452,7 +452,7 @@ pub fn umount(root_path: &Path, args: &UmountArgs) -> Result<()> {
         let container = resolve::container(&root, text)?;
         let entry = mounts_entry(&root, &container.id)?;
         unmount_layer(&root, &entry.mount_id).with_context(|| format!("container {text}"))?;
-        println!("{text}");
+        crate::out::outln!("{text}");
     }
     Ok(())
 }
@@ -469,7 +469,7 @@ pub fn rm(root_path: &Path, args: &RmArgs) -> Result<()> {
         }
         remove_container(&root, &container.id)
             .with_context(|| format!("removing container {text}"))?;
-        println!("{text}");
+        crate::out::outln!("{text}");
     }
     Ok(())
 }

@@ -65,7 +65,7 @@ fn df(root_path: &Path, args: &DfArgs, verbose: bool) -> Result<()> {
         (true, "table") => verbose_tables(&usage, now),
         (true, _) => verbose_json(&usage, now)?,
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(())

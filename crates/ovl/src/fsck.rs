@@ -53,7 +53,7 @@ pub fn fsck(root_path: &Path, args: &FsckArgs) -> Result<()> {
         }
         report.findings.sort();
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     for finding in &report.findings {
         let kind = match finding.severity {
             Severity::Corruption => "corrupt",
@@ -115,7 +115,7 @@ const LEFTOVER_KINDS: [GarbageKind; 4] = [
 ];
 
 fn repair(root: &DataRoot) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     for container in root.containers()? {
         if container.state.removal_in_progress {
             container::remove_container(root, &container.id)

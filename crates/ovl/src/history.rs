@@ -101,7 +101,7 @@ pub fn history(root_path: &Path, args: &HistoryArgs) -> Result<()> {
             now,
         })
         .collect();
-    print!("{}", template.render_rows(&rows, HEADERS)?);
+    crate::out::out!("{}", template.render_rows(&rows, HEADERS)?);
     Ok(())
 }
 

@@ -204,7 +204,7 @@ pub fn images(root_path: &Path, args: &ImagesArgs) -> Result<()> {
     } else {
         template.render_rows(&rows, HEADERS)?
     };
-    print!("{out}");
+    crate::out::out!("{out}");
     Ok(())
 }
 
@@ -323,8 +323,8 @@ fn remove_image(root: &DataRoot, text: &str, force: bool) -> Result<()> {
     // A tag of an image that has other tags only loses that tag, as with docker rmi.
     if let Some(name) = &named_by_tag {
         if tags.len() > 1 {
-            root.remove_reference(&Reference::parse(name)?)?;
-            println!("Untagged: {name}");
+            root.remove_reference_name(name)?;
+            crate::out::outln!("Untagged: {name}");
             return Ok(());
         }
     } else if tags.len() > 1 && !force {
@@ -345,24 +345,30 @@ fn remove_image(root: &DataRoot, text: &str, force: bool) -> Result<()> {
             users.join(", ")
         );
     }
+    // What the other images and the containers hold is known before anything changes: an image
+    // whose config cannot be read holds layers nobody can name, so nothing is removed then.
+    let release = if users.is_empty() {
+        let config = root.image_config(&image_id)?;
+        Some((config, held_chain_ids(root, &image_id)?))
+    } else {
+        None
+    };
     for name in &tags {
-        root.remove_reference(&Reference::parse(name)?)?;
-        println!("Untagged: {name}");
+        root.remove_reference_name(name)?;
+        crate::out::outln!("Untagged: {name}");
     }
-    if !users.is_empty() {
+    let Some((config, held)) = release else {
         // Forced with containers still using it: Docker keeps the image, untagged.
         return Ok(());
-    }
-    let config = root.image_config(&image_id)?;
+    };
     root.delete_image(&image_id)?;
-    println!("Deleted: {image_id}");
-    release_layers(root, &config.rootfs.diff_ids)?;
+    crate::out::outln!("Deleted: {image_id}");
+    release_layers(root, &config.rootfs.diff_ids, &held)?;
     Ok(())
 }
 
 /// Removes the layers of a chain, top first, that no image, child layer or container references.
-fn release_layers(root: &DataRoot, diff_ids: &[String]) -> Result<()> {
-    let held = held_chain_ids(root)?;
+fn release_layers(root: &DataRoot, diff_ids: &[String], held: &BTreeSet<String>) -> Result<()> {
     // How many registered layers sit directly on each layer; a layer with children stays.
     let mut n_children: BTreeMap<String, usize> = BTreeMap::new();
     for parent in root.layers()?.into_iter().filter_map(|layer| layer.parent) {
@@ -376,7 +382,7 @@ fn release_layers(root: &DataRoot, diff_ids: &[String]) -> Result<()> {
             continue;
         };
         root.remove_layer(chain_id)?;
-        println!("Deleted: {chain_id}");
+        crate::out::outln!("Deleted: {chain_id}");
         if let Some(parent) = layer.parent {
             n_children.entry(parent).and_modify(|n| *n -= 1);
         }
@@ -384,13 +390,21 @@ fn release_layers(root: &DataRoot, diff_ids: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Every ChainID that a remaining image's chain or a container layer holds.
-fn held_chain_ids(root: &DataRoot) -> Result<BTreeSet<String>> {
+/// Every ChainID that the chain of an image other than `removed`, or a container layer, holds.
+/// An image whose config cannot be read fails it: its layers would look unused.
+fn held_chain_ids(root: &DataRoot, removed: &str) -> Result<BTreeSet<String>> {
     let mut held = BTreeSet::new();
     for image_id in root.images()? {
-        if let Ok(config) = root.image_config(&image_id) {
-            held.extend(store::chain_ids(&config.rootfs.diff_ids));
+        if image_id == removed {
+            continue;
         }
+        let config = root.image_config(&image_id).with_context(|| {
+            format!(
+                "reading the config of image {image_id}, whose layers must be kept: \
+                 nothing removed (ovl fsck names what is damaged)"
+            )
+        })?;
+        held.extend(store::chain_ids(&config.rootfs.diff_ids));
     }
     for container in root.containers()? {
         held.extend(

@@ -83,23 +83,23 @@ pub fn info(root_path: &Path, args: &InfoArgs) -> Result<()> {
             "Containers": n_containers,
             "LiveDockerd": daemon,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        crate::out::outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     if let Some(other) = &args.format {
         anyhow::bail!("unknown --format {other:?}: use json");
     }
-    println!("Data Root: {}", root_path.display());
-    println!(" Images: {n_images}");
-    println!(" Containers: {n_containers}");
-    println!(" Storage Driver: overlay2");
-    println!("  Backing Filesystem: {}", features.backing_fs);
-    println!("  Supports d_type: {}", features.d_type);
-    println!("  Native Overlay Diff: {native_diff}");
-    println!("  userxattr: false");
-    println!("  index=off passed: {}", features.index_param);
-    println!("  lowerdir+: {}", features.lowerdir_plus);
-    println!(
+    crate::out::outln!("Data Root: {}", root_path.display());
+    crate::out::outln!(" Images: {n_images}");
+    crate::out::outln!(" Containers: {n_containers}");
+    crate::out::outln!(" Storage Driver: overlay2");
+    crate::out::outln!("  Backing Filesystem: {}", features.backing_fs);
+    crate::out::outln!("  Supports d_type: {}", features.d_type);
+    crate::out::outln!("  Native Overlay Diff: {native_diff}");
+    crate::out::outln!("  userxattr: false");
+    crate::out::outln!("  index=off passed: {}", features.index_param);
+    crate::out::outln!("  lowerdir+: {}", features.lowerdir_plus);
+    crate::out::outln!(
         "  Max layers per mount: {max_layers}{}",
         if features.lowerdir_plus {
             " (lowerdir+)"
@@ -107,17 +107,17 @@ pub fn info(root_path: &Path, args: &InfoArgs) -> Result<()> {
             " (one page of mount data with l/ links)"
         }
     );
-    println!("  In-root resolver: {}", resolver.describe());
-    println!("  Mount path: {mount_path}");
+    crate::out::outln!("  In-root resolver: {}", resolver.describe());
+    crate::out::outln!("  Mount path: {mount_path}");
     if !disabled.is_empty() {
-        println!(
+        crate::out::outln!(
             "  Disabled by {}: {}",
             kernel::DISABLE_VARIABLE,
             disabled.join(",")
         );
     }
-    println!(" Kernel Version: {kernel}");
-    println!(
+    crate::out::outln!(" Kernel Version: {kernel}");
+    crate::out::outln!(
         " Live dockerd on this root: {}",
         daemon.as_deref().unwrap_or("none")
     );

@@ -49,7 +49,7 @@ pub fn inspect(root_path: &Path, args: &InspectArgs) -> Result<()> {
         missing.push(name.clone());
     }
     match template {
-        None => println!("{}", serde_json::to_string_pretty(&Value::Array(out))?),
+        None => crate::out::outln!("{}", serde_json::to_string_pretty(&Value::Array(out))?),
         Some(template) => {
             // docker's TemplateInspector: each result's text and a newline, a lone newline when
             // nothing was found; a result the template fails on fails the command.
@@ -61,7 +61,7 @@ pub fn inspect(root_path: &Path, args: &InspectArgs) -> Result<()> {
             if text.is_empty() {
                 text.push('\n');
             }
-            print!("{text}");
+            crate::out::out!("{text}");
         }
     }
     if !missing.is_empty() {

@@ -56,8 +56,15 @@ pub fn load(root_path: &Path, args: &LoadArgs) -> Result<()> {
     };
     let archive = Archive::open(&args.input, &root.tmp_dir(), &options)
         .with_context(|| format!("reading archive {}", args.input.display()))?;
+    // Every name is checked before any layer is written: a name Docker would refuse (such as
+    // `sha256:<hex>`, which would shadow an image id) leaves nothing behind.
+    for image in archive.images() {
+        for name in &image.names {
+            Reference::parse(name).with_context(|| format!("image name {name}"))?;
+        }
+    }
     let progress = Progress::new(!args.quiet);
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::out::stdout();
     for image in archive.images() {
         let mut registered = Registered::new(&root);
         // The chain bottom up: layers already stored are reused; the first missing one and every
@@ -178,7 +185,7 @@ pub fn import(root_path: &Path, args: &ImportArgs) -> Result<()> {
         root.add_reference(&reference, &image_id)?;
         root.set_last_updated(&image_id)?;
     }
-    println!("{image_id}");
+    crate::out::outln!("{image_id}");
     Ok(())
 }
 
@@ -343,12 +350,12 @@ fn apply_layer(
         max_len: max_len.unwrap_or(u64::MAX),
     };
     let mut packer = tar_split::Packer::new(tar_split);
-    let report = layer_unpack::unpack(
-        tar,
-        diff_dir,
-        &mut packer,
-        &crate::kernel::unpack_options()?,
-    )?;
+    // The limit also holds for the real sizes sparse files declare, checked before each is made.
+    let options = layer_unpack::UnpackOptions {
+        max_layer_size: max_len,
+        ..crate::kernel::unpack_options()?
+    };
+    let report = layer_unpack::unpack(tar, diff_dir, &mut packer, &options)?;
     packer.finish()?;
     let size = layer_unpack::diff_size(diff_dir)?;
     Ok((
@@ -361,10 +368,10 @@ fn apply_layer(
 }
 
 /// Fails the read that takes the uncompressed stream past `max_len` bytes.
-struct SizeLimit<R> {
-    inner: R,
-    n_bytes: u64,
-    max_len: u64,
+pub(crate) struct SizeLimit<R> {
+    pub(crate) inner: R,
+    pub(crate) n_bytes: u64,
+    pub(crate) max_len: u64,
 }
 
 impl<R: Read> Read for SizeLimit<R> {
@@ -383,7 +390,7 @@ impl<R: Read> Read for SizeLimit<R> {
 
 /// Parses a size: a number of bytes with an optional unit, `k`/`m`/`g`/`t` (powers of 1000,
 /// with an optional `b`) or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024), in any case.
-fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !c.is_ascii_digit())
@@ -455,12 +462,12 @@ impl Progress {
     }
     fn line(&self, text: &str) {
         if self.enabled {
-            eprintln!("{text}");
+            crate::out::errln!("{text}");
         }
     }
     fn update(&self, label: &str, n_bytes: u64) {
         if self.enabled && self.terminal {
-            eprint!(
+            crate::out::err!(
                 "\r\x1b[2KLoading layer {label}: {}",
                 crate::format::human_size(n_bytes as i64)
             );
@@ -471,9 +478,9 @@ impl Progress {
             return;
         }
         if self.terminal {
-            eprint!("\r\x1b[2K");
+            crate::out::err!("\r\x1b[2K");
         }
-        eprintln!(
+        crate::out::errln!(
             "Loaded layer {label}: {}",
             crate::format::human_size(tar_bytes as i64)
         );

@@ -16,6 +16,7 @@ mod info;
 mod inspect;
 mod kernel;
 mod load;
+mod out;
 mod prune;
 mod resolve;
 mod save;
@@ -103,7 +104,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     // A misspelt OVL_DISABLE_FEATURES is refused before any command starts work.
     if let Err(err) = kernel::disabled() {
-        eprintln!("ovl: {err}");
+        crate::out::errln!("ovl: {err}");
         return ExitCode::from(2);
     }
     let result = match &cli.command {
@@ -127,26 +128,19 @@ fn main() -> ExitCode {
         Command::Info(args) => info::info(&cli.root, args),
     };
     match result {
-        Ok(()) => match std::io::stdout().flush() {
+        Ok(()) => match out::stdout().flush() {
             Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => {
-                eprintln!("ovl: writing output: {err}");
+                crate::out::errln!("ovl: writing output: {err}");
                 ExitCode::from(1)
             }
             _ => ExitCode::SUCCESS,
         },
-        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) if out::is_stdout_closed(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("ovl: {}", format::error_chain(&err));
+            crate::out::errln!("ovl: {}", format::error_chain(&err));
             ExitCode::from(1)
         }
     }
-}
-
-/// A closed stdout (`ovl images | head -1`) is not an error.
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn init_logging(verbose: u8) {

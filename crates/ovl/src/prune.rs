@@ -35,7 +35,7 @@ pub fn prune(root_path: &Path, args: &PruneArgs) -> Result<()> {
     }
     if !args.force && !confirmed()? {
         // Docker's prune commands report nothing reclaimed when the answer is no.
-        println!("Total reclaimed space: {}", human_size(0));
+        crate::out::outln!("Total reclaimed space: {}", human_size(0));
         return Ok(());
     }
     let (root, _lock) = access::open_for_change(root_path, Create::No, "prune the data root")?;
@@ -43,7 +43,7 @@ pub fn prune(root_path: &Path, args: &PruneArgs) -> Result<()> {
         .plan_gc()
         .with_context(|| format!("planning the prune of {}", root_path.display()))?;
     report_left_alone(&plan);
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     let mut reclaimed = 0u64;
     let mut write_error = None;
     let executed = root.execute_gc(&plan, &mut |item| {
@@ -73,7 +73,7 @@ fn dry_run(root_path: &Path) -> Result<()> {
     let root = DataRoot::open(root_path)
         .with_context(|| format!("opening data root {}", root_path.display()))?;
     if let Some(live) = store::live_dockerd(root_path) {
-        eprintln!(
+        crate::out::errln!(
             "warning: data root {} is in use by {live}; what it is doing right now may be listed",
             root_path.display()
         );
@@ -87,7 +87,7 @@ fn dry_run(root_path: &Path) -> Result<()> {
         .plan_gc()
         .with_context(|| format!("planning the prune of {}", root_path.display()))?;
     report_left_alone(&plan);
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     for item in &plan.items {
         writeln!(out, "Would delete {}: {}", noun(item.kind), item.name)?;
         tracing::debug!(name = %item.name, reason = %item.reason, size = item.size, "garbage");
@@ -103,7 +103,7 @@ fn dry_run(root_path: &Path) -> Result<()> {
 /// Names what the plan leaves in place, on stderr.
 fn report_left_alone(plan: &GcPlan) {
     for left in &plan.left_alone {
-        eprintln!("Left alone {}: {}", left.path.display(), left.reason);
+        crate::out::errln!("Left alone {}: {}", left.path.display(), left.reason);
     }
 }
 
@@ -126,7 +126,7 @@ fn size_i64(size: u64) -> i64 {
 /// Docker's `PromptForConfirmation`: the warning on stdout, then a line from stdin; only `y` or
 /// `Y` proceeds (end of input is a no).
 fn confirmed() -> Result<bool> {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::out::stdout();
     out.write_all(WARNING.as_bytes())?;
     out.flush()?;
     let mut answer = String::new();

@@ -126,8 +126,7 @@ pub fn save(root_path: &Path, args: &SaveArgs) -> Result<()> {
                 now,
                 scratch_dir,
             };
-            let stdout = std::io::stdout();
-            let mut out = BufWriter::with_capacity(OUTPUT_BUFFER_LEN, stdout.lock());
+            let mut out = BufWriter::with_capacity(OUTPUT_BUFFER_LEN, crate::out::stdout());
             write_archive(args.format, &mut images, &mut out, &options)
                 .context("saving to stdout")?;
             out.flush().context("saving to stdout")?;

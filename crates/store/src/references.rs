@@ -14,6 +14,9 @@ pub struct Reference {
     pub tag: String,
 }
 
+/// The digest algorithm of image ids, which Docker refuses as a (familiar) repository name.
+const DIGEST_ALGORITHM: &str = "sha256";
+
 /// Docker's limit on the length of a repository name (distribution/reference NameTotalLengthMax).
 const NAME_TOTAL_LENGTH_MAX: usize = 255;
 
@@ -77,6 +80,12 @@ impl Reference {
             }
             Some(domain) => format!("{domain}/{path}"),
         };
+        if repo == DIGEST_ALGORITHM {
+            // `sha256:<hex>` must only ever name an image by id, never a tag someone made.
+            return Err(invalid(
+                "refusing to create an ambiguous tag using digest algorithm as name",
+            ));
+        }
         Ok(Reference {
             repo,
             tag: tag.to_string(),
@@ -191,6 +200,17 @@ impl DataRoot {
         self.save_repositories(&repositories)
     }
 
+    /// Removes the entry whose key is `name` exactly, whatever repository it is filed under: also
+    /// names that no longer parse (written by another tool, or crafted).
+    pub fn remove_reference_name(&self, name: &str) -> Result<()> {
+        let mut repositories = self.load_repositories()?;
+        repositories.repositories.retain(|_, refs| {
+            refs.remove(name);
+            !refs.is_empty()
+        });
+        self.save_repositories(&repositories)
+    }
+
     pub fn remove_reference(&self, reference: &Reference) -> Result<()> {
         let mut repositories = self.load_repositories()?;
         if let Some(refs) = repositories.repositories.get_mut(&reference.repo) {
@@ -221,6 +241,9 @@ mod tests {
             ("localhost:5000", "localhost", "5000"),
             ("a---b_c", "a---b_c", "latest"),
             ("docker.io/myorg/app:v2", "myorg/app", "v2"),
+            // Accepted by dockerd 20.10's `docker tag` (checked by hand against it).
+            ("foo/sha256:x", "foo/sha256", "x"),
+            ("sha512:abc", "sha512", "abc"),
             (
                 "localhost:5000/spec-ns/x:1",
                 "localhost:5000/spec-ns/x",
@@ -261,6 +284,12 @@ mod tests {
             "x.io:port/a",
             "a/b:",
             &format!("a:{}", "t".repeat(129)),
+            // Refused by dockerd 20.10: "refusing to create an ambiguous tag using digest
+            // algorithm as name".
+            "sha256:6f61810d4a18",
+            "sha256",
+            "docker.io/library/sha256:x",
+            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be rejected");
         }

@@ -95,6 +95,23 @@ impl Resolver {
         }
         open_walking(root, path, flags | OFlags::CLOEXEC)
     }
+
+    /// Opens `path` inside `root` for reading only if it is a regular file (the last component
+    /// is not followed): the name is resolved to an `O_PATH` descriptor, described, and only a
+    /// regular file is reopened. Anything else gives the node and `None`, without being opened.
+    pub fn open_regular(
+        self,
+        root: BorrowedFd<'_>,
+        path: &[u8],
+    ) -> Result<(crate::Node, Option<OwnedFd>), Errno> {
+        let fd = self.open(root, path, OFlags::PATH | OFlags::NOFOLLOW)?;
+        let node = crate::Node::from_path_fd(fd)?;
+        if node.file_type() != FileType::RegularFile {
+            return Ok((node, None));
+        }
+        let file = crate::node::reopen(node.fd(), node.stat())?;
+        Ok((node, Some(file)))
+    }
 }
 
 /// The userspace walk described in the module documentation.

@@ -7,6 +7,9 @@
 //! - [`stat_node`]: type, size, inode and the mount an inode lives on: `statx` with
 //!   `STATX_MNT_ID` (Linux 4.11/5.8), else `fstatat` with the mount id of
 //!   `name_to_handle_at` (Linux 2.6.39).
+//! - [`Node`] and [`open_regular_at`]: a name described through an `O_PATH | O_NOFOLLOW`
+//!   descriptor and opened for reading only when that inode is a regular file, so that no
+//!   device or FIFO a container planted under a file's name is ever opened.
 //!
 //! Nothing here compares version numbers. Each call tries the newer system call and falls back
 //! when it is missing (`ENOSYS`) or refused (`EPERM`, as a seccomp filter may answer), at every
@@ -15,11 +18,13 @@
 #![deny(unsafe_code)]
 
 mod in_root;
+mod node;
 mod random;
 mod stat;
 mod sys;
 
 pub use in_root::Resolver;
+pub use node::{open_regular_at, Node};
 pub use random::fill_random;
 pub use stat::{stat_node, MountKey, NodeStat};
 

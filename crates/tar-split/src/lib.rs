@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 
 mod crc64;
+mod name_set;
 mod pack;
 mod path_clean;
 mod reassemble;
@@ -24,6 +25,7 @@ mod unpack;
 use std::io;
 
 pub use crc64::Crc64;
+pub use name_set::NameSet;
 pub use pack::Packer;
 pub use reassemble::{reassemble, reassembled_len};
 pub use unpack::Unpacker;

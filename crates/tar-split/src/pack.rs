@@ -1,6 +1,5 @@
 //! Writing `tar-split.json.gz` streams byte for byte as Go's tar-split `jsonPacker` does.
 
-use std::collections::HashSet;
 use std::io::Write;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -8,6 +7,7 @@ use base64::Engine as _;
 use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
 
+use crate::name_set::NameSet;
 use crate::path_clean::clean;
 use crate::{lossy_name, Error, Result, FILE_TYPE, SEGMENT_TYPE};
 
@@ -35,7 +35,7 @@ pub struct Packer<W: Write> {
     /// The `position` of the next entry.
     position: u64,
     /// Cleaned names of all file entries so far.
-    seen_names: HashSet<Vec<u8>>,
+    seen_names: NameSet,
     /// Scratch buffer for one JSON line.
     line: Vec<u8>,
 }
@@ -63,9 +63,15 @@ impl<W: Write> Packer<W> {
             segment: Vec::new(),
             segment_pending: false,
             position: 0,
-            seen_names: HashSet::new(),
+            seen_names: NameSet::new(),
             line: Vec::with_capacity(256),
         }
+    }
+
+    /// Whether a file entry of this name (cleaned as Go's `filepath.Clean` does) was added: a
+    /// second one fails [`Packer::add_file`], so callers check before doing the entry's work.
+    pub fn has_name(&self, name: &[u8]) -> bool {
+        self.seen_names.contains(&clean(name))
     }
 
     /// Buffers raw archive bytes for the next segment entry.
@@ -103,7 +109,7 @@ impl<W: Write> Packer<W> {
         if self.segment_pending {
             self.flush_segment()?;
         }
-        if !self.seen_names.insert(clean(name)) {
+        if !self.seen_names.insert(&clean(name)) {
             return Err(Error::DuplicatePath {
                 name: lossy_name(name),
                 position: self.position,

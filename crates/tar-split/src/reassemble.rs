@@ -5,7 +5,6 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::BorrowedFd;
 
-use rustix::fs::{FileType, OFlags};
 use syscompat::Resolver;
 
 use crate::{lossy_name, Crc64, Entry, Error, Result, Unpacker};
@@ -80,18 +79,20 @@ fn open_in_root(
         position,
         source: io::Error::from(errno),
     };
-    // O_NONBLOCK keeps a FIFO planted under a file's name from blocking the open; the type check
-    // below then rejects it.
-    let flags =
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
-    let fd = resolver.open(layer_root, name, flags).map_err(open_error)?;
-    let stat = rustix::fs::fstat(&fd).map_err(open_error)?;
-    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+    // Only a regular file is opened: a device or FIFO planted under a file's name is described
+    // through an O_PATH descriptor and refused without being opened.
+    let (node, fd) = resolver
+        .open_regular(layer_root, name)
+        .map_err(open_error)?;
+    if node.file_type() == rustix::fs::FileType::Symlink {
+        return Err(open_error(rustix::io::Errno::LOOP));
+    }
+    let Some(fd) = fd else {
         return Err(Error::NotRegularFile {
             name: lossy_name(name),
             position,
         });
-    }
+    };
     Ok(File::from(fd))
 }
 

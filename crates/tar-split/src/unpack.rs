@@ -1,6 +1,5 @@
 //! Reading `tar-split.json.gz` streams.
 
-use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -18,7 +17,7 @@ pub struct Unpacker<R: Read> {
     /// The 0-based index of the next entry.
     position: u64,
     /// Cleaned names of all file entries so far.
-    seen_names: HashSet<Vec<u8>>,
+    seen_names: crate::name_set::NameSet,
     line: Vec<u8>,
     done: bool,
 }
@@ -54,7 +53,7 @@ impl<R: Read> Unpacker<R> {
         Unpacker {
             reader: BufReader::new(MultiGzDecoder::new(gz)),
             position: 0,
-            seen_names: HashSet::new(),
+            seen_names: crate::name_set::NameSet::new(),
             line: Vec::with_capacity(256),
             done: false,
         }
@@ -120,7 +119,7 @@ impl<R: Read> Unpacker<R> {
                         ))
                     })?),
                 };
-                if !self.seen_names.insert(clean(&name)) {
+                if !self.seen_names.insert(&clean(&name)) {
                     return Err(Error::DuplicatePath {
                         name: lossy_name(&name),
                         position,

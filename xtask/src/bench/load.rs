@@ -399,7 +399,7 @@ fn write_docker_archive(
 // Measuring
 
 /// A wall time and the peak RSS (KiB) of a command run under GNU time.
-fn timed_rss(command: &Command, scratch: &Path) -> Result<(Duration, u64)> {
+pub fn timed_rss(command: &Command, scratch: &Path) -> Result<(Duration, u64)> {
     let rss_file = scratch.join("rss");
     let mut wrapped = Command::new("/usr/bin/time");
     wrapped.arg("-f").arg("%M").arg("-o").arg(&rss_file);
