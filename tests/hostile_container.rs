@@ -799,6 +799,10 @@ fn load_peak_rss_kib(ovl: &Ovl, archive: &Path, report: &Path) -> i64 {
             None => timed.env_remove(key),
         };
     }
+    // The lane's filter is installed before `exec`, so it must be put on the command that runs.
+    if let Some(lane) = ovl_tests::abi_lane() {
+        lane.wrap(&mut timed);
+    }
     let output = timed.output().expect("run GNU time");
     assert!(
         output.status.success(),
