@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -319,13 +319,15 @@ impl MemberReader<'_> {
                 self.member_io(member, "opening", errno.into())
             }
         };
+        let Some((file_name, parents)) = components.split_last() else {
+            return Err(Error::UnsafeMemberPath {
+                archive: self.archive.to_path_buf(),
+                member: member.to_string(),
+            });
+        };
         let mut current: Option<OwnedFd> = None;
-        let last = components.len().saturating_sub(1);
-        for (idx, component) in components.iter().enumerate() {
-            let mut flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            if idx != last {
-                flags |= OFlags::DIRECTORY;
-            }
+        for component in parents {
+            let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::DIRECTORY | OFlags::CLOEXEC;
             let fd = match &current {
                 None => rustix::fs::openat(&dir.dir, *component, flags, Mode::empty()),
                 Some(parent) => rustix::fs::openat(parent, *component, flags, Mode::empty()),
@@ -333,21 +335,21 @@ impl MemberReader<'_> {
             .map_err(convert)?;
             current = Some(fd);
         }
-        let fd = current.ok_or_else(|| Error::UnsafeMemberPath {
+        // The file itself is opened only if it is a regular file: a FIFO or device node in a
+        // layout directory is refused without being opened (which could block, or act).
+        let name = std::ffi::CString::new(*file_name).map_err(|_| Error::UnsafeMemberPath {
             archive: self.archive.to_path_buf(),
             member: member.to_string(),
         })?;
-        let file = File::from(fd);
-        let metadata = file
-            .metadata()
-            .map_err(|source| self.member_io(member, "reading metadata", source))?;
-        if !metadata.is_file() {
+        let parent = current.as_ref().map_or(dir.dir.as_fd(), |fd| fd.as_fd());
+        let (_, file) = syscompat::open_regular_at(parent, &name).map_err(convert)?;
+        let Some(file) = file else {
             return Err(Error::NotAFile {
                 archive: self.archive.to_path_buf(),
                 member: member.to_string(),
             });
-        }
-        Ok(file)
+        };
+        Ok(File::from(file))
     }
 }
 

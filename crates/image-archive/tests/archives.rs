@@ -834,6 +834,43 @@ fn oci_layout_blob_symlink_is_not_followed() {
     assert!(matches!(&err, Error::NotAFile { .. }), "{err}");
 }
 
+/// A FIFO (or a device node) in a blob's place is refused without being opened: opening a FIFO
+/// for reading blocks until a writer comes, and opening a device can act on it.
+#[test]
+fn oci_layout_blob_fifo_is_refused_without_being_opened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = test_image();
+    let mut layout = Layout::new();
+    let manifest = layout.add_image(&image);
+    layout.write_dir(dir.path(), &Layout::index(vec![manifest]));
+    let blob = dir
+        .path()
+        .join("blobs/sha256")
+        .join(hex(&sha256(&gzip(&image.layers[0]))));
+    fs::remove_file(&blob).expect("remove blob");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &blob,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let path = dir.path().to_path_buf();
+    std::thread::spawn(move || {
+        let result = open(&path, &path)
+            .map(|_| ())
+            .map_err(|err| err.to_string());
+        let _ = sender.send(result);
+    });
+    let result = receiver
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("opening the layout blocked on the FIFO");
+    let err = result.expect_err("a FIFO blob");
+    assert!(err.contains("blobs/sha256/"), "{err}");
+}
+
 #[test]
 fn oci_invalid_digest_in_index_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
