@@ -159,10 +159,11 @@ fn test(extra: &[String]) -> Result<()> {
 /// The end-to-end suites that run a second time under an ABI lane on the host: every `ovl` they
 /// start is `target/dist/ovl` with the lane's seccomp filter, so paths inside layers go through
 /// the userspace resolver and every other fallback is taken.
-const HOST_LANE_SUITES: [&str; 8] = [
+const HOST_LANE_SUITES: [&str; 9] = [
     "old_kernels",
     "hostile",
     "hostile_container",
+    "hostile_root",
     "crash",
     "bad_input",
     "lifecycle",

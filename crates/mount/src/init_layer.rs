@@ -51,7 +51,8 @@ pub fn populate_init_layer(merged_root: &Path, resolver: Resolver) -> Result<()>
     let root = rustix::fs::openat(
         CWD,
         merged_root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        // The caller names a checked directory; a symlink in its place is still not followed.
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .map_err(|source| Error::InitLayer {

@@ -3,10 +3,12 @@
 //!
 //! The shape is plan, then execute: [`KernelFeatures::probe`] finds out what the kernel and the
 //! backing filesystem offer by trying it, [`plan`] turns an [`OverlaySpec`] into a checked
-//! [`MountPlan`] (plain data, unit-tested without root), and [`execute`] hands that plan to the
-//! kernel.
+//! [`MountPlan`] (plain data, unit-tested without root), and [`execute`] checks the spec's paths
+//! on the file system (`checked`: real directories below the driver home, `l/` links relative and
+//! inside it) and hands the plan to the kernel, mounting onto the checked target's descriptor.
 #![deny(unsafe_code)]
 
+mod checked;
 mod init_layer;
 mod mountinfo;
 mod probe;
@@ -59,6 +61,8 @@ pub enum Error {
         #[source]
         source: Errno,
     },
+    #[error("refusing {path}: it {reason}")]
+    Refused { path: PathBuf, reason: String },
     #[error("invalid overlay spec for {target}: {reason}")]
     InvalidSpec { target: PathBuf, reason: String },
     #[error(
@@ -289,39 +293,43 @@ pub fn plan(spec: &OverlaySpec, features: &KernelFeatures) -> Result<MountPlan> 
     })
 }
 
-/// Performs a mount plan. Errors name the target and carry the errno.
-pub fn execute(plan: &MountPlan) -> Result<()> {
+/// Performs the mount plan of `spec` (what [`plan`] made of it). First every path of the spec is
+/// checked below its home: lowers, upper and work must be real directories reached without a
+/// symlink, except that a lower may be a relative link that stays inside the home (`l/<LID> ->
+/// ../<id>/diff`); the target is opened `O_PATH | O_NOFOLLOW | O_DIRECTORY` and the overlay is
+/// mounted onto that descriptor, so nothing outside the home is ever mounted over or used as a
+/// layer. Errors name the path and carry the errno.
+pub fn execute(spec: &OverlaySpec, plan: &MountPlan) -> Result<()> {
+    let target = checked::check(spec)?;
+    let onto = target.proc_path();
+    let shown = &target.shown;
     match plan {
-        MountPlan::Absolute { options, target } => {
-            tracing::debug!(target = %target.display(), data_len = options.len(), "mount overlay");
-            mount_legacy(target, options, target)
+        MountPlan::Absolute { options, .. } => {
+            tracing::debug!(target = %shown.display(), data_len = options.len(), "mount overlay");
+            mount_legacy(&onto, options, shown)
         }
-        MountPlan::Relative {
-            home,
-            options,
-            target,
-        } => mount_relative(home, options, target),
+        MountPlan::Relative { home, options, .. } => mount_relative(home, options, &onto, shown),
         MountPlan::LowerdirPlus {
             home: _,
             lowers,
             upper,
             work,
             index_off,
-            target,
+            target: _,
         } => mount_lowerdir_plus(
             lowers,
             upper.as_deref(),
             work.as_deref(),
             *index_off,
-            target,
+            &target,
         ),
     }
 }
 
-/// Lazy (`MNT_DETACH`) unmount.
+/// Lazy (`MNT_DETACH`) unmount; a symlink at `target` is not followed (`UMOUNT_NOFOLLOW`).
 pub fn unmount(target: &Path) -> Result<()> {
     tracing::debug!(target = %target.display(), "unmount (detach)");
-    match rustix::mount::unmount(target, UnmountFlags::DETACH) {
+    match rustix::mount::unmount(target, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW) {
         Ok(()) => Ok(()),
         // umount2(2) answers EINVAL when the target is not the root of a mount.
         Err(Errno::INVAL) => Err(Error::NotMounted {
@@ -436,11 +444,10 @@ fn mount_legacy(target: &Path, options: &str, shown_target: &Path) -> Result<()>
 /// Mounts with options relative to `home`: a helper thread takes its own cwd with
 /// `unshare(CLONE_FS)` and `chdir(home)`, so the process cwd never moves (Docker re-execs a
 /// `docker-mountfrom` helper for the same purpose).
-fn mount_relative(home: &Path, options: &str, target: &str) -> Result<()> {
-    let shown_target = home.join(target);
+fn mount_relative(home: &Path, options: &str, onto: &Path, shown_target: &Path) -> Result<()> {
     tracing::debug!(
         home = %home.display(),
-        target,
+        target = %shown_target.display(),
         data_len = options.len(),
         "mount overlay with paths relative to the driver home"
     );
@@ -456,11 +463,11 @@ fn mount_relative(home: &Path, options: &str, target: &str) -> Result<()> {
                 path: home.to_path_buf(),
                 source,
             })?;
-            mount_legacy(Path::new(target), options, &shown_target)
+            mount_legacy(onto, options, shown_target)
         });
         helper.join().unwrap_or_else(|_| {
             Err(Error::HelperThreadPanicked {
-                target: shown_target.clone(),
+                target: shown_target.to_path_buf(),
             })
         })
     })
@@ -471,8 +478,9 @@ fn mount_lowerdir_plus(
     upper: Option<&Path>,
     work: Option<&Path>,
     index_off: bool,
-    target: &Path,
+    checked_target: &checked::CheckedTarget,
 ) -> Result<()> {
+    let target = checked_target.shown.as_path();
     tracing::debug!(
         target = %target.display(),
         n_lowers = lowers.len(),
@@ -527,9 +535,9 @@ fn mount_lowerdir_plus(
     rustix::mount::move_mount(
         &mount_fd,
         "",
-        rustix::fs::CWD,
-        target,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        checked_target.fd(),
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )
     .map_err(|source| fail(Some(&fs_fd), "move_mount".to_owned(), source))
 }

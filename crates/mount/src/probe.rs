@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::{execute, unmount, Error, KernelFeatures, MountPlan, Result};
+use crate::{execute, unmount, Error, KernelFeatures, MountPlan, OverlaySpec, Result};
 
 /// The overlay module exposes this parameter when it supports the inodes index; Docker then
 /// passes `index=off` explicitly (spec §2.2, §3).
@@ -129,7 +129,15 @@ fn write_cache(cache: &Path, key: &str, features: &KernelFeatures) {
         features.backing_fs, features.index_param, features.lowerdir_plus, features.page_size
     );
     let temp = cache.with_extension(format!("tmp{}", std::process::id()));
-    let written = std::fs::write(&temp, text).and_then(|()| std::fs::rename(&temp, cache));
+    // `create_new` (O_EXCL) never writes through a link planted at the temp name; a stale temp
+    // file (or link) is unlinked first, which does not follow it either.
+    let _ = std::fs::remove_file(&temp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()))
+        .and_then(|()| std::fs::rename(&temp, cache));
     if let Err(err) = written {
         let _ = std::fs::remove_file(&temp);
         tracing::debug!(error = %err, cache = %cache.display(), "cannot keep the probe result");
@@ -358,10 +366,13 @@ impl CheckDir {
             upper.display(),
             work.display()
         );
-        execute(&MountPlan::Absolute {
-            options,
-            target: merged.clone(),
-        })?;
+        execute(
+            &self.spec(["lower2", "lower1"], "upper", "work", "merged"),
+            &MountPlan::Absolute {
+                options,
+                target: merged.clone(),
+            },
+        )?;
         unmount(&merged)
     }
 
@@ -370,15 +381,34 @@ impl CheckDir {
         let upper = self.make_dir("upper-plus")?;
         let work = self.make_dir("work-plus")?;
         let merged = self.make_dir("merged-plus")?;
-        execute(&MountPlan::LowerdirPlus {
-            home: self.path.clone(),
-            lowers: vec![self.path.join("lower2"), self.path.join("lower1")],
-            upper: Some(upper),
-            work: Some(work),
-            index_off: false,
-            target: merged.clone(),
-        })?;
+        execute(
+            &self.spec(
+                ["lower2", "lower1"],
+                "upper-plus",
+                "work-plus",
+                "merged-plus",
+            ),
+            &MountPlan::LowerdirPlus {
+                home: self.path.clone(),
+                lowers: vec![self.path.join("lower2"), self.path.join("lower1")],
+                upper: Some(upper),
+                work: Some(work),
+                index_off: false,
+                target: merged.clone(),
+            },
+        )?;
         unmount(&merged)
+    }
+
+    /// The spec of a test mount of dirs of this check dir.
+    fn spec(&self, lowers: [&str; 2], upper: &str, work: &str, target: &str) -> OverlaySpec {
+        OverlaySpec {
+            home: self.path.clone(),
+            lowers: lowers.iter().map(|lower| lower.to_string()).collect(),
+            upper: Some(upper.to_string()),
+            work: Some(work.to_string()),
+            target: target.to_string(),
+        }
     }
 }
 

@@ -130,7 +130,7 @@ impl Home {
     fn check_mount(&self, plan: &MountPlan, rw: bool) {
         let merged = self.merged();
         let _guard = MountGuard(merged.clone());
-        execute(plan).unwrap_or_else(|err| panic!("execute {plan:?}: {err}"));
+        execute(&self.spec(rw), plan).unwrap_or_else(|err| panic!("execute {plan:?}: {err}"));
         assert!(is_mountpoint(&merged).expect("is_mountpoint"));
         assert_eq!(read(&merged.join("f")), "bottom");
         assert_eq!(
@@ -194,7 +194,7 @@ fn probe_on_overlay_fails_and_cleans_up_needs_root() {
     let merged = home.merged();
     let _guard = MountGuard(merged.clone());
     let plan = plan(&home.spec(true), &features(4096, false)).expect("plan");
-    execute(&plan).expect("execute");
+    execute(&home.spec(true), &plan).expect("execute");
     let before = names(&merged);
     let err = KernelFeatures::probe(&merged).expect_err("overlay upper on overlay");
     assert!(
@@ -287,7 +287,7 @@ fn five_hundred_lowers_mount_with_lowerdir_plus_and_501_are_refused_needs_root()
 
     let plan500 = plan(&spec(500), &features(4096, true)).expect("plan 500");
     assert!(matches!(plan500, MountPlan::LowerdirPlus { .. }));
-    execute(&plan500).expect("mount 500 lowers");
+    execute(&spec(500), &plan500).expect("mount 500 lowers");
     assert_eq!(read(&merged.join("n")), "0");
     assert!(merged.join("only499").exists());
     assert!(!merged.join("only500").exists());
@@ -306,10 +306,65 @@ fn five_hundred_lowers_mount_with_lowerdir_plus_and_501_are_refused_needs_root()
         index_off: false,
         target: merged.clone(),
     };
-    let err = execute(&forced).expect_err("the kernel refuses 501 lowers");
+    let err = execute(&spec(n_lowers), &forced).expect_err("the kernel refuses 501 lowers");
     assert!(matches!(err, mount::Error::NewMountApi { .. }), "{err}");
     assert!(err.to_string().contains("lowerdir+ #501"), "{err}");
     assert!(!is_mountpoint(&merged).expect("is_mountpoint"));
+}
+
+#[test]
+fn symlinked_target_upper_or_lower_outside_home_is_refused_needs_root() {
+    // Each case damages a fresh home: the hostile links point at a sentinel dir beside the home,
+    // never at a host path, and nothing may be mounted on it or written into it.
+    type Damage = fn(&Path, &Path);
+    let cases: [(&str, Damage, &str); 4] = [
+        (
+            "merged -> outside",
+            |home, outside| {
+                fs::remove_dir(home.join("c/merged")).expect("rmdir");
+                symlink(outside, home.join("c/merged")).expect("symlink");
+            },
+            "c/merged",
+        ),
+        (
+            "diff -> outside",
+            |home, outside| {
+                fs::remove_dir_all(home.join("c/diff")).expect("rm");
+                symlink(outside, home.join("c/diff")).expect("symlink");
+            },
+            "c/diff",
+        ),
+        (
+            "l/<LID> -> absolute",
+            |home, outside| {
+                fs::remove_file(home.join("l").join(LIDS[0])).expect("rm");
+                symlink(outside, home.join("l").join(LIDS[0])).expect("symlink");
+            },
+            LIDS[0],
+        ),
+        (
+            "l/<LID> -> ../../outside",
+            |home, _| {
+                fs::remove_file(home.join("l").join(LIDS[0])).expect("rm");
+                symlink("../../outside", home.join("l").join(LIDS[0])).expect("symlink");
+            },
+            LIDS[0],
+        ),
+    ];
+    for (name, damage, named) in cases {
+        let home = Home::new();
+        let outside = home.home.parent().expect("parent").join("outside");
+        fs::create_dir_all(&outside).expect("mkdir outside");
+        write(&outside.join("sentinel"), "s");
+        damage(&home.home, &outside);
+        let spec = home.spec(true);
+        let plan = plan(&spec, &features(4096, false)).expect("plan");
+        let _guard = MountGuard(outside.clone());
+        let err = execute(&spec, &plan).expect_err(name);
+        assert!(err.to_string().contains(named), "{name}: {err}");
+        assert!(!is_mountpoint(&outside).expect("is_mountpoint"), "{name}");
+        assert_eq!(names(&outside), ["sentinel"], "{name}");
+    }
 }
 
 #[test]
@@ -361,7 +416,7 @@ fn mount_init(tmp: &Path, build_image: impl FnOnce(&Path)) -> (PathBuf, MountGua
     };
     let merged = home.join("init/merged");
     let guard = MountGuard(merged.clone());
-    execute(&plan(&spec, &features(4096, false)).expect("plan")).expect("mount init layer");
+    execute(&spec, &plan(&spec, &features(4096, false)).expect("plan")).expect("mount init layer");
     (home, guard)
 }
 

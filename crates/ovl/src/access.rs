@@ -26,6 +26,10 @@ pub fn open_for_change(
     action: &str,
 ) -> Result<(DataRoot, RootLock)> {
     refuse_live_dockerd(root_path, action)?;
+    // A layout directory that is a symlink or a file is refused before anything reads or
+    // creates through it (the d_type check below may write a test file in `overlay2/`).
+    store::check_layout(root_path)
+        .with_context(|| format!("cannot {action} in data root {}", root_path.display()))?;
     // Docker's overlay2 driver refuses to start on a filesystem without d_type; ovl refuses to
     // change a root there, before creating anything.
     mount::require_d_type(&root_path.join("overlay2"))

@@ -477,7 +477,15 @@ pub fn rm(root_path: &Path, args: &RmArgs) -> Result<()> {
 /// Unmounts (if needed) and removes a container's layers, mounts entry and record, in Docker's
 /// order: the record first says the removal is in progress, the record goes last, and every step
 /// accepts that an earlier, interrupted removal already did it.
+///
+/// Its layer dirs are checked before anything changes (`DataRoot::checked_overlay_dir`): a
+/// symlinked layer dir, `merged/`, `diff/` or `work/` is refused naming it, with nothing removed.
 pub fn remove_container(root: &DataRoot, container_id: &str) -> Result<()> {
+    if let Some(entry) = root.mounts_entry(container_id)? {
+        for id in std::iter::once(&entry.mount_id).chain(entry.init_id.iter()) {
+            root.checked_overlay_dir(id)?;
+        }
+    }
     root.mark_removal_in_progress(container_id)?;
     if let Some(entry) = root.mounts_entry(container_id)? {
         unmount_layer(root, &entry.mount_id)?;
@@ -497,8 +505,11 @@ pub fn is_mounted(root: &DataRoot, container_id: &str) -> bool {
     let Ok(Some(entry)) = root.mounts_entry(container_id) else {
         return false;
     };
-    let merged = root.overlay_dir(&entry.mount_id).join("merged");
-    merged.exists() && mount::is_mountpoint(&merged).unwrap_or(false)
+    let Ok(Some(dir)) = root.checked_overlay_dir(&entry.mount_id) else {
+        return false;
+    };
+    let merged = dir.join("merged");
+    merged.is_dir() && mount::is_mountpoint(&merged).unwrap_or(false)
 }
 
 pub(crate) fn mounts_entry(root: &DataRoot, container_id: &str) -> Result<MountsEntry> {
@@ -509,8 +520,8 @@ pub(crate) fn mounts_entry(root: &DataRoot, container_id: &str) -> Result<Mounts
 /// Mounts an existing container (again) and returns its merged path.
 fn mount_container(root: &DataRoot, container_id: &str) -> Result<PathBuf> {
     let entry = mounts_entry(root, container_id)?;
-    let merged = root.overlay_dir(&entry.mount_id).join("merged");
-    if merged.exists() && mount::is_mountpoint(&merged)? {
+    let merged = root.existing_overlay_dir(&entry.mount_id)?.join("merged");
+    if merged.is_dir() && mount::is_mountpoint(&merged)? {
         return Ok(merged);
     }
     let features = probe(root)?;
@@ -525,15 +536,18 @@ pub(crate) fn probe(root: &DataRoot) -> Result<KernelFeatures> {
     crate::kernel::restrict(features)
 }
 
-/// Mounts `H/<id>` read-write on its lowers at `H/<id>/merged` and returns that path.
+/// Mounts `H/<id>` read-write on its lowers at `H/<id>/merged` and returns that path. The layer
+/// dir and its lowers are checked first (`DataRoot::checked_overlay_dir`, `checked_lowers`), so a
+/// symlink anywhere in them is refused naming it before `merged/` is created; `mount::execute`
+/// checks the paths again on the descriptors it mounts through.
 pub(crate) fn mount_layer(root: &DataRoot, features: &KernelFeatures, id: &str) -> Result<PathBuf> {
     let home = root.overlay_home();
-    let lowers = root.lower_entries(id)?;
-    let merged = home.join(id).join("merged");
-    create_dir_mode(&merged, 0o700)?;
+    let merged = root.existing_overlay_dir(id)?.join("merged");
+    let lowers = root.checked_lowers(id)?;
     if lowers.is_empty() {
         bail!("layer {id} has no lower layers to mount");
     }
+    create_dir_mode(&merged, 0o700)?;
     let spec = OverlaySpec {
         home: home.clone(),
         lowers,
@@ -544,7 +558,7 @@ pub(crate) fn mount_layer(root: &DataRoot, features: &KernelFeatures, id: &str) 
     let plan = mount::plan(&spec, features)
         .with_context(|| format!("planning the mount of layer {id}"))?;
     tracing::debug!(?plan, "mounting");
-    if let Err(err) = mount::execute(&plan) {
+    if let Err(err) = mount::execute(&spec, &plan) {
         let _ = std::fs::remove_dir(&merged);
         return Err(err).with_context(|| {
             format!(
@@ -567,8 +581,11 @@ fn plan_kind(plan: &MountPlan) -> &'static str {
 
 /// Unmounts `H/<id>/merged` if mounted and removes the directory, as Docker's Put does.
 pub(crate) fn unmount_layer(root: &DataRoot, id: &str) -> Result<()> {
-    let merged = root.overlay_dir(id).join("merged");
-    if !merged.exists() {
+    let Some(dir) = root.checked_overlay_dir(id)? else {
+        return Ok(());
+    };
+    let merged = dir.join("merged");
+    if !merged.is_dir() {
         return Ok(());
     }
     if mount::is_mountpoint(&merged)? {
@@ -706,7 +723,13 @@ pub(crate) fn create_dir_mode(path: &Path, mode: u32) -> Result<()> {
                 .with_context(|| format!("chmod {}", path.display()))?;
             Ok(())
         }
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // Only a real directory: a symlink in its place is refused, never used.
+        Err(err)
+            if err.kind() == std::io::ErrorKind::AlreadyExists
+                && std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir()) =>
+        {
+            Ok(())
+        }
         Err(err) => Err(err).with_context(|| format!("creating {}", path.display())),
     }
 }

@@ -1,7 +1,6 @@
 //! `ovl fsck [--verify-content] [--repair]`: checks the data root against the format, and repairs
 //! what an interrupted operation left.
 
-use std::fs::File;
 use std::io::{BufReader, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -31,7 +30,9 @@ pub fn fsck(root_path: &Path, args: &FsckArgs) -> Result<()> {
     let (root, _lock) = if args.repair {
         access::open_for_change(root_path, Create::No, "repair the data root")?
     } else {
-        let root = DataRoot::open(root_path)?;
+        // A root whose layout is damaged (a symlinked `overlay2/`, `overlay2/l`, ...) is opened
+        // all the same: the check reports each such path as corrupt and reads nothing below it.
+        let root = DataRoot::open_damaged(root_path)?;
         let lock = root.lock()?;
         (root, lock)
     };
@@ -40,7 +41,7 @@ pub fn fsck(root_path: &Path, args: &FsckArgs) -> Result<()> {
     }
     let mut report = root.check()?;
     let mut n_verified = 0;
-    if args.verify_content {
+    if args.verify_content && store::check_layout(root_path).is_ok() {
         for layer in root.layers()? {
             n_verified += 1;
             if let Err(err) = verify_layer(&root, &layer) {
@@ -161,10 +162,18 @@ fn repair(root: &DataRoot) -> Result<()> {
 /// Reassembles the layer's tar and compares its sha256 with the DiffID.
 fn verify_layer(root: &DataRoot, layer: &store::Layer) -> Result<()> {
     let tar_split = root.tar_split_path(&layer.chain_id)?;
-    let file =
-        File::open(&tar_split).with_context(|| format!("opening {}", tar_split.display()))?;
-    let diff = root.overlay_dir(&layer.cache_id).join("diff");
-    let diff_dir = File::open(&diff).with_context(|| format!("opening {}", diff.display()))?;
+    let file = store::open_regular(&tar_split)
+        .with_context(|| format!("opening {}", tar_split.display()))?;
+    let diff = root.existing_overlay_dir(&layer.cache_id)?.join("diff");
+    let diff_dir = rustix::fs::open(
+        &diff,
+        rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::DIRECTORY
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .with_context(|| format!("opening {}", diff.display()))?;
     let mut hasher = HashWriter(Sha256::new());
     tar_split::reassemble(
         BufReader::new(file),

@@ -347,9 +347,17 @@ fn remove_image(root: &DataRoot, text: &str, force: bool) -> Result<()> {
     }
     // What the other images and the containers hold is known before anything changes: an image
     // whose config cannot be read holds layers nobody can name, so nothing is removed then.
+    // So are the layers that will go, and their directories are checked as the format has them
+    // (a layer dir that is a symlink out of the root is refused now, not after the untagging).
     let release = if users.is_empty() {
         let config = root.image_config(&image_id)?;
-        Some((config, held_chain_ids(root, &image_id)?))
+        let held = held_chain_ids(root, &image_id)?;
+        let planned = layers_to_release(root, &config.rootfs.diff_ids, &held)?;
+        for layer in &planned {
+            root.checked_overlay_dir(&layer.cache_id)
+                .with_context(|| format!("layer {} of image {image_id}", layer.chain_id))?;
+        }
+        Some(planned)
     } else {
         None
     };
@@ -357,23 +365,32 @@ fn remove_image(root: &DataRoot, text: &str, force: bool) -> Result<()> {
         root.remove_reference_name(name)?;
         crate::out::outln!("Untagged: {name}");
     }
-    let Some((config, held)) = release else {
+    let Some(planned) = release else {
         // Forced with containers still using it: Docker keeps the image, untagged.
         return Ok(());
     };
     root.delete_image(&image_id)?;
     crate::out::outln!("Deleted: {image_id}");
-    release_layers(root, &config.rootfs.diff_ids, &held)?;
+    for layer in planned {
+        root.remove_layer(&layer.chain_id)?;
+        crate::out::outln!("Deleted: {}", layer.chain_id);
+    }
     Ok(())
 }
 
-/// Removes the layers of a chain, top first, that no image, child layer or container references.
-fn release_layers(root: &DataRoot, diff_ids: &[String], held: &BTreeSet<String>) -> Result<()> {
+/// The layers of a chain, top first, that no other image, child layer or container references:
+/// those that removing the image removes.
+fn layers_to_release(
+    root: &DataRoot,
+    diff_ids: &[String],
+    held: &BTreeSet<String>,
+) -> Result<Vec<store::Layer>> {
     // How many registered layers sit directly on each layer; a layer with children stays.
     let mut n_children: BTreeMap<String, usize> = BTreeMap::new();
     for parent in root.layers()?.into_iter().filter_map(|layer| layer.parent) {
         *n_children.entry(parent).or_default() += 1;
     }
+    let mut planned = Vec::new();
     for chain_id in store::chain_ids(diff_ids).iter().rev() {
         if held.contains(chain_id) || n_children.get(chain_id).is_some_and(|n| *n > 0) {
             break;
@@ -381,13 +398,12 @@ fn release_layers(root: &DataRoot, diff_ids: &[String], held: &BTreeSet<String>)
         let Some(layer) = root.layer(chain_id)? else {
             continue;
         };
-        root.remove_layer(chain_id)?;
-        crate::out::outln!("Deleted: {chain_id}");
-        if let Some(parent) = layer.parent {
-            n_children.entry(parent).and_modify(|n| *n -= 1);
+        if let Some(parent) = &layer.parent {
+            n_children.entry(parent.clone()).and_modify(|n| *n -= 1);
         }
+        planned.push(layer);
     }
-    Ok(())
+    Ok(planned)
 }
 
 /// Every ChainID that the chain of an image other than `removed`, or a container layer, holds.

@@ -7,7 +7,6 @@
 //! archive is written, and must hash to its DiffID. A file output is written to a temp file beside
 //! it and renamed into place only when complete; stdout is refused when it is a terminal.
 
-use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
@@ -280,7 +279,7 @@ fn stored_image(
             );
         }
         let tar_split = root.tar_split_path(chain_id).with_context(layer_name)?;
-        let tar_len = File::open(&tar_split)
+        let tar_len = store::open_regular(&tar_split)
             .map_err(anyhow::Error::from)
             .and_then(|file| {
                 Ok(tar_split::reassembled_len(BufReader::with_capacity(
@@ -294,7 +293,7 @@ fn stored_image(
             tar_len,
             source: Box::new(StoredLayer {
                 tar_split,
-                diff_dir: root.overlay_dir(&layer.cache_id).join("diff"),
+                diff_dir: root.existing_overlay_dir(&layer.cache_id)?.join("diff"),
             }),
         });
     }
@@ -319,7 +318,7 @@ struct StoredLayer {
 
 impl LayerSource for StoredLayer {
     fn write_tar(&mut self, out: &mut dyn Write) -> std::result::Result<(), LayerError> {
-        let file = File::open(&self.tar_split)
+        let file = store::open_regular(&self.tar_split)
             .with_context(|| format!("opening {}", self.tar_split.display()))?;
         let dir = rustix::fs::open(
             &self.diff_dir,

@@ -18,10 +18,14 @@ pub struct LayerDirs {
     pub lowers: Vec<PathBuf>,
 }
 
+/// Both are checked first: the layer dir and its `diff/` real directories, every `l/` link
+/// `../<id>/diff` of a real layer dir (`DataRoot::checked_lowers`), so that nothing outside the
+/// data root is read as a layer.
 pub fn layer_dirs(root: &DataRoot, entry: &MountsEntry) -> Result<LayerDirs> {
     let home = root.overlay_home();
+    let upper = root.existing_overlay_dir(&entry.mount_id)?.join("diff");
     let lowers = root
-        .lower_entries(&entry.mount_id)
+        .checked_lowers(&entry.mount_id)
         .with_context(|| {
             format!(
                 "reading the lower file of container layer {}",
@@ -31,10 +35,7 @@ pub fn layer_dirs(root: &DataRoot, entry: &MountsEntry) -> Result<LayerDirs> {
         .iter()
         .map(|lower| home.join(lower))
         .collect();
-    Ok(LayerDirs {
-        upper: root.overlay_dir(&entry.mount_id).join("diff"),
-        lowers,
-    })
+    Ok(LayerDirs { upper, lowers })
 }
 
 /// Overlay features that make an upperdir walk insufficient, when the kernel enables them by
@@ -73,8 +74,8 @@ impl MergedViews {
             unmount: Vec::new(),
         };
         let features = container::probe(root)?;
-        let merged = root.overlay_dir(&entry.mount_id).join("merged");
-        if merged.exists() && mount::is_mountpoint(&merged)? {
+        let merged = root.existing_overlay_dir(&entry.mount_id)?.join("merged");
+        if merged.is_dir() && mount::is_mountpoint(&merged)? {
             views.container_root = merged;
         } else {
             views.container_root = container::mount_layer(root, &features, &entry.mount_id)?;
@@ -82,7 +83,7 @@ impl MergedViews {
         }
 
         let home = root.overlay_home();
-        let lowers = root.lower_entries(&entry.mount_id)?;
+        let lowers = root.checked_lowers(&entry.mount_id)?;
         match lowers.as_slice() {
             [] => {
                 let empty = root.tmp_dir().join(format!("empty-{}", entry.mount_id));
@@ -100,6 +101,7 @@ impl MergedViews {
                         format!("{}/baseline", entry.mount_id),
                     ),
                 };
+                root.existing_overlay_dir(&id)?;
                 container::create_dir_mode(&home.join(&target), 0o700)?;
                 let spec = OverlaySpec {
                     home: home.clone(),
@@ -110,7 +112,7 @@ impl MergedViews {
                 };
                 let plan = mount::plan(&spec, &features)
                     .with_context(|| format!("planning the read-only mount of {id}"))?;
-                if let Err(err) = mount::execute(&plan) {
+                if let Err(err) = mount::execute(&spec, &plan) {
                     let _ = std::fs::remove_dir(home.join(&target));
                     return Err(err).with_context(|| {
                         format!(

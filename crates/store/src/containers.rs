@@ -13,14 +13,20 @@ use crate::{ContainerRecord, ContainerState, DataRoot, Error, MountsEntry, Resul
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 impl DataRoot {
+    /// `layerdb/mounts/<id>`; where it exists it must be a real directory (a symlink is refused).
     fn mounts_dir(&self, container_id: &str) -> Result<PathBuf> {
         check_container_id(container_id)?;
-        Ok(self.image_dir().join("layerdb/mounts").join(container_id))
+        let dir = self.image_dir().join("layerdb/mounts").join(container_id);
+        fsutil::real_dir(&dir)?;
+        Ok(dir)
     }
 
+    /// `containers/<id>`; where it exists it must be a real directory (a symlink is refused).
     fn container_dir(&self, container_id: &str) -> Result<PathBuf> {
         check_container_id(container_id)?;
-        Ok(self.root.join("containers").join(container_id))
+        let dir = self.root.join("containers").join(container_id);
+        fsutil::real_dir(&dir)?;
+        Ok(dir)
     }
 
     /// Writes the mounts entry: dir 0755, files 0644, plain writes without newlines, as Docker.
@@ -98,7 +104,7 @@ impl DataRoot {
 
     /// Renames `dir` into `ROOT/tmp` (which dockerd empties when it starts), then removes it.
     fn remove_via_tmp(&self, dir: &std::path::Path, what: &str, container_id: &str) -> Result<()> {
-        if fs::symlink_metadata(dir).is_err() {
+        if !fsutil::real_dir(dir)? {
             return Ok(());
         }
         let tmp = self.tmp_dir();
@@ -128,6 +134,10 @@ impl DataRoot {
         let dir = self.root.join("containers");
         let mut records = Vec::new();
         for (id, entry) in fsutil::hex64_entries(&dir)? {
+            if !entry.file_type().is_ok_and(|file_type| file_type.is_dir()) {
+                tracing::warn!(path = %entry.path().display(), "skipping a container entry that is not a directory (never followed)");
+                continue;
+            }
             let path = entry.path().join("config.v2.json");
             match read_record(&path, &id) {
                 Ok(record) => records.push(record),
@@ -145,7 +155,8 @@ impl DataRoot {
     /// cut short is then recognisable, and finished by the next removal.
     pub fn mark_removal_in_progress(&self, container_id: &str) -> Result<()> {
         let path = self.container_dir(container_id)?.join("config.v2.json");
-        let bytes = fs::read(&path).map_err(io_error("reading", &path))?;
+        let bytes = fsutil::read_bytes_optional(&path)?
+            .ok_or_else(|| io_error("reading", &path)(std::io::ErrorKind::NotFound.into()))?;
         let mut value: Value = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
             path: path.clone(),
             source,
@@ -186,7 +197,8 @@ fn check_container_id(container_id: &str) -> Result<()> {
 }
 
 fn read_record(path: &std::path::Path, id: &str) -> Result<ContainerRecord> {
-    let bytes = fs::read(path).map_err(io_error("reading", path))?;
+    let bytes = fsutil::read_bytes_optional(path)?
+        .ok_or_else(|| io_error("reading", path)(std::io::ErrorKind::NotFound.into()))?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
         path: path.to_path_buf(),
         source,

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::fsutil;
 use crate::ids::{self, is_digest, is_hex64, is_layer_dir_id, is_lower_entry};
 use crate::{DataRoot, Result};
 
@@ -69,6 +70,22 @@ impl DataRoot {
     /// Checks the whole data root; reading errors become findings, not failures.
     pub fn check(&self) -> Result<CheckReport> {
         let mut report = CheckReport::default();
+        // A layout directory that is a symlink (or a file) would lead every read below it out of
+        // the root: it is reported, and nothing below the root is read.
+        let damage = crate::layout_damage(&self.root);
+        if !damage.is_empty() {
+            for err in damage {
+                let path = match &err {
+                    crate::Error::NotReal { path, .. } | crate::Error::Io { path, .. } => {
+                        path.clone()
+                    }
+                    _ => self.root.clone(),
+                };
+                report.add(Severity::Corruption, path, err.to_string());
+            }
+            report.findings.sort();
+            return Ok(report);
+        }
         let layers = self.check_layerdb(&mut report);
         let owners = self.check_mounts(&mut report, &layers);
         self.check_overlay_dirs(&mut report, &layers, &owners);
@@ -95,6 +112,10 @@ impl DataRoot {
         let mut layers = BTreeMap::new();
         for name in dir_names(&sha) {
             let path = sha.join(&name);
+            if let Some(problem) = not_real_dir(&path) {
+                report.add(Corruption, path, problem);
+                continue;
+            }
             if name.ends_with("-removing") {
                 report.add(Leftover, path, "a layer removal that was interrupted");
                 continue;
@@ -104,7 +125,7 @@ impl DataRoot {
                 continue;
             }
             let chain_id = format!("sha256:{name}");
-            let read = |file: &str| fs::read_to_string(path.join(file)).ok();
+            let read = |file: &str| read_text(&path.join(file));
             let Some(diff_id) = read("diff").map(|text| text.trim().to_string()) else {
                 report.add(Corruption, path.join("diff"), "missing");
                 continue;
@@ -162,7 +183,7 @@ impl DataRoot {
                     continue;
                 }
             };
-            if !path.join("tar-split.json.gz").is_file() {
+            if !matches!(fsutil::real_file(&path.join("tar-split.json.gz")), Ok(true)) {
                 report.add(
                     Corruption,
                     path.join("tar-split.json.gz"),
@@ -205,13 +226,17 @@ impl DataRoot {
         let mounts = self.image_dir().join("layerdb/mounts");
         for name in dir_names(&mounts) {
             let path = mounts.join(&name);
-            let read = |file: &str| fs::read_to_string(path.join(file)).ok();
-            let has_record = self
-                .root
-                .join("containers")
-                .join(&name)
-                .join("config.v2.json")
-                .is_file();
+            if let Some(problem) = not_real_dir(&path) {
+                report.add(Severity::Corruption, path, problem);
+                continue;
+            }
+            let read = |file: &str| read_text(&path.join(file));
+            let record_dir = self.root.join("containers").join(&name);
+            let has_record = matches!(fsutil::real_dir(&record_dir), Ok(true))
+                && matches!(
+                    fsutil::real_file(&record_dir.join("config.v2.json")),
+                    Ok(true)
+                );
             if !has_record {
                 report.add(
                     Severity::Leftover,
@@ -283,22 +308,45 @@ impl DataRoot {
         let mut links = BTreeMap::new();
         for name in dir_names(&links_dir) {
             let path = links_dir.join(&name);
+            let is_link =
+                fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_symlink());
+            if !is_link {
+                report.add(
+                    Corruption,
+                    path,
+                    "not a symlink: an l/ entry is the link ../<id>/diff",
+                );
+                continue;
+            }
             let target = fs::read_link(&path).ok();
-            let dir_id = target.as_ref().and_then(|target| {
-                let text = target.to_str()?;
-                let id = text.strip_prefix("../")?.strip_suffix("/diff")?;
-                is_layer_dir_id(id).then(|| id.to_string())
-            });
-            match dir_id {
-                Some(id) if home.join(&id).join("diff").is_dir() => {
+            let Some(id) = target.as_deref().and_then(crate::overlay::link_target_id) else {
+                if target.as_deref().is_some_and(stays_in_overlay2) {
+                    report.add(
+                        Severity::Unknown,
+                        path,
+                        format!("a link Docker does not write (-> {target:?})"),
+                    );
+                } else {
+                    // An absolute link, or one leaving overlay2/: it would make any directory a
+                    // lower layer, so it is never used as one.
+                    report.add(
+                        Corruption,
+                        path,
+                        format!(
+                            "points outside overlay2/ (-> {target:?}); never used as a lower layer"
+                        ),
+                    );
+                }
+                continue;
+            };
+            match self.checked_overlay_dir(&id) {
+                Ok(Some(dir)) if matches!(fsutil::real_dir(&dir.join("diff")), Ok(true)) => {
                     links.insert(name, id);
                 }
-                Some(_) => report.add(Leftover, path, format!("dangling link (-> {target:?})")),
-                None => report.add(
-                    Severity::Unknown,
-                    path,
-                    format!("a link Docker does not write (-> {target:?})"),
-                ),
+                Ok(_) => report.add(Leftover, path, format!("dangling link (-> {target:?})")),
+                Err(err) => {
+                    report.add(Corruption, path, format!("its layer dir is damaged: {err}"))
+                }
             }
         }
         let linked: BTreeSet<&String> = links.values().collect();
@@ -307,6 +355,10 @@ impl DataRoot {
                 continue;
             }
             let path = home.join(&name);
+            if let Some(problem) = not_real_dir(&path) {
+                report.add(Corruption, path, problem);
+                continue;
+            }
             if !owners.contains_key(&name) {
                 report.add(
                     Leftover,
@@ -318,14 +370,22 @@ impl DataRoot {
             if owners[&name] == REMOVING {
                 continue;
             }
-            if !path.join("diff").is_dir() {
+            if let Err(err) = self.checked_overlay_dir(&name) {
+                let bad = match &err {
+                    crate::Error::NotReal { path, .. } => path.clone(),
+                    _ => path.clone(),
+                };
+                report.add(Corruption, bad, format!("{err} ({})", owners[&name]));
+                continue;
+            }
+            if !matches!(fsutil::real_dir(&path.join("diff")), Ok(true)) {
                 report.add(
                     Corruption,
                     path.join("diff"),
                     format!("missing ({})", owners[&name]),
                 );
             }
-            match fs::read_to_string(path.join("link")) {
+            match read_text(&path.join("link")).ok_or(()) {
                 Ok(link) if links.get(link.trim()) == Some(&name) => {}
                 Ok(link) => report.add(
                     Corruption,
@@ -343,7 +403,7 @@ impl DataRoot {
                 ),
                 Err(_) => report.add(Corruption, path.join("link"), "missing"),
             }
-            if let Ok(lower) = fs::read_to_string(path.join("lower")) {
+            if let Some(lower) = read_text(&path.join("lower")) {
                 for entry in lower.trim().split(':') {
                     let resolves = entry
                         .strip_prefix("l/")
@@ -359,7 +419,7 @@ impl DataRoot {
             }
         }
         for (chain_id, layer) in layers {
-            if !home.join(&layer.cache_id).is_dir() {
+            if !matches!(fsutil::real_dir(&home.join(&layer.cache_id)), Ok(true)) {
                 report.add(
                     Corruption,
                     home.join(&layer.cache_id),
@@ -406,12 +466,16 @@ impl DataRoot {
         }
         let metadata = self.image_dir().join("imagedb/metadata/sha256");
         for name in dir_names(&metadata) {
+            if let Some(problem) = not_real_dir(&metadata.join(&name)) {
+                report.add(Severity::Corruption, metadata.join(&name), problem);
+                continue;
+            }
             let parent_file = metadata.join(&name).join("parent");
-            if let Ok(parent) = fs::read_to_string(&parent_file) {
+            if let Some(parent) = read_text(&parent_file) {
                 let parent = parent.trim();
                 let known = parent
                     .strip_prefix("sha256:")
-                    .is_some_and(|hex| content.join(hex).is_file());
+                    .is_some_and(|hex| matches!(fsutil::real_file(&content.join(hex)), Ok(true)));
                 if !known {
                     report.add(
                         Severity::Leftover,
@@ -450,13 +514,18 @@ impl DataRoot {
         let dir = self.root.join("containers");
         for name in dir_names(&dir) {
             let path = dir.join(&name);
+            if let Some(problem) = not_real_dir(&path) {
+                report.add(Severity::Corruption, path, problem);
+                continue;
+            }
             if !is_hex64(&name) {
                 report.add(Severity::Leftover, path, "not a container id");
                 continue;
             }
             let config = path.join("config.v2.json");
-            let value: serde_json::Value = match fs::read(&config)
+            let value: serde_json::Value = match fsutil::read_bytes_optional(&config)
                 .map_err(|err| err.to_string())
+                .and_then(|bytes| bytes.ok_or_else(|| "missing".to_string()))
                 .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|err| err.to_string()))
             {
                 Ok(value) => value,
@@ -485,8 +554,15 @@ impl DataRoot {
                 );
             }
             let mounts = self.image_dir().join("layerdb/mounts").join(&name);
-            match fs::read_to_string(mounts.join("mount-id")) {
-                Ok(mount_id) if self.overlay_dir(mount_id.trim()).join("diff").is_dir() => {}
+            if not_real_dir(&mounts).is_some() {
+                // Reported with the mounts entries.
+                continue;
+            }
+            match read_text(&mounts.join("mount-id")).ok_or(()) {
+                Ok(mount_id) if self.layer_dir_is_sound(mount_id.trim()) => {}
+                Ok(mount_id) if self.checked_overlay_dir(mount_id.trim()).is_err() => {
+                    // Reported with the overlay2 dirs.
+                }
                 Ok(mount_id) => report.add(
                     Severity::Corruption,
                     mounts.join("mount-id"),
@@ -511,18 +587,56 @@ const REMOVING: &str = "a container being removed";
 impl DataRoot {
     /// Whether the container's record says a removal of it is under way.
     fn removal_in_progress(&self, container_id: &str) -> bool {
-        let path = self
-            .root
-            .join("containers")
-            .join(container_id)
-            .join("config.v2.json");
-        fs::read(path)
+        let dir = self.root.join("containers").join(container_id);
+        if not_real_dir(&dir).is_some() {
+            return false;
+        }
+        fsutil::read_bytes_optional(&dir.join("config.v2.json"))
             .ok()
+            .flatten()
             .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
             .is_some_and(|value| {
                 value["State"]["RemovalInProgress"] == serde_json::Value::Bool(true)
             })
     }
+}
+
+impl DataRoot {
+    /// Whether `H/<id>` passes [`DataRoot::checked_overlay_dir`] and has its `diff/`.
+    fn layer_dir_is_sound(&self, id: &str) -> bool {
+        matches!(self.checked_overlay_dir(id), Ok(Some(dir)) if matches!(fsutil::real_dir(&dir.join("diff")), Ok(true)))
+    }
+}
+
+/// Why `path`, which exists, is not a real directory (a symlink is never followed); `None` when
+/// it is one or is missing.
+fn not_real_dir(path: &Path) -> Option<String> {
+    fsutil::real_dir(path)
+        .err()
+        .map(|err| format!("{err}; never followed"))
+}
+
+/// Whether an `l/` link's target, taken from `overlay2/l`, stays inside `overlay2/`: relative,
+/// and no `..` beyond it.
+fn stays_in_overlay2(target: &Path) -> bool {
+    use std::path::Component;
+    // Depth below overlay2/: the link sits in `l/`.
+    let mut depth = 1usize;
+    for component in target.components() {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir if depth > 0 => depth -= 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// A small metadata file's text, read without following a symlink; `None` when it is missing or
+/// cannot be read as a regular file.
+fn read_text(path: &Path) -> Option<String> {
+    fsutil::read_optional(path).ok().flatten()
 }
 
 /// A layerdb entry as far as the check parsed it.

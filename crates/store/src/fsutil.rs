@@ -1,8 +1,14 @@
 //! Small file helpers that set modes explicitly (the umask may be anything) and write atomically.
+//!
+//! None of them follows a symlink in the last component of its path: a directory is created or
+//! accepted only as a real directory, a file is read, written or created with `O_NOFOLLOW` and
+//! read only when it is a regular file, and a tree is removed through directory descriptors
+//! (`below`). The directories above are the callers' to verify: the layout by
+//! [`crate::check_layout`], a layer dir by `DataRoot::checked_overlay_dir`.
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::{Error, Result};
@@ -18,7 +24,65 @@ pub(crate) fn io_error<'a>(
     }
 }
 
-/// Creates `path` with `mode` unless it exists; sets the mode only on a new directory.
+/// `open(2)`'s `O_NOFOLLOW` for `OpenOptionsExt::custom_flags`.
+pub(crate) fn nofollow_flag() -> i32 {
+    libc_flag(rustix::fs::OFlags::NOFOLLOW)
+}
+
+fn libc_flag(flag: rustix::fs::OFlags) -> i32 {
+    i32::try_from(flag.bits()).unwrap_or(0)
+}
+
+/// What `path` itself is (not following it), in the words of [`Error::NotReal`].
+fn kind_name(meta: &fs::Metadata) -> &'static str {
+    let file_type = meta.file_type();
+    if file_type.is_symlink() {
+        "a symlink"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_file() {
+        "a regular file"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "a device node"
+    }
+}
+
+/// Whether `path` is a real directory (`Ok(true)`) or missing (`Ok(false)`); a symlink (even to
+/// a directory), a file or anything else there is [`Error::NotReal`], naming the path.
+pub(crate) fn real_dir(path: &Path) -> Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_dir() => Ok(true),
+        Ok(meta) => Err(Error::NotReal {
+            path: path.to_path_buf(),
+            expected: "directory",
+            found: kind_name(&meta),
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(io_error("reading", path)(err)),
+    }
+}
+
+/// Whether `path` is a regular file (`Ok(true)`) or missing (`Ok(false)`); anything else there
+/// is [`Error::NotReal`], naming the path.
+pub(crate) fn real_file(path: &Path) -> Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_file() => Ok(true),
+        Ok(meta) => Err(Error::NotReal {
+            path: path.to_path_buf(),
+            expected: "regular file",
+            found: kind_name(&meta),
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(io_error("reading", path)(err)),
+    }
+}
+
+/// Creates `path` with `mode` unless it exists; sets the mode only on a new directory. An
+/// existing entry must be a real directory (a symlink to one is refused).
 pub(crate) fn create_dir_mode(path: &Path, mode: u32) -> Result<bool> {
     match fs::DirBuilder::new().mode(mode).create(path) {
         Ok(()) => {
@@ -26,7 +90,10 @@ pub(crate) fn create_dir_mode(path: &Path, mode: u32) -> Result<bool> {
                 .map_err(io_error("chmod", path))?;
             Ok(true)
         }
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(false),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            real_dir(path)?;
+            Ok(false)
+        }
         Err(err) => Err(Error::Io {
             op: "creating directory",
             path: path.to_path_buf(),
@@ -48,15 +115,17 @@ pub(crate) fn create_dir_all_mode(path: &Path, mode: u32) -> Result<()> {
     create_dir_mode(path, mode).map(|_| ())
 }
 
-/// Writes a new file with `mode` (no temp file), optionally fsync'ed: Docker's plain writes.
+/// Writes a new file with `mode` (no temp file), optionally fsync'ed: Docker's plain writes. A
+/// symlink at `path` is refused (`O_NOFOLLOW`), never written through.
 pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32, sync: bool) -> Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(mode)
+        .custom_flags(nofollow_flag())
         .open(path)
-        .map_err(io_error("creating", path))?;
+        .map_err(|err| refused_link(path, err, "creating"))?;
     file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(io_error("chmod", path))?;
     file.write_all(bytes).map_err(io_error("writing", path))?;
@@ -96,22 +165,84 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(io_error("syncing directory", dir))
 }
 
-/// Reads a small metadata file; `Ok(None)` when it does not exist.
+/// Reads a small metadata file; `Ok(None)` when it does not exist. Only a regular file is read:
+/// a symlink is refused (`O_NOFOLLOW`) and a FIFO or device is never waited on (`O_NONBLOCK`).
 pub(crate) fn read_optional(path: &Path) -> Result<Option<String>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(Error::Io {
-            op: "reading",
+    read_bytes_optional(path).map(|bytes| bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+/// [`read_optional`] as bytes.
+pub(crate) fn read_bytes_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    // Opened as a path only and described first: a FIFO would block a read, and opening a
+    // device node can act on the device, so only a regular file is opened for reading.
+    let mut file = match open_regular(path) {
+        Ok(file) => file,
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        Err(err) => return Err(err),
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(io_error("reading", path))?;
+    Ok(Some(bytes))
+}
+
+/// Opens the regular file at `path` for reading without following a symlink in its last
+/// component and without opening anything else (a FIFO, a device node): those are refused, naming
+/// the path, as a symlink is.
+pub fn open_regular(path: &Path) -> Result<fs::File> {
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|errno| refused_link(path, errno.into(), "opening"))?;
+    let node =
+        syscompat::Node::from_path_fd(fd).map_err(|e| io_error("opening", path)(e.into()))?;
+    if node.file_type() != rustix::fs::FileType::RegularFile {
+        return Err(Error::NotReal {
             path: path.to_path_buf(),
-            source: err,
-        }),
+            expected: "regular file",
+            found: type_name(node.file_type()),
+        });
+    }
+    node.open_regular()
+        .map(fs::File::from)
+        .map_err(|e| io_error("opening", path)(e.into()))
+}
+
+/// How an error names a file type.
+fn type_name(file_type: rustix::fs::FileType) -> &'static str {
+    match file_type {
+        rustix::fs::FileType::Symlink => "a symlink",
+        rustix::fs::FileType::Directory => "a directory",
+        rustix::fs::FileType::RegularFile => "a regular file",
+        rustix::fs::FileType::Fifo => "a FIFO",
+        rustix::fs::FileType::Socket => "a socket",
+        _ => "a device node",
     }
 }
 
-/// Removes a directory tree; a missing one is fine.
+/// The error of an `O_NOFOLLOW` open: `ELOOP` is a symlink where the format has a file.
+fn refused_link(path: &Path, err: std::io::Error, op: &'static str) -> Error {
+    if err.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        Error::NotReal {
+            path: path.to_path_buf(),
+            expected: "regular file",
+            found: "a symlink",
+        }
+    } else {
+        io_error(op, path)(err)
+    }
+}
+
+/// Removes a directory tree (or a file, or a symlink itself); a missing one is fine. The tree is
+/// removed through directory descriptors: no symlink in it is followed and no mount point
+/// crossed (`below::remove_at`).
 pub(crate) fn remove_tree(path: &Path) -> Result<()> {
-    missing_is_fine(fs::remove_dir_all(path), path)
+    crate::below::remove_path(path)
 }
 
 /// Removes a file; a missing one is fine.

@@ -13,16 +13,19 @@ impl DataRoot {
         Ok(self.image_dir().join("imagedb/content/sha256").join(hex))
     }
 
+    /// `imagedb/metadata/sha256/<hex>`; where it exists it must be a real directory.
     fn metadata_dir(&self, image_id: &str) -> Result<PathBuf> {
         let hex = ids::digest_hex("image id", image_id)?;
-        Ok(self.image_dir().join("imagedb/metadata/sha256").join(hex))
+        let dir = self.image_dir().join("imagedb/metadata/sha256").join(hex);
+        fsutil::real_dir(&dir)?;
+        Ok(dir)
     }
 
     /// Stores config bytes verbatim (0600, atomic); returns `sha256:<hex>`.
     pub fn put_image(&self, config: &[u8]) -> Result<String> {
         let image_id = ids::sha256_digest(config);
         let path = self.content_path(&image_id)?;
-        if fs::read(&path).is_ok_and(|existing| existing == config) {
+        if fsutil::read_bytes_optional(&path)?.is_some_and(|existing| existing == config) {
             return Ok(image_id);
         }
         fsutil::write_atomic(&path, config, 0o600)?;
@@ -32,20 +35,10 @@ impl DataRoot {
     /// Reads and re-verifies the config bytes, as dockerd does on every read.
     pub fn image_config_bytes(&self, image_id: &str) -> Result<Vec<u8>> {
         let path = self.content_path(image_id)?;
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NoSuchImage {
-                    image_id: image_id.to_string(),
-                })
-            }
-            Err(err) => {
-                return Err(Error::Io {
-                    op: "reading image config",
-                    path,
-                    source: err,
-                })
-            }
+        let Some(bytes) = fsutil::read_bytes_optional(&path)? else {
+            return Err(Error::NoSuchImage {
+                image_id: image_id.to_string(),
+            });
         };
         let actual = ids::sha256_digest(&bytes);
         if actual.strip_prefix("sha256:") != Some(ids::digest_hex("image id", image_id)?) {
@@ -111,6 +104,10 @@ impl DataRoot {
         let metadata_root = self.image_dir().join("imagedb/metadata/sha256");
         if let Ok(entries) = fs::read_dir(&metadata_root) {
             for entry in entries.flatten() {
+                // A symlink there is never followed (`ovl fsck` reports it).
+                if !entry.file_type().is_ok_and(|file_type| file_type.is_dir()) {
+                    continue;
+                }
                 let parent_file = entry.path().join("parent");
                 if fsutil::read_optional(&parent_file)?.is_some_and(|text| text.trim() == full_id) {
                     fsutil::remove_file(&parent_file)?;

@@ -33,13 +33,18 @@ impl DataRoot {
     /// The layer with this ChainID, or `None` when it is missing or its metadata is broken (which
     /// makes Docker skip it too; the reason is logged at debug level).
     /// The layer's `tar-split.json.gz` (from which its tar is reassembled).
+    /// Both the entry and the file are checked: a symlink in either place is refused.
     pub fn tar_split_path(&self, chain_id: &str) -> Result<PathBuf> {
-        Ok(self.layer_dir(chain_id)?.join("tar-split.json.gz"))
+        let dir = self.layer_dir(chain_id)?;
+        fsutil::real_dir(&dir)?;
+        let path = dir.join("tar-split.json.gz");
+        fsutil::real_file(&path)?;
+        Ok(path)
     }
 
     pub fn layer(&self, chain_id: &str) -> Result<Option<Layer>> {
         let dir = self.layer_dir(chain_id)?;
-        if !dir.is_dir() {
+        if !fsutil::real_dir(&dir)? {
             return Ok(None);
         }
         match read_layer(&dir, chain_id) {
@@ -56,7 +61,8 @@ impl DataRoot {
         let sha_dir = self.layerdb().join("sha256");
         let mut candidates = std::collections::BTreeMap::new();
         for (name, entry) in fsutil::hex64_entries(&sha_dir)? {
-            if !entry.path().is_dir() {
+            // A symlink is never followed (`ovl fsck` reports it); only real directories load.
+            if !entry.file_type().is_ok_and(|file_type| file_type.is_dir()) {
                 continue;
             }
             let chain_id = format!("sha256:{name}");
@@ -149,8 +155,11 @@ impl DataRoot {
             committed: None,
         };
         if let Some(parent) = parent {
-            let committed = self.overlay_dir(&parent.cache_id).join("committed");
-            if !committed.exists() {
+            let committed = self
+                .existing_overlay_dir(&parent.cache_id)
+                .map_err(at("checking the parent's overlay2 dir"))?
+                .join("committed");
+            if !fsutil::real_file(&committed).map_err(at("checking the parent's committed file"))? {
                 guard.committed = Some(committed);
             }
         }
@@ -162,7 +171,13 @@ impl DataRoot {
             .layerdb()
             .join("tmp")
             .join(format!("write-set-{}", random_digits()?));
-        fsutil::create_dir_all_mode(&write_set, 0o700).map_err(at("creating the write-set"))?;
+        if !fsutil::create_dir_mode(&write_set, 0o700).map_err(at("creating the write-set"))? {
+            return Err(at("creating the write-set")(Error::Io {
+                op: "creating",
+                path: write_set,
+                source: std::io::ErrorKind::AlreadyExists.into(),
+            }));
+        }
         guard.write_set = Some(write_set.clone());
         Ok(PendingLayer {
             guard,
@@ -203,6 +218,9 @@ impl DataRoot {
                 chain_id: chain_id.to_string(),
             });
         };
+        // Checked before the entry is renamed: a layer dir that is not what the format has
+        // (a symlink out of the root, ...) is refused with nothing changed.
+        self.checked_overlay_dir(&layer.cache_id)?;
         let marker = dir.with_file_name(format!(
             "{}-{}-removing",
             ids::digest_hex("chain id", chain_id)?,
@@ -412,7 +430,7 @@ impl PendingLayer<'_> {
                 .map_err(at("syncing the layer content"))?;
         }
         let sha_dir = root.layerdb().join("sha256");
-        fsutil::create_dir_all_mode(&sha_dir, 0o755).map_err(at("creating layerdb/sha256"))?;
+        fsutil::create_dir_mode(&sha_dir, 0o755).map_err(at("creating layerdb/sha256"))?;
         let final_dir = root.layer_dir(&chain_id)?;
         fs::rename(&write_set, &final_dir)
             .map_err(io_error("renaming the write-set to", &final_dir))

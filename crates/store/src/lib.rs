@@ -7,6 +7,7 @@
 //! never mounts and never parses tar: a layer's content arrives through a callback.
 #![deny(unsafe_code)]
 
+mod below;
 mod containers;
 mod daemon;
 mod fsck;
@@ -19,11 +20,14 @@ mod overlay;
 mod references;
 mod survey;
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use fsutil::nofollow_flag;
 
 pub use daemon::{live_dockerd, LiveDaemon};
 pub use fsck::{CheckCounts, CheckReport, Finding, Severity};
-pub use fsutil::write_atomic;
+pub use fsutil::{open_regular, write_atomic};
 pub use gc::{
     ContainerAttachments, ContainerMountPoint, GarbageItem, GarbageKind, GcPlan, LeftAlone,
     LocalVolume,
@@ -84,6 +88,15 @@ pub enum Error {
     Mounted { path: PathBuf },
     #[error("random bytes")]
     Random { source: std::io::Error },
+    /// Where the format has a directory (or a file), something else: a symlink, relative or
+    /// absolute, a file, a device. ovl never follows it, never creates, removes or mounts
+    /// through it; `ovl fsck` reports it as corrupt.
+    #[error("refusing {path}: the data root's format has a {expected} there, not {found}")]
+    NotReal {
+        path: PathBuf,
+        expected: &'static str,
+        found: &'static str,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -218,9 +231,40 @@ const LAYOUT: [(&str, u32); 14] = [
     ("containers", 0o710),
 ];
 
+/// Checks that every directory of the layout that exists below `root` is a real directory (not a
+/// symlink, relative or absolute, nor a file), parents first, so that a path of the layout is
+/// verified component by component from the data root down. The root itself is what the user
+/// named and may be a symlink (`/var/lib/docker -> /data/docker`). Missing directories are fine.
+pub fn check_layout(root: &Path) -> Result<()> {
+    match layout_damage(root).into_iter().next() {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// Every layout directory below `root` that is not a real directory, as [`check_layout`] sees it.
+pub(crate) fn layout_damage(root: &Path) -> Vec<Error> {
+    LAYOUT
+        .iter()
+        .map(|(dir, _)| *dir)
+        .chain(["tmp"])
+        .filter_map(|dir| fsutil::real_dir(&root.join(dir)).err())
+        .collect()
+}
+
 impl DataRoot {
-    /// Opens an existing data root read-only (nothing is created).
+    /// Opens an existing data root read-only (nothing is created). A layout directory that is
+    /// not a real directory is refused, naming it (see [`check_layout`]); [`DataRoot::open_damaged`]
+    /// opens such a root for `fsck`.
     pub fn open(root: &Path) -> Result<DataRoot> {
+        let data_root = DataRoot::open_damaged(root)?;
+        check_layout(root)?;
+        Ok(data_root)
+    }
+
+    /// Opens an existing data root without checking its layout, for [`DataRoot::check`], which
+    /// reports a damaged layout as corrupt and reads nothing below it.
+    pub fn open_damaged(root: &Path) -> Result<DataRoot> {
         let found = survey::survey(root);
         if !root.join("overlay2").is_dir() && !root.join("image/overlay2").is_dir() {
             if let Some(driver) = found.other_drivers.first() {
@@ -266,6 +310,7 @@ impl DataRoot {
             }
         }
         survey::report(root, &found);
+        check_layout(root)?;
         fsutil::create_dir_all_mode(root, 0o710)?;
         for (dir, mode) in LAYOUT {
             fsutil::create_dir_mode(&root.join(dir), mode)?;
@@ -303,10 +348,12 @@ impl DataRoot {
     /// [`DataRoot::lock`], and whether another process held the lock so that this one waited.
     pub fn lock_reporting_wait(&self) -> Result<(RootLock, bool)> {
         let path = self.root.join("ovl.lock");
+        // `O_NOFOLLOW`: a planted `ovl.lock` symlink would make the lock create a file outside.
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(nofollow_flag())
             .open(&path)
             .map_err(|source| Error::Io {
                 op: "opening lock file",

@@ -1,5 +1,11 @@
 //! overlay2 layer directories (spec §2.1, §2.3, §2.4): `H/<id>/{diff,link,lower,work,committed}`
 //! and the relative `H/l/<LID> -> ../<id>/diff` links.
+//!
+//! A data root may be copied from another machine or crafted, so nothing here trusts its shape:
+//! a layer dir and its `diff/`, `work/` and `merged/` must be real directories and its `link`,
+//! `lower` and `committed` regular files ([`DataRoot::checked_overlay_dir`]), and an `l/` link
+//! must be exactly `../<id>/diff` of a real layer dir ([`DataRoot::checked_lower`]). Anything
+//! else is refused naming its path before anything is created, removed or mounted.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -23,12 +29,88 @@ impl DataRoot {
         self.overlay_home().join(id)
     }
 
+    /// `H/<id>` when it exists, after checking that it and its `diff/`, `work/` and `merged/`
+    /// are real directories and its `link`, `lower` and `committed` regular files (the data root's
+    /// layout above it is checked when the root is opened); `None` when it does not exist. A
+    /// symlink or anything else there is [`Error::NotReal`], naming the path.
+    pub fn checked_overlay_dir(&self, id: &str) -> Result<Option<PathBuf>> {
+        check_layer_dir_id(id)?;
+        let dir = self.overlay_dir(id);
+        if !fsutil::real_dir(&dir)? {
+            return Ok(None);
+        }
+        for sub in LAYER_SUBDIRS {
+            fsutil::real_dir(&dir.join(sub))?;
+        }
+        for file in LAYER_FILES {
+            fsutil::real_file(&dir.join(file))?;
+        }
+        Ok(Some(dir))
+    }
+
+    /// [`DataRoot::checked_overlay_dir`] of a layer dir that must exist.
+    pub fn existing_overlay_dir(&self, id: &str) -> Result<PathBuf> {
+        self.checked_overlay_dir(id)?.ok_or_else(|| Error::Io {
+            op: "opening layer dir",
+            path: self.overlay_dir(id),
+            source: std::io::ErrorKind::NotFound.into(),
+        })
+    }
+
+    /// Checks one `lower` entry of a layer for mounting: `l/<LID>` must be a symlink whose target
+    /// is exactly `../<id>/diff` (relative, inside `overlay2/`, as Docker writes it) of a layer dir
+    /// that passes [`DataRoot::checked_overlay_dir`] and has its `diff/`. Returns that `id`.
+    pub fn checked_lower(&self, entry: &str) -> Result<String> {
+        let link = self.overlay_home().join(entry);
+        if !is_lower_entry(entry) {
+            return Err(Error::InvalidId {
+                what: "lower entry",
+                value: entry.to_string(),
+            });
+        }
+        let meta = fs::symlink_metadata(&link).map_err(io_error("reading link", &link))?;
+        if !meta.file_type().is_symlink() {
+            return Err(Error::NotReal {
+                path: link,
+                expected: "symlink to ../<id>/diff",
+                found: "something else",
+            });
+        }
+        let target = fs::read_link(&link).map_err(io_error("reading link", &link))?;
+        let Some(id) = link_target_id(&target) else {
+            return Err(Error::NotReal {
+                path: link,
+                expected: "symlink to ../<id>/diff inside overlay2/",
+                found: "a symlink to anywhere else",
+            });
+        };
+        let dir = self.existing_overlay_dir(&id)?;
+        if !fsutil::real_dir(&dir.join("diff"))? {
+            return Err(Error::Io {
+                op: "opening the lower layer of",
+                path: link,
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
+        Ok(id)
+    }
+
+    /// The `lower` entries of `H/<id>` checked for mounting ([`DataRoot::checked_lower`] each).
+    pub fn checked_lowers(&self, id: &str) -> Result<Vec<String>> {
+        self.existing_overlay_dir(id)?;
+        let entries = self.lower_entries(id)?;
+        for entry in &entries {
+            self.checked_lower(entry)?;
+        }
+        Ok(entries)
+    }
+
     /// Spec §2.1 Create(id, parent): diff/, link, l/<LID>, and for a parent: work/, lower, parent's committed.
     /// A failure removes what this call created.
     pub fn create_overlay_dir(&self, id: &str, parent_id: Option<&str>) -> Result<()> {
         check_layer_dir_id(id)?;
         if let Some(parent) = parent_id {
-            check_layer_dir_id(parent)?;
+            self.existing_overlay_dir(parent)?;
         }
         let dir = self.overlay_dir(id);
         if !fsutil::create_dir_mode(&dir, 0o710)? {
@@ -56,9 +138,10 @@ impl DataRoot {
         let Some(parent) = parent_id else {
             return Ok(());
         };
-        let parent_dir = self.overlay_dir(parent);
-        let parent_link = fs::read_to_string(parent_dir.join("link"))
-            .map_err(io_error("reading link of", &parent_dir))?;
+        let parent_dir = self.existing_overlay_dir(parent)?;
+        let parent_link = fsutil::read_optional(&parent_dir.join("link"))?.ok_or_else(|| {
+            io_error("reading link of", &parent_dir)(std::io::ErrorKind::NotFound.into())
+        })?;
         let parent_link = parent_link.trim();
         let mut lower = format!("l/{parent_link}");
         if !is_lower_entry(&lower) {
@@ -82,19 +165,21 @@ impl DataRoot {
         }
         fsutil::create_dir_mode(&dir.join("work"), 0o700)?;
         let committed = parent_dir.join("committed");
-        if !committed.exists() {
+        if !fsutil::real_file(&committed)? {
             fsutil::write_new(&committed, b"", 0o600, false)?;
         }
         fsutil::write_new(&dir.join("lower"), lower.as_bytes(), 0o644, false)
     }
 
-    /// Spec §2.4: removes `l/<LID>` and `H/<id>`. Refuses when something is mounted inside it.
+    /// Spec §2.4: removes `l/<LID>` and `H/<id>`. Refuses when something is mounted inside it,
+    /// and when the layer dir is not what the format has ([`DataRoot::checked_overlay_dir`]),
+    /// before removing anything. The `l/` link goes only while it points at this dir; the dir is
+    /// removed through directory descriptors, never following a symlink or crossing a mount.
     pub fn remove_overlay_dir(&self, id: &str) -> Result<()> {
-        check_layer_dir_id(id)?;
-        let dir = self.overlay_dir(id);
-        let Ok(meta) = fs::symlink_metadata(&dir) else {
+        let Some(dir) = self.checked_overlay_dir(id)? else {
             return Ok(());
         };
+        let meta = fs::symlink_metadata(&dir).map_err(io_error("reading", &dir))?;
         for sub in ["merged", "diff"] {
             if let Ok(sub_meta) = fs::symlink_metadata(dir.join(sub)) {
                 if sub_meta.dev() != meta.dev() {
@@ -106,8 +191,23 @@ impl DataRoot {
         }
         if let Some(link_id) = fsutil::read_optional(&dir.join("link"))? {
             let link_id = link_id.trim();
-            if !link_id.is_empty() && link_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                fsutil::remove_file(&self.overlay_home().join("l").join(link_id))?;
+            if is_lower_entry(&format!("l/{link_id}")) {
+                let below = crate::below::Below::open(self.root())?;
+                let expected = PathBuf::from(format!("../{id}/diff"));
+                match below.remove_link("overlay2/l", link_id, &expected) {
+                    Ok(()) => {}
+                    // Another dir's link (a copied root): left alone.
+                    Err(Error::Io { op, path, .. }) if op.starts_with("not removing") => {
+                        tracing::warn!(path = %path.display(), "left an l/ link that points elsewhere");
+                    }
+                    Err(Error::Io { path, source, .. })
+                        if source.raw_os_error()
+                            == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
+                    {
+                        tracing::warn!(path = %path.display(), "left an l/ entry that is not a symlink");
+                    }
+                    Err(err) => return Err(err),
+                }
             }
         }
         fsutil::remove_tree(&dir)
@@ -116,13 +216,12 @@ impl DataRoot {
     /// Re-creates `H/l/<LID> -> ../<id>/diff` for a layer dir whose `link` file names a link that
     /// is gone; returns whether it did. A link that exists is left as it is.
     pub fn restore_link(&self, id: &str) -> Result<bool> {
-        check_layer_dir_id(id)?;
-        let dir = self.overlay_dir(id);
+        let dir = self.existing_overlay_dir(id)?;
         let Some(link_id) = fsutil::read_optional(&dir.join("link"))? else {
             return Ok(false);
         };
         let link_id = link_id.trim();
-        if !is_lower_entry(&format!("l/{link_id}")) || !dir.join("diff").is_dir() {
+        if !is_lower_entry(&format!("l/{link_id}")) || !fsutil::real_dir(&dir.join("diff"))? {
             return Ok(false);
         }
         let link_path = self.overlay_home().join("l").join(link_id);
@@ -137,6 +236,7 @@ impl DataRoot {
     /// The `lower` entries of `H/<id>` (`l/<LID>`, nearest first); empty without a lower file.
     pub fn lower_entries(&self, id: &str) -> Result<Vec<String>> {
         check_layer_dir_id(id)?;
+        fsutil::real_dir(&self.overlay_dir(id))?;
         let path = self.overlay_dir(id).join("lower");
         let Some(text) = fsutil::read_optional(&path)? else {
             return Ok(Vec::new());
@@ -185,6 +285,18 @@ impl DataRoot {
         );
         Ok(data)
     }
+}
+
+/// The directories of a layer dir (spec §2.1); each, where it exists, must be a real directory.
+const LAYER_SUBDIRS: [&str; 3] = ["diff", "work", "merged"];
+/// The files of a layer dir; each, where it exists, must be a regular file.
+const LAYER_FILES: [&str; 3] = ["link", "lower", "committed"];
+
+/// The `<id>` of an `l/` link target of the one form the format has, `../<id>/diff`.
+pub(crate) fn link_target_id(target: &Path) -> Option<String> {
+    let text = target.to_str()?;
+    let id = text.strip_prefix("../")?.strip_suffix("/diff")?;
+    is_layer_dir_id(id).then(|| id.to_string())
 }
 
 /// Lexical cleaning like Go's `filepath.Clean` for absolute paths: drops `.` and empty components
