@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ovl_tests::{
-    base_rootfs_tar, change_through_redirect_dir, require_program, require_root, Ovl, Scratch,
+    base_rootfs_tar, change_through_redirect_dir, peak_rss_kib, require_program, require_root,
+    under_gnu_time, Ovl, Scratch, GNU_TIME,
 };
 
 /// A data root with `base:1` imported from the busybox rootfs.
@@ -780,25 +781,15 @@ fn many_entries_archive(path: &Path, n: usize) {
     fs::write(path, archive.into_inner().expect("finish")).expect("write archive");
 }
 
-/// Peak resident memory of `ovl load` of the archive, in KiB, as GNU time reports it. The
-/// measuring process must be small: a child started straight from this test would count the
-/// test's own memory (`exec` keeps the old image's high-water mark in `ru_maxrss`).
-fn load_peak_rss_kib(ovl: &Ovl, archive: &Path, report: &Path) -> i64 {
+/// Peak resident memory of `ovl load` of the archive, in KiB, as GNU time reports it.
+fn load_peak_rss_kib(ovl: &Ovl, archive: &Path, report: &Path) -> u64 {
     let load = ovl.command([
         "load".as_ref(),
         "-q".as_ref(),
         "-i".as_ref(),
         archive.as_os_str(),
     ]);
-    let mut timed = std::process::Command::new(GNU_TIME);
-    timed.arg("-f").arg("%M").arg("-o").arg(report);
-    timed.arg(load.get_program()).args(load.get_args());
-    for (key, value) in load.get_envs() {
-        match value {
-            Some(value) => timed.env(key, value),
-            None => timed.env_remove(key),
-        };
-    }
+    let mut timed = under_gnu_time(&load, report);
     // The lane's filter is installed before `exec`, so it must be put on the command that runs.
     if let Some(lane) = ovl_tests::abi_lane() {
         lane.wrap(&mut timed);
@@ -809,17 +800,8 @@ fn load_peak_rss_kib(ovl: &Ovl, archive: &Path, report: &Path) -> i64 {
         "load failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    fs::read_to_string(report)
-        .expect("time report")
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .parse()
-        .expect("GNU time's %M")
+    peak_rss_kib(report).expect("GNU time's report")
 }
-
-const GNU_TIME: &str = "/usr/bin/time";
 
 /// Memory must not grow with the number of entries of a layer beyond a few bytes each (a name
 /// fingerprint, nothing per file otherwise). The test measures ovl's peak RSS loading a layer of
@@ -845,8 +827,8 @@ fn load_memory_does_not_grow_with_entries_needs_root() {
     let large_rss = load_peak_rss_kib(&Ovl::new(work.join("root-large")), &large, &report);
     eprintln!("{TEST}: peak RSS {small_rss} KiB at 10,000 entries, {large_rss} KiB at 100,000");
     assert!(
-        large_rss - small_rss < 6 * 1024,
+        large_rss.saturating_sub(small_rss) < 6 * 1024,
         "peak RSS grew by {} KiB for 90,000 more entries",
-        large_rss - small_rss
+        large_rss.saturating_sub(small_rss)
     );
 }

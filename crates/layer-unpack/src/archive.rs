@@ -102,7 +102,7 @@ fn apply_stream<W: Write>(
         let _span = tracing::debug_span!("member", entry = %entry).entered();
         // A repeated path is refused before it changes the layer (the packer, which remembers
         // every name, would refuse it only after the data).
-        if tar_split.has_name(&next.member.name) {
+        if !tar_split.claim_name(&next.member.name) {
             return Err(Error::DuplicatePath { entry });
         }
         tar_split

@@ -8,7 +8,7 @@
 
 use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::{Error, Result};
@@ -33,48 +33,36 @@ fn libc_flag(flag: rustix::fs::OFlags) -> i32 {
     i32::try_from(flag.bits()).unwrap_or(0)
 }
 
-/// What `path` itself is (not following it), in the words of [`Error::NotReal`].
-fn kind_name(meta: &fs::Metadata) -> &'static str {
-    let file_type = meta.file_type();
-    if file_type.is_symlink() {
-        "a symlink"
-    } else if file_type.is_dir() {
-        "a directory"
-    } else if file_type.is_file() {
-        "a regular file"
-    } else if file_type.is_fifo() {
-        "a FIFO"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else {
-        "a device node"
-    }
+/// The type of what `lstat` described.
+fn kind_of(meta: &fs::Metadata) -> rustix::fs::FileType {
+    use std::os::unix::fs::MetadataExt;
+    rustix::fs::FileType::from_raw_mode(meta.mode())
 }
 
 /// Whether `path` is a real directory (`Ok(true)`) or missing (`Ok(false)`); a symlink (even to
 /// a directory), a file or anything else there is [`Error::NotReal`], naming the path.
 pub(crate) fn real_dir(path: &Path) -> Result<bool> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_dir() => Ok(true),
-        Ok(meta) => Err(Error::NotReal {
-            path: path.to_path_buf(),
-            expected: "directory",
-            found: kind_name(&meta),
-        }),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(err) => Err(io_error("reading", path)(err)),
-    }
+    real(path, rustix::fs::FileType::Directory)
 }
 
 /// Whether `path` is a regular file (`Ok(true)`) or missing (`Ok(false)`); anything else there
 /// is [`Error::NotReal`], naming the path.
 pub(crate) fn real_file(path: &Path) -> Result<bool> {
+    real(path, rustix::fs::FileType::RegularFile)
+}
+
+/// Whether `path` is of the type `expected` (`lstat`), missing, or (an error) something else.
+fn real(path: &Path, expected: rustix::fs::FileType) -> Result<bool> {
     match fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_file() => Ok(true),
+        Ok(meta) if kind_of(&meta) == expected => Ok(true),
         Ok(meta) => Err(Error::NotReal {
             path: path.to_path_buf(),
-            expected: "regular file",
-            found: kind_name(&meta),
+            expected: if expected == rustix::fs::FileType::Directory {
+                "directory"
+            } else {
+                "regular file"
+            },
+            found: type_name(kind_of(&meta)),
         }),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(err) => Err(io_error("reading", path)(err)),
@@ -193,24 +181,17 @@ pub(crate) fn read_bytes_optional(path: &Path) -> Result<Option<Vec<u8>>> {
 /// component and without opening anything else (a FIFO, a device node): those are refused, naming
 /// the path, as a symlink is.
 pub fn open_regular(path: &Path) -> Result<fs::File> {
-    let fd = rustix::fs::open(
-        path,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|errno| refused_link(path, errno.into(), "opening"))?;
-    let node =
-        syscompat::Node::from_path_fd(fd).map_err(|e| io_error("opening", path)(e.into()))?;
-    if node.file_type() != rustix::fs::FileType::RegularFile {
-        return Err(Error::NotReal {
+    let node = syscompat::Node::open_path(path)
+        .map_err(|errno| refused_link(path, errno.into(), "opening"))?;
+    match node.with_regular() {
+        Ok((_, Some(file))) => Ok(fs::File::from(file)),
+        Ok((node, None)) => Err(Error::NotReal {
             path: path.to_path_buf(),
             expected: "regular file",
             found: type_name(node.file_type()),
-        });
+        }),
+        Err(errno) => Err(io_error("opening", path)(errno.into())),
     }
-    node.open_regular()
-        .map(fs::File::from)
-        .map_err(|e| io_error("opening", path)(e.into()))
 }
 
 /// How an error names a file type.

@@ -105,12 +105,7 @@ impl Resolver {
         path: &[u8],
     ) -> Result<(crate::Node, Option<OwnedFd>), Errno> {
         let fd = self.open(root, path, OFlags::PATH | OFlags::NOFOLLOW)?;
-        let node = crate::Node::from_path_fd(fd)?;
-        if node.file_type() != FileType::RegularFile {
-            return Ok((node, None));
-        }
-        let file = crate::node::reopen(node.fd(), node.stat())?;
-        Ok((node, Some(file)))
+        crate::Node::from_path_fd(fd)?.with_regular()
     }
 }
 

@@ -60,6 +60,27 @@ impl Node {
         Ok(rustix::fs::readlinkat(&self.fd, c"", Vec::new())?.into_bytes())
     }
 
+    /// Opens a path (relative to the working directory, or absolute) without following its last
+    /// component and without opening the inode. Earlier components are followed as usual: the
+    /// caller has checked them, or they are the caller's own.
+    pub fn open_path(path: &std::path::Path) -> Result<Node, Errno> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Node::from_path_fd(fd)
+    }
+
+    /// The node with its regular file opened for reading, `None` when it is anything else.
+    pub fn with_regular(self) -> Result<(Node, Option<OwnedFd>), Errno> {
+        if self.file_type() != FileType::RegularFile {
+            return Ok((self, None));
+        }
+        let file = reopen(self.fd(), self.stat())?;
+        Ok((self, Some(file)))
+    }
+
     /// The regular file this node is, opened for reading. A node that is anything else gives
     /// `Err(Errno::NOTSUP)` and is not opened.
     pub fn open_regular(&self) -> Result<OwnedFd, Errno> {
@@ -73,17 +94,12 @@ impl Node {
 /// Opens the regular file `name` in `dir` for reading without ever opening anything else:
 /// `Ok(None)` with the node when it is not a regular file.
 pub fn open_regular_at(dir: BorrowedFd<'_>, name: &CStr) -> Result<(Node, Option<OwnedFd>), Errno> {
-    let node = Node::open_at(dir, name)?;
-    if node.file_type() != FileType::RegularFile {
-        return Ok((node, None));
-    }
-    let file = reopen(node.fd(), node.stat())?;
-    Ok((node, Some(file)))
+    Node::open_at(dir, name)?.with_regular()
 }
 
 /// Reopens the inode behind an `O_PATH` descriptor for reading, and checks that the
 /// descriptor it got is that inode.
-pub(crate) fn reopen(path_fd: BorrowedFd<'_>, stat: &Stat) -> Result<OwnedFd, Errno> {
+fn reopen(path_fd: BorrowedFd<'_>, stat: &Stat) -> Result<OwnedFd, Errno> {
     let magic = format!("/proc/self/fd/{}", path_fd.as_raw_fd());
     let file = rustix::fs::openat(
         CWD,

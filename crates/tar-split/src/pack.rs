@@ -36,6 +36,9 @@ pub struct Packer<W: Write> {
     position: u64,
     /// Cleaned names of all file entries so far.
     seen_names: NameSet,
+    /// The name [`Packer::claim_name`] took for the next file entry, when `has_claim`.
+    claimed: Vec<u8>,
+    has_claim: bool,
     /// Scratch buffer for one JSON line.
     line: Vec<u8>,
 }
@@ -64,14 +67,23 @@ impl<W: Write> Packer<W> {
             segment_pending: false,
             position: 0,
             seen_names: NameSet::new(),
+            claimed: Vec::new(),
+            has_claim: false,
             line: Vec::with_capacity(256),
         }
     }
 
-    /// Whether a file entry of this name (cleaned as Go's `filepath.Clean` does) was added: a
-    /// second one fails [`Packer::add_file`], so callers check before doing the entry's work.
-    pub fn has_name(&self, name: &[u8]) -> bool {
-        self.seen_names.contains(&clean(name))
+    /// Takes `name` (cleaned as Go's `filepath.Clean` does) for the next file entry, before the
+    /// entry's work is done: false if an earlier entry had it, which [`Packer::add_file`] would
+    /// refuse. The name is then not checked again when that entry is added.
+    pub fn claim_name(&mut self, name: &[u8]) -> bool {
+        if !self.seen_names.insert(&clean(name)) {
+            return false;
+        }
+        self.claimed.clear();
+        self.claimed.extend_from_slice(name);
+        self.has_claim = true;
+        true
     }
 
     /// Buffers raw archive bytes for the next segment entry.
@@ -109,7 +121,8 @@ impl<W: Write> Packer<W> {
         if self.segment_pending {
             self.flush_segment()?;
         }
-        if !self.seen_names.insert(&clean(name)) {
+        let claimed = std::mem::take(&mut self.has_claim) && self.claimed == name;
+        if !claimed && !self.seen_names.insert(&clean(name)) {
             return Err(Error::DuplicatePath {
                 name: lossy_name(name),
                 position: self.position,
@@ -256,5 +269,27 @@ mod tests {
             matches!(err, Error::DuplicatePath { ref name, position: 1 } if name == "./a//b"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_claimed_name_is_added_once_and_refused_after() {
+        let mut packer = Packer::new(Vec::new());
+        assert!(packer.claim_name(b"a/b"));
+        packer.add_file(b"a/b", 0, None).expect("the claimed entry");
+        assert!(
+            !packer.claim_name(b"./a//b/"),
+            "a second claim of the same path"
+        );
+        let err = packer
+            .add_file(b"a/b", 0, None)
+            .expect_err("unclaimed duplicate");
+        assert!(matches!(err, Error::DuplicatePath { .. }), "{err}");
+        // A claim covers only the entry added right after it, under the same name.
+        assert!(packer.claim_name(b"c"));
+        packer.add_file(b"d", 0, None).expect("another name");
+        let err = packer
+            .add_file(b"c", 0, None)
+            .expect_err("claimed, then a later duplicate");
+        assert!(matches!(err, Error::DuplicatePath { .. }), "{err}");
     }
 }

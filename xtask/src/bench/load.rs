@@ -401,24 +401,8 @@ fn write_docker_archive(
 /// A wall time and the peak RSS (KiB) of a command run under GNU time.
 pub fn timed_rss(command: &Command, scratch: &Path) -> Result<(Duration, u64)> {
     let rss_file = scratch.join("rss");
-    let mut wrapped = Command::new("/usr/bin/time");
-    wrapped.arg("-f").arg("%M").arg("-o").arg(&rss_file);
-    wrapped.arg(command.get_program()).args(command.get_args());
-    for (key, value) in command.get_envs() {
-        match value {
-            Some(value) => wrapped.env(key, value),
-            None => wrapped.env_remove(key),
-        };
-    }
-    let (time, _) = timed(wrapped)?;
-    let rss = fs::read_to_string(&rss_file)?
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .parse()
-        .context("GNU time's %M")?;
-    Ok((time, rss))
+    let (time, _) = timed(ovl_tests::under_gnu_time(command, &rss_file))?;
+    Ok((time, ovl_tests::peak_rss_kib(&rss_file)?))
 }
 
 fn sample(name: String) -> Sample {
