@@ -430,9 +430,13 @@ fn fifo_or_device_in_a_metadata_files_place_is_never_opened_needs_root() {
     }
     let mknod = |path: &Path, kind: libc::mode_t, major: u32, minor: u32| {
         let _ = fs::remove_file(path);
-        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
-        let ret = unsafe { libc::mknod(c.as_ptr(), kind | 0o600, libc::makedev(major, minor)) };
-        assert_eq!(ret, 0, "mknod {}", path.display());
+        nix::sys::stat::mknod(
+            path,
+            nix::sys::stat::SFlag::from_bits_truncate(kind),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            nix::sys::stat::makedev(major.into(), minor.into()),
+        )
+        .unwrap_or_else(|err| panic!("mknod {}: {err}", path.display()));
     };
 
     let setup = Setup::new(false);

@@ -1,7 +1,7 @@
-set -e
 # The change made in a container of ovl-changes:1, by `docker run` on the host (whose `docker diff`
 # and `docker commit` are the expected results) and by chroot into ovl's merged rootfs in a guest.
 # Files get fixed mtimes so that both trees can be compared.
+set -euo pipefail
 echo extra >> /etc/passwd
 rm /bin/vi
 mkdir -p /srv/www

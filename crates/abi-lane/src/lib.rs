@@ -10,7 +10,8 @@
 //! The filter is installed with `prctl(PR_SET_SECCOMP)`, not `seccomp(2)` (number 317, itself
 //! missing under the `centos7` lane), after `PR_SET_NO_NEW_PRIVS`, and is inherited by every
 //! child. x86_64 only: another architecture's numbers differ, and the filter refuses to install.
-#![allow(unsafe_code)]
+
+mod sys;
 
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -92,7 +93,7 @@ impl Lane {
     /// [`Lane::reexec`]; `install` is for a process that starts no threads.
     pub fn install(&self) -> io::Result<()> {
         let program = self.program();
-        install_filter(&program)
+        sys::install_filter(&program)
     }
 
     /// Puts the running program in the lane the way a real old kernel would have it from the
@@ -119,12 +120,7 @@ impl Lane {
     /// Makes `command` run under the lane: the filter is installed in the child just before it
     /// executes the program.
     pub fn wrap(&self, command: &mut Command) {
-        let program = self.program();
-        // SAFETY: between fork and exec the closure only calls `prctl`, which is async-signal-safe,
-        // on a program built before the fork; it allocates nothing.
-        unsafe {
-            command.pre_exec(move || install_filter(&program));
-        }
+        sys::install_filter_before_exec(command, self.program());
     }
 
     /// The classic BPF program: anything not x86_64, or numbered above the last system call,
@@ -182,36 +178,8 @@ const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const SECCOMP_DATA_NR: u32 = 0;
 const SECCOMP_DATA_ARCH: u32 = 4;
 
-fn install_filter(program: &[libc::sock_filter]) -> io::Result<()> {
-    if !cfg!(target_arch = "x86_64") {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "ABI lanes are written for x86_64 system call numbers",
-        ));
-    }
-    let fprog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_ptr().cast_mut(),
-    };
-    // SAFETY: plain prctl calls; `fprog` points at `program`, which outlives the call, and the
-    // kernel copies the program before returning.
-    unsafe {
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::prctl(
-            libc::PR_SET_SECCOMP,
-            SECCOMP_MODE_FILTER,
-            &fprog as *const libc::sock_fprog,
-        ) != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
+#[allow(unsafe_code)]
 mod tests {
     use super::*;
 
