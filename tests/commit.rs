@@ -600,11 +600,5 @@ fn redirect_dir_container_diff_and_commit_needs_root() {
 }
 
 fn has_xattr(path: &Path, name: &str) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL");
-    let name = std::ffi::CString::new(name).expect("no NUL");
-    // SAFETY: both strings are NUL-terminated and live across the call; a NULL buffer of size 0
-    // only asks for the value's length.
-    let len = unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
-    len >= 0
+    rustix::fs::lgetxattr_query(path, name).is_ok()
 }

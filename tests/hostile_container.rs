@@ -11,6 +11,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io::Read as _;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -39,81 +40,61 @@ fn c_path(path: &Path) -> CString {
 
 /// `renameat2(a, b, RENAME_EXCHANGE)`: what a container process does in a loop.
 fn exchange(a: &CString, b: &CString) -> bool {
-    let ret = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    ret == 0
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        a.as_c_str(),
+        rustix::fs::CWD,
+        b.as_c_str(),
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .is_ok()
 }
 
-fn mknod(path: &Path, kind: libc::mode_t, major: u32, minor: u32) {
-    let path = c_path(path);
-    let ret = unsafe { libc::mknod(path.as_ptr(), kind | 0o600, libc::makedev(major, minor)) };
-    assert_eq!(ret, 0, "mknod: {}", std::io::Error::last_os_error());
+fn mknod(path: &Path, kind: rustix::fs::FileType, major: u32, minor: u32) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        kind,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(major, minor),
+    )
+    .unwrap_or_else(|err| panic!("mknod {}: {err}", path.display()));
 }
 
 /// An inotify instance watching the inodes of some paths for `IN_OPEN`.
 struct OpenWatch {
-    fd: libc::c_int,
+    fd: OwnedFd,
 }
 
 impl OpenWatch {
     fn new(paths: &[PathBuf]) -> OpenWatch {
-        let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        assert!(fd >= 0, "inotify_init1");
+        use rustix::fs::inotify;
+        let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)
+            .expect("inotify_init1");
         for path in paths {
-            let c = c_path(path);
-            let wd = unsafe {
-                libc::inotify_add_watch(fd, c.as_ptr(), libc::IN_OPEN | libc::IN_DONT_FOLLOW)
-            };
-            assert!(
-                wd >= 0,
-                "watch {}: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
+            inotify::add_watch(
+                &fd,
+                path.as_path(),
+                inotify::WatchFlags::OPEN | inotify::WatchFlags::DONT_FOLLOW,
+            )
+            .unwrap_or_else(|err| panic!("watch {}: {err}", path.display()));
         }
         OpenWatch { fd }
     }
 
     /// The number of open events since the last call.
     fn opens(&self) -> usize {
-        let mut buffer = [0u8; 64 * 1024];
+        use rustix::fs::inotify;
+        let mut buffer = [std::mem::MaybeUninit::<u8>::uninit(); 64 * 1024];
+        let mut reader = inotify::Reader::new(&self.fd, &mut buffer);
         let mut n_events = 0;
-        loop {
-            let n_read = unsafe { libc::read(self.fd, buffer.as_mut_ptr().cast(), buffer.len()) };
-            if n_read <= 0 {
-                return n_events;
-            }
-            let mut offset = 0usize;
-            let header = std::mem::size_of::<libc::inotify_event>();
-            while offset + header <= n_read as usize {
-                let mut event = std::mem::MaybeUninit::<libc::inotify_event>::uninit();
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        buffer.as_ptr().add(offset),
-                        event.as_mut_ptr().cast::<u8>(),
-                        header,
-                    );
-                }
-                let event = unsafe { event.assume_init() };
-                if event.mask & libc::IN_OPEN != 0 {
-                    n_events += 1;
-                }
-                offset += header + event.len as usize;
+        // Until the queue is empty (`EAGAIN` on the non-blocking descriptor).
+        while let Ok(event) = reader.next() {
+            if event.events().contains(inotify::ReadFlags::OPEN) {
+                n_events += 1;
             }
         }
-    }
-}
-
-impl Drop for OpenWatch {
-    fn drop(&mut self) {
-        unsafe { libc::close(self.fd) };
+        n_events
     }
 }
 
@@ -187,9 +168,9 @@ fn container_swapping_devices_and_symlinks_never_gets_a_node_opened_or_the_host_
         let node = race.join(format!("n{idx}"));
         if idx % 2 == 0 {
             // /dev/null's numbers: harmless if opened, and visible to inotify when it is.
-            mknod(&node, libc::S_IFCHR, 1, 3);
+            mknod(&node, rustix::fs::FileType::CharacterDevice, 1, 3);
         } else {
-            mknod(&node, libc::S_IFIFO, 0, 0);
+            mknod(&node, rustix::fs::FileType::Fifo, 0, 0);
         }
         nodes.push(node.clone());
         pairs.push((c_path(&file), c_path(&node)));
@@ -303,18 +284,14 @@ fn container_swapping_devices_and_symlinks_never_gets_a_node_opened_or_the_host_
 
 /// Creates `depth` nested directories of 250-byte names below `dir` one directory descriptor at a
 /// time (as any process can, whatever PATH_MAX says), returns the descriptor of the deepest.
-fn make_deep_dirs(dir: &Path, depth: usize) -> libc::c_int {
-    let name = CString::new("d".repeat(250)).expect("name");
-    let c = c_path(dir);
-    let mut fd = unsafe { libc::open(c.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY) };
-    assert!(fd >= 0);
+fn make_deep_dirs(dir: &Path, depth: usize) -> OwnedFd {
+    use rustix::fs::{Mode, OFlags};
+    let name = "d".repeat(250);
+    let directory = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+    let mut fd = rustix::fs::open(dir, directory, Mode::empty()).expect("open the merged root");
     for _ in 0..depth {
-        let ret = unsafe { libc::mkdirat(fd, name.as_ptr(), 0o755) };
-        assert_eq!(ret, 0, "mkdirat: {}", std::io::Error::last_os_error());
-        let next = unsafe { libc::openat(fd, name.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY) };
-        assert!(next >= 0, "openat: {}", std::io::Error::last_os_error());
-        unsafe { libc::close(fd) };
-        fd = next;
+        rustix::fs::mkdirat(&fd, name.as_str(), Mode::from_raw_mode(0o755)).expect("mkdirat");
+        fd = rustix::fs::openat(&fd, name.as_str(), directory, Mode::empty()).expect("openat");
     }
     fd
 }
@@ -334,20 +311,14 @@ fn commit_of_a_path_longer_than_path_max_never_succeeds_without_an_image_needs_r
     let ovl = root_with_base(&work);
     let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "deep", "base:1"]).trim());
     let deepest = make_deep_dirs(&merged, 20);
-    let file = CString::new("leaf").expect("name");
-    let leaf = unsafe {
-        libc::openat(
-            deepest,
-            file.as_ptr(),
-            libc::O_CREAT | libc::O_WRONLY,
-            0o644,
-        )
-    };
-    assert!(leaf >= 0);
-    unsafe {
-        libc::close(leaf);
-        libc::close(deepest);
-    }
+    rustix::fs::openat(
+        &deepest,
+        "leaf",
+        rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::from_raw_mode(0o644),
+    )
+    .expect("create the leaf");
+    drop(deepest);
     // After `ddd…` in byte order, larger than every pipe buffer on the way.
     fs::write(merged.join("zz-large"), vec![7u8; 16 << 20]).expect("large file");
 
@@ -672,8 +643,7 @@ fn diff_mounts_comparison_views_only_under_the_lock_needs_root() {
         .write(true)
         .open(&lock_path)
         .expect("open lock");
-    let ret = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
-    assert_eq!(ret, 0);
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("flock");
     let mounts_before = mounts_below(&work.join("root"));
     let mut diff = ovl
         .command(["diff", "ctr"])
