@@ -267,3 +267,20 @@ pub(crate) fn hex64_entries(dir: &Path) -> Result<Vec<(String, fs::DirEntry)>> {
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
+
+/// The names in `dir`, sorted; a missing `dir` has none. Names that are not UTF-8 are reported by
+/// the callers' checks as unknown (their lossy form never matches an id).
+pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(io_error("listing", dir)(err)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error("listing", dir))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
