@@ -6,8 +6,9 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use mount::{execute, is_mountpoint, plan, unmount, KernelFeatures, MountPlan, OverlaySpec};
-use rustix::fs::{FileType, Mode, XattrFlags, CWD};
+use rustix::fs::{Mode, XattrFlags};
 use syscompat::Resolver;
+use treedump::fixture::{whiteout, write};
 
 /// Detaches the mount at `target` when dropped, if something is mounted there.
 struct MountGuard(PathBuf);
@@ -28,22 +29,6 @@ fn features(page_size: usize, lowerdir_plus: bool) -> KernelFeatures {
         lowerdir_plus,
         page_size,
     }
-}
-
-fn write(path: &Path, content: &str) {
-    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    fs::write(path, content).expect("write");
-}
-
-fn whiteout(path: &Path) {
-    rustix::fs::mknodat(
-        CWD,
-        path,
-        FileType::CharacterDevice,
-        Mode::empty(),
-        rustix::fs::makedev(0, 0),
-    )
-    .expect("mknod whiteout");
 }
 
 fn read(path: &Path) -> String {
