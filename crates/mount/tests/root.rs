@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use mount::{execute, is_mountpoint, plan, unmount, KernelFeatures, MountPlan, OverlaySpec};
 use rustix::fs::{Mode, XattrFlags};
 use syscompat::Resolver;
-use treedump::fixture::{whiteout, write};
+use treedump::fixture::{names, whiteout, write};
 
 /// Detaches the mount at `target` when dropped, if something is mounted there.
 struct MountGuard(PathBuf);
@@ -33,21 +33,6 @@ fn features(page_size: usize, lowerdir_plus: bool) -> KernelFeatures {
 
 fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()))
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|entry| {
-            entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    names.sort();
-    names
 }
 
 /// A Docker-shaped driver home with three image layers (top, mid, bottom), their `l/` links and

@@ -44,3 +44,20 @@ pub fn set_mtime(path: &Path, mtime: SystemTime) {
         .and_then(|file| file.set_times(fs::FileTimes::new().set_modified(mtime)))
         .unwrap_or_else(|err| panic!("setting the mtime of {}: {err}", path.display()));
 }
+
+/// The names in the directory `dir`, sorted (lossy where a name is not UTF-8).
+pub fn names(dir: &Path) -> Vec<String> {
+    let entries =
+        fs::read_dir(dir).unwrap_or_else(|err| panic!("listing {}: {err}", dir.display()));
+    let mut names: Vec<String> = entries
+        .map(|entry| {
+            entry
+                .unwrap_or_else(|err| panic!("listing {}: {err}", dir.display()))
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}

@@ -27,6 +27,7 @@
 
 mod execute;
 mod plan;
+mod scan;
 #[cfg(test)]
 mod tests;
 
