@@ -124,6 +124,26 @@ impl Below {
         }
     }
 
+    /// Fails with [`Error::Mounted`] when one of `names` in `dir_rel` is a mount point (on another
+    /// mount than `dir_rel` itself); a missing one is fine. Only those names are looked at, not
+    /// the trees below them: the check a layer dir gets before anything of it is removed.
+    pub(crate) fn refuse_mount_points(&self, dir_rel: &str, names: &[&str]) -> Result<()> {
+        let Some(dir) = self.dir(dir_rel)? else {
+            return Ok(());
+        };
+        let dir_path = self.root_path.join(dir_rel);
+        let own_mount = stat_self(&dir, &dir_path)?.mount;
+        for name in names {
+            let path = dir_path.join(name);
+            match stat_at(dir.as_fd(), OsStr::new(name)) {
+                Ok(stat) if stat.mount != own_mount => return Err(Error::Mounted { path }),
+                Ok(_) | Err(Errno::NOENT) => {}
+                Err(errno) => return Err(sys_error("reading", &path)(errno)),
+            }
+        }
+        Ok(())
+    }
+
     /// Removes `parent_rel/name` (a file, symlink or directory tree) without following symlinks
     /// or crossing mount points; a missing one is fine.
     pub(crate) fn remove(&self, parent_rel: &str, name: &str) -> Result<()> {
