@@ -3,6 +3,11 @@
 //! descriptor, from the data root down, so a symlink (relative or absolute) or a file where the
 //! format has a directory fails with its path instead of leading out of the root; trees are
 //! removed with `unlinkat` on those descriptors and never across a mount point.
+//!
+//! Measuring and removing are one traversal (`traverse`) with what each does at an entry
+//! (`Visit`); directories are opened and listed by the steps every walk of ovl shares
+//! (`syscompat::dir`), and sizes follow Docker's `directory.Size` through
+//! `syscompat::dir::DirectorySize`.
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -24,6 +24,10 @@
 //! hold layers or overlay2 dirs cannot be read, nothing of that kind is removed at all. Leftovers
 //! are removed through directory descriptors opened from the data root down with `O_NOFOLLOW`:
 //! no symlink is ever followed and no mount point crossed.
+//!
+//! `scan` reads the root once and `plan` decides from what it read; `execute` is the executor;
+//! sizes come from the store's one walker (`below`). What `docker system df` measures is in
+//! `usage`, beside this module.
 
 mod execute;
 mod plan;
