@@ -2,50 +2,21 @@
 //! `root.rs`), but real files, symlinks, fifos and non-UTF-8 names read through the public API.
 
 use std::ffi::OsStr;
-use std::fs::{self, File, FileTimes};
+use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use diff::{tree_changes, upper_changes, Change, Error};
+mod support;
+
+use diff::{tree_changes, upper_changes, Error};
 use rustix::fs::{FileType, Mode, XattrFlags, CWD};
-
-fn write(path: &Path, content: &str) {
-    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    fs::write(path, content).expect("write");
-}
-
-fn set_mtime(path: &Path, mtime: SystemTime) {
-    File::options()
-        .write(true)
-        .open(path)
-        .expect("open")
-        .set_times(FileTimes::new().set_modified(mtime))
-        .expect("set mtime");
-}
+use support::lines;
+use treedump::fixture::{set_mtime, write};
 
 fn mkfifo(path: &Path) {
     rustix::fs::mknodat(CWD, path, FileType::Fifo, Mode::from_raw_mode(0o644), 0).expect("mkfifo");
-}
-
-/// `docker diff` lines (`C /d1`) with bytes outside printable ASCII as `\xNN`, for readable
-/// assertions.
-fn lines(changes: &[Change]) -> Vec<String> {
-    changes
-        .iter()
-        .map(|change| {
-            let mut line = format!("{} ", change.kind.letter());
-            for &byte in &change.path {
-                if byte.is_ascii_graphic() && byte != b'\\' {
-                    line.push(char::from(byte));
-                } else {
-                    line.push_str(&format!("\\x{byte:02x}"));
-                }
-            }
-            line
-        })
-        .collect()
 }
 
 /// A lower layer: `/d1/{a,b}`, `/f`, `/dir2/x`, `/sym -> target`.

@@ -3,15 +3,18 @@
 //! mounted views and a hand-written list (from Docker's rules, spec §4.4) must all agree. Every
 //! mount is held by a guard that detaches it even when an assertion fails.
 
-use std::fs::{self, File, FileTimes};
+use std::fs;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use diff::{tree_changes, upper_changes, Change, Error};
-use rustix::fs::{FileType, Mode, XattrFlags, CWD};
+mod support;
+
+use diff::{tree_changes, upper_changes, Error};
 use rustix::mount::UnmountFlags;
+use support::lines;
+use treedump::fixture::{set_mtime, set_xattr, whiteout, write};
 
 /// Whether the test can run; without root it is skipped, except under `CI=true` where that is a
 /// failure.
@@ -66,38 +69,6 @@ impl Drop for Mounted {
     }
 }
 
-fn write(path: &Path, content: &str) {
-    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    fs::write(path, content).expect("write");
-}
-
-fn set_mtime(path: &Path, unix_secs: u64) {
-    File::options()
-        .write(true)
-        .open(path)
-        .expect("open")
-        .set_times(
-            FileTimes::new().set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(unix_secs)),
-        )
-        .expect("set mtime");
-}
-
-fn whiteout(path: &Path) {
-    rustix::fs::mknodat(
-        CWD,
-        path,
-        FileType::CharacterDevice,
-        Mode::empty(),
-        rustix::fs::makedev(0, 0),
-    )
-    .expect("mknod whiteout");
-}
-
-fn set_xattr(path: &Path, name: &str, value: &[u8]) {
-    rustix::fs::setxattr(path, name, value, XattrFlags::empty())
-        .unwrap_or_else(|err| panic!("setxattr {name} on {}: {err}", path.display()));
-}
-
 fn run_script(dir: &Path, script: &str) {
     let output = Command::new("sh")
         .args(["-c", script])
@@ -109,24 +80,6 @@ fn run_script(dir: &Path, script: &str) {
         "change script failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// `docker diff` lines (`C /d1`) with bytes outside printable ASCII as `\xNN`.
-fn lines(changes: &[Change]) -> Vec<String> {
-    changes
-        .iter()
-        .map(|change| {
-            let mut line = format!("{} ", change.kind.letter());
-            for &byte in &change.path {
-                if byte.is_ascii_graphic() && byte != b'\\' {
-                    line.push(char::from(byte));
-                } else {
-                    line.push_str(&format!("\\x{byte:02x}"));
-                }
-            }
-            line
-        })
-        .collect()
 }
 
 /// A file capability, `VFS_CAP_REVISION_2` with the effective flag and `CAP_NET_BIND_SERVICE`
@@ -161,7 +114,10 @@ fn bottom_layer(root: &Path) {
     write(&root.join("mixed/m1"), "1\n");
     for name in ["same", "touched"] {
         write(&root.join(name), "t\n");
-        set_mtime(&root.join(name), JAN_2020);
+        set_mtime(
+            &root.join(name),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(JAN_2020),
+        );
     }
     for name in ["append", "trunc", "own", "mode", "link_src", "cap"] {
         write(&root.join(name), name);

@@ -33,6 +33,18 @@ fn c(path: &Path) -> CString {
     CString::new(path.as_os_str().as_bytes()).expect("no NUL")
 }
 
+/// Sets the owner of `path` itself (a symlink is not followed).
+fn chown(path: &Path, uid: u32, gid: u32) {
+    rustix::fs::chownat(
+        CWD,
+        c(path).as_c_str(),
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .expect("chown");
+}
+
 fn set_times(path: &Path, mtime: i64) {
     let time = Timespec {
         tv_sec: mtime,
@@ -96,14 +108,7 @@ fn rebuild_upper(layer: &[u8], upper: &Path) {
                     first_whiteout = Some(path.clone());
                 }
             }
-            rustix::fs::chownat(
-                CWD,
-                c(&path).as_c_str(),
-                Some(rustix::fs::Uid::from_raw(uid)),
-                Some(rustix::fs::Gid::from_raw(gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .expect("chown");
+            chown(&path, uid, gid);
             times.push((path, mtime, false));
             continue;
         } else {
@@ -146,14 +151,7 @@ fn rebuild_upper(layer: &[u8], upper: &Path) {
             entry.read_to_end(&mut data).expect("data");
             std::fs::write(&path, &data).expect("write");
         }
-        rustix::fs::chownat(
-            CWD,
-            c(&path).as_c_str(),
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .expect("chown");
+        chown(&path, uid, gid);
         if !kind.is_symlink() {
             rustix::fs::chmodat(
                 CWD,

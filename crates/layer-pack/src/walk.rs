@@ -7,9 +7,10 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use gotar::{typeflag, Header};
-use rustix::fs::{FileType, Mode, OFlags, Stat};
+use rustix::fs::{FileType, Stat};
 use rustix::io::Errno;
 
+use syscompat::dir::{get_xattr, list_xattrs, open_dir_at, open_tree_root, read_dir};
 use syscompat::Node;
 
 use crate::names::NameCache;
@@ -384,21 +385,7 @@ fn c_name(name: &[u8], relative: &[u8]) -> Result<CString> {
 }
 
 fn open_root(path: &Path) -> Result<OwnedFd> {
-    rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|err| io("opening", path.as_os_str().as_encoded_bytes(), err))
-}
-
-fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> Result<OwnedFd, Errno> {
-    rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
+    open_tree_root(path).map_err(|err| io("opening", path.as_os_str().as_encoded_bytes(), err))
 }
 
 /// Opens the directories of `parent` (relative, `/`-separated) one component at a time below
@@ -416,60 +403,15 @@ fn open_path_dirs(root: BorrowedFd<'_>, parent: &[u8]) -> Result<OwnedFd> {
     Ok(current)
 }
 
-/// The names in `dir` with the type the listing gives (`Unknown` where the filesystem has no
-/// `d_type`).
-fn read_dir(dir: BorrowedFd<'_>) -> Result<Vec<(CString, FileType)>, Errno> {
-    rustix::fs::seek(dir, rustix::fs::SeekFrom::Start(0))?;
-    let mut buffer = vec![std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
-    let mut raw = rustix::fs::RawDir::new(dir, &mut buffer);
-    let mut names = Vec::new();
-    while let Some(entry) = raw.next() {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name != c"." && name != c".." {
-            names.push((name.to_owned(), entry.file_type()));
-        }
-    }
-    Ok(names)
-}
-
-/// An xattr's value, `None` when absent or unsupported.
-fn get_xattr(fd: BorrowedFd<'_>, name: &str, relative: &[u8]) -> Result<Option<Vec<u8>>> {
-    let mut value = vec![0u8; 256];
-    loop {
-        match rustix::fs::fgetxattr(fd, name, &mut value[..]) {
-            Ok(len) => {
-                value.truncate(len);
-                return Ok(Some(value));
-            }
-            Err(Errno::NODATA | Errno::NOTSUP) => return Ok(None),
-            Err(Errno::RANGE) if value.len() < 64 * 1024 => value.resize(value.len() * 4, 0),
-            Err(err) => return Err(io("reading xattrs of", relative, err)),
-        }
-    }
-}
-
 /// The names of an entry's xattrs, listed with one `flistxattr`, so that the few xattrs an export
 /// looks at are only read when present (most files have none).
 struct XattrNames(Vec<u8>);
 
 impl XattrNames {
     fn list(fd: BorrowedFd<'_>, relative: &[u8]) -> Result<XattrNames> {
-        let mut names = vec![0u8; 1024];
-        loop {
-            match rustix::fs::flistxattr(fd, &mut names[..]) {
-                Ok(len) => {
-                    names.truncate(len);
-                    return Ok(XattrNames(names));
-                }
-                Err(Errno::NOTSUP) => return Ok(XattrNames(Vec::new())),
-                Err(Errno::RANGE) if names.len() < 1 << 20 => {
-                    let len = names.len() * 4;
-                    names.resize(len, 0);
-                }
-                Err(err) => return Err(io("listing xattrs of", relative, err)),
-            }
-        }
+        list_xattrs(fd)
+            .map(XattrNames)
+            .map_err(|err| io("listing xattrs of", relative, err))
     }
 
     fn has(&self, name: &str) -> bool {
@@ -483,7 +425,7 @@ impl XattrNames {
         if !self.has(name) {
             return Ok(None);
         }
-        get_xattr(fd, name, relative)
+        get_xattr(fd, name).map_err(|err| io("reading xattrs of", relative, err))
     }
 
     fn add_capability(

@@ -122,24 +122,14 @@ fn read_cache(cache: &Path, key: &str) -> Option<KernelFeatures> {
     })
 }
 
-/// Best effort: written beside the cache file and renamed over it.
+/// Best effort: written atomically beside the cache file by the store's one atomic writer
+/// (a temp name opened with `O_NOFOLLOW`, fsync, rename, fsync of the directory).
 fn write_cache(cache: &Path, key: &str, features: &KernelFeatures) {
     let text = format!(
         "{key}\nbacking_fs={}\nindex_param={}\nlowerdir_plus={}\npage_size={}\n",
         features.backing_fs, features.index_param, features.lowerdir_plus, features.page_size
     );
-    let temp = cache.with_extension(format!("tmp{}", std::process::id()));
-    // `create_new` (O_EXCL) never writes through a link planted at the temp name; a stale temp
-    // file (or link) is unlinked first, which does not follow it either.
-    let _ = std::fs::remove_file(&temp);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()))
-        .and_then(|()| std::fs::rename(&temp, cache));
-    if let Err(err) = written {
-        let _ = std::fs::remove_file(&temp);
+    if let Err(err) = store::write_atomic(cache, text.as_bytes(), 0o644) {
         tracing::debug!(error = %err, cache = %cache.display(), "cannot keep the probe result");
     }
 }

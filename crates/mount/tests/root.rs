@@ -6,8 +6,9 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use mount::{execute, is_mountpoint, plan, unmount, KernelFeatures, MountPlan, OverlaySpec};
-use rustix::fs::{FileType, Mode, XattrFlags, CWD};
+use rustix::fs::{Mode, XattrFlags};
 use syscompat::Resolver;
+use treedump::fixture::{names, whiteout, write};
 
 /// Detaches the mount at `target` when dropped, if something is mounted there.
 struct MountGuard(PathBuf);
@@ -30,39 +31,8 @@ fn features(page_size: usize, lowerdir_plus: bool) -> KernelFeatures {
     }
 }
 
-fn write(path: &Path, content: &str) {
-    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    fs::write(path, content).expect("write");
-}
-
-fn whiteout(path: &Path) {
-    rustix::fs::mknodat(
-        CWD,
-        path,
-        FileType::CharacterDevice,
-        Mode::empty(),
-        rustix::fs::makedev(0, 0),
-    )
-    .expect("mknod whiteout");
-}
-
 fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()))
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|entry| {
-            entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    names.sort();
-    names
 }
 
 /// A Docker-shaped driver home with three image layers (top, mid, bottom), their `l/` links and

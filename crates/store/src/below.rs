@@ -3,25 +3,23 @@
 //! descriptor, from the data root down, so a symlink (relative or absolute) or a file where the
 //! format has a directory fails with its path instead of leading out of the root; trees are
 //! removed with `unlinkat` on those descriptors and never across a mount point.
+//!
+//! Measuring and removing are one traversal (`traverse`) with what each does at an entry
+//! (`Visit`); directories are opened and listed by the steps every walk of ovl shares
+//! (`syscompat::dir`), and sizes follow Docker's `directory.Size` through
+//! `syscompat::dir::DirectorySize`.
 
-use std::collections::BTreeSet;
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
+use syscompat::dir::{open_dir_at, read_dir, DirectorySize, DIR_FLAGS};
 use syscompat::{MountKey, NodeStat};
 
 use crate::{Error, Result};
-
-/// Flags for every directory opened below the data root: a symlink in any component fails with
-/// `ELOOP` instead of being followed.
-pub(crate) const DIR_FLAGS: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
 
 /// What a walk should do at a mount point inside the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,14 +31,13 @@ pub(crate) enum Crossing {
 }
 
 /// What a walk of one tree found.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TreeFacts {
     /// Whether the tree exists.
     pub(crate) found: bool,
     /// Docker's `directory.Size` (moby pkg/directory): `st_size` of every entry that is not a
     /// directory, each inode counted once.
     pub(crate) size: u64,
-    inodes: BTreeSet<u64>,
     /// The first mount point met (an absolute path), when the walk refuses to cross them.
     pub(crate) mount: Option<PathBuf>,
 }
@@ -71,10 +68,10 @@ impl Below {
     /// symlink is refused.
     pub(crate) fn dir(&self, rel: &str) -> Result<Option<OwnedFd>> {
         let path = self.root_path.join(rel);
-        let mut fd = rustix::fs::openat(&self.root, ".", DIR_FLAGS, Mode::empty())
-            .map_err(sys_error("opening", &self.root_path))?;
+        let mut fd =
+            open_dir_at(self.root.as_fd(), ".").map_err(sys_error("opening", &self.root_path))?;
         for component in rel.split('/').filter(|c| !c.is_empty()) {
-            fd = match rustix::fs::openat(&fd, component, DIR_FLAGS, Mode::empty()) {
+            fd = match open_dir_at(fd.as_fd(), component) {
                 Ok(next) => next,
                 Err(Errno::NOENT) => return Ok(None),
                 Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
@@ -90,29 +87,38 @@ impl Below {
         Ok(Some(fd))
     }
 
-    /// Walks `parent_rel/name` (which need not exist).
+    /// Walks `parent_rel/name` (which need not exist). A walk that enters mount points counts
+    /// inodes by number alone, as Docker's `directory.Size` does for the totals `docker system
+    /// df` prints; one that stops at them stays on one file system, and counts by `(dev, ino)`.
     pub(crate) fn measure(
         &self,
         parent_rel: &str,
         name: &str,
         crossing: Crossing,
     ) -> Result<TreeFacts> {
-        let mut facts = TreeFacts::default();
-        let Some(parent) = self.dir(parent_rel)? else {
-            return Ok(facts);
-        };
-        let parent_path = self.root_path.join(parent_rel);
-        let parent_mount = stat_self(&parent, &parent_path)?.mount;
-        let name = OsStr::new(name);
-        walk(
-            parent.as_fd(),
-            parent_mount,
-            name,
-            &parent_path.join(name),
+        let mut measure = Measure {
             crossing,
-            &mut facts,
-        )?;
-        Ok(facts)
+            size: match crossing {
+                Crossing::Enter => DirectorySize::by_inode_number(),
+                Crossing::Refuse => DirectorySize::new(),
+            },
+            mount: None,
+        };
+        let found = match self.dir(parent_rel)? {
+            None => false,
+            Some(parent) => {
+                let parent_path = self.root_path.join(parent_rel);
+                let parent_mount = stat_self(&parent, &parent_path)?.mount;
+                let name = OsStr::new(name);
+                let path = parent_path.join(name);
+                traverse(parent.as_fd(), parent_mount, name, &path, &mut measure)?
+            }
+        };
+        Ok(TreeFacts {
+            found,
+            size: measure.size.total(),
+            mount: measure.mount,
+        })
     }
 
     /// Fails with [`Error::Mounted`] when a file system is mounted at or inside `parent_rel/name`.
@@ -121,6 +127,26 @@ impl Below {
             Some(path) => Err(Error::Mounted { path }),
             None => Ok(()),
         }
+    }
+
+    /// Fails with [`Error::Mounted`] when one of `names` in `dir_rel` is a mount point (on another
+    /// mount than `dir_rel` itself); a missing one is fine. Only those names are looked at, not
+    /// the trees below them: the check a layer dir gets before anything of it is removed.
+    pub(crate) fn refuse_mount_points(&self, dir_rel: &str, names: &[&str]) -> Result<()> {
+        let Some(dir) = self.dir(dir_rel)? else {
+            return Ok(());
+        };
+        let dir_path = self.root_path.join(dir_rel);
+        let own_mount = stat_self(&dir, &dir_path)?.mount;
+        for name in names {
+            let path = dir_path.join(name);
+            match stat_at(dir.as_fd(), OsStr::new(name)) {
+                Ok(stat) if stat.mount != own_mount => return Err(Error::Mounted { path }),
+                Ok(_) | Err(Errno::NOENT) => {}
+                Err(errno) => return Err(sys_error("reading", &path)(errno)),
+            }
+        }
+        Ok(())
     }
 
     /// Removes `parent_rel/name` (a file, symlink or directory tree) without following symlinks
@@ -182,100 +208,129 @@ pub(crate) fn remove_path(path: &Path) -> Result<()> {
     remove_at(parent.as_fd(), parent_mount, name, path)
 }
 
-/// Walks `name` in `parent`, adding to `facts`.
-fn walk(
+/// What the one traversal of this module does at the entries it meets.
+trait Visit {
+    /// A non-directory `name` in `parent`.
+    fn other(
+        &mut self,
+        parent: BorrowedFd<'_>,
+        name: &OsStr,
+        stat: &NodeStat,
+        path: &Path,
+    ) -> Result<()>;
+    /// A directory on another mount than its parent; `Ok(true)` walks into it.
+    fn mount_point(&mut self, path: &Path) -> Result<bool>;
+    /// A directory `name` in `parent` after all its entries.
+    fn after_dir(&mut self, parent: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Result<()>;
+}
+
+/// Walks `name` in `parent` (at `path`, for messages), depth first: every directory is opened
+/// from its parent's descriptor with `O_DIRECTORY | O_NOFOLLOW`, a symlink is never followed,
+/// and an entry gone since it was listed is passed over, as Docker's walks pass it over. Returns
+/// whether `name` existed.
+fn traverse(
     parent: BorrowedFd<'_>,
     parent_mount: MountKey,
     name: &OsStr,
     path: &Path,
-    crossing: Crossing,
-    facts: &mut TreeFacts,
-) -> Result<()> {
+    visit: &mut impl Visit,
+) -> Result<bool> {
     let stat = match stat_at(parent, name) {
         Ok(stat) => stat,
-        // Gone while walked: Docker's walk skips it too.
-        Err(Errno::NOENT) => return Ok(()),
+        Err(Errno::NOENT) => return Ok(false),
         Err(errno) => return Err(sys_error("reading", path)(errno)),
     };
-    facts.found = true;
     if stat.file_type != FileType::Directory {
-        if stat.size > 0 && facts.inodes.insert(stat.ino) {
-            facts.size += stat.size;
-        }
-        return Ok(());
+        visit.other(parent, name, &stat, path)?;
+        return Ok(true);
     }
-    let own_mount = stat.mount;
-    if own_mount != parent_mount && crossing == Crossing::Refuse {
-        facts.mount.get_or_insert_with(|| path.to_path_buf());
-        return Ok(());
+    if stat.mount != parent_mount && !visit.mount_point(path)? {
+        return Ok(true);
     }
-    let dir = match rustix::fs::openat(parent, name, DIR_FLAGS, Mode::empty()) {
+    let dir = match open_dir_at(parent, name) {
         Ok(dir) => dir,
-        Err(Errno::NOENT) => return Ok(()),
+        Err(Errno::NOENT) => return Ok(true),
         Err(errno) => return Err(sys_error("opening", path)(errno)),
     };
-    for child in list(&dir, path)? {
+    let entries = read_dir(dir.as_fd()).map_err(sys_error("listing", path))?;
+    for (child, _) in entries {
         let child = OsStr::from_bytes(child.as_bytes());
-        walk(
-            dir.as_fd(),
-            own_mount,
-            child,
-            &path.join(child),
-            crossing,
-            facts,
-        )?;
+        traverse(dir.as_fd(), stat.mount, child, &path.join(child), visit)?;
     }
-    Ok(())
+    visit.after_dir(parent, name, path)?;
+    Ok(true)
 }
 
-/// Removes `name` in `parent`: unlinks a non-directory, empties and removes a directory.
+/// Sizes a tree by Docker's `directory.Size` rule.
+struct Measure {
+    crossing: Crossing,
+    size: DirectorySize,
+    /// The first mount point met, when the walk refuses to cross them.
+    mount: Option<PathBuf>,
+}
+
+impl Visit for Measure {
+    fn other(&mut self, _: BorrowedFd<'_>, _: &OsStr, stat: &NodeStat, _: &Path) -> Result<()> {
+        self.size.add(stat.dev, stat.ino, stat.nlink, stat.size);
+        Ok(())
+    }
+
+    fn mount_point(&mut self, path: &Path) -> Result<bool> {
+        match self.crossing {
+            Crossing::Enter => Ok(true),
+            Crossing::Refuse => {
+                self.mount.get_or_insert_with(|| path.to_path_buf());
+                Ok(false)
+            }
+        }
+    }
+
+    fn after_dir(&mut self, _: BorrowedFd<'_>, _: &OsStr, _: &Path) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Removes a tree: unlinks every non-directory, removes every directory once it is empty, and
+/// stops at a mount point.
+struct Remove;
+
+impl Visit for Remove {
+    fn other(
+        &mut self,
+        parent: BorrowedFd<'_>,
+        name: &OsStr,
+        _: &NodeStat,
+        path: &Path,
+    ) -> Result<()> {
+        match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(errno) => Err(sys_error("removing", path)(errno)),
+        }
+    }
+
+    fn mount_point(&mut self, path: &Path) -> Result<bool> {
+        Err(Error::Mounted {
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn after_dir(&mut self, parent: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Result<()> {
+        match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(errno) => Err(sys_error("removing", path)(errno)),
+        }
+    }
+}
+
+/// Removes `name` in `parent`: unlinks a non-directory, empties and removes a directory, never
+/// across a mount point.
 pub(crate) fn remove_at(
     parent: BorrowedFd<'_>,
     parent_mount: MountKey,
     name: &OsStr,
     path: &Path,
 ) -> Result<()> {
-    let stat = match stat_at(parent, name) {
-        Ok(stat) => stat,
-        Err(Errno::NOENT) => return Ok(()),
-        Err(errno) => return Err(sys_error("reading", path)(errno)),
-    };
-    if stat.file_type != FileType::Directory {
-        return match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => Ok(()),
-            Err(errno) => Err(sys_error("removing", path)(errno)),
-        };
-    }
-    let own_mount = stat.mount;
-    if own_mount != parent_mount {
-        return Err(Error::Mounted {
-            path: path.to_path_buf(),
-        });
-    }
-    let dir = rustix::fs::openat(parent, name, DIR_FLAGS, Mode::empty())
-        .map_err(sys_error("opening", path))?;
-    for child in list(&dir, path)? {
-        let child = OsStr::from_bytes(child.as_bytes());
-        remove_at(dir.as_fd(), own_mount, child, &path.join(child))?;
-    }
-    match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
-        Ok(()) | Err(Errno::NOENT) => Ok(()),
-        Err(errno) => Err(sys_error("removing", path)(errno)),
-    }
-}
-
-/// The entries of an open directory, without `.` and `..`.
-fn list(dir: &OwnedFd, path: &Path) -> Result<Vec<CString>> {
-    let mut reader = rustix::fs::Dir::read_from(dir).map_err(sys_error("listing", path))?;
-    let mut names = Vec::new();
-    while let Some(entry) = reader.read() {
-        let entry = entry.map_err(sys_error("listing", path))?;
-        let name: &CStr = entry.file_name();
-        if name.to_bytes() != b"." && name.to_bytes() != b".." {
-            names.push(name.to_owned());
-        }
-    }
-    Ok(names)
+    traverse(parent, parent_mount, name, path, &mut Remove).map(drop)
 }
 
 /// Type, size, inode and mount of `name` in `parent`, not following it (statx where the kernel

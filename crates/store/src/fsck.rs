@@ -101,7 +101,7 @@ impl DataRoot {
         use Severity::{Corruption, Leftover};
         let layerdb = self.image_dir().join("layerdb");
         let tmp = layerdb.join("tmp");
-        for name in dir_names(&tmp) {
+        for name in fsutil::readable_names(&tmp) {
             report.add(
                 Leftover,
                 tmp.join(&name),
@@ -110,7 +110,7 @@ impl DataRoot {
         }
         let sha = layerdb.join("sha256");
         let mut layers = BTreeMap::new();
-        for name in dir_names(&sha) {
+        for name in fsutil::readable_names(&sha) {
             let path = sha.join(&name);
             if let Some(problem) = not_real_dir(&path) {
                 report.add(Corruption, path, problem);
@@ -224,7 +224,7 @@ impl DataRoot {
     ) -> BTreeMap<String, String> {
         let mut owners = BTreeMap::new();
         let mounts = self.image_dir().join("layerdb/mounts");
-        for name in dir_names(&mounts) {
+        for name in fsutil::readable_names(&mounts) {
             let path = mounts.join(&name);
             if let Some(problem) = not_real_dir(&path) {
                 report.add(Severity::Corruption, path, problem);
@@ -306,7 +306,7 @@ impl DataRoot {
         let links_dir = home.join("l");
         // Link id → the dir its symlink points at.
         let mut links = BTreeMap::new();
-        for name in dir_names(&links_dir) {
+        for name in fsutil::readable_names(&links_dir) {
             let path = links_dir.join(&name);
             let is_link =
                 fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_symlink());
@@ -350,7 +350,7 @@ impl DataRoot {
             }
         }
         let linked: BTreeSet<&String> = links.values().collect();
-        for name in dir_names(&home) {
+        for name in fsutil::readable_names(&home) {
             if name == "l" {
                 continue;
             }
@@ -437,7 +437,7 @@ impl DataRoot {
     ) -> BTreeSet<String> {
         let content = self.image_dir().join("imagedb/content/sha256");
         let mut images = BTreeSet::new();
-        for name in dir_names(&content) {
+        for name in fsutil::readable_names(&content) {
             let path = content.join(&name);
             if !is_hex64(&name) {
                 // Docker's atomic writes leave temp files beside the configs.
@@ -465,7 +465,7 @@ impl DataRoot {
             images.insert(image_id);
         }
         let metadata = self.image_dir().join("imagedb/metadata/sha256");
-        for name in dir_names(&metadata) {
+        for name in fsutil::readable_names(&metadata) {
             if let Some(problem) = not_real_dir(&metadata.join(&name)) {
                 report.add(Severity::Corruption, metadata.join(&name), problem);
                 continue;
@@ -512,7 +512,7 @@ impl DataRoot {
 
     fn check_containers(&self, report: &mut CheckReport, images: &BTreeSet<String>) {
         let dir = self.root.join("containers");
-        for name in dir_names(&dir) {
+        for name in fsutil::readable_names(&dir) {
             let path = dir.join(&name);
             if let Some(problem) = not_real_dir(&path) {
                 report.add(Severity::Corruption, path, problem);
@@ -644,18 +644,4 @@ struct CheckedLayer {
     entry: PathBuf,
     parent: Option<String>,
     cache_id: String,
-}
-
-/// The names in `dir`, sorted; a missing directory has none.
-fn dir_names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }

@@ -123,7 +123,10 @@ pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32, sync: bool) -> Res
     Ok(())
 }
 
-/// Write temp in the same directory, fsync, chmod, rename, fsync directory.
+/// The one atomic file writer of ovl's storage crates: writes a temp name in the same directory
+/// (random, opened with `O_NOFOLLOW`), fsyncs it, sets `mode`, renames it over `path` and fsyncs
+/// the directory, so that after a crash `path` holds either its old bytes or `bytes`. The temp
+/// file is removed when a step fails.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().ok_or_else(|| Error::InvalidId {
         what: "path",
@@ -266,4 +269,36 @@ pub(crate) fn hex64_entries(dir: &Path) -> Result<Vec<(String, fs::DirEntry)>> {
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
+}
+
+/// The names in `dir`, sorted, as far as they can be read: a missing or unreadable `dir` has
+/// none and an entry that cannot be read is passed over (for reports that go on past damage).
+pub(crate) fn readable_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The names in `dir`, sorted; a missing `dir` has none. Names that are not UTF-8 are reported by
+/// the callers' checks as unknown (their lossy form never matches an id).
+pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(io_error("listing", dir)(err)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error("listing", dir))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
 }

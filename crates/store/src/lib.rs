@@ -19,6 +19,7 @@ mod layers;
 mod overlay;
 mod references;
 mod survey;
+mod usage;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -28,15 +29,13 @@ use fsutil::nofollow_flag;
 pub use daemon::{live_dockerd, LiveDaemon};
 pub use fsck::{CheckCounts, CheckReport, Finding, Severity};
 pub use fsutil::{open_regular, write_atomic};
-pub use gc::{
-    ContainerAttachments, ContainerMountPoint, GarbageItem, GarbageKind, GcPlan, LeftAlone,
-    LocalVolume,
-};
+pub use gc::{GarbageItem, GarbageKind, GcPlan, LeftAlone};
 pub use ids::{chain_id, chain_ids, now_rfc3339_nano, random_id, rfc3339_nano, sha256_digest};
 pub use layers::{LayerParent, PendingLayer, MAX_LAYER_DEPTH};
 pub use overlay::MAX_LOWERS;
 pub use references::Reference;
 pub use survey::{survey, RootSurvey};
+pub use usage::{ContainerAttachments, ContainerMountPoint, LocalVolume};
 
 /// Errors of the store, each naming the file, layer, image or reference involved.
 #[derive(Debug, thiserror::Error)]

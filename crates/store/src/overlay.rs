@@ -8,7 +8,6 @@
 //! else is refused naming its path before anything is created, removed or mounted.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -179,20 +178,11 @@ impl DataRoot {
         let Some(dir) = self.checked_overlay_dir(id)? else {
             return Ok(());
         };
-        let meta = fs::symlink_metadata(&dir).map_err(io_error("reading", &dir))?;
-        for sub in ["merged", "diff"] {
-            if let Ok(sub_meta) = fs::symlink_metadata(dir.join(sub)) {
-                if sub_meta.dev() != meta.dev() {
-                    return Err(Error::Mounted {
-                        path: dir.join(sub),
-                    });
-                }
-            }
-        }
+        let below = crate::below::Below::open(self.root())?;
+        below.refuse_mount_points(&format!("overlay2/{id}"), &["merged", "diff"])?;
         if let Some(link_id) = fsutil::read_optional(&dir.join("link"))? {
             let link_id = link_id.trim();
             if is_lower_entry(&format!("l/{link_id}")) {
-                let below = crate::below::Below::open(self.root())?;
                 let expected = PathBuf::from(format!("../{id}/diff"));
                 match below.remove_link("overlay2/l", link_id, &expected) {
                     Ok(()) => {}

@@ -179,6 +179,25 @@ impl DataRoot {
         }
     }
 
+    /// Removes `name@sha256:<digest>` references from repositories.json (the tag API handles
+    /// `name:tag` only), dropping repositories left empty, as moby's reference store does.
+    pub(crate) fn remove_digest_references(&self, references: &[String]) -> Result<()> {
+        if references.is_empty() {
+            return Ok(());
+        }
+        let mut repositories = self.load_repositories()?;
+        for reference in references {
+            let repo = reference.split_once('@').map_or("", |(repo, _)| repo);
+            if let Some(refs) = repositories.repositories.get_mut(repo) {
+                refs.remove(reference);
+                if refs.is_empty() {
+                    repositories.repositories.remove(repo);
+                }
+            }
+        }
+        self.save_repositories(&repositories)
+    }
+
     fn save_repositories(&self, repositories: &Repositories) -> Result<()> {
         let bytes = crate::go_json(repositories)?;
         fsutil::write_atomic(&self.repositories_path(), &bytes, 0o600)

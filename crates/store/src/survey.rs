@@ -53,19 +53,7 @@ pub struct RootSurvey {
 /// empty survey; opening it reports that.
 pub fn survey(root: &Path) -> RootSurvey {
     let mut found = RootSurvey::default();
-    let names = |dir: &Path| -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
-    };
-    for name in names(root) {
+    for name in crate::fsutil::readable_names(root) {
         if OTHER_DRIVERS.contains(&name.as_str()) {
             found.other_drivers.push(name);
         } else if NEWER_DOCKER.contains(&name.as_str()) {
@@ -74,7 +62,7 @@ pub fn survey(root: &Path) -> RootSurvey {
             found.unknown.push(name);
         }
     }
-    for name in names(&root.join("image")) {
+    for name in crate::fsutil::readable_names(&root.join("image")) {
         if name != "overlay2" && !found.other_drivers.contains(&name) {
             found.other_drivers.push(name);
         }

@@ -10,6 +10,9 @@
 //! - [`Node`] and [`open_regular_at`]: a name described through an `O_PATH | O_NOFOLLOW`
 //!   descriptor and opened for reading only when that inode is a regular file, so that no
 //!   device or FIFO a container planted under a file's name is ever opened.
+//! - [`dir`]: the descriptor steps of every tree walk (a directory opened by one name from its
+//!   parent's descriptor with `O_NOFOLLOW`, its `getdents64` listing, its xattrs), so that the
+//!   walks of the store, `diff` and `layer-pack` open and list directories the same way.
 //!
 //! Nothing here compares version numbers. Each call tries the newer system call and falls back
 //! when it is missing (`ENOSYS`) or refused (`EPERM`, as a seccomp filter may answer), at every
@@ -17,6 +20,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod dir;
 mod in_root;
 mod node;
 mod random;

@@ -11,12 +11,15 @@ use rustix::io::Errno;
 
 use crate::sys;
 
-/// A node's type, size, inode and mount, never following a final symlink.
+/// A node's type, size, inode, link count and mount, never following a final symlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeStat {
     pub file_type: FileType,
     pub size: u64,
+    /// The device of the file system the inode lives on (`st_dev`).
+    pub dev: u64,
     pub ino: u64,
+    pub nlink: u64,
     /// The mount the node lives on.
     pub mount: MountKey,
 }
@@ -38,7 +41,11 @@ pub fn stat_node(dir: BorrowedFd<'_>, name: &OsStr) -> Result<NodeStat, Errno> {
     } else {
         AtFlags::SYMLINK_NOFOLLOW
     };
-    let mask = StatxFlags::TYPE | StatxFlags::SIZE | StatxFlags::INO | StatxFlags::MNT_ID;
+    let mask = StatxFlags::TYPE
+        | StatxFlags::SIZE
+        | StatxFlags::INO
+        | StatxFlags::NLINK
+        | StatxFlags::MNT_ID;
     match rustix::fs::statx(dir, name, at_flags, mask) {
         Ok(stat) => {
             let device = rustix::fs::makedev(stat.stx_dev_major, stat.stx_dev_minor);
@@ -50,7 +57,9 @@ pub fn stat_node(dir: BorrowedFd<'_>, name: &OsStr) -> Result<NodeStat, Errno> {
             Ok(NodeStat {
                 file_type: FileType::from_raw_mode(u32::from(stat.stx_mode)),
                 size: stat.stx_size,
+                dev: device,
                 ino: stat.stx_ino,
+                nlink: u64::from(stat.stx_nlink),
                 mount,
             })
         }
@@ -59,7 +68,10 @@ pub fn stat_node(dir: BorrowedFd<'_>, name: &OsStr) -> Result<NodeStat, Errno> {
             Ok(NodeStat {
                 file_type: FileType::from_raw_mode(stat.st_mode),
                 size: stat.st_size as u64,
+                dev: stat.st_dev,
                 ino: stat.st_ino,
+                #[allow(clippy::useless_conversion)]
+                nlink: u64::from(stat.st_nlink),
                 mount: mount_key_of(dir, name, stat.st_dev),
             })
         }

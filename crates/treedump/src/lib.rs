@@ -11,6 +11,8 @@
 //! spaces, backslashes and bytes that are not UTF-8 escaped as `\xNN`.
 #![deny(unsafe_code)]
 
+pub mod fixture;
+
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
