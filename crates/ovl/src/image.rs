@@ -4,12 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::SystemTime;
 
-use anyhow::{bail, Context, Result};
-use store::{DataRoot, Reference};
+use anyhow::Result;
+use engine::Event;
+use store::DataRoot;
 
-use crate::access::{self, Create};
+use crate::format;
 use crate::template::{Row, Template};
-use crate::{format, resolve};
 
 #[derive(clap::Args, Debug)]
 pub struct ImagesArgs {
@@ -292,141 +292,15 @@ fn default_table(rows: &[ImageRow], digests: bool) -> String {
     format::table(&table)
 }
 
-/// The image size Docker shows: the sum of the layer `size` values over the chain.
-pub fn image_size(root: &DataRoot, diff_ids: &[String]) -> Result<i64> {
-    let mut total = 0;
-    for chain_id in store::chain_ids(diff_ids) {
-        let layer = root
-            .layer(&chain_id)?
-            .with_context(|| format!("layer {chain_id} is missing"))?;
-        total += layer.size;
-    }
-    Ok(total)
-}
+pub use engine::image::image_size;
 
 pub fn rmi(root_path: &Path, args: &RmiArgs) -> Result<()> {
-    let (root, _lock) = access::open_for_change(root_path, Create::No, "remove images")?;
-    for text in &args.images {
-        remove_image(&root, text, args.force).with_context(|| format!("removing image {text}"))?;
-    }
-    Ok(())
-}
-
-fn remove_image(root: &DataRoot, text: &str, force: bool) -> Result<()> {
-    let image_id = resolve::image(root, text)?;
-    let references = root.references()?;
-    let tags = resolve::tags_of(&references, &image_id);
-    let named_by_tag = Reference::parse(text)
-        .ok()
-        .map(|r| r.familiar())
-        .filter(|name| tags.contains(name));
-    // A tag of an image that has other tags only loses that tag, as with docker rmi.
-    if let Some(name) = &named_by_tag {
-        if tags.len() > 1 {
-            root.remove_reference_name(name)?;
-            crate::out::outln!("Untagged: {name}");
-            return Ok(());
+    engine::image::rmi(root_path, &args.images, args.force, &mut |event| {
+        match event {
+            Event::Untagged { name } => crate::out::outln!("Untagged: {name}"),
+            Event::Deleted { id } => crate::out::outln!("Deleted: {id}"),
+            _ => {}
         }
-    } else if tags.len() > 1 && !force {
-        bail!(
-            "image {} is referenced in multiple repositories: remove them by name or use -f",
-            format::short_id(&image_id)
-        );
-    }
-    let users: Vec<String> = root
-        .containers()?
-        .into_iter()
-        .filter(|c| c.image_id == image_id)
-        .map(|c| format::short_id(&c.id).to_string())
-        .collect();
-    if !users.is_empty() && !force {
-        bail!(
-            "unable to remove image {text}: container {} is using it (remove it first, or use -f)",
-            users.join(", ")
-        );
-    }
-    // What the other images and the containers hold is known before anything changes: an image
-    // whose config cannot be read holds layers nobody can name, so nothing is removed then.
-    // So are the layers that will go, and their directories are checked as the format has them
-    // (a layer dir that is a symlink out of the root is refused now, not after the untagging).
-    let release = if users.is_empty() {
-        let config = root.image_config(&image_id)?;
-        let held = held_chain_ids(root, &image_id)?;
-        let planned = layers_to_release(root, &config.rootfs.diff_ids, &held)?;
-        for layer in &planned {
-            root.checked_overlay_dir(&layer.cache_id)
-                .with_context(|| format!("layer {} of image {image_id}", layer.chain_id))?;
-        }
-        Some(planned)
-    } else {
-        None
-    };
-    for name in &tags {
-        root.remove_reference_name(name)?;
-        crate::out::outln!("Untagged: {name}");
-    }
-    let Some(planned) = release else {
-        // Forced with containers still using it: Docker keeps the image, untagged.
-        return Ok(());
-    };
-    root.delete_image(&image_id)?;
-    crate::out::outln!("Deleted: {image_id}");
-    for layer in planned {
-        root.remove_layer(&layer.chain_id)?;
-        crate::out::outln!("Deleted: {}", layer.chain_id);
-    }
-    Ok(())
-}
-
-/// The layers of a chain, top first, that no other image, child layer or container references:
-/// those that removing the image removes.
-fn layers_to_release(
-    root: &DataRoot,
-    diff_ids: &[String],
-    held: &BTreeSet<String>,
-) -> Result<Vec<store::Layer>> {
-    // How many registered layers sit directly on each layer; a layer with children stays.
-    let mut n_children: BTreeMap<String, usize> = BTreeMap::new();
-    for parent in root.layers()?.into_iter().filter_map(|layer| layer.parent) {
-        *n_children.entry(parent).or_default() += 1;
-    }
-    let mut planned = Vec::new();
-    for chain_id in store::chain_ids(diff_ids).iter().rev() {
-        if held.contains(chain_id) || n_children.get(chain_id).is_some_and(|n| *n > 0) {
-            break;
-        }
-        let Some(layer) = root.layer(chain_id)? else {
-            continue;
-        };
-        if let Some(parent) = &layer.parent {
-            n_children.entry(parent.clone()).and_modify(|n| *n -= 1);
-        }
-        planned.push(layer);
-    }
-    Ok(planned)
-}
-
-/// Every ChainID that the chain of an image other than `removed`, or a container layer, holds.
-/// An image whose config cannot be read fails it: its layers would look unused.
-fn held_chain_ids(root: &DataRoot, removed: &str) -> Result<BTreeSet<String>> {
-    let mut held = BTreeSet::new();
-    for image_id in root.images()? {
-        if image_id == removed {
-            continue;
-        }
-        let config = root.image_config(&image_id).with_context(|| {
-            format!(
-                "reading the config of image {image_id}, whose layers must be kept: \
-                 nothing removed (ovl fsck names what is damaged)"
-            )
-        })?;
-        held.extend(store::chain_ids(&config.rootfs.diff_ids));
-    }
-    for container in root.containers()? {
-        held.extend(
-            root.mounts_entry(&container.id)?
-                .and_then(|entry| entry.parent),
-        );
-    }
-    Ok(held)
+        Ok(())
+    })
 }

@@ -1,0 +1,531 @@
+//! Commit: a container's changes as a new layer and image, like `docker commit` (spec §7).
+//!
+//! The layer is the tar Docker's overlay2 `Diff` makes of the container's upperdir (spec §4.3),
+//! produced by `layer-pack` on one thread and consumed through a pipe by `layer-unpack`, which
+//! hashes it (the DiffID), applies it into the new layer's `diff/` and records its tar-split while
+//! the store registers the layer: one pass, nothing written twice.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{Map, Value};
+use store::{AppliedLayer, DataRoot, Layer, Reference};
+
+use crate::access::{self, Create};
+use crate::{changes, container, dockerfile, resolve, views};
+
+/// The DiffID of a tar of two zero blocks: Docker adds no layer for it (`layer.IsEmpty`).
+const EMPTY_LAYER_DIFF_ID: &str =
+    "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+
+/// The pipe buffer between the tar producer and the unpacker.
+const PIPE_BUFFER_LEN: usize = 256 * 1024;
+
+/// What `commit` records besides the container's changes.
+#[derive(Debug, Clone)]
+pub struct CommitOptions {
+    /// Author (e.g. "John Hannibal Smith <hannibal@a-team.com>").
+    pub author: Option<String>,
+    /// Commit message.
+    pub message: Option<String>,
+    /// Dockerfile instructions applied to the image config (see [`dockerfile`]), in order.
+    pub changes: Vec<String>,
+    /// Clamp every mtime to SOURCE_DATE_EPOCH (default: the parent image's creation time) and
+    /// date the image at that time.
+    pub reproducible: bool,
+    /// Fail when the layer's tar grows past this many bytes.
+    pub max_layer_size: Option<u64>,
+    /// Tag the new image `REPO[:TAG]`.
+    pub reference: Option<String>,
+    /// Parses the parent image's `created` time (RFC 3339) for `reproducible`: Go's time
+    /// parsing belongs to the caller's Go-compatibility code.
+    pub parse_time: fn(&str) -> Option<std::time::SystemTime>,
+}
+
+/// Commits the changes of the container `container` (name, id or unique id prefix) as a new layer
+/// and image, like `docker commit`; returns the image id. A failure removes the new layer.
+pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result<String> {
+    let reference = args
+        .reference
+        .as_deref()
+        .map(|text| Reference::parse(text).with_context(|| format!("image name {text}")))
+        .transpose()?;
+    let (root, _lock) = access::open_for_change(root_path, Create::No, "commit a container")?;
+    let record = resolve::container(&root, container)?;
+    let entry = container::mounts_entry(&root, &record.id)?;
+    let parent_bytes = root.image_config_bytes(&record.image_id).with_context(|| {
+        format!(
+            "reading image {} of container {}",
+            record.image_id, record.id
+        )
+    })?;
+    let parent: Map<String, Value> = serde_json::from_slice(&parent_bytes)
+        .with_context(|| format!("parsing the config of image {}", record.image_id))?;
+
+    let source_date_epoch = source_date_epoch()?;
+    let clamp = if args.reproducible || source_date_epoch.is_some() {
+        Some(source_date_epoch.unwrap_or_else(|| parent_created(&parent, args.parse_time)))
+    } else {
+        None
+    };
+
+    // The config is built (and the changes checked) before any layer is written.
+    let mut new_config = record.config.as_object().cloned().unwrap_or_default();
+    dockerfile::apply_changes(&mut new_config, &args.changes)?;
+    if new_config.get("Labels").is_none_or(Value::is_null) {
+        new_config.insert("Labels".into(), Value::Object(Map::new()));
+    }
+
+    let layers_before: HashSet<String> = root.layers()?.into_iter().map(|l| l.chain_id).collect();
+    let parent_layer = match entry.parent.as_deref() {
+        Some(chain_id) => Some(root.layer(chain_id)?.with_context(|| {
+            format!("layer {chain_id} of image {} is missing", record.image_id)
+        })?),
+        None => None,
+    };
+    let dirs = views::layer_dirs(&root, &entry)?;
+    let registered = if is_empty_dir(&dirs.upper)? {
+        None
+    } else {
+        let registered = match register(
+            &root,
+            &entry,
+            parent_layer.as_ref(),
+            &dirs.upper,
+            clamp,
+            args.max_layer_size,
+            false,
+        ) {
+            Err(err) if needs_merged_export(&err) => {
+                tracing::debug!(
+                    container = %record.id,
+                    error = %format!("{err:#}"),
+                    "the upperdir alone does not hold the changes: exporting from the merged tree"
+                );
+                register(
+                    &root,
+                    &entry,
+                    parent_layer.as_ref(),
+                    &dirs.upper,
+                    clamp,
+                    args.max_layer_size,
+                    true,
+                )
+            }
+            other => other,
+        };
+        Some(
+            registered
+                .with_context(|| format!("committing the changes of container {}", record.id))?,
+        )
+    };
+    let diff_id = registered
+        .as_ref()
+        .map_or(EMPTY_LAYER_DIFF_ID.to_string(), |l| l.diff_id.clone());
+
+    let created = match clamp {
+        Some(epoch) => store::rfc3339_nano(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch.max(0) as u64),
+        ),
+        None => store::now_rfc3339_nano(),
+    };
+    let image = (|| -> Result<String> {
+        let config = child_config(ChildConfig {
+            parent: &parent,
+            diff_id: &diff_id,
+            author: args.author.as_deref().unwrap_or(""),
+            comment: args.message.as_deref().unwrap_or(""),
+            created: &created,
+            container_id: &record.id,
+            container_config: record.config.as_object().cloned().unwrap_or_default(),
+            config: new_config,
+        })?;
+        let image_id = root.put_image(&config)?;
+        root.set_image_parent(&image_id, &record.image_id)?;
+        if let Some(reference) = &reference {
+            root.add_reference(reference, &image_id)?;
+            root.set_last_updated(&image_id)?;
+        }
+        Ok(image_id)
+    })();
+    match image {
+        Ok(image_id) => Ok(image_id),
+        Err(err) => {
+            if let Some(layer) = registered.filter(|l| !layers_before.contains(&l.chain_id)) {
+                if let Err(cleanup) = root.remove_layer(&layer.chain_id) {
+                    tracing::warn!(layer = %layer.chain_id, error = %cleanup, "removing the new layer");
+                }
+            }
+            Err(err.context(format!("creating the image of container {}", record.id)))
+        }
+    }
+}
+
+/// Registers the container's changes as a layer on `parent`.
+fn register(
+    root: &DataRoot,
+    entry: &store::MountsEntry,
+    parent: Option<&Layer>,
+    upper: &Path,
+    clamp: Option<i64>,
+    max_layer_size: Option<u64>,
+    force_merged: bool,
+) -> Result<Layer> {
+    let options = layer_pack::PackOptions { clamp_mtime: clamp };
+    let fallback = match views::kernel_default_redirects() {
+        Some(feature) => Some(feature),
+        None if force_merged => Some("redirect_dir or metacopy"),
+        None => None,
+    };
+    let merged_views = match fallback {
+        Some(feature) => {
+            tracing::debug!(
+                container = %entry.container_id,
+                feature,
+                "overlay {feature} is enabled by default: exporting the changes from the merged tree"
+            );
+            let change_list =
+                changes::container_changes(root, &entry.container_id, changes::Lock::Held)?;
+            let views = views::MergedViews::mount(root, entry)?;
+            Some((views, change_list))
+        }
+        None => None,
+    };
+    let upper: PathBuf = upper.to_path_buf();
+    let unpack_options = layer_unpack::UnpackOptions {
+        max_layer_size,
+        ..crate::kernel::unpack_options()?
+    };
+    let layer = root.register_layer(parent, &mut |diff_dir, tar_split| {
+        let (reader, writer) = std::io::pipe()?;
+        let produced = std::thread::scope(|scope| {
+            let producer = scope.spawn(|| -> Result<(), store::ApplyError> {
+                let mut out = BufWriter::with_capacity(PIPE_BUFFER_LEN, writer);
+                match &merged_views {
+                    Some((views, change_list)) => {
+                        let list: Vec<(Vec<u8>, layer_pack::ChangeKind)> = change_list
+                            .iter()
+                            .map(|change| (change.path.clone(), pack_kind(change.kind)))
+                            .collect();
+                        layer_pack::pack_changes(&views.container_root, &list, &mut out, &options)?;
+                    }
+                    None => {
+                        layer_pack::pack_upper(&upper, &mut out, &options)?;
+                    }
+                }
+                out.flush()?;
+                Ok(())
+            });
+            let mut packer = tar_split::Packer::new(tar_split);
+            let limited = crate::load::SizeLimit {
+                inner: BufReader::with_capacity(PIPE_BUFFER_LEN, reader),
+                n_bytes: 0,
+                max_len: max_layer_size.unwrap_or(u64::MAX),
+            };
+            let unpacked = layer_unpack::unpack(limited, diff_dir, &mut packer, &unpack_options);
+            let produced = producer
+                .join()
+                .unwrap_or_else(|_| Err("the layer tar producer panicked".into()));
+            (produced, unpacked.map(|report| (report, packer)))
+        });
+        // The producer's error explains an unpacker that saw a cut stream; a producer that only
+        // saw the pipe close explains nothing: the unpacker failed first, and its error (a
+        // name too long, a full disk) is the one the user gets.
+        let (report, packer) = match produced {
+            (Err(pack_err), Err(unpack_err)) if is_closed_pipe(pack_err.as_ref()) => {
+                return Err(unpack_err.into())
+            }
+            (Err(pack_err), Err(_)) | (Err(pack_err), Ok(_)) => return Err(pack_err),
+            (Ok(()), Err(unpack_err)) => return Err(unpack_err.into()),
+            (Ok(()), Ok(done)) => done,
+        };
+        packer.finish()?;
+        let size = layer_unpack::diff_size(diff_dir)?;
+        Ok(AppliedLayer {
+            diff_id: report.diff_id,
+            size,
+        })
+    })?;
+    Ok(layer)
+}
+
+/// Whether `err` is, or is caused by, a write to a pipe whose reader has gone.
+fn is_closed_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        let io = err.downcast_ref::<std::io::Error>();
+        if io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// Whether `err` says that the upperdir carries overlay redirects or metacopy files.
+fn needs_merged_export(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<layer_pack::Error>(),
+            Some(layer_pack::Error::NeedsMergedExport { .. })
+        )
+    })
+}
+
+fn pack_kind(kind: diff::ChangeKind) -> layer_pack::ChangeKind {
+    match kind {
+        diff::ChangeKind::Modify => layer_pack::ChangeKind::Modify,
+        diff::ChangeKind::Add => layer_pack::ChangeKind::Add,
+        diff::ChangeKind::Delete => layer_pack::ChangeKind::Delete,
+    }
+}
+
+fn is_empty_dir(path: &Path) -> Result<bool> {
+    let mut entries =
+        std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(entries.next().is_none())
+}
+
+/// `SOURCE_DATE_EPOCH`, when set: whole seconds since the epoch.
+fn source_date_epoch() -> Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(text) if !text.is_empty() => text
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .with_context(|| format!("SOURCE_DATE_EPOCH={text:?} is not a number of seconds")),
+        _ => Ok(None),
+    }
+}
+
+/// The parent image's `created` time in whole seconds (0 when it has none).
+fn parent_created(
+    parent: &Map<String, Value>,
+    parse_time: fn(&str) -> Option<std::time::SystemTime>,
+) -> i64 {
+    parent
+        .get("created")
+        .and_then(Value::as_str)
+        .and_then(parse_time)
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_secs() as i64)
+}
+
+struct ChildConfig<'a> {
+    parent: &'a Map<String, Value>,
+    diff_id: &'a str,
+    author: &'a str,
+    comment: &'a str,
+    created: &'a str,
+    container_id: &'a str,
+    container_config: Map<String, Value>,
+    config: Map<String, Value>,
+}
+
+/// Docker's `image.NewChildImage` marshalled as `image.Image` is (top-level keys sorted, empty
+/// optional fields left out): the parent's diff_ids plus the new one unless the layer is empty,
+/// the parent's history plus one entry, architecture/variant/os fields from the parent.
+fn child_config(child: ChildConfig<'_>) -> Result<Vec<u8>> {
+    let parent = child.parent;
+    let text = |key: &str| {
+        parent
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let is_empty_layer = child.diff_id == EMPTY_LAYER_DIFF_ID;
+
+    let mut diff_ids: Vec<Value> = parent
+        .get("rootfs")
+        .and_then(|rootfs| rootfs.get("diff_ids"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !is_empty_layer {
+        diff_ids.push(Value::String(child.diff_id.to_string()));
+    }
+    let mut rootfs = Map::new();
+    rootfs.insert("type".into(), Value::String("layers".into()));
+    if !diff_ids.is_empty() {
+        rootfs.insert("diff_ids".into(), Value::Array(diff_ids));
+    }
+
+    let created_by = child
+        .container_config
+        .get("Cmd")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    let mut entry = Map::new();
+    entry.insert("created".into(), Value::String(child.created.to_string()));
+    for (key, value) in [
+        ("author", child.author),
+        ("created_by", created_by.as_str()),
+        ("comment", child.comment),
+    ] {
+        if !value.is_empty() {
+            entry.insert(key.into(), Value::String(value.to_string()));
+        }
+    }
+    if is_empty_layer {
+        entry.insert("empty_layer".into(), Value::Bool(true));
+    }
+    let mut history: Vec<Value> = parent
+        .get("history")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    history.push(Value::Object(entry));
+
+    let architecture = text("architecture").map_or_else(
+        || {
+            std::env::consts::ARCH
+                .replace("x86_64", "amd64")
+                .replace("aarch64", "arm64")
+        },
+        str::to_string,
+    );
+    let mut image: BTreeMap<String, Value> = BTreeMap::new();
+    image.insert("architecture".into(), Value::String(architecture));
+    if !child.author.is_empty() {
+        image.insert("author".into(), Value::String(child.author.to_string()));
+    }
+    image.insert(
+        "config".into(),
+        Value::Object(dockerfile::canonical_config(&child.config)),
+    );
+    image.insert(
+        "container".into(),
+        Value::String(child.container_id.to_string()),
+    );
+    image.insert(
+        "container_config".into(),
+        Value::Object(dockerfile::canonical_config(&child.container_config)),
+    );
+    image.insert("created".into(), Value::String(child.created.to_string()));
+    image.insert(
+        "docker_version".into(),
+        Value::String(concat!("ovl-", env!("CARGO_PKG_VERSION")).into()),
+    );
+    image.insert("history".into(), Value::Array(history));
+    image.insert(
+        "os".into(),
+        Value::String(text("os").unwrap_or("linux").to_string()),
+    );
+    for key in ["os.features", "os.version", "variant"] {
+        match parent.get(key) {
+            Some(Value::String(s)) if !s.is_empty() => {
+                image.insert(key.into(), Value::String(s.clone()));
+            }
+            Some(Value::Array(items)) if !items.is_empty() => {
+                image.insert(key.into(), Value::Array(items.clone()));
+            }
+            _ => {}
+        }
+    }
+    image.insert("rootfs".into(), Value::Object(rootfs));
+    if image.len() > 64 {
+        bail!("unexpected image config shape");
+    }
+    Ok(store::go_json(&image)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> Map<String, Value> {
+        serde_json::from_slice(include_bytes!("../tests/data/image-config-commit.json"))
+            .expect("Docker's commit config parses")
+    }
+
+    /// Rebuilds the config of Docker's own `docker commit` (the fixture) from its parent's parts
+    /// and the commit inputs, and must reproduce its bytes.
+    #[test]
+    fn child_config_reproduces_dockers_commit_config() {
+        let docker = fixture();
+        let mut parent = docker.clone();
+        let history = parent["history"].as_array().cloned().unwrap_or_default();
+        parent.insert(
+            "history".into(),
+            Value::Array(history[..history.len() - 1].to_vec()),
+        );
+        let diff_ids = docker["rootfs"]["diff_ids"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        parent.insert(
+            "rootfs".into(),
+            serde_json::json!({"type": "layers", "diff_ids": diff_ids[..diff_ids.len() - 1]}),
+        );
+        let new_diff_id = diff_ids.last().and_then(Value::as_str).unwrap_or_default();
+        let mut container_config = docker["container_config"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let mut config = container_config.clone();
+        dockerfile::apply_changes(&mut config, &["LABEL spec=1".to_string()]).expect("change");
+        // Docker's container config lists keys in struct order already; shuffle one to check
+        // that the canonical order is restored.
+        let cmd = container_config.remove("Cmd").unwrap_or_default();
+        container_config.insert("Cmd".into(), cmd);
+
+        let bytes = child_config(ChildConfig {
+            parent: &parent,
+            diff_id: new_diff_id,
+            author: "spec author",
+            comment: "spec commit",
+            created: docker["created"].as_str().unwrap_or_default(),
+            container_id: docker["container"].as_str().unwrap_or_default(),
+            container_config,
+            config,
+        })
+        .expect("config");
+        let mut expected = include_bytes!("../tests/data/image-config-commit.json").to_vec();
+        let with_own_version = String::from_utf8_lossy(&expected)
+            .replace("20.10.24+dfsg1", concat!("ovl-", env!("CARGO_PKG_VERSION")));
+        expected = with_own_version.into_bytes();
+        while expected.last() == Some(&b'\n') {
+            expected.pop();
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            String::from_utf8_lossy(&expected)
+        );
+    }
+
+    #[test]
+    fn an_empty_change_adds_no_diff_id_and_an_empty_layer_history_entry() {
+        let parent = fixture();
+        let bytes = child_config(ChildConfig {
+            parent: &parent,
+            diff_id: EMPTY_LAYER_DIFF_ID,
+            author: "",
+            comment: "",
+            created: "2026-01-01T00:00:00Z",
+            container_id: "c",
+            container_config: Map::new(),
+            config: Map::new(),
+        })
+        .expect("config");
+        let config: Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(
+            config["rootfs"]["diff_ids"].as_array().map(Vec::len),
+            parent["rootfs"]["diff_ids"].as_array().map(Vec::len)
+        );
+        let last = config["history"].as_array().and_then(|h| h.last()).cloned();
+        assert_eq!(
+            last,
+            Some(serde_json::json!({"created": "2026-01-01T00:00:00Z", "empty_layer": true}))
+        );
+        assert!(config.get("author").is_none());
+    }
+}
