@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use mount::OverlayDefaults;
 use store::DataRoot;
 
 use crate::{container, resolve, views};
@@ -13,7 +14,8 @@ use crate::{container, resolve, views};
 pub fn changes(root_path: &Path, text: &str) -> Result<Vec<diff::Change>> {
     let root = DataRoot::open(root_path)?;
     let record = resolve::container(&root, text)?;
-    container_changes(&root, &record.id, Lock::Take(root_path))
+    let defaults = mount::OverlayDefaults::read();
+    container_changes(&root, &record.id, defaults, Lock::Take(root_path))
         .with_context(|| format!("listing the changes of container {}", record.id))
 }
 
@@ -24,15 +26,17 @@ pub enum Lock<'a> {
     Take(&'a Path),
 }
 
-/// The sorted change list of a container: from its upperdir when that says everything, else
-/// from Docker's full comparison of the mounted container and init views.
+/// The sorted change list of a container: from its upperdir when that says everything (and
+/// `defaults` enables neither redirects nor metacopy), else from Docker's full comparison of the
+/// mounted container and init views.
 pub fn container_changes(
     root: &DataRoot,
     container_id: &str,
+    defaults: OverlayDefaults,
     lock: Lock<'_>,
 ) -> Result<Vec<diff::Change>> {
     let entry = container::mounts_entry(root, container_id)?;
-    if let Some(feature) = views::kernel_default_redirects() {
+    if let Some(feature) = defaults.first_enabled() {
         tracing::debug!(
             container = container_id,
             feature,

@@ -86,6 +86,8 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
         None => None,
     };
     let dirs = views::layer_dirs(&root, &entry)?;
+    // Read once: the upperdir export and a fallback's change list see the same defaults.
+    let defaults = mount::OverlayDefaults::read();
     let registered = if is_empty_dir(&dirs.upper)? {
         None
     } else {
@@ -96,7 +98,10 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
             &dirs.upper,
             clamp,
             args.max_layer_size,
-            false,
+            Export {
+                defaults,
+                force_merged: false,
+            },
         ) {
             Err(err) if needs_merged_export(&err) => {
                 tracing::debug!(
@@ -111,7 +116,10 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
                     &dirs.upper,
                     clamp,
                     args.max_layer_size,
-                    true,
+                    Export {
+                        defaults,
+                        force_merged: true,
+                    },
                 )
             }
             other => other,
@@ -171,10 +179,14 @@ fn register(
     upper: &Path,
     clamp: Option<i64>,
     max_layer_size: Option<u64>,
-    force_merged: bool,
+    export: Export,
 ) -> Result<Layer> {
+    let Export {
+        defaults,
+        force_merged,
+    } = export;
     let options = layer_pack::PackOptions { clamp_mtime: clamp };
-    let fallback = match views::kernel_default_redirects() {
+    let fallback = match defaults.first_enabled() {
         Some(feature) => Some(feature),
         None if force_merged => Some("redirect_dir or metacopy"),
         None => None,
@@ -186,8 +198,12 @@ fn register(
                 feature,
                 "overlay {feature} is enabled by default: exporting the changes from the merged tree"
             );
-            let change_list =
-                changes::container_changes(root, &entry.container_id, changes::Lock::Held)?;
+            let change_list = changes::container_changes(
+                root,
+                &entry.container_id,
+                defaults,
+                changes::Lock::Held,
+            )?;
             let views = views::MergedViews::mount(root, entry)?;
             Some((views, change_list))
         }
@@ -249,6 +265,14 @@ fn register(
         })
     })?;
     Ok(layer)
+}
+
+/// Where `register` takes the changes from: the upperdir, unless the overlay defaults or
+/// `force_merged` (the upperdir carries redirects or metacopy files) send it to the merged tree.
+#[derive(Debug, Clone, Copy)]
+struct Export {
+    defaults: mount::OverlayDefaults,
+    force_merged: bool,
 }
 
 /// Whether `err` is, or is caused by, a write to a pipe whose reader has gone.

@@ -38,21 +38,6 @@ pub fn layer_dirs(root: &DataRoot, entry: &MountsEntry) -> Result<LayerDirs> {
     Ok(LayerDirs { upper, lowers })
 }
 
-/// Overlay features that make an upperdir walk insufficient, when the kernel enables them by
-/// default for mounts that do not say otherwise (`/sys/module/overlay/parameters`).
-pub fn kernel_default_redirects() -> Option<&'static str> {
-    for (parameter, name) in [("redirect_dir", "redirect_dir"), ("metacopy", "metacopy")] {
-        let path = format!("/sys/module/overlay/parameters/{parameter}");
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let value = text.trim();
-            if value == "Y" || value == "on" || value == "follow" {
-                return Some(name);
-            }
-        }
-    }
-    None
-}
-
 /// The mounted merged trees of a container and of its baseline (init layer over the image),
 /// unmounted again on drop where this value mounted them.
 pub struct MergedViews {

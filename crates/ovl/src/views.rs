@@ -1,3 +1,7 @@
-//! What `ovl info` reports of diff's comparison views lives in the engine; `info` names it here.
+//! What `ovl info` reports as `Native Overlay Diff`.
 
-pub use engine::views::kernel_default_redirects;
+/// The first overlay feature the kernel enables by default that makes an upperdir walk
+/// insufficient (`mount::OverlayDefaults`, read with the kernel probe).
+pub fn kernel_default_redirects() -> Option<&'static str> {
+    mount::OverlayDefaults::read().first_enabled()
+}
