@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use serde_json::{Map, Value};
+use anyhow::{Context, Result};
 use store::{AppliedLayer, DataRoot, Layer, Reference};
 
 use crate::access::{self, Create};
+use crate::config::{self, ContainerConfig, History, ImageConfig, ParentImage, RootFs};
 use crate::{changes, container, dockerfile, resolve, views};
 
 /// The DiffID of a tar of two zero blocks: Docker adds no layer for it (`layer.IsEmpty`).
@@ -61,7 +61,7 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
             record.image_id, record.id
         )
     })?;
-    let parent: Map<String, Value> = serde_json::from_slice(&parent_bytes)
+    let parent: ParentImage = serde_json::from_slice(&parent_bytes)
         .with_context(|| format!("parsing the config of image {}", record.image_id))?;
 
     let source_date_epoch = source_date_epoch()?;
@@ -72,11 +72,11 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
     };
 
     // The config is built (and the changes checked) before any layer is written.
-    let mut new_config = record.config.as_object().cloned().unwrap_or_default();
+    let container_config = ContainerConfig::from_value(&record.config)
+        .with_context(|| format!("parsing the config of container {}", record.id))?;
+    let mut new_config = container_config.clone();
     dockerfile::apply_changes(&mut new_config, &args.changes)?;
-    if new_config.get("Labels").is_none_or(Value::is_null) {
-        new_config.insert("Labels".into(), Value::Object(Map::new()));
-    }
+    new_config.labels.get_or_insert_with(BTreeMap::new);
 
     let layers_before: HashSet<String> = root.layers()?.into_iter().map(|l| l.chain_id).collect();
     let parent_layer = match entry.parent.as_deref() {
@@ -147,7 +147,7 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
             comment: args.message.as_deref().unwrap_or(""),
             created: &created,
             container_id: &record.id,
-            container_config: record.config.as_object().cloned().unwrap_or_default(),
+            container_config,
             config: new_config,
         })?;
         let image_id = root.put_image(&config)?;
@@ -326,26 +326,26 @@ fn source_date_epoch() -> Result<Option<i64>> {
 
 /// The parent image's `created` time in whole seconds (0 when it has none).
 fn parent_created(
-    parent: &Map<String, Value>,
+    parent: &ParentImage,
     parse_time: fn(&str) -> Option<std::time::SystemTime>,
 ) -> i64 {
     parent
-        .get("created")
-        .and_then(Value::as_str)
+        .created
+        .as_deref()
         .and_then(parse_time)
         .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |since| since.as_secs() as i64)
 }
 
 struct ChildConfig<'a> {
-    parent: &'a Map<String, Value>,
+    parent: &'a ParentImage,
     diff_id: &'a str,
     author: &'a str,
     comment: &'a str,
     created: &'a str,
     container_id: &'a str,
-    container_config: Map<String, Value>,
-    config: Map<String, Value>,
+    container_config: ContainerConfig,
+    config: ContainerConfig,
 }
 
 /// Docker's `image.NewChildImage` marshalled as `image.Image` is (top-level keys sorted, empty
@@ -353,122 +353,62 @@ struct ChildConfig<'a> {
 /// the parent's history plus one entry, architecture/variant/os fields from the parent.
 fn child_config(child: ChildConfig<'_>) -> Result<Vec<u8>> {
     let parent = child.parent;
-    let text = |key: &str| {
-        parent
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    };
     let is_empty_layer = child.diff_id == EMPTY_LAYER_DIFF_ID;
-
-    let mut diff_ids: Vec<Value> = parent
-        .get("rootfs")
-        .and_then(|rootfs| rootfs.get("diff_ids"))
-        .and_then(Value::as_array)
-        .cloned()
+    let mut diff_ids = parent
+        .rootfs
+        .as_ref()
+        .map(|rootfs| rootfs.diff_ids.clone())
         .unwrap_or_default();
     if !is_empty_layer {
-        diff_ids.push(Value::String(child.diff_id.to_string()));
+        diff_ids.push(child.diff_id.to_string());
     }
-    let mut rootfs = Map::new();
-    rootfs.insert("type".into(), Value::String("layers".into()));
-    if !diff_ids.is_empty() {
-        rootfs.insert("diff_ids".into(), Value::Array(diff_ids));
-    }
-
     let created_by = child
         .container_config
-        .get("Cmd")
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default();
-    let mut entry = Map::new();
-    entry.insert("created".into(), Value::String(child.created.to_string()));
-    for (key, value) in [
-        ("author", child.author),
-        ("created_by", created_by.as_str()),
-        ("comment", child.comment),
-    ] {
-        if !value.is_empty() {
-            entry.insert(key.into(), Value::String(value.to_string()));
-        }
-    }
-    if is_empty_layer {
-        entry.insert("empty_layer".into(), Value::Bool(true));
-    }
-    let mut history: Vec<Value> = parent
-        .get("history")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    history.push(Value::Object(entry));
-
-    let architecture = text("architecture").map_or_else(
-        || {
-            std::env::consts::ARCH
-                .replace("x86_64", "amd64")
-                .replace("aarch64", "arm64")
+        .cmd
+        .as_deref()
+        .unwrap_or_default()
+        .join(" ");
+    let non_empty = |text: &str| (!text.is_empty()).then(|| text.to_string());
+    let entry = History {
+        created: child.created.to_string(),
+        author: non_empty(child.author),
+        created_by: non_empty(&created_by),
+        comment: non_empty(child.comment),
+        empty_layer: is_empty_layer.then_some(true),
+    };
+    let mut history = parent.history.clone();
+    history.push(serde_json::to_value(&entry)?);
+    let image = ImageConfig {
+        architecture: non_empty(&parent.architecture).unwrap_or_else(config::host_architecture),
+        author: child.author.to_string(),
+        comment: None,
+        config: child.config,
+        container: child.container_id.to_string(),
+        container_config: child.container_config,
+        created: child.created.to_string(),
+        docker_version: config::DOCKER_VERSION.to_string(),
+        history,
+        os: non_empty(&parent.os).unwrap_or_else(|| "linux".to_string()),
+        os_features: config::carried_over(&parent.os_features),
+        os_version: config::carried_over(&parent.os_version),
+        rootfs: RootFs {
+            kind: "layers".to_string(),
+            diff_ids,
         },
-        str::to_string,
-    );
-    let mut image: BTreeMap<String, Value> = BTreeMap::new();
-    image.insert("architecture".into(), Value::String(architecture));
-    if !child.author.is_empty() {
-        image.insert("author".into(), Value::String(child.author.to_string()));
-    }
-    image.insert(
-        "config".into(),
-        Value::Object(dockerfile::canonical_config(&child.config)),
-    );
-    image.insert(
-        "container".into(),
-        Value::String(child.container_id.to_string()),
-    );
-    image.insert(
-        "container_config".into(),
-        Value::Object(dockerfile::canonical_config(&child.container_config)),
-    );
-    image.insert("created".into(), Value::String(child.created.to_string()));
-    image.insert(
-        "docker_version".into(),
-        Value::String(concat!("ovl-", env!("CARGO_PKG_VERSION")).into()),
-    );
-    image.insert("history".into(), Value::Array(history));
-    image.insert(
-        "os".into(),
-        Value::String(text("os").unwrap_or("linux").to_string()),
-    );
-    for key in ["os.features", "os.version", "variant"] {
-        match parent.get(key) {
-            Some(Value::String(s)) if !s.is_empty() => {
-                image.insert(key.into(), Value::String(s.clone()));
-            }
-            Some(Value::Array(items)) if !items.is_empty() => {
-                image.insert(key.into(), Value::Array(items.clone()));
-            }
-            _ => {}
-        }
-    }
-    image.insert("rootfs".into(), Value::Object(rootfs));
-    if image.len() > 64 {
-        bail!("unexpected image config shape");
-    }
+        variant: config::carried_over(&parent.variant),
+    };
     Ok(store::go_json(&image)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
-    fn fixture() -> Map<String, Value> {
-        serde_json::from_slice(include_bytes!("../tests/data/image-config-commit.json"))
-            .expect("Docker's commit config parses")
+    const FIXTURE: &[u8] = include_bytes!("../tests/data/image-config-commit.json");
+
+    fn fixture() -> Value {
+        serde_json::from_slice(FIXTURE).expect("Docker's commit config parses")
     }
 
     /// Rebuilds the config of Docker's own `docker commit` (the fixture) from its parent's parts
@@ -476,35 +416,21 @@ mod tests {
     #[test]
     fn child_config_reproduces_dockers_commit_config() {
         let docker = fixture();
-        let mut parent = docker.clone();
-        let history = parent["history"].as_array().cloned().unwrap_or_default();
-        parent.insert(
-            "history".into(),
-            Value::Array(history[..history.len() - 1].to_vec()),
-        );
-        let diff_ids = docker["rootfs"]["diff_ids"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        parent.insert(
-            "rootfs".into(),
-            serde_json::json!({"type": "layers", "diff_ids": diff_ids[..diff_ids.len() - 1]}),
-        );
-        let new_diff_id = diff_ids.last().and_then(Value::as_str).unwrap_or_default();
-        let mut container_config = docker["container_config"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
+        let mut parent: ParentImage = serde_json::from_slice(FIXTURE).expect("parent");
+        parent.history.pop();
+        let new_diff_id = parent
+            .rootfs
+            .as_mut()
+            .and_then(|rootfs| rootfs.diff_ids.pop())
+            .expect("a diff id");
+        let container_config =
+            ContainerConfig::from_value(&docker["container_config"]).expect("container config");
         let mut config = container_config.clone();
         dockerfile::apply_changes(&mut config, &["LABEL spec=1".to_string()]).expect("change");
-        // Docker's container config lists keys in struct order already; shuffle one to check
-        // that the canonical order is restored.
-        let cmd = container_config.remove("Cmd").unwrap_or_default();
-        container_config.insert("Cmd".into(), cmd);
 
         let bytes = child_config(ChildConfig {
             parent: &parent,
-            diff_id: new_diff_id,
+            diff_id: &new_diff_id,
             author: "spec author",
             comment: "spec commit",
             created: docker["created"].as_str().unwrap_or_default(),
@@ -513,10 +439,9 @@ mod tests {
             config,
         })
         .expect("config");
-        let mut expected = include_bytes!("../tests/data/image-config-commit.json").to_vec();
-        let with_own_version = String::from_utf8_lossy(&expected)
-            .replace("20.10.24+dfsg1", concat!("ovl-", env!("CARGO_PKG_VERSION")));
-        expected = with_own_version.into_bytes();
+        let mut expected = String::from_utf8_lossy(FIXTURE)
+            .replace("20.10.24+dfsg1", config::DOCKER_VERSION)
+            .into_bytes();
         while expected.last() == Some(&b'\n') {
             expected.pop();
         }
@@ -528,7 +453,7 @@ mod tests {
 
     #[test]
     fn an_empty_change_adds_no_diff_id_and_an_empty_layer_history_entry() {
-        let parent = fixture();
+        let parent: ParentImage = serde_json::from_slice(FIXTURE).expect("parent");
         let bytes = child_config(ChildConfig {
             parent: &parent,
             diff_id: EMPTY_LAYER_DIFF_ID,
@@ -536,14 +461,14 @@ mod tests {
             comment: "",
             created: "2026-01-01T00:00:00Z",
             container_id: "c",
-            container_config: Map::new(),
-            config: Map::new(),
+            container_config: ContainerConfig::default(),
+            config: ContainerConfig::default(),
         })
         .expect("config");
         let config: Value = serde_json::from_slice(&bytes).expect("json");
         assert_eq!(
             config["rootfs"]["diff_ids"].as_array().map(Vec::len),
-            parent["rootfs"]["diff_ids"].as_array().map(Vec::len)
+            fixture()["rootfs"]["diff_ids"].as_array().map(Vec::len)
         );
         let last = config["history"].as_array().and_then(|h| h.last()).cloned();
         assert_eq!(
@@ -551,5 +476,18 @@ mod tests {
             Some(serde_json::json!({"created": "2026-01-01T00:00:00Z", "empty_layer": true}))
         );
         assert!(config.get("author").is_none());
+    }
+
+    /// A key `container.Config` does not have survives a commit, after the known ones.
+    #[test]
+    fn unknown_container_config_keys_survive_after_the_known_ones() {
+        let with_unknown = serde_json::json!({"Zeta": [1], "Cmd": ["sh"], "Alpha": {"x": true}});
+        let config = ContainerConfig::from_value(&with_unknown).expect("config");
+        let bytes = store::go_json(&config).expect("json");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.ends_with(r#""Labels":null,"Zeta":[1],"Alpha":{"x":true}}"#),
+            "{text}"
+        );
     }
 }

@@ -190,6 +190,26 @@ pub fn remove_container(root: &DataRoot, container_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// The container layer's size and that plus the image's (moby `GetContainerLayerSize`): `-1`
+/// for what cannot be measured, `(0, 0)` for a container without a mounts entry.
+pub fn layer_sizes(root: &DataRoot, container_id: &str) -> (i64, i64) {
+    let Ok(Some(entry)) = root.mounts_entry(container_id) else {
+        return (0, 0);
+    };
+    let size_rw = root.layer_diff_size(&entry.mount_id).unwrap_or(-1);
+    let image_size = match &entry.parent {
+        None => return (size_rw, 0),
+        Some(top) => root
+            .layer_chain(top)
+            .map(|chain| chain.iter().map(|layer| layer.size).sum::<i64>()),
+    };
+    match image_size {
+        Ok(size) if size_rw != -1 => (size_rw, size + size_rw),
+        Ok(size) => (size_rw, size),
+        Err(_) => (size_rw, -1),
+    }
+}
+
 /// Whether the container's merged dir is mounted now.
 pub fn is_mounted(root: &DataRoot, container_id: &str) -> bool {
     let Ok(Some(entry)) = root.mounts_entry(container_id) else {

@@ -9,6 +9,76 @@ use store::{DataRoot, Reference};
 use crate::access::{self, Create};
 use crate::{resolve, Event, Events};
 
+/// An image as moby's image list returns it.
+#[derive(Debug, Clone)]
+pub struct ListedImage {
+    pub image_id: String,
+    /// Unix seconds of `created` (Go's zero time when the config has none).
+    pub created: i64,
+    /// `created` as written, to order images created in the same second.
+    pub created_text: String,
+    pub size: i64,
+    /// Familiar `repo:tag` names, sorted.
+    pub tags: Vec<String>,
+    /// Familiar `repo@sha256:...` names, sorted.
+    pub digests: Vec<String>,
+}
+
+/// The images `docker images` lists (moby daemon/images/images.go `Images`): every image whose
+/// config loads and whose layers are all there, but untagged images that are the parent of another
+/// image only with `--all`; newest first. `unix_seconds` reads a `created` time as Go does (the
+/// caller's Go-compatibility code), Go's zero time for none.
+pub fn list(root: &DataRoot, all: bool, unix_seconds: fn(&str) -> i64) -> Result<Vec<ListedImage>> {
+    let references = root.references()?;
+    let all_images = root.images()?;
+    // Images other images name as their parent: Docker hides them when untagged, unless -a.
+    let parents: BTreeSet<String> = all_images
+        .iter()
+        .filter_map(|id| root.image_parent(id).ok().flatten())
+        .collect();
+    let mut listed = Vec::new();
+    for image_id in all_images {
+        let config = match root.image_config(&image_id) {
+            Ok(config) => config,
+            Err(err) => {
+                tracing::warn!(%image_id, error = %err, "skipping an unreadable image");
+                continue;
+            }
+        };
+        let size = match image_size(root, &config.rootfs.diff_ids) {
+            Ok(size) => size,
+            Err(err) => {
+                tracing::warn!(%image_id, error = %err, "skipping an image with a missing layer");
+                continue;
+            }
+        };
+        let (digests, tags): (Vec<String>, Vec<String>) = references
+            .iter()
+            .filter(|(_, id)| *id == image_id)
+            .map(|(name, _)| name.clone())
+            .partition(|name| name.contains('@'));
+        if tags.is_empty() && digests.is_empty() && !all && parents.contains(&image_id) {
+            continue;
+        }
+        let created_text = config.created.unwrap_or_default();
+        listed.push(ListedImage {
+            created: unix_seconds(&created_text),
+            created_text,
+            image_id,
+            size,
+            tags,
+            digests,
+        });
+    }
+    listed.sort_by(|a, b| {
+        b.created
+            .cmp(&a.created)
+            .then_with(|| b.created_text.cmp(&a.created_text))
+            .then_with(|| a.image_id.cmp(&b.image_id))
+    });
+    Ok(listed)
+}
+
 /// The image size Docker shows: the sum of the layer `size` values over the chain.
 pub fn image_size(root: &DataRoot, diff_ids: &[String]) -> Result<i64> {
     let mut total = 0;

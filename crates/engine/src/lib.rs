@@ -12,6 +12,7 @@
 pub mod access;
 pub mod changes;
 pub mod commit;
+pub mod config;
 pub mod container;
 pub mod dockerfile;
 pub mod fsck;

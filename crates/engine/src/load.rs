@@ -17,6 +17,7 @@ use image_archive::{Archive, LayerRef, OpenOptions};
 use store::{AppliedLayer, DataRoot, Layer, LayerParent, PendingLayer, Reference};
 
 use crate::access::{self, Create};
+use crate::config::{self, History, ImageConfig, RootFs};
 use crate::{Event, Events};
 
 /// How to load an archive.
@@ -199,23 +200,23 @@ pub fn import(
 /// The config Docker 20.10's `docker import` writes (image.Image marshalled with sorted top-level
 /// keys, a zero `container.Config` for both config fields), with ovl's own version string.
 fn import_config(diff_id: &str, created: &str, comment: &str) -> Result<Vec<u8>> {
-    let empty_config = serde_json::json!({
-        "Hostname": "", "Domainname": "", "User": "", "AttachStdin": false, "AttachStdout": false,
-        "AttachStderr": false, "Tty": false, "OpenStdin": false, "StdinOnce": false, "Env": null,
-        "Cmd": null, "Image": "", "Volumes": null, "WorkingDir": "", "Entrypoint": null,
-        "OnBuild": null, "Labels": null
-    });
-    let config = serde_json::json!({
-        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
-        "comment": comment,
-        "config": empty_config,
-        "container_config": empty_config,
-        "created": created,
-        "docker_version": concat!("ovl-", env!("CARGO_PKG_VERSION")),
-        "history": [{"created": created, "comment": comment}],
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    });
+    let config = ImageConfig {
+        architecture: config::host_architecture(),
+        comment: Some(comment.to_string()),
+        created: created.to_string(),
+        docker_version: config::DOCKER_VERSION.to_string(),
+        history: vec![serde_json::to_value(History {
+            created: created.to_string(),
+            comment: Some(comment.to_string()),
+            ..History::default()
+        })?],
+        os: "linux".to_string(),
+        rootfs: RootFs {
+            kind: "layers".to_string(),
+            diff_ids: vec![diff_id.to_string()],
+        },
+        ..ImageConfig::default()
+    };
     Ok(store::go_json(&config)?)
 }
 
@@ -478,6 +479,33 @@ impl Read for CountingReader<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes of the config `docker import` writes, as ovl wrote them from a JSON literal.
+    #[test]
+    fn import_config_has_dockers_keys_and_zero_container_configs() {
+        let bytes =
+            import_config("sha256:abc", "2026-01-01T00:00:00Z", "Imported from -").expect("config");
+        let zero = concat!(
+            r#"{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"#,
+            r#""AttachStdout":false,"AttachStderr":false,"Tty":false,"OpenStdin":false,"#,
+            r#""StdinOnce":false,"Env":null,"Cmd":null,"Image":"","Volumes":null,"#,
+            r#""WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":null}"#
+        );
+        let expected = format!(
+            concat!(
+                r#"{{"architecture":"{}","comment":"Imported from -","config":{},"#,
+                r#""container_config":{},"created":"2026-01-01T00:00:00Z","#,
+                r#""docker_version":"{}","history":[{{"created":"2026-01-01T00:00:00Z","#,
+                r#""comment":"Imported from -"}}],"os":"linux","#,
+                r#""rootfs":{{"type":"layers","diff_ids":["sha256:abc"]}}}}"#
+            ),
+            config::host_architecture(),
+            zero,
+            zero,
+            config::DOCKER_VERSION
+        );
+        assert_eq!(String::from_utf8_lossy(&bytes), expected);
+    }
 
     #[test]
     fn the_limit_fails_the_read_past_it() {

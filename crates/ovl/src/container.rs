@@ -194,24 +194,9 @@ impl PsRow<'_> {
     }
 
     fn sizes(&self) -> (i64, i64) {
-        *self.sizes.get_or_init(|| {
-            let Ok(Some(entry)) = self.root.mounts_entry(&self.record.id) else {
-                return (0, 0);
-            };
-            let size_rw = self.root.layer_diff_size(&entry.mount_id).unwrap_or(-1);
-            let image_size = match &entry.parent {
-                None => return (size_rw, 0),
-                Some(top) => self
-                    .root
-                    .layer_chain(top)
-                    .map(|chain| chain.iter().map(|layer| layer.size).sum::<i64>()),
-            };
-            match image_size {
-                Ok(size) if size_rw != -1 => (size_rw, size + size_rw),
-                Ok(size) => (size_rw, size),
-                Err(_) => (size_rw, -1),
-            }
-        })
+        *self
+            .sizes
+            .get_or_init(|| engine::container::layer_sizes(self.root, &self.record.id))
     }
 }
 

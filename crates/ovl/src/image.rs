@@ -1,6 +1,6 @@
 //! `ovl images` and `ovl rmi`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -66,23 +66,9 @@ const HEADERS: &[(&str, &str)] = &[
     ("UniqueSize", "UNIQUE SIZE"),
 ];
 
-/// An image as moby's image list returns it.
-struct ListedImage {
-    image_id: String,
-    /// Unix seconds of `created` (Go's zero time when the config has none).
-    created: i64,
-    /// `created` as written, to order images created in the same second.
-    created_text: String,
-    size: i64,
-    /// Familiar `repo:tag` names, sorted.
-    tags: Vec<String>,
-    /// Familiar `repo@sha256:...` names, sorted.
-    digests: Vec<String>,
-}
-
 /// One row of `ovl images`, as docker/cli's `imageContext` shows it.
 struct ImageRow<'a> {
-    image: &'a ListedImage,
+    image: &'a engine::image::ListedImage,
     repository: String,
     tag: String,
     digest: String,
@@ -146,7 +132,9 @@ pub fn images(root_path: &Path, args: &ImagesArgs) -> Result<()> {
     };
     let template = Template::cli(&format)?;
     let root = DataRoot::open(root_path)?;
-    let listed = list_images(&root, args.all)?;
+    let listed = engine::image::list(&root, args.all, |created| {
+        format::unix_seconds(created).unwrap_or(format::GO_ZERO_TIME_UNIX)
+    })?;
     let need_digest = args.digests || format.contains("{{.Digest}}");
     let now = SystemTime::now();
     let mut rows = Vec::new();
@@ -206,60 +194,6 @@ pub fn images(root_path: &Path, args: &ImagesArgs) -> Result<()> {
     };
     crate::out::out!("{out}");
     Ok(())
-}
-
-/// The images `docker images` lists (moby daemon/images/images.go `Images`): every image whose
-/// config loads and whose layers are all there, but untagged images that are the parent of another
-/// image only with `--all`; newest first.
-fn list_images(root: &DataRoot, all: bool) -> Result<Vec<ListedImage>> {
-    let references = root.references()?;
-    let all_images = root.images()?;
-    // Images other images name as their parent: Docker hides them when untagged, unless -a.
-    let parents: BTreeSet<String> = all_images
-        .iter()
-        .filter_map(|id| root.image_parent(id).ok().flatten())
-        .collect();
-    let mut listed = Vec::new();
-    for image_id in all_images {
-        let config = match root.image_config(&image_id) {
-            Ok(config) => config,
-            Err(err) => {
-                tracing::warn!(%image_id, error = %err, "skipping an unreadable image");
-                continue;
-            }
-        };
-        let size = match image_size(root, &config.rootfs.diff_ids) {
-            Ok(size) => size,
-            Err(err) => {
-                tracing::warn!(%image_id, error = %err, "skipping an image with a missing layer");
-                continue;
-            }
-        };
-        let (digests, tags): (Vec<String>, Vec<String>) = references
-            .iter()
-            .filter(|(_, id)| *id == image_id)
-            .map(|(name, _)| name.clone())
-            .partition(|name| name.contains('@'));
-        if tags.is_empty() && digests.is_empty() && !all && parents.contains(&image_id) {
-            continue;
-        }
-        let created_text = config.created.unwrap_or_default();
-        listed.push(ListedImage {
-            created: format::unix_seconds(&created_text).unwrap_or(format::GO_ZERO_TIME_UNIX),
-            created_text,
-            image_id,
-            size,
-            tags,
-            digests,
-        });
-    }
-    listed.sort_by(|a, b| {
-        b.created
-            .cmp(&a.created)
-            .then_with(|| b.created_text.cmp(&a.created_text))
-            .then_with(|| a.image_id.cmp(&b.image_id))
-    });
-    Ok(listed)
 }
 
 /// `docker images`' default table (the same cells as [`DEFAULT_TABLE`] and [`DIGEST_TABLE`]).
