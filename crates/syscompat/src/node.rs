@@ -165,7 +165,10 @@ mod tests {
         let (node, file) = open_regular_at(dir.as_fd(), c"fifo").expect("fifo");
         assert_eq!(node.file_type(), FileType::Fifo);
         assert!(file.is_none());
-        assert_eq!(node.open_regular().expect_err("a FIFO is not reopened"), Errno::NOTSUP);
+        assert_eq!(
+            node.open_regular().expect_err("a FIFO is not reopened"),
+            Errno::NOTSUP
+        );
         let (node, file) = open_regular_at(dir.as_fd(), c"link").expect("link");
         assert_eq!(node.file_type(), FileType::Symlink);
         assert!(file.is_none());
