@@ -22,6 +22,7 @@ pub mod load;
 pub mod prune;
 pub mod resolve;
 pub mod save;
+pub mod state;
 pub mod tag;
 pub mod views;
 
