@@ -222,7 +222,7 @@ pub fn is_mounted(root: &DataRoot, container_id: &str) -> bool {
     merged.is_dir() && mount::is_mountpoint(&merged).unwrap_or(false)
 }
 
-pub fn mounts_entry(root: &DataRoot, container_id: &str) -> Result<MountsEntry> {
+pub(crate) fn mounts_entry(root: &DataRoot, container_id: &str) -> Result<MountsEntry> {
     root.mounts_entry(container_id)?
         .with_context(|| format!("container {container_id} has no layerdb/mounts entry"))
 }
@@ -238,7 +238,7 @@ fn mount_container(root: &DataRoot, container_id: &str) -> Result<PathBuf> {
     mount_layer(root, &features, &entry.mount_id)
 }
 
-pub fn probe(root: &DataRoot) -> Result<KernelFeatures> {
+pub(crate) fn probe(root: &DataRoot) -> Result<KernelFeatures> {
     // Probed once per boot, as dockerd probes once when it starts (`ovl info` always probes).
     let features =
         KernelFeatures::probe_cached(&root.overlay_home(), &root.root().join("ovl.probe"))
@@ -250,7 +250,7 @@ pub fn probe(root: &DataRoot) -> Result<KernelFeatures> {
 /// dir and its lowers are checked first (`DataRoot::checked_overlay_dir`, `checked_lowers`), so a
 /// symlink anywhere in them is refused naming it before `merged/` is created; `mount::execute`
 /// checks the paths again on the descriptors it mounts through.
-pub fn mount_layer(root: &DataRoot, features: &KernelFeatures, id: &str) -> Result<PathBuf> {
+pub(crate) fn mount_layer(root: &DataRoot, features: &KernelFeatures, id: &str) -> Result<PathBuf> {
     let home = root.overlay_home();
     let merged = root.existing_overlay_dir(id)?.join("merged");
     let lowers = root.checked_lowers(id)?;
@@ -290,7 +290,7 @@ fn plan_kind(plan: &MountPlan) -> &'static str {
 }
 
 /// Unmounts `H/<id>/merged` if mounted and removes the directory, as Docker's Put does.
-pub fn unmount_layer(root: &DataRoot, id: &str) -> Result<()> {
+pub(crate) fn unmount_layer(root: &DataRoot, id: &str) -> Result<()> {
     let Some(dir) = root.checked_overlay_dir(id)? else {
         return Ok(());
     };
@@ -426,7 +426,7 @@ fn write_cidfile(cidfile: Option<&Path>, container_id: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn create_dir_mode(path: &Path, mode: u32) -> Result<()> {
+pub(crate) fn create_dir_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     match std::fs::DirBuilder::new().mode(mode).create(path) {
         Ok(()) => {
@@ -445,7 +445,7 @@ pub fn create_dir_mode(path: &Path, mode: u32) -> Result<()> {
     }
 }
 
-pub fn require_root() -> Result<()> {
+pub(crate) fn require_root() -> Result<()> {
     if !rustix::process::geteuid().is_root() {
         bail!("this command needs root (mounting overlays needs CAP_SYS_ADMIN): run it with sudo");
     }

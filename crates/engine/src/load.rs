@@ -376,10 +376,10 @@ fn apply_layer(
 }
 
 /// Fails the read that takes the uncompressed stream past `max_len` bytes.
-pub struct SizeLimit<R> {
-    pub inner: R,
-    pub n_bytes: u64,
-    pub max_len: u64,
+pub(crate) struct SizeLimit<R> {
+    pub(crate) inner: R,
+    pub(crate) n_bytes: u64,
+    pub(crate) max_len: u64,
 }
 
 impl<R: Read> Read for SizeLimit<R> {
