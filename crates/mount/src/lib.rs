@@ -132,6 +132,40 @@ pub struct KernelFeatures {
     /// The new mount API accepts `lowerdir+` (Linux 6.8+).
     pub lowerdir_plus: bool,
     pub page_size: usize,
+    /// What the overlay module turns on for mounts that do not say otherwise. Read from the
+    /// module's parameters with every probe, also when the rest comes from the boot's cache:
+    /// root can change them at any time.
+    pub defaults: OverlayDefaults,
+}
+
+/// Overlay features the kernel enables by default for a mount whose options do not name them
+/// (`/sys/module/overlay/parameters/{redirect_dir,metacopy}`: `Y`, `on` or `follow`). Either one
+/// means that a container's upperdir alone may not say what changed: a renamed directory is a
+/// redirect, a chown'ed file a metadata-only copy
+/// (<https://docs.kernel.org/filesystems/overlayfs.html>).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OverlayDefaults {
+    pub redirect_dir: bool,
+    pub metacopy: bool,
+}
+
+impl OverlayDefaults {
+    /// Reads the overlay module's parameters; a parameter that is missing (the module is not
+    /// loaded, or too old to have it) is off.
+    pub fn read() -> OverlayDefaults {
+        probe::overlay_defaults()
+    }
+
+    /// The first feature that is on, by its parameter name.
+    pub fn first_enabled(&self) -> Option<&'static str> {
+        if self.redirect_dir {
+            Some("redirect_dir")
+        } else if self.metacopy {
+            Some("metacopy")
+        } else {
+            None
+        }
+    }
 }
 
 impl KernelFeatures {
@@ -591,6 +625,7 @@ mod tests {
             index_param,
             lowerdir_plus,
             page_size: 4096,
+            defaults: OverlayDefaults::default(),
         }
     }
 

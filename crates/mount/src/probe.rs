@@ -6,11 +6,30 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::{execute, unmount, Error, KernelFeatures, MountPlan, OverlaySpec, Result};
+use crate::{
+    execute, unmount, Error, KernelFeatures, MountPlan, OverlayDefaults, OverlaySpec, Result,
+};
 
 /// The overlay module exposes this parameter when it supports the inodes index; Docker then
 /// passes `index=off` explicitly (spec §2.2, §3).
 const INDEX_PARAM: &str = "/sys/module/overlay/parameters/index";
+
+/// The directory of the overlay module's parameters.
+const PARAMETERS_DIR: &str = "/sys/module/overlay/parameters";
+
+/// The overlay features the module enables by default (see [`OverlayDefaults`]).
+pub(crate) fn overlay_defaults() -> OverlayDefaults {
+    let enabled = |parameter: &str| {
+        std::fs::read_to_string(Path::new(PARAMETERS_DIR).join(parameter)).is_ok_and(|text| {
+            let value = text.trim();
+            value == "Y" || value == "on" || value == "follow"
+        })
+    };
+    OverlayDefaults {
+        redirect_dir: enabled("redirect_dir"),
+        metacopy: enabled("metacopy"),
+    }
+}
 
 /// The scratch directory's name prefix, as Docker's `supportsOverlay` names it.
 const CHECK_DIR_PREFIX: &str = "check-overlayfs-support";
@@ -63,6 +82,7 @@ pub(crate) fn probe(test_dir: &Path) -> Result<KernelFeatures> {
         index_param: Path::new(INDEX_PARAM).exists(),
         lowerdir_plus,
         page_size: rustix::param::page_size(),
+        defaults: overlay_defaults(),
     };
     tracing::debug!(?features, test_dir = %test_dir.display(), "probed kernel features");
     Ok(features)
@@ -119,6 +139,7 @@ fn read_cache(cache: &Path, key: &str) -> Option<KernelFeatures> {
         index_param: flag("index_param")?,
         lowerdir_plus: flag("lowerdir_plus")?,
         page_size: fields.get("page_size")?.parse().ok()?,
+        defaults: overlay_defaults(),
     })
 }
 

@@ -28,6 +28,7 @@ fn features(page_size: usize, lowerdir_plus: bool) -> KernelFeatures {
         index_param: Path::new("/sys/module/overlay/parameters/index").exists(),
         lowerdir_plus,
         page_size,
+        defaults: mount::OverlayDefaults::default(),
     }
 }
 

@@ -1,22 +1,15 @@
-//! Containers: `run-rootfs` (init layer, container layer, mount), `ps`, `umount`, `rm`.
-//!
-//! The sequence follows Docker's CreateRWLayer (spec §2.5): an `-init` layer on the image's top
-//! layer, populated through a read-write overlay mount of it, then the container layer on the init
-//! layer, then the `layerdb/mounts` entry and the container record, then the mount.
+//! Containers: `run-rootfs`, `ps`, `umount`, `rm` (the work is `engine::container`).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use mount::{KernelFeatures, MountPlan, OverlaySpec};
-use store::{ContainerRecord, DataRoot, Layer, MountsEntry};
+use anyhow::Result;
+use engine::Event;
+use store::{ContainerRecord, DataRoot};
 
-use crate::access::{self, Create};
 use crate::template::{Row, Template};
-use crate::{format, resolve, state};
+use crate::{format, state};
 
-/// The kernel's overlay stack limit (OVL_MAX_STACK in fs/overlayfs/params.h): at most 500 lower
-/// layers in one mount. A container needs its image layers plus the init layer below its upperdir.
-const MAX_LOWERS: usize = 500;
+pub use engine::container::is_mounted;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -68,88 +61,12 @@ pub struct RmArgs {
 }
 
 pub fn run_rootfs(root_path: &Path, args: &RunArgs) -> Result<()> {
-    require_root()?;
-    if let Some(cidfile) = &args.cidfile {
-        if cidfile.exists() {
-            bail!(
-                "container ID file found, make sure the other container isn't running or delete {}",
-                cidfile.display()
-            );
-        }
-    }
-    let (root, _lock) = access::open_for_change(root_path, Create::Yes, "create a container")?;
-    let image_id = resolve::image(&root, &args.image)?;
-    if let Some(name) = &args.name {
-        validate_name(name)?;
-        if let Ok(existing) = resolve::container(&root, name) {
-            if existing.name != *name {
-                // A prefix of another container's id, not a name: a new container may take it.
-            } else if existing.image_id != image_id {
-                bail!("the container name \"/{name}\" is already in use by container {} of another image", existing.id);
-            } else {
-                let merged = mount_container(&root, &existing.id)?;
-                write_cidfile(args.cidfile.as_deref(), &existing.id)?;
-                crate::out::outln!("{}", merged.display());
-                return Ok(());
-            }
-        }
-    }
-    let config = root.image_config(&image_id)?;
-    let chain_ids = store::chain_ids(&config.rootfs.diff_ids);
-    let top = match chain_ids.last() {
-        Some(top_chain) => Some(root.layer(top_chain)?.with_context(|| {
-            format!(
-                "image {} names layer {top_chain}, which is not in the data root",
-                args.image
-            )
-        })?),
-        None => None,
+    let options = engine::container::CreateOptions {
+        image: args.image.clone(),
+        name: args.name.clone(),
+        cidfile: args.cidfile.clone(),
     };
-    let features = probe(&root)?;
-    let container_id = store::random_id()?;
-    let name = match &args.name {
-        Some(name) => name.clone(),
-        None => generate_name(&root)?,
-    };
-    let mut created = Created::new(&root, &container_id);
-    let mount_id = store::random_id()?;
-    // An image as deep as the kernel's stack limit leaves no room for an init layer: its init
-    // entries then go into the container layer itself (Docker accepts a mounts entry without init-id).
-    let with_init = chain_ids.len() < MAX_LOWERS;
-    let init_id = format!("{mount_id}-init");
-    let container_parent = if with_init {
-        created.overlay_dirs.push(init_id.clone());
-        root.create_overlay_dir(&init_id, top.as_ref().map(|layer| layer.cache_id.as_str()))?;
-        populate_init(&root, &features, &init_id)?;
-        Some(init_id.as_str())
-    } else {
-        top.as_ref().map(|layer| layer.cache_id.as_str())
-    };
-    created.overlay_dirs.push(mount_id.clone());
-    root.create_overlay_dir(&mount_id, container_parent)?;
-    root.write_mounts_entry(&MountsEntry {
-        container_id: container_id.clone(),
-        mount_id: mount_id.clone(),
-        init_id: with_init.then(|| init_id.clone()),
-        parent: top.as_ref().map(|layer: &Layer| layer.chain_id.clone()),
-    })?;
-    created.mounts_entry = true;
-    let record = container_record(
-        &container_id,
-        &name,
-        &image_id,
-        &args.image,
-        config.config.as_ref(),
-    );
-    root.write_container(&record)?;
-    created.record = true;
-    let merged = mount_layer(&root, &features, &mount_id)?;
-    if !with_init {
-        mount::populate_init_layer(&merged, crate::kernel::resolver()?)
-            .context("populating the init entries of the container layer")?;
-    }
-    write_cidfile(args.cidfile.as_deref(), &container_id)?;
-    created.keep();
+    let merged = engine::container::run_rootfs(root_path, &options)?;
     crate::out::outln!("{}", merged.display());
     Ok(())
 }
@@ -277,24 +194,9 @@ impl PsRow<'_> {
     }
 
     fn sizes(&self) -> (i64, i64) {
-        *self.sizes.get_or_init(|| {
-            let Ok(Some(entry)) = self.root.mounts_entry(&self.record.id) else {
-                return (0, 0);
-            };
-            let size_rw = self.root.layer_diff_size(&entry.mount_id).unwrap_or(-1);
-            let image_size = match &entry.parent {
-                None => return (size_rw, 0),
-                Some(top) => self
-                    .root
-                    .layer_chain(top)
-                    .map(|chain| chain.iter().map(|layer| layer.size).sum::<i64>()),
-            };
-            match image_size {
-                Ok(size) if size_rw != -1 => (size_rw, size + size_rw),
-                Ok(size) => (size_rw, size),
-                Err(_) => (size_rw, -1),
-            }
-        })
+        *self
+            .sizes
+            .get_or_init(|| engine::container::layer_sizes(self.root, &self.record.id))
     }
 }
 
@@ -416,18 +318,7 @@ impl Row for PsRow<'_> {
 /// The image of a container as moby's list names it (`refreshImage` in daemon/list.go): the name
 /// the container was created with while it still names the container's image, else the image id.
 fn ps_image(root: &DataRoot, record: &ContainerRecord) -> String {
-    let named = record
-        .config
-        .get("Image")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or_default();
-    if named.is_empty() || named == record.image_id {
-        return record.image_id.clone();
-    }
-    match resolve::image(root, named) {
-        Ok(image_id) if image_id == record.image_id => named.to_string(),
-        _ => record.image_id.clone(),
-    }
+    engine::container::listed_image(root, record)
 }
 
 /// docker/cli's short form of an image name: the familiar name with its tag, without a digest.
@@ -446,343 +337,22 @@ fn familiar_image(name: &str) -> String {
 }
 
 pub fn umount(root_path: &Path, args: &UmountArgs) -> Result<()> {
-    require_root()?;
-    let (root, _lock) = access::open_for_change(root_path, Create::No, "unmount containers")?;
-    for text in &args.containers {
-        let container = resolve::container(&root, text)?;
-        let entry = mounts_entry(&root, &container.id)?;
-        unmount_layer(&root, &entry.mount_id).with_context(|| format!("container {text}"))?;
-        crate::out::outln!("{text}");
-    }
-    Ok(())
+    engine::container::umount(root_path, &args.containers, &mut print_container)
 }
 
 pub fn rm(root_path: &Path, args: &RmArgs) -> Result<()> {
-    let (root, _lock) = access::open_for_change(root_path, Create::No, "remove containers")?;
-    for text in &args.containers {
-        let container = resolve::container(&root, text)?;
-        if is_mounted(&root, &container.id) {
-            if !args.force {
-                bail!("you cannot remove a mounted container {text}: unmount it first, or use `ovl rm -f`");
-            }
-            require_root()?;
-        }
-        remove_container(&root, &container.id)
-            .with_context(|| format!("removing container {text}"))?;
+    engine::container::rm(
+        root_path,
+        &args.containers,
+        args.force,
+        &mut print_container,
+    )
+}
+
+/// Prints the name of a container unmounted or removed, as the user gave it.
+fn print_container(event: Event) -> Result<()> {
+    if let Event::Unmounted { text } | Event::ContainerRemoved { text } = event {
         crate::out::outln!("{text}");
     }
     Ok(())
-}
-
-/// Unmounts (if needed) and removes a container's layers, mounts entry and record, in Docker's
-/// order: the record first says the removal is in progress, the record goes last, and every step
-/// accepts that an earlier, interrupted removal already did it.
-///
-/// Its layer dirs are checked before anything changes (`DataRoot::checked_overlay_dir`): a
-/// symlinked layer dir, `merged/`, `diff/` or `work/` is refused naming it, with nothing removed.
-pub fn remove_container(root: &DataRoot, container_id: &str) -> Result<()> {
-    if let Some(entry) = root.mounts_entry(container_id)? {
-        for id in std::iter::once(&entry.mount_id).chain(entry.init_id.iter()) {
-            root.checked_overlay_dir(id)?;
-        }
-    }
-    root.mark_removal_in_progress(container_id)?;
-    if let Some(entry) = root.mounts_entry(container_id)? {
-        unmount_layer(root, &entry.mount_id)?;
-        root.remove_overlay_dir(&entry.mount_id)?;
-        if let Some(init_id) = &entry.init_id {
-            root.remove_overlay_dir(init_id)?;
-        }
-    }
-    // Also when an earlier, interrupted removal left the entry without its mount-id.
-    root.remove_mounts_entry(container_id)?;
-    root.remove_container(container_id)?;
-    Ok(())
-}
-
-/// Whether the container's merged dir is mounted now.
-pub fn is_mounted(root: &DataRoot, container_id: &str) -> bool {
-    let Ok(Some(entry)) = root.mounts_entry(container_id) else {
-        return false;
-    };
-    let Ok(Some(dir)) = root.checked_overlay_dir(&entry.mount_id) else {
-        return false;
-    };
-    let merged = dir.join("merged");
-    merged.is_dir() && mount::is_mountpoint(&merged).unwrap_or(false)
-}
-
-pub(crate) fn mounts_entry(root: &DataRoot, container_id: &str) -> Result<MountsEntry> {
-    root.mounts_entry(container_id)?
-        .with_context(|| format!("container {container_id} has no layerdb/mounts entry"))
-}
-
-/// Mounts an existing container (again) and returns its merged path.
-fn mount_container(root: &DataRoot, container_id: &str) -> Result<PathBuf> {
-    let entry = mounts_entry(root, container_id)?;
-    let merged = root.existing_overlay_dir(&entry.mount_id)?.join("merged");
-    if merged.is_dir() && mount::is_mountpoint(&merged)? {
-        return Ok(merged);
-    }
-    let features = probe(root)?;
-    mount_layer(root, &features, &entry.mount_id)
-}
-
-pub(crate) fn probe(root: &DataRoot) -> Result<KernelFeatures> {
-    // Probed once per boot, as dockerd probes once when it starts (`ovl info` always probes).
-    let features =
-        KernelFeatures::probe_cached(&root.overlay_home(), &root.root().join("ovl.probe"))
-            .context("checking overlay support of the data root's filesystem")?;
-    crate::kernel::restrict(features)
-}
-
-/// Mounts `H/<id>` read-write on its lowers at `H/<id>/merged` and returns that path. The layer
-/// dir and its lowers are checked first (`DataRoot::checked_overlay_dir`, `checked_lowers`), so a
-/// symlink anywhere in them is refused naming it before `merged/` is created; `mount::execute`
-/// checks the paths again on the descriptors it mounts through.
-pub(crate) fn mount_layer(root: &DataRoot, features: &KernelFeatures, id: &str) -> Result<PathBuf> {
-    let home = root.overlay_home();
-    let merged = root.existing_overlay_dir(id)?.join("merged");
-    let lowers = root.checked_lowers(id)?;
-    if lowers.is_empty() {
-        bail!("layer {id} has no lower layers to mount");
-    }
-    create_dir_mode(&merged, 0o700)?;
-    let spec = OverlaySpec {
-        home: home.clone(),
-        lowers,
-        upper: Some(format!("{id}/diff")),
-        work: Some(format!("{id}/work")),
-        target: format!("{id}/merged"),
-    };
-    let plan = mount::plan(&spec, features)
-        .with_context(|| format!("planning the mount of layer {id}"))?;
-    tracing::debug!(?plan, "mounting");
-    if let Err(err) = mount::execute(&spec, &plan) {
-        let _ = std::fs::remove_dir(&merged);
-        return Err(err).with_context(|| {
-            format!(
-                "mounting layer {id} ({} lowers, {})",
-                spec.lowers.len(),
-                plan_kind(&plan)
-            )
-        });
-    }
-    Ok(merged)
-}
-
-fn plan_kind(plan: &MountPlan) -> &'static str {
-    match plan {
-        MountPlan::Absolute { .. } => "absolute lowerdir paths",
-        MountPlan::Relative { .. } => "relative lowerdir paths",
-        MountPlan::LowerdirPlus { .. } => "lowerdir+",
-    }
-}
-
-/// Unmounts `H/<id>/merged` if mounted and removes the directory, as Docker's Put does.
-pub(crate) fn unmount_layer(root: &DataRoot, id: &str) -> Result<()> {
-    let Some(dir) = root.checked_overlay_dir(id)? else {
-        return Ok(());
-    };
-    let merged = dir.join("merged");
-    if !merged.is_dir() {
-        return Ok(());
-    }
-    if mount::is_mountpoint(&merged)? {
-        mount::unmount(&merged)?;
-    }
-    std::fs::remove_dir(&merged).with_context(|| format!("removing {}", merged.display()))?;
-    Ok(())
-}
-
-/// Populates the init layer through a read-write overlay mount of it, as Docker does, so that
-/// copy-ups of existing image directories keep their lower mode, owner and times.
-fn populate_init(root: &DataRoot, features: &KernelFeatures, init_id: &str) -> Result<()> {
-    let lowers = root.lower_entries(init_id)?;
-    if lowers.is_empty() {
-        // An image without layers: the init layer has no parent and is written directly.
-        return mount::populate_init_layer(
-            &root.overlay_dir(init_id).join("diff"),
-            crate::kernel::resolver()?,
-        )
-        .with_context(|| format!("populating init layer {init_id}"));
-    }
-    let merged = mount_layer(root, features, init_id)?;
-    let populated = mount::populate_init_layer(&merged, crate::kernel::resolver()?)
-        .with_context(|| format!("populating init layer {init_id}"));
-    let unmounted = unmount_layer(root, init_id);
-    populated?;
-    unmounted
-}
-
-/// The container record: the image's config with its `Image` set to what the user named.
-fn container_record(
-    container_id: &str,
-    name: &str,
-    image_id: &str,
-    image_text: &str,
-    image_config: Option<&serde_json::Value>,
-) -> ContainerRecord {
-    let mut config = image_config
-        .cloned()
-        .unwrap_or_else(|| serde_json::json!({}));
-    let hostname = format::short_id(container_id).to_string();
-    let mut path = String::new();
-    let mut args = Vec::new();
-    if let Some(object) = config.as_object_mut() {
-        object.insert("Hostname".into(), serde_json::Value::String(hostname));
-        object.insert(
-            "Image".into(),
-            serde_json::Value::String(image_text.to_string()),
-        );
-        // Docker's create merges the image's labels into the run's (always a map, maybe empty).
-        if object.get("Labels").is_none_or(serde_json::Value::is_null) {
-            object.insert("Labels".into(), serde_json::json!({}));
-        }
-        let strings = |value: Option<&serde_json::Value>| -> Vec<String> {
-            value
-                .and_then(|v| v.as_array())
-                .map(|items| {
-                    items
-                        .iter()
-                        .filter_map(|item| item.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let mut command = strings(object.get("Entrypoint"));
-        command.extend(strings(object.get("Cmd")));
-        if let Some((first, rest)) = command.split_first() {
-            path = first.clone();
-            args = rest.to_vec();
-        }
-    }
-    ContainerRecord {
-        id: container_id.to_string(),
-        name: name.to_string(),
-        image_id: image_id.to_string(),
-        created: store::now_rfc3339_nano(),
-        path,
-        args,
-        config,
-        running: false,
-        state: Default::default(),
-    }
-}
-
-/// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
-fn validate_name(name: &str) -> Result<()> {
-    let mut chars = name.chars();
-    let valid_first = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let valid_rest =
-        chars.clone().count() >= 1 && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if !(valid_first && valid_rest) {
-        bail!("invalid container name \"{name}\", only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
-    }
-    Ok(())
-}
-
-/// A Docker-style `adjective_name` not used by another container.
-fn generate_name(root: &DataRoot) -> Result<String> {
-    const ADJECTIVES: [&str; 16] = [
-        "brave", "calm", "eager", "fervent", "gallant", "happy", "jolly", "keen", "lucid",
-        "modest", "nifty", "quirky", "serene", "tender", "vibrant", "zealous",
-    ];
-    const NAMES: [&str; 16] = [
-        "babbage", "curie", "dijkstra", "euler", "feynman", "goldberg", "hopper", "knuth",
-        "lamport", "lovelace", "noether", "ritchie", "shannon", "thompson", "turing", "wozniak",
-    ];
-    let taken: Vec<String> = root.containers()?.into_iter().map(|c| c.name).collect();
-    for attempt in 0..64u32 {
-        let random = store::random_id()?;
-        let byte = |idx: usize| usize::from_str_radix(&random[idx..idx + 2], 16).unwrap_or(0);
-        let mut name = format!("{}_{}", ADJECTIVES[byte(0) % 16], NAMES[byte(2) % 16]);
-        if attempt > 0 {
-            name.push_str(&(byte(4) % 10).to_string());
-        }
-        if !taken.contains(&name) {
-            return Ok(name);
-        }
-    }
-    bail!("could not find a free container name")
-}
-
-fn write_cidfile(cidfile: Option<&Path>, container_id: &str) -> Result<()> {
-    if let Some(path) = cidfile {
-        std::fs::write(path, container_id)
-            .with_context(|| format!("writing container ID file {}", path.display()))?;
-    }
-    Ok(())
-}
-
-pub(crate) fn create_dir_mode(path: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    match std::fs::DirBuilder::new().mode(mode).create(path) {
-        Ok(()) => {
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                .with_context(|| format!("chmod {}", path.display()))?;
-            Ok(())
-        }
-        // Only a real directory: a symlink in its place is refused, never used.
-        Err(err)
-            if err.kind() == std::io::ErrorKind::AlreadyExists
-                && std::fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir()) =>
-        {
-            Ok(())
-        }
-        Err(err) => Err(err).with_context(|| format!("creating {}", path.display())),
-    }
-}
-
-pub(crate) fn require_root() -> Result<()> {
-    if !rustix::process::geteuid().is_root() {
-        bail!("this command needs root (mounting overlays needs CAP_SYS_ADMIN): run it with sudo");
-    }
-    Ok(())
-}
-
-/// What a failed `run-rootfs` created, removed again on drop unless kept.
-struct Created<'a> {
-    root: &'a DataRoot,
-    container_id: String,
-    overlay_dirs: Vec<String>,
-    mounts_entry: bool,
-    record: bool,
-    keep: bool,
-}
-
-impl<'a> Created<'a> {
-    fn new(root: &'a DataRoot, container_id: &str) -> Self {
-        Created {
-            root,
-            container_id: container_id.to_string(),
-            overlay_dirs: Vec::new(),
-            mounts_entry: false,
-            record: false,
-            keep: false,
-        }
-    }
-    fn keep(&mut self) {
-        self.keep = true;
-    }
-}
-
-impl Drop for Created<'_> {
-    fn drop(&mut self) {
-        if self.keep {
-            return;
-        }
-        for id in self.overlay_dirs.iter().rev() {
-            let _ = unmount_layer(self.root, id);
-            if let Err(err) = self.root.remove_overlay_dir(id) {
-                tracing::error!(%id, error = %err, "removing a layer dir of a failed run-rootfs");
-            }
-        }
-        if self.mounts_entry {
-            let _ = self.root.remove_mounts_entry(&self.container_id);
-        }
-        if self.record {
-            let _ = self.root.remove_container(&self.container_id);
-        }
-    }
 }

@@ -1,15 +1,15 @@
 //! `ovl images` and `ovl rmi`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
 
-use anyhow::{bail, Context, Result};
-use store::{DataRoot, Reference};
+use anyhow::Result;
+use engine::Event;
+use store::DataRoot;
 
-use crate::access::{self, Create};
+use crate::format;
 use crate::template::{Row, Template};
-use crate::{format, resolve};
 
 #[derive(clap::Args, Debug)]
 pub struct ImagesArgs {
@@ -66,23 +66,9 @@ const HEADERS: &[(&str, &str)] = &[
     ("UniqueSize", "UNIQUE SIZE"),
 ];
 
-/// An image as moby's image list returns it.
-struct ListedImage {
-    image_id: String,
-    /// Unix seconds of `created` (Go's zero time when the config has none).
-    created: i64,
-    /// `created` as written, to order images created in the same second.
-    created_text: String,
-    size: i64,
-    /// Familiar `repo:tag` names, sorted.
-    tags: Vec<String>,
-    /// Familiar `repo@sha256:...` names, sorted.
-    digests: Vec<String>,
-}
-
 /// One row of `ovl images`, as docker/cli's `imageContext` shows it.
 struct ImageRow<'a> {
-    image: &'a ListedImage,
+    image: &'a engine::image::ListedImage,
     repository: String,
     tag: String,
     digest: String,
@@ -146,7 +132,9 @@ pub fn images(root_path: &Path, args: &ImagesArgs) -> Result<()> {
     };
     let template = Template::cli(&format)?;
     let root = DataRoot::open(root_path)?;
-    let listed = list_images(&root, args.all)?;
+    let listed = engine::image::list(&root, args.all, |created| {
+        format::unix_seconds(created).unwrap_or(format::GO_ZERO_TIME_UNIX)
+    })?;
     let need_digest = args.digests || format.contains("{{.Digest}}");
     let now = SystemTime::now();
     let mut rows = Vec::new();
@@ -208,60 +196,6 @@ pub fn images(root_path: &Path, args: &ImagesArgs) -> Result<()> {
     Ok(())
 }
 
-/// The images `docker images` lists (moby daemon/images/images.go `Images`): every image whose
-/// config loads and whose layers are all there, but untagged images that are the parent of another
-/// image only with `--all`; newest first.
-fn list_images(root: &DataRoot, all: bool) -> Result<Vec<ListedImage>> {
-    let references = root.references()?;
-    let all_images = root.images()?;
-    // Images other images name as their parent: Docker hides them when untagged, unless -a.
-    let parents: BTreeSet<String> = all_images
-        .iter()
-        .filter_map(|id| root.image_parent(id).ok().flatten())
-        .collect();
-    let mut listed = Vec::new();
-    for image_id in all_images {
-        let config = match root.image_config(&image_id) {
-            Ok(config) => config,
-            Err(err) => {
-                tracing::warn!(%image_id, error = %err, "skipping an unreadable image");
-                continue;
-            }
-        };
-        let size = match image_size(root, &config.rootfs.diff_ids) {
-            Ok(size) => size,
-            Err(err) => {
-                tracing::warn!(%image_id, error = %err, "skipping an image with a missing layer");
-                continue;
-            }
-        };
-        let (digests, tags): (Vec<String>, Vec<String>) = references
-            .iter()
-            .filter(|(_, id)| *id == image_id)
-            .map(|(name, _)| name.clone())
-            .partition(|name| name.contains('@'));
-        if tags.is_empty() && digests.is_empty() && !all && parents.contains(&image_id) {
-            continue;
-        }
-        let created_text = config.created.unwrap_or_default();
-        listed.push(ListedImage {
-            created: format::unix_seconds(&created_text).unwrap_or(format::GO_ZERO_TIME_UNIX),
-            created_text,
-            image_id,
-            size,
-            tags,
-            digests,
-        });
-    }
-    listed.sort_by(|a, b| {
-        b.created
-            .cmp(&a.created)
-            .then_with(|| b.created_text.cmp(&a.created_text))
-            .then_with(|| a.image_id.cmp(&b.image_id))
-    });
-    Ok(listed)
-}
-
 /// `docker images`' default table (the same cells as [`DEFAULT_TABLE`] and [`DIGEST_TABLE`]).
 fn default_table(rows: &[ImageRow], digests: bool) -> String {
     let cell = |row: &ImageRow, name: &str| row.field(name).unwrap_or_default();
@@ -292,141 +226,15 @@ fn default_table(rows: &[ImageRow], digests: bool) -> String {
     format::table(&table)
 }
 
-/// The image size Docker shows: the sum of the layer `size` values over the chain.
-pub fn image_size(root: &DataRoot, diff_ids: &[String]) -> Result<i64> {
-    let mut total = 0;
-    for chain_id in store::chain_ids(diff_ids) {
-        let layer = root
-            .layer(&chain_id)?
-            .with_context(|| format!("layer {chain_id} is missing"))?;
-        total += layer.size;
-    }
-    Ok(total)
-}
+pub use engine::image::image_size;
 
 pub fn rmi(root_path: &Path, args: &RmiArgs) -> Result<()> {
-    let (root, _lock) = access::open_for_change(root_path, Create::No, "remove images")?;
-    for text in &args.images {
-        remove_image(&root, text, args.force).with_context(|| format!("removing image {text}"))?;
-    }
-    Ok(())
-}
-
-fn remove_image(root: &DataRoot, text: &str, force: bool) -> Result<()> {
-    let image_id = resolve::image(root, text)?;
-    let references = root.references()?;
-    let tags = resolve::tags_of(&references, &image_id);
-    let named_by_tag = Reference::parse(text)
-        .ok()
-        .map(|r| r.familiar())
-        .filter(|name| tags.contains(name));
-    // A tag of an image that has other tags only loses that tag, as with docker rmi.
-    if let Some(name) = &named_by_tag {
-        if tags.len() > 1 {
-            root.remove_reference_name(name)?;
-            crate::out::outln!("Untagged: {name}");
-            return Ok(());
+    engine::image::rmi(root_path, &args.images, args.force, &mut |event| {
+        match event {
+            Event::Untagged { name } => crate::out::outln!("Untagged: {name}"),
+            Event::Deleted { id } => crate::out::outln!("Deleted: {id}"),
+            _ => {}
         }
-    } else if tags.len() > 1 && !force {
-        bail!(
-            "image {} is referenced in multiple repositories: remove them by name or use -f",
-            format::short_id(&image_id)
-        );
-    }
-    let users: Vec<String> = root
-        .containers()?
-        .into_iter()
-        .filter(|c| c.image_id == image_id)
-        .map(|c| format::short_id(&c.id).to_string())
-        .collect();
-    if !users.is_empty() && !force {
-        bail!(
-            "unable to remove image {text}: container {} is using it (remove it first, or use -f)",
-            users.join(", ")
-        );
-    }
-    // What the other images and the containers hold is known before anything changes: an image
-    // whose config cannot be read holds layers nobody can name, so nothing is removed then.
-    // So are the layers that will go, and their directories are checked as the format has them
-    // (a layer dir that is a symlink out of the root is refused now, not after the untagging).
-    let release = if users.is_empty() {
-        let config = root.image_config(&image_id)?;
-        let held = held_chain_ids(root, &image_id)?;
-        let planned = layers_to_release(root, &config.rootfs.diff_ids, &held)?;
-        for layer in &planned {
-            root.checked_overlay_dir(&layer.cache_id)
-                .with_context(|| format!("layer {} of image {image_id}", layer.chain_id))?;
-        }
-        Some(planned)
-    } else {
-        None
-    };
-    for name in &tags {
-        root.remove_reference_name(name)?;
-        crate::out::outln!("Untagged: {name}");
-    }
-    let Some(planned) = release else {
-        // Forced with containers still using it: Docker keeps the image, untagged.
-        return Ok(());
-    };
-    root.delete_image(&image_id)?;
-    crate::out::outln!("Deleted: {image_id}");
-    for layer in planned {
-        root.remove_layer(&layer.chain_id)?;
-        crate::out::outln!("Deleted: {}", layer.chain_id);
-    }
-    Ok(())
-}
-
-/// The layers of a chain, top first, that no other image, child layer or container references:
-/// those that removing the image removes.
-fn layers_to_release(
-    root: &DataRoot,
-    diff_ids: &[String],
-    held: &BTreeSet<String>,
-) -> Result<Vec<store::Layer>> {
-    // How many registered layers sit directly on each layer; a layer with children stays.
-    let mut n_children: BTreeMap<String, usize> = BTreeMap::new();
-    for parent in root.layers()?.into_iter().filter_map(|layer| layer.parent) {
-        *n_children.entry(parent).or_default() += 1;
-    }
-    let mut planned = Vec::new();
-    for chain_id in store::chain_ids(diff_ids).iter().rev() {
-        if held.contains(chain_id) || n_children.get(chain_id).is_some_and(|n| *n > 0) {
-            break;
-        }
-        let Some(layer) = root.layer(chain_id)? else {
-            continue;
-        };
-        if let Some(parent) = &layer.parent {
-            n_children.entry(parent.clone()).and_modify(|n| *n -= 1);
-        }
-        planned.push(layer);
-    }
-    Ok(planned)
-}
-
-/// Every ChainID that the chain of an image other than `removed`, or a container layer, holds.
-/// An image whose config cannot be read fails it: its layers would look unused.
-fn held_chain_ids(root: &DataRoot, removed: &str) -> Result<BTreeSet<String>> {
-    let mut held = BTreeSet::new();
-    for image_id in root.images()? {
-        if image_id == removed {
-            continue;
-        }
-        let config = root.image_config(&image_id).with_context(|| {
-            format!(
-                "reading the config of image {image_id}, whose layers must be kept: \
-                 nothing removed (ovl fsck names what is damaged)"
-            )
-        })?;
-        held.extend(store::chain_ids(&config.rootfs.diff_ids));
-    }
-    for container in root.containers()? {
-        held.extend(
-            root.mounts_entry(&container.id)?
-                .and_then(|entry| entry.parent),
-        );
-    }
-    Ok(held)
+        Ok(())
+    })
 }

@@ -1,22 +1,11 @@
-//! `ovl load` and `ovl import`: image archives and rootfs tarballs into registered layers and images.
-//!
-//! A load begins the missing layers of an image bottom up (overlay2 dir, `l/` link, `lower` file,
-//! write-set), unpacks them several at once (overlay2 layers are independent directories), syncs
-//! the filesystem once and commits them bottom up, each one becoming visible only by its layerdb
-//! rename. When a step fails, what was begun is dropped and the layers this load committed are
-//! removed again, so a failed load leaves the data root as it found it.
+//! `ovl load` and `ovl import` (the work is `engine::load`): arguments and progress on stderr, a
+//! line per layer that rewrites itself when stderr is a terminal.
 
-use std::fs::File;
-use std::io::{BufReader, IsTerminal, Read, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
-use anyhow::{bail, Context, Result};
-use image_archive::{Archive, LayerRef, OpenOptions};
-use store::{AppliedLayer, DataRoot, Layer, LayerParent, PendingLayer, Reference};
-
-use crate::access::{self, Create};
+use anyhow::Result;
+use engine::Event;
 
 #[derive(clap::Args, Debug)]
 pub struct LoadArgs {
@@ -50,342 +39,39 @@ pub struct ImportArgs {
 }
 
 pub fn load(root_path: &Path, args: &LoadArgs) -> Result<()> {
-    let (root, _lock) = access::open_for_change(root_path, Create::Yes, "load images")?;
-    let options = OpenOptions {
+    let options = engine::load::LoadOptions {
         name: args.name.clone(),
+        max_layer_size: args.max_layer_size,
     };
-    let archive = Archive::open(&args.input, &root.tmp_dir(), &options)
-        .with_context(|| format!("reading archive {}", args.input.display()))?;
-    // Every name is checked before any layer is written: a name Docker would refuse (such as
-    // `sha256:<hex>`, which would shadow an image id) leaves nothing behind.
-    for image in archive.images() {
-        for name in &image.names {
-            Reference::parse(name).with_context(|| format!("image name {name}"))?;
-        }
-    }
     let progress = Progress::new(!args.quiet);
-    let mut stdout = crate::out::stdout();
-    for image in archive.images() {
-        let mut registered = Registered::new(&root);
-        // The chain bottom up: layers already stored are reused; the first missing one and every
-        // layer above it are begun (overlay2 dir, link, lower file, write-set) in order.
-        let mut parent: Option<LayerParent> = None;
-        let mut work: Vec<LayerWork> = Vec::new();
-        for layer_ref in &image.layers {
-            let chain_id = store::chain_id(
-                parent.as_ref().map(|p| p.chain_id.as_str()),
-                &layer_ref.diff_id,
-            );
-            if work.is_empty() {
-                if let Some(existing) = root.layer(&chain_id)? {
-                    progress.line(&format!(
-                        "{}: Layer already exists",
-                        short(&layer_ref.diff_id)
-                    ));
-                    parent = Some(LayerParent::from(&existing));
-                    continue;
-                }
-            }
-            let pending = root
-                .begin_layer(parent.as_ref())
-                .with_context(|| format!("loading layer {}", layer_ref.member))?;
-            parent = Some(LayerParent {
-                chain_id,
-                cache_id: pending.cache_id().to_string(),
-            });
-            work.push(LayerWork {
-                layer_ref,
-                pending,
-                tar_bytes: 0,
-            });
+    engine::load::load(root_path, &args.input, &options, &mut |event| {
+        match event {
+            Event::ImageLoaded {
+                image_id,
+                name: None,
+            } => crate::out::outln!("Loaded image ID: {image_id}"),
+            Event::ImageLoaded {
+                name: Some(name), ..
+            } => crate::out::outln!("Loaded image: {name}"),
+            other => progress.show(&other),
         }
-        // Overlay2 layers are independent directories: they are unpacked at once.
-        apply_layers(&archive, &mut work, &progress, args.max_layer_size)?;
-        // One syncfs for all of them, then each becomes visible bottom up.
-        if !work.is_empty() {
-            root.sync_filesystem()
-                .context("syncing the loaded layers to disk")?;
-        }
-        let n_layers = work.len();
-        for item in work {
-            let layer = item
-                .pending
-                .commit_synced_batch()
-                .with_context(|| format!("loading layer {}", item.layer_ref.member))?;
-            progress.done(&item.layer_ref.member, item.tar_bytes);
-            registered.push(&layer);
-        }
-        if n_layers > 0 {
-            root.sync_layerdb()
-                .context("syncing the layer database directory")?;
-        }
-        let image_id = root
-            .put_image(&image.config)
-            .context("storing image config")?;
-        if image_id != image.image_id {
-            bail!(
-                "image config stored as {image_id} but the archive names {}",
-                image.image_id
-            );
-        }
-        registered.keep();
-        if image.names.is_empty() {
-            writeln!(stdout, "Loaded image ID: {image_id}")?;
-        }
-        for name in &image.names {
-            let reference = Reference::parse(name).with_context(|| format!("image name {name}"))?;
-            root.add_reference(&reference, &image_id)?;
-            writeln!(stdout, "Loaded image: {}", reference.familiar())?;
-        }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 pub fn import(root_path: &Path, args: &ImportArgs) -> Result<()> {
-    let reference = args
-        .reference
-        .as_deref()
-        .map(Reference::parse)
-        .transpose()
-        .context("image name")?;
-    let (root, _lock) = access::open_for_change(root_path, Create::Yes, "import an image")?;
-    let file =
-        File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+    let options = engine::load::ImportOptions {
+        reference: args.reference.clone(),
+        message: args.message.clone(),
+        max_layer_size: args.max_layer_size,
+    };
     let progress = Progress::new(true);
-    let label = args.file.display().to_string();
-    let mut input = Some(file);
-    let mut tar_bytes = 0;
-    let layer = root
-        .register_layer(None, &mut |diff_dir, tar_split| {
-            let mut file = input.take().ok_or("input consumed twice")?;
-            let (applied, n_bytes) = apply_layer(
-                &mut file,
-                diff_dir,
-                tar_split,
-                &progress,
-                &label,
-                args.max_layer_size,
-            )?;
-            tar_bytes = n_bytes;
-            Ok(applied)
-        })
-        .with_context(|| format!("importing {}", args.file.display()))?;
-    progress.done(&label, tar_bytes);
-    let mut registered = Registered::new(&root);
-    registered.push(&layer);
-    let created = store::now_rfc3339_nano();
-    let comment = args
-        .message
-        .clone()
-        .unwrap_or_else(|| "Imported from -".to_string());
-    let config = import_config(&layer.diff_id, &created, &comment)?;
-    let image_id = root.put_image(&config)?;
-    registered.keep();
-    if let Some(reference) = reference {
-        root.add_reference(&reference, &image_id)?;
-        root.set_last_updated(&image_id)?;
-    }
+    let image_id = engine::load::import(root_path, &args.file, &options, &mut |event| {
+        progress.show(&event);
+        Ok(())
+    })?;
     crate::out::outln!("{image_id}");
     Ok(())
-}
-
-/// The config Docker 20.10's `docker import` writes (image.Image marshalled with sorted top-level
-/// keys, a zero `container.Config` for both config fields), with ovl's own version string.
-fn import_config(diff_id: &str, created: &str, comment: &str) -> Result<Vec<u8>> {
-    let empty_config = serde_json::json!({
-        "Hostname": "", "Domainname": "", "User": "", "AttachStdin": false, "AttachStdout": false,
-        "AttachStderr": false, "Tty": false, "OpenStdin": false, "StdinOnce": false, "Env": null,
-        "Cmd": null, "Image": "", "Volumes": null, "WorkingDir": "", "Entrypoint": null,
-        "OnBuild": null, "Labels": null
-    });
-    let config = serde_json::json!({
-        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
-        "comment": comment,
-        "config": empty_config,
-        "container_config": empty_config,
-        "created": created,
-        "docker_version": concat!("ovl-", env!("CARGO_PKG_VERSION")),
-        "history": [{"created": created, "comment": comment}],
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    });
-    Ok(store::go_json(&config)?)
-}
-
-/// One layer of a load between `begin_layer` and `commit`.
-struct LayerWork<'a, 'r> {
-    layer_ref: &'a LayerRef,
-    pending: PendingLayer<'r>,
-    tar_bytes: u64,
-}
-
-/// How many layers a load unpacks at once: `OVL_LOAD_JOBS`, or one per CPU up to four (each
-/// layer also has its own writer threads, see layer-unpack).
-fn layer_jobs() -> usize {
-    if let Some(jobs) = std::env::var("OVL_LOAD_JOBS")
-        .ok()
-        .and_then(|text| text.parse::<usize>().ok())
-    {
-        return jobs.max(1);
-    }
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 4)
-}
-
-/// Applies every pending layer, several at once. On failure, the error reported is that of the
-/// lowest failing layer in the chain, as a one-by-one load would report it: layers above a
-/// failure are not started, layers below it still run to the end.
-fn apply_layers(
-    archive: &Archive,
-    work: &mut [LayerWork<'_, '_>],
-    progress: &Progress,
-    max_layer_size: Option<u64>,
-) -> Result<()> {
-    let jobs = layer_jobs().min(work.len());
-    if jobs <= 1 {
-        for item in work.iter_mut() {
-            apply_one(archive, item, progress, max_layer_size)?;
-        }
-        return Ok(());
-    }
-    let next = AtomicUsize::new(0);
-    let lowest_failure = AtomicUsize::new(usize::MAX);
-    let slots: Vec<Mutex<&mut LayerWork<'_, '_>>> = work.iter_mut().map(Mutex::new).collect();
-    let errors: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, Ordering::SeqCst);
-                if index >= slots.len() || index > lowest_failure.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(mut item) = slots[index].lock() else {
-                    break;
-                };
-                if let Err(err) = apply_one(archive, &mut item, progress, max_layer_size) {
-                    lowest_failure.fetch_min(index, Ordering::SeqCst);
-                    if let Ok(mut errors) = errors.lock() {
-                        errors.push((index, err));
-                    }
-                }
-            });
-        }
-    });
-    let mut errors = errors
-        .into_inner()
-        .map_err(|_| anyhow::anyhow!("a layer worker panicked"))?;
-    errors.sort_by_key(|(index, _)| *index);
-    match errors.into_iter().next() {
-        Some((_, err)) => Err(err),
-        None => Ok(()),
-    }
-}
-
-/// Opens one layer's blob, applies it into its pending layer and checks its DiffID.
-fn apply_one(
-    archive: &Archive,
-    item: &mut LayerWork<'_, '_>,
-    progress: &Progress,
-    max_layer_size: Option<u64>,
-) -> Result<()> {
-    let layer_ref = item.layer_ref;
-    let mut blob = Some(
-        archive
-            .open_layer(layer_ref)
-            .with_context(|| format!("opening layer {}", layer_ref.member))?,
-    );
-    let label = layer_ref.member.as_str();
-    let expected = layer_ref.diff_id.as_str();
-    let mut tar_bytes = 0;
-    item.pending
-        .apply(&mut |diff_dir, tar_split| {
-            let mut reader = blob.take().ok_or("layer blob consumed twice")?;
-            let (applied, n_bytes) = apply_layer(
-                &mut reader,
-                diff_dir,
-                tar_split,
-                progress,
-                label,
-                max_layer_size,
-            )?;
-            reader.finish()?;
-            if applied.diff_id != expected {
-                return Err(format!(
-                    "layer {label}: DiffID mismatch: the image config names {expected}, the layer content is {}",
-                    applied.diff_id
-                )
-                .into());
-            }
-            tar_bytes = n_bytes;
-            Ok(applied)
-        })
-        .with_context(|| format!("loading layer {}", layer_ref.member))?;
-    item.tar_bytes = tar_bytes;
-    Ok(())
-}
-
-/// Decompresses (by magic), unpacks, records tar-split and measures one layer: the body of every
-/// `apply` call. Returns the layer and the length of its uncompressed tar.
-fn apply_layer(
-    raw: &mut (dyn Read + Send),
-    diff_dir: &Path,
-    tar_split: &mut dyn Write,
-    progress: &Progress,
-    label: &str,
-    max_len: Option<u64>,
-) -> Result<(AppliedLayer, u64), store::ApplyError> {
-    let counted = CountingReader {
-        inner: raw,
-        n_bytes: 0,
-        progress,
-        label,
-    };
-    let (_compression, tar) =
-        layer_unpack::decompress(BufReader::with_capacity(256 * 1024, counted))?;
-    let tar = SizeLimit {
-        inner: tar,
-        n_bytes: 0,
-        max_len: max_len.unwrap_or(u64::MAX),
-    };
-    let mut packer = tar_split::Packer::new(tar_split);
-    // The limit also holds for the real sizes sparse files declare, checked before each is made.
-    let options = layer_unpack::UnpackOptions {
-        max_layer_size: max_len,
-        ..crate::kernel::unpack_options()?
-    };
-    let report = layer_unpack::unpack(tar, diff_dir, &mut packer, &options)?;
-    packer.finish()?;
-    let size = layer_unpack::diff_size(diff_dir)?;
-    Ok((
-        AppliedLayer {
-            diff_id: report.diff_id,
-            size,
-        },
-        report.tar_bytes,
-    ))
-}
-
-/// Fails the read that takes the uncompressed stream past `max_len` bytes.
-pub(crate) struct SizeLimit<R> {
-    pub(crate) inner: R,
-    pub(crate) n_bytes: u64,
-    pub(crate) max_len: u64,
-}
-
-impl<R: Read> Read for SizeLimit<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n_read = self.inner.read(buf)?;
-        self.n_bytes += n_read as u64;
-        if self.n_bytes > self.max_len {
-            return Err(std::io::Error::other(format!(
-                "the uncompressed layer is larger than the limit of {} bytes (--max-layer-size)",
-                self.max_len
-            )));
-        }
-        Ok(n_read)
-    }
 }
 
 /// Parses a size: a number of bytes with an optional unit, `k`/`m`/`g`/`t` (powers of 1000,
@@ -416,37 +102,6 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
-/// Layers registered by one image of a load, removed again unless the image is stored.
-struct Registered<'a> {
-    root: &'a DataRoot,
-    chain_ids: Vec<String>,
-}
-
-impl<'a> Registered<'a> {
-    fn new(root: &'a DataRoot) -> Self {
-        Registered {
-            root,
-            chain_ids: Vec::new(),
-        }
-    }
-    fn push(&mut self, layer: &Layer) {
-        self.chain_ids.push(layer.chain_id.clone());
-    }
-    fn keep(&mut self) {
-        self.chain_ids.clear();
-    }
-}
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        for chain_id in self.chain_ids.iter().rev() {
-            if let Err(err) = self.root.remove_layer(chain_id) {
-                tracing::error!(%chain_id, error = %err, "removing a layer of a failed load");
-            }
-        }
-    }
-}
-
 /// Progress on stderr: a line per layer that rewrites itself when stderr is a terminal.
 struct Progress {
     enabled: bool,
@@ -460,54 +115,33 @@ impl Progress {
             terminal: std::io::stderr().is_terminal(),
         }
     }
-    fn line(&self, text: &str) {
-        if self.enabled {
-            crate::out::errln!("{text}");
-        }
-    }
-    fn update(&self, label: &str, n_bytes: u64) {
-        if self.enabled && self.terminal {
-            crate::out::err!(
-                "\r\x1b[2KLoading layer {label}: {}",
-                crate::format::human_size(n_bytes as i64)
-            );
-        }
-    }
-    fn done(&self, label: &str, tar_bytes: u64) {
+
+    fn show(&self, event: &Event) {
         if !self.enabled {
             return;
         }
-        if self.terminal {
-            crate::out::err!("\r\x1b[2K");
+        match event {
+            Event::LayerExists { diff_id } => {
+                crate::out::errln!("{}: Layer already exists", crate::format::short_id(diff_id));
+            }
+            Event::LayerProgress { label, n_bytes } if self.terminal => {
+                crate::out::err!(
+                    "\r\x1b[2KLoading layer {label}: {}",
+                    crate::format::human_size(*n_bytes as i64)
+                );
+            }
+            Event::LayerLoaded { label, tar_bytes } => {
+                if self.terminal {
+                    crate::out::err!("\r\x1b[2K");
+                }
+                crate::out::errln!(
+                    "Loaded layer {label}: {}",
+                    crate::format::human_size(*tar_bytes as i64)
+                );
+            }
+            _ => {}
         }
-        crate::out::errln!(
-            "Loaded layer {label}: {}",
-            crate::format::human_size(tar_bytes as i64)
-        );
     }
-}
-
-struct CountingReader<'a> {
-    inner: &'a mut (dyn Read + Send),
-    n_bytes: u64,
-    progress: &'a Progress,
-    label: &'a str,
-}
-
-impl Read for CountingReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let before = self.n_bytes >> 22;
-        self.n_bytes += n as u64;
-        if self.n_bytes >> 22 != before {
-            self.progress.update(self.label, self.n_bytes);
-        }
-        Ok(n)
-    }
-}
-
-fn short(digest: &str) -> &str {
-    crate::format::short_id(digest)
 }
 
 #[cfg(test)]
@@ -523,17 +157,5 @@ mod tests {
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("5 parsecs").is_err());
         assert!(parse_size("99999999999TiB").is_err());
-    }
-
-    #[test]
-    fn the_limit_fails_the_read_past_it() {
-        let mut limited = SizeLimit {
-            inner: &[7u8; 10][..],
-            n_bytes: 0,
-            max_len: 6,
-        };
-        let mut buf = [0u8; 4];
-        assert_eq!(limited.read(&mut buf).ok(), Some(4));
-        assert!(limited.read(&mut buf).is_err());
     }
 }

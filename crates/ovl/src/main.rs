@@ -2,12 +2,10 @@
 //!
 //! Only this crate knows clap, human and JSON output formats and exit codes: 0 ok, 1 error, 2 usage.
 
-mod access;
 mod changes;
 mod commit;
 mod container;
 mod df;
-mod dockerfile;
 mod format;
 mod fsck;
 mod history;

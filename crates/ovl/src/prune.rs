@@ -1,14 +1,14 @@
 //! `ovl prune [--dry-run] [-f]`: removes what interrupted operations left behind, dangling images
-//! and layers nothing uses (the plan is `store`'s [`DataRoot::plan_gc`]), printing each item as
+//! and layers nothing uses (the work is `engine::prune`), printing each item as
 //! Docker's prune commands print what they delete, and the space reclaimed.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use store::{DataRoot, GarbageKind, GcPlan};
+use engine::Event;
+use store::GarbageKind;
 
-use crate::access::{self, Create};
 use crate::format::go_units_human_size as human_size;
 
 #[derive(clap::Args, Debug)]
@@ -38,73 +38,66 @@ pub fn prune(root_path: &Path, args: &PruneArgs) -> Result<()> {
         crate::out::outln!("Total reclaimed space: {}", human_size(0));
         return Ok(());
     }
-    let (root, _lock) = access::open_for_change(root_path, Create::No, "prune the data root")?;
-    let plan = root
-        .plan_gc()
-        .with_context(|| format!("planning the prune of {}", root_path.display()))?;
-    report_left_alone(&plan);
-    let mut out = crate::out::stdout();
-    let mut reclaimed = 0u64;
     let mut write_error = None;
-    let executed = root.execute_gc(&plan, &mut |item| {
-        reclaimed += item.size;
-        if write_error.is_none() {
-            if let Err(err) = writeln!(out, "Deleted {}: {}", noun(item.kind), item.name) {
-                write_error = Some(err);
+    let pruned = engine::prune::prune(root_path, &mut |event| {
+        match event {
+            Event::LeftAlone { path, reason } => left_alone(&path, &reason),
+            Event::Garbage { item, .. } if write_error.is_none() => {
+                if let Err(err) = writeln!(
+                    crate::out::stdout(),
+                    "Deleted {}: {}",
+                    noun(item.kind),
+                    item.name
+                ) {
+                    write_error = Some(err);
+                }
             }
+            _ => {}
         }
-    });
+        Ok(())
+    })?;
     writeln!(
-        out,
+        crate::out::stdout(),
         "Total reclaimed space: {}",
-        human_size(size_i64(reclaimed))
+        human_size(size_i64(pruned.reclaimed))
     )?;
-    executed.with_context(|| format!("pruning {}", root_path.display()))?;
+    if let Some(err) = pruned.failure {
+        return Err(err);
+    }
     if let Some(err) = write_error {
         return Err(err.into());
     }
     Ok(())
 }
 
-/// Plans and prints without changing anything: no lock file is created (an existing one is taken,
-/// so that the listing is not one of another ovl process's half-done work), and a live dockerd is
-/// only warned about.
+/// Lists without changing anything (see `engine::prune::dry_run`).
 fn dry_run(root_path: &Path) -> Result<()> {
-    let root = DataRoot::open(root_path)
-        .with_context(|| format!("opening data root {}", root_path.display()))?;
-    if let Some(live) = store::live_dockerd(root_path) {
-        crate::out::errln!(
-            "warning: data root {} is in use by {live}; what it is doing right now may be listed",
-            root_path.display()
-        );
-    }
-    let _lock = if root_path.join("ovl.lock").is_file() {
-        Some(root.lock()?)
-    } else {
-        None
-    };
-    let plan = root
-        .plan_gc()
-        .with_context(|| format!("planning the prune of {}", root_path.display()))?;
-    report_left_alone(&plan);
-    let mut out = crate::out::stdout();
-    for item in &plan.items {
-        writeln!(out, "Would delete {}: {}", noun(item.kind), item.name)?;
-        tracing::debug!(name = %item.name, reason = %item.reason, size = item.size, "garbage");
-    }
-    writeln!(
-        out,
+    let plan = engine::prune::dry_run(root_path, &mut |event| {
+        match event {
+            Event::DockerdInUse { root, live } => crate::out::errln!(
+                "warning: data root {} is in use by {live}; what it is doing right now may be listed",
+                root.display()
+            ),
+            Event::LeftAlone { path, reason } => left_alone(&path, &reason),
+            Event::Garbage { item, .. } => crate::out::outln!(
+                "Would delete {}: {}",
+                noun(item.kind),
+                item.name
+            ),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    crate::out::outln!(
         "Total reclaimed space: {}",
         human_size(size_i64(plan.total_size()))
-    )?;
+    );
     Ok(())
 }
 
 /// Names what the plan leaves in place, on stderr.
-fn report_left_alone(plan: &GcPlan) {
-    for left in &plan.left_alone {
-        crate::out::errln!("Left alone {}: {}", left.path.display(), left.reason);
-    }
+fn left_alone(path: &Path, reason: &str) {
+    crate::out::errln!("Left alone {}: {}", path.display(), reason);
 }
 
 /// The word for an item in `Deleted <noun>: <name>`.

@@ -1,27 +1,11 @@
-//! `ovl save`: images to a docker-archive (as `docker save` of Docker 20.10 writes it), an OCI
-//! archive or an OCI layout directory.
-//!
-//! Names are resolved as `docker save` resolves them: `name:tag` saves that tag, a bare `name`
-//! every tag of that repository, an image id or unique id prefix the image without tags. Each
-//! layer's tar is reassembled from its `tar-split.json.gz` and its `diff/` directory while the
-//! archive is written, and must hash to its DiffID. A file output is written to a temp file beside
-//! it and renamed into place only when complete; stdout is refused when it is a terminal.
+//! `ovl save`: images to a docker-archive, an OCI archive or an OCI layout directory (the work
+//! is `engine::save`); stdout is refused when it is a terminal.
 
-use std::io::{BufReader, BufWriter, IsTerminal, Write};
-use std::os::fd::AsFd;
-use std::os::unix::fs::DirBuilderExt;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use image_archive::{Compression, LayerError, LayerSource, SaveImage, SaveLayer, SaveOptions};
-use store::{DataRoot, Reference};
-
-use crate::resolve;
-
-/// Buffer between the archive writer and a file or stdout.
-const OUTPUT_BUFFER_LEN: usize = 1 << 20;
-/// Buffer for reading a layer's tar-split stream.
-const TAR_SPLIT_BUFFER_LEN: usize = 64 * 1024;
+use anyhow::{bail, Result};
+use engine::save::Compression;
 
 #[derive(clap::Args, Debug)]
 pub struct SaveArgs {
@@ -74,64 +58,30 @@ pub fn save(root_path: &Path, args: &SaveArgs) -> Result<()> {
         bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
     }
 
-    let root = DataRoot::open(root_path)
-        .with_context(|| format!("opening data root {}", root_path.display()))?;
-    // Held for the whole save, so that no ovl command removes a layer while it is read.
-    let _lock = root.lock()?;
-    let mut images = Vec::new();
-    for (image_id, name, repo_tags) in resolve_names(&root, &args.images)? {
-        images.push(stored_image(&root, &image_id, &name, repo_tags)?);
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-
+    let format = match args.format {
+        SaveFormat::DockerArchive => engine::save::SaveFormat::DockerArchive,
+        SaveFormat::OciArchive => engine::save::SaveFormat::OciArchive,
+        SaveFormat::Oci => engine::save::SaveFormat::Oci,
+    };
     match &args.output {
-        Some(path) if args.format == SaveFormat::Oci => {
-            let options = SaveOptions {
-                output: path.clone(),
-                compression,
-                now,
-                scratch_dir: path.clone(),
-            };
-            image_archive::write_oci_layout(&mut images, path, &options)
-                .with_context(|| format!("saving to {}", path.display()))?;
-        }
-        Some(path) => {
-            let dir = parent_dir(path);
-            let options = SaveOptions {
-                output: path.clone(),
-                compression,
-                now,
-                scratch_dir: dir.to_path_buf(),
-            };
-            write_file_atomically(path, |out| {
-                write_archive(args.format, &mut images, out, &options)
-            })
-            .with_context(|| format!("saving to {}", path.display()))?;
-        }
+        Some(path) => engine::save::save(
+            root_path,
+            &args.images,
+            format,
+            compression,
+            engine::save::SaveOutput::Path(path.clone()),
+        ),
         None => {
-            let scratch_dir = root.tmp_dir();
-            if args.format != SaveFormat::DockerArchive {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&scratch_dir)
-                    .with_context(|| format!("creating {}", scratch_dir.display()))?;
-            }
-            let options = SaveOptions {
-                output: PathBuf::from("-"),
+            let mut stdout = crate::out::stdout();
+            engine::save::save(
+                root_path,
+                &args.images,
+                format,
                 compression,
-                now,
-                scratch_dir,
-            };
-            let mut out = BufWriter::with_capacity(OUTPUT_BUFFER_LEN, crate::out::stdout());
-            write_archive(args.format, &mut images, &mut out, &options)
-                .context("saving to stdout")?;
-            out.flush().context("saving to stdout")?;
+                engine::save::SaveOutput::Stream(&mut stdout),
+            )
         }
     }
-    Ok(())
 }
 
 fn compression_of(arg: CompressionArg) -> Compression {
@@ -139,204 +89,5 @@ fn compression_of(arg: CompressionArg) -> Compression {
         CompressionArg::None => Compression::None,
         CompressionArg::Gzip => Compression::Gzip,
         CompressionArg::Zstd => Compression::Zstd,
-    }
-}
-
-fn write_archive(
-    format: SaveFormat,
-    images: &mut [SaveImage],
-    out: &mut dyn Write,
-    options: &SaveOptions,
-) -> image_archive::Result<()> {
-    match format {
-        SaveFormat::OciArchive => image_archive::write_oci_archive(images, out, options),
-        _ => image_archive::write_docker_archive(images, out, options),
-    }
-}
-
-/// The directory a file output lives in (`.` for a bare file name).
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    }
-}
-
-/// Runs `write` on a temp file beside `path` and renames it to `path` once written and synced;
-/// on any error the temp file is removed and `path` is left as it was. The file gets mode 0600,
-/// like the file `docker save -o` writes.
-fn write_file_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> image_archive::Result<()>,
-) -> Result<()> {
-    let dir = parent_dir(path);
-    let file_name = path
-        .file_name()
-        .with_context(|| format!("{} does not name a file", path.display()))?;
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".{}.ovl-save-", file_name.to_string_lossy()))
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    let mut out = BufWriter::with_capacity(OUTPUT_BUFFER_LEN, temp.as_file());
-    write(&mut out)?;
-    out.flush()
-        .with_context(|| format!("writing {}", temp.path().display()))?;
-    drop(out);
-    temp.as_file()
-        .sync_all()
-        .with_context(|| format!("syncing {}", temp.path().display()))?;
-    temp.persist(path)
-        .map_err(|err| err.error)
-        .with_context(|| format!("renaming the finished archive to {}", path.display()))?;
-    Ok(())
-}
-
-/// The images the names select, in the order first named, each with how it was named and the
-/// tags to record (merged when several names select one image), as `docker save` does.
-fn resolve_names(root: &DataRoot, names: &[String]) -> Result<Vec<(String, String, Vec<String>)>> {
-    let references = root.references().context("reading repositories.json")?;
-    let mut selected: Vec<(String, String, Vec<String>)> = Vec::new();
-    let mut add = |image_id: String, name: &str, tag: Option<String>| {
-        let idx = match selected.iter().position(|(id, _, _)| *id == image_id) {
-            Some(idx) => idx,
-            None => {
-                selected.push((image_id, name.to_string(), Vec::new()));
-                selected.len() - 1
-            }
-        };
-        if let Some(tag) = tag {
-            if !selected[idx].2.contains(&tag) {
-                selected[idx].2.push(tag);
-            }
-        }
-    };
-    for name in names {
-        let parsed = Reference::parse(name).ok();
-        match parsed {
-            // A bare repository name: every tag of it, sorted; none at all makes it an id prefix.
-            Some(reference) if !has_tag(name) => {
-                let tagged: Vec<&(String, String)> = references
-                    .iter()
-                    .filter(|(key, _)| {
-                        !key.contains('@')
-                            && Reference::parse(key).is_ok_and(|found| found.repo == reference.repo)
-                    })
-                    .collect();
-                if tagged.is_empty() {
-                    add(resolve::image(root, name)?, name, None);
-                }
-                for (key, image_id) in tagged {
-                    add(image_id.clone(), name, Some(key.clone()));
-                }
-            }
-            // `name:tag` saves that tag; `sha256:<id>` parses as one too but names an image id.
-            Some(reference) => {
-                let key = reference.familiar();
-                match references.iter().find(|(found, _)| *found == key) {
-                    Some((_, image_id)) => add(image_id.clone(), name, Some(key)),
-                    None => add(resolve::image(root, name)?, name, None),
-                }
-            }
-            None => add(resolve::image(root, name)?, name, None),
-        }
-    }
-    Ok(selected)
-}
-
-/// Whether a name carries a tag: a `:` after its last `/`.
-fn has_tag(name: &str) -> bool {
-    let last_component = name.rsplit('/').next().unwrap_or(name);
-    last_component.contains(':')
-}
-
-/// An image of the data root with its layers as sources reading its tar-split and `diff/`.
-fn stored_image(
-    root: &DataRoot,
-    image_id: &str,
-    name: &str,
-    repo_tags: Vec<String>,
-) -> Result<SaveImage> {
-    let config = root
-        .image_config_bytes(image_id)
-        .with_context(|| format!("image {name}"))?;
-    let parsed = root
-        .image_config(image_id)
-        .with_context(|| format!("image {name}"))?;
-    let diff_ids = &parsed.rootfs.diff_ids;
-    let chain_ids = store::chain_ids(diff_ids);
-    let mut layers = Vec::with_capacity(diff_ids.len());
-    for (diff_id, chain_id) in diff_ids.iter().zip(&chain_ids) {
-        let layer_name = || format!("image {name}: layer {diff_id} (chain {chain_id})");
-        let layer = root
-            .layer(chain_id)
-            .with_context(layer_name)?
-            .with_context(|| format!("{}: not in the data root", layer_name()))?;
-        if layer.diff_id != *diff_id {
-            bail!(
-                "{}: its layerdb entry records DiffID {}",
-                layer_name(),
-                layer.diff_id
-            );
-        }
-        let tar_split = root.tar_split_path(chain_id).with_context(layer_name)?;
-        let tar_len = store::open_regular(&tar_split)
-            .map_err(anyhow::Error::from)
-            .and_then(|file| {
-                Ok(tar_split::reassembled_len(BufReader::with_capacity(
-                    TAR_SPLIT_BUFFER_LEN,
-                    file,
-                ))?)
-            })
-            .with_context(|| format!("{}: reading {}", layer_name(), tar_split.display()))?;
-        layers.push(SaveLayer {
-            diff_id: diff_id.clone(),
-            tar_len,
-            source: Box::new(StoredLayer {
-                tar_split,
-                diff_dir: root.existing_overlay_dir(&layer.cache_id)?.join("diff"),
-            }),
-        });
-    }
-    let parent = root
-        .image_parent(image_id)
-        .with_context(|| format!("image {name}"))?;
-    Ok(SaveImage {
-        name: name.to_string(),
-        image_id: image_id.to_string(),
-        config,
-        repo_tags,
-        parent,
-        layers,
-    })
-}
-
-/// A registered layer: its tar is the tar-split stream replayed over the files of `diff/`.
-struct StoredLayer {
-    tar_split: PathBuf,
-    diff_dir: PathBuf,
-}
-
-impl LayerSource for StoredLayer {
-    fn write_tar(&mut self, out: &mut dyn Write) -> std::result::Result<(), LayerError> {
-        let file = store::open_regular(&self.tar_split)
-            .with_context(|| format!("opening {}", self.tar_split.display()))?;
-        let dir = rustix::fs::open(
-            &self.diff_dir,
-            rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::NOFOLLOW
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(std::io::Error::from)
-        .with_context(|| format!("opening {}", self.diff_dir.display()))?;
-        tar_split::reassemble(
-            BufReader::with_capacity(TAR_SPLIT_BUFFER_LEN, file),
-            dir.as_fd(),
-            crate::kernel::resolver()?,
-            out,
-        )
-        .with_context(|| format!("reassembling from {}", self.diff_dir.display()))?;
-        Ok(())
     }
 }

@@ -3,17 +3,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use engine::state::is_zero;
 use store::ContainerRecord;
 
 use crate::format;
-
-/// Go's zero time (in any zone), which Docker writes for a container that never started or
-/// stopped.
-const ZERO_TIME_PREFIX: &str = "0001-01-01T00:00:00";
-
-fn is_zero(time: &str) -> bool {
-    time.is_empty() || time.starts_with(ZERO_TIME_PREFIX)
-}
 
 /// `Up 2 hours`, `Exited (0) 5 minutes ago`, `Created`, `Removal In Progress`, `Dead`, or, for a
 /// container whose root filesystem ovl has mounted, `Mounted`.
@@ -63,48 +56,7 @@ pub fn status_at(record: &ContainerRecord, mounted: bool, now: SystemTime) -> St
     )
 }
 
-/// moby `State.StateString`: the one word `docker ps --format {{.State}}` and `docker system df`
-/// show.
-pub fn state_word(record: &ContainerRecord) -> &'static str {
-    let state = &record.state;
-    if record.running {
-        if state.paused {
-            "paused"
-        } else if state.restarting {
-            "restarting"
-        } else {
-            "running"
-        }
-    } else if state.removal_in_progress {
-        "removing"
-    } else if state.dead {
-        "dead"
-    } else if is_zero(&state.started_at) {
-        "created"
-    } else {
-        "exited"
-    }
-}
-
-/// The COMMAND of `docker ps` before truncation (moby `daemon/list.go`): the path, then the
-/// arguments, each one that holds a space in single quotes.
-pub fn command(record: &ContainerRecord) -> String {
-    if record.args.is_empty() {
-        return record.path.clone();
-    }
-    let args: Vec<String> = record
-        .args
-        .iter()
-        .map(|arg| {
-            if arg.contains(' ') {
-                format!("'{arg}'")
-            } else {
-                arg.clone()
-            }
-        })
-        .collect();
-    format!("{} {}", record.path, args.join(" "))
-}
+pub use engine::state::{command, state_word};
 
 #[cfg(test)]
 mod tests {
@@ -129,14 +81,6 @@ mod tests {
                 ..Default::default()
             },
         }
-    }
-
-    #[test]
-    fn commands_are_quoted_as_docker_ps_quotes_them() {
-        let mut with_args = record(ZERO_TIME, ZERO_TIME, 0);
-        with_args.path = "/bin/sh".into();
-        with_args.args = vec!["-c".into(), "echo hi > /hi".into()];
-        assert_eq!(command(&with_args), "/bin/sh -c 'echo hi > /hi'");
     }
 
     #[test]

@@ -2,11 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use store::Reference;
-
-use crate::access::{self, Create};
-use crate::resolve;
+use anyhow::Result;
 
 #[derive(clap::Args, Debug)]
 pub struct TagArgs {
@@ -16,14 +12,7 @@ pub struct TagArgs {
     target: String,
 }
 
-/// Points `target` at the image `source` names; a tag that named another image moves, as with
-/// docker tag. Prints nothing.
+/// Points the target at the image the source names. Prints nothing.
 pub fn tag(root_path: &Path, args: &TagArgs) -> Result<()> {
-    let target =
-        Reference::parse(&args.target).with_context(|| format!("tagging as {}", args.target))?;
-    let (root, _lock) = access::open_for_change(root_path, Create::No, "tag an image")?;
-    let image_id = resolve::image(&root, &args.source)?;
-    root.add_reference(&target, &image_id)
-        .with_context(|| format!("tagging image {} as {}", args.source, target.familiar()))?;
-    Ok(())
+    engine::tag::tag(root_path, &args.source, &args.target)
 }

@@ -42,7 +42,7 @@ const BIG_FILES: usize = 500;
 /// Images also loaded with the userspace resolver: the two with many entries, where resolving
 /// every member's parent is a visible part of a load (`deep` and `big` have a few hundred).
 const RESOLVER_IMAGES: [&str; 2] = ["debian", "smallfiles"];
-/// The CLI's variable for kernel features to treat as absent (crates/ovl/src/kernel.rs).
+/// The CLI's variable for kernel features to treat as absent (crates/engine/src/kernel.rs).
 const DISABLE_FEATURES: &str = "OVL_DISABLE_FEATURES";
 const MIB: usize = 1 << 20;
 /// Packages added by `debian`'s second layer.

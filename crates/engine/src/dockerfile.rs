@@ -1,5 +1,5 @@
 //! The Dockerfile instructions `docker commit --change` accepts, applied to a container config
-//! (a JSON object in Docker's `container.Config` shape), with the classic builder's rules:
+//! (Docker's `container.Config`), with the classic builder's rules:
 //! shell-form CMD/ENTRYPOINT run through the config's `Shell` (default `/bin/sh -c`), ENTRYPOINT
 //! resets CMD unless a CMD came before it in the same set of changes, ENV/LABEL/WORKDIR/USER/
 //! EXPOSE/VOLUME/STOPSIGNAL words are expanded with the environment as it was before the
@@ -10,39 +10,10 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
 
-/// The keys of Docker's `container.Config` in struct order, with whether Go omits them when
-/// empty (`omitempty`). The image config's `config` and `container_config` are marshalled in this
-/// order.
-const CONFIG_KEYS: [(&str, bool); 25] = [
-    ("Hostname", false),
-    ("Domainname", false),
-    ("User", false),
-    ("AttachStdin", false),
-    ("AttachStdout", false),
-    ("AttachStderr", false),
-    ("ExposedPorts", true),
-    ("Tty", false),
-    ("OpenStdin", false),
-    ("StdinOnce", false),
-    ("Env", false),
-    ("Cmd", false),
-    ("Healthcheck", true),
-    ("ArgsEscaped", true),
-    ("Image", false),
-    ("Volumes", false),
-    ("WorkingDir", false),
-    ("Entrypoint", false),
-    ("NetworkDisabled", true),
-    ("MacAddress", true),
-    ("OnBuild", false),
-    ("Labels", false),
-    ("StopSignal", true),
-    ("StopTimeout", true),
-    ("Shell", true),
-];
+use crate::config::ContainerConfig;
 
 /// Applies `changes` (each one or more Dockerfile lines) to `config` in order.
-pub fn apply_changes(config: &mut Map<String, Value>, changes: &[String]) -> Result<()> {
+pub fn apply_changes(config: &mut ContainerConfig, changes: &[String]) -> Result<()> {
     let mut cmd_set = false;
     for change in changes {
         for line in change.lines() {
@@ -57,101 +28,23 @@ pub fn apply_changes(config: &mut Map<String, Value>, changes: &[String]) -> Res
     Ok(())
 }
 
-/// Returns `config` with its keys in `container.Config` order: missing non-omitempty keys get
-/// Go's zero value, empty omitempty keys are dropped, the map-valued keys are sorted (Go marshals
-/// maps with sorted keys), `Healthcheck` is in its struct order and unknown keys keep their place
-/// at the end.
-pub fn canonical_config(config: &Map<String, Value>) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (key, omit_empty) in CONFIG_KEYS {
-        let value = config.get(key).cloned().unwrap_or_else(|| zero_value(key));
-        if omit_empty && is_empty(&value) {
-            continue;
-        }
-        let value = match key {
-            "ExposedPorts" | "Volumes" | "Labels" => sort_maps(value),
-            "Healthcheck" => healthcheck_order(value),
-            _ => value,
-        };
-        out.insert(key.to_string(), value);
-    }
-    for (key, value) in config {
-        if !out.contains_key(key) && !CONFIG_KEYS.iter().any(|(known, _)| known == key) {
-            out.insert(key.clone(), value.clone());
-        }
-    }
-    out
-}
-
-fn zero_value(key: &str) -> Value {
-    match key {
-        "Hostname" | "Domainname" | "User" | "Image" | "WorkingDir" => Value::String(String::new()),
-        "AttachStdin" | "AttachStdout" | "AttachStderr" | "Tty" | "OpenStdin" | "StdinOnce" => {
-            Value::Bool(false)
-        }
-        _ => Value::Null,
-    }
-}
-
-fn is_empty(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::String(s) => s.is_empty(),
-        Value::Array(items) => items.is_empty(),
-        Value::Object(map) => map.is_empty(),
-        Value::Number(n) => n.as_f64() == Some(0.0),
-    }
-}
-
-/// Docker's `HealthConfig` in struct order (all fields `omitempty`).
-fn healthcheck_order(value: Value) -> Value {
-    let Value::Object(map) = value else {
-        return value;
-    };
-    let mut out = Map::new();
-    for key in ["Test", "Interval", "Timeout", "StartPeriod", "Retries"] {
-        if let Some(field) = map.get(key).filter(|v| !is_empty(v)) {
-            out.insert(key.to_string(), field.clone());
-        }
-    }
-    for (key, field) in &map {
-        if !out.contains_key(key)
-            && !["Test", "Interval", "Timeout", "StartPeriod", "Retries"].contains(&key.as_str())
-        {
-            out.insert(key.clone(), field.clone());
-        }
-    }
-    Value::Object(out)
-}
-
-fn sort_maps(value: Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let sorted: BTreeMap<String, Value> = map.into_iter().collect();
-            Value::Object(sorted.into_iter().collect())
-        }
-        other => other,
-    }
-}
-
-fn apply_line(config: &mut Map<String, Value>, line: &str, cmd_set: &mut bool) -> Result<()> {
+fn apply_line(config: &mut ContainerConfig, line: &str, cmd_set: &mut bool) -> Result<()> {
     let (keyword, rest) = match line.split_once(char::is_whitespace) {
         Some((keyword, rest)) => (keyword, rest.trim()),
         None => (line, ""),
     };
-    let env = strings(config.get("Env"));
+    let env = config.env.clone().unwrap_or_default();
     match keyword.to_ascii_lowercase().as_str() {
         "cmd" => {
             let command = command_line(config, rest)?;
-            config.insert("Cmd".into(), string_array(command));
+            config.cmd = Some(command);
             *cmd_set = true;
         }
         "entrypoint" => {
             let command = command_line(config, rest)?;
-            config.insert("Entrypoint".into(), string_array(command));
+            config.entrypoint = Some(command);
             if !*cmd_set {
-                config.insert("Cmd".into(), Value::Null);
+                config.cmd = None;
             }
         }
         "env" => {
@@ -166,47 +59,36 @@ fn apply_line(config: &mut Map<String, Value>, line: &str, cmd_set: &mut bool) -
                     None => current.push(entry),
                 }
             }
-            config.insert("Env".into(), string_array(current));
+            config.env = Some(current);
         }
         "label" => {
-            let mut labels = match config.get("Labels") {
-                Some(Value::Object(map)) => map.clone(),
-                _ => Map::new(),
-            };
+            let labels = config.labels.get_or_insert_with(BTreeMap::new);
             for (key, value) in name_values(rest, &env, "LABEL")? {
-                labels.insert(key, Value::String(value));
+                labels.insert(key, value);
             }
-            config.insert("Labels".into(), Value::Object(labels));
         }
         "workdir" => {
             let requested = expand_word(rest, &env)?;
             if requested.is_empty() {
                 bail!("WORKDIR requires exactly one argument");
             }
-            let current = config
-                .get("WorkingDir")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
+            let current = config.working_dir.clone();
             let dir = if requested.starts_with('/') {
                 requested
             } else {
                 clean_path(&format!("/{current}/{requested}"))
             };
-            config.insert("WorkingDir".into(), Value::String(dir));
+            config.working_dir = dir;
         }
         "user" => {
             let user = expand_word(rest, &env)?;
             if user.is_empty() {
                 bail!("USER requires exactly one argument");
             }
-            config.insert("User".into(), Value::String(user));
+            config.user = user;
         }
         "expose" => {
-            let mut ports = match config.get("ExposedPorts") {
-                Some(Value::Object(map)) => map.clone(),
-                _ => Map::new(),
-            };
+            let mut ports = config.exposed_ports.clone().unwrap_or_default();
             let words = split_words(rest);
             if words.is_empty() {
                 bail!("EXPOSE requires at least one argument");
@@ -216,13 +98,10 @@ fn apply_line(config: &mut Map<String, Value>, line: &str, cmd_set: &mut bool) -
                     ports.insert(port, Value::Object(Map::new()));
                 }
             }
-            config.insert("ExposedPorts".into(), Value::Object(ports));
+            config.exposed_ports = Some(ports);
         }
         "volume" => {
-            let mut volumes = match config.get("Volumes") {
-                Some(Value::Object(map)) => map.clone(),
-                _ => Map::new(),
-            };
+            let mut volumes = config.volumes.clone().unwrap_or_default();
             let words = match json_array(rest) {
                 Some(items) => items,
                 None => split_words(rest),
@@ -237,12 +116,12 @@ fn apply_line(config: &mut Map<String, Value>, line: &str, cmd_set: &mut bool) -
                 }
                 volumes.insert(volume.trim().to_string(), Value::Object(Map::new()));
             }
-            config.insert("Volumes".into(), Value::Object(volumes));
+            config.volumes = Some(volumes);
         }
         "stopsignal" => {
             let signal = expand_word(rest, &env)?;
             check_signal(&signal)?;
-            config.insert("StopSignal".into(), Value::String(signal));
+            config.stop_signal = signal;
         }
         "onbuild" => {
             let trigger = rest.trim();
@@ -253,9 +132,10 @@ fn apply_line(config: &mut Map<String, Value>, line: &str, cmd_set: &mut bool) -
                 "MAINTAINER" | "FROM" => bail!("{first} isn't allowed as an ONBUILD trigger"),
                 _ => {}
             }
-            let mut triggers = strings(config.get("OnBuild"));
-            triggers.push(trigger.to_string());
-            config.insert("OnBuild".into(), string_array(triggers));
+            config
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(trigger.to_string());
         }
         _ => bail!(
             "{} is not a valid change command",
@@ -267,11 +147,11 @@ fn apply_line(config: &mut Map<String, Value>, line: &str, cmd_set: &mut bool) -
 
 /// CMD and ENTRYPOINT arguments: a JSON array of strings (exec form) as it is, anything else
 /// (shell form) after the config's shell.
-fn command_line(config: &Map<String, Value>, rest: &str) -> Result<Vec<String>> {
+fn command_line(config: &ContainerConfig, rest: &str) -> Result<Vec<String>> {
     if let Some(items) = json_array(rest) {
         return Ok(items);
     }
-    let mut shell = strings(config.get("Shell"));
+    let mut shell = config.shell.clone().unwrap_or_default();
     if shell.is_empty() {
         shell = vec!["/bin/sh".into(), "-c".into()];
     }
@@ -286,23 +166,6 @@ fn json_array(text: &str) -> Option<Vec<String>> {
     serde_json::from_str::<Vec<String>>(text).ok()
 }
 
-fn strings(value: Option<&Value>) -> Vec<String> {
-    value
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|item| item.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn string_array(items: Vec<String>) -> Value {
-    Value::Array(items.into_iter().map(Value::String).collect())
-}
-
-/// `KEY VALUE` (one pair, the value is the rest of the line) or `K1=V1 K2="V 2" …`.
 fn name_values(rest: &str, env: &[String], instruction: &str) -> Result<Vec<(String, String)>> {
     let words = split_words(rest);
     let Some(first) = words.first() else {
@@ -523,23 +386,22 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn config() -> Map<String, Value> {
-        json!({
+    fn config() -> ContainerConfig {
+        ContainerConfig::from_value(&json!({
             "Env": ["PATH=/usr/bin:/bin", "HOME=/root"],
             "Cmd": ["/bin/sh"],
             "WorkingDir": "/srv",
             "Labels": {"b": "1"},
-        })
-        .as_object()
-        .cloned()
-        .unwrap_or_default()
+        }))
+        .expect("config")
     }
 
-    fn changed(changes: &[&str]) -> Map<String, Value> {
+    /// The changed config as Docker marshals it.
+    fn changed(changes: &[&str]) -> Value {
         let mut config = config();
         let changes: Vec<String> = changes.iter().map(|s| s.to_string()).collect();
         apply_changes(&mut config, &changes).expect("valid changes");
-        config
+        serde_json::to_value(&config).expect("json")
     }
 
     #[test]
@@ -553,9 +415,12 @@ mod tests {
             json!(["echo", "hi"])
         );
         let mut with_shell = config();
-        with_shell.insert("Shell".into(), json!(["/bin/bash", "-ec"]));
+        with_shell.shell = Some(vec!["/bin/bash".into(), "-ec".into()]);
         apply_changes(&mut with_shell, &["cmd ls".to_string()]).expect("valid");
-        assert_eq!(with_shell["Cmd"], json!(["/bin/bash", "-ec", "ls"]));
+        assert_eq!(
+            with_shell.cmd,
+            Some(vec!["/bin/bash".into(), "-ec".into(), "ls".into()])
+        );
     }
 
     #[test]
@@ -610,7 +475,7 @@ mod tests {
             .as_object()
             .map(|m| m.keys().collect())
             .unwrap_or_default();
-        assert_eq!(ports, ["80/tcp", "53/udp", "8000/tcp", "8001/tcp"]);
+        assert_eq!(ports, ["53/udp", "80/tcp", "8000/tcp", "8001/tcp"]);
         assert_eq!(
             config["Volumes"],
             json!({"/data": {}, "/logs": {}, "/cache": {}})
@@ -637,10 +502,16 @@ mod tests {
 
     #[test]
     fn canonical_config_orders_keys_like_docker_and_sorts_maps() {
-        let mut config = changed(&["LABEL z=1 a=2"]);
-        config.insert("Image".into(), json!("img:1"));
-        let canonical = canonical_config(&config);
-        let keys: Vec<&String> = canonical.keys().collect();
+        let mut config = config();
+        apply_changes(&mut config, &["LABEL z=1 a=2".to_string()]).expect("valid");
+        config.image = "img:1".into();
+        config.unknown.insert("Zzz".into(), json!(1));
+        config.unknown.insert("Aaa".into(), json!(2));
+        let canonical = serde_json::to_value(&config).expect("json");
+        let keys: Vec<&String> = canonical
+            .as_object()
+            .map(|m| m.keys().collect())
+            .unwrap_or_default();
         assert_eq!(
             keys,
             [
@@ -660,7 +531,9 @@ mod tests {
                 "WorkingDir",
                 "Entrypoint",
                 "OnBuild",
-                "Labels"
+                "Labels",
+                "Zzz",
+                "Aaa"
             ]
         );
         let labels: Vec<&String> = canonical["Labels"]

@@ -1,0 +1,493 @@
+//! Commit: a container's changes as a new layer and image, like `docker commit` (spec §7).
+//!
+//! The layer is the tar Docker's overlay2 `Diff` makes of the container's upperdir (spec §4.3),
+//! produced by `layer-pack` on one thread and consumed through a pipe by `layer-unpack`, which
+//! hashes it (the DiffID), applies it into the new layer's `diff/` and records its tar-split while
+//! the store registers the layer: one pass, nothing written twice.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use store::{AppliedLayer, DataRoot, Layer, Reference};
+
+use crate::access::{self, Create};
+use crate::config::{self, ContainerConfig, History, ImageConfig, ParentImage, RootFs};
+use crate::{changes, container, dockerfile, resolve, views};
+
+/// The DiffID of a tar of two zero blocks: Docker adds no layer for it (`layer.IsEmpty`).
+const EMPTY_LAYER_DIFF_ID: &str =
+    "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+
+/// The pipe buffer between the tar producer and the unpacker.
+const PIPE_BUFFER_LEN: usize = 256 * 1024;
+
+/// What `commit` records besides the container's changes.
+#[derive(Debug, Clone)]
+pub struct CommitOptions {
+    /// Author (e.g. "John Hannibal Smith <hannibal@a-team.com>").
+    pub author: Option<String>,
+    /// Commit message.
+    pub message: Option<String>,
+    /// Dockerfile instructions applied to the image config (see [`dockerfile`]), in order.
+    pub changes: Vec<String>,
+    /// Clamp every mtime to SOURCE_DATE_EPOCH (default: the parent image's creation time) and
+    /// date the image at that time.
+    pub reproducible: bool,
+    /// Fail when the layer's tar grows past this many bytes.
+    pub max_layer_size: Option<u64>,
+    /// Tag the new image `REPO[:TAG]`.
+    pub reference: Option<String>,
+    /// Parses the parent image's `created` time (RFC 3339) for `reproducible`: Go's time
+    /// parsing belongs to the caller's Go-compatibility code.
+    pub parse_time: fn(&str) -> Option<std::time::SystemTime>,
+}
+
+/// Commits the changes of the container `container` (name, id or unique id prefix) as a new layer
+/// and image, like `docker commit`; returns the image id. A failure removes the new layer.
+pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result<String> {
+    let reference = args
+        .reference
+        .as_deref()
+        .map(|text| Reference::parse(text).with_context(|| format!("image name {text}")))
+        .transpose()?;
+    let (root, _lock) = access::open_for_change(root_path, Create::No, "commit a container")?;
+    let record = resolve::container(&root, container)?;
+    let entry = container::mounts_entry(&root, &record.id)?;
+    let parent_bytes = root.image_config_bytes(&record.image_id).with_context(|| {
+        format!(
+            "reading image {} of container {}",
+            record.image_id, record.id
+        )
+    })?;
+    let parent: ParentImage = serde_json::from_slice(&parent_bytes)
+        .with_context(|| format!("parsing the config of image {}", record.image_id))?;
+
+    let source_date_epoch = source_date_epoch()?;
+    let clamp = if args.reproducible || source_date_epoch.is_some() {
+        Some(source_date_epoch.unwrap_or_else(|| parent_created(&parent, args.parse_time)))
+    } else {
+        None
+    };
+
+    // The config is built (and the changes checked) before any layer is written.
+    let container_config = ContainerConfig::from_value(&record.config)
+        .with_context(|| format!("parsing the config of container {}", record.id))?;
+    let mut new_config = container_config.clone();
+    dockerfile::apply_changes(&mut new_config, &args.changes)?;
+    new_config.labels.get_or_insert_with(BTreeMap::new);
+
+    let layers_before: HashSet<String> = root.layers()?.into_iter().map(|l| l.chain_id).collect();
+    let parent_layer = match entry.parent.as_deref() {
+        Some(chain_id) => Some(root.layer(chain_id)?.with_context(|| {
+            format!("layer {chain_id} of image {} is missing", record.image_id)
+        })?),
+        None => None,
+    };
+    let dirs = views::layer_dirs(&root, &entry)?;
+    // Read once: the upperdir export and a fallback's change list see the same defaults.
+    let defaults = mount::OverlayDefaults::read();
+    let registered = if is_empty_dir(&dirs.upper)? {
+        None
+    } else {
+        let registered = match register(
+            &root,
+            &entry,
+            parent_layer.as_ref(),
+            &dirs.upper,
+            clamp,
+            args.max_layer_size,
+            Export {
+                defaults,
+                force_merged: false,
+            },
+        ) {
+            Err(err) if needs_merged_export(&err) => {
+                tracing::debug!(
+                    container = %record.id,
+                    error = %format!("{err:#}"),
+                    "the upperdir alone does not hold the changes: exporting from the merged tree"
+                );
+                register(
+                    &root,
+                    &entry,
+                    parent_layer.as_ref(),
+                    &dirs.upper,
+                    clamp,
+                    args.max_layer_size,
+                    Export {
+                        defaults,
+                        force_merged: true,
+                    },
+                )
+            }
+            other => other,
+        };
+        Some(
+            registered
+                .with_context(|| format!("committing the changes of container {}", record.id))?,
+        )
+    };
+    let diff_id = registered
+        .as_ref()
+        .map_or(EMPTY_LAYER_DIFF_ID.to_string(), |l| l.diff_id.clone());
+
+    let created = match clamp {
+        Some(epoch) => store::rfc3339_nano(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch.max(0) as u64),
+        ),
+        None => store::now_rfc3339_nano(),
+    };
+    let image = (|| -> Result<String> {
+        let config = child_config(ChildConfig {
+            parent: &parent,
+            diff_id: &diff_id,
+            author: args.author.as_deref().unwrap_or(""),
+            comment: args.message.as_deref().unwrap_or(""),
+            created: &created,
+            container_id: &record.id,
+            container_config,
+            config: new_config,
+        })?;
+        let image_id = root.put_image(&config)?;
+        root.set_image_parent(&image_id, &record.image_id)?;
+        if let Some(reference) = &reference {
+            root.add_reference(reference, &image_id)?;
+            root.set_last_updated(&image_id)?;
+        }
+        Ok(image_id)
+    })();
+    match image {
+        Ok(image_id) => Ok(image_id),
+        Err(err) => {
+            if let Some(layer) = registered.filter(|l| !layers_before.contains(&l.chain_id)) {
+                if let Err(cleanup) = root.remove_layer(&layer.chain_id) {
+                    tracing::warn!(layer = %layer.chain_id, error = %cleanup, "removing the new layer");
+                }
+            }
+            Err(err.context(format!("creating the image of container {}", record.id)))
+        }
+    }
+}
+
+/// Registers the container's changes as a layer on `parent`.
+fn register(
+    root: &DataRoot,
+    entry: &store::MountsEntry,
+    parent: Option<&Layer>,
+    upper: &Path,
+    clamp: Option<i64>,
+    max_layer_size: Option<u64>,
+    export: Export,
+) -> Result<Layer> {
+    let Export {
+        defaults,
+        force_merged,
+    } = export;
+    let options = layer_pack::PackOptions { clamp_mtime: clamp };
+    let fallback = match defaults.first_enabled() {
+        Some(feature) => Some(feature),
+        None if force_merged => Some("redirect_dir or metacopy"),
+        None => None,
+    };
+    let merged_views = match fallback {
+        Some(feature) => {
+            tracing::debug!(
+                container = %entry.container_id,
+                feature,
+                "overlay {feature} is enabled by default: exporting the changes from the merged tree"
+            );
+            let change_list = changes::container_changes(
+                root,
+                &entry.container_id,
+                defaults,
+                changes::Lock::Held,
+            )?;
+            let views = views::MergedViews::mount(root, entry)?;
+            Some((views, change_list))
+        }
+        None => None,
+    };
+    let upper: PathBuf = upper.to_path_buf();
+    let unpack_options = layer_unpack::UnpackOptions {
+        max_layer_size,
+        ..crate::kernel::unpack_options()?
+    };
+    let layer = root.register_layer(parent, &mut |diff_dir, tar_split| {
+        let (reader, writer) = std::io::pipe()?;
+        let produced = std::thread::scope(|scope| {
+            let producer = scope.spawn(|| -> Result<(), store::ApplyError> {
+                let mut out = BufWriter::with_capacity(PIPE_BUFFER_LEN, writer);
+                match &merged_views {
+                    Some((views, change_list)) => {
+                        let list: Vec<(Vec<u8>, layer_pack::ChangeKind)> = change_list
+                            .iter()
+                            .map(|change| (change.path.clone(), pack_kind(change.kind)))
+                            .collect();
+                        layer_pack::pack_changes(&views.container_root, &list, &mut out, &options)?;
+                    }
+                    None => {
+                        layer_pack::pack_upper(&upper, &mut out, &options)?;
+                    }
+                }
+                out.flush()?;
+                Ok(())
+            });
+            let mut packer = tar_split::Packer::new(tar_split);
+            let limited = crate::load::SizeLimit {
+                inner: BufReader::with_capacity(PIPE_BUFFER_LEN, reader),
+                n_bytes: 0,
+                max_len: max_layer_size.unwrap_or(u64::MAX),
+            };
+            let unpacked = layer_unpack::unpack(limited, diff_dir, &mut packer, &unpack_options);
+            let produced = producer
+                .join()
+                .unwrap_or_else(|_| Err("the layer tar producer panicked".into()));
+            (produced, unpacked.map(|report| (report, packer)))
+        });
+        // The producer's error explains an unpacker that saw a cut stream; a producer that only
+        // saw the pipe close explains nothing: the unpacker failed first, and its error (a
+        // name too long, a full disk) is the one the user gets.
+        let (report, packer) = match produced {
+            (Err(pack_err), Err(unpack_err)) if is_closed_pipe(pack_err.as_ref()) => {
+                return Err(unpack_err.into())
+            }
+            (Err(pack_err), Err(_)) | (Err(pack_err), Ok(_)) => return Err(pack_err),
+            (Ok(()), Err(unpack_err)) => return Err(unpack_err.into()),
+            (Ok(()), Ok(done)) => done,
+        };
+        packer.finish()?;
+        let size = layer_unpack::diff_size(diff_dir)?;
+        Ok(AppliedLayer {
+            diff_id: report.diff_id,
+            size,
+        })
+    })?;
+    Ok(layer)
+}
+
+/// Where `register` takes the changes from: the upperdir, unless the overlay defaults or
+/// `force_merged` (the upperdir carries redirects or metacopy files) send it to the merged tree.
+#[derive(Debug, Clone, Copy)]
+struct Export {
+    defaults: mount::OverlayDefaults,
+    force_merged: bool,
+}
+
+/// Whether `err` is, or is caused by, a write to a pipe whose reader has gone.
+fn is_closed_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        let io = err.downcast_ref::<std::io::Error>();
+        if io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// Whether `err` says that the upperdir carries overlay redirects or metacopy files.
+fn needs_merged_export(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<layer_pack::Error>(),
+            Some(layer_pack::Error::NeedsMergedExport { .. })
+        )
+    })
+}
+
+fn pack_kind(kind: diff::ChangeKind) -> layer_pack::ChangeKind {
+    match kind {
+        diff::ChangeKind::Modify => layer_pack::ChangeKind::Modify,
+        diff::ChangeKind::Add => layer_pack::ChangeKind::Add,
+        diff::ChangeKind::Delete => layer_pack::ChangeKind::Delete,
+    }
+}
+
+fn is_empty_dir(path: &Path) -> Result<bool> {
+    let mut entries =
+        std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(entries.next().is_none())
+}
+
+/// `SOURCE_DATE_EPOCH`, when set: whole seconds since the epoch.
+fn source_date_epoch() -> Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(text) if !text.is_empty() => text
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .with_context(|| format!("SOURCE_DATE_EPOCH={text:?} is not a number of seconds")),
+        _ => Ok(None),
+    }
+}
+
+/// The parent image's `created` time in whole seconds (0 when it has none).
+fn parent_created(
+    parent: &ParentImage,
+    parse_time: fn(&str) -> Option<std::time::SystemTime>,
+) -> i64 {
+    parent
+        .created
+        .as_deref()
+        .and_then(parse_time)
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_secs() as i64)
+}
+
+struct ChildConfig<'a> {
+    parent: &'a ParentImage,
+    diff_id: &'a str,
+    author: &'a str,
+    comment: &'a str,
+    created: &'a str,
+    container_id: &'a str,
+    container_config: ContainerConfig,
+    config: ContainerConfig,
+}
+
+/// Docker's `image.NewChildImage` marshalled as `image.Image` is (top-level keys sorted, empty
+/// optional fields left out): the parent's diff_ids plus the new one unless the layer is empty,
+/// the parent's history plus one entry, architecture/variant/os fields from the parent.
+fn child_config(child: ChildConfig<'_>) -> Result<Vec<u8>> {
+    let parent = child.parent;
+    let is_empty_layer = child.diff_id == EMPTY_LAYER_DIFF_ID;
+    let mut diff_ids = parent
+        .rootfs
+        .as_ref()
+        .map(|rootfs| rootfs.diff_ids.clone())
+        .unwrap_or_default();
+    if !is_empty_layer {
+        diff_ids.push(child.diff_id.to_string());
+    }
+    let created_by = child
+        .container_config
+        .cmd
+        .as_deref()
+        .unwrap_or_default()
+        .join(" ");
+    let non_empty = |text: &str| (!text.is_empty()).then(|| text.to_string());
+    let entry = History {
+        created: child.created.to_string(),
+        author: non_empty(child.author),
+        created_by: non_empty(&created_by),
+        comment: non_empty(child.comment),
+        empty_layer: is_empty_layer.then_some(true),
+    };
+    let mut history = parent.history.clone();
+    history.push(serde_json::to_value(&entry)?);
+    let image = ImageConfig {
+        architecture: non_empty(&parent.architecture).unwrap_or_else(config::host_architecture),
+        author: child.author.to_string(),
+        comment: None,
+        config: child.config,
+        container: child.container_id.to_string(),
+        container_config: child.container_config,
+        created: child.created.to_string(),
+        docker_version: config::DOCKER_VERSION.to_string(),
+        history,
+        os: non_empty(&parent.os).unwrap_or_else(|| "linux".to_string()),
+        os_features: config::carried_over(&parent.os_features),
+        os_version: config::carried_over(&parent.os_version),
+        rootfs: RootFs {
+            kind: "layers".to_string(),
+            diff_ids,
+        },
+        variant: config::carried_over(&parent.variant),
+    };
+    Ok(store::go_json(&image)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    const FIXTURE: &[u8] = include_bytes!("../tests/data/image-config-commit.json");
+
+    fn fixture() -> Value {
+        serde_json::from_slice(FIXTURE).expect("Docker's commit config parses")
+    }
+
+    /// Rebuilds the config of Docker's own `docker commit` (the fixture) from its parent's parts
+    /// and the commit inputs, and must reproduce its bytes.
+    #[test]
+    fn child_config_reproduces_dockers_commit_config() {
+        let docker = fixture();
+        let mut parent: ParentImage = serde_json::from_slice(FIXTURE).expect("parent");
+        parent.history.pop();
+        let new_diff_id = parent
+            .rootfs
+            .as_mut()
+            .and_then(|rootfs| rootfs.diff_ids.pop())
+            .expect("a diff id");
+        let container_config =
+            ContainerConfig::from_value(&docker["container_config"]).expect("container config");
+        let mut config = container_config.clone();
+        dockerfile::apply_changes(&mut config, &["LABEL spec=1".to_string()]).expect("change");
+
+        let bytes = child_config(ChildConfig {
+            parent: &parent,
+            diff_id: &new_diff_id,
+            author: "spec author",
+            comment: "spec commit",
+            created: docker["created"].as_str().unwrap_or_default(),
+            container_id: docker["container"].as_str().unwrap_or_default(),
+            container_config,
+            config,
+        })
+        .expect("config");
+        let mut expected = String::from_utf8_lossy(FIXTURE)
+            .replace("20.10.24+dfsg1", config::DOCKER_VERSION)
+            .into_bytes();
+        while expected.last() == Some(&b'\n') {
+            expected.pop();
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            String::from_utf8_lossy(&expected)
+        );
+    }
+
+    #[test]
+    fn an_empty_change_adds_no_diff_id_and_an_empty_layer_history_entry() {
+        let parent: ParentImage = serde_json::from_slice(FIXTURE).expect("parent");
+        let bytes = child_config(ChildConfig {
+            parent: &parent,
+            diff_id: EMPTY_LAYER_DIFF_ID,
+            author: "",
+            comment: "",
+            created: "2026-01-01T00:00:00Z",
+            container_id: "c",
+            container_config: ContainerConfig::default(),
+            config: ContainerConfig::default(),
+        })
+        .expect("config");
+        let config: Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(
+            config["rootfs"]["diff_ids"].as_array().map(Vec::len),
+            fixture()["rootfs"]["diff_ids"].as_array().map(Vec::len)
+        );
+        let last = config["history"].as_array().and_then(|h| h.last()).cloned();
+        assert_eq!(
+            last,
+            Some(serde_json::json!({"created": "2026-01-01T00:00:00Z", "empty_layer": true}))
+        );
+        assert!(config.get("author").is_none());
+    }
+
+    /// A key `container.Config` does not have survives a commit, after the known ones.
+    #[test]
+    fn unknown_container_config_keys_survive_after_the_known_ones() {
+        let with_unknown = serde_json::json!({"Zeta": [1], "Cmd": ["sh"], "Alpha": {"x": true}});
+        let config = ContainerConfig::from_value(&with_unknown).expect("config");
+        let bytes = store::go_json(&config).expect("json");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.ends_with(r#""Labels":null,"Zeta":[1],"Alpha":{"x":true}}"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! The engine part of fsck: the check of the data root against the format, content
+//! verification, and the repair of what an interrupted operation left.
+
+use std::io::{BufReader, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use store::{CheckReport, DataRoot, GarbageKind, Severity};
+
+use crate::access::{self, Create};
+use crate::{container, Event, Events};
+
+/// What `fsck` found: the store's findings (with content verification failures added, sorted)
+/// and how many layers' content was verified.
+#[derive(Debug)]
+pub struct Checked {
+    pub report: CheckReport,
+    pub n_verified: usize,
+}
+
+/// Checks the data root against the format; with `verify_content`, also reassembles every layer
+/// from its tar-split and `diff/` and checks it against its DiffID. With `repair`, first finishes
+/// interrupted container removals, removes what interrupted operations left and restores lost
+/// `l/` links (reported as [`Event::Repaired`]), under the lock and the dockerd guard.
+pub fn fsck(
+    root_path: &Path,
+    verify_content: bool,
+    repair_first: bool,
+    events: Events<'_>,
+) -> Result<Checked> {
+    let (root, _lock) = if repair_first {
+        access::open_for_change(root_path, Create::No, "repair the data root")?
+    } else {
+        // A root whose layout is damaged (a symlinked `overlay2/`, `overlay2/l`, ...) is opened
+        // all the same: the check reports each such path as corrupt and reads nothing below it.
+        let root = DataRoot::open_damaged(root_path)?;
+        let lock = root.lock()?;
+        (root, lock)
+    };
+    if repair_first {
+        repair(&root, events)?;
+    }
+    let mut report = root.check()?;
+    let mut n_verified = 0;
+    if verify_content && store::check_layout(root_path).is_ok() {
+        for layer in root.layers()? {
+            n_verified += 1;
+            if let Err(err) = verify_layer(&root, &layer) {
+                report.findings.push(store::Finding {
+                    severity: Severity::Corruption,
+                    path: root.overlay_dir(&layer.cache_id).join("diff"),
+                    problem: format!("layer {}: {err:#}", layer.chain_id),
+                });
+            }
+        }
+        report.findings.sort();
+    }
+    Ok(Checked { report, n_verified })
+}
+
+/// The leftovers of interrupted operations, removed the way `ovl prune` removes them.
+const LEFTOVER_KINDS: [GarbageKind; 4] = [
+    GarbageKind::InterruptedRemoval,
+    GarbageKind::WriteSet,
+    GarbageKind::OrphanLayerDir,
+    GarbageKind::DanglingLink,
+];
+
+fn repair(root: &DataRoot, events: Events<'_>) -> Result<()> {
+    for container in root.containers()? {
+        if container.state.removal_in_progress {
+            container::remove_container(root, &container.id)
+                .with_context(|| format!("finishing the removal of container {}", container.id))?;
+            events(Event::Repaired {
+                what: format!("finished removing container {}", container.id),
+            })?;
+        }
+    }
+    let mut plan = root.plan_gc()?;
+    plan.items
+        .retain(|item| LEFTOVER_KINDS.contains(&item.kind));
+    root.execute_gc(&plan, &mut |item| {
+        let _ = events(Event::Repaired {
+            what: format!("removed {} ({})", item.name, item.reason),
+        });
+    })?;
+    for layer in root.layers()? {
+        if root.restore_link(&layer.cache_id)? {
+            events(Event::Repaired {
+                what: format!("restored the l/ link of layer {}", layer.chain_id),
+            })?;
+        }
+    }
+    for container in root.containers()? {
+        if let Some(entry) = root.mounts_entry(&container.id)? {
+            for id in std::iter::once(&entry.mount_id).chain(entry.init_id.as_ref()) {
+                if root.restore_link(id)? {
+                    events(Event::Repaired {
+                        what: format!("restored the l/ link of {id} (container {})", container.id),
+                    })?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reassembles the layer's tar and compares its sha256 with the DiffID.
+fn verify_layer(root: &DataRoot, layer: &store::Layer) -> Result<()> {
+    let tar_split = root.tar_split_path(&layer.chain_id)?;
+    let file = store::open_regular(&tar_split)
+        .with_context(|| format!("opening {}", tar_split.display()))?;
+    let diff = root.existing_overlay_dir(&layer.cache_id)?.join("diff");
+    let diff_dir = rustix::fs::open(
+        &diff,
+        rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::DIRECTORY
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .with_context(|| format!("opening {}", diff.display()))?;
+    let mut hasher = HashWriter(Sha256::new());
+    tar_split::reassemble(
+        BufReader::new(file),
+        diff_dir.as_fd(),
+        crate::kernel::resolver()?,
+        &mut hasher,
+    )
+    .context("reassembling its tar")?;
+    let actual = format!("sha256:{:x}", hasher.0.finalize());
+    if actual != layer.diff_id {
+        bail!(
+            "its content hashes to {actual}, not its DiffID {}",
+            layer.diff_id
+        );
+    }
+    Ok(())
+}
+
+struct HashWriter(Sha256);
+
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,69 @@
+//! Finding images and containers by the names users type, as docker does: images by `name:tag`,
+//! full id or unique id prefix; containers by full id, name or unique id prefix.
+
+use anyhow::{bail, Context, Result};
+use store::{ContainerRecord, DataRoot, Reference};
+
+/// Returns the image id (`sha256:<hex>`) that `text` names.
+pub fn image(root: &DataRoot, text: &str) -> Result<String> {
+    let references = root.references().context("reading repositories.json")?;
+    if let Ok(reference) = Reference::parse(text) {
+        let key = reference.familiar();
+        if let Some((_, image_id)) = references.iter().find(|(name, _)| *name == key) {
+            return Ok(image_id.clone());
+        }
+    }
+    let hex = text.strip_prefix("sha256:").unwrap_or(text);
+    if !hex.is_empty()
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        let matches: Vec<String> = root
+            .images()?
+            .into_iter()
+            .filter(|id| id.trim_start_matches("sha256:").starts_with(hex))
+            .collect();
+        match matches.len() {
+            1 => return Ok(matches.into_iter().next().unwrap_or_default()),
+            0 => {}
+            _ => bail!(
+                "image id prefix {text} is ambiguous: it matches {} images",
+                matches.len()
+            ),
+        }
+    }
+    bail!("no such image: {text}")
+}
+
+/// Returns the container record that `text` names.
+pub fn container(root: &DataRoot, text: &str) -> Result<ContainerRecord> {
+    let containers = root.containers().context("reading containers")?;
+    let name = text.strip_prefix('/').unwrap_or(text);
+    if let Some(found) = containers.iter().find(|c| c.id == text || c.name == name) {
+        return Ok(found.clone());
+    }
+    let matches: Vec<&ContainerRecord> = containers
+        .iter()
+        .filter(|c| c.id.starts_with(text))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => bail!("no such container: {text}"),
+        _ => bail!(
+            "container id prefix {text} is ambiguous: it matches {} containers",
+            matches.len()
+        ),
+    }
+}
+
+/// Familiar `repo:tag` names pointing at `image_id`, sorted.
+pub fn tags_of(references: &[(String, String)], image_id: &str) -> Vec<String> {
+    let mut tags: Vec<String> = references
+        .iter()
+        .filter(|(name, id)| id == image_id && !name.contains('@'))
+        .map(|(name, _)| name.clone())
+        .collect();
+    tags.sort();
+    tags
+}
