@@ -135,7 +135,7 @@ impl<W: Write> Packer<W> {
             Ok("") => {}
             Ok(text) => {
                 self.line.extend_from_slice(b",\"name\":");
-                gojson::write_string(&mut self.line, text).map_err(|source| {
+                gocompat::json::write_string(&mut self.line, text).map_err(|source| {
                     Error::WriteStream {
                         operation: "encode entry name",
                         source,
