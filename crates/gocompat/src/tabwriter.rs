@@ -76,34 +76,32 @@ impl TabWriter<'_> {
 
 /// The docker CLI's tabwriter settings: a column is as wide as its widest cell plus 3 spaces, and
 /// at least 10 (docker/cli `formatter` uses `tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`).
-const TABLE_PADDING: usize = 3;
-const TABLE_MIN_WIDTH: usize = 10;
+pub const TABLE_MIN_WIDTH: usize = 10;
+/// See [`TABLE_MIN_WIDTH`].
+pub const TABLE_PADDING: usize = 3;
 
-/// Prints rows aligned like Go's tabwriter with the docker CLI's settings.
+/// Rows aligned by [`tabwrite`] with the docker CLI's settings, every cell but the last of a row
+/// tab-terminated, each row ending in a newline; spaces at the end of a line (after an empty last
+/// cell) removed.
 pub fn table(rows: &[Vec<String>]) -> String {
-    let n_columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0; n_columns];
-    for row in rows {
-        for (idx, cell) in row.iter().enumerate() {
-            widths[idx] = widths[idx].max(cell.chars().count());
-        }
-    }
     let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (idx, cell) in row.iter().enumerate() {
-            line.push_str(cell);
-            if idx + 1 < row.len() {
-                let width = (widths[idx] + TABLE_PADDING).max(TABLE_MIN_WIDTH);
-                let pad = width - cell.chars().count();
-                line.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
+    for line in table_untrimmed(rows).lines() {
         out.push_str(line.trim_end());
         out.push('\n');
     }
     out
 }
+
+/// [`table`] with the lines as the tabwriter wrote them, padding after an empty last cell kept.
+pub fn table_untrimmed(rows: &[Vec<String>]) -> String {
+    let mut text = String::new();
+    for row in rows {
+        text.push_str(&row.join("\t"));
+        text.push('\n');
+    }
+    tabwrite(&text, TABLE_MIN_WIDTH, TABLE_PADDING)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +127,14 @@ mod tests {
         ];
         // Docker's minimum column width of 10 applies before the 3 spaces of padding.
         assert_eq!(table(&rows), "A         BB\nCCC       D\n");
+        let rows = vec![
+            vec!["TYPE".into(), "SIZE".into(), "".into()],
+            vec!["Images".into(), "1.982MB".into(), "x".into()],
+        ];
+        assert_eq!(table(&rows), "TYPE      SIZE\nImages    1.982MB   x\n");
+        assert_eq!(
+            table_untrimmed(&rows),
+            "TYPE      SIZE      \nImages    1.982MB   x\n"
+        );
     }
 }

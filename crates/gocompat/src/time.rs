@@ -36,38 +36,14 @@ pub fn human_duration(duration: Duration) -> String {
     }
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
+/// The instant of RFC 3339 text as Go reads it ([`GoTime::parse_rfc3339`]); times before the
+/// epoch give the epoch.
 pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
-    let bytes = text.as_bytes();
-    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b'T' {
-        return None;
-    }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse().ok() };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &text[19..];
-    let mut nanos: u32 = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let n_digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        let digits = &frac[..n_digits.min(9)];
-        nanos = format!("{digits:0<9}").parse().ok()?;
-        rest = &frac[n_digits..];
-    }
-    let offset_seconds = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 => {
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (rest.get(1..3)?.parse::<i64>().ok()? * 3600
-                + rest.get(4..6)?.parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds;
-    if secs < 0 {
+    let time = GoTime::parse_rfc3339(text)?;
+    if time.unix_secs < 0 {
         return Some(UNIX_EPOCH);
     }
-    Some(UNIX_EPOCH + Duration::new(secs as u64, nanos))
+    Some(UNIX_EPOCH + Duration::new(time.unix_secs as u64, time.nanos))
 }
 
 /// Go's zero `time.Time` (`0001-01-01T00:00:00Z`) in Unix seconds: what Docker's API reports as
@@ -75,41 +51,9 @@ pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
 pub const GO_ZERO_TIME_UNIX: i64 = -62_135_596_800;
 
 /// Whole Unix seconds (rounded down, as Go's `Time.Unix`) of an RFC 3339 timestamp, also before
-/// 1970; `None` when it cannot be read.
+/// 1970; `None` when Go would not read it ([`GoTime::parse_rfc3339`]).
 pub fn unix_seconds(rfc3339: &str) -> Option<i64> {
-    let bytes = rfc3339.as_bytes();
-    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || !matches!(bytes[10], b'T' | b't')
-    {
-        return None;
-    }
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = rfc3339.get(range)?;
-        part.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &rfc3339[19..];
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let n_digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if n_digits == 0 {
-            return None;
-        }
-        rest = &fraction[n_digits..];
-    }
-    let offset_seconds = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(rest.as_bytes()[0], b'+' | b'-') => {
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            let hours: i64 = rest.get(1..3)?.parse().ok()?;
-            let minutes: i64 = rest.get(4..6)?.parse().ok()?;
-            sign * (hours * 3600 + minutes * 60)
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset_seconds)
+    GoTime::parse_rfc3339(rfc3339).map(|time| time.unix_secs)
 }
 
 /// Go's `time.Unix(seconds, 0).Format(time.RFC3339)` in UTC: `2006-01-02T15:04:05Z`.
@@ -153,6 +97,192 @@ fn civil_utc(seconds: i64) -> (String, String) {
             second_of_day % 60
         ),
     )
+}
+
+/// The last instant whose Unix nanoseconds fit an `int64`: 2262-04-11T23:47:16.854775807Z. Docker's
+/// `system.Chtimes` (moby pkg/system/chtimes.go) replaces later times, and times before the
+/// epoch, by the epoch.
+const MAX_CHTIMES_SECS: i64 = 9_223_372_036;
+const MAX_CHTIMES_NANOS: u32 = 854_775_807;
+
+const SECS_PER_DAY: i64 = 86_400;
+
+/// A time as Go's `time.Time` keeps it after `UnmarshalJSON`: the instant and the UTC offset it
+/// was written with (which `MarshalJSON` writes back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GoTime {
+    /// Seconds since the Unix epoch.
+    unix_secs: i64,
+    nanos: u32,
+    /// Offset east of UTC, in seconds; zero is written `Z`.
+    offset_secs: i32,
+}
+
+impl GoTime {
+    /// Go's zero time, what a config without `created` decodes to.
+    pub const ZERO: GoTime = GoTime {
+        unix_secs: GO_ZERO_TIME_UNIX,
+        nanos: 0,
+        offset_secs: 0,
+    };
+
+    /// The Unix epoch in UTC (`time.Unix(0, 0)` on a host whose local zone is UTC).
+    pub const EPOCH: GoTime = GoTime {
+        unix_secs: 0,
+        nanos: 0,
+        offset_secs: 0,
+    };
+
+    /// Whole seconds since the Unix epoch (Go's `Time.Unix`).
+    pub fn unix_secs(self) -> i64 {
+        self.unix_secs
+    }
+
+    /// Parses RFC 3339 text as Go's `time.Time.UnmarshalJSON` does: `YYYY-MM-DDTHH:MM:SS`, an
+    /// optional fraction of any length (digits past the ninth are dropped), then `Z` or `±HH:MM`.
+    pub fn parse_rfc3339(text: &str) -> Option<GoTime> {
+        let bytes = text.as_bytes();
+        if bytes.len() < 20 {
+            return None;
+        }
+        let number = |range: std::ops::Range<usize>| -> Option<i64> {
+            let digits = bytes.get(range)?;
+            if !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            Some(
+                digits
+                    .iter()
+                    .fold(0i64, |acc, &d| acc * 10 + i64::from(d - b'0')),
+            )
+        };
+        let year = number(0..4)?;
+        let month = number(5..7)?;
+        let day = number(8..10)?;
+        let hour = number(11..13)?;
+        let minute = number(14..16)?;
+        let second = number(17..19)?;
+        if bytes[4] != b'-'
+            || bytes[7] != b'-'
+            || bytes[10] != b'T'
+            || bytes[13] != b':'
+            || bytes[16] != b':'
+        {
+            return None;
+        }
+        if !(1..=12).contains(&month)
+            || day < 1
+            || day > days_in_month(year, month)
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
+            return None;
+        }
+        let mut idx = 19;
+        let mut nanos: u32 = 0;
+        if matches!(bytes.get(idx), Some(b'.') | Some(b','))
+            && bytes.get(idx + 1).is_some_and(u8::is_ascii_digit)
+        {
+            idx += 1;
+            let start = idx;
+            while bytes.get(idx).is_some_and(u8::is_ascii_digit) {
+                idx += 1;
+            }
+            let digits = &bytes[start..idx];
+            let mut scaled: u32 = 0;
+            for position in 0..9 {
+                let digit = digits.get(position).map_or(0, |d| u32::from(d - b'0'));
+                scaled = scaled * 10 + digit;
+            }
+            nanos = scaled;
+        }
+        let offset_secs = match &bytes[idx..] {
+            b"Z" => 0,
+            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+                let digits = [*h1, *h2, *m1, *m2];
+                if !digits.iter().all(u8::is_ascii_digit) {
+                    return None;
+                }
+                let hours = i32::from(h1 - b'0') * 10 + i32::from(h2 - b'0');
+                let minutes = i32::from(m1 - b'0') * 10 + i32::from(m2 - b'0');
+                if hours > 23 || minutes > 59 {
+                    return None;
+                }
+                let magnitude = hours * 3600 + minutes * 60;
+                if *sign == b'-' {
+                    -magnitude
+                } else {
+                    magnitude
+                }
+            }
+            _ => return None,
+        };
+        let local_secs =
+            days_from_civil(year, month, day) * SECS_PER_DAY + hour * 3600 + minute * 60 + second;
+        Some(GoTime {
+            unix_secs: local_secs - i64::from(offset_secs),
+            nanos,
+            offset_secs,
+        })
+    }
+
+    /// Go's `Format(time.RFC3339Nano)`: the fraction without trailing zeros (none when zero),
+    /// `Z` for a zero offset.
+    pub fn to_rfc3339_nano(self) -> String {
+        let local_secs = self.unix_secs + i64::from(self.offset_secs);
+        let days = local_secs.div_euclid(SECS_PER_DAY);
+        let secs_of_day = local_secs.rem_euclid(SECS_PER_DAY);
+        let (year, month, day) = civil_from_days(days);
+        let mut text = format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+            secs_of_day / 3600,
+            secs_of_day / 60 % 60,
+            secs_of_day % 60
+        );
+        if self.nanos != 0 {
+            let fraction = format!("{:09}", self.nanos);
+            text.push('.');
+            text.push_str(fraction.trim_end_matches('0'));
+        }
+        if self.offset_secs == 0 {
+            text.push('Z');
+        } else {
+            let sign = if self.offset_secs < 0 { '-' } else { '+' };
+            let magnitude = self.offset_secs.unsigned_abs();
+            text.push_str(&format!(
+                "{sign}{:02}:{:02}",
+                magnitude / 3600,
+                magnitude / 60 % 60
+            ));
+        }
+        text
+    }
+
+    /// The whole-second mtime a file gets from Docker's `system.Chtimes(path, t, t)` and its tar
+    /// writer: times before the epoch or past 2262-04-11T23:47:16.854775807Z become the epoch.
+    pub fn chtimes_mtime(self) -> i64 {
+        let after_max = self.unix_secs > MAX_CHTIMES_SECS
+            || (self.unix_secs == MAX_CHTIMES_SECS && self.nanos > MAX_CHTIMES_NANOS);
+        if self.unix_secs < 0 || after_max {
+            0
+        } else {
+            self.unix_secs
+        }
+    }
+}
+
+fn is_leap_year(year: i64) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
@@ -239,5 +369,83 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_795_387_152);
         assert_eq!(ago_unix(1_795_387_152 - 90, now), "About a minute ago");
         assert_eq!(ago_unix(1_795_387_152 + 5, now), "Less than a second ago");
+    }
+
+    fn round_trip(text: &str) -> String {
+        GoTime::parse_rfc3339(text)
+            .unwrap_or_else(|| panic!("{text} should parse"))
+            .to_rfc3339_nano()
+    }
+
+    #[test]
+    fn formatting_trims_the_fraction_and_keeps_the_offset() {
+        // Values Docker 20.10 wrote back for these inputs (docker load, then docker save).
+        assert_eq!(
+            round_trip("2024-02-29T23:59:59.120000000+02:00"),
+            "2024-02-29T23:59:59.12+02:00"
+        );
+        assert_eq!(
+            round_trip("2026-11-23T05:06:17.642663095Z"),
+            "2026-11-23T05:06:17.642663095Z"
+        );
+        assert_eq!(
+            round_trip("2024-01-01T00:00:00.000Z"),
+            "2024-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            round_trip("2024-01-01T00:00:00+00:00"),
+            "2024-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            round_trip("1999-12-31T23:59:59.1234567891234-05:30"),
+            "1999-12-31T23:59:59.123456789-05:30"
+        );
+    }
+
+    #[test]
+    fn the_instant_accounts_for_the_offset() {
+        let time = GoTime::parse_rfc3339("2024-02-29T23:59:59.12+02:00").expect("parses");
+        // 2024-02-29T21:59:59Z, the mtime docker save gave this image's members.
+        assert_eq!(time.chtimes_mtime(), 1_709_243_999);
+        let time = GoTime::parse_rfc3339("2026-11-23T05:06:17.642663095Z").expect("parses");
+        assert_eq!(time.chtimes_mtime(), 1_795_410_377);
+    }
+
+    #[test]
+    fn chtimes_clamps_to_the_epoch() {
+        assert_eq!(GoTime::ZERO.chtimes_mtime(), 0);
+        assert_eq!(GoTime::ZERO.to_rfc3339_nano(), "0001-01-01T00:00:00Z");
+        let early = GoTime::parse_rfc3339("1969-12-31T23:59:59Z").expect("parses");
+        assert_eq!(early.chtimes_mtime(), 0);
+        let late = GoTime::parse_rfc3339("2262-04-11T23:47:16.854775808Z").expect("parses");
+        assert_eq!(late.chtimes_mtime(), 0);
+        let last = GoTime::parse_rfc3339("2262-04-11T23:47:16.854775807Z").expect("parses");
+        assert_eq!(last.chtimes_mtime(), MAX_CHTIMES_SECS);
+    }
+
+    #[test]
+    fn invalid_times_are_refused() {
+        for text in [
+            "2023-02-29T00:00:00Z",
+            "2024-13-01T00:00:00Z",
+            "2024-01-01T24:00:00Z",
+            "2024-01-01 00:00:00Z",
+            "2024-01-01T00:00:00",
+            "2024-01-01T00:00:00+0200",
+            "2024-01-01T00:00:00.Z",
+            "yesterday",
+        ] {
+            assert_eq!(GoTime::parse_rfc3339(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn civil_conversions_agree() {
+        for days in [-719_468, -1, 0, 1, 11_016, 19_782, 2_932_896] {
+            let (year, month, day) = civil_from_days(days);
+            assert_eq!(days_from_civil(year, month, day), days);
+        }
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(1, 1, 1) * SECS_PER_DAY, GO_ZERO_TIME_UNIX);
     }
 }

@@ -17,9 +17,6 @@
 //!   manifest that names it.
 
 mod docker;
-mod gotime;
-
-pub use gotime::{civil_from_days, days_from_civil};
 mod oci;
 mod tarball;
 mod v1;

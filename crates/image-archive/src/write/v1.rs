@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
-use super::gotime::GoTime;
 use crate::digest::format_sha256;
+use gocompat::time::GoTime;
 
 /// The fields of Docker's `image.V1Image` that an image config fills, decoded with Go's rules.
 #[derive(Debug, Clone, PartialEq)]
