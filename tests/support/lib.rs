@@ -1085,9 +1085,7 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex(&Sha256::digest(bytes)))
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use gocompat::digest::hex;
 
 /// ChainIDs of a DiffID list (spec §1.1): the first is the DiffID, each next one is
 /// `sha256("<parent chain> <diff>")` over the full prefixed strings.
