@@ -70,7 +70,7 @@ impl Parser {
         }
     }
 
-    pub(crate) fn parse_list(&mut self) -> Result<(Vec<Node>, Ending), String> {
+    fn parse_list(&mut self) -> Result<(Vec<Node>, Ending), String> {
         let mut nodes = Vec::new();
         while self.pos < self.items.len() {
             let item = std::mem::replace(&mut self.items[self.pos], Item::Text(String::new()));
@@ -166,7 +166,7 @@ impl Parser {
     }
 
     /// The `{{else}}` part of a block, which must end with `{{end}}`.
-    pub(crate) fn parse_block_end(&mut self, keyword: &str) -> Result<Vec<Node>, String> {
+    fn parse_block_end(&mut self, keyword: &str) -> Result<Vec<Node>, String> {
         let (otherwise, ending) = self.parse_list()?;
         match ending {
             Ending::End => Ok(otherwise),
