@@ -1090,15 +1090,7 @@ pub use gocompat::digest::hex;
 /// ChainIDs of a DiffID list (spec §1.1): the first is the DiffID, each next one is
 /// `sha256("<parent chain> <diff>")` over the full prefixed strings.
 pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
-    let mut chain: Vec<String> = Vec::with_capacity(diff_ids.len());
-    for diff_id in diff_ids {
-        let next = match chain.last() {
-            None => diff_id.clone(),
-            Some(parent) => sha256_digest(format!("{parent} {diff_id}").as_bytes()),
-        };
-        chain.push(next);
-    }
-    chain
+    gocompat::digest::chain_ids(diff_ids)
 }
 
 /// `RootFS.Layers` of an image according to Docker.

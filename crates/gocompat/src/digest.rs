@@ -25,6 +25,21 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The ChainIDs of a stack of layers given as DiffID text, bottom first: the first is its DiffID
+/// as written, each next one `sha256(<previous ChainID> + " " + <DiffID>)` over the text.
+pub fn chain_ids<S: AsRef<str>>(diff_ids: &[S]) -> Vec<String> {
+    let mut chain: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for diff_id in diff_ids {
+        let diff_id = diff_id.as_ref();
+        let next = match chain.last() {
+            None => diff_id.to_string(),
+            Some(parent) => Digest::of(format!("{parent} {diff_id}").as_bytes()).to_string(),
+        };
+        chain.push(next);
+    }
+    chain
+}
+
 /// Whether `text` is 64 lowercase hex digits, the encoded part of a sha256 digest.
 pub fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -174,6 +189,8 @@ mod tests {
             chain[1],
             ChainId::of(format!("{first} {second}").as_bytes())
         );
+        let texts = chain_ids(&[first.to_string(), second.to_string()]);
+        assert_eq!(texts, [chain[0].to_string(), chain[1].to_string()]);
     }
 
     #[test]
