@@ -10,7 +10,8 @@
 //! - [`path`] holds `path.Clean` (and `filepath.Clean`, the same on Unix).
 //! - [`digest`] holds sha256 digests, DiffIDs and ChainIDs, and the hex encoder.
 //!
-//! Every function here is pure: no I/O, no clock (callers pass `now`), no environment.
+//! Every function here is pure: no I/O, no clock (callers pass `now`), no environment, and the
+//! crate depends on no other crate of the workspace.
 #![deny(unsafe_code)]
 
 pub mod digest;

@@ -85,8 +85,8 @@ pub fn ago_unix(seconds: i64, now: SystemTime) -> String {
 
 /// `YYYY-MM-DD` and `HH:MM:SS` of Unix seconds in UTC.
 fn civil_utc(seconds: i64) -> (String, String) {
-    let days = seconds.div_euclid(86_400);
-    let second_of_day = seconds.rem_euclid(86_400);
+    let days = seconds.div_euclid(SECS_PER_DAY);
+    let second_of_day = seconds.rem_euclid(SECS_PER_DAY);
     let (year, month, day) = civil_from_days(days);
     (
         format!("{year:04}-{month:02}-{day:02}"),
@@ -230,16 +230,8 @@ impl GoTime {
     /// Go's `Format(time.RFC3339Nano)`: the fraction without trailing zeros (none when zero),
     /// `Z` for a zero offset.
     pub fn to_rfc3339_nano(self) -> String {
-        let local_secs = self.unix_secs + i64::from(self.offset_secs);
-        let days = local_secs.div_euclid(SECS_PER_DAY);
-        let secs_of_day = local_secs.rem_euclid(SECS_PER_DAY);
-        let (year, month, day) = civil_from_days(days);
-        let mut text = format!(
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-            secs_of_day / 3600,
-            secs_of_day / 60 % 60,
-            secs_of_day % 60
-        );
+        let (date, time) = civil_utc(self.unix_secs + i64::from(self.offset_secs));
+        let mut text = format!("{date}T{time}");
         if self.nanos != 0 {
             let fraction = format!("{:09}", self.nanos);
             text.push('.');
