@@ -1085,22 +1085,12 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex(&Sha256::digest(bytes)))
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use gocompat::digest::hex;
 
 /// ChainIDs of a DiffID list (spec §1.1): the first is the DiffID, each next one is
 /// `sha256("<parent chain> <diff>")` over the full prefixed strings.
 pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
-    let mut chain: Vec<String> = Vec::with_capacity(diff_ids.len());
-    for diff_id in diff_ids {
-        let next = match chain.last() {
-            None => diff_id.clone(),
-            Some(parent) => sha256_digest(format!("{parent} {diff_id}").as_bytes()),
-        };
-        chain.push(next);
-    }
-    chain
+    gocompat::digest::chain_ids(diff_ids)
 }
 
 /// `RootFS.Layers` of an image according to Docker.

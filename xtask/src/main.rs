@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use gocompat::digest::hex;
 use sha2::{Digest, Sha256};
 
 /// Debian packages the tests and the demo use, with the command that shows each is installed.
@@ -369,10 +370,6 @@ fn tar_member(
     );
     out.write_all(&vec![0u8; gotar::padding(size)])?;
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn cargo() -> String {

@@ -3,7 +3,7 @@
 //! sorted (moby marshals it through a map), Go's zero values for fields without `omitempty` and
 //! no empty `omitempty` field. Map-valued fields are sorted as Go sorts map keys. Keys ovl does
 //! not know are kept, after the known ones, in the order they came in. The bytes go through
-//! `gojson` (`store::go_json`): an image config's bytes are its id.
+//! `gocompat::json` (`store::go_json`): an image config's bytes are its id.
 
 use std::collections::BTreeMap;
 

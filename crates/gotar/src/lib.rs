@@ -18,8 +18,11 @@ pub const BLOCK_LEN: usize = 512;
 /// Two zero blocks end an archive; Go's writer adds no further record padding.
 pub const END_OF_ARCHIVE: [u8; 2 * BLOCK_LEN] = [0; 2 * BLOCK_LEN];
 
-/// Type flags used by the encoders.
+/// Type flags of the tar format (POSIX ustar, PAX and GNU extensions), for the encoders here and
+/// the readers that decode what they or others wrote.
 pub mod typeflag {
+    /// A regular file in old (pre-POSIX) archives; a directory when the name ends in `/`.
+    pub const REG_A: u8 = b'\0';
     pub const REG: u8 = b'0';
     pub const LINK: u8 = b'1';
     pub const SYMLINK: u8 = b'2';
@@ -27,7 +30,16 @@ pub mod typeflag {
     pub const BLOCK: u8 = b'4';
     pub const DIR: u8 = b'5';
     pub const FIFO: u8 = b'6';
+    /// PAX extended header for the next member.
     pub const PAX: u8 = b'x';
+    /// PAX global extended header.
+    pub const PAX_GLOBAL: u8 = b'g';
+    /// GNU long name for the next member.
+    pub const GNU_LONG_NAME: u8 = b'L';
+    /// GNU long link name for the next member.
+    pub const GNU_LONG_LINK: u8 = b'K';
+    /// Old GNU sparse file.
+    pub const GNU_SPARSE: u8 = b'S';
 }
 
 /// Errors of the encoder.
@@ -243,40 +255,7 @@ fn path_join(dir: &[u8], base: &[u8]) -> Vec<u8> {
         joined.push(b'/');
         joined.extend_from_slice(base);
     }
-    clean(&joined)
-}
-
-/// Go's `path.Clean` for the names this crate builds (no `..` handling beyond what Clean does).
-fn clean(path: &[u8]) -> Vec<u8> {
-    let rooted = path.first() == Some(&b'/');
-    let mut parts: Vec<&[u8]> = Vec::new();
-    for part in path.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => {
-                if parts.last().is_some_and(|last| *last != b"..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push(part);
-                }
-            }
-            _ => parts.push(part),
-        }
-    }
-    let mut out = Vec::with_capacity(path.len());
-    if rooted {
-        out.push(b'/');
-    }
-    for (idx, part) in parts.iter().enumerate() {
-        if idx > 0 {
-            out.push(b'/');
-        }
-        out.extend_from_slice(part);
-    }
-    if out.is_empty() {
-        out.push(b'.');
-    }
-    out
+    gocompat::path::clean(&joined)
 }
 
 /// PAX records `"<len> <key>=<value>\n"` in key order, where `<len>` counts the whole record.

@@ -6,28 +6,21 @@ use sha2::{Digest as _, Sha256};
 /// a few kilobytes; the limit only keeps a hostile archive from exhausting memory.
 pub const MAX_JSON_SIZE: u64 = 64 << 20;
 
-/// The length of a sha256 digest in hex digits.
-const SHA256_HEX_LEN: usize = 64;
-
 /// Returns the hex part of `sha256:<64 lowercase hex>`, or `None` for anything else.
 pub(crate) fn parse_sha256(digest: &str) -> Option<&str> {
     let hex = digest.strip_prefix("sha256:")?;
     is_sha256_hex(hex).then_some(hex)
 }
 
-/// Whether `hex` is exactly 64 lowercase hex digits.
-pub(crate) fn is_sha256_hex(hex: &str) -> bool {
-    hex.len() == SHA256_HEX_LEN && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
+pub(crate) use gocompat::digest::is_sha256_hex;
 
 /// Formats a finished sha256 hash as `sha256:<hex>`.
 pub(crate) fn format_sha256(hash: &[u8]) -> String {
-    let mut out = String::with_capacity(7 + 2 * hash.len());
-    out.push_str("sha256:");
-    for byte in hash {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    format!(
+        "{}{}",
+        gocompat::digest::SHA256_PREFIX,
+        gocompat::digest::hex(hash)
+    )
 }
 
 /// `sha256:<hex>` of `bytes`.

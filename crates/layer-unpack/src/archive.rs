@@ -268,13 +268,13 @@ fn read_member(
             reason: error.0,
         })?;
         match header.typeflag {
-            typeflag::PAX_LOCAL | typeflag::PAX_GLOBAL => {
+            typeflag::PAX | typeflag::PAX_GLOBAL => {
                 let data = read_special(input, &header, raw, pad)?;
                 let records = PaxRecords::parse(&data).map_err(|error| Error::InvalidHeader {
                     offset: header_offset,
                     reason: error.0,
                 })?;
-                if header.typeflag == typeflag::PAX_LOCAL {
+                if header.typeflag == typeflag::PAX {
                     pax = Some(records);
                     continue;
                 }
@@ -591,16 +591,6 @@ impl Read for EntryData<'_> {
         self.remaining -= n_read as u64;
         Ok(n_read)
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(text, "{byte:02x}");
-    }
-    text
 }
 
 #[cfg(test)]

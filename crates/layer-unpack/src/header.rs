@@ -11,28 +11,7 @@ pub(crate) const BLOCK_LEN: usize = 512;
 /// The largest PAX or GNU long-name payload accepted, as Go's `maxSpecialFileSize` (1 MiB).
 pub(crate) const MAX_SPECIAL_FILE_LEN: u64 = 1 << 20;
 
-/// Type flags of the tar format (POSIX ustar, PAX and GNU extensions).
-pub(crate) mod typeflag {
-    /// A regular file in old (pre-POSIX) archives; a directory when the name ends in `/`.
-    pub const REG_A: u8 = b'\0';
-    pub const REG: u8 = b'0';
-    pub const LINK: u8 = b'1';
-    pub const SYMLINK: u8 = b'2';
-    pub const CHAR: u8 = b'3';
-    pub const BLOCK: u8 = b'4';
-    pub const DIR: u8 = b'5';
-    pub const FIFO: u8 = b'6';
-    /// PAX extended header for the next member.
-    pub const PAX_LOCAL: u8 = b'x';
-    /// PAX global extended header.
-    pub const PAX_GLOBAL: u8 = b'g';
-    /// GNU long name for the next member.
-    pub const GNU_LONG_NAME: u8 = b'L';
-    /// GNU long link name for the next member.
-    pub const GNU_LONG_LINK: u8 = b'K';
-    /// Old GNU sparse file.
-    pub const GNU_SPARSE: u8 = b'S';
-}
+pub(crate) use gotar::typeflag;
 
 /// The PAX record key prefix carrying extended attributes (`SCHILY.xattr.<name>`).
 const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";

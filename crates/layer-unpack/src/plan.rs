@@ -212,16 +212,14 @@ pub(crate) fn plan(member: &Member) -> Result<Action, PlanError> {
 /// `/` is dropped (`/..` stays at the root), and `None` is returned when `..` climbs above the
 /// root of a relative name. The result is the list of components, empty for the root.
 pub(crate) fn clean_in_root(name: &[u8]) -> Option<Components> {
-    let rooted = name.first() == Some(&b'/');
+    let cleaned = gocompat::path::clean(name);
+    // A rooted name keeps no `..` after cleaning; a relative one keeps them only at its start.
+    let relative = cleaned.strip_prefix(b"/").unwrap_or(&cleaned);
     let mut components: Components = Vec::new();
-    for element in name.split(|&byte| byte == b'/') {
+    for element in relative.split(|&byte| byte == b'/') {
         match element {
             b"" | b"." => {}
-            b".." => {
-                if components.pop().is_none() && !rooted {
-                    return None;
-                }
-            }
+            b".." => return None,
             _ => components.push(element.to_vec()),
         }
     }

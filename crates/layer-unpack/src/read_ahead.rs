@@ -93,7 +93,7 @@ impl ChunkWriter {
             }
         }
         StreamSummary {
-            diff_id: format!("sha256:{}", crate::archive::hex(&hasher.finalize())),
+            diff_id: format!("sha256:{}", gocompat::digest::hex(&hasher.finalize())),
             n_bytes,
         }
     }

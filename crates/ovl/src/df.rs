@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
@@ -353,36 +353,23 @@ fn full_name(familiar: &str) -> String {
     }
 }
 
+/// The creation time in Unix seconds, `None` for Go's zero time or unreadable text; times before
+/// 1970 count from the epoch, as the docker CLI's ages do.
 fn unix_seconds(rfc3339: &str) -> Option<i64> {
     if is_zero_time(rfc3339) {
         return None;
     }
-    let time = format::parse_rfc3339(rfc3339)?;
-    Some(time.duration_since(UNIX_EPOCH).map_or(0, |since| {
-        i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
-    }))
+    format::unix_seconds(rfc3339).map(|seconds| seconds.max(0))
 }
 
 /// `units.HumanDuration(now - time.Unix(seconds, 0)) + " ago"`, as the docker CLI prints ages.
 fn ago(seconds: i64, now: SystemTime) -> String {
-    let then = UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
-    format!(
-        "{} ago",
-        format::human_duration(now.duration_since(then).unwrap_or_default())
-    )
+    format::ago_unix(seconds, now)
 }
 
-/// Go's `time.Unix(seconds, 0).String()` in UTC.
+/// Go's `time.Unix(seconds, 0).String()` in UTC; Go's zero time when there is none.
 fn go_time_string(seconds: Option<i64>) -> String {
-    let Some(seconds) = seconds else {
-        return "0001-01-01 00:00:00 +0000 UTC".to_string();
-    };
-    let time = UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
-    let text = store::rfc3339_nano(time);
-    format!(
-        "{} +0000 UTC",
-        text.trim_end_matches('Z').replacen('T', " ", 1)
-    )
+    format::go_time_string_utc(seconds.unwrap_or(format::GO_ZERO_TIME_UNIX))
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -692,30 +679,9 @@ fn truncated_image(container: &ContainerUsage) -> String {
 // Go and docker/cli formatting
 
 /// Go's text/tabwriter as docker/cli sets it up (`tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`):
-/// every cell but the last of a line padded to the column's widest cell plus 3, at least 10,
-/// widths counted in characters.
+/// every cell but the last of a line padded to the column's widest cell plus 3, at least 10.
 fn tab_table(rows: &[Vec<String>]) -> String {
-    let n_columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0usize; n_columns];
-    for row in rows {
-        for (idx, cell) in row.iter().enumerate() {
-            if idx + 1 < row.len() {
-                widths[idx] = widths[idx].max(cell.chars().count() + 3).max(10);
-            }
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        for (idx, cell) in row.iter().enumerate() {
-            out.push_str(cell);
-            if idx + 1 < row.len() {
-                let pad = widths[idx] - cell.chars().count();
-                out.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push('\n');
-    }
-    out
+    gocompat::tabwriter::table_untrimmed(rows)
 }
 
 fn cells(texts: &[&str]) -> Vec<String> {
@@ -738,7 +704,7 @@ fn json_object(mut fields: Vec<(&'static str, String)>) -> Value {
 
 /// Go `json.Marshal` text (with its HTML escapes: `<none>` is `\u003cnone\u003e`).
 fn go_json(value: &Value) -> Result<String> {
-    Ok(String::from_utf8(store::go_json(value)?)?)
+    Ok(String::from_utf8(gocompat::json::to_vec(value)?)?)
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@ mod resolve;
 mod save;
 mod state;
 mod tag;
-mod template;
 mod views;
 
 use std::io::Write;
@@ -28,6 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use gocompat::template;
 
 /// Default data root, beside Docker's own `/var/lib/docker`.
 const DEFAULT_ROOT: &str = "/var/lib/ovl";

@@ -206,7 +206,7 @@ pub struct ContainerState {
 
 /// Go json.Marshal-compatible encoding (compact, HTML escapes of <, >, &, U+2028, U+2029).
 pub fn go_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
-    gojson::to_vec(value).map_err(|source| Error::Json {
+    gocompat::json::to_vec(value).map_err(|source| Error::Json {
         path: PathBuf::from("<value>"),
         source,
     })

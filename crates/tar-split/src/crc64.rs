@@ -1,91 +1,28 @@
 //! CRC-64/GO-ISO, the checksum tar-split stores for every file's data.
 
-/// The ISO 3309 polynomial x^64 + x^4 + x^3 + x + 1 (0x1B) in reflected (LSB-first) form, as Go's
-/// `crc64.ISO` constant.
-const ISO_POLY_REFLECTED: u64 = 0xD800_0000_0000_0000;
+/// The `crc` crate's CRC-64/GO-ISO (the ISO 3309 polynomial x^64 + x^4 + x^3 + x + 1, reflected,
+/// initial value and final XOR all ones, as Go's `crc64.ISO` table), with slicing-by-16 tables
+/// built at compile time.
+static GO_ISO: crc::Crc<u64, crc::Table<16>> =
+    crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_GO_ISO);
 
-/// The byte-at-a-time lookup table, built at compile time the way Go's `crc64.MakeTable` does.
-static TABLE: [u64; 256] = make_table(ISO_POLY_REFLECTED);
-
-/// Slicing-by-8 tables: `SLICES[k][b]` is the register after byte `b` followed by `k` zero bytes,
-/// so eight input bytes are folded in with eight lookups instead of eight dependent steps.
-static SLICES: [[u64; 256]; 8] = make_slices(&TABLE);
-
-const fn make_slices(base: &[u64; 256]) -> [[u64; 256]; 8] {
-    let mut slices = [[0u64; 256]; 8];
-    slices[0] = *base;
-    let mut k = 1;
-    while k < 8 {
-        let mut idx = 0;
-        while idx < 256 {
-            let prev = slices[k - 1][idx];
-            slices[k][idx] = (prev >> 8) ^ base[(prev & 0xff) as usize];
-            idx += 1;
-        }
-        k += 1;
-    }
-    slices
-}
-
-const fn make_table(poly: u64) -> [u64; 256] {
-    let mut table = [0u64; 256];
-    let mut idx = 0;
-    while idx < 256 {
-        let mut crc = idx as u64;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ poly
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        table[idx] = crc;
-        idx += 1;
-    }
-    table
-}
-
-/// CRC-64 with the ISO polynomial as Go's `hash/crc64` computes it (reflected input and output,
-/// initial value and final XOR all ones).
-#[derive(Debug, Clone, Copy)]
-pub struct Crc64(u64);
+/// CRC-64 with the ISO polynomial as Go's `hash/crc64` computes it.
+#[derive(Clone)]
+pub struct Crc64(crc::Digest<'static, u64, crc::Table<16>>);
 
 impl Crc64 {
-    /// Starts a checksum. The register holds the inverted running value, so that `update` can be
-    /// called any number of times.
+    /// Starts a checksum; `update` can be called any number of times.
     pub fn new() -> Crc64 {
-        Crc64(!0)
+        Crc64(GO_ISO.digest())
     }
 
     pub fn update(&mut self, bytes: &[u8]) {
-        let mut crc = self.0;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            // Reflected CRC: the first byte is the register's low byte and needs the most steps.
-            let x = crc ^ u64::from_le_bytes(word);
-            crc = SLICES[7][(x & 0xff) as usize]
-                ^ SLICES[6][((x >> 8) & 0xff) as usize]
-                ^ SLICES[5][((x >> 16) & 0xff) as usize]
-                ^ SLICES[4][((x >> 24) & 0xff) as usize]
-                ^ SLICES[3][((x >> 32) & 0xff) as usize]
-                ^ SLICES[2][((x >> 40) & 0xff) as usize]
-                ^ SLICES[1][((x >> 48) & 0xff) as usize]
-                ^ SLICES[0][(x >> 56) as usize];
-        }
-        for &byte in chunks.remainder() {
-            // The low byte of the register selects the table row; truncation is intended.
-            crc = TABLE[usize::from((crc as u8) ^ byte)] ^ (crc >> 8);
-        }
-        self.0 = crc;
+        self.0.update(bytes);
     }
 
     /// The checksum of all bytes seen so far; the state is left untouched.
     pub fn finish(&self) -> u64 {
-        !self.0
+        self.0.clone().finalize()
     }
 
     /// The checksum as tar-split stores it: 8 bytes, big-endian (Go's `hash.Hash64.Sum`).
@@ -95,15 +32,19 @@ impl Crc64 {
 
     /// The checksum of `bytes` in one call.
     pub fn checksum(bytes: &[u8]) -> u64 {
-        let mut crc = Crc64::new();
-        crc.update(bytes);
-        crc.finish()
+        GO_ISO.checksum(bytes)
     }
 }
 
 impl Default for Crc64 {
     fn default() -> Self {
         Crc64::new()
+    }
+}
+
+impl std::fmt::Debug for Crc64 {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "Crc64({:016x})", self.finish())
     }
 }
 
@@ -120,10 +61,18 @@ mod tests {
     #[test]
     fn sliced_update_equals_bytewise_steps_at_every_length_and_split() {
         let data: Vec<u8> = (0..200u32).map(|i| (i * 131 + 7) as u8).collect();
+        // Bit-at-a-time over the reflected polynomial, as Go's `crc64.MakeTable` derives it.
         let bytewise = |bytes: &[u8]| {
             let mut crc = !0u64;
             for &byte in bytes {
-                crc = TABLE[usize::from((crc as u8) ^ byte)] ^ (crc >> 8);
+                crc ^= u64::from(byte);
+                for _ in 0..8 {
+                    crc = if crc & 1 == 1 {
+                        (crc >> 1) ^ 0xD800_0000_0000_0000
+                    } else {
+                        crc >> 1
+                    };
+                }
             }
             !crc
         };

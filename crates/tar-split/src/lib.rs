@@ -18,7 +18,6 @@
 mod crc64;
 mod name_set;
 mod pack;
-mod path_clean;
 mod reassemble;
 mod unpack;
 

@@ -8,8 +8,8 @@ use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
 
 use crate::name_set::NameSet;
-use crate::path_clean::clean;
 use crate::{lossy_name, Error, Result, FILE_TYPE, SEGMENT_TYPE};
+use gocompat::path::clean;
 
 /// The deflate level of `tar-split.json.gz`: zlib's fast strategy, several times quicker than
 /// the default level 6 on tar-split's base64 payloads for a slightly larger file. Level 2 still
@@ -135,7 +135,7 @@ impl<W: Write> Packer<W> {
             Ok("") => {}
             Ok(text) => {
                 self.line.extend_from_slice(b",\"name\":");
-                gojson::write_string(&mut self.line, text).map_err(|source| {
+                gocompat::json::write_string(&mut self.line, text).map_err(|source| {
                     Error::WriteStream {
                         operation: "encode entry name",
                         source,

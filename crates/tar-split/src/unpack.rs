@@ -7,8 +7,8 @@ use base64::Engine as _;
 use flate2::read::MultiGzDecoder;
 use serde::Deserialize;
 
-use crate::path_clean::clean;
 use crate::{lossy_name, Entry, Error, Result, FILE_TYPE, SEGMENT_TYPE};
+use gocompat::path::clean;
 
 /// Iterates the entries of a gzip'd tar-split stream. After the first error it yields nothing.
 pub struct Unpacker<R: Read> {

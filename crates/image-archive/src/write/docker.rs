@@ -224,7 +224,7 @@ pub(crate) fn write(
 
 /// What Go's `json.NewEncoder(f).Encode(value)` writes: compact JSON and a newline.
 fn encoder_line<T: Serialize>(member: &str, value: &T) -> Result<Vec<u8>> {
-    let mut bytes = gojson::to_vec(value).map_err(|err| Error::InvalidSaveImage {
+    let mut bytes = gocompat::json::to_vec(value).map_err(|err| Error::InvalidSaveImage {
         image: member.to_string(),
         reason: format!("encoding json: {err}"),
     })?;

@@ -17,9 +17,6 @@
 //!   manifest that names it.
 
 mod docker;
-mod gotime;
-
-pub use gotime::{civil_from_days, days_from_civil};
 mod oci;
 mod tarball;
 mod v1;
@@ -245,18 +242,9 @@ fn invalid_image(image: &SaveImage, reason: String) -> Error {
     }
 }
 
-/// ChainIDs of a DiffID list (spec §1.1): the first is its DiffID, each next one
-/// `sha256(<previous ChainID> + " " + <DiffID>)`.
+/// ChainIDs of a DiffID list (spec §1.1).
 fn chain_ids(diff_ids: &[&str]) -> Vec<String> {
-    let mut chain: Vec<String> = Vec::with_capacity(diff_ids.len());
-    for diff_id in diff_ids {
-        let next = match chain.last() {
-            None => diff_id.to_string(),
-            Some(parent) => sha256_digest(format!("{parent} {diff_id}").as_bytes()),
-        };
-        chain.push(next);
-    }
-    chain
+    gocompat::digest::chain_ids(diff_ids)
 }
 
 /// Splits a familiar `repo:tag` at the `:` after its last `/`.

@@ -257,7 +257,7 @@ fn plan(
             size: config.size,
             body: BlobBody::Bytes(image.config.clone()),
         });
-        let manifest = gojson::to_vec(&Manifest {
+        let manifest = gocompat::json::to_vec(&Manifest {
             schema_version: 2,
             media_type: OCI_MANIFEST,
             config: &config,
@@ -293,7 +293,7 @@ fn plan(
             index_entries.push(entry);
         }
     }
-    let index = gojson::to_vec(&Index {
+    let index = gocompat::json::to_vec(&Index {
         schema_version: 2,
         media_type: OCI_INDEX,
         manifests: &index_entries,

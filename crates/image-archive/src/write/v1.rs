@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
-use super::gotime::GoTime;
 use crate::digest::format_sha256;
+use gocompat::time::GoTime;
 
 /// The fields of Docker's `image.V1Image` that an image config fills, decoded with Go's rules.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,7 +151,7 @@ impl V1Image {
     /// The bytes of a layer's `json` member: the struct with its v1 id (hex) and its parent's
     /// (hex, empty for the bottom layer).
     pub(crate) fn json_bytes(&self, id_hex: &str, parent_hex: &str) -> serde_json::Result<Vec<u8>> {
-        gojson::to_vec(&self.to_map(id_hex, parent_hex))
+        gocompat::json::to_vec(&self.to_map(id_hex, parent_hex))
     }
 
     /// Docker's `v1.CreateID`: the struct without id and parent, turned into a map with
@@ -167,7 +167,7 @@ impl V1Image {
         if let Some(parent) = parent_digest {
             sorted.insert("parent".to_string(), Value::String(parent.to_string()));
         }
-        let bytes = gojson::to_vec(&sorted)?;
+        let bytes = gocompat::json::to_vec(&sorted)?;
         let digest = format_sha256(&Sha256::digest(&bytes));
         Ok(digest.trim_start_matches("sha256:").to_string())
     }
@@ -525,7 +525,7 @@ mod tests {
 
     #[test]
     fn zero_container_config_matches_docker() {
-        let bytes = gojson::to_vec(&ContainerConfig::default().to_value()).expect("encode");
+        let bytes = gocompat::json::to_vec(&ContainerConfig::default().to_value()).expect("encode");
         assert_eq!(
             String::from_utf8_lossy(&bytes),
             DOCKER_ZERO_CONTAINER_CONFIG

@@ -1,10 +1,10 @@
-//! Lexical path cleaning with the rules of Go's `path/filepath.Clean` on Unix, used to detect
-//! duplicate file entries the way tar-split does.
+//! Go's lexical path cleaning: `path.Clean`, which on Unix is also `path/filepath.Clean`. One
+//! implementation over bytes (tar names need not be UTF-8) with a thin wrapper for text.
 
 /// Returns the shortest lexically equivalent form of `path`: repeated slashes collapse, `.`
 /// elements vanish, `..` removes the preceding element (or is dropped at the root of an absolute
 /// path), trailing slashes go, and an empty result becomes `.`.
-pub(crate) fn clean(path: &[u8]) -> Vec<u8> {
+pub fn clean(path: &[u8]) -> Vec<u8> {
     let rooted = path.first() == Some(&b'/');
     let mut elements: Vec<&[u8]> = Vec::new();
     for element in path.split(|&byte| byte == b'/') {
@@ -36,9 +36,14 @@ pub(crate) fn clean(path: &[u8]) -> Vec<u8> {
     out
 }
 
+/// [`clean`] for text: the result of cleaning UTF-8 is UTF-8.
+pub fn clean_str(path: &str) -> String {
+    String::from_utf8_lossy(&clean(path.as_bytes())).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::clean;
+    use super::*;
 
     #[test]
     fn cleans_like_go_filepath_clean() {
@@ -65,5 +70,11 @@ mod tests {
                 "clean({input:?})"
             );
         }
+    }
+
+    #[test]
+    fn text_wrapper_cleans_the_same() {
+        assert_eq!(clean_str("/a/./b/../c/"), "/a/c");
+        assert_eq!(clean_str("héllo//wörld/.."), "héllo");
     }
 }

@@ -1,8 +1,103 @@
-//! Image config times as Docker's Go code sees them: `time.Time` read from RFC 3339 text and
-//! written back with `RFC3339Nano`, and the file times `system.Chtimes` gives saved members.
+//! Go's `time` as Docker prints and reads it: RFC 3339 text, `Time.String`, the zero time, and
+//! go-units' `HumanDuration` with docker/cli's "… ago".
 
-/// Seconds between 0001-01-01T00:00:00Z (Go's zero `time.Time`) and the Unix epoch.
-const ZERO_TIME_UNIX: i64 = -62_135_596_800;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Docker's `units.HumanDuration`.
+pub fn human_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let minutes = seconds / 60;
+    let hours = (duration.as_secs_f64() / 3600.0 + 0.5) as u64;
+    if seconds < 1 {
+        "Less than a second".to_string()
+    } else if seconds == 1 {
+        "1 second".to_string()
+    } else if seconds < 60 {
+        format!("{seconds} seconds")
+    } else if minutes == 1 {
+        "About a minute".to_string()
+    } else if minutes < 60 {
+        format!("{minutes} minutes")
+    } else if hours == 1 {
+        "About an hour".to_string()
+    } else if hours < 48 {
+        format!("{hours} hours")
+    } else if hours < 24 * 7 * 2 {
+        format!("{} days", hours / 24)
+    } else if hours < 24 * 30 * 2 {
+        format!("{} weeks", hours / 24 / 7)
+    } else if hours < 24 * 365 * 2 {
+        format!("{} months", hours / 24 / 30)
+    } else {
+        format!(
+            "{} years",
+            (duration.as_secs_f64() / 3600.0 / 24.0 / 365.0) as u64
+        )
+    }
+}
+
+/// The instant of RFC 3339 text as Go reads it ([`GoTime::parse_rfc3339`]); times before the
+/// epoch give the epoch.
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let time = GoTime::parse_rfc3339(text)?;
+    if time.unix_secs < 0 {
+        return Some(UNIX_EPOCH);
+    }
+    Some(UNIX_EPOCH + Duration::new(time.unix_secs as u64, time.nanos))
+}
+
+/// Go's zero `time.Time` (`0001-01-01T00:00:00Z`) in Unix seconds: what Docker's API reports as
+/// the creation time of an image or history entry that has none.
+pub const GO_ZERO_TIME_UNIX: i64 = -62_135_596_800;
+
+/// Whole Unix seconds (rounded down, as Go's `Time.Unix`) of an RFC 3339 timestamp, also before
+/// 1970; `None` when Go would not read it ([`GoTime::parse_rfc3339`]).
+pub fn unix_seconds(rfc3339: &str) -> Option<i64> {
+    GoTime::parse_rfc3339(rfc3339).map(|time| time.unix_secs)
+}
+
+/// Go's `time.Unix(seconds, 0).Format(time.RFC3339)` in UTC: `2006-01-02T15:04:05Z`.
+pub fn go_rfc3339_utc(seconds: i64) -> String {
+    let (date, time) = civil_utc(seconds);
+    format!("{date}T{time}Z")
+}
+
+/// Go's `time.Unix(seconds, 0).String()` in UTC: `2006-01-02 15:04:05 +0000 UTC`.
+pub fn go_time_string_utc(seconds: i64) -> String {
+    let (date, time) = civil_utc(seconds);
+    format!("{date} {time} +0000 UTC")
+}
+
+/// `units.HumanDuration(now - time.Unix(seconds, 0)) + " ago"`, as the docker CLI prints ages:
+/// whole seconds of the creation time, Go's saturation of durations beyond 292 years, and
+/// "Less than a second" for times in the future.
+pub fn ago_unix(seconds: i64, now: SystemTime) -> String {
+    let now_nanos: i128 = match now.duration_since(UNIX_EPOCH) {
+        Ok(since) => since.as_nanos() as i128,
+        Err(before) => -(before.duration().as_nanos() as i128),
+    };
+    let elapsed = (now_nanos - i128::from(seconds) * 1_000_000_000).clamp(0, i128::from(i64::MAX));
+    format!(
+        "{} ago",
+        human_duration(Duration::from_nanos(elapsed as u64))
+    )
+}
+
+/// `YYYY-MM-DD` and `HH:MM:SS` of Unix seconds in UTC.
+fn civil_utc(seconds: i64) -> (String, String) {
+    let days = seconds.div_euclid(SECS_PER_DAY);
+    let second_of_day = seconds.rem_euclid(SECS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!(
+            "{:02}:{:02}:{:02}",
+            second_of_day / 3600,
+            second_of_day / 60 % 60,
+            second_of_day % 60
+        ),
+    )
+}
 
 /// The last instant whose Unix nanoseconds fit an `int64`: 2262-04-11T23:47:16.854775807Z. Docker's
 /// `system.Chtimes` (moby pkg/system/chtimes.go) replaces later times, and times before the
@@ -15,7 +110,7 @@ const SECS_PER_DAY: i64 = 86_400;
 /// A time as Go's `time.Time` keeps it after `UnmarshalJSON`: the instant and the UTC offset it
 /// was written with (which `MarshalJSON` writes back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct GoTime {
+pub struct GoTime {
     /// Seconds since the Unix epoch.
     unix_secs: i64,
     nanos: u32,
@@ -25,22 +120,27 @@ pub(crate) struct GoTime {
 
 impl GoTime {
     /// Go's zero time, what a config without `created` decodes to.
-    pub(crate) const ZERO: GoTime = GoTime {
-        unix_secs: ZERO_TIME_UNIX,
+    pub const ZERO: GoTime = GoTime {
+        unix_secs: GO_ZERO_TIME_UNIX,
         nanos: 0,
         offset_secs: 0,
     };
 
     /// The Unix epoch in UTC (`time.Unix(0, 0)` on a host whose local zone is UTC).
-    pub(crate) const EPOCH: GoTime = GoTime {
+    pub const EPOCH: GoTime = GoTime {
         unix_secs: 0,
         nanos: 0,
         offset_secs: 0,
     };
 
+    /// Whole seconds since the Unix epoch (Go's `Time.Unix`).
+    pub fn unix_secs(self) -> i64 {
+        self.unix_secs
+    }
+
     /// Parses RFC 3339 text as Go's `time.Time.UnmarshalJSON` does: `YYYY-MM-DDTHH:MM:SS`, an
     /// optional fraction of any length (digits past the ninth are dropped), then `Z` or `±HH:MM`.
-    pub(crate) fn parse_rfc3339(text: &str) -> Option<GoTime> {
+    pub fn parse_rfc3339(text: &str) -> Option<GoTime> {
         let bytes = text.as_bytes();
         if bytes.len() < 20 {
             return None;
@@ -129,17 +229,9 @@ impl GoTime {
 
     /// Go's `Format(time.RFC3339Nano)`: the fraction without trailing zeros (none when zero),
     /// `Z` for a zero offset.
-    pub(crate) fn to_rfc3339_nano(self) -> String {
-        let local_secs = self.unix_secs + i64::from(self.offset_secs);
-        let days = local_secs.div_euclid(SECS_PER_DAY);
-        let secs_of_day = local_secs.rem_euclid(SECS_PER_DAY);
-        let (year, month, day) = civil_from_days(days);
-        let mut text = format!(
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-            secs_of_day / 3600,
-            secs_of_day / 60 % 60,
-            secs_of_day % 60
-        );
+    pub fn to_rfc3339_nano(self) -> String {
+        let (date, time) = civil_utc(self.unix_secs + i64::from(self.offset_secs));
+        let mut text = format!("{date}T{time}");
         if self.nanos != 0 {
             let fraction = format!("{:09}", self.nanos);
             text.push('.');
@@ -161,7 +253,7 @@ impl GoTime {
 
     /// The whole-second mtime a file gets from Docker's `system.Chtimes(path, t, t)` and its tar
     /// writer: times before the epoch or past 2262-04-11T23:47:16.854775807Z become the epoch.
-    pub(crate) fn chtimes_mtime(self) -> i64 {
+    pub fn chtimes_mtime(self) -> i64 {
         let after_max = self.unix_secs > MAX_CHTIMES_SECS
             || (self.unix_secs == MAX_CHTIMES_SECS && self.nanos > MAX_CHTIMES_NANOS);
         if self.unix_secs < 0 || after_max {
@@ -218,6 +310,58 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_match_docker_units() {
+        assert_eq!(
+            human_duration(Duration::from_millis(500)),
+            "Less than a second"
+        );
+        assert_eq!(human_duration(Duration::from_secs(45)), "45 seconds");
+        assert_eq!(human_duration(Duration::from_secs(90)), "About a minute");
+        assert_eq!(human_duration(Duration::from_secs(3 * 3600)), "3 hours");
+        assert_eq!(human_duration(Duration::from_secs(10 * 86_400)), "10 days");
+        assert_eq!(human_duration(Duration::from_secs(40 * 86_400)), "5 weeks");
+    }
+
+    #[test]
+    fn parses_go_timestamps() {
+        let time = parse_rfc3339("2026-11-22T22:39:12.521354742Z").expect("parse");
+        let since = time.duration_since(UNIX_EPOCH).expect("after epoch");
+        // 2026-11-22T22:39:12Z computed with `date -u -d 2026-11-22T22:39:12Z +%s`.
+        assert_eq!(since.as_secs(), 1_795_387_152);
+        assert_eq!(since.subsec_nanos(), 521_354_742);
+        assert!(parse_rfc3339("2026-11-22T23:39:12+01:00").is_some_and(|t| t
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .ok()
+            == Some(1_795_387_152)));
+    }
+
+    #[test]
+    fn unix_seconds_and_go_time_formats() {
+        // Values from `date -u -d <time> +%s`.
+        assert_eq!(
+            unix_seconds("0001-01-01T00:00:00Z"),
+            Some(GO_ZERO_TIME_UNIX)
+        );
+        assert_eq!(unix_seconds("1969-12-31T23:00:00-02:00"), Some(3600));
+        assert_eq!(
+            unix_seconds("2026-11-22T22:39:12.521354742Z"),
+            Some(1_795_387_152)
+        );
+        assert_eq!(unix_seconds("2026-11-22 22:39:12Z"), None);
+        assert_eq!(unix_seconds("2026-11-22T22:39:12"), None);
+        assert_eq!(go_rfc3339_utc(1_795_387_152), "2026-11-22T22:39:12Z");
+        assert_eq!(go_rfc3339_utc(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(
+            go_time_string_utc(GO_ZERO_TIME_UNIX),
+            "0001-01-01 00:00:00 +0000 UTC"
+        );
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_387_152);
+        assert_eq!(ago_unix(1_795_387_152 - 90, now), "About a minute ago");
+        assert_eq!(ago_unix(1_795_387_152 + 5, now), "Less than a second ago");
+    }
 
     fn round_trip(text: &str) -> String {
         GoTime::parse_rfc3339(text)
@@ -294,6 +438,6 @@ mod tests {
             assert_eq!(days_from_civil(year, month, day), days);
         }
         assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(1, 1, 1) * SECS_PER_DAY, ZERO_TIME_UNIX);
+        assert_eq!(days_from_civil(1, 1, 1) * SECS_PER_DAY, GO_ZERO_TIME_UNIX);
     }
 }

@@ -2,39 +2,72 @@
 //! tar-split records) come out identical.
 //!
 //! Go (1.19, the toolchain Docker 20.10 was built with) differs from serde_json's compact output only
-//! in string escaping: it HTML-escapes `<`, `>` and `&` as `\u003c`, `\u003e`, `\u0026`, escapes
+//! in string escaping: it HTML-escapes `<`, `>` and `&` as `\u003c`, `\u003e`, `\u0026` (unless an
+//! encoder turns that off with `SetEscapeHTML(false)`, as docker/cli's `json` template function
+//! does; [`Options::escape_html`]), escapes
 //! U+2028 and U+2029 as `\u2028` and `\u2029`, and writes the control characters backspace and form
 //! feed as `\u0008` and `\u000c` rather than `\b` and `\f`. Key order is the caller's business:
 //! Go writes struct fields in declaration order and map keys sorted.
-#![deny(unsafe_code)]
-
 use std::io::{self, Write};
 
 use serde::Serialize;
 use serde_json::ser::{CharEscape, Formatter};
 
-/// Serializes `value` compactly with Go's escaping rules.
+/// How the encoder is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Escape `<`, `>` and `&` (Go's default, `json.Marshal`); `false` is
+    /// `Encoder.SetEscapeHTML(false)`.
+    pub escape_html: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { escape_html: true }
+    }
+}
+
+/// Serializes `value` compactly as `json.Marshal` does.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
+    to_vec_with(value, Options::default())
+}
+
+/// Serializes `value` compactly with Go's escaping rules as `options` set them.
+pub fn to_vec_with<T: Serialize + ?Sized>(
+    value: &T,
+    options: Options,
+) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(128);
-    to_writer(&mut out, value)?;
+    let mut serializer =
+        serde_json::Serializer::with_formatter(&mut out, GoFormatter::new(options));
+    value.serialize(&mut serializer)?;
     Ok(out)
 }
 
-/// Serializes `value` compactly with Go's escaping rules into `writer`.
+/// Serializes `value` compactly as `json.Marshal` does into `writer`.
 pub fn to_writer<W: Write, T: Serialize + ?Sized>(writer: W, value: &T) -> serde_json::Result<()> {
-    let mut serializer = serde_json::Serializer::with_formatter(writer, GoFormatter);
+    let mut serializer = serde_json::Serializer::with_formatter(writer, GoFormatter::default());
     value.serialize(&mut serializer)
 }
 
-/// Writes `text` as a Go JSON string literal, quotes included.
+/// Writes `text` as a Go JSON string literal (HTML characters escaped), quotes included.
 pub fn write_string<W: Write>(writer: &mut W, text: &str) -> io::Result<()> {
-    let mut serializer = serde_json::Serializer::with_formatter(writer, GoFormatter);
+    let mut serializer = serde_json::Serializer::with_formatter(writer, GoFormatter::default());
     text.serialize(&mut serializer).map_err(io::Error::other)
 }
 
 /// A compact formatter with Go's string escapes.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct GoFormatter;
+pub struct GoFormatter {
+    options: Options,
+}
+
+impl GoFormatter {
+    /// A formatter with the escapes `options` ask for.
+    pub fn new(options: Options) -> GoFormatter {
+        GoFormatter { options }
+    }
+}
 
 impl Formatter for GoFormatter {
     fn write_string_fragment<W: ?Sized + Write>(
@@ -45,9 +78,9 @@ impl Formatter for GoFormatter {
         let mut start = 0;
         for (idx, ch) in fragment.char_indices() {
             let escape: &[u8] = match ch {
-                '<' => b"\\u003c",
-                '>' => b"\\u003e",
-                '&' => b"\\u0026",
+                '<' if self.options.escape_html => b"\\u003c",
+                '>' if self.options.escape_html => b"\\u003e",
+                '&' if self.options.escape_html => b"\\u0026",
                 '\u{2028}' => b"\\u2028",
                 '\u{2029}' => b"\\u2029",
                 _ => continue,
@@ -103,6 +136,13 @@ mod tests {
             String::from_utf8(got).expect("utf8"),
             r#""a\u003cb\u003e\u0026c\u2028\u2029\"\\\n\r\t\u0008\u000c\u0001/é""#
         );
+    }
+
+    #[test]
+    fn html_escapes_can_be_turned_off() {
+        let options = Options { escape_html: false };
+        let got = to_vec_with(&"<a&b>\u{2028}", options).expect("serialize");
+        assert_eq!(got, br#""<a&b>\u2028""#);
     }
 
     #[test]

@@ -1,0 +1,266 @@
+use super::funcs::go_json;
+use super::*;
+/// A row like docker/cli's history context, with fixed values.
+struct TestRow {
+    id: &'static str,
+    size: &'static str,
+}
+
+impl Row for TestRow {
+    fn type_name(&self) -> &'static str {
+        "*test.row"
+    }
+    fn field_names(&self) -> &'static [&'static str] {
+        &["ID", "Size", "Comment"]
+    }
+    fn field(&self, name: &str) -> Option<String> {
+        match name {
+            "ID" => Some(self.id.to_string()),
+            "Size" => Some(self.size.to_string()),
+            "Comment" => Some("<&>".to_string()),
+            _ => None,
+        }
+    }
+    fn method(&self, name: &str, args: &[String]) -> Option<String> {
+        (name == "Label").then(|| format!("label {}", args.join(",")))
+    }
+}
+
+const HEADERS: &[(&str, &str)] = &[("ID", "IMAGE"), ("Size", "SIZE"), ("Comment", "COMMENT")];
+
+fn rows() -> Vec<TestRow> {
+    vec![
+        TestRow {
+            id: "abc",
+            size: "1.2MB",
+        },
+        TestRow {
+            id: "<missing>",
+            size: "0B",
+        },
+    ]
+}
+
+fn render(format: &str) -> String {
+    Template::cli(format)
+        .and_then(|template| template.render_rows(&rows(), HEADERS))
+        .unwrap_or_else(|err| panic!("{format}: {err:#}"))
+}
+
+fn doc(template: &str, value: &Value) -> String {
+    Template::go(template)
+        .and_then(|template| template.render_value(value))
+        .unwrap_or_else(|err| panic!("{template}: {err:#}"))
+}
+
+#[test]
+fn fields_literal_text_and_escapes() {
+    assert_eq!(render("{{.ID}}"), "abc\n<missing>\n");
+    assert_eq!(
+        render("id={{.ID}}\\t{{ .Size }}"),
+        "id=abc\t1.2MB\nid=<missing>\t0B\n"
+    );
+    // Surrounding spaces are trimmed, `\n` becomes a newline, `\\t` keeps one backslash.
+    assert_eq!(render("  {{.ID}}\\n "), "abc\n\n<missing>\n\n");
+    assert_eq!(render("a\\\\tb"), "a\\\tb\na\\\tb\n");
+}
+
+#[test]
+fn table_prints_the_header_and_aligns_like_tabwriter() {
+    // Column width: widest cell plus 3, at least 10; the last cell is not padded.
+    assert_eq!(
+        render("table {{.ID}}\\t{{.Size}}"),
+        "IMAGE       SIZE\nabc         1.2MB\n<missing>   0B\n"
+    );
+    // An empty last column still pads the column before it.
+    assert_eq!(
+        render("table {{.Size}}\\t{{.ID}}\\t"),
+        "SIZE      IMAGE       \n1.2MB     abc         \n0B        <missing>   \n"
+    );
+    // Header functions pass the column name through.
+    assert_eq!(
+        render("table {{upper .ID}}\\t{{json .Size}}"),
+        "IMAGE       SIZE\nABC         \"1.2MB\"\n<MISSING>   \"0B\"\n"
+    );
+    // `table` alone on no rows still prints the header line.
+    let template = Template::cli("table {{.ID}}").expect("parse");
+    assert_eq!(
+        template
+            .render_rows::<TestRow>(&[], HEADERS)
+            .expect("render"),
+        "IMAGE\n"
+    );
+}
+
+#[test]
+fn json_of_a_row_sorts_keys_and_escapes_html() {
+    assert_eq!(
+        render("{{json .}}").lines().next(),
+        Some(r#"{"Comment":"\u003c\u0026\u003e","ID":"abc","Size":"1.2MB"}"#)
+    );
+    // A field's value is encoded without HTML escapes (SetEscapeHTML(false)).
+    assert_eq!(render("{{json .Comment}}").lines().next(), Some(r#""<&>""#));
+}
+
+#[test]
+fn functions() {
+    assert_eq!(
+        render("{{lower .Size}}|{{upper .ID}}").lines().next(),
+        Some("1.2mb|ABC")
+    );
+    assert_eq!(render("{{.ID | upper}}").lines().next(), Some("ABC"));
+    assert_eq!(render("{{pad .ID 2 1}}|").lines().next(), Some("  abc |"));
+    assert_eq!(render("{{truncate .ID 2}}").lines().next(), Some("ab"));
+    assert_eq!(
+        render("{{join (split .Size \".\") \"+\"}}").lines().next(),
+        Some("1+2MB")
+    );
+    assert_eq!(
+        render("{{title \"hello wide_world-x\"}}").lines().next(),
+        Some("Hello Wide_world-X")
+    );
+    assert_eq!(render("{{.ID}}{{println}}").lines().next(), Some("abc"));
+    assert_eq!(
+        render("{{println .ID .Size}}"),
+        "abc 1.2MB\n\n<missing> 0B\n\n"
+    );
+    assert_eq!(
+        render("{{printf \"%-5s|%3d\" .ID 7}}").lines().next(),
+        Some("abc  |  7")
+    );
+    assert_eq!(
+        render("{{print 1 2 \"a\" 3}}").lines().next(),
+        Some("1 2a3")
+    );
+    assert_eq!(render("{{.Label \"x\"}}").lines().next(), Some("label x"));
+    assert_eq!(render("{{len .ID}}").lines().next(), Some("3"));
+}
+
+#[test]
+fn conditionals_ranges_and_variables() {
+    assert_eq!(
+        render("{{if eq .ID \"abc\"}}top{{else if .Size}}{{.Size}}{{else}}none{{end}}"),
+        "top\n0B\n"
+    );
+    assert_eq!(
+        render("{{with .Size}}<{{.}}>{{end}}").lines().next(),
+        Some("<1.2MB>")
+    );
+    assert_eq!(
+        render("{{range $i, $p := split .Size \".\"}}{{$i}}={{$p}};{{end}}")
+            .lines()
+            .next(),
+        Some("0=1;1=2MB;")
+    );
+    assert_eq!(
+        render("{{$x := .ID}}{{$x}}-{{$.Size}}").lines().next(),
+        Some("abc-1.2MB")
+    );
+    assert_eq!(
+        render("{{- \" a \" -}}  \n  {{.ID}}").lines().next(),
+        Some(" a abc")
+    );
+    assert_eq!(
+        render("{{/* a comment */}}{{.ID}}").lines().next(),
+        Some("abc")
+    );
+    assert_eq!(
+        render("{{if and .ID (not \"\")}}y{{end}}").lines().next(),
+        Some("y")
+    );
+    assert_eq!(
+        render("{{if or \"\" .Size}}{{.Size}}{{end}}")
+            .lines()
+            .next(),
+        Some("1.2MB")
+    );
+}
+
+#[test]
+fn documents_print_like_go() {
+    let value = serde_json::json!({
+        "Id": "sha256:abc",
+        "RootFS": {"Type": "layers", "Layers": ["sha256:1", "sha256:2"]},
+        "Config": {"Labels": {"b": "2", "a": "1"}, "Env": ["A=1", "B=<2>"], "Volumes": null},
+        "Size": 1234,
+    });
+    assert_eq!(doc("{{.Id}}", &value), "sha256:abc");
+    assert_eq!(
+        doc("{{json .RootFS.Layers}}", &value),
+        r#"["sha256:1","sha256:2"]"#
+    );
+    assert_eq!(doc("{{.RootFS.Layers}}", &value), "[sha256:1 sha256:2]");
+    assert_eq!(doc("{{.Config.Labels}}", &value), "map[a:1 b:2]");
+    assert_eq!(doc("{{index .Config.Labels \"b\"}}", &value), "2");
+    assert_eq!(doc("{{index .Config.Labels \"zz\"}}", &value), "");
+    assert_eq!(doc("{{join .Config.Env \",\"}}", &value), "A=1,B=<2>");
+    assert_eq!(doc("{{json .Config.Env}}", &value), r#"["A=1","B=<2>"]"#);
+    assert_eq!(doc("{{.Config.Volumes}}", &value), "<no value>");
+    assert_eq!(doc("{{.Size}}", &value), "1234");
+    assert_eq!(
+        doc("{{json .RootFS}}", &value),
+        r#"{"Type":"layers","Layers":["sha256:1","sha256:2"]}"#
+    );
+    assert_eq!(
+        doc("{{range .RootFS.Layers}}{{println .}}{{end}}", &value),
+        "sha256:1\nsha256:2\n"
+    );
+    // inspect takes the template as written: `\t` stays two characters.
+    assert_eq!(doc("{{.Id}}\\t", &value), "sha256:abc\\t");
+    assert_eq!(
+        go_json(&serde_json::json!("a\u{8}\u{2028}<"), false),
+        r#""a\u0008\u2028<""#
+    );
+}
+
+#[test]
+fn errors_name_the_template() {
+    let err = Template::cli("{{foo .ID}}").expect_err("unknown function");
+    assert_eq!(
+        err.to_string(),
+        r#"invalid template "{{foo .ID}}": function "foo" not defined"#
+    );
+    let err = Template::cli("{{.ID").expect_err("unclosed");
+    assert!(err.to_string().contains("unclosed action"), "{err}");
+    let err = Template::cli("{{if .ID}}x").expect_err("no end");
+    assert!(err.to_string().contains("without {{end}}"), "{err}");
+    let err = Template::cli("{{template \"x\"}}").expect_err("unsupported");
+    assert!(
+        err.to_string().contains("{{template}} is not supported"),
+        "{err}"
+    );
+    let err = Template::cli("{{html .ID}}").expect_err("unsupported function");
+    assert!(
+        err.to_string()
+            .contains(r#"function "html" is not supported"#),
+        "{err}"
+    );
+    let err = Template::cli("{{.Nope}}")
+        .and_then(|template| template.render_rows(&rows(), HEADERS))
+        .expect_err("unknown field");
+    assert_eq!(
+        err.to_string(),
+        r#"executing template "{{.Nope}}": can't evaluate field Nope in type *test.row"#
+    );
+    let err = Template::go("{{.Missing}}")
+        .and_then(|template| template.render_value(&serde_json::json!({"Id": "x"})))
+        .expect_err("missing key");
+    assert!(
+        err.to_string()
+            .contains(r#"map has no entry for key "Missing""#),
+        "{err}"
+    );
+    let err = Template::cli("{{.}}")
+        .and_then(|template| template.render_rows(&rows(), HEADERS))
+        .expect_err("row as text");
+    assert!(err.to_string().contains("use {{json .}}"), "{err}");
+}
+
+#[test]
+fn header_keeps_what_was_printed_before_an_error() {
+    // docker/cli ignores header errors: `.Label "x"` fails on the header map.
+    assert_eq!(
+        render("table {{.ID}}\\t{{.Label \"x\"}}"),
+        "IMAGE       \nabc         label x\n<missing>   label x\n"
+    );
+}
