@@ -133,6 +133,16 @@ impl GoTime {
         offset_secs: 0,
     };
 
+    /// `time` in UTC, as Go's `time.Now().UTC()` holds it (a time before the epoch is the epoch).
+    pub fn from_system_time(time: SystemTime) -> GoTime {
+        let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        GoTime {
+            unix_secs: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+            nanos: since.subsec_nanos(),
+            offset_secs: 0,
+        }
+    }
+
     /// Whole seconds since the Unix epoch (Go's `Time.Unix`).
     pub fn unix_secs(self) -> i64 {
         self.unix_secs

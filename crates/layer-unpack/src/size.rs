@@ -2,61 +2,46 @@
 //! non-directory below it with a size above zero, each inode counted once, walked through
 //! descriptors without following symlinks.
 
-use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, CWD};
+use rustix::fs::{AtFlags, FileType};
 use rustix::io::Errno;
-
-use crate::apply::read_dir_names;
+use syscompat::dir::{open_dir_at, open_tree_root, read_dir, DirectorySize};
 
 type SizeError = (&'static str, io::Error);
 
 pub(crate) fn dir_size(root: &Path) -> Result<i64, SizeError> {
-    let root = rustix::fs::openat(
-        CWD,
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|errno| ("open directory", errno.into()))?;
-    let mut seen = HashSet::new();
-    let mut total: i64 = 0;
-    walk(root.as_fd(), &mut seen, &mut total)?;
-    Ok(total)
+    let root = open_tree_root(root).map_err(|errno| ("open directory", errno.into()))?;
+    let mut size = DirectorySize::new();
+    walk(root.as_fd(), &mut size)?;
+    Ok(i64::try_from(size.total()).unwrap_or(i64::MAX))
 }
 
-fn walk(
-    dir: BorrowedFd<'_>,
-    seen: &mut HashSet<(u64, u64)>,
-    total: &mut i64,
-) -> Result<(), SizeError> {
-    let names = read_dir_names(dir).map_err(|errno| ("read directory", errno.into()))?;
-    for name in names {
-        let stat = match rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+fn walk(dir: BorrowedFd<'_>, size: &mut DirectorySize) -> Result<(), SizeError> {
+    let entries = read_dir(dir).map_err(|errno| ("read directory", errno.into()))?;
+    for (name, _) in entries {
+        let stat = match rustix::fs::statat(dir, name.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) => stat,
             // Like Docker, entries that vanish during the walk are ignored.
             Err(Errno::NOENT) => continue,
             Err(errno) => return Err(("stat entry", errno.into())),
         };
         if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
-            let child = match rustix::fs::openat(
-                dir,
-                name.as_slice(),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
+            let child = match open_dir_at(dir, name.as_c_str()) {
                 Ok(child) => child,
                 Err(Errno::NOENT) => continue,
                 Err(errno) => return Err(("open directory", errno.into())),
             };
-            walk(child.as_fd(), seen, total)?;
-        } else if stat.st_size > 0 && (stat.st_nlink < 2 || seen.insert((stat.st_dev, stat.st_ino)))
-        {
-            // Only an inode with several links can be met again: only those are remembered.
-            *total += stat.st_size;
+            walk(child.as_fd(), size)?;
+        } else {
+            size.add(
+                stat.st_dev,
+                stat.st_ino,
+                stat.st_nlink,
+                u64::try_from(stat.st_size).unwrap_or(0),
+            );
         }
     }
     Ok(())

@@ -1,14 +1,12 @@
 //! Digests, ChainIDs, random ids, link ids and Go-style timestamps (spec §1.1, §2.1).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use sha2::{Digest, Sha256};
+use std::time::SystemTime;
 
 use crate::{Error, Result};
 
 /// `sha256:` + hex of sha256(bytes).
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+    gocompat::digest::Digest::of(bytes).to_string()
 }
 
 /// ChainID(n) = sha256(ChainID(n-1) + " " + DiffID(n)) (spec §1.1): the hashed text is both full
@@ -23,12 +21,7 @@ pub fn chain_id(parent_chain: Option<&str>, diff_id: &str) -> String {
 
 /// ChainIDs of a whole diff_id list, bottom first.
 pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
-    for diff_id in diff_ids {
-        let next = chain_id(out.last().map(String::as_str), diff_id);
-        out.push(next);
-    }
-    out
+    gocompat::digest::chain_ids(diff_ids)
 }
 
 /// 32 random bytes as 64 lower-case hex, regenerated while the first 12 chars are all digits (so
@@ -76,22 +69,7 @@ pub(crate) fn random_link_id() -> Result<String> {
     Ok(out)
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 15)]));
-    }
-    out
-}
-
-pub(crate) fn is_hex64(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
+pub(crate) use gocompat::digest::{hex, is_sha256_hex as is_hex64};
 
 /// `sha256:<64 hex>`.
 pub(crate) fn is_digest(text: &str) -> bool {
@@ -130,45 +108,13 @@ pub fn now_rfc3339_nano() -> String {
 
 /// RFC 3339 in UTC with nanoseconds, trailing zeros of the fraction trimmed, as Go formats it.
 pub fn rfc3339_nano(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    let mut text = format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    let nanos = since.subsec_nanos();
-    if nanos != 0 {
-        let fraction = format!("{nanos:09}");
-        text.push('.');
-        text.push_str(fraction.trim_end_matches('0'));
-    }
-    text.push('Z');
-    text
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    gocompat::time::GoTime::from_system_time(time).to_rfc3339_nano()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn chain_id_hashes_prefixed_strings() {

@@ -8,7 +8,7 @@
 //! else is refused naming its path before anything is created, removed or mounted.
 
 use std::fs;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -289,20 +289,11 @@ pub(crate) fn link_target_id(target: &Path) -> Option<String> {
     is_layer_dir_id(id).then(|| id.to_string())
 }
 
-/// Lexical cleaning like Go's `filepath.Clean` for absolute paths: drops `.` and empty components
-/// and resolves `..` against the preceding component, without touching the file system.
+/// Lexical cleaning, Go's `filepath.Clean`, without touching the file system.
 fn clean_path(path: &Path) -> PathBuf {
-    let mut clean = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                clean.pop();
-            }
-            other => clean.push(other.as_os_str()),
-        }
-    }
-    clean
+    use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+    let clean = gocompat::path::clean(path.as_os_str().as_bytes());
+    PathBuf::from(std::ffi::OsString::from_vec(clean))
 }
 
 pub(crate) fn check_layer_dir_id(id: &str) -> Result<()> {

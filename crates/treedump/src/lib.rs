@@ -502,13 +502,7 @@ fn lgetxattr(path: &Path, name: &'static str) -> Result<Option<Vec<u8>>> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
-}
+use gocompat::digest::hex;
 
 #[cfg(test)]
 mod tests {
