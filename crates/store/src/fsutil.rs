@@ -128,25 +128,11 @@ pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32, sync: bool) -> Res
 /// the directory, so that after a crash `path` holds either its old bytes or `bytes`. The temp
 /// file is removed when a step fails.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| Error::InvalidId {
-        what: "path",
-        value: path.display().to_string(),
-    })?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let suffix = crate::ids::random_hex(8)?;
-    let temp = dir.join(format!(".tmp-{name}{suffix}"));
-    let result = (|| {
-        write_new(&temp, bytes, mode, true)?;
-        fs::rename(&temp, path).map_err(io_error("renaming into place", path))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
+    syscompat::atomic::write_atomic(path, bytes, mode).map_err(|err| Error::Io {
+        op: err.step,
+        path: err.path,
+        source: err.source,
+    })
 }
 
 /// fsync of a directory, so that a rename in it is durable.

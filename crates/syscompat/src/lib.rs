@@ -20,6 +20,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod atomic;
 pub mod dir;
 mod in_root;
 mod node;
