@@ -401,6 +401,71 @@ fn check_unused_dependencies(root: &Path) -> Vec<String> {
     violations
 }
 
+/// The rows of the crate map in docs/ARCHITECTURE.md, top first: a crate may depend only on
+/// crates in rows below its own. Test support crates stand beside the map.
+const CRATE_ROWS: [&[&str]; 5] = [
+    &["ovl"],
+    &["engine"],
+    &[
+        "image-archive",
+        "layer-unpack",
+        "layer-pack",
+        "diff",
+        "mount",
+    ],
+    &["store", "tar-split", "gotar"],
+    &["syscompat", "gocompat"],
+];
+const TEST_SUPPORT_CRATES: [&str; 2] = ["treedump", "abi-lane"];
+
+/// A crate under `crates/` that is not in the map, or a normal dependency that points up or
+/// sideways in it.
+fn check_crate_layering(root: &Path) -> Vec<String> {
+    let row_of = |name: &str| CRATE_ROWS.iter().position(|row| row.contains(&name));
+    let output = Command::new(cargo())
+        .current_dir(root)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .output()
+        .expect("run cargo metadata");
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    let mut violations = Vec::new();
+    let crates_dir = root.join("crates");
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let name = package["name"].as_str().unwrap_or("?");
+        let manifest = Path::new(package["manifest_path"].as_str().unwrap_or(""));
+        if !manifest.starts_with(&crates_dir) || TEST_SUPPORT_CRATES.contains(&name) {
+            continue;
+        }
+        let Some(row) = row_of(name) else {
+            violations.push(format!("crate {name} is not in the crate map"));
+            continue;
+        };
+        for dependency in package["dependencies"].as_array().into_iter().flatten() {
+            let dependency_name = dependency["name"].as_str().unwrap_or("?");
+            if !dependency["kind"].is_null() {
+                continue;
+            }
+            if let Some(dependency_row) = row_of(dependency_name) {
+                if dependency_row <= row {
+                    violations.push(format!(
+                        "{name} depends on {dependency_name}, which is not below it"
+                    ));
+                }
+            } else if TEST_SUPPORT_CRATES.contains(&dependency_name) {
+                violations.push(format!("{name} depends on test support {dependency_name}"));
+            }
+        }
+    }
+    violations
+}
+
 /// A source file outside tests longer than [`MAX_SOURCE_LINES`].
 fn check_file_lengths(root: &Path) -> Vec<String> {
     rust_files(root)
@@ -585,6 +650,11 @@ fn workspace_has_no_unused_dependency() {
         "unused dependencies",
         check_unused_dependencies(&workspace()),
     );
+}
+
+#[test]
+fn workspace_crates_depend_only_on_lower_rows_of_the_map() {
+    assert_clean("crate layering", check_crate_layering(&workspace()));
 }
 
 #[test]
@@ -878,6 +948,34 @@ fn planted_script_without_strict_mode_is_found() {
         [
             "vm/change.sh: does not start with `set -euo pipefail`",
             "vm/init.sh: does not start with `set -euo pipefail`",
+        ]
+    );
+}
+
+#[test]
+fn planted_upward_and_sideways_dependencies_are_found() {
+    let planted = Planted::new();
+    planted.crate_with("gocompat", "//! Planted.\n", "");
+    planted.crate_with(
+        "syscompat",
+        "//! Planted.\n",
+        "store = { path = \"../store\" }\n",
+    );
+    planted.crate_with(
+        "store",
+        "//! Planted.\n",
+        "gocompat = { path = \"../gocompat\" }\ngotar = { path = \"../gotar\" }\n",
+    );
+    planted.crate_with("gotar", "//! Planted.\n", "");
+    planted.crate_with("unmapped", "//! Planted.\n", "");
+    let mut violations = check_crate_layering(planted.path());
+    violations.sort();
+    assert_eq!(
+        violations,
+        [
+            "crate unmapped is not in the crate map",
+            "store depends on gotar, which is not below it",
+            "syscompat depends on store, which is not below it",
         ]
     );
 }
