@@ -1,0 +1,96 @@
+//! Archives made in the tests: image configs, docker-archives and gzip.
+
+use super::*;
+
+// ------------------------------------------------------------------------------------------------
+// Archives made in the tests
+
+/// A minimal image config with the given DiffIDs (Go-like compact JSON, sorted keys).
+pub fn image_config(diff_ids: &[String]) -> Vec<u8> {
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
+        "created": "2024-01-01T00:00:00Z",
+        "history": [],
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    serde_json::to_vec(&config).expect("serialize config")
+}
+
+/// A docker-archive (`docker save` layout): `<member>` per layer as given (stored bytes may be
+/// compressed), `<config id>.json` and `manifest.json`; returns the archive bytes.
+pub fn docker_archive(config: &[u8], layers: &[(String, Vec<u8>)], repo_tags: &[&str]) -> Vec<u8> {
+    let config_name = format!(
+        "{}.json",
+        sha256_digest(config).trim_start_matches("sha256:")
+    );
+    let mut builder = tar::Builder::new(Vec::new());
+    let mtime = 1_700_000_000;
+    let mut dirs_done = std::collections::BTreeSet::new();
+    for (member, bytes) in layers {
+        if let Some((dir, _)) = member.rsplit_once('/') {
+            if dirs_done.insert(dir.to_string()) {
+                append_entry(
+                    &mut builder,
+                    &format!("{dir}/"),
+                    tar::EntryType::Directory,
+                    0o755,
+                    0,
+                    0,
+                    mtime,
+                    b"",
+                    None,
+                );
+            }
+        }
+        append_entry(
+            &mut builder,
+            member,
+            tar::EntryType::Regular,
+            0o644,
+            0,
+            0,
+            mtime,
+            bytes,
+            None,
+        );
+    }
+    append_entry(
+        &mut builder,
+        &config_name,
+        tar::EntryType::Regular,
+        0o644,
+        0,
+        0,
+        mtime,
+        config,
+        None,
+    );
+    let manifest = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": if repo_tags.is_empty() { serde_json::Value::Null } else { serde_json::json!(repo_tags) },
+        "Layers": layers.iter().map(|(member, _)| member.clone()).collect::<Vec<_>>(),
+    }]);
+    let mut manifest_bytes = serde_json::to_vec(&manifest).expect("serialize manifest");
+    manifest_bytes.push(b'\n');
+    append_entry(
+        &mut builder,
+        "manifest.json",
+        tar::EntryType::Regular,
+        0o644,
+        0,
+        0,
+        0,
+        &manifest_bytes,
+        None,
+    );
+    builder.into_inner().expect("finish archive")
+}
+
+/// gzip of `bytes`.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip finish")
+}
