@@ -7,8 +7,8 @@ use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 
 use ovl_tests::{
-    append_entry, chain_ids, check_root_consistent, docker_archive, gzip, image_config, layerdb,
-    require_root, sha256_digest, Ovl, Scratch,
+    chain_ids, check_root_consistent, docker_archive, gzip, image_config, layerdb, require_root,
+    sha256_digest, Ovl, Scratch, TarBuilder,
 };
 
 const TEST: &str = "bad_input_fails_cleanly_needs_root";
@@ -17,33 +17,13 @@ const NOBODY: u32 = 65534;
 
 /// A small layer tar whose content depends on `seed`, so every image has its own layers.
 fn layer_tar(seed: &str, i: usize) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
     let mtime = 1_600_000_000;
-    append_entry(
-        &mut builder,
-        "d/",
-        tar::EntryType::Directory,
-        0o755,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
+    let mut builder = TarBuilder::at(mtime);
+    builder.dir("d/");
     // Big enough that truncating the archive in the middle cuts a layer's data.
     let data: Vec<u8> = format!("{seed} layer {i}\n").repeat(400).into_bytes();
-    append_entry(
-        &mut builder,
-        &format!("d/{seed}-{i}"),
-        tar::EntryType::Regular,
-        0o644,
-        0,
-        0,
-        mtime,
-        &data,
-        None,
-    );
-    builder.into_inner().expect("finish layer")
+    builder.file(&format!("d/{seed}-{i}"), &data);
+    builder.finish()
 }
 
 /// A two-layer image archive; returns the archive and the DiffIDs.
@@ -162,20 +142,10 @@ fn bad_input_fails_cleanly_needs_root() {
     // after the other reports it, and nothing of any of the four stays.
     let mut tars: Vec<Vec<u8>> = (0..4).map(|i| layer_tar("parallel", i)).collect();
     tars[1] = {
-        let mut builder = tar::Builder::new(Vec::new());
+        let mut builder = TarBuilder::new();
         let data: Vec<u8> = (0..4_000_000u32).map(|n| (n % 251) as u8).collect();
-        append_entry(
-            &mut builder,
-            "big",
-            tar::EntryType::Regular,
-            0o644,
-            0,
-            0,
-            1_600_000_000,
-            &data,
-            None,
-        );
-        builder.into_inner().expect("finish layer")
+        builder.file("big", &data);
+        builder.finish()
     };
     let mut diff_ids: Vec<String> = tars.iter().map(|t| sha256_digest(t)).collect();
     let wrong = sha256_digest(b"not the second layer");

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ovl_tests::{
-    append_entry, base_rootfs_tar, docker_archive, image_config, layerdb, require_root,
-    sha256_digest, Ovl, Scratch,
+    base_rootfs_tar, docker_archive, image_config, layerdb, require_root, sha256_digest, Ovl,
+    Scratch, TarBuilder,
 };
 
 const TEST: &str = "eight_processes_at_once_keep_the_root_consistent_needs_root";
@@ -25,34 +25,14 @@ const N_ROUNDS: usize = 6;
 fn archive(seed: usize, tag: &str) -> (Vec<u8>, Vec<String>) {
     let custom: Vec<Vec<u8>> = (0..1)
         .map(|idx| {
-            let mut builder = tar::Builder::new(Vec::new());
+            let mut builder = TarBuilder::at(1_700_000_000);
             let dir = format!("s{seed}l{idx}");
-            append_entry(
-                &mut builder,
-                &format!("{dir}/"),
-                tar::EntryType::Directory,
-                0o755,
-                0,
-                0,
-                1_700_000_000,
-                b"",
-                None,
-            );
+            builder.dir(&format!("{dir}/"));
             for file in 0..200 {
                 let data = format!("{seed} {idx} {file}\n").repeat(20);
-                append_entry(
-                    &mut builder,
-                    &format!("{dir}/f{file}"),
-                    tar::EntryType::Regular,
-                    0o644,
-                    0,
-                    0,
-                    1_700_000_000,
-                    data.as_bytes(),
-                    None,
-                );
+                builder.file(&format!("{dir}/f{file}"), data.as_bytes());
             }
-            builder.into_inner().expect("finish layer")
+            builder.finish()
         })
         .collect();
     // The busybox base below, so that the image has a shell.

@@ -14,8 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ovl_tests::{
-    append_entry, base_rootfs_tar, docker_archive, image_config, require_root, sha256_digest, Ovl,
-    Scratch,
+    base_rootfs_tar, docker_archive, image_config, require_root, sha256_digest, Ovl, Scratch,
+    TarBuilder,
 };
 
 const TEST: &str = "sigkill_at_random_points_leaves_a_consistent_root_needs_root";
@@ -39,34 +39,14 @@ impl Rng {
 
 /// A layer of `n_files` small files under `dir/`, different for every `seed`.
 fn layer(seed: u64, dir: &str, n_files: usize) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
     let mtime = 1_650_000_000;
-    append_entry(
-        &mut builder,
-        &format!("{dir}/"),
-        tar::EntryType::Directory,
-        0o755,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
+    let mut builder = TarBuilder::at(mtime);
+    builder.dir(&format!("{dir}/"));
     for idx in 0..n_files {
         let data = format!("{seed} {dir} {idx}\n").repeat(1 + idx % 40);
-        append_entry(
-            &mut builder,
-            &format!("{dir}/f{idx}"),
-            tar::EntryType::Regular,
-            0o644,
-            0,
-            0,
-            mtime,
-            data.as_bytes(),
-            None,
-        );
+        builder.file(&format!("{dir}/f{idx}"), data.as_bytes());
     }
-    builder.into_inner().expect("finish layer")
+    builder.finish()
 }
 
 /// A two-layer docker-archive tagged `tag`.

@@ -498,7 +498,7 @@ fn tags_that_look_like_image_ids_are_refused_needs_root() {
         "base:1".as_ref(),
     ]);
     let mut archive = tar::Archive::new(fs::File::open(&saved).expect("open"));
-    let mut builder = tar::Builder::new(Vec::new());
+    let mut builder = ovl_tests::TarBuilder::new();
     for entry in archive.entries().expect("entries") {
         let mut entry = entry.expect("entry");
         let mut data = Vec::new();
@@ -509,12 +509,11 @@ fn tags_that_look_like_image_ids_are_refused_needs_root() {
             manifest[0]["RepoTags"] = serde_json::json!([short.clone()]);
             data = serde_json::to_vec(&manifest).expect("json");
             header.set_size(data.len() as u64);
-            header.set_cksum();
         }
-        builder.append(&header, data.as_slice()).expect("append");
+        builder.block(&ovl_tests::tar_builder::Block(*header.as_bytes()), &data);
     }
     let hostile = work.join("ambiguous.tar");
-    fs::write(&hostile, builder.into_inner().expect("tar")).expect("write");
+    fs::write(&hostile, builder.finish()).expect("write");
     let other_root = Ovl::new(work.join("other"));
     let err = other_root.fail(["load".as_ref(), "-i".as_ref(), hostile.as_os_str()]);
     assert!(err.contains(&short), "{err}");
@@ -718,67 +717,27 @@ fn mounts_below(dir: &Path) -> Vec<String> {
 
 /// A docker-archive with one layer of `n` empty files (1000 per directory).
 fn many_entries_archive(path: &Path, n: usize) {
-    use sha2::Digest as _;
-    let mut layer = tar::Builder::new(Vec::new());
+    let mut layer = ovl_tests::TarBuilder::at(1);
     for idx in 0..n {
         if idx % 1000 == 0 {
-            ovl_tests::append_entry(
-                &mut layer,
-                &format!("d{:05}/", idx / 1000),
-                tar::EntryType::Directory,
-                0o755,
-                0,
-                0,
-                1,
-                b"",
-                None,
-            );
+            layer.dir(&format!("d{:05}/", idx / 1000));
         }
-        ovl_tests::append_entry(
-            &mut layer,
-            &format!("d{:05}/file-{idx:07}", idx / 1000),
-            tar::EntryType::Regular,
-            0o644,
-            0,
-            0,
-            1,
-            b"",
-            None,
-        );
+        layer.file(&format!("d{:05}/file-{idx:07}", idx / 1000), b"");
     }
-    let layer = layer.into_inner().expect("layer");
-    let diff_id = format!("sha256:{}", ovl_tests::hex(&sha2::Sha256::digest(&layer)));
+    let layer = layer.finish();
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64", "os": "linux", "config": {},
         "created": "2020-01-01T00:00:00Z",
         "history": [{"created": "2020-01-01T00:00:00Z"}],
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "rootfs": {"type": "layers", "diff_ids": [ovl_tests::sha256_digest(&layer)]},
     }))
     .expect("config");
-    let config_name = format!("{}.json", ovl_tests::hex(&sha2::Sha256::digest(&config)));
-    let manifest = serde_json::to_vec(&serde_json::json!([{
-        "Config": config_name, "RepoTags": [format!("many:{n}")], "Layers": ["l/layer.tar"],
-    }]))
-    .expect("manifest");
-    let mut archive = tar::Builder::new(Vec::new());
-    for (name, data) in [
-        (config_name.as_str(), config.as_slice()),
-        ("l/layer.tar", layer.as_slice()),
-        ("manifest.json", manifest.as_slice()),
-    ] {
-        ovl_tests::append_entry(
-            &mut archive,
-            name,
-            tar::EntryType::Regular,
-            0o644,
-            0,
-            0,
-            1,
-            data,
-            None,
-        );
-    }
-    fs::write(path, archive.into_inner().expect("finish")).expect("write archive");
+    let archive = ovl_tests::docker_archive(
+        &config,
+        &[("l/layer.tar".to_string(), layer)],
+        &[&format!("many:{n}")],
+    );
+    fs::write(path, archive).expect("write archive");
 }
 
 /// Peak resident memory of `ovl load` of the archive, in KiB, as GNU time reports it.

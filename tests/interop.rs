@@ -22,9 +22,9 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context as _};
 use ovl_tests::{
-    append_entry, base_image, base_rootfs_tar, build_image, docker_archive, docker_merged_dump,
-    ensure_same_tree, image_config, merged_dump, require_dockerd, scratch_path, sha256_digest,
-    unmount_below, Dockerd, Failures, Ovl, Record, Scratch,
+    base_image, base_rootfs_tar, build_image, docker_archive, docker_merged_dump, ensure_same_tree,
+    image_config, merged_dump, require_dockerd, scratch_path, sha256_digest, unmount_below,
+    Dockerd, Failures, Ovl, Record, Scratch, TarBuilder,
 };
 
 /// What both programs must agree on for one image.
@@ -176,97 +176,23 @@ fn store_listing(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, u64, i64, i64
 /// The second layer of the `twolayer` archive: a whiteout, an opaque directory, a hardlink, a
 /// new directory tree.
 fn twolayer_top() -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
     let mtime = 1_700_000_000;
-    append_entry(
-        &mut builder,
-        "etc/",
-        tar::EntryType::Directory,
-        0o755,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "etc/.wh.group",
-        tar::EntryType::Regular,
-        0o600,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "tmp/",
-        tar::EntryType::Directory,
-        0o1777,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "tmp/.wh..wh..opq",
-        tar::EntryType::Regular,
-        0o600,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "tmp/fresh",
-        tar::EntryType::Regular,
-        0o644,
-        0,
-        0,
-        mtime,
-        b"fresh\n",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "two/",
-        tar::EntryType::Directory,
-        0o755,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "two/file",
-        tar::EntryType::Regular,
-        0o640,
-        1000,
-        1000,
-        mtime,
-        b"two\n",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "two/link",
-        tar::EntryType::Link,
-        0o640,
-        1000,
-        1000,
-        mtime,
-        b"",
-        Some("two/file"),
-    );
-    builder.into_inner().expect("finish layer tar")
+    let mut builder = TarBuilder::at(mtime);
+    builder.dir("etc/");
+    builder.mode(0o600).file("etc/.wh.group", b"");
+    builder.mode(0o1777).dir("tmp/");
+    builder.mode(0o600).file("tmp/.wh..wh..opq", b"");
+    builder.file("tmp/fresh", b"fresh\n");
+    builder.dir("two/");
+    builder
+        .mode(0o640)
+        .owner(1000, 1000)
+        .file("two/file", b"two\n");
+    builder
+        .mode(0o640)
+        .owner(1000, 1000)
+        .hardlink("two/link", "two/file");
+    builder.finish()
 }
 
 const OVL_TEST: &str = "dockerd_runs_what_ovl_wrote_needs_root_and_dockerd";

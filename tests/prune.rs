@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use ovl_tests::{
-    append_entry, base_image, base_rootfs_tar, build_image, chain_ids, docker_archive,
-    image_config, require_dockerd, require_root, sha256_digest, Dockerd, Failures, Ovl, Scratch,
+    base_image, base_rootfs_tar, build_image, chain_ids, docker_archive, image_config,
+    require_dockerd, require_root, sha256_digest, Dockerd, Failures, Ovl, Scratch, TarBuilder,
     BASE_IMAGE,
 };
 use sha2::{Digest, Sha256};
@@ -31,31 +31,11 @@ const LINK_TARGET_LEN: usize = 3 + 64 + 5;
 
 /// A one-file layer tar: `opt/` and `opt/<name>` holding `content`.
 fn one_file_layer(name: &str, content: &[u8]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
     let mtime = 1_650_000_000;
-    append_entry(
-        &mut builder,
-        "opt/",
-        tar::EntryType::Directory,
-        0o755,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        &format!("opt/{name}"),
-        tar::EntryType::Regular,
-        0o644,
-        0,
-        0,
-        mtime,
-        content,
-        None,
-    );
-    builder.into_inner().expect("finish tar")
+    let mut builder = TarBuilder::at(mtime);
+    builder.dir("opt/");
+    builder.file(&format!("opt/{name}"), content);
+    builder.finish()
 }
 
 /// A 26-character link id (RFC 4648 base32 alphabet, spec §2.1) starting with `word`.

@@ -23,7 +23,7 @@ use anyhow::{ensure, Context as _};
 use ovl_tests::{
     base_image, build_image, docker_archive, image_config, require_dockerd, require_root,
     require_skopeo, scratch_path, seed_context, sha256_digest, Dockerd, Failures, Ovl, Scratch,
-    CHANGES_DOCKERFILE, SEED_DOCKERFILE, SKOPEO,
+    TarBuilder, CHANGES_DOCKERFILE, SEED_DOCKERFILE, SKOPEO,
 };
 
 /// `dup`: the third layer repeats the DiffID of the first one above the base (the same file
@@ -426,18 +426,11 @@ const SMALL: &str = "save-small:1";
 
 /// A layer tar with `files` (path, content), fixed mtime and mode.
 fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
+    let mut builder = TarBuilder::new();
     for (path, content) in files {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(content.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(1_600_000_000);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder
-            .append_data(&mut header, path, *content)
-            .expect("append");
+        builder.file(path, content);
     }
-    builder.into_inner().expect("finish layer")
+    builder.finish()
 }
 
 /// Loads the small two-layer image into a fresh root; returns the root's ovl, its layers and

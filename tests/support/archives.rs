@@ -25,48 +25,18 @@ pub fn docker_archive(config: &[u8], layers: &[(String, Vec<u8>)], repo_tags: &[
         "{}.json",
         sha256_digest(config).trim_start_matches("sha256:")
     );
-    let mut builder = tar::Builder::new(Vec::new());
     let mtime = 1_700_000_000;
+    let mut builder = TarBuilder::at(mtime);
     let mut dirs_done = std::collections::BTreeSet::new();
     for (member, bytes) in layers {
         if let Some((dir, _)) = member.rsplit_once('/') {
             if dirs_done.insert(dir.to_string()) {
-                append_entry(
-                    &mut builder,
-                    &format!("{dir}/"),
-                    tar::EntryType::Directory,
-                    0o755,
-                    0,
-                    0,
-                    mtime,
-                    b"",
-                    None,
-                );
+                builder.dir(&format!("{dir}/"));
             }
         }
-        append_entry(
-            &mut builder,
-            member,
-            tar::EntryType::Regular,
-            0o644,
-            0,
-            0,
-            mtime,
-            bytes,
-            None,
-        );
+        builder.file(member, bytes);
     }
-    append_entry(
-        &mut builder,
-        &config_name,
-        tar::EntryType::Regular,
-        0o644,
-        0,
-        0,
-        mtime,
-        config,
-        None,
-    );
+    builder.file(&config_name, config);
     let manifest = serde_json::json!([{
         "Config": config_name,
         "RepoTags": if repo_tags.is_empty() { serde_json::Value::Null } else { serde_json::json!(repo_tags) },
@@ -74,18 +44,12 @@ pub fn docker_archive(config: &[u8], layers: &[(String, Vec<u8>)], repo_tags: &[
     }]);
     let mut manifest_bytes = serde_json::to_vec(&manifest).expect("serialize manifest");
     manifest_bytes.push(b'\n');
-    append_entry(
-        &mut builder,
-        "manifest.json",
-        tar::EntryType::Regular,
-        0o644,
-        0,
-        0,
-        0,
-        &manifest_bytes,
-        None,
-    );
-    builder.into_inner().expect("finish archive")
+    let manifest_header = Header {
+        mtime: 0,
+        ..Header::new(b"manifest.json", b'0')
+    };
+    builder.entry(&manifest_header, &manifest_bytes);
+    builder.finish()
 }
 
 /// gzip of `bytes`.

@@ -30,106 +30,28 @@ pub fn base_rootfs_tar() -> Vec<u8> {
     let applets = String::from_utf8(list.stdout).expect("applet list is UTF-8");
     // A fixed mtime keeps the base layer's DiffID stable across runs.
     let mtime = 1_600_000_000;
-    let mut builder = tar::Builder::new(Vec::new());
+    let mut builder = TarBuilder::at(mtime);
     for (dir, mode) in [
         ("bin/", 0o755),
         ("etc/", 0o755),
         ("tmp/", 0o1777),
         ("root/", 0o700),
     ] {
-        append_entry(
-            &mut builder,
-            dir,
-            tar::EntryType::Directory,
-            mode,
-            0,
-            0,
-            mtime,
-            b"",
-            None,
-        );
+        builder.mode(mode).dir(dir);
     }
-    append_entry(
-        &mut builder,
-        "bin/busybox",
-        tar::EntryType::Regular,
-        0o755,
-        0,
-        0,
-        mtime,
-        &busybox,
-        None,
-    );
+    builder.mode(0o755).file("bin/busybox", &busybox);
     for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty()) {
         if applet == "busybox" || applet.contains('/') {
             continue;
         }
-        append_entry(
-            &mut builder,
-            &format!("bin/{applet}"),
-            tar::EntryType::Symlink,
-            0o777,
-            0,
-            0,
-            mtime,
-            b"",
-            Some("busybox"),
-        );
+        builder.symlink(&format!("bin/{applet}"), "busybox");
     }
     let passwd =
         b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
     let group = b"root:x:0:\nnogroup:x:65534:\n";
-    append_entry(
-        &mut builder,
-        "etc/passwd",
-        tar::EntryType::Regular,
-        0o644,
-        0,
-        0,
-        mtime,
-        passwd,
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "etc/group",
-        tar::EntryType::Regular,
-        0o644,
-        0,
-        0,
-        mtime,
-        group,
-        None,
-    );
-    builder.into_inner().expect("finish base tar")
-}
-
-/// Appends one entry with a GNU-free ustar header.
-#[allow(clippy::too_many_arguments)]
-pub fn append_entry(
-    builder: &mut tar::Builder<Vec<u8>>,
-    path: &str,
-    entry_type: tar::EntryType,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    mtime: u64,
-    data: &[u8],
-    link_name: Option<&str>,
-) {
-    let mut header = tar::Header::new_ustar();
-    header.set_entry_type(entry_type);
-    header.set_mode(mode);
-    header.set_uid(uid);
-    header.set_gid(gid);
-    header.set_mtime(mtime);
-    header.set_size(data.len() as u64);
-    if let Some(link_name) = link_name {
-        header.set_link_name(link_name).expect("link name");
-    }
-    builder
-        .append_data(&mut header, path, data)
-        .unwrap_or_else(|e| panic!("append {path}: {e}"));
+    builder.file("etc/passwd", passwd);
+    builder.file("etc/group", group);
+    builder.finish()
 }
 
 /// A file of a build context: path relative to the context, content, mode.
@@ -228,44 +150,14 @@ pub fn deep_dockerfile() -> String {
 /// Layer `i` adds `layers/<i>` (content `<i>\n`) and overwrites `top` with `<i>`.
 pub fn deep_layer_tar(i: usize) -> Vec<u8> {
     let mtime = 1_650_000_000 + i as u64;
-    let mut builder = tar::Builder::new(Vec::new());
+    let mut builder = TarBuilder::at(mtime);
     if i == 0 {
-        append_entry(
-            &mut builder,
-            "layers/",
-            tar::EntryType::Directory,
-            0o755,
-            0,
-            0,
-            mtime,
-            b"",
-            None,
-        );
+        builder.dir("layers/");
     }
     let content = format!("{i}\n");
-    append_entry(
-        &mut builder,
-        &format!("layers/{i}"),
-        tar::EntryType::Regular,
-        0o644,
-        0,
-        0,
-        mtime,
-        content.as_bytes(),
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "top",
-        tar::EntryType::Regular,
-        0o644,
-        0,
-        0,
-        mtime,
-        i.to_string().as_bytes(),
-        None,
-    );
-    builder.into_inner().expect("finish layer tar")
+    builder.file(&format!("layers/{i}"), content.as_bytes());
+    builder.file("top", i.to_string().as_bytes());
+    builder.finish()
 }
 
 /// The build context of `seed`: plain files and `caps.tar`.
@@ -282,58 +174,21 @@ pub fn seed_context() -> Vec<ContextFile<'static>> {
 /// another owner, and a symlink.
 pub fn caps_tar() -> Vec<u8> {
     let mtime = 1_500_000_000;
-    let mut builder = tar::Builder::new(Vec::new());
-    append_entry(
-        &mut builder,
-        "capdir/",
-        tar::EntryType::Directory,
-        0o755,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
+    let mut builder = TarBuilder::at(mtime);
+    builder.dir("capdir/");
+    builder.pax(&[(
+        &b"SCHILY.xattr.security.capability"[..],
+        &CAP_NET_BIND_SERVICE_EP[..],
+    )]);
     builder
-        .append_pax_extensions([(
-            "SCHILY.xattr.security.capability",
-            &CAP_NET_BIND_SERVICE_EP[..],
-        )])
-        .expect("pax header");
-    append_entry(
-        &mut builder,
-        "capdir/ping",
-        tar::EntryType::Regular,
-        0o755,
-        0,
-        0,
-        mtime,
-        b"#!/bin/sh\necho pong\n",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "capdir/private",
-        tar::EntryType::Regular,
-        0o600,
-        1000,
-        1000,
-        mtime,
-        b"secret",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "capdir/link",
-        tar::EntryType::Symlink,
-        0o777,
-        0,
-        0,
-        mtime,
-        b"",
-        Some("ping"),
-    );
-    builder.into_inner().expect("finish caps tar")
+        .mode(0o755)
+        .file("capdir/ping", b"#!/bin/sh\necho pong\n");
+    builder
+        .mode(0o600)
+        .owner(1000, 1000)
+        .file("capdir/private", b"secret");
+    builder.symlink("capdir/link", "ping");
+    builder.finish()
 }
 
 /// Builds base, `ovl-seed:1`, `ovl-changes:1` and `ovl-deep:1`, printing how long each took;

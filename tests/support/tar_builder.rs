@@ -73,6 +73,11 @@ impl Header {
         }
     }
 
+    /// The checksummed header block for `data_len` bytes of data.
+    pub fn bytes(&self, data_len: u64) -> [u8; 512] {
+        self.block(data_len).checksummed()
+    }
+
     /// The header block (without checksum) for `data_len` bytes of data.
     pub fn block(&self, data_len: u64) -> Block {
         assert!(
