@@ -7,8 +7,8 @@ use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 
 use ovl_tests::{
-    chain_ids, check_root_consistent, docker_archive, gzip, image_config, layerdb, require_root,
-    sha256_digest, Ovl, Scratch, TarBuilder,
+    chain_ids, check_root_consistent, docker_archive, gzip, image_config, layerdb, root_scratch,
+    sha256_digest, Ovl, TarBuilder,
 };
 
 const TEST: &str = "bad_input_fails_cleanly_needs_root";
@@ -50,10 +50,9 @@ fn assert_mentions(stderr: &str, what: &str, any_of: &[&str]) {
 
 #[test]
 fn bad_input_fails_cleanly_needs_root() {
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let ovl = Ovl::new(work.join("data"));
 
     let (good, good_diff_ids) = image_archive("good", "ovl-good:1");

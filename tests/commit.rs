@@ -13,9 +13,8 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context as _};
 use ovl_tests::{
-    base_image, base_rootfs_tar, build_image, change_through_redirect_dir, docker_merged_dump,
-    ensure_same_tree, require_dockerd, require_root, scratch_path, Dockerd, Failures, Ovl, Record,
-    Scratch,
+    base_image, build_image, change_through_redirect_dir, docker_merged_dump, ensure_same_tree,
+    require_dockerd, root_scratch, scratch_path, Dockerd, Failures, Ovl, Record, Scratch,
 };
 
 /// The image every container of this test starts from: files and directories for each kind of
@@ -223,13 +222,11 @@ fn diff_and_commit_match_docker_needs_root_and_dockerd() {
 #[test]
 fn empty_and_reproducible_commits_needs_root() {
     const TEST: &str = "empty_and_reproducible_commits_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let ovl = Ovl::new(work.join("root"));
-    let tarball = work.join("base.tar");
-    fs::write(&tarball, base_rootfs_tar()).expect("write base tar");
+    let tarball = work.write_base_tar("base.tar");
     ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
     let base_layers = layers_of(&ovl, "base:1");
 
@@ -549,13 +546,11 @@ fn config_of(ovl: &Ovl, image_id: &str) -> serde_json::Value {
 #[test]
 fn redirect_dir_container_diff_and_commit_needs_root() {
     const TEST: &str = "redirect_dir_container_diff_and_commit_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let ovl = Ovl::new(work.join("root"));
-    let tarball = work.join("base.tar");
-    fs::write(&tarball, base_rootfs_tar()).expect("write base tar");
+    let tarball = work.write_base_tar("base.tar");
     ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
     // A second layer, so that the renamed directory comes from a lower layer.
     let merged = ovl.ok(["run-rootfs", "--name", "prep", "base:1"]);

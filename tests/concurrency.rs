@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ovl_tests::{
-    base_rootfs_tar, docker_archive, image_config, layerdb, require_root, sha256_digest, Ovl,
-    Scratch, TarBuilder,
+    base_rootfs_tar, docker_archive, image_config, layerdb, root_scratch, sha256_digest, Ovl,
+    TarBuilder,
 };
 
 const TEST: &str = "eight_processes_at_once_keep_the_root_consistent_needs_root";
@@ -142,13 +142,11 @@ fn worker(ovl: &Ovl, idx: usize, archives: &[PathBuf], shared: &Path) -> Vec<Str
 
 #[test]
 fn eight_processes_at_once_keep_the_root_consistent_needs_root() {
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let ovl = Arc::new(Ovl::new(work.join("root")));
-    let base = work.join("base.tar");
-    fs::write(&base, base_rootfs_tar()).expect("write base");
+    let base = work.write_base_tar("base.tar");
     ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
     let (shared_bytes, shared_diff_ids) = archive(0, "shared:1");
     let shared = work.join("shared.tar");

@@ -14,8 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ovl_tests::{
-    base_rootfs_tar, docker_archive, image_config, require_root, sha256_digest, Ovl, Scratch,
-    TarBuilder,
+    docker_archive, image_config, require_root, sha256_digest, Ovl, Scratch, TarBuilder,
 };
 
 const TEST: &str = "sigkill_at_random_points_leaves_a_consistent_root_needs_root";
@@ -117,8 +116,7 @@ fn sigkill_at_random_points_leaves_a_consistent_root_needs_root() {
         .unwrap_or(1);
     let work = Scratch::new();
     let ovl = Ovl::new(work.join("root"));
-    let base = work.join("base.tar");
-    fs::write(&base, base_rootfs_tar()).expect("write base");
+    let base = work.write_base_tar("base.tar");
     ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
     let archives: Vec<_> = (0..6u64)
         .map(|idx| {

@@ -8,7 +8,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ovl_tests::{base_rootfs_tar, require_root, Ovl, Scratch};
+use ovl_tests::{root_scratch, Ovl};
 
 const TEST: &str = "fsck_finds_corruption_and_leftovers_needs_root";
 
@@ -49,14 +49,12 @@ fn copy_root(from: &Path, to: &Path) {
 
 #[test]
 fn fsck_finds_corruption_and_leftovers_needs_root() {
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let pristine = work.join("pristine");
     let ovl = Ovl::new(&pristine);
-    let base = work.join("base.tar");
-    fs::write(&base, base_rootfs_tar()).expect("write base");
+    let base = work.write_base_tar("base.tar");
     ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
     ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
     ovl.ok(["umount", "ctr"]);

@@ -8,8 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ovl_tests::{
-    base_rootfs_tar, docker_archive, image_config, require_root, sha256_digest, unmount_below, Ovl,
-    Scratch, TarBuilder,
+    docker_archive, image_config, root_scratch, sha256_digest, unmount_below, Ovl, TarBuilder,
 };
 
 const TEST: &str = "full_and_read_only_roots_fail_cleanly_needs_root";
@@ -73,12 +72,10 @@ fn assert_nothing_partial(ovl: &Ovl, what: &str) {
 
 #[test]
 fn full_and_read_only_roots_fail_cleanly_needs_root() {
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
-    let base = work.join("base.tar");
-    fs::write(&base, base_rootfs_tar()).expect("write base");
+    };
+    let base = work.write_base_tar("base.tar");
 
     // Out of space: 6 MiB of data for a 4 MiB filesystem.
     let space = work.join("space");

@@ -301,10 +301,9 @@ fn a_clock_tick_between_the_calls_is_tolerated_and_nothing_else() {
 #[test]
 fn history_of_an_imported_image_needs_root() {
     const TEST: &str = "history_of_an_imported_image_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let archive = work.join("base.tar");
     let tar_bytes = base_rootfs_tar();
     std::fs::write(&archive, &tar_bytes).expect("write base tar");

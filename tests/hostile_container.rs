@@ -20,15 +20,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ovl_tests::{
-    base_rootfs_tar, change_through_redirect_dir, peak_rss_kib, require_program, require_root,
+    change_through_redirect_dir, peak_rss_kib, require_program, require_root, root_scratch,
     under_gnu_time, Ovl, Scratch, GNU_TIME,
 };
 
 /// A data root with `base:1` imported from the busybox rootfs.
 fn root_with_base(work: &Scratch) -> Ovl {
     let ovl = Ovl::new(work.join("root"));
-    let tarball = work.join("base.tar");
-    fs::write(&tarball, base_rootfs_tar()).expect("write base tar");
+    let tarball = work.write_base_tar("base.tar");
     ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
     ovl
 }
@@ -156,10 +155,9 @@ fn upper_dir_of_image(ovl: &Ovl, image: &str) -> PathBuf {
 fn container_swapping_devices_and_symlinks_never_gets_a_node_opened_or_the_host_read_needs_root() {
     const TEST: &str =
         "container_swapping_devices_and_symlinks_never_gets_a_node_opened_or_the_host_read_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     const N_PAIRS: usize = 8;
     // Lower files the container will swap out, so that diff compares them with what the upperdir
     // holds under their names.
@@ -327,10 +325,9 @@ fn make_deep_dirs(dir: &Path, depth: usize) -> libc::c_int {
 fn commit_of_a_path_longer_than_path_max_never_succeeds_without_an_image_needs_root() {
     const TEST: &str =
         "commit_of_a_path_longer_than_path_max_never_succeeds_without_an_image_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let ovl = root_with_base(&work);
     let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "deep", "base:1"]).trim());
     let deepest = make_deep_dirs(&merged, 20);
@@ -393,10 +390,9 @@ fn commit_of_a_path_longer_than_path_max_never_succeeds_without_an_image_needs_r
 #[test]
 fn commit_keeps_holes_and_honours_max_layer_size_needs_root() {
     const TEST: &str = "commit_keeps_holes_and_honours_max_layer_size_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let ovl = root_with_base(&work);
     let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "sparse", "base:1"]).trim());
     const SIZE: u64 = 256 << 20;
@@ -454,10 +450,9 @@ fn commit_keeps_holes_and_honours_max_layer_size_needs_root() {
 #[test]
 fn tags_that_look_like_image_ids_are_refused_needs_root() {
     const TEST: &str = "tags_that_look_like_image_ids_are_refused_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let ovl = root_with_base(&work);
     let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]).trim());
     fs::write(merged.join("marker"), b"victim").expect("write");
@@ -538,10 +533,9 @@ fn tags_that_look_like_image_ids_are_refused_needs_root() {
 #[test]
 fn commands_piped_into_a_closed_reader_exit_quietly_needs_root() {
     const TEST: &str = "commands_piped_into_a_closed_reader_exit_quietly_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let ovl = root_with_base(&work);
     let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]).trim());
     for idx in 0..2000 {
@@ -615,10 +609,9 @@ fn commands_piped_into_a_closed_reader_exit_quietly_needs_root() {
 #[test]
 fn rmi_refuses_when_another_images_config_is_unreadable_needs_root() {
     const TEST: &str = "rmi_refuses_when_another_images_config_is_unreadable_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let ovl = root_with_base(&work);
     ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
     let child = ovl.ok(["commit", "ctr", "child:1"]).trim().to_string();
@@ -652,10 +645,9 @@ fn rmi_refuses_when_another_images_config_is_unreadable_needs_root() {
 #[test]
 fn diff_mounts_comparison_views_only_under_the_lock_needs_root() {
     const TEST: &str = "diff_mounts_comparison_views_only_under_the_lock_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let ovl = root_with_base(&work);
     ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
     // A rename under redirect_dir=on: the upperdir alone no longer says what changed.

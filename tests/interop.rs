@@ -211,8 +211,7 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
     let mut failures = Failures::default();
 
     // ovl writes: an import, a docker-archive, an OCI archive, a commit, a tag, containers.
-    let base_tar = work.join("base.tar");
-    fs::write(&base_tar, base_rootfs_tar()).expect("write base tar");
+    let base_tar = work.write_base_tar("base.tar");
     ovl.ok([
         OsStr::new("import"),
         base_tar.as_os_str(),
@@ -916,8 +915,7 @@ fn ovl_refuses_to_change_a_root_a_live_dockerd_uses_needs_root_and_dockerd() {
         "ovl-base:1",
         "/bin/sh",
     ]);
-    let archive = work.join("base.tar");
-    fs::write(&archive, base_rootfs_tar()).expect("write base tar");
+    let archive = work.write_base_tar("base.tar");
     let ovl = Ovl::new(docker.data_root());
     let mut failures = Failures::default();
 
@@ -1022,8 +1020,7 @@ fn roots_ovl_does_not_fully_understand_are_reported() {
     ] {
         fs::create_dir_all(vfs_root.join(dir)).expect("mkdir");
     }
-    let archive = work.join("base.tar");
-    fs::write(&archive, base_rootfs_tar()).expect("write base tar");
+    let archive = work.write_base_tar("base.tar");
     let ovl = Ovl::new(&vfs_root);
     let before = store_listing(&vfs_root);
     for args in [

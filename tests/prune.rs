@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use ovl_tests::{
     base_image, base_rootfs_tar, build_image, chain_ids, docker_archive, image_config,
-    require_dockerd, require_root, sha256_digest, Dockerd, Failures, Ovl, Scratch, TarBuilder,
-    BASE_IMAGE,
+    require_dockerd, require_root, root_scratch, sha256_digest, Dockerd, Failures, Ovl, Scratch,
+    TarBuilder, BASE_IMAGE,
 };
 use sha2::{Digest, Sha256};
 
@@ -374,14 +374,12 @@ fn mount(args: &[&OsStr]) -> anyhow::Result<()> {
 
 #[test]
 fn prune_leaves_garbage_with_a_mount_inside_alone_needs_root() {
-    if !require_root(MOUNTED_TEST) {
+    let Some(work) = root_scratch(MOUNTED_TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let root = work.join("root");
     let ovl = Ovl::new(&root);
-    let base_path = work.join("base.tar");
-    fs::write(&base_path, base_rootfs_tar()).expect("write base");
+    let base_path = work.write_base_tar("base.tar");
     ovl.ok([
         OsStr::new("import"),
         base_path.as_os_str(),

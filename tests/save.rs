@@ -22,8 +22,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{ensure, Context as _};
 use ovl_tests::{
     base_image, build_image, docker_archive, image_config, require_dockerd, require_root,
-    require_skopeo, scratch_path, seed_context, sha256_digest, Dockerd, Failures, Ovl, Scratch,
-    TarBuilder, CHANGES_DOCKERFILE, SEED_DOCKERFILE, SKOPEO,
+    require_skopeo, root_scratch, scratch_path, seed_context, sha256_digest, Dockerd, Failures,
+    Ovl, Scratch, TarBuilder, CHANGES_DOCKERFILE, SEED_DOCKERFILE, SKOPEO,
 };
 
 /// `dup`: the third layer repeats the DiffID of the first one above the base (the same file
@@ -640,10 +640,9 @@ fn unexpected_files(dir: &Path, expected: &[&str]) -> Vec<String> {
 #[test]
 fn save_of_an_unknown_image_fails_naming_it_without_output_needs_root() {
     const TEST: &str = "save_of_an_unknown_image_fails_naming_it_without_output_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let (ovl, _, _) = small_image(&work);
     let out_dir = work.join("out");
     fs::create_dir(&out_dir).expect("mkdir");
@@ -668,10 +667,9 @@ fn save_of_an_unknown_image_fails_naming_it_without_output_needs_root() {
 #[test]
 fn save_of_a_layer_changed_after_load_fails_naming_image_and_layer_needs_root() {
     const TEST: &str = "save_of_a_layer_changed_after_load_fails_naming_image_and_layer_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let (ovl, layers, _) = small_image(&work);
     let top_diff_id = sha256_digest(&layers[1]);
     let inspect = ovl.inspect(SMALL).expect("inspect");
@@ -769,10 +767,9 @@ fn save_refuses_a_terminal_stdout_needs_root() {
 #[test]
 fn save_option_mistakes_fail_before_any_output_needs_root() {
     const TEST: &str = "save_option_mistakes_fail_before_any_output_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let (ovl, _, _) = small_image(&work);
     let out = work.join("x.tar");
     let stderr = ovl.fail([
@@ -836,10 +833,9 @@ fn saved_repo_tags(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
 #[test]
 fn save_selects_tags_like_docker_save_needs_root() {
     const TEST: &str = "save_selects_tags_like_docker_save_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let (ovl, layers, config) = small_image(&work);
     let members: Vec<(String, Vec<u8>)> = layers
         .iter()

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _};
 use ovl_tests::{
     compare, docker_archive, dump, image_config, layerdb, require_dockerd, require_root,
-    scratch_path, sha256_digest, Dockerd, DumpOptions, Failures, Ovl, Scratch,
+    root_scratch, scratch_path, sha256_digest, Dockerd, DumpOptions, Failures, Ovl, Scratch,
 };
 
 const TEST_HUGE: &str = "old_gnu_sparse_2_pow_60_is_refused_before_any_work_needs_root";
@@ -44,10 +44,9 @@ const MTIME: u64 = 1_600_000_000;
 
 #[test]
 fn old_gnu_sparse_2_pow_60_is_refused_before_any_work_needs_root() {
-    if !require_root(TEST_HUGE) {
+    let Some(scratch) = root_scratch(TEST_HUGE) else {
         return;
-    }
-    let scratch = Scratch::new();
+    };
     let ovl = Ovl::new(scratch.join("root"));
     let mut failures = Failures::default();
 
@@ -315,10 +314,9 @@ fn sparse_round_trip(
 
 #[test]
 fn gnu_magic_with_prefix_field_reads_as_go_reads_it_needs_root() {
-    if !require_root(TEST_PREFIX) {
+    let Some(scratch) = root_scratch(TEST_PREFIX) else {
         return;
-    }
-    let scratch = Scratch::new();
+    };
     let ovl = Ovl::new(scratch.join("root"));
     // Each member alone in a layer, and the path Go's reader gives it.
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![

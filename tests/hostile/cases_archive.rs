@@ -52,60 +52,51 @@ pub(super) fn archive_member_cases(base: &Base) -> Vec<Case> {
         contain(|diff, _| expect_file(diff, "archive-pax-size", b"the image Docker sees", 0o644)),
     ));
 
-    for (name, what, bad_member) in [
+    // A manifest naming a member outside the archive, as a layer or as the config.
+    for (name, what, bad_member, as_config) in [
         (
             "manifest-layer-dotdot",
             "manifest.json names a layer ../x/layer.tar outside the archive",
             "../x/layer.tar",
+            false,
         ),
         (
             "manifest-layer-absolute",
             "manifest.json names the layer /etc/passwd",
             "/etc/passwd",
+            false,
+        ),
+        (
+            "manifest-config-dotdot",
+            "manifest.json names the config ../config.json",
+            "../config.json",
+            true,
+        ),
+        (
+            "manifest-config-absolute",
+            "manifest.json names the config /etc/passwd",
+            "/etc/passwd",
+            true,
         ),
     ] {
         let layer = valid_layer(name);
         let config = image_config(&[base.diff_id.clone(), sha256_digest(&layer)]);
-        let tag = tag_of(name);
+        let (config_ref, layer_ref) = if as_config {
+            (bad_member.to_string(), layer_member(name))
+        } else {
+            (config_member(&config), bad_member.to_string())
+        };
         let input = ArchiveBuilder::new()
             .file(BASE_MEMBER, &base.tar)
             .file(&layer_member(name), &layer)
             .config(&config)
-            .manifest(&[(&config_member(&config), &[BASE_MEMBER, bad_member], &tag)])
+            .manifest(&[(&config_ref, &[BASE_MEMBER, &layer_ref], &tag_of(name))])
             .finish();
         cases.push(archive_case(
             name,
             what,
             input,
             Expect::Reject(needles(&[&[bad_member]])),
-        ));
-    }
-    for (name, what, bad_config) in [
-        (
-            "manifest-config-dotdot",
-            "manifest.json names the config ../config.json",
-            "../config.json",
-        ),
-        (
-            "manifest-config-absolute",
-            "manifest.json names the config /etc/passwd",
-            "/etc/passwd",
-        ),
-    ] {
-        let layer = valid_layer(name);
-        let config = image_config(&[base.diff_id.clone(), sha256_digest(&layer)]);
-        let tag = tag_of(name);
-        let input = ArchiveBuilder::new()
-            .file(BASE_MEMBER, &base.tar)
-            .file(&layer_member(name), &layer)
-            .config(&config)
-            .manifest(&[(bad_config, &[BASE_MEMBER, &layer_member(name)], &tag)])
-            .finish();
-        cases.push(archive_case(
-            name,
-            what,
-            input,
-            Expect::Reject(needles(&[&[bad_config]])),
         ));
     }
 

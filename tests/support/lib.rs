@@ -176,6 +176,23 @@ impl Scratch {
     pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
         self.path.join(name)
     }
+
+    /// Writes the base image's rootfs tar ([`base_rootfs_tar`]) to `path/name`; returns its path.
+    pub fn write_base_tar(&self, name: &str) -> PathBuf {
+        let path = self.join(name);
+        fs::write(&path, base_rootfs_tar())
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
+    }
+}
+
+/// The start of a test that needs root: `None` when it skips for lack of root ([`require_root`]),
+/// else a fresh scratch directory.
+pub fn root_scratch(test_name: &str) -> Option<Scratch> {
+    if !require_root(test_name) {
+        return None;
+    }
+    Some(Scratch::new())
 }
 
 impl Default for Scratch {
