@@ -7,8 +7,8 @@ use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 
 use ovl_tests::{
-    chain_ids, check_root_consistent, docker_archive, gzip, image_config, layerdb, root_scratch,
-    sha256_digest, Ovl, TarBuilder,
+    chain_ids, check_root_consistent, docker_archive, gzip, image_config, layerdb, layers_archive,
+    root_scratch, sha256_digest, Ovl, TarBuilder,
 };
 
 const TEST: &str = "bad_input_fails_cleanly_needs_root";
@@ -29,16 +29,7 @@ fn layer_tar(seed: &str, i: usize) -> Vec<u8> {
 /// A two-layer image archive; returns the archive and the DiffIDs.
 fn image_archive(seed: &str, tag: &str) -> (Vec<u8>, Vec<String>) {
     let tars: Vec<Vec<u8>> = (0..2).map(|i| layer_tar(seed, i)).collect();
-    let diff_ids: Vec<String> = tars.iter().map(|t| sha256_digest(t)).collect();
-    let layers: Vec<(String, Vec<u8>)> = tars
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| (format!("{seed}-layer{i}/layer.tar"), t))
-        .collect();
-    (
-        docker_archive(&image_config(&diff_ids), &layers, &[tag]),
-        diff_ids,
-    )
+    layers_archive(tars, &format!("{seed}-layer"), &[tag])
 }
 
 fn assert_mentions(stderr: &str, what: &str, any_of: &[&str]) {

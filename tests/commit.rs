@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context as _};
 use ovl_tests::{
-    base_image, build_image, change_through_redirect_dir, docker_merged_dump, ensure_same_tree,
-    require_dockerd, root_scratch, scratch_path, Dockerd, Failures, Ovl, Record, Scratch,
+    build_image, change_through_redirect_dir, docker_merged_dump, dockerd_with_base,
+    ensure_same_tree, root_scratch, Failures, Ovl, Record, Scratch,
 };
 
 /// The image every container of this test starts from: files and directories for each kind of
@@ -87,13 +87,11 @@ const COMMIT_CHANGES: [&str; 4] = [
 #[test]
 fn diff_and_commit_match_docker_needs_root_and_dockerd() {
     const TEST: &str = "diff_and_commit_match_docker_needs_root_and_dockerd";
-    if !require_dockerd(TEST) {
+    let Some(docker) = dockerd_with_base(TEST) else {
         return;
-    }
+    };
     let work = Scratch::new();
     let mut failures = Failures::default();
-    let docker = Dockerd::start(&scratch_path());
-    base_image(&docker);
     build_image(
         &docker,
         "diffbase:1",

@@ -11,10 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ovl_tests::{
-    base_rootfs_tar, docker_archive, image_config, layerdb, root_scratch, sha256_digest, Ovl,
-    TarBuilder,
-};
+use ovl_tests::{base_rootfs_tar, layerdb, layers_archive, root_scratch, Ovl, TarBuilder};
 
 const TEST: &str = "eight_processes_at_once_keep_the_root_consistent_needs_root";
 const N_WORKERS: usize = 8;
@@ -37,16 +34,7 @@ fn archive(seed: usize, tag: &str) -> (Vec<u8>, Vec<String>) {
         .collect();
     // The busybox base below, so that the image has a shell.
     let layers: Vec<Vec<u8>> = std::iter::once(base_rootfs_tar()).chain(custom).collect();
-    let diff_ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
-    let members: Vec<(String, Vec<u8>)> = layers
-        .into_iter()
-        .enumerate()
-        .map(|(idx, bytes)| (format!("{seed}-{idx}/layer.tar"), bytes))
-        .collect();
-    (
-        docker_archive(&image_config(&diff_ids), &members, &[tag]),
-        diff_ids,
-    )
+    layers_archive(layers, &format!("{seed}-"), &[tag])
 }
 
 /// Runs one command; a failure is acceptable only when it says the object is in use, or that the

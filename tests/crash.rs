@@ -13,9 +13,7 @@ use std::fs;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ovl_tests::{
-    docker_archive, image_config, require_root, sha256_digest, Ovl, Scratch, TarBuilder,
-};
+use ovl_tests::{layers_archive, require_root, Ovl, Scratch, TarBuilder};
 
 const TEST: &str = "sigkill_at_random_points_leaves_a_consistent_root_needs_root";
 
@@ -50,14 +48,8 @@ fn layer(seed: u64, dir: &str, n_files: usize) -> Vec<u8> {
 
 /// A two-layer docker-archive tagged `tag`.
 fn archive(seed: u64, tag: &str) -> Vec<u8> {
-    let layers = [layer(seed, "a", 300), layer(seed, "b", 300)];
-    let diff_ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
-    let members: Vec<(String, Vec<u8>)> = layers
-        .into_iter()
-        .enumerate()
-        .map(|(idx, bytes)| (format!("{seed}-{idx}/layer.tar"), bytes))
-        .collect();
-    docker_archive(&image_config(&diff_ids), &members, &[tag])
+    let layers = vec![layer(seed, "a", 300), layer(seed, "b", 300)];
+    layers_archive(layers, &format!("{seed}-"), &[tag]).0
 }
 
 /// Image ids `ovl images` lists.

@@ -27,11 +27,9 @@ CMD [\"/bin/sh\"]
 #[test]
 fn history_and_formats_match_docker_needs_root_and_dockerd() {
     const TEST: &str = "history_and_formats_match_docker_needs_root_and_dockerd";
-    if !require_dockerd(TEST) {
+    let Some(docker) = dockerd_with_base(TEST) else {
         return;
-    }
-    let docker = Dockerd::start(&scratch_path());
-    base_image(&docker);
+    };
     // Distinct creation seconds keep `docker images`' order (newest first) free of ties.
     sleep(Duration::from_millis(1100));
     build_image(&docker, "ovl-hist:1", DOCKERFILE, &[]);

@@ -22,9 +22,9 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context as _};
 use ovl_tests::{
-    base_image, base_rootfs_tar, build_image, docker_archive, docker_merged_dump, ensure_same_tree,
-    image_config, merged_dump, require_dockerd, scratch_path, sha256_digest, unmount_below,
-    Dockerd, Failures, Ovl, Record, Scratch, TarBuilder,
+    base_image, base_rootfs_tar, build_image, docker_archive, docker_merged_dump,
+    dockerd_with_base, ensure_same_tree, image_config, merged_dump, require_dockerd, scratch_path,
+    sha256_digest, unmount_below, Dockerd, Failures, Ovl, Record, Scratch, TarBuilder,
 };
 
 /// What both programs must agree on for one image.
@@ -900,12 +900,10 @@ const LIVE_TEST: &str = "ovl_refuses_to_change_a_root_a_live_dockerd_uses_needs_
 
 #[test]
 fn ovl_refuses_to_change_a_root_a_live_dockerd_uses_needs_root_and_dockerd() {
-    if !require_dockerd(LIVE_TEST) {
+    let Some(docker) = dockerd_with_base(LIVE_TEST) else {
         return;
-    }
+    };
     let work = Scratch::new();
-    let docker = Dockerd::start(&scratch_path());
-    base_image(&docker);
     docker.docker_ok([
         "create",
         "--name",

@@ -21,9 +21,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Context as _};
 use ovl_tests::{
-    base_image, build_image, docker_archive, image_config, require_dockerd, require_root,
-    require_skopeo, root_scratch, scratch_path, seed_context, sha256_digest, Dockerd, Failures,
-    Ovl, Scratch, TarBuilder, CHANGES_DOCKERFILE, SEED_DOCKERFILE, SKOPEO,
+    build_image, docker_archive, dockerd_with_base, image_config, require_root, require_skopeo,
+    root_scratch, scratch_path, seed_context, sha256_digest, skopeo_json, Dockerd, Failures, Ovl,
+    Scratch, TarBuilder, CHANGES_DOCKERFILE, SEED_DOCKERFILE,
 };
 
 /// `dup`: the third layer repeats the DiffID of the first one above the base (the same file
@@ -268,14 +268,12 @@ fn unix_now() -> u64 {
 fn save_of_loaded_images_matches_docker_save_and_docker_loads_it_needs_root_and_dockerd() {
     const TEST: &str =
         "save_of_loaded_images_matches_docker_save_and_docker_loads_it_needs_root_and_dockerd";
-    if !require_dockerd(TEST) {
+    let Some(docker) = dockerd_with_base(TEST) else {
         return;
-    }
+    };
     let total = Instant::now();
     let work = Scratch::new();
     let mut failures = Failures::default();
-    let docker = Dockerd::start(&scratch_path());
-    base_image(&docker);
     build_image(&docker, "ovl-seed:1", SEED_DOCKERFILE, &seed_context());
     build_image(&docker, "ovl-changes:1", CHANGES_DOCKERFILE, &[]);
     build_image(
@@ -452,20 +450,6 @@ fn small_image(work: &Scratch) -> (Ovl, Vec<Vec<u8>>, Vec<u8>) {
     let ovl = Ovl::new(work.join("root"));
     ovl.load(&archive).expect("ovl load");
     (ovl, layers, config)
-}
-
-fn skopeo_json(args: &[&str]) -> anyhow::Result<Vec<u8>> {
-    let output = Command::new(SKOPEO)
-        .arg("--insecure-policy")
-        .args(args)
-        .output()
-        .context("spawn skopeo")?;
-    ensure!(
-        output.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(output.stdout)
 }
 
 /// The manifest digest and layer digests an OCI layout (as files) lists for its first image.

@@ -52,9 +52,37 @@ pub fn docker_archive(config: &[u8], layers: &[(String, Vec<u8>)], repo_tags: &[
     builder.finish()
 }
 
+/// A docker-archive of `layers` (member `<prefix><idx>/layer.tar` each) with an
+/// [`image_config`] of their DiffIDs, tagged `tags`; returns the archive and the DiffIDs.
+pub fn layers_archive(layers: Vec<Vec<u8>>, prefix: &str, tags: &[&str]) -> (Vec<u8>, Vec<String>) {
+    let diff_ids: Vec<String> = layers.iter().map(|layer| sha256_digest(layer)).collect();
+    let members: Vec<(String, Vec<u8>)> = layers
+        .into_iter()
+        .enumerate()
+        .map(|(idx, bytes)| (format!("{prefix}{idx}/layer.tar"), bytes))
+        .collect();
+    let archive = docker_archive(&image_config(&diff_ids), &members, tags);
+    (archive, diff_ids)
+}
+
 /// gzip of `bytes`.
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(bytes).expect("gzip");
     encoder.finish().expect("gzip finish")
+}
+
+/// Runs `skopeo --insecure-policy args`; returns its stdout.
+pub fn skopeo_json(args: &[&str]) -> anyhow::Result<Vec<u8>> {
+    let output = Command::new(SKOPEO)
+        .arg("--insecure-policy")
+        .args(args)
+        .output()
+        .context("spawn skopeo")?;
+    ensure!(
+        output.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(output.stdout)
 }

@@ -302,3 +302,14 @@ pub(super) fn kill_processes_mentioning(dir: &Path) {
         }
     }
 }
+
+/// The start of a test that needs a dockerd: `None` when it skips ([`require_dockerd`]), else a
+/// private dockerd in a scratch directory of its own with the base image imported.
+pub fn dockerd_with_base(test_name: &str) -> Option<Dockerd> {
+    if !require_dockerd(test_name) {
+        return None;
+    }
+    let docker = Dockerd::start(&scratch_path());
+    base_image(&docker);
+    Some(docker)
+}
