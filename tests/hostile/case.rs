@@ -114,28 +114,27 @@ pub(super) fn layer_case_blob(
     expect: Expect,
 ) -> Case {
     let config = image_config(&[base.diff_id.clone(), diff_id]);
-    let tag = tag_of(name);
-    let input = ArchiveBuilder::new()
+    let input = base_and_layer_archive(base, name, &blob, &config);
+    archive_case(name, what, input, expect)
+}
+
+/// A docker-archive of the base layer and `layer` under `config`, tagged for the case `name`.
+pub(super) fn base_and_layer_archive(
+    base: &Base,
+    name: &str,
+    layer: &[u8],
+    config: &[u8],
+) -> Vec<u8> {
+    ArchiveBuilder::new()
         .file(BASE_MEMBER, &base.tar)
-        .file(&layer_member(name), &blob)
-        .config(&config)
+        .file(&layer_member(name), layer)
+        .config(config)
         .manifest(&[(
-            &config_member(&config),
+            &config_member(config),
             &[BASE_MEMBER, &layer_member(name)],
-            &tag,
+            &tag_of(name),
         )])
-        .finish();
-    Case {
-        name: name.to_string(),
-        what,
-        docker: Docker::Same,
-        docker_check: None,
-        via: Via::Load,
-        input,
-        args: Vec::new(),
-        tag,
-        expect,
-    }
+        .finish()
 }
 
 /// A load case of an uncompressed layer tar.

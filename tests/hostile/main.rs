@@ -89,41 +89,43 @@ const SENTINEL_MTIME: u64 = 1_234_567_890;
 
 #[test]
 fn hostile_archives_are_rejected_or_contained_needs_root() {
-    if !require_root(TEST_LOAD) {
+    run_in_world(TEST_LOAD, |env| load_cases(&env.base), true);
+}
+
+#[test]
+fn hostile_rootfs_tarballs_are_rejected_or_contained_needs_root() {
+    run_in_world(TEST_IMPORT, |_| import_cases(), false);
+}
+
+/// Runs the cases `make_cases` gives in a fresh world, each checked; with `verify_content`,
+/// `fsck --verify-content` must then find every contained layer reassembling to its DiffID.
+fn run_in_world(
+    test_name: &str,
+    make_cases: impl FnOnce(&World) -> Vec<Case>,
+    verify_content: bool,
+) {
+    if !require_root(test_name) {
         return;
     }
     let env = World::new();
     let mut failures = Failures::default();
     let started = Instant::now();
-    let cases = load_cases(&env.base);
+    let cases = make_cases(&env);
     eprintln!(
-        "timing: generating {} load cases: {:.1?}",
+        "timing: generating {} cases: {:.1?}",
         cases.len(),
         started.elapsed()
     );
     for case in &cases {
         failures.check(&format!("{}: {}", case.name, case.what), env.run_case(case));
     }
-    failures.check(
-        "every layer that was contained reassembles to its DiffID (fsck --verify-content)",
-        env.fsck(true),
-    );
-    eprintln!("timing: {TEST_LOAD}: {:.1?}", started.elapsed());
-    failures.finish();
-}
-
-#[test]
-fn hostile_rootfs_tarballs_are_rejected_or_contained_needs_root() {
-    if !require_root(TEST_IMPORT) {
-        return;
+    if verify_content {
+        failures.check(
+            "every layer that was contained reassembles to its DiffID (fsck --verify-content)",
+            env.fsck(true),
+        );
     }
-    let env = World::new();
-    let mut failures = Failures::default();
-    let started = Instant::now();
-    for case in &import_cases() {
-        failures.check(&format!("{}: {}", case.name, case.what), env.run_case(case));
-    }
-    eprintln!("timing: {TEST_IMPORT}: {:.1?}", started.elapsed());
+    eprintln!("timing: {test_name}: {:.1?}", started.elapsed());
     failures.finish();
 }
 

@@ -206,13 +206,19 @@ impl Dockerd {
         if let Some(mut child) = self.child.take() {
             self.terminate(&mut child);
         }
+        self.release_host_state();
+        self.scratch.clone()
+    }
+
+    /// Kills what is left of the daemon's processes, unmounts below its scratch directory and
+    /// deletes its bridge.
+    fn release_host_state(&self) {
         kill_processes_mentioning(&self.scratch);
         unmount_below(&self.scratch);
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .stderr(Stdio::null())
             .status();
-        self.scratch.clone()
     }
 
     /// SIGTERM, then SIGKILL after [`DOCKERD_STOP_TIMEOUT`].
@@ -252,12 +258,7 @@ impl Dockerd {
             }
             self.terminate(&mut child);
         }
-        kill_processes_mentioning(&self.scratch);
-        unmount_below(&self.scratch);
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .stderr(Stdio::null())
-            .status();
+        self.release_host_state();
         let _ = fs::remove_dir_all(&self.scratch);
     }
 }
