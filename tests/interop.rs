@@ -326,25 +326,21 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
     );
 
     failures.check("docker images lists ovl's images and tags", {
-        let listed = docker_tags(&docker);
-        (|| {
-            ensure!(
-                listed == expected_tags,
-                "docker images {listed:#?} != ovl {expected_tags:#?}"
-            );
-            Ok(())
-        })()
+        same_as(
+            "docker images",
+            Ok(docker_tags(&docker)),
+            "ovl",
+            &expected_tags,
+        )
     });
     for tag in tags {
         failures.check(&format!("docker image inspect {tag}"), {
-            docker_facts(&docker, tag).and_then(|facts| {
-                ensure!(
-                    facts == ovl_image_facts[tag],
-                    "docker {facts:#?} != ovl {:#?}",
-                    ovl_image_facts[tag]
-                );
-                Ok(())
-            })
+            same_as(
+                "docker",
+                docker_facts(&docker, tag),
+                "ovl",
+                &ovl_image_facts[tag],
+            )
         });
     }
     failures.check("docker history of ovl's commit", {
@@ -406,25 +402,17 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
         })()
     });
     failures.check("docker ps -a restores ovl's containers", {
-        let listed = docker_containers(&docker);
-        (|| {
-            ensure!(
-                listed == expected_containers,
-                "docker ps -a {listed:#?} != ovl {expected_containers:#?}"
-            );
-            Ok(())
-        })()
+        same_as(
+            "docker ps -a",
+            Ok(docker_containers(&docker)),
+            "ovl",
+            &expected_containers,
+        )
     });
     for (name, expected) in &ovl_diffs {
         let listed = line_set(&docker.docker_ok(["diff", name]));
         failures.check(&format!("docker diff {name} equals ovl diff"), {
-            (|| {
-                ensure!(
-                    &listed == expected,
-                    "docker diff {listed:#?} != ovl diff {expected:#?}"
-                );
-                Ok(())
-            })()
+            same_as("docker diff", Ok(listed), "ovl diff", expected)
         });
     }
     failures.check("docker start of an ovl container", {
@@ -730,24 +718,16 @@ fn ovl_works_on_what_dockerd_wrote_needs_root_and_dockerd() {
     let ovl = Ovl::new(scratch.join("data"));
     failures.check("ovl fsck of the root Docker wrote", fsck_clean(&ovl));
     failures.check("ovl images lists Docker's images and tags", {
-        ovl_tags(&ovl).and_then(|listed| {
-            ensure!(
-                listed == docker_listed,
-                "ovl {listed:#?} != docker {docker_listed:#?}"
-            );
-            Ok(())
-        })
+        same_as("ovl", ovl_tags(&ovl), "docker", &docker_listed)
     });
     for tag in tags {
         failures.check(&format!("ovl inspect {tag}"), {
-            ovl_facts(&ovl, tag).and_then(|facts| {
-                ensure!(
-                    facts == docker_image_facts[tag],
-                    "ovl {facts:#?} != docker {:#?}",
-                    docker_image_facts[tag]
-                );
-                Ok(())
-            })
+            same_as(
+                "ovl",
+                ovl_facts(&ovl, tag),
+                "docker",
+                &docker_image_facts[tag],
+            )
         });
     }
     failures.check("ovl images prints docker images' table", {
@@ -771,24 +751,17 @@ fn ovl_works_on_what_dockerd_wrote_needs_root_and_dockerd() {
         })
     });
     failures.check("ovl ps -a lists Docker's containers", {
-        ovl_containers(&ovl).and_then(|listed| {
-            ensure!(
-                listed == docker_listed_containers,
-                "ovl {listed:#?} != docker {docker_listed_containers:#?}"
-            );
-            Ok(())
-        })
+        same_as(
+            "ovl",
+            ovl_containers(&ovl),
+            "docker",
+            &docker_listed_containers,
+        )
     });
     for (name, expected) in &docker_diffs {
         failures.check(&format!("ovl diff {name} equals docker diff"), {
-            ovl.try_ok(["diff", name]).and_then(|out| {
-                let listed = line_set(&out);
-                ensure!(
-                    &listed == expected,
-                    "ovl diff {listed:#?} != docker diff {expected:#?}"
-                );
-                Ok(())
-            })
+            let listed = ovl.try_ok(["diff", name]).map(|out| line_set(&out));
+            same_as("ovl diff", listed, "docker diff", expected)
         });
     }
     let mut oc_diff = BTreeSet::new();
@@ -1052,4 +1025,19 @@ fn roots_ovl_does_not_fully_understand_are_reported() {
         "stderr: {stderr}"
     );
     assert!(odd_root.join("mystery").is_dir() && odd_root.join("engine-id").is_file());
+}
+
+/// `Ok` when what `reader` shows (`seen`) equals what `writer` shows (`expected`).
+fn same_as<T: PartialEq + std::fmt::Debug>(
+    reader: &str,
+    seen: anyhow::Result<T>,
+    writer: &str,
+    expected: &T,
+) -> anyhow::Result<()> {
+    let seen = seen?;
+    ensure!(
+        &seen == expected,
+        "{reader} {seen:#?} != {writer} {expected:#?}"
+    );
+    Ok(())
 }
