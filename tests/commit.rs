@@ -102,17 +102,8 @@ fn diff_and_commit_match_docker_needs_root_and_dockerd() {
     docker.save("diffbase:1", &archive);
 
     // Docker: the script as the container's command, then `docker diff` and `docker commit`.
-    docker.docker_ok([
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        "dc",
-        "diffbase:1",
-    ]);
-    let status = docker.docker_ok(["wait", "dc"]);
-    assert_eq!(status.trim(), "0", "the change script failed in Docker");
+    let status = docker.run_and_wait("dc", &["diffbase:1"]);
+    assert_eq!(status, "0", "the change script failed in Docker");
     let docker_diff = sorted_lines(&docker.docker_ok(["diff", "dc"]));
 
     // ovl: the same image, a container, the same script run in it with chroot.

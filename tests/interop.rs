@@ -62,17 +62,12 @@ fn ovl_facts(ovl: &Ovl, image: &str) -> anyhow::Result<ImageFacts> {
 
 /// `repo:tag -> image id` as `docker images` lists it.
 fn docker_tags(docker: &Dockerd) -> BTreeMap<String, String> {
-    docker
-        .docker_ok([
-            "images",
-            "--no-trunc",
-            "--format",
-            "{{.Repository}}:{{.Tag}} {{.ID}}",
-        ])
-        .lines()
-        .filter_map(|line| line.split_once(' '))
-        .map(|(name, id)| (name.to_string(), id.to_string()))
-        .collect()
+    first_field_map(&docker.docker_ok([
+        "images",
+        "--no-trunc",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.ID}}",
+    ]))
 }
 
 /// `repo:tag -> image id` from `ovl inspect` of every image `ovl images -q` lists.
@@ -94,11 +89,14 @@ fn ovl_tags(ovl: &Ovl) -> anyhow::Result<BTreeMap<String, String>> {
 
 /// `container id -> name` as `docker ps -a` lists it.
 fn docker_containers(docker: &Dockerd) -> BTreeMap<String, String> {
-    docker
-        .docker_ok(["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"])
-        .lines()
+    first_field_map(&docker.docker_ok(["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"]))
+}
+
+/// Each line's first space-separated field mapped to the rest of the line.
+fn first_field_map(text: &str) -> BTreeMap<String, String> {
+    text.lines()
         .filter_map(|line| line.split_once(' '))
-        .map(|(id, name)| (id.to_string(), name.to_string()))
+        .map(|(first, rest)| (first.to_string(), rest.to_string()))
         .collect()
 }
 

@@ -199,6 +199,15 @@ impl Dockerd {
         ]);
     }
 
+    /// `docker run -d --network none --name <name> <image_and_args>`, then `docker wait`: the
+    /// container's exit status as `docker wait` prints it.
+    pub fn run_and_wait(&self, name: &str, image_and_args: &[&str]) -> String {
+        let mut args = vec!["run", "-d", "--network", "none", "--name", name];
+        args.extend_from_slice(image_and_args);
+        self.docker_ok(args);
+        self.docker_ok(["wait", name]).trim().to_string()
+    }
+
     /// Stops the daemon the way `systemctl stop docker` does, keeping its data root, containers
     /// and scratch directory; returns the scratch directory, where [`Dockerd::start`] starts a
     /// daemon on the same data root again (which then cleans everything up when dropped).

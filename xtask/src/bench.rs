@@ -408,20 +408,8 @@ fn run_bench(
         let script = change_script(n_changes);
         let docker_name = format!("dc{n_changes}");
         let ovl_name = format!("oc{n_changes}");
-        docker.docker_ok([
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--name",
-            &docker_name,
-            "smallfiles:1",
-            "/bin/sh",
-            "-c",
-            &script,
-        ]);
-        let status = docker.docker_ok(["wait", &docker_name]);
-        ensure!(status.trim() == "0", "the change script failed in Docker");
+        let status = docker.run_and_wait(&docker_name, &["smallfiles:1", "/bin/sh", "-c", &script]);
+        ensure!(status == "0", "the change script failed in Docker");
         let merged = ovl.try_ok(["run-rootfs", "--name", &ovl_name, "smallfiles:1"])?;
         chroot_script(&merged, &script, "ovl")?;
         let upper = upper_dir(&ovl, &ovl_name)?;

@@ -88,18 +88,7 @@ pub(super) fn write_one_image_archive(
     }
     diff_ids.push(layer_diff_id.to_string());
     layer_names.push("top/layer.tar");
-    let history: Vec<serde_json::Value> = diff_ids
-        .iter()
-        .map(|_| serde_json::json!({"created": "2024-01-01T00:00:00Z"}))
-        .collect();
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64",
-        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
-        "created": "2024-01-01T00:00:00Z",
-        "history": history,
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }))?;
+    let config = image_config(&diff_ids, "PATH=/bin")?;
     let config_name = format!("{}.json", crate::hex(&Sha256::digest(&config)));
     let manifest = serde_json::to_vec(&serde_json::json!([{
         "Config": config_name,
@@ -204,4 +193,21 @@ impl<W: Write> Write for HashingWriter<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// The config of a corpus image: `diff_ids` with one history entry each, `/bin/sh` run with
+/// `env`.
+pub(super) fn image_config(diff_ids: &[String], env: &str) -> Result<Vec<u8>> {
+    let history: Vec<serde_json::Value> = diff_ids
+        .iter()
+        .map(|_| serde_json::json!({"created": "2024-01-01T00:00:00Z"}))
+        .collect();
+    Ok(serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "config": {"Cmd": ["/bin/sh"], "Env": [env]},
+        "created": "2024-01-01T00:00:00Z",
+        "history": history,
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))?)
 }
