@@ -133,6 +133,14 @@ struct Sample {
 }
 
 impl Sample {
+    /// A sample of no runs yet.
+    fn new(name: impl Into<String>) -> Sample {
+        Sample {
+            name: name.into(),
+            times: Vec::new(),
+        }
+    }
+
     fn sorted(&self) -> Vec<Duration> {
         let mut times = self.times.clone();
         times.sort();
@@ -445,46 +453,19 @@ fn run_bench(
         };
 
         let label = |what: &str| format!("{what} ({n_changes} changed files)");
-        let mut docker_diff = Sample {
-            name: label("docker diff"),
-            times: Vec::new(),
-        };
-        let mut podman_diff = Sample {
-            name: label("podman diff"),
-            times: Vec::new(),
-        };
-        let mut podman_commit = Sample {
-            name: label("podman commit"),
-            times: Vec::new(),
-        };
-        let mut ovl_diff = Sample {
-            name: label("ovl diff"),
-            times: Vec::new(),
-        };
-        let mut find = Sample {
-            name: label("find upperdir (floor)"),
-            times: Vec::new(),
-        };
-        let mut docker_commit = Sample {
-            name: label("docker commit"),
-            times: Vec::new(),
-        };
-        let mut ovl_commit = Sample {
-            name: label("ovl commit"),
-            times: Vec::new(),
-        };
-        let mut tar_floor = Sample {
-            name: label("tar of the upperdir into sha256sum (floor)"),
-            times: Vec::new(),
-        };
-        let mut untar_floor = Sample {
-            name: label("tar -x of that layer into a fresh directory (floor)"),
-            times: Vec::new(),
-        };
-        let mut syncfs_cost = Sample {
-            name: label("syncfs right after that tar -x (what ovl adds before publishing)"),
-            times: Vec::new(),
-        };
+        let mut docker_diff = Sample::new(label("docker diff"));
+        let mut podman_diff = Sample::new(label("podman diff"));
+        let mut podman_commit = Sample::new(label("podman commit"));
+        let mut ovl_diff = Sample::new(label("ovl diff"));
+        let mut find = Sample::new(label("find upperdir (floor)"));
+        let mut docker_commit = Sample::new(label("docker commit"));
+        let mut ovl_commit = Sample::new(label("ovl commit"));
+        let mut tar_floor = Sample::new(label("tar of the upperdir into sha256sum (floor)"));
+        let mut untar_floor =
+            Sample::new(label("tar -x of that layer into a fresh directory (floor)"));
+        let mut syncfs_cost = Sample::new(label(
+            "syncfs right after that tar -x (what ovl adds before publishing)",
+        ));
         let mut n_lines = (0, 0);
         let mut n_podman_lines = 0;
         for _ in 0..options.runs {
@@ -628,10 +609,9 @@ fn diff_on_smaller_image(
     ovl.try_ok(["load", "-i", archive.to_str().context("utf-8 corpus path")?])?;
     let merged = ovl.try_ok(["run-rootfs", "--name", "small", "smallfiles:1"])?;
     chroot_script(&merged, &change_script(n_changes), "ovl")?;
-    let mut sample = Sample {
-        name: format!("ovl diff ({n_changes} changed files, image of {n_files} files)"),
-        times: Vec::new(),
-    };
+    let mut sample = Sample::new(format!(
+        "ovl diff ({n_changes} changed files, image of {n_files} files)"
+    ));
     for _ in 0..options.runs {
         sync();
         sample.times.push(timed(ovl.command(["diff", "small"]))?.0);
