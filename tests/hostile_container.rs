@@ -24,12 +24,16 @@ use ovl_tests::{
     under_gnu_time, Ovl, Scratch, GNU_TIME,
 };
 
-/// A data root with `base:1` imported from the busybox rootfs.
-fn root_with_base(work: &Scratch) -> Ovl {
+/// A rootful test's start: `None` when it skips, else a scratch directory, a data root in it
+/// with `base:1` imported from the busybox rootfs, and the merged root of a container `name` of
+/// that image.
+fn base_container(test_name: &str, name: &str) -> Option<(Scratch, Ovl, PathBuf)> {
+    let work = root_scratch(test_name)?;
     let ovl = Ovl::new(work.join("root"));
     let tarball = work.write_base_tar("base.tar");
     ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
-    ovl
+    let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", name, "base:1"]).trim());
+    Some((work, ovl, merged))
 }
 
 fn c_path(path: &Path) -> CString {
@@ -155,14 +159,12 @@ fn upper_dir_of_image(ovl: &Ovl, image: &str) -> PathBuf {
 fn container_swapping_devices_and_symlinks_never_gets_a_node_opened_or_the_host_read_needs_root() {
     const TEST: &str =
         "container_swapping_devices_and_symlinks_never_gets_a_node_opened_or_the_host_read_needs_root";
-    let Some(work) = root_scratch(TEST) else {
-        return;
-    };
     const N_PAIRS: usize = 8;
     // Lower files the container will swap out, so that diff compares them with what the upperdir
     // holds under their names.
-    let ovl = root_with_base(&work);
-    let prep = PathBuf::from(ovl.ok(["run-rootfs", "--name", "prep", "base:1"]).trim());
+    let Some((work, ovl, prep)) = base_container(TEST, "prep") else {
+        return;
+    };
     fs::create_dir(prep.join("race")).expect("mkdir race");
     for idx in 0..N_PAIRS {
         fs::write(prep.join(format!("race/f{idx}")), b"regular data").expect("write file");
@@ -325,11 +327,9 @@ fn make_deep_dirs(dir: &Path, depth: usize) -> libc::c_int {
 fn commit_of_a_path_longer_than_path_max_never_succeeds_without_an_image_needs_root() {
     const TEST: &str =
         "commit_of_a_path_longer_than_path_max_never_succeeds_without_an_image_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((_work, ovl, merged)) = base_container(TEST, "deep") else {
         return;
     };
-    let ovl = root_with_base(&work);
-    let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "deep", "base:1"]).trim());
     let deepest = make_deep_dirs(&merged, 20);
     let file = CString::new("leaf").expect("name");
     let leaf = unsafe {
@@ -390,11 +390,9 @@ fn commit_of_a_path_longer_than_path_max_never_succeeds_without_an_image_needs_r
 #[test]
 fn commit_keeps_holes_and_honours_max_layer_size_needs_root() {
     const TEST: &str = "commit_keeps_holes_and_honours_max_layer_size_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((_work, ovl, merged)) = base_container(TEST, "sparse") else {
         return;
     };
-    let ovl = root_with_base(&work);
-    let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "sparse", "base:1"]).trim());
     const SIZE: u64 = 256 << 20;
     let file = fs::File::create(merged.join("sparse")).expect("create");
     file.set_len(SIZE).expect("truncate");
@@ -450,11 +448,9 @@ fn commit_keeps_holes_and_honours_max_layer_size_needs_root() {
 #[test]
 fn tags_that_look_like_image_ids_are_refused_needs_root() {
     const TEST: &str = "tags_that_look_like_image_ids_are_refused_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((work, ovl, merged)) = base_container(TEST, "ctr") else {
         return;
     };
-    let ovl = root_with_base(&work);
-    let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]).trim());
     fs::write(merged.join("marker"), b"victim").expect("write");
     let victim = ovl.ok(["commit", "ctr", "victim:1"]).trim().to_string();
     let victim_hex = victim.trim_start_matches("sha256:").to_string();
@@ -533,11 +529,9 @@ fn tags_that_look_like_image_ids_are_refused_needs_root() {
 #[test]
 fn commands_piped_into_a_closed_reader_exit_quietly_needs_root() {
     const TEST: &str = "commands_piped_into_a_closed_reader_exit_quietly_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((_work, ovl, merged)) = base_container(TEST, "ctr") else {
         return;
     };
-    let ovl = root_with_base(&work);
-    let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]).trim());
     for idx in 0..2000 {
         fs::write(merged.join(format!("file-{idx:05}")), b"x").expect("write");
     }
@@ -609,11 +603,9 @@ fn commands_piped_into_a_closed_reader_exit_quietly_needs_root() {
 #[test]
 fn rmi_refuses_when_another_images_config_is_unreadable_needs_root() {
     const TEST: &str = "rmi_refuses_when_another_images_config_is_unreadable_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((work, ovl, _merged)) = base_container(TEST, "ctr") else {
         return;
     };
-    let ovl = root_with_base(&work);
-    ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
     let child = ovl.ok(["commit", "ctr", "child:1"]).trim().to_string();
     ovl.ok(["rm", "-f", "ctr"]);
     let base_upper = upper_dir_of_image(&ovl, "base:1");
@@ -645,11 +637,9 @@ fn rmi_refuses_when_another_images_config_is_unreadable_needs_root() {
 #[test]
 fn diff_mounts_comparison_views_only_under_the_lock_needs_root() {
     const TEST: &str = "diff_mounts_comparison_views_only_under_the_lock_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((work, ovl, _merged)) = base_container(TEST, "ctr") else {
         return;
     };
-    let ovl = root_with_base(&work);
-    ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
     // A rename under redirect_dir=on: the upperdir alone no longer says what changed.
     change_through_redirect_dir(&ovl, "ctr", |merged| {
         Ok(fs::rename(merged.join("root"), merged.join("moved"))?)

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context as _};
 use ovl_tests::{
-    base_image, base_rootfs_tar, build_image, docker_archive, docker_merged_dump,
+    base_image, base_rootfs_tar, build_image, changed_paths, docker_archive, docker_merged_dump,
     dockerd_with_base, ensure_same_tree, image_config, merged_dump, require_dockerd, scratch_path,
     sha256_digest, unmount_below, Dockerd, Failures, Ovl, Record, Scratch, TarBuilder,
 };
@@ -916,17 +916,7 @@ fn ovl_refuses_to_change_a_root_a_live_dockerd_uses_needs_root_and_dockerd() {
     let after = store_listing(docker.data_root());
     failures.check("nothing in the data root changed", {
         (|| {
-            let changed: Vec<_> = before
-                .iter()
-                .filter(|(path, meta)| after.get(*path) != Some(meta))
-                .map(|(path, _)| path.display().to_string())
-                .chain(
-                    after
-                        .keys()
-                        .filter(|path| !before.contains_key(*path))
-                        .map(|path| format!("new {}", path.display())),
-                )
-                .collect();
+            let changed = changed_paths(&before, &after);
             ensure!(changed.is_empty(), "changed: {changed:#?}");
             Ok(())
         })()

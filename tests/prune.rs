@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use ovl_tests::{
-    base_image, base_rootfs_tar, build_image, chain_ids, docker_archive, image_config,
-    require_dockerd, require_root, root_scratch, sha256_digest, Dockerd, Failures, Ovl, Scratch,
-    TarBuilder, BASE_IMAGE,
+    base_image, base_rootfs_tar, build_image, chain_ids, changed_paths, docker_archive,
+    image_config, require_dockerd, require_root, root_scratch, sha256_digest, Dockerd, Failures,
+    Ovl, Scratch, TarBuilder, BASE_IMAGE,
 };
 use sha2::{Digest, Sha256};
 
@@ -265,17 +265,7 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
         "the dry run changes nothing",
         (|| {
             let after = root_listing(&root);
-            let changed: Vec<_> = before
-                .iter()
-                .filter(|(path, facts)| after.get(*path) != Some(facts))
-                .map(|(path, _)| path.display().to_string())
-                .chain(
-                    after
-                        .keys()
-                        .filter(|path| !before.contains_key(*path))
-                        .map(|path| format!("{} (new)", path.display())),
-                )
-                .collect();
+            let changed = changed_paths(&before, &after);
             ensure!(changed.is_empty(), "changed: {changed:?}");
             Ok(())
         })(),

@@ -129,3 +129,20 @@ pub fn save_dumps(name: &str, expected: &[Record], actual: &[Record]) {
 pub fn merged_dump(merged: &Path) -> anyhow::Result<Vec<Record>> {
     dump(merged, &merged_dump_options()).with_context(|| format!("dump {}", merged.display()))
 }
+
+/// What changed between two listings of a tree: every path of `before` whose facts differ or
+/// that is gone, then every path new in `after` (`new <path>`).
+pub fn changed_paths<T: PartialEq>(
+    before: &BTreeMap<PathBuf, T>,
+    after: &BTreeMap<PathBuf, T>,
+) -> Vec<String> {
+    let changed = before
+        .iter()
+        .filter(|(path, facts)| after.get(*path) != Some(facts))
+        .map(|(path, _)| path.display().to_string());
+    let new = after
+        .keys()
+        .filter(|path| !before.contains_key(*path))
+        .map(|path| format!("new {}", path.display()));
+    changed.chain(new).collect()
+}
