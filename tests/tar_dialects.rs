@@ -21,6 +21,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
+use ovl_tests::tar_builder::field::{CHKSUM, LINKNAME, MAGIC, MODE, PREFIX, SIZE, UNAME};
+use ovl_tests::tar_builder::Block;
 use ovl_tests::{
     compare, docker_archive, dump, image_config, layerdb, require_dockerd, require_root,
     root_scratch, scratch_path, sha256_digest, Dockerd, DumpOptions, Failures, Ovl, Scratch,
@@ -1109,68 +1111,6 @@ fn corpus(scratch: &Scratch) -> Vec<Case> {
 
 // ------------------------------------------------------------------------------------------------
 // Raw tar members, byte for byte
-
-/// Header field offsets (POSIX ustar; star's and GNU's reuse of the prefix area noted).
-const NAME: usize = 0;
-const MODE: usize = 100;
-const UID: usize = 108;
-const GID: usize = 116;
-const SIZE: usize = 124;
-const MTIME_FIELD: usize = 136;
-const CHKSUM: usize = 148;
-const TYPEFLAG: usize = 156;
-const LINKNAME: usize = 157;
-const MAGIC: usize = 257;
-const UNAME: usize = 265;
-const GNAME: usize = 297;
-const PREFIX: usize = 345;
-
-/// A header block being built; [`Block::member`] sets the checksum and appends the data.
-#[derive(Clone)]
-struct Block([u8; 512]);
-
-impl Block {
-    /// A ustar header (`ustar\0` `00`) for a file of `size` bytes, mode 0644, owned by 0:0.
-    fn ustar(name: &[u8], flag: u8, size: u64) -> Block {
-        let mut block = Block([0; 512]);
-        block.set(NAME, name);
-        block.octal::<8>(MODE, if flag == b'5' { 0o755 } else { 0o644 });
-        block.octal::<8>(UID, 0);
-        block.octal::<8>(GID, 0);
-        block.octal::<12>(SIZE, size);
-        block.octal::<12>(MTIME_FIELD, MTIME);
-        block.0[TYPEFLAG] = flag;
-        block.set(MAGIC, b"ustar\x0000");
-        block.set(UNAME, b"root");
-        block.set(GNAME, b"root");
-        block.octal::<8>(329, 0);
-        block.octal::<8>(337, 0);
-        block
-    }
-
-    fn set(&mut self, at: usize, bytes: &[u8]) -> &mut Self {
-        self.0[at..at + bytes.len()].copy_from_slice(bytes);
-        self
-    }
-
-    fn octal<const N: usize>(&mut self, at: usize, value: u64) -> &mut Self {
-        let text = format!("{value:0width$o}\0", width = N - 1);
-        assert_eq!(text.len(), N);
-        self.set(at, text.as_bytes())
-    }
-
-    /// The block with its checksum (unsigned sum, `%06o\0 `), then `data` padded to a block.
-    fn member(&self, data: &[u8]) -> Vec<u8> {
-        let mut block = self.0;
-        block[CHKSUM..CHKSUM + 8].copy_from_slice(b"        ");
-        let sum: u32 = block.iter().map(|&byte| u32::from(byte)).sum();
-        block[CHKSUM..CHKSUM + 8].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        let mut bytes = block.to_vec();
-        bytes.extend_from_slice(data);
-        bytes.resize(bytes.len().div_ceil(512) * 512, 0);
-        bytes
-    }
-}
 
 /// Members followed by the end-of-archive marker.
 fn layer(members: &[Vec<u8>]) -> Vec<u8> {

@@ -115,6 +115,14 @@ impl Header {
 pub struct Block(pub [u8; 512]);
 
 impl Block {
+    /// A POSIX ustar header block as [`Header::new`] makes it, for `size` bytes of data, with
+    /// `name` written as given (no length check: the dialect tests write what they need).
+    pub fn ustar(name: &[u8], flag: u8, size: u64) -> Block {
+        let mut block = Header::new(b"", flag).block(size);
+        block.set(field::NAME, name);
+        block
+    }
+
     /// Writes `bytes` at offset `at`.
     pub fn set(&mut self, at: usize, bytes: &[u8]) -> &mut Self {
         self.0[at..at + bytes.len()].copy_from_slice(bytes);
@@ -134,6 +142,16 @@ impl Block {
         let sum: u32 = block.iter().map(|&byte| u32::from(byte)).sum();
         block[field::CHKSUM..field::CHKSUM + 8].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
         block
+    }
+}
+
+impl Block {
+    /// The checksummed block followed by `data` padded to a whole block: one member.
+    pub fn member(&self, data: &[u8]) -> Vec<u8> {
+        let mut bytes = self.checksummed().to_vec();
+        bytes.extend_from_slice(data);
+        bytes.resize(bytes.len().div_ceil(512) * 512, 0);
+        bytes
     }
 }
 
