@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context as _};
 use ovl_tests::{
-    build_image, change_through_redirect_dir, docker_merged_dump, dockerd_with_base,
+    build_image, change_through_redirect_dir, chroot_sh, docker_merged_dump, dockerd_with_base,
     ensure_same_tree, root_scratch, Failures, Ovl, Record, Scratch,
 };
 
@@ -239,16 +239,11 @@ fn empty_and_reproducible_commits_needs_root() {
             std::thread::sleep(std::time::Duration::from_millis(1100));
         }
         let merged = ovl.ok(["run-rootfs", "--name", name, "base:1"]);
-        let status = Command::new("chroot")
-            .arg(merged.trim())
-            .args([
-                "/bin/sh",
-                "-c",
-                "mkdir -p /w/x && echo one > /w/x/f && ln /w/x/f /w/h && rm /etc/group && chmod 700 /tmp && mkfifo /w/p",
-            ])
-            .status()
-            .expect("chroot");
-        assert!(status.success());
+        chroot_sh(
+            &merged,
+            "mkdir -p /w/x && echo one > /w/x/f && ln /w/x/f /w/h && rm /etc/group && chmod 700 /tmp && mkfifo /w/p",
+        )
+        .expect("change in the container");
         let plain = ovl.ok(["commit", name]);
         let reproducible = ovl.ok(["commit", "--reproducible", name]);
         diff_ids.push((
@@ -543,12 +538,7 @@ fn redirect_dir_container_diff_and_commit_needs_root() {
     ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
     // A second layer, so that the renamed directory comes from a lower layer.
     let merged = ovl.ok(["run-rootfs", "--name", "prep", "base:1"]);
-    let status = Command::new("chroot")
-        .arg(merged.trim())
-        .args(["/bin/sh", "-c", "mkdir -p /src/sub && echo k > /src/sub/k"])
-        .status()
-        .expect("chroot");
-    assert!(status.success());
+    chroot_sh(&merged, "mkdir -p /src/sub && echo k > /src/sub/k").expect("change in prep");
     ovl.ok(["commit", "prep", "base:2"]);
 
     ovl.ok(["run-rootfs", "--name", "mover", "base:2"]);

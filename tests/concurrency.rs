@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ovl_tests::{base_rootfs_tar, layerdb, layers_archive, root_scratch, Ovl, TarBuilder};
+use ovl_tests::{
+    base_rootfs_tar, chroot_sh, layerdb, layers_archive, root_scratch, Ovl, TarBuilder,
+};
 
 const TEST: &str = "eight_processes_at_once_keep_the_root_consistent_needs_root";
 const N_WORKERS: usize = 8;
@@ -92,16 +93,8 @@ fn worker(ovl: &Ovl, idx: usize, archives: &[PathBuf], shared: &Path) -> Vec<Str
         ) else {
             continue;
         };
-        let status = Command::new("chroot")
-            .arg(merged.trim())
-            .args([
-                "/bin/sh",
-                "-c",
-                &format!("echo {name} > /{name} && rm -r /s0l0"),
-            ])
-            .status()
-            .expect("chroot");
-        assert!(status.success(), "change in {name}");
+        chroot_sh(&merged, &format!("echo {name} > /{name} && rm -r /s0l0"))
+            .unwrap_or_else(|e| panic!("change in {name}: {e:#}"));
         if let Some(diff) = run(ovl, &["diff".as_ref(), name.as_ref()], &mut log) {
             assert!(
                 diff.contains(&format!("A /{name}")),

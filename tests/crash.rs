@@ -10,10 +10,10 @@
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use ovl_tests::{layers_archive, require_root, Ovl, Scratch, TarBuilder};
+use ovl_tests::{chroot_sh, layers_archive, require_root, Ovl, Scratch, TarBuilder};
 
 const TEST: &str = "sigkill_at_random_points_leaves_a_consistent_root_needs_root";
 
@@ -153,12 +153,7 @@ fn sigkill_at_random_points_leaves_a_consistent_root_needs_root() {
             Op::Commit => {
                 let name = format!("cc{run}");
                 let merged = ovl.ok(["run-rootfs", "--name", &name, "base:1"]);
-                let status = Command::new("chroot")
-                        .arg(merged.trim())
-                        .args(["/bin/sh", "-c", "mkdir -p /w && for i in $(seq 1 200); do echo $i > /w/$i; done && rm /etc/group"])
-                        .status()
-                        .expect("chroot");
-                assert!(status.success());
+                chroot_sh(&merged, "mkdir -p /w && for i in $(seq 1 200); do echo $i > /w/$i; done && rm /etc/group").expect("change in the container");
                 ovl.ok(["umount", &name]);
                 (
                     vec![

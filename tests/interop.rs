@@ -17,14 +17,14 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{ensure, Context as _};
 use ovl_tests::{
-    base_image, base_rootfs_tar, build_image, changed_paths, docker_archive, docker_merged_dump,
-    dockerd_with_base, ensure_same_tree, image_config, merged_dump, require_dockerd, scratch_path,
-    sha256_digest, unmount_below, Dockerd, Failures, Ovl, Record, Scratch, TarBuilder,
+    base_image, base_rootfs_tar, build_image, changed_paths, chroot_sh, docker_archive,
+    docker_merged_dump, dockerd_with_base, ensure_same_tree, image_config, merged_dump,
+    require_dockerd, scratch_path, sha256_digest, unmount_below, Dockerd, Failures, Ovl, Record,
+    Scratch, TarBuilder,
 };
 
 /// What both programs must agree on for one image.
@@ -113,17 +113,6 @@ fn ovl_containers(ovl: &Ovl) -> anyhow::Result<BTreeMap<String, String>> {
 
 fn line_set(text: &str) -> BTreeSet<String> {
     text.lines().map(str::to_string).collect()
-}
-
-/// Runs `script` with busybox sh inside an ovl container's merged root.
-fn chroot_sh(merged: &str, script: &str) -> anyhow::Result<()> {
-    let status = Command::new("chroot")
-        .arg(merged.trim())
-        .args(["/bin/sh", "-c", script])
-        .status()
-        .context("chroot")?;
-    ensure!(status.success(), "{script:?} failed in {merged}: {status}");
-    Ok(())
 }
 
 /// Path, type, mode, owner, size and mtime of everything in the store parts of a data root

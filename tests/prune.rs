@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use ovl_tests::{
-    base_image, base_rootfs_tar, build_image, chain_ids, changed_paths, docker_archive,
+    base_image, base_rootfs_tar, build_image, chain_ids, changed_paths, chroot_sh, docker_archive,
     image_config, require_dockerd, require_root, root_scratch, sha256_digest, Dockerd, Failures,
     Ovl, Scratch, TarBuilder, BASE_IMAGE,
 };
@@ -78,17 +78,6 @@ fn root_listing(root: &Path) -> BTreeMap<PathBuf, String> {
         }
     }
     listing
-}
-
-/// Runs `script` with busybox sh inside a container root.
-fn chroot_sh(merged: &str, script: &str) -> anyhow::Result<()> {
-    let status = Command::new("chroot")
-        .arg(merged.trim())
-        .args(["/bin/busybox", "sh", "-c", script])
-        .status()
-        .context("chroot")?;
-    ensure!(status.success(), "{script:?} failed in {merged}: {status}");
-    Ok(())
 }
 
 /// A layer dir made by hand as spec §2.1 describes it: `diff/` with one file, `link`, and the

@@ -150,3 +150,14 @@ pub fn parse_loaded(stdout: &str) -> Option<String> {
     };
     tagged.or_else(untagged).map(|s| s.trim().to_string())
 }
+
+/// Runs `script` with busybox sh inside an ovl container's merged root (`merged` as `run-rootfs` prints it).
+pub fn chroot_sh(merged: &str, script: &str) -> anyhow::Result<()> {
+    let status = Command::new("chroot")
+        .arg(merged.trim())
+        .args(["/bin/sh", "-c", script])
+        .status()
+        .context("chroot")?;
+    ensure!(status.success(), "{script:?} failed in {merged}: {status}");
+    Ok(())
+}
