@@ -214,9 +214,7 @@ fn empty_and_reproducible_commits_needs_root() {
     let Some(work) = root_scratch(TEST) else {
         return;
     };
-    let ovl = Ovl::new(work.join("root"));
-    let tarball = work.write_base_tar("base.tar");
-    ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
+    let ovl = work.base_root("root");
     let base_layers = layers_of(&ovl, "base:1");
 
     // No change: a new image with an empty_layer history entry and the same layers.
@@ -533,9 +531,7 @@ fn redirect_dir_container_diff_and_commit_needs_root() {
     let Some(work) = root_scratch(TEST) else {
         return;
     };
-    let ovl = Ovl::new(work.join("root"));
-    let tarball = work.write_base_tar("base.tar");
-    ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
+    let ovl = work.base_root("root");
     // A second layer, so that the renamed directory comes from a lower layer.
     let merged = ovl.ok(["run-rootfs", "--name", "prep", "base:1"]);
     chroot_sh(&merged, "mkdir -p /src/sub && echo k > /src/sub/k").expect("change in prep");

@@ -126,9 +126,7 @@ fn eight_processes_at_once_keep_the_root_consistent_needs_root() {
     let Some(work) = root_scratch(TEST) else {
         return;
     };
-    let ovl = Arc::new(Ovl::new(work.join("root")));
-    let base = work.write_base_tar("base.tar");
-    ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
+    let ovl = Arc::new(work.base_root("root"));
     let (shared_bytes, shared_diff_ids) = archive(0, "shared:1");
     let shared = work.join("shared.tar");
     fs::write(&shared, shared_bytes).expect("write shared");

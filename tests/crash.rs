@@ -107,9 +107,9 @@ fn sigkill_at_random_points_leaves_a_consistent_root_needs_root() {
         .and_then(|text| text.parse().ok())
         .unwrap_or(1);
     let work = Scratch::new();
-    let ovl = Ovl::new(work.join("root"));
-    let base = work.write_base_tar("base.tar");
-    ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
+    let ovl = work.base_root("root");
+    // `base_root` wrote the base rootfs tar there; the import runs below import it again.
+    let base = work.join("base.tar");
     let archives: Vec<_> = (0..6u64)
         .map(|idx| {
             let path = work.join(format!("img{idx}.tar"));

@@ -29,9 +29,7 @@ use ovl_tests::{
 /// that image.
 fn base_container(test_name: &str, name: &str) -> Option<(Scratch, Ovl, PathBuf)> {
     let work = root_scratch(test_name)?;
-    let ovl = Ovl::new(work.join("root"));
-    let tarball = work.write_base_tar("base.tar");
-    ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
+    let ovl = work.base_root("root");
     let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", name, "base:1"]).trim());
     Some((work, ovl, merged))
 }

@@ -186,6 +186,17 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// A data root `path/dir` holding `base:1`, imported from the base image's rootfs tar
+    /// (written to `path/base.tar`).
+    pub fn base_root(&self, dir: &str) -> Ovl {
+        let ovl = Ovl::new(self.join(dir));
+        let tarball = self.write_base_tar("base.tar");
+        ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
+        ovl
+    }
+}
+
 /// The start of a test that needs root: `None` when it skips for lack of root ([`require_root`]),
 /// else a fresh scratch directory.
 pub fn root_scratch(test_name: &str) -> Option<Scratch> {
