@@ -7,8 +7,8 @@ use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 
 use ovl_tests::{
-    chain_ids, check_root_consistent, docker_archive, gzip, image_config, layerdb, layers_archive,
-    root_scratch, sha256_digest, Ovl, TarBuilder,
+    chain_ids, check_root_consistent, docker_archive, gzip, image_config, layer_members, layerdb,
+    layers_archive, root_scratch, sha256_digest, Ovl, TarBuilder,
 };
 
 const TEST: &str = "bad_input_fails_cleanly_needs_root";
@@ -110,11 +110,7 @@ fn bad_input_fails_cleanly_needs_root() {
     let tars: Vec<Vec<u8>> = (0..2).map(|i| layer_tar("mismatch", i)).collect();
     let wrong = sha256_digest(b"not the layer");
     let diff_ids = vec![sha256_digest(&tars[0]), wrong.clone()];
-    let layers: Vec<(String, Vec<u8>)> = tars
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| (format!("mismatch-layer{i}/layer.tar"), t))
-        .collect();
+    let layers = layer_members("mismatch-layer", tars);
     let mismatch = docker_archive(&image_config(&diff_ids), &layers, &["ovl-mismatch:1"]);
     let mismatch_path = work.join("mismatch.tar");
     fs::write(&mismatch_path, mismatch).expect("write mismatch");
@@ -147,11 +143,7 @@ fn bad_input_fails_cleanly_needs_root() {
         *byte ^= 0x5a;
     }
     blobs[3] = damaged;
-    let layers: Vec<(String, Vec<u8>)> = blobs
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| (format!("parallel-layer{i}/layer.tar"), t))
-        .collect();
+    let layers = layer_members("parallel-layer", blobs);
     let parallel = docker_archive(&image_config(&diff_ids), &layers, &["ovl-parallel:1"]);
     let parallel_path = work.join("parallel.tar");
     fs::write(&parallel_path, parallel).expect("write parallel");

@@ -52,16 +52,24 @@ pub fn docker_archive(config: &[u8], layers: &[(String, Vec<u8>)], repo_tags: &[
     builder.finish()
 }
 
+/// `layers` as docker-archive members `<prefix><idx>/layer.tar`.
+pub fn layer_members(prefix: &str, layers: Vec<Vec<u8>>) -> Vec<(String, Vec<u8>)> {
+    layers
+        .into_iter()
+        .enumerate()
+        .map(|(idx, bytes)| (format!("{prefix}{idx}/layer.tar"), bytes))
+        .collect()
+}
+
 /// A docker-archive of `layers` (member `<prefix><idx>/layer.tar` each) with an
 /// [`image_config`] of their DiffIDs, tagged `tags`; returns the archive and the DiffIDs.
 pub fn layers_archive(layers: Vec<Vec<u8>>, prefix: &str, tags: &[&str]) -> (Vec<u8>, Vec<String>) {
     let diff_ids: Vec<String> = layers.iter().map(|layer| sha256_digest(layer)).collect();
-    let members: Vec<(String, Vec<u8>)> = layers
-        .into_iter()
-        .enumerate()
-        .map(|(idx, bytes)| (format!("{prefix}{idx}/layer.tar"), bytes))
-        .collect();
-    let archive = docker_archive(&image_config(&diff_ids), &members, tags);
+    let archive = docker_archive(
+        &image_config(&diff_ids),
+        &layer_members(prefix, layers),
+        tags,
+    );
     (archive, diff_ids)
 }
 

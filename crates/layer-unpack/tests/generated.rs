@@ -471,16 +471,7 @@ fn every_member_type_round_trips_through_tar_split_needs_root() {
     assert_eq!(report.tar_bytes, tar.len() as u64);
 
     let diff = scratch.diff();
-    let root = File::open(&diff).expect("open diff");
-    let mut rebuilt = Vec::new();
-    tar_split::reassemble(
-        &tar_split_gz[..],
-        root.as_fd(),
-        Default::default(),
-        &mut rebuilt,
-    )
-    .expect("reassemble");
-    assert!(rebuilt == tar, "reassembled tar differs");
+    assert_reassembles(&diff, &tar_split_gz, &tar);
 
     // Docker's segmentation at the end: the zero blocks, the trailing read, the final empty read.
     let entries: Vec<Entry> = tar_split::Unpacker::new(&tar_split_gz[..])
@@ -662,16 +653,7 @@ fn pax_sparse_1_0_file_is_expanded_with_holes_and_reassembles_needs_root() {
         b"after"
     );
 
-    let root = File::open(scratch.diff()).expect("open diff");
-    let mut rebuilt = Vec::new();
-    tar_split::reassemble(
-        &tar_split_gz[..],
-        root.as_fd(),
-        Default::default(),
-        &mut rebuilt,
-    )
-    .expect("reassemble");
-    assert!(rebuilt == tar, "reassembled tar differs");
+    assert_reassembles(&scratch.diff(), &tar_split_gz, &tar);
 }
 
 #[test]
@@ -721,4 +703,13 @@ fn unpacks_a_zstd_layer_end_to_end_needs_root() {
     )
     .expect("unpack");
     assert_eq!(report.diff_id, sha256_id(&tar));
+}
+
+/// The layer directory `diff` and its tar-split reassemble to `tar`, byte for byte.
+fn assert_reassembles(diff: &Path, tar_split_gz: &[u8], tar: &[u8]) {
+    let root = File::open(diff).expect("open diff");
+    let mut rebuilt = Vec::new();
+    tar_split::reassemble(tar_split_gz, root.as_fd(), Default::default(), &mut rebuilt)
+        .expect("reassemble");
+    assert!(rebuilt == tar, "reassembled tar differs");
 }
