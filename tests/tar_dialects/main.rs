@@ -208,10 +208,8 @@ fn old_gnu_sparse_layer_save_round_trips_or_is_refused_needs_root() {
             &format!("PAX sparse 1.0 of {real_size} bytes round-trips"),
             (|| {
                 let image = format!("sparse:{tag}");
-                let archive = scratch.join(format!("{tag}.tar"));
-                fs::write(&archive, one_layer_archive(&layer, &image))?;
-                ovl.load(&archive)?;
-                let (size, diff) = ovl_layer(&ovl.root, &sha256_digest(&layer))?;
+                let (size, diff) =
+                    load_one_layer(&ovl, &scratch, &layer, &image, &format!("{tag}.tar"))?;
                 ensure!(
                     size == real_size.to_string(),
                     "layerdb size {size}, expected {real_size}"
@@ -291,10 +289,7 @@ fn sparse_round_trip(
     real_size: u64,
 ) -> anyhow::Result<()> {
     let image = format!("sparse:{}", version.replace('.', "-"));
-    let archive = scratch.join(format!("{version}.tar"));
-    fs::write(&archive, one_layer_archive(layer, &image))?;
-    ovl.load(&archive)?;
-    let (size, diff) = ovl_layer(&ovl.root, &sha256_digest(layer))?;
+    let (size, diff) = load_one_layer(ovl, scratch, layer, &image, &format!("{version}.tar"))?;
     ensure!(
         size == real_size.to_string(),
         "layerdb size {size}, expected {real_size}"
@@ -368,10 +363,8 @@ fn gnu_magic_with_prefix_field_reads_as_go_reads_it_needs_root() {
             name,
             (|| {
                 let image = format!("prefix:{name}");
-                let archive = scratch.join(format!("{name}.tar"));
-                fs::write(&archive, one_layer_archive(&layer, &image))?;
-                ovl.load(&archive)?;
-                let (_, diff) = ovl_layer(&ovl.root, &sha256_digest(&layer))?;
+                let (_, diff) =
+                    load_one_layer(&ovl, &scratch, &layer, &image, &format!("{name}.tar"))?;
                 let files = files_below(&diff)?;
                 ensure!(
                     files == [expected.to_string()],
@@ -711,6 +704,21 @@ fn first_layer_of_archive(archive: &[u8]) -> anyhow::Result<Vec<u8>> {
     members
         .remove(layer)
         .with_context(|| format!("no member {layer}"))
+}
+
+/// Loads `layer` with ovl as the one layer of image `image` (the archive written to
+/// `scratch/<archive_name>`); returns the layer's layerdb `size` and its `diff` directory.
+fn load_one_layer(
+    ovl: &Ovl,
+    scratch: &Scratch,
+    layer: &[u8],
+    image: &str,
+    archive_name: &str,
+) -> anyhow::Result<(String, PathBuf)> {
+    let archive = scratch.join(archive_name);
+    fs::write(&archive, one_layer_archive(layer, image))?;
+    ovl.load(&archive)?;
+    ovl_layer(&ovl.root, &sha256_digest(layer))
 }
 
 /// A docker-archive holding `layer` as its one layer, tagged `image`.
