@@ -4,6 +4,12 @@
 //!
 //! Everything that asserts a filesystem result goes through `treedump`; the expected side always
 //! comes from Docker or from values written down here, never from ovl's output.
+//!
+//! This file holds the prerequisites and scratch directories; the rest is one module each: `ovl`
+//! (the binary under test), `dockerd` (the private daemon), `images` (the conformance images and
+//! generated layers), `layerdb` (readers of a data root), `merged` (tree dumps and comparisons),
+//! `archives` (docker-archives and configs made in the tests), `gnu_time` (peak RSS) and
+//! `tar_builder` (the one tar writer of the tests, [`TarBuilder`]).
 #![deny(unsafe_code)]
 
 use std::collections::BTreeMap;
