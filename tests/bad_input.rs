@@ -7,8 +7,8 @@ use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 
 use ovl_tests::{
-    append_entry, chain_ids, check_root_consistent, docker_archive, gzip, image_config, layerdb,
-    require_root, sha256_digest, Ovl, Scratch,
+    chain_ids, check_root_consistent, docker_archive, gzip, image_config, layer_members, layerdb,
+    layers_archive, root_scratch, sha256_digest, Ovl, TarBuilder,
 };
 
 const TEST: &str = "bad_input_fails_cleanly_needs_root";
@@ -17,48 +17,19 @@ const NOBODY: u32 = 65534;
 
 /// A small layer tar whose content depends on `seed`, so every image has its own layers.
 fn layer_tar(seed: &str, i: usize) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
     let mtime = 1_600_000_000;
-    append_entry(
-        &mut builder,
-        "d/",
-        tar::EntryType::Directory,
-        0o755,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
+    let mut builder = TarBuilder::at(mtime);
+    builder.dir("d/");
     // Big enough that truncating the archive in the middle cuts a layer's data.
     let data: Vec<u8> = format!("{seed} layer {i}\n").repeat(400).into_bytes();
-    append_entry(
-        &mut builder,
-        &format!("d/{seed}-{i}"),
-        tar::EntryType::Regular,
-        0o644,
-        0,
-        0,
-        mtime,
-        &data,
-        None,
-    );
-    builder.into_inner().expect("finish layer")
+    builder.file(&format!("d/{seed}-{i}"), &data);
+    builder.finish()
 }
 
 /// A two-layer image archive; returns the archive and the DiffIDs.
 fn image_archive(seed: &str, tag: &str) -> (Vec<u8>, Vec<String>) {
     let tars: Vec<Vec<u8>> = (0..2).map(|i| layer_tar(seed, i)).collect();
-    let diff_ids: Vec<String> = tars.iter().map(|t| sha256_digest(t)).collect();
-    let layers: Vec<(String, Vec<u8>)> = tars
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| (format!("{seed}-layer{i}/layer.tar"), t))
-        .collect();
-    (
-        docker_archive(&image_config(&diff_ids), &layers, &[tag]),
-        diff_ids,
-    )
+    layers_archive(tars, &format!("{seed}-layer"), &[tag])
 }
 
 fn assert_mentions(stderr: &str, what: &str, any_of: &[&str]) {
@@ -70,10 +41,9 @@ fn assert_mentions(stderr: &str, what: &str, any_of: &[&str]) {
 
 #[test]
 fn bad_input_fails_cleanly_needs_root() {
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let ovl = Ovl::new(work.join("data"));
 
     let (good, good_diff_ids) = image_archive("good", "ovl-good:1");
@@ -140,11 +110,7 @@ fn bad_input_fails_cleanly_needs_root() {
     let tars: Vec<Vec<u8>> = (0..2).map(|i| layer_tar("mismatch", i)).collect();
     let wrong = sha256_digest(b"not the layer");
     let diff_ids = vec![sha256_digest(&tars[0]), wrong.clone()];
-    let layers: Vec<(String, Vec<u8>)> = tars
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| (format!("mismatch-layer{i}/layer.tar"), t))
-        .collect();
+    let layers = layer_members("mismatch-layer", tars);
     let mismatch = docker_archive(&image_config(&diff_ids), &layers, &["ovl-mismatch:1"]);
     let mismatch_path = work.join("mismatch.tar");
     fs::write(&mismatch_path, mismatch).expect("write mismatch");
@@ -162,20 +128,10 @@ fn bad_input_fails_cleanly_needs_root() {
     // after the other reports it, and nothing of any of the four stays.
     let mut tars: Vec<Vec<u8>> = (0..4).map(|i| layer_tar("parallel", i)).collect();
     tars[1] = {
-        let mut builder = tar::Builder::new(Vec::new());
+        let mut builder = TarBuilder::new();
         let data: Vec<u8> = (0..4_000_000u32).map(|n| (n % 251) as u8).collect();
-        append_entry(
-            &mut builder,
-            "big",
-            tar::EntryType::Regular,
-            0o644,
-            0,
-            0,
-            1_600_000_000,
-            &data,
-            None,
-        );
-        builder.into_inner().expect("finish layer")
+        builder.file("big", &data);
+        builder.finish()
     };
     let mut diff_ids: Vec<String> = tars.iter().map(|t| sha256_digest(t)).collect();
     let wrong = sha256_digest(b"not the second layer");
@@ -187,11 +143,7 @@ fn bad_input_fails_cleanly_needs_root() {
         *byte ^= 0x5a;
     }
     blobs[3] = damaged;
-    let layers: Vec<(String, Vec<u8>)> = blobs
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| (format!("parallel-layer{i}/layer.tar"), t))
-        .collect();
+    let layers = layer_members("parallel-layer", blobs);
     let parallel = docker_archive(&image_config(&diff_ids), &layers, &["ovl-parallel:1"]);
     let parallel_path = work.join("parallel.tar");
     fs::write(&parallel_path, parallel).expect("write parallel");

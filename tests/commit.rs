@@ -13,9 +13,8 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context as _};
 use ovl_tests::{
-    base_image, base_rootfs_tar, build_image, change_through_redirect_dir, docker_merged_dump,
-    ensure_same_tree, require_dockerd, require_root, scratch_path, Dockerd, Failures, Ovl, Record,
-    Scratch,
+    build_image, change_through_redirect_dir, chroot_sh, docker_merged_dump, dockerd_with_base,
+    ensure_same_tree, root_scratch, Failures, Ovl, Record, Scratch,
 };
 
 /// The image every container of this test starts from: files and directories for each kind of
@@ -88,13 +87,11 @@ const COMMIT_CHANGES: [&str; 4] = [
 #[test]
 fn diff_and_commit_match_docker_needs_root_and_dockerd() {
     const TEST: &str = "diff_and_commit_match_docker_needs_root_and_dockerd";
-    if !require_dockerd(TEST) {
+    let Some(docker) = dockerd_with_base(TEST) else {
         return;
-    }
+    };
     let work = Scratch::new();
     let mut failures = Failures::default();
-    let docker = Dockerd::start(&scratch_path());
-    base_image(&docker);
     build_image(
         &docker,
         "diffbase:1",
@@ -105,17 +102,8 @@ fn diff_and_commit_match_docker_needs_root_and_dockerd() {
     docker.save("diffbase:1", &archive);
 
     // Docker: the script as the container's command, then `docker diff` and `docker commit`.
-    docker.docker_ok([
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        "dc",
-        "diffbase:1",
-    ]);
-    let status = docker.docker_ok(["wait", "dc"]);
-    assert_eq!(status.trim(), "0", "the change script failed in Docker");
+    let status = docker.run_and_wait("dc", &["diffbase:1"]);
+    assert_eq!(status, "0", "the change script failed in Docker");
     let docker_diff = sorted_lines(&docker.docker_ok(["diff", "dc"]));
 
     // ovl: the same image, a container, the same script run in it with chroot.
@@ -223,14 +211,10 @@ fn diff_and_commit_match_docker_needs_root_and_dockerd() {
 #[test]
 fn empty_and_reproducible_commits_needs_root() {
     const TEST: &str = "empty_and_reproducible_commits_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
-    let ovl = Ovl::new(work.join("root"));
-    let tarball = work.join("base.tar");
-    fs::write(&tarball, base_rootfs_tar()).expect("write base tar");
-    ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
+    };
+    let ovl = work.base_root("root");
     let base_layers = layers_of(&ovl, "base:1");
 
     // No change: a new image with an empty_layer history entry and the same layers.
@@ -253,16 +237,11 @@ fn empty_and_reproducible_commits_needs_root() {
             std::thread::sleep(std::time::Duration::from_millis(1100));
         }
         let merged = ovl.ok(["run-rootfs", "--name", name, "base:1"]);
-        let status = Command::new("chroot")
-            .arg(merged.trim())
-            .args([
-                "/bin/sh",
-                "-c",
-                "mkdir -p /w/x && echo one > /w/x/f && ln /w/x/f /w/h && rm /etc/group && chmod 700 /tmp && mkfifo /w/p",
-            ])
-            .status()
-            .expect("chroot");
-        assert!(status.success());
+        chroot_sh(
+            &merged,
+            "mkdir -p /w/x && echo one > /w/x/f && ln /w/x/f /w/h && rm /etc/group && chmod 700 /tmp && mkfifo /w/p",
+        )
+        .expect("change in the container");
         let plain = ovl.ok(["commit", name]);
         let reproducible = ovl.ok(["commit", "--reproducible", name]);
         diff_ids.push((
@@ -549,22 +528,13 @@ fn config_of(ovl: &Ovl, image_id: &str) -> serde_json::Value {
 #[test]
 fn redirect_dir_container_diff_and_commit_needs_root() {
     const TEST: &str = "redirect_dir_container_diff_and_commit_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
-    let ovl = Ovl::new(work.join("root"));
-    let tarball = work.join("base.tar");
-    fs::write(&tarball, base_rootfs_tar()).expect("write base tar");
-    ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
+    };
+    let ovl = work.base_root("root");
     // A second layer, so that the renamed directory comes from a lower layer.
     let merged = ovl.ok(["run-rootfs", "--name", "prep", "base:1"]);
-    let status = Command::new("chroot")
-        .arg(merged.trim())
-        .args(["/bin/sh", "-c", "mkdir -p /src/sub && echo k > /src/sub/k"])
-        .status()
-        .expect("chroot");
-    assert!(status.success());
+    chroot_sh(&merged, "mkdir -p /src/sub && echo k > /src/sub/k").expect("change in prep");
     ovl.ok(["commit", "prep", "base:2"]);
 
     ovl.ok(["run-rootfs", "--name", "mover", "base:2"]);

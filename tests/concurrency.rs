@@ -7,13 +7,11 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
 use ovl_tests::{
-    append_entry, base_rootfs_tar, docker_archive, image_config, layerdb, require_root,
-    sha256_digest, Ovl, Scratch,
+    base_rootfs_tar, chroot_sh, layerdb, layers_archive, root_scratch, Ovl, TarBuilder,
 };
 
 const TEST: &str = "eight_processes_at_once_keep_the_root_consistent_needs_root";
@@ -25,48 +23,19 @@ const N_ROUNDS: usize = 6;
 fn archive(seed: usize, tag: &str) -> (Vec<u8>, Vec<String>) {
     let custom: Vec<Vec<u8>> = (0..1)
         .map(|idx| {
-            let mut builder = tar::Builder::new(Vec::new());
+            let mut builder = TarBuilder::at(1_700_000_000);
             let dir = format!("s{seed}l{idx}");
-            append_entry(
-                &mut builder,
-                &format!("{dir}/"),
-                tar::EntryType::Directory,
-                0o755,
-                0,
-                0,
-                1_700_000_000,
-                b"",
-                None,
-            );
+            builder.dir(&format!("{dir}/"));
             for file in 0..200 {
                 let data = format!("{seed} {idx} {file}\n").repeat(20);
-                append_entry(
-                    &mut builder,
-                    &format!("{dir}/f{file}"),
-                    tar::EntryType::Regular,
-                    0o644,
-                    0,
-                    0,
-                    1_700_000_000,
-                    data.as_bytes(),
-                    None,
-                );
+                builder.file(&format!("{dir}/f{file}"), data.as_bytes());
             }
-            builder.into_inner().expect("finish layer")
+            builder.finish()
         })
         .collect();
     // The busybox base below, so that the image has a shell.
     let layers: Vec<Vec<u8>> = std::iter::once(base_rootfs_tar()).chain(custom).collect();
-    let diff_ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
-    let members: Vec<(String, Vec<u8>)> = layers
-        .into_iter()
-        .enumerate()
-        .map(|(idx, bytes)| (format!("{seed}-{idx}/layer.tar"), bytes))
-        .collect();
-    (
-        docker_archive(&image_config(&diff_ids), &members, &[tag]),
-        diff_ids,
-    )
+    layers_archive(layers, &format!("{seed}-"), &[tag])
 }
 
 /// Runs one command; a failure is acceptable only when it says the object is in use, or that the
@@ -124,16 +93,8 @@ fn worker(ovl: &Ovl, idx: usize, archives: &[PathBuf], shared: &Path) -> Vec<Str
         ) else {
             continue;
         };
-        let status = Command::new("chroot")
-            .arg(merged.trim())
-            .args([
-                "/bin/sh",
-                "-c",
-                &format!("echo {name} > /{name} && rm -r /s0l0"),
-            ])
-            .status()
-            .expect("chroot");
-        assert!(status.success(), "change in {name}");
+        chroot_sh(&merged, &format!("echo {name} > /{name} && rm -r /s0l0"))
+            .unwrap_or_else(|e| panic!("change in {name}: {e:#}"));
         if let Some(diff) = run(ovl, &["diff".as_ref(), name.as_ref()], &mut log) {
             assert!(
                 diff.contains(&format!("A /{name}")),
@@ -162,14 +123,10 @@ fn worker(ovl: &Ovl, idx: usize, archives: &[PathBuf], shared: &Path) -> Vec<Str
 
 #[test]
 fn eight_processes_at_once_keep_the_root_consistent_needs_root() {
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
-    let ovl = Arc::new(Ovl::new(work.join("root")));
-    let base = work.join("base.tar");
-    fs::write(&base, base_rootfs_tar()).expect("write base");
-    ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
+    };
+    let ovl = Arc::new(work.base_root("root"));
     let (shared_bytes, shared_diff_ids) = archive(0, "shared:1");
     let shared = work.join("shared.tar");
     fs::write(&shared, shared_bytes).expect("write shared");

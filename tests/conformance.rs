@@ -8,14 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context as _};
 use ovl_tests::{
     build_conformance_images, chain_ids, check_tar_split, docker_merged_dump, ensure_same_tree,
-    image_diff_ids, layerdb, merged_dump, require_dockerd, require_skopeo, scratch_path, Dockerd,
-    Failures, LayerInfo, Ovl, Record, Scratch, CAP_NET_BIND_SERVICE_EP, SKOPEO,
+    image_diff_ids, layerdb, merged_dump, require_dockerd, require_skopeo, scratch_path,
+    skopeo_json, Dockerd, Failures, LayerInfo, Ovl, Record, Scratch, CAP_NET_BIND_SERVICE_EP,
 };
 
 const TEST: &str = "docker_conformance_needs_root_and_dockerd";
@@ -430,16 +429,7 @@ fn check_merged_like_docker(ovl: &Ovl, image: &str, expected: &[Record]) -> anyh
 
 fn skopeo(args: &[&str]) -> anyhow::Result<()> {
     let started = Instant::now();
-    let output = Command::new(SKOPEO)
-        .arg("--insecure-policy")
-        .args(args)
-        .output()
-        .context("spawn skopeo")?;
-    ensure!(
-        output.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    skopeo_json(args)?;
     eprintln!(
         "timing: skopeo {}: {:.1?}",
         args.join(" "),

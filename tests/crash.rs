@@ -10,13 +10,10 @@
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use ovl_tests::{
-    append_entry, base_rootfs_tar, docker_archive, image_config, require_root, sha256_digest, Ovl,
-    Scratch,
-};
+use ovl_tests::{chroot_sh, layers_archive, require_root, Ovl, Scratch, TarBuilder};
 
 const TEST: &str = "sigkill_at_random_points_leaves_a_consistent_root_needs_root";
 
@@ -39,46 +36,20 @@ impl Rng {
 
 /// A layer of `n_files` small files under `dir/`, different for every `seed`.
 fn layer(seed: u64, dir: &str, n_files: usize) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
     let mtime = 1_650_000_000;
-    append_entry(
-        &mut builder,
-        &format!("{dir}/"),
-        tar::EntryType::Directory,
-        0o755,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
+    let mut builder = TarBuilder::at(mtime);
+    builder.dir(&format!("{dir}/"));
     for idx in 0..n_files {
         let data = format!("{seed} {dir} {idx}\n").repeat(1 + idx % 40);
-        append_entry(
-            &mut builder,
-            &format!("{dir}/f{idx}"),
-            tar::EntryType::Regular,
-            0o644,
-            0,
-            0,
-            mtime,
-            data.as_bytes(),
-            None,
-        );
+        builder.file(&format!("{dir}/f{idx}"), data.as_bytes());
     }
-    builder.into_inner().expect("finish layer")
+    builder.finish()
 }
 
 /// A two-layer docker-archive tagged `tag`.
 fn archive(seed: u64, tag: &str) -> Vec<u8> {
-    let layers = [layer(seed, "a", 300), layer(seed, "b", 300)];
-    let diff_ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
-    let members: Vec<(String, Vec<u8>)> = layers
-        .into_iter()
-        .enumerate()
-        .map(|(idx, bytes)| (format!("{seed}-{idx}/layer.tar"), bytes))
-        .collect();
-    docker_archive(&image_config(&diff_ids), &members, &[tag])
+    let layers = vec![layer(seed, "a", 300), layer(seed, "b", 300)];
+    layers_archive(layers, &format!("{seed}-"), &[tag]).0
 }
 
 /// Image ids `ovl images` lists.
@@ -136,10 +107,9 @@ fn sigkill_at_random_points_leaves_a_consistent_root_needs_root() {
         .and_then(|text| text.parse().ok())
         .unwrap_or(1);
     let work = Scratch::new();
-    let ovl = Ovl::new(work.join("root"));
+    let ovl = work.base_root("root");
+    // `base_root` wrote the base rootfs tar there; the import runs below import it again.
     let base = work.join("base.tar");
-    fs::write(&base, base_rootfs_tar()).expect("write base");
-    ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
     let archives: Vec<_> = (0..6u64)
         .map(|idx| {
             let path = work.join(format!("img{idx}.tar"));
@@ -183,12 +153,7 @@ fn sigkill_at_random_points_leaves_a_consistent_root_needs_root() {
             Op::Commit => {
                 let name = format!("cc{run}");
                 let merged = ovl.ok(["run-rootfs", "--name", &name, "base:1"]);
-                let status = Command::new("chroot")
-                        .arg(merged.trim())
-                        .args(["/bin/sh", "-c", "mkdir -p /w && for i in $(seq 1 200); do echo $i > /w/$i; done && rm /etc/group"])
-                        .status()
-                        .expect("chroot");
-                assert!(status.success());
+                chroot_sh(&merged, "mkdir -p /w && for i in $(seq 1 200); do echo $i > /w/$i; done && rm /etc/group").expect("change in the container");
                 ovl.ok(["umount", &name]);
                 (
                     vec![

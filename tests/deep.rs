@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use ovl_tests::{
     chain_ids, check_root_consistent, deep_layer_tar, docker_archive, image_config, layerdb,
-    require_root, sha256_digest, Ovl, Scratch,
+    root_scratch, sha256_digest, Ovl,
 };
 
 const TEST: &str = "five_hundred_layers_mount_needs_root";
@@ -14,10 +14,9 @@ const N_LAYERS: usize = 500;
 
 #[test]
 fn five_hundred_layers_mount_needs_root() {
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let mut layers = Vec::with_capacity(N_LAYERS);
     let mut diff_ids = Vec::with_capacity(N_LAYERS);
     for i in 0..N_LAYERS {

@@ -8,7 +8,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ovl_tests::{base_rootfs_tar, require_root, Ovl, Scratch};
+use ovl_tests::{root_scratch, Ovl};
 
 const TEST: &str = "fsck_finds_corruption_and_leftovers_needs_root";
 
@@ -18,13 +18,19 @@ struct LayerPaths {
     dir: PathBuf,
 }
 
+/// The first entry `dir` lists (the tests' roots hold one of each kind).
+fn first_entry(dir: &Path) -> PathBuf {
+    fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .next()
+        .unwrap_or_else(|| panic!("{} is empty", dir.display()))
+        .expect("directory entry")
+        .path()
+}
+
 fn only_layer(root: &Path) -> LayerPaths {
     let sha = root.join("image/overlay2/layerdb/sha256");
-    let entry = fs::read_dir(&sha)
-        .expect("list layerdb")
-        .map(|e| e.expect("entry").path())
-        .next()
-        .expect("one layer");
+    let entry = first_entry(&sha);
     let cache_id = fs::read_to_string(entry.join("cache-id")).expect("cache-id");
     LayerPaths {
         entry,
@@ -49,14 +55,12 @@ fn copy_root(from: &Path, to: &Path) {
 
 #[test]
 fn fsck_finds_corruption_and_leftovers_needs_root() {
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let pristine = work.join("pristine");
     let ovl = Ovl::new(&pristine);
-    let base = work.join("base.tar");
-    fs::write(&base, base_rootfs_tar()).expect("write base");
+    let base = work.write_base_tar("base.tar");
     ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
     ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
     ovl.ok(["umount", "ctr"]);
@@ -115,12 +119,7 @@ fn fsck_finds_corruption_and_leftovers_needs_root() {
             "image config changed",
             |root| {
                 let dir = root.join("image/overlay2/imagedb/content/sha256");
-                let config = fs::read_dir(&dir)
-                    .expect("ls")
-                    .next()
-                    .expect("one")
-                    .expect("e")
-                    .path();
+                let config = first_entry(&dir);
                 let mut bytes = fs::read(&config).expect("r");
                 bytes.push(b' ');
                 fs::write(&config, bytes).expect("w");
@@ -145,12 +144,8 @@ fn fsck_finds_corruption_and_leftovers_needs_root() {
             "container without mounts entry",
             |root| {
                 let mounts = root.join("image/overlay2/layerdb/mounts");
-                let entry = fs::read_dir(&mounts)
-                    .expect("ls")
-                    .next()
-                    .expect("one")
-                    .expect("e");
-                fs::remove_dir_all(entry.path()).expect("rm");
+                let entry = first_entry(&mounts);
+                fs::remove_dir_all(entry).expect("rm");
             },
             "layerdb/mounts/",
             "has no mounts entry",
@@ -168,12 +163,8 @@ fn fsck_finds_corruption_and_leftovers_needs_root() {
             "lower entry dangling",
             |root| {
                 let mounts = root.join("image/overlay2/layerdb/mounts");
-                let entry = fs::read_dir(&mounts)
-                    .expect("ls")
-                    .next()
-                    .expect("one")
-                    .expect("e");
-                let mount_id = fs::read_to_string(entry.path().join("mount-id")).expect("r");
+                let entry = first_entry(&mounts);
+                let mount_id = fs::read_to_string(entry.join("mount-id")).expect("r");
                 let lower = root.join("overlay2").join(mount_id.trim()).join("lower");
                 fs::write(&lower, "l/BBBBBBBBBBBBBBBBBBBBBBBBBB").expect("w");
             },
@@ -259,12 +250,7 @@ fn fsck_finds_corruption_and_leftovers_needs_root() {
         "a lost link of a layer is corruption"
     );
     let containers = leftover.join("containers");
-    let container = fs::read_dir(&containers)
-        .expect("ls")
-        .next()
-        .expect("one")
-        .expect("e")
-        .path();
+    let container = first_entry(&containers);
     let config_path = container.join("config.v2.json");
     let config = fs::read_to_string(&config_path).expect("r");
     fs::write(

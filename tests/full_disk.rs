@@ -8,26 +8,15 @@ use std::path::Path;
 use std::process::Command;
 
 use ovl_tests::{
-    append_entry, base_rootfs_tar, docker_archive, image_config, require_root, sha256_digest,
-    unmount_below, Ovl, Scratch,
+    docker_archive, image_config, root_scratch, sha256_digest, unmount_below, Ovl, TarBuilder,
 };
 
 const TEST: &str = "full_and_read_only_roots_fail_cleanly_needs_root";
 
 /// A one-layer archive of `n_files` files of `file_len` bytes that do not compress.
 fn archive(tag: &str, n_files: usize, file_len: usize) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    append_entry(
-        &mut builder,
-        "data/",
-        tar::EntryType::Directory,
-        0o755,
-        0,
-        0,
-        1_700_000_000,
-        b"",
-        None,
-    );
+    let mut builder = TarBuilder::at(1_700_000_000);
+    builder.dir("data/");
     let mut state: u64 = 0x1234_5678;
     for idx in 0..n_files {
         let data: Vec<u8> = (0..file_len)
@@ -38,19 +27,9 @@ fn archive(tag: &str, n_files: usize, file_len: usize) -> Vec<u8> {
                 (state >> 56) as u8
             })
             .collect();
-        append_entry(
-            &mut builder,
-            &format!("data/f{idx}"),
-            tar::EntryType::Regular,
-            0o644,
-            0,
-            0,
-            1_700_000_000,
-            &data,
-            None,
-        );
+        builder.file(&format!("data/f{idx}"), &data);
     }
-    let layer = builder.into_inner().expect("finish layer");
+    let layer = builder.finish();
     let diff_ids = vec![sha256_digest(&layer)];
     docker_archive(
         &image_config(&diff_ids),
@@ -93,12 +72,10 @@ fn assert_nothing_partial(ovl: &Ovl, what: &str) {
 
 #[test]
 fn full_and_read_only_roots_fail_cleanly_needs_root() {
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
-    let base = work.join("base.tar");
-    fs::write(&base, base_rootfs_tar()).expect("write base");
+    };
+    let base = work.write_base_tar("base.tar");
 
     // Out of space: 6 MiB of data for a 4 MiB filesystem.
     let space = work.join("space");

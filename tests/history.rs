@@ -27,11 +27,9 @@ CMD [\"/bin/sh\"]
 #[test]
 fn history_and_formats_match_docker_needs_root_and_dockerd() {
     const TEST: &str = "history_and_formats_match_docker_needs_root_and_dockerd";
-    if !require_dockerd(TEST) {
+    let Some(docker) = dockerd_with_base(TEST) else {
         return;
-    }
-    let docker = Dockerd::start(&scratch_path());
-    base_image(&docker);
+    };
     // Distinct creation seconds keep `docker images`' order (newest first) free of ties.
     sleep(Duration::from_millis(1100));
     build_image(&docker, "ovl-hist:1", DOCKERFILE, &[]);
@@ -301,10 +299,9 @@ fn a_clock_tick_between_the_calls_is_tolerated_and_nothing_else() {
 #[test]
 fn history_of_an_imported_image_needs_root() {
     const TEST: &str = "history_of_an_imported_image_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let archive = work.join("base.tar");
     let tar_bytes = base_rootfs_tar();
     std::fs::write(&archive, &tar_bytes).expect("write base tar");

@@ -21,17 +21,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ovl_tests::{
-    base_rootfs_tar, change_through_redirect_dir, peak_rss_kib, require_program, require_root,
+    change_through_redirect_dir, peak_rss_kib, require_program, require_root, root_scratch,
     under_gnu_time, Ovl, Scratch, GNU_TIME,
 };
 
-/// A data root with `base:1` imported from the busybox rootfs.
-fn root_with_base(work: &Scratch) -> Ovl {
-    let ovl = Ovl::new(work.join("root"));
-    let tarball = work.join("base.tar");
-    fs::write(&tarball, base_rootfs_tar()).expect("write base tar");
-    ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
-    ovl
+/// A rootful test's start: `None` when it skips, else a scratch directory, a data root in it
+/// with `base:1` imported from the busybox rootfs, and the merged root of a container `name` of
+/// that image.
+fn base_container(test_name: &str, name: &str) -> Option<(Scratch, Ovl, PathBuf)> {
+    let work = root_scratch(test_name)?;
+    let ovl = work.base_root("root");
+    let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", name, "base:1"]).trim());
+    Some((work, ovl, merged))
 }
 
 fn c_path(path: &Path) -> CString {
@@ -137,15 +138,12 @@ fn upper_dir_of_image(ovl: &Ovl, image: &str) -> PathBuf {
 fn container_swapping_devices_and_symlinks_never_gets_a_node_opened_or_the_host_read_needs_root() {
     const TEST: &str =
         "container_swapping_devices_and_symlinks_never_gets_a_node_opened_or_the_host_read_needs_root";
-    if !require_root(TEST) {
-        return;
-    }
-    let work = Scratch::new();
     const N_PAIRS: usize = 8;
     // Lower files the container will swap out, so that diff compares them with what the upperdir
     // holds under their names.
-    let ovl = root_with_base(&work);
-    let prep = PathBuf::from(ovl.ok(["run-rootfs", "--name", "prep", "base:1"]).trim());
+    let Some((work, ovl, prep)) = base_container(TEST, "prep") else {
+        return;
+    };
     fs::create_dir(prep.join("race")).expect("mkdir race");
     for idx in 0..N_PAIRS {
         fs::write(prep.join(format!("race/f{idx}")), b"regular data").expect("write file");
@@ -304,12 +302,9 @@ fn make_deep_dirs(dir: &Path, depth: usize) -> OwnedFd {
 fn commit_of_a_path_longer_than_path_max_never_succeeds_without_an_image_needs_root() {
     const TEST: &str =
         "commit_of_a_path_longer_than_path_max_never_succeeds_without_an_image_needs_root";
-    if !require_root(TEST) {
+    let Some((_work, ovl, merged)) = base_container(TEST, "deep") else {
         return;
-    }
-    let work = Scratch::new();
-    let ovl = root_with_base(&work);
-    let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "deep", "base:1"]).trim());
+    };
     let deepest = make_deep_dirs(&merged, 20);
     rustix::fs::openat(
         &deepest,
@@ -364,12 +359,9 @@ fn commit_of_a_path_longer_than_path_max_never_succeeds_without_an_image_needs_r
 #[test]
 fn commit_keeps_holes_and_honours_max_layer_size_needs_root() {
     const TEST: &str = "commit_keeps_holes_and_honours_max_layer_size_needs_root";
-    if !require_root(TEST) {
+    let Some((_work, ovl, merged)) = base_container(TEST, "sparse") else {
         return;
-    }
-    let work = Scratch::new();
-    let ovl = root_with_base(&work);
-    let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "sparse", "base:1"]).trim());
+    };
     const SIZE: u64 = 256 << 20;
     let file = fs::File::create(merged.join("sparse")).expect("create");
     file.set_len(SIZE).expect("truncate");
@@ -425,12 +417,9 @@ fn commit_keeps_holes_and_honours_max_layer_size_needs_root() {
 #[test]
 fn tags_that_look_like_image_ids_are_refused_needs_root() {
     const TEST: &str = "tags_that_look_like_image_ids_are_refused_needs_root";
-    if !require_root(TEST) {
+    let Some((work, ovl, merged)) = base_container(TEST, "ctr") else {
         return;
-    }
-    let work = Scratch::new();
-    let ovl = root_with_base(&work);
-    let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]).trim());
+    };
     fs::write(merged.join("marker"), b"victim").expect("write");
     let victim = ovl.ok(["commit", "ctr", "victim:1"]).trim().to_string();
     let victim_hex = victim.trim_start_matches("sha256:").to_string();
@@ -469,7 +458,7 @@ fn tags_that_look_like_image_ids_are_refused_needs_root() {
         "base:1".as_ref(),
     ]);
     let mut archive = tar::Archive::new(fs::File::open(&saved).expect("open"));
-    let mut builder = tar::Builder::new(Vec::new());
+    let mut builder = ovl_tests::TarBuilder::new();
     for entry in archive.entries().expect("entries") {
         let mut entry = entry.expect("entry");
         let mut data = Vec::new();
@@ -480,12 +469,11 @@ fn tags_that_look_like_image_ids_are_refused_needs_root() {
             manifest[0]["RepoTags"] = serde_json::json!([short.clone()]);
             data = serde_json::to_vec(&manifest).expect("json");
             header.set_size(data.len() as u64);
-            header.set_cksum();
         }
-        builder.append(&header, data.as_slice()).expect("append");
+        builder.block(&ovl_tests::tar_builder::Block(*header.as_bytes()), &data);
     }
     let hostile = work.join("ambiguous.tar");
-    fs::write(&hostile, builder.into_inner().expect("tar")).expect("write");
+    fs::write(&hostile, builder.finish()).expect("write");
     let other_root = Ovl::new(work.join("other"));
     let err = other_root.fail(["load".as_ref(), "-i".as_ref(), hostile.as_os_str()]);
     assert!(err.contains(&short), "{err}");
@@ -510,12 +498,9 @@ fn tags_that_look_like_image_ids_are_refused_needs_root() {
 #[test]
 fn commands_piped_into_a_closed_reader_exit_quietly_needs_root() {
     const TEST: &str = "commands_piped_into_a_closed_reader_exit_quietly_needs_root";
-    if !require_root(TEST) {
+    let Some((_work, ovl, merged)) = base_container(TEST, "ctr") else {
         return;
-    }
-    let work = Scratch::new();
-    let ovl = root_with_base(&work);
-    let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]).trim());
+    };
     for idx in 0..2000 {
         fs::write(merged.join(format!("file-{idx:05}")), b"x").expect("write");
     }
@@ -587,12 +572,9 @@ fn commands_piped_into_a_closed_reader_exit_quietly_needs_root() {
 #[test]
 fn rmi_refuses_when_another_images_config_is_unreadable_needs_root() {
     const TEST: &str = "rmi_refuses_when_another_images_config_is_unreadable_needs_root";
-    if !require_root(TEST) {
+    let Some((work, ovl, _merged)) = base_container(TEST, "ctr") else {
         return;
-    }
-    let work = Scratch::new();
-    let ovl = root_with_base(&work);
-    ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
+    };
     let child = ovl.ok(["commit", "ctr", "child:1"]).trim().to_string();
     ovl.ok(["rm", "-f", "ctr"]);
     let base_upper = upper_dir_of_image(&ovl, "base:1");
@@ -624,12 +606,9 @@ fn rmi_refuses_when_another_images_config_is_unreadable_needs_root() {
 #[test]
 fn diff_mounts_comparison_views_only_under_the_lock_needs_root() {
     const TEST: &str = "diff_mounts_comparison_views_only_under_the_lock_needs_root";
-    if !require_root(TEST) {
+    let Some((work, ovl, _merged)) = base_container(TEST, "ctr") else {
         return;
-    }
-    let work = Scratch::new();
-    let ovl = root_with_base(&work);
-    ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
+    };
     // A rename under redirect_dir=on: the upperdir alone no longer says what changed.
     change_through_redirect_dir(&ovl, "ctr", |merged| {
         Ok(fs::rename(merged.join("root"), merged.join("moved"))?)
@@ -688,67 +667,27 @@ fn mounts_below(dir: &Path) -> Vec<String> {
 
 /// A docker-archive with one layer of `n` empty files (1000 per directory).
 fn many_entries_archive(path: &Path, n: usize) {
-    use sha2::Digest as _;
-    let mut layer = tar::Builder::new(Vec::new());
+    let mut layer = ovl_tests::TarBuilder::at(1);
     for idx in 0..n {
         if idx % 1000 == 0 {
-            ovl_tests::append_entry(
-                &mut layer,
-                &format!("d{:05}/", idx / 1000),
-                tar::EntryType::Directory,
-                0o755,
-                0,
-                0,
-                1,
-                b"",
-                None,
-            );
+            layer.dir(&format!("d{:05}/", idx / 1000));
         }
-        ovl_tests::append_entry(
-            &mut layer,
-            &format!("d{:05}/file-{idx:07}", idx / 1000),
-            tar::EntryType::Regular,
-            0o644,
-            0,
-            0,
-            1,
-            b"",
-            None,
-        );
+        layer.file(&format!("d{:05}/file-{idx:07}", idx / 1000), b"");
     }
-    let layer = layer.into_inner().expect("layer");
-    let diff_id = format!("sha256:{}", ovl_tests::hex(&sha2::Sha256::digest(&layer)));
+    let layer = layer.finish();
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64", "os": "linux", "config": {},
         "created": "2020-01-01T00:00:00Z",
         "history": [{"created": "2020-01-01T00:00:00Z"}],
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "rootfs": {"type": "layers", "diff_ids": [ovl_tests::sha256_digest(&layer)]},
     }))
     .expect("config");
-    let config_name = format!("{}.json", ovl_tests::hex(&sha2::Sha256::digest(&config)));
-    let manifest = serde_json::to_vec(&serde_json::json!([{
-        "Config": config_name, "RepoTags": [format!("many:{n}")], "Layers": ["l/layer.tar"],
-    }]))
-    .expect("manifest");
-    let mut archive = tar::Builder::new(Vec::new());
-    for (name, data) in [
-        (config_name.as_str(), config.as_slice()),
-        ("l/layer.tar", layer.as_slice()),
-        ("manifest.json", manifest.as_slice()),
-    ] {
-        ovl_tests::append_entry(
-            &mut archive,
-            name,
-            tar::EntryType::Regular,
-            0o644,
-            0,
-            0,
-            1,
-            data,
-            None,
-        );
-    }
-    fs::write(path, archive.into_inner().expect("finish")).expect("write archive");
+    let archive = ovl_tests::docker_archive(
+        &config,
+        &[("l/layer.tar".to_string(), layer)],
+        &[&format!("many:{n}")],
+    );
+    fs::write(path, archive).expect("write archive");
 }
 
 /// Peak resident memory of `ovl load` of the archive, in KiB, as GNU time reports it.

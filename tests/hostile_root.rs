@@ -13,7 +13,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use ovl_tests::{append_entry, base_rootfs_tar, require_root, sha256_digest, Ovl, Scratch};
+use ovl_tests::{require_root, sha256_digest, Ovl, Scratch, TarBuilder};
 
 /// A data root with the base image `base:1` and, when asked, the container `ctr` (created and
 /// unmounted again), beside a world of sentinel directories.
@@ -39,8 +39,7 @@ impl Setup {
         }
         fs::write(world.join("etc/passwd"), "root:x:0:0:decoy:/root:/bin/sh\n").expect("passwd");
         let ovl = Ovl::new(&root);
-        let base = work.join("base.tar");
-        fs::write(&base, base_rootfs_tar()).expect("write base");
+        let base = work.write_base_tar("base.tar");
         ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
         if with_container {
             ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
@@ -181,19 +180,9 @@ fn walk(base: &Path, path: &Path, tree: &mut BTreeMap<PathBuf, String>) {
 
 /// A one-file rootfs tarball, so that a second image has a layer of its own.
 fn other_rootfs_tar() -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    append_entry(
-        &mut builder,
-        "hello",
-        tar::EntryType::Regular,
-        0o644,
-        0,
-        0,
-        1_600_000_000,
-        b"hello\n",
-        None,
-    );
-    builder.into_inner().expect("tar")
+    let mut builder = TarBuilder::new();
+    builder.file("hello", b"hello\n");
+    builder.finish()
 }
 
 #[test]

@@ -17,14 +17,14 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{ensure, Context as _};
 use ovl_tests::{
-    append_entry, base_image, base_rootfs_tar, build_image, docker_archive, docker_merged_dump,
-    ensure_same_tree, image_config, merged_dump, require_dockerd, scratch_path, sha256_digest,
-    unmount_below, Dockerd, Failures, Ovl, Record, Scratch,
+    base_image, base_rootfs_tar, build_image, changed_paths, chroot_sh, docker_archive,
+    docker_merged_dump, dockerd_with_base, ensure_same_tree, image_config, merged_dump,
+    require_dockerd, scratch_path, sha256_digest, unmount_below, Dockerd, Failures, Ovl, Record,
+    Scratch, TarBuilder,
 };
 
 /// What both programs must agree on for one image.
@@ -62,17 +62,12 @@ fn ovl_facts(ovl: &Ovl, image: &str) -> anyhow::Result<ImageFacts> {
 
 /// `repo:tag -> image id` as `docker images` lists it.
 fn docker_tags(docker: &Dockerd) -> BTreeMap<String, String> {
-    docker
-        .docker_ok([
-            "images",
-            "--no-trunc",
-            "--format",
-            "{{.Repository}}:{{.Tag}} {{.ID}}",
-        ])
-        .lines()
-        .filter_map(|line| line.split_once(' '))
-        .map(|(name, id)| (name.to_string(), id.to_string()))
-        .collect()
+    first_field_map(&docker.docker_ok([
+        "images",
+        "--no-trunc",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.ID}}",
+    ]))
 }
 
 /// `repo:tag -> image id` from `ovl inspect` of every image `ovl images -q` lists.
@@ -94,11 +89,14 @@ fn ovl_tags(ovl: &Ovl) -> anyhow::Result<BTreeMap<String, String>> {
 
 /// `container id -> name` as `docker ps -a` lists it.
 fn docker_containers(docker: &Dockerd) -> BTreeMap<String, String> {
-    docker
-        .docker_ok(["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"])
-        .lines()
+    first_field_map(&docker.docker_ok(["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"]))
+}
+
+/// Each line's first space-separated field mapped to the rest of the line.
+fn first_field_map(text: &str) -> BTreeMap<String, String> {
+    text.lines()
         .filter_map(|line| line.split_once(' '))
-        .map(|(id, name)| (id.to_string(), name.to_string()))
+        .map(|(first, rest)| (first.to_string(), rest.to_string()))
         .collect()
 }
 
@@ -115,17 +113,6 @@ fn ovl_containers(ovl: &Ovl) -> anyhow::Result<BTreeMap<String, String>> {
 
 fn line_set(text: &str) -> BTreeSet<String> {
     text.lines().map(str::to_string).collect()
-}
-
-/// Runs `script` with busybox sh inside an ovl container's merged root.
-fn chroot_sh(merged: &str, script: &str) -> anyhow::Result<()> {
-    let status = Command::new("chroot")
-        .arg(merged.trim())
-        .args(["/bin/sh", "-c", script])
-        .status()
-        .context("chroot")?;
-    ensure!(status.success(), "{script:?} failed in {merged}: {status}");
-    Ok(())
 }
 
 /// Path, type, mode, owner, size and mtime of everything in the store parts of a data root
@@ -176,97 +163,23 @@ fn store_listing(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, u64, i64, i64
 /// The second layer of the `twolayer` archive: a whiteout, an opaque directory, a hardlink, a
 /// new directory tree.
 fn twolayer_top() -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
     let mtime = 1_700_000_000;
-    append_entry(
-        &mut builder,
-        "etc/",
-        tar::EntryType::Directory,
-        0o755,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "etc/.wh.group",
-        tar::EntryType::Regular,
-        0o600,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "tmp/",
-        tar::EntryType::Directory,
-        0o1777,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "tmp/.wh..wh..opq",
-        tar::EntryType::Regular,
-        0o600,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "tmp/fresh",
-        tar::EntryType::Regular,
-        0o644,
-        0,
-        0,
-        mtime,
-        b"fresh\n",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "two/",
-        tar::EntryType::Directory,
-        0o755,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "two/file",
-        tar::EntryType::Regular,
-        0o640,
-        1000,
-        1000,
-        mtime,
-        b"two\n",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        "two/link",
-        tar::EntryType::Link,
-        0o640,
-        1000,
-        1000,
-        mtime,
-        b"",
-        Some("two/file"),
-    );
-    builder.into_inner().expect("finish layer tar")
+    let mut builder = TarBuilder::at(mtime);
+    builder.dir("etc/");
+    builder.mode(0o600).file("etc/.wh.group", b"");
+    builder.mode(0o1777).dir("tmp/");
+    builder.mode(0o600).file("tmp/.wh..wh..opq", b"");
+    builder.file("tmp/fresh", b"fresh\n");
+    builder.dir("two/");
+    builder
+        .mode(0o640)
+        .owner(1000, 1000)
+        .file("two/file", b"two\n");
+    builder
+        .mode(0o640)
+        .owner(1000, 1000)
+        .hardlink("two/link", "two/file");
+    builder.finish()
 }
 
 const OVL_TEST: &str = "dockerd_runs_what_ovl_wrote_needs_root_and_dockerd";
@@ -285,8 +198,7 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
     let mut failures = Failures::default();
 
     // ovl writes: an import, a docker-archive, an OCI archive, a commit, a tag, containers.
-    let base_tar = work.join("base.tar");
-    fs::write(&base_tar, base_rootfs_tar()).expect("write base tar");
+    let base_tar = work.write_base_tar("base.tar");
     ovl.ok([
         OsStr::new("import"),
         base_tar.as_os_str(),
@@ -401,25 +313,21 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
     );
 
     failures.check("docker images lists ovl's images and tags", {
-        let listed = docker_tags(&docker);
-        (|| {
-            ensure!(
-                listed == expected_tags,
-                "docker images {listed:#?} != ovl {expected_tags:#?}"
-            );
-            Ok(())
-        })()
+        same_as(
+            "docker images",
+            Ok(docker_tags(&docker)),
+            "ovl",
+            &expected_tags,
+        )
     });
     for tag in tags {
         failures.check(&format!("docker image inspect {tag}"), {
-            docker_facts(&docker, tag).and_then(|facts| {
-                ensure!(
-                    facts == ovl_image_facts[tag],
-                    "docker {facts:#?} != ovl {:#?}",
-                    ovl_image_facts[tag]
-                );
-                Ok(())
-            })
+            same_as(
+                "docker",
+                docker_facts(&docker, tag),
+                "ovl",
+                &ovl_image_facts[tag],
+            )
         });
     }
     failures.check("docker history of ovl's commit", {
@@ -481,25 +389,17 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
         })()
     });
     failures.check("docker ps -a restores ovl's containers", {
-        let listed = docker_containers(&docker);
-        (|| {
-            ensure!(
-                listed == expected_containers,
-                "docker ps -a {listed:#?} != ovl {expected_containers:#?}"
-            );
-            Ok(())
-        })()
+        same_as(
+            "docker ps -a",
+            Ok(docker_containers(&docker)),
+            "ovl",
+            &expected_containers,
+        )
     });
     for (name, expected) in &ovl_diffs {
         let listed = line_set(&docker.docker_ok(["diff", name]));
         failures.check(&format!("docker diff {name} equals ovl diff"), {
-            (|| {
-                ensure!(
-                    &listed == expected,
-                    "docker diff {listed:#?} != ovl diff {expected:#?}"
-                );
-                Ok(())
-            })()
+            same_as("docker diff", Ok(listed), "ovl diff", expected)
         });
     }
     failures.check("docker start of an ovl container", {
@@ -805,24 +705,16 @@ fn ovl_works_on_what_dockerd_wrote_needs_root_and_dockerd() {
     let ovl = Ovl::new(scratch.join("data"));
     failures.check("ovl fsck of the root Docker wrote", fsck_clean(&ovl));
     failures.check("ovl images lists Docker's images and tags", {
-        ovl_tags(&ovl).and_then(|listed| {
-            ensure!(
-                listed == docker_listed,
-                "ovl {listed:#?} != docker {docker_listed:#?}"
-            );
-            Ok(())
-        })
+        same_as("ovl", ovl_tags(&ovl), "docker", &docker_listed)
     });
     for tag in tags {
         failures.check(&format!("ovl inspect {tag}"), {
-            ovl_facts(&ovl, tag).and_then(|facts| {
-                ensure!(
-                    facts == docker_image_facts[tag],
-                    "ovl {facts:#?} != docker {:#?}",
-                    docker_image_facts[tag]
-                );
-                Ok(())
-            })
+            same_as(
+                "ovl",
+                ovl_facts(&ovl, tag),
+                "docker",
+                &docker_image_facts[tag],
+            )
         });
     }
     failures.check("ovl images prints docker images' table", {
@@ -846,24 +738,17 @@ fn ovl_works_on_what_dockerd_wrote_needs_root_and_dockerd() {
         })
     });
     failures.check("ovl ps -a lists Docker's containers", {
-        ovl_containers(&ovl).and_then(|listed| {
-            ensure!(
-                listed == docker_listed_containers,
-                "ovl {listed:#?} != docker {docker_listed_containers:#?}"
-            );
-            Ok(())
-        })
+        same_as(
+            "ovl",
+            ovl_containers(&ovl),
+            "docker",
+            &docker_listed_containers,
+        )
     });
     for (name, expected) in &docker_diffs {
         failures.check(&format!("ovl diff {name} equals docker diff"), {
-            ovl.try_ok(["diff", name]).and_then(|out| {
-                let listed = line_set(&out);
-                ensure!(
-                    &listed == expected,
-                    "ovl diff {listed:#?} != docker diff {expected:#?}"
-                );
-                Ok(())
-            })
+            let listed = ovl.try_ok(["diff", name]).map(|out| line_set(&out));
+            same_as("ovl diff", listed, "docker diff", expected)
         });
     }
     let mut oc_diff = BTreeSet::new();
@@ -975,12 +860,10 @@ const LIVE_TEST: &str = "ovl_refuses_to_change_a_root_a_live_dockerd_uses_needs_
 
 #[test]
 fn ovl_refuses_to_change_a_root_a_live_dockerd_uses_needs_root_and_dockerd() {
-    if !require_dockerd(LIVE_TEST) {
+    let Some(docker) = dockerd_with_base(LIVE_TEST) else {
         return;
-    }
+    };
     let work = Scratch::new();
-    let docker = Dockerd::start(&scratch_path());
-    base_image(&docker);
     docker.docker_ok([
         "create",
         "--name",
@@ -990,8 +873,7 @@ fn ovl_refuses_to_change_a_root_a_live_dockerd_uses_needs_root_and_dockerd() {
         "ovl-base:1",
         "/bin/sh",
     ]);
-    let archive = work.join("base.tar");
-    fs::write(&archive, base_rootfs_tar()).expect("write base tar");
+    let archive = work.write_base_tar("base.tar");
     let ovl = Ovl::new(docker.data_root());
     let mut failures = Failures::default();
 
@@ -1023,17 +905,7 @@ fn ovl_refuses_to_change_a_root_a_live_dockerd_uses_needs_root_and_dockerd() {
     let after = store_listing(docker.data_root());
     failures.check("nothing in the data root changed", {
         (|| {
-            let changed: Vec<_> = before
-                .iter()
-                .filter(|(path, meta)| after.get(*path) != Some(meta))
-                .map(|(path, _)| path.display().to_string())
-                .chain(
-                    after
-                        .keys()
-                        .filter(|path| !before.contains_key(*path))
-                        .map(|path| format!("new {}", path.display())),
-                )
-                .collect();
+            let changed = changed_paths(&before, &after);
             ensure!(changed.is_empty(), "changed: {changed:#?}");
             Ok(())
         })()
@@ -1096,8 +968,7 @@ fn roots_ovl_does_not_fully_understand_are_reported() {
     ] {
         fs::create_dir_all(vfs_root.join(dir)).expect("mkdir");
     }
-    let archive = work.join("base.tar");
-    fs::write(&archive, base_rootfs_tar()).expect("write base tar");
+    let archive = work.write_base_tar("base.tar");
     let ovl = Ovl::new(&vfs_root);
     let before = store_listing(&vfs_root);
     for args in [
@@ -1131,4 +1002,19 @@ fn roots_ovl_does_not_fully_understand_are_reported() {
         "stderr: {stderr}"
     );
     assert!(odd_root.join("mystery").is_dir() && odd_root.join("engine-id").is_file());
+}
+
+/// `Ok` when what `reader` shows (`seen`) equals what `writer` shows (`expected`).
+fn same_as<T: PartialEq + std::fmt::Debug>(
+    reader: &str,
+    seen: anyhow::Result<T>,
+    writer: &str,
+    expected: &T,
+) -> anyhow::Result<()> {
+    let seen = seen?;
+    ensure!(
+        &seen == expected,
+        "{reader} {seen:#?} != {writer} {expected:#?}"
+    );
+    Ok(())
 }

@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use ovl_tests::{
-    base_rootfs_tar, check_root_consistent, layerdb, require_root, sha256_digest, Ovl, Scratch,
+    base_rootfs_tar, check_root_consistent, layerdb, root_scratch, sha256_digest, Ovl,
 };
 
 const TEST: &str = "container_lifecycle_needs_root";
@@ -36,10 +36,9 @@ fn entries(dir: &Path) -> Vec<String> {
 
 #[test]
 fn container_lifecycle_needs_root() {
-    if !require_root(TEST) {
+    let Some(scratch) = root_scratch(TEST) else {
         return;
-    }
-    let scratch = Scratch::new();
+    };
     let root = scratch.join("data");
     let ovl = Ovl::new(&root);
 

@@ -6,7 +6,7 @@
 
 use std::fs;
 
-use ovl_tests::{base_rootfs_tar, require_root, Ovl, Scratch};
+use ovl_tests::{root_scratch, Ovl};
 
 const TEST: &str = "old_kernel_paths_are_reported_and_work_needs_root";
 
@@ -34,13 +34,11 @@ fn info(ovl: &Ovl, disable: &str) -> serde_json::Value {
 
 #[test]
 fn old_kernel_paths_are_reported_and_work_needs_root() {
-    if !require_root(TEST) {
+    let Some(scratch) = root_scratch(TEST) else {
         return;
-    }
-    let scratch = Scratch::new();
+    };
     let ovl = Ovl::new(scratch.join("data"));
-    let tar_path = scratch.join("rootfs.tar");
-    fs::write(&tar_path, base_rootfs_tar()).expect("write tarball");
+    let tar_path = scratch.write_base_tar("rootfs.tar");
     ovl.ok(["import", tar_path.to_str().expect("utf8"), "base:1"]);
 
     let lane = ovl_tests::abi_lane();

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use ovl_tests::{
-    append_entry, base_image, base_rootfs_tar, build_image, chain_ids, docker_archive,
-    image_config, require_dockerd, require_root, sha256_digest, Dockerd, Failures, Ovl, Scratch,
-    BASE_IMAGE,
+    base_image, base_rootfs_tar, build_image, chain_ids, changed_paths, chroot_sh, docker_archive,
+    image_config, require_dockerd, require_root, root_scratch, sha256_digest, Dockerd, Failures,
+    Ovl, Scratch, TarBuilder, BASE_IMAGE,
 };
 use sha2::{Digest, Sha256};
 
@@ -31,31 +31,11 @@ const LINK_TARGET_LEN: usize = 3 + 64 + 5;
 
 /// A one-file layer tar: `opt/` and `opt/<name>` holding `content`.
 fn one_file_layer(name: &str, content: &[u8]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
     let mtime = 1_650_000_000;
-    append_entry(
-        &mut builder,
-        "opt/",
-        tar::EntryType::Directory,
-        0o755,
-        0,
-        0,
-        mtime,
-        b"",
-        None,
-    );
-    append_entry(
-        &mut builder,
-        &format!("opt/{name}"),
-        tar::EntryType::Regular,
-        0o644,
-        0,
-        0,
-        mtime,
-        content,
-        None,
-    );
-    builder.into_inner().expect("finish tar")
+    let mut builder = TarBuilder::at(mtime);
+    builder.dir("opt/");
+    builder.file(&format!("opt/{name}"), content);
+    builder.finish()
 }
 
 /// A 26-character link id (RFC 4648 base32 alphabet, spec §2.1) starting with `word`.
@@ -98,17 +78,6 @@ fn root_listing(root: &Path) -> BTreeMap<PathBuf, String> {
         }
     }
     listing
-}
-
-/// Runs `script` with busybox sh inside a container root.
-fn chroot_sh(merged: &str, script: &str) -> anyhow::Result<()> {
-    let status = Command::new("chroot")
-        .arg(merged.trim())
-        .args(["/bin/busybox", "sh", "-c", script])
-        .status()
-        .context("chroot")?;
-    ensure!(status.success(), "{script:?} failed in {merged}: {status}");
-    Ok(())
 }
 
 /// A layer dir made by hand as spec §2.1 describes it: `diff/` with one file, `link`, and the
@@ -285,17 +254,7 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
         "the dry run changes nothing",
         (|| {
             let after = root_listing(&root);
-            let changed: Vec<_> = before
-                .iter()
-                .filter(|(path, facts)| after.get(*path) != Some(facts))
-                .map(|(path, _)| path.display().to_string())
-                .chain(
-                    after
-                        .keys()
-                        .filter(|path| !before.contains_key(*path))
-                        .map(|path| format!("{} (new)", path.display())),
-                )
-                .collect();
+            let changed = changed_paths(&before, &after);
             ensure!(changed.is_empty(), "changed: {changed:?}");
             Ok(())
         })(),
@@ -394,14 +353,12 @@ fn mount(args: &[&OsStr]) -> anyhow::Result<()> {
 
 #[test]
 fn prune_leaves_garbage_with_a_mount_inside_alone_needs_root() {
-    if !require_root(MOUNTED_TEST) {
+    let Some(work) = root_scratch(MOUNTED_TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let root = work.join("root");
     let ovl = Ovl::new(&root);
-    let base_path = work.join("base.tar");
-    fs::write(&base_path, base_rootfs_tar()).expect("write base");
+    let base_path = work.write_base_tar("base.tar");
     ovl.ok([
         OsStr::new("import"),
         base_path.as_os_str(),

@@ -21,9 +21,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Context as _};
 use ovl_tests::{
-    base_image, build_image, docker_archive, image_config, require_dockerd, require_root,
-    require_skopeo, scratch_path, seed_context, sha256_digest, Dockerd, Failures, Ovl, Scratch,
-    CHANGES_DOCKERFILE, SEED_DOCKERFILE, SKOPEO,
+    build_image, docker_archive, dockerd_with_base, image_config, require_root, require_skopeo,
+    root_scratch, scratch_path, seed_context, sha256_digest, skopeo_json, Dockerd, Failures, Ovl,
+    Scratch, TarBuilder, CHANGES_DOCKERFILE, SEED_DOCKERFILE,
 };
 
 /// `dup`: the third layer repeats the DiffID of the first one above the base (the same file
@@ -268,14 +268,12 @@ fn unix_now() -> u64 {
 fn save_of_loaded_images_matches_docker_save_and_docker_loads_it_needs_root_and_dockerd() {
     const TEST: &str =
         "save_of_loaded_images_matches_docker_save_and_docker_loads_it_needs_root_and_dockerd";
-    if !require_dockerd(TEST) {
+    let Some(docker) = dockerd_with_base(TEST) else {
         return;
-    }
+    };
     let total = Instant::now();
     let work = Scratch::new();
     let mut failures = Failures::default();
-    let docker = Dockerd::start(&scratch_path());
-    base_image(&docker);
     build_image(&docker, "ovl-seed:1", SEED_DOCKERFILE, &seed_context());
     build_image(&docker, "ovl-changes:1", CHANGES_DOCKERFILE, &[]);
     build_image(
@@ -426,18 +424,11 @@ const SMALL: &str = "save-small:1";
 
 /// A layer tar with `files` (path, content), fixed mtime and mode.
 fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
+    let mut builder = TarBuilder::new();
     for (path, content) in files {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(content.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(1_600_000_000);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder
-            .append_data(&mut header, path, *content)
-            .expect("append");
+        builder.file(path, content);
     }
-    builder.into_inner().expect("finish layer")
+    builder.finish()
 }
 
 /// Loads the small two-layer image into a fresh root; returns the root's ovl, its layers and
@@ -459,20 +450,6 @@ fn small_image(work: &Scratch) -> (Ovl, Vec<Vec<u8>>, Vec<u8>) {
     let ovl = Ovl::new(work.join("root"));
     ovl.load(&archive).expect("ovl load");
     (ovl, layers, config)
-}
-
-fn skopeo_json(args: &[&str]) -> anyhow::Result<Vec<u8>> {
-    let output = Command::new(SKOPEO)
-        .arg("--insecure-policy")
-        .args(args)
-        .output()
-        .context("spawn skopeo")?;
-    ensure!(
-        output.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(output.stdout)
 }
 
 /// The manifest digest and layer digests an OCI layout (as files) lists for its first image.
@@ -647,10 +624,9 @@ fn unexpected_files(dir: &Path, expected: &[&str]) -> Vec<String> {
 #[test]
 fn save_of_an_unknown_image_fails_naming_it_without_output_needs_root() {
     const TEST: &str = "save_of_an_unknown_image_fails_naming_it_without_output_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let (ovl, _, _) = small_image(&work);
     let out_dir = work.join("out");
     fs::create_dir(&out_dir).expect("mkdir");
@@ -675,10 +651,9 @@ fn save_of_an_unknown_image_fails_naming_it_without_output_needs_root() {
 #[test]
 fn save_of_a_layer_changed_after_load_fails_naming_image_and_layer_needs_root() {
     const TEST: &str = "save_of_a_layer_changed_after_load_fails_naming_image_and_layer_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let (ovl, layers, _) = small_image(&work);
     let top_diff_id = sha256_digest(&layers[1]);
     let inspect = ovl.inspect(SMALL).expect("inspect");
@@ -776,10 +751,9 @@ fn save_refuses_a_terminal_stdout_needs_root() {
 #[test]
 fn save_option_mistakes_fail_before_any_output_needs_root() {
     const TEST: &str = "save_option_mistakes_fail_before_any_output_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let (ovl, _, _) = small_image(&work);
     let out = work.join("x.tar");
     let stderr = ovl.fail([
@@ -843,10 +817,9 @@ fn saved_repo_tags(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
 #[test]
 fn save_selects_tags_like_docker_save_needs_root() {
     const TEST: &str = "save_selects_tags_like_docker_save_needs_root";
-    if !require_root(TEST) {
+    let Some(work) = root_scratch(TEST) else {
         return;
-    }
-    let work = Scratch::new();
+    };
     let (ovl, layers, config) = small_image(&work);
     let members: Vec<(String, Vec<u8>)> = layers
         .iter()

@@ -20,7 +20,12 @@ use anyhow::{bail, ensure, Context, Result};
 use ovl_tests::{Dockerd, Ovl};
 use sha2::{Digest, Sha256};
 
+mod corpus;
 mod load;
+mod report;
+
+use corpus::*;
+use report::*;
 
 /// The peers and floors the benchmark runs besides the test packages.
 const BENCH_PACKAGES: [(&str, &str); 5] = [
@@ -128,6 +133,14 @@ struct Sample {
 }
 
 impl Sample {
+    /// A sample of no runs yet.
+    fn new(name: impl Into<String>) -> Sample {
+        Sample {
+            name: name.into(),
+            times: Vec::new(),
+        }
+    }
+
     fn sorted(&self) -> Vec<Duration> {
         let mut times = self.times.clone();
         times.sort();
@@ -403,20 +416,8 @@ fn run_bench(
         let script = change_script(n_changes);
         let docker_name = format!("dc{n_changes}");
         let ovl_name = format!("oc{n_changes}");
-        docker.docker_ok([
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--name",
-            &docker_name,
-            "smallfiles:1",
-            "/bin/sh",
-            "-c",
-            &script,
-        ]);
-        let status = docker.docker_ok(["wait", &docker_name]);
-        ensure!(status.trim() == "0", "the change script failed in Docker");
+        let status = docker.run_and_wait(&docker_name, &["smallfiles:1", "/bin/sh", "-c", &script]);
+        ensure!(status == "0", "the change script failed in Docker");
         let merged = ovl.try_ok(["run-rootfs", "--name", &ovl_name, "smallfiles:1"])?;
         chroot_script(&merged, &script, "ovl")?;
         let upper = upper_dir(&ovl, &ovl_name)?;
@@ -452,46 +453,19 @@ fn run_bench(
         };
 
         let label = |what: &str| format!("{what} ({n_changes} changed files)");
-        let mut docker_diff = Sample {
-            name: label("docker diff"),
-            times: Vec::new(),
-        };
-        let mut podman_diff = Sample {
-            name: label("podman diff"),
-            times: Vec::new(),
-        };
-        let mut podman_commit = Sample {
-            name: label("podman commit"),
-            times: Vec::new(),
-        };
-        let mut ovl_diff = Sample {
-            name: label("ovl diff"),
-            times: Vec::new(),
-        };
-        let mut find = Sample {
-            name: label("find upperdir (floor)"),
-            times: Vec::new(),
-        };
-        let mut docker_commit = Sample {
-            name: label("docker commit"),
-            times: Vec::new(),
-        };
-        let mut ovl_commit = Sample {
-            name: label("ovl commit"),
-            times: Vec::new(),
-        };
-        let mut tar_floor = Sample {
-            name: label("tar of the upperdir into sha256sum (floor)"),
-            times: Vec::new(),
-        };
-        let mut untar_floor = Sample {
-            name: label("tar -x of that layer into a fresh directory (floor)"),
-            times: Vec::new(),
-        };
-        let mut syncfs_cost = Sample {
-            name: label("syncfs right after that tar -x (what ovl adds before publishing)"),
-            times: Vec::new(),
-        };
+        let mut docker_diff = Sample::new(label("docker diff"));
+        let mut podman_diff = Sample::new(label("podman diff"));
+        let mut podman_commit = Sample::new(label("podman commit"));
+        let mut ovl_diff = Sample::new(label("ovl diff"));
+        let mut find = Sample::new(label("find upperdir (floor)"));
+        let mut docker_commit = Sample::new(label("docker commit"));
+        let mut ovl_commit = Sample::new(label("ovl commit"));
+        let mut tar_floor = Sample::new(label("tar of the upperdir into sha256sum (floor)"));
+        let mut untar_floor =
+            Sample::new(label("tar -x of that layer into a fresh directory (floor)"));
+        let mut syncfs_cost = Sample::new(label(
+            "syncfs right after that tar -x (what ovl adds before publishing)",
+        ));
         let mut n_lines = (0, 0);
         let mut n_podman_lines = 0;
         for _ in 0..options.runs {
@@ -635,10 +609,9 @@ fn diff_on_smaller_image(
     ovl.try_ok(["load", "-i", archive.to_str().context("utf-8 corpus path")?])?;
     let merged = ovl.try_ok(["run-rootfs", "--name", "small", "smallfiles:1"])?;
     chroot_script(&merged, &change_script(n_changes), "ovl")?;
-    let mut sample = Sample {
-        name: format!("ovl diff ({n_changes} changed files, image of {n_files} files)"),
-        times: Vec::new(),
-    };
+    let mut sample = Sample::new(format!(
+        "ovl diff ({n_changes} changed files, image of {n_files} files)"
+    ));
     for _ in 0..options.runs {
         sync();
         sample.times.push(timed(ovl.command(["diff", "small"]))?.0);
@@ -732,561 +705,4 @@ fn timed(mut command: Command) -> Result<(Duration, String)> {
         elapsed,
         String::from_utf8_lossy(&output.stdout).into_owned(),
     ))
-}
-
-fn report(
-    options: &BenchOptions,
-    samples: &[Sample],
-    notes: &[String],
-    peak_rss: &[(String, u64)],
-) -> String {
-    let mut out = String::new();
-    let uname = Command::new("uname")
-        .arg("-sr")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_default();
-    let n_cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let date = Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let scratch = if options.scratch_gib > 0 {
-        format!(
-            "Everything is written to a fresh ext4 of {} GiB on a loop device over a \
-             preallocated file, mounted without `discard`; each run's output is deleted (and \
-             synced) before the next run.",
-            options.scratch_gib
-        )
-    } else {
-        "Everything is written below /var/tmp on the host filesystem; each run's output is \
-         deleted (and synced) before the next run."
-            .to_string()
-    };
-    out.push_str("# Performance\n\n");
-    out.push_str("Generated by `cargo xtask bench`; do not edit by hand.\n\n");
-    out.push_str(&format!(
-        "Machine: {cpu}, {n_cpus} CPUs; kernel {uname}; {date}. Each command ran {} times, Docker, \
-         podman, umoci, the floors and ovl alternating, each after a `sync`; ratio = median / \
-         median of the ovl command above it in the same group. Docker is a private dockerd \
-         20.10 (overlay2), podman 4.3 (overlay), umoci 0.4.7. {scratch}\n\n\
-         Corpus (`target/bench-corpus/`, see `xtask/src/bench/load.rs`): `debian` is a debootstrap \
-         minbase bookworm rootfs, a layer of packages, one of deletions (whiteouts, an opaque \
-         directory), one of hardlinks, symlinks and a fifo, and a one-file layer; `smallfiles` \
-         the busybox base layer and a layer of {} files of 1–4 KiB; `deep` 120 small layers that \
-         add, modify, delete and re-create files; `big` one 500 MiB layer, half incompressible. \
-         Floors extract every layer into its own directory with one pipeline after another. The \
-         `userspace resolver` rows load `debian` and `smallfiles` with \
-         `OVL_DISABLE_FEATURES=openat2`: paths inside layers are resolved by the walk ovl uses \
-         on kernels without `openat2` (before 5.6: CentOS 7, RHEL 8, Ubuntu 20.04), one `openat` \
-         per component, each load right before or after the `ovl load` above it in the same \
-         run. The diff and commit rows use containers of `smallfiles` that changed that many \
-         files.\n\n",
-        options.runs, options.n_files
-    ));
-    out.push_str("| command | median | min | max | ratio to ovl |\n|---|---:|---:|---:|---:|\n");
-    let mut reference = None;
-    for sample in samples {
-        if sample.name.starts_with("ovl ") {
-            reference = Some(sample.median());
-        }
-        let ratio = reference
-            .map(|r| format!("{:.1}x", sample.median().as_secs_f64() / r.as_secs_f64()))
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
-            sample.name,
-            seconds(sample.median()),
-            seconds(sample.min()),
-            seconds(sample.max()),
-            ratio
-        ));
-    }
-    out.push('\n');
-    for note in notes {
-        out.push_str(&format!("- {note}\n"));
-    }
-    out.push_str(&targets(options, samples));
-    out.push_str(&load_targets(options, samples, peak_rss));
-    out.push('\n');
-    out.push_str(WHY);
-    out
-}
-
-/// Why the targets that are not met are not, from reading the figures (kept by hand beside the
-/// generator; see xtask/src/bench/why.md).
-const WHY: &str = include_str!("bench/why.md");
-
-/// How much slower a load may be with the userspace resolver than with `openat2`. The walk costs
-/// one `openat` and one `close` per component of a member's parent where `openat2` costs one
-/// call; the target keeps kernels without `openat2` (CentOS 7, RHEL 8, Ubuntu 20.04) within half
-/// again of the time of a new kernel, even for the per-file cost of `smallfiles`.
-const USERSPACE_RESOLVER_FACTOR: f64 = 1.5;
-
-/// The load, mount and memory targets of issue 7, each marked met or not with the figures.
-fn load_targets(options: &BenchOptions, samples: &[Sample], peak_rss: &[(String, u64)]) -> String {
-    let median = |name: String| {
-        samples
-            .iter()
-            .find(|sample| sample.name == name)
-            .map(|sample| sample.median().as_secs_f64())
-    };
-    let mut out = String::new();
-    let verdict = |met: bool, short: String| {
-        if met {
-            "yes".to_string()
-        } else {
-            format!("no: {short}")
-        }
-    };
-    for image in &options.images {
-        let row = |what: &str| median(format!("{what} `{image}`"));
-        let Some(ovl_gzip) = row("ovl load (docker-archive, gzip layers)") else {
-            continue;
-        };
-        if let Some(docker) = row("docker load (docker-archive, gzip layers)") {
-            let ratio = docker / ovl_gzip;
-            out.push_str(&format!(
-                "| `ovl load` ≥ 3x faster than `docker load`, `{image}` (gzip layers) | {ratio:.1}x | {} |\n",
-                verdict(ratio >= 3.0, format!("{:.2} s short of {:.3} s", ovl_gzip - docker / 3.0, docker / 3.0))
-            ));
-        }
-        if let Some(podman) = row("podman load (docker-archive, gzip layers)") {
-            let ratio = podman / ovl_gzip;
-            out.push_str(&format!(
-                "| `ovl load` ≥ 2x faster than `podman load`, `{image}` (gzip layers) | {ratio:.1}x | {} |\n",
-                verdict(ratio >= 2.0, format!("{:.2} s short of {:.3} s", ovl_gzip - podman / 2.0, podman / 2.0))
-            ));
-        }
-        let floors = [
-            (
-                "docker-archive, gzip layers",
-                ovl_gzip,
-                [
-                    "gzip -dc | tar -x of every layer (floor)",
-                    "pigz -dc | tar -x of every layer (floor)",
-                ]
-                .iter()
-                .filter_map(|what| row(what))
-                .fold(f64::INFINITY, f64::min),
-            ),
-            (
-                "docker-archive, plain layers",
-                row("ovl load (docker-archive, plain layers)").unwrap_or(f64::NAN),
-                row("tar -x of every layer (floor)").unwrap_or(f64::NAN),
-            ),
-            (
-                "OCI layout, zstd",
-                row("ovl load (OCI layout, zstd)").unwrap_or(f64::NAN),
-                row("zstd -dc | tar -x of every layer (floor)").unwrap_or(f64::NAN),
-            ),
-        ];
-        for (format, ovl, floor) in floors {
-            if !ovl.is_finite() || !floor.is_finite() {
-                continue;
-            }
-            let ratio = ovl / floor;
-            out.push_str(&format!(
-                "| `ovl load` within 1.1x of the best floor, `{image}` ({format}) | {ratio:.2}x of {floor:.3} s | {} |\n",
-                verdict(ratio <= 1.1, format!("{:.3} s over {:.3} s", ovl - 1.1 * floor, 1.1 * floor))
-            ));
-        }
-        // The ratio of the medians decides; the median of the runs' own ratios (each pair ran
-        // back to back) shows how much of it is noise of a busy machine.
-        let sample = |what: &str| {
-            samples
-                .iter()
-                .find(|sample| sample.name == format!("{what} `{image}`"))
-        };
-        let resolvers = [
-            (
-                "docker-archive, gzip layers",
-                sample("ovl load (docker-archive, gzip layers)"),
-                sample(load::USERSPACE_GZIP),
-            ),
-            (
-                "docker-archive, plain layers",
-                sample("ovl load (docker-archive, plain layers)"),
-                sample(load::USERSPACE_PLAIN),
-            ),
-        ];
-        for (format, kernel, userspace) in resolvers {
-            let (Some(kernel), Some(userspace)) = (kernel, userspace) else {
-                continue;
-            };
-            let mut per_run: Vec<f64> = kernel
-                .times
-                .iter()
-                .zip(&userspace.times)
-                .map(|(kernel, userspace)| userspace.as_secs_f64() / kernel.as_secs_f64())
-                .collect();
-            per_run.sort_by(f64::total_cmp);
-            let per_run = per_run[per_run.len() / 2];
-            let (kernel, userspace) = (
-                kernel.median().as_secs_f64(),
-                userspace.median().as_secs_f64(),
-            );
-            let ratio = userspace / kernel;
-            let limit = USERSPACE_RESOLVER_FACTOR * kernel;
-            out.push_str(&format!(
-                "| `ovl load` with the userspace resolver within {USERSPACE_RESOLVER_FACTOR}x of openat2, `{image}` ({format}) | {ratio:.2}x ({userspace:.3} s vs {kernel:.3} s; median of the runs' ratios {per_run:.2}x) | {} |\n",
-                verdict(ratio <= USERSPACE_RESOLVER_FACTOR, format!("{:.3} s over {limit:.3} s", userspace - limit))
-            ));
-        }
-    }
-    for image in &options.mount_images {
-        let Some(ovl) = samples
-            .iter()
-            .find(|sample| {
-                sample
-                    .name
-                    .starts_with(&format!("ovl run-rootfs `{image}`"))
-            })
-            .map(|sample| sample.median().as_secs_f64())
-        else {
-            continue;
-        };
-        if image == "deep" {
-            out.push_str(&format!(
-                "| `ovl run-rootfs` of the 120-layer image under 15 ms | {:.1} ms | {} |\n",
-                ovl * 1000.0,
-                verdict(
-                    ovl < 0.015,
-                    format!("{:.1} ms over", (ovl - 0.015) * 1000.0)
-                )
-            ));
-        }
-        if let Some(docker) = median(format!("docker create `{image}`")) {
-            out.push_str(&format!(
-                "| `ovl run-rootfs` vs `docker create`, `{image}` (no target) | {:.1}x | — |\n",
-                docker / ovl
-            ));
-        }
-    }
-    for (what, kib) in peak_rss {
-        let mib = *kib as f64 / 1024.0;
-        // A layer of millions of entries may keep a fingerprint per name: its own target.
-        let target = if what.ends_with("-entry layer") {
-            128.0
-        } else {
-            64.0
-        };
-        out.push_str(&format!(
-            "| peak RSS of ovl under {target:.0} MiB: {what} | {mib:.1} MiB | {} |\n",
-            verdict(mib < target, format!("{:.1} MiB over", mib - target))
-        ));
-    }
-    out
-}
-
-/// The targets of issues 3 and 7 for diff and commit, each marked met or not with the figures.
-fn targets(options: &BenchOptions, samples: &[Sample]) -> String {
-    let median = |name: &str| {
-        samples
-            .iter()
-            .find(|sample| sample.name == name)
-            .map(|sample| sample.median().as_secs_f64())
-    };
-    let mut out = String::from("\n## Targets\n\n| target | measured | met |\n|---|---|---|\n");
-    for &n in &options.changes {
-        let label = |what: &str| format!("{what} ({n} changed files)");
-        let (Some(ovl_diff), Some(docker_diff), Some(ovl_commit), Some(docker_commit)) = (
-            median(&label("ovl diff")),
-            median(&label("docker diff")),
-            median(&label("ovl commit")),
-            median(&label("docker commit")),
-        ) else {
-            continue;
-        };
-        let diff_ratio = docker_diff / ovl_diff;
-        // The issue's target is set at 10,000 changes; other sizes show how the times grow.
-        if n == 10_000 {
-            out.push_str(&format!(
-                "| `ovl diff` ≥ 20x faster than `docker diff`, {n} changes | {diff_ratio:.1}x | {} |\n",
-                if diff_ratio >= 20.0 { "yes" } else { "no" }
-            ));
-        } else {
-            out.push_str(&format!(
-                "| `ovl diff` vs `docker diff`, {n} changes (no target) | {diff_ratio:.1}x | — |\n"
-            ));
-        }
-        let commit_ratio = docker_commit / ovl_commit;
-        let mut verdict = if commit_ratio >= 5.0 {
-            "yes".to_string()
-        } else {
-            format!(
-                "no: {:.2} s short of {:.3} s",
-                ovl_commit - docker_commit / 5.0,
-                docker_commit / 5.0
-            )
-        };
-        if let Some(untar) = median(&label(
-            "tar -x of that layer into a fresh directory (floor)",
-        )) {
-            if commit_ratio < 5.0 && untar >= docker_commit / 5.0 {
-                verdict.push_str(&format!(
-                    "; `tar -x` of the same layer alone takes {untar:.3} s, more than that"
-                ));
-            }
-        }
-        out.push_str(&format!(
-            "| `ovl commit` ≥ 5x faster than `docker commit`, {n} changes | {commit_ratio:.1}x | {verdict} |\n"
-        ));
-    }
-    if let Some(&n) = options.changes.first() {
-        let small_files = 2 * n;
-        if let (Some(full), Some(small)) = (
-            median(&format!("ovl diff ({n} changed files)")),
-            median(&format!(
-                "ovl diff ({n} changed files, image of {small_files} files)"
-            )),
-        ) {
-            // Within half again: a diff that walked the image would take ten times as long.
-            let ratio = full / small;
-            out.push_str(&format!(
-                "| `ovl diff` of {n} changes takes as long on an image of {} files as on one of \
-                 {small_files} (within 1.5x) | {ratio:.2}x ({full:.3} s vs {small:.3} s) | {} |\n",
-                options.n_files,
-                if ratio <= 1.5 { "yes" } else { "no" }
-            ));
-        }
-    }
-    // Without the changes part there is no diff to compare, whether podman is installed or not.
-    let changes = if options.changes_part {
-        &options.changes[..]
-    } else {
-        &[]
-    };
-    for &n in changes {
-        let label = |what: &str| format!("{what} ({n} changed files)");
-        match (median(&label("ovl diff")), median(&label("podman diff"))) {
-            (Some(ovl_diff), Some(podman_diff)) => out.push_str(&format!(
-                "| `ovl diff` no slower than `podman diff`, {n} changes | {:.1}x | {} |\n",
-                podman_diff / ovl_diff,
-                if ovl_diff <= podman_diff { "yes" } else { "no" }
-            )),
-            _ => out.push_str(&format!(
-                "| `ovl diff` no slower than `podman diff`, {n} changes | not measured: podman is \
-                 not installed | — |\n"
-            )),
-        }
-    }
-    out
-}
-
-fn seconds(duration: Duration) -> String {
-    format!("{:.3} s", duration.as_secs_f64())
-}
-
-// ------------------------------------------------------------------------------------------------
-// Corpus
-
-/// A docker-archive of `smallfiles:1`, generated once per file count.
-fn smallfiles_archive(corpus: &Path, n_files: usize) -> Result<PathBuf> {
-    let archive = corpus.join(format!("smallfiles-{n_files}.tar"));
-    if archive.exists() {
-        return Ok(archive);
-    }
-    eprintln!("bench: generating {}", archive.display());
-    let base = ovl_tests::base_rootfs_tar();
-    let layer_path = corpus.join(format!("smallfiles-{n_files}.layer.tar"));
-    let layer_diff_id = write_smallfiles_layer(&layer_path, n_files)?;
-    write_one_image_archive(
-        &archive,
-        "smallfiles:1",
-        Some(&base),
-        &layer_path,
-        &layer_diff_id,
-    )?;
-    Ok(archive)
-}
-
-/// A docker-archive of `entries:N`: one layer of `n_entries` empty files, 1000 per directory,
-/// generated once per count. Only the number of entries matters to what it measures.
-fn entries_archive(corpus: &Path, n_entries: usize) -> Result<PathBuf> {
-    let archive = corpus.join(format!("entries-{n_entries}.tar"));
-    if archive.exists() {
-        return Ok(archive);
-    }
-    eprintln!("bench: generating {}", archive.display());
-    let layer_path = corpus.join(format!("entries-{n_entries}.layer.tar"));
-    let mut out = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, fs::File::create(&layer_path)?),
-        hasher: Sha256::new(),
-    };
-    let header = |name: String, typeflag: u8, mode: i64| gotar::Header {
-        name: name.into_bytes(),
-        typeflag,
-        mode,
-        mtime: 1_600_000_000,
-        uname: b"root".to_vec(),
-        gname: b"root".to_vec(),
-        ..gotar::Header::default()
-    };
-    for idx in 0..n_entries {
-        let dir = idx / 1000;
-        if idx % 1000 == 0 {
-            out.write_all(&header(format!("e{dir:05}/"), gotar::typeflag::DIR, 0o40755).encode()?)?;
-        }
-        let name = format!("e{dir:05}/entry-{idx:08}");
-        out.write_all(&header(name, gotar::typeflag::REG, 0o100644).encode()?)?;
-    }
-    out.write_all(&gotar::END_OF_ARCHIVE)?;
-    let HashingWriter { mut inner, hasher } = out;
-    inner.flush()?;
-    drop(inner);
-    let diff_id = format!("sha256:{}", crate::hex(&hasher.finalize()));
-    write_one_image_archive(
-        &archive,
-        &format!("entries:{n_entries}"),
-        None,
-        &layer_path,
-        &diff_id,
-    )?;
-    Ok(archive)
-}
-
-/// Writes a docker-archive of one image tagged `tag`: the optional `base` layer and the layer
-/// at `layer_path` (removed afterwards), written to a partial file renamed into place.
-fn write_one_image_archive(
-    archive: &Path,
-    tag: &str,
-    base: Option<&[u8]>,
-    layer_path: &Path,
-    layer_diff_id: &str,
-) -> Result<()> {
-    let mut diff_ids = Vec::new();
-    let mut layer_names = Vec::new();
-    if let Some(base) = base {
-        diff_ids.push(format!("sha256:{}", crate::hex(&Sha256::digest(base))));
-        layer_names.push("base/layer.tar");
-    }
-    diff_ids.push(layer_diff_id.to_string());
-    layer_names.push("top/layer.tar");
-    let history: Vec<serde_json::Value> = diff_ids
-        .iter()
-        .map(|_| serde_json::json!({"created": "2024-01-01T00:00:00Z"}))
-        .collect();
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64",
-        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
-        "created": "2024-01-01T00:00:00Z",
-        "history": history,
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }))?;
-    let config_name = format!("{}.json", crate::hex(&Sha256::digest(&config)));
-    let manifest = serde_json::to_vec(&serde_json::json!([{
-        "Config": config_name,
-        "RepoTags": [tag],
-        "Layers": layer_names,
-    }]))?;
-
-    let partial = archive.with_extension("tar.partial");
-    let mut out = BufWriter::new(fs::File::create(&partial)?);
-    let mut member = |name: &str, data: &mut dyn std::io::Read, size: u64| {
-        crate::tar_member(&mut out, name, data, size, 0)
-    };
-    member(&config_name, &mut &config[..], config.len() as u64)?;
-    if let Some(base) = base {
-        member("base/layer.tar", &mut &base[..], base.len() as u64)?;
-    }
-    let layer_len = fs::metadata(layer_path)?.len();
-    member("top/layer.tar", &mut fs::File::open(layer_path)?, layer_len)?;
-    member("manifest.json", &mut &manifest[..], manifest.len() as u64)?;
-    out.write_all(&gotar::END_OF_ARCHIVE)?;
-    out.into_inner()
-        .map_err(|e| anyhow::anyhow!("flushing {}: {e}", partial.display()))?
-        .sync_all()?;
-    fs::remove_file(layer_path)?;
-    fs::rename(&partial, archive)?;
-    Ok(())
-}
-
-/// Writes the `smallfiles` layer: `sf/dNNN/dNN/fNNNNNN`, 100 files per directory, sizes and
-/// bytes from a fixed xorshift sequence. Returns its DiffID.
-fn write_smallfiles_layer(path: &Path, n_files: usize) -> Result<String> {
-    let mut out = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, fs::File::create(path)?),
-        hasher: Sha256::new(),
-    };
-    let mtime = 1_600_000_000;
-    let dir_header = |name: String| gotar::Header {
-        name: name.into_bytes(),
-        typeflag: gotar::typeflag::DIR,
-        mode: 0o40755,
-        mtime,
-        uname: b"root".to_vec(),
-        gname: b"root".to_vec(),
-        ..gotar::Header::default()
-    };
-    out.write_all(&dir_header("sf/".into()).encode()?)?;
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let files_per_dir = 100;
-    let dirs_per_top = 10;
-    let mut data = Vec::with_capacity(4096);
-    for idx in 0..n_files {
-        let top = idx / (files_per_dir * dirs_per_top);
-        let sub = idx / files_per_dir % dirs_per_top;
-        if idx % (files_per_dir * dirs_per_top) == 0 {
-            out.write_all(&dir_header(format!("sf/d{top:03}/")).encode()?)?;
-        }
-        if idx % files_per_dir == 0 {
-            out.write_all(&dir_header(format!("sf/d{top:03}/d{sub:02}/")).encode()?)?;
-        }
-        let size = 1024 + (next() % 3073) as usize;
-        data.clear();
-        while data.len() < size {
-            data.extend_from_slice(&next().to_le_bytes());
-        }
-        data.truncate(size);
-        let header = gotar::Header {
-            name: format!("sf/d{top:03}/d{sub:02}/f{idx:06}").into_bytes(),
-            typeflag: gotar::typeflag::REG,
-            mode: 0o100644,
-            size: size as i64,
-            mtime,
-            uname: b"root".to_vec(),
-            gname: b"root".to_vec(),
-            ..gotar::Header::default()
-        };
-        out.write_all(&header.encode()?)?;
-        out.write_all(&data)?;
-        out.write_all(&vec![0u8; gotar::padding(size as u64)])?;
-    }
-    out.write_all(&gotar::END_OF_ARCHIVE)?;
-    out.inner.flush()?;
-    Ok(format!("sha256:{}", crate::hex(&out.hasher.finalize())))
-}
-
-struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }

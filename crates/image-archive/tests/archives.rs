@@ -292,14 +292,12 @@ fn docker_archive_dotdot_or_absolute_member_in_manifest_is_rejected() {
 
 #[test]
 fn docker_archive_config_name_must_match_its_content() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let image = test_image();
     let wrong_id = sha256(b"some other config");
     let mut fake = image_clone(&image);
     fake.image_id = wrong_id.clone();
     let bytes = docker_archive(&fake, None, None, |_| {});
-    let path = write_file(dir.path(), "image.tar", &bytes);
-    let err = open(&path, dir.path()).expect_err("config name mismatch");
+    let err = open_bytes_err(&bytes, "config name mismatch");
     match &err {
         Error::DigestMismatch {
             member,
@@ -317,7 +315,6 @@ fn docker_archive_config_name_must_match_its_content() {
 
 #[test]
 fn docker_archive_layer_count_must_match_diff_ids() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let image = test_image();
     let bytes = docker_archive(
         &image,
@@ -325,8 +322,7 @@ fn docker_archive_layer_count_must_match_diff_ids() {
         Some(vec![format!("{:064x}/layer.tar", 0)]),
         |_| {},
     );
-    let path = write_file(dir.path(), "image.tar", &bytes);
-    let err = open(&path, dir.path()).expect_err("count mismatch");
+    let err = open_bytes_err(&bytes, "count mismatch");
     assert!(
         matches!(
             &err,
@@ -342,15 +338,13 @@ fn docker_archive_layer_count_must_match_diff_ids() {
 
 #[test]
 fn docker_archive_missing_layer_member_is_named() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let image = test_image();
     let members = vec![
         format!("{:064x}/layer.tar", 0),
         "nope/layer.tar".to_string(),
     ];
     let bytes = docker_archive(&image, None, Some(members), |_| {});
-    let path = write_file(dir.path(), "image.tar", &bytes);
-    let err = open(&path, dir.path()).expect_err("missing member");
+    let err = open_bytes_err(&bytes, "missing member");
     assert!(
         matches!(&err, Error::MissingMember { member, .. } if member == "nope/layer.tar"),
         "{err}"
@@ -359,12 +353,10 @@ fn docker_archive_missing_layer_member_is_named() {
 
 #[test]
 fn docker_archive_invalid_manifest_json_is_named() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let mut builder = tar::Builder::new(Vec::new());
     append_file(&mut builder, "manifest.json", b"[{\"Config\": ");
     let bytes = builder.into_inner().expect("tar");
-    let path = write_file(dir.path(), "image.tar", &bytes);
-    let err = open(&path, dir.path()).expect_err("invalid json");
+    let err = open_bytes_err(&bytes, "invalid json");
     assert!(
         matches!(&err, Error::InvalidJson { member, .. } if member == "manifest.json"),
         "{err}"
@@ -1021,4 +1013,11 @@ fn gzipped_oci_archive_with_hard_linked_blob_is_read() {
     assert_eq!(archive.format(), Format::OciArchive);
     assert_eq!(archive.images()[0].names, ["app:hl"]);
     assert_oci_image(&archive, &image);
+}
+
+/// The error `open` gives for an archive file holding `bytes`.
+fn open_bytes_err(bytes: &[u8], what: &str) -> Error {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_file(dir.path(), "image.tar", bytes);
+    open(&path, dir.path()).expect_err(what)
 }

@@ -589,37 +589,24 @@ fn a_failing_source_keeps_its_cause_and_a_short_one_is_refused() {
     let cause = std::error::Error::source(&err).expect("cause").to_string();
     assert!(cause.contains("etc/passwd changed"), "{cause}");
 
-    let mut image = tiny_app_with_layer(
-        2,
-        BadSource {
-            bytes: vec![0; 512],
-            fail: false,
-        },
-        None,
-    );
-    let err = write_docker_archive(
-        std::slice::from_mut(&mut image),
-        &mut Vec::new(),
-        &options(Compression::None, 0, scratch.path()),
-    )
-    .expect_err("short layer");
-    assert!(matches!(err, Error::LayerLength { .. }), "{err}");
-
-    let mut image = tiny_app_with_layer(
-        2,
-        BadSource {
-            bytes: vec![0; 4096],
-            fail: false,
-        },
-        None,
-    );
-    let err = write_docker_archive(
-        std::slice::from_mut(&mut image),
-        &mut Vec::new(),
-        &options(Compression::None, 0, scratch.path()),
-    )
-    .expect_err("long layer");
-    assert!(matches!(err, Error::LayerLength { .. }), "{err}");
+    // A layer shorter, then longer, than the recorded size.
+    for (len, what) in [(512, "short layer"), (4096, "long layer")] {
+        let mut image = tiny_app_with_layer(
+            2,
+            BadSource {
+                bytes: vec![0; len],
+                fail: false,
+            },
+            None,
+        );
+        let err = write_docker_archive(
+            std::slice::from_mut(&mut image),
+            &mut Vec::new(),
+            &options(Compression::None, 0, scratch.path()),
+        )
+        .expect_err(what);
+        assert!(matches!(err, Error::LayerLength { .. }), "{what}: {err}");
+    }
 }
 
 #[test]

@@ -328,17 +328,7 @@ fn forms(dir: &Path, tag: &str, n_layers: usize) -> Result<()> {
                 .arg(&layer),
         )?;
     }
-    let history: Vec<serde_json::Value> = (0..n_layers)
-        .map(|_| serde_json::json!({"created": "2024-01-01T00:00:00Z"}))
-        .collect();
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64",
-        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/usr/bin:/bin"]},
-        "created": "2024-01-01T00:00:00Z",
-        "history": history,
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }))?;
+    let config = super::image_config(&diff_ids, "PATH=/usr/bin:/bin")?;
     for (archive, suffix) in [("docker-plain.tar", ""), ("docker-gzip.tar", ".gz")] {
         let members: Vec<(String, PathBuf)> = (0..n_layers)
             .map(|i| {

@@ -21,10 +21,18 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
+use ovl_tests::tar_builder::field::{CHKSUM, LINKNAME, MAGIC, MODE, PREFIX, SIZE, UNAME};
+use ovl_tests::tar_builder::Block;
 use ovl_tests::{
     compare, docker_archive, dump, image_config, layerdb, require_dockerd, require_root,
-    scratch_path, sha256_digest, Dockerd, DumpOptions, Failures, Ovl, Scratch,
+    root_scratch, scratch_path, sha256_digest, Dockerd, DumpOptions, Failures, Ovl, Scratch,
 };
+
+mod corpus;
+mod members;
+
+use corpus::*;
+use members::*;
 
 const TEST_HUGE: &str = "old_gnu_sparse_2_pow_60_is_refused_before_any_work_needs_root";
 const TEST_ROUND_TRIP: &str = "old_gnu_sparse_layer_save_round_trips_or_is_refused_needs_root";
@@ -44,10 +52,9 @@ const MTIME: u64 = 1_600_000_000;
 
 #[test]
 fn old_gnu_sparse_2_pow_60_is_refused_before_any_work_needs_root() {
-    if !require_root(TEST_HUGE) {
+    let Some(scratch) = root_scratch(TEST_HUGE) else {
         return;
-    }
-    let scratch = Scratch::new();
+    };
     let ovl = Ovl::new(scratch.join("root"));
     let mut failures = Failures::default();
 
@@ -201,10 +208,8 @@ fn old_gnu_sparse_layer_save_round_trips_or_is_refused_needs_root() {
             &format!("PAX sparse 1.0 of {real_size} bytes round-trips"),
             (|| {
                 let image = format!("sparse:{tag}");
-                let archive = scratch.join(format!("{tag}.tar"));
-                fs::write(&archive, one_layer_archive(&layer, &image))?;
-                ovl.load(&archive)?;
-                let (size, diff) = ovl_layer(&ovl.root, &sha256_digest(&layer))?;
+                let (size, diff) =
+                    load_one_layer(&ovl, &scratch, &layer, &image, &format!("{tag}.tar"))?;
                 ensure!(
                     size == real_size.to_string(),
                     "layerdb size {size}, expected {real_size}"
@@ -284,10 +289,7 @@ fn sparse_round_trip(
     real_size: u64,
 ) -> anyhow::Result<()> {
     let image = format!("sparse:{}", version.replace('.', "-"));
-    let archive = scratch.join(format!("{version}.tar"));
-    fs::write(&archive, one_layer_archive(layer, &image))?;
-    ovl.load(&archive)?;
-    let (size, diff) = ovl_layer(&ovl.root, &sha256_digest(layer))?;
+    let (size, diff) = load_one_layer(ovl, scratch, layer, &image, &format!("{version}.tar"))?;
     ensure!(
         size == real_size.to_string(),
         "layerdb size {size}, expected {real_size}"
@@ -315,10 +317,9 @@ fn sparse_round_trip(
 
 #[test]
 fn gnu_magic_with_prefix_field_reads_as_go_reads_it_needs_root() {
-    if !require_root(TEST_PREFIX) {
+    let Some(scratch) = root_scratch(TEST_PREFIX) else {
         return;
-    }
-    let scratch = Scratch::new();
+    };
     let ovl = Ovl::new(scratch.join("root"));
     // Each member alone in a layer, and the path Go's reader gives it.
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
@@ -362,10 +363,8 @@ fn gnu_magic_with_prefix_field_reads_as_go_reads_it_needs_root() {
             name,
             (|| {
                 let image = format!("prefix:{name}");
-                let archive = scratch.join(format!("{name}.tar"));
-                fs::write(&archive, one_layer_archive(&layer, &image))?;
-                ovl.load(&archive)?;
-                let (_, diff) = ovl_layer(&ovl.root, &sha256_digest(&layer))?;
+                let (_, diff) =
+                    load_one_layer(&ovl, &scratch, &layer, &image, &format!("{name}.tar"))?;
                 let files = files_below(&diff)?;
                 ensure!(
                     files == [expected.to_string()],
@@ -707,6 +706,21 @@ fn first_layer_of_archive(archive: &[u8]) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("no member {layer}"))
 }
 
+/// Loads `layer` with ovl as the one layer of image `image` (the archive written to
+/// `scratch/<archive_name>`); returns the layer's layerdb `size` and its `diff` directory.
+fn load_one_layer(
+    ovl: &Ovl,
+    scratch: &Scratch,
+    layer: &[u8],
+    image: &str,
+    archive_name: &str,
+) -> anyhow::Result<(String, PathBuf)> {
+    let archive = scratch.join(archive_name);
+    fs::write(&archive, one_layer_archive(layer, image))?;
+    ovl.load(&archive)?;
+    ovl_layer(&ovl.root, &sha256_digest(layer))
+}
+
 /// A docker-archive holding `layer` as its one layer, tagged `image`.
 fn one_layer_archive(layer: &[u8], image: &str) -> Vec<u8> {
     let diff_id = sha256_digest(layer);
@@ -735,703 +749,4 @@ fn run_bounded(mut command: Command) -> anyhow::Result<Output> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-// ------------------------------------------------------------------------------------------------
-// The corpus
-
-fn corpus(scratch: &Scratch) -> Vec<Case> {
-    use Docker::{Loads, Refuses};
-    let mut cases = vec![
-        // Formats and names.
-        Case::new("ustar-plain", Loads, layer(&[file_member(b"a", b"data")]))
-            .expect("a", Some(b"data")),
-        Case::new("v7-plain", Loads, layer(&[v7(b"v7file", b'0', b"v7")]))
-            .expect("v7file", Some(b"v7")),
-        Case::new(
-            "v7-nul-type-dir",
-            Loads,
-            layer(&[v7(b"d/", 0, b""), v7(b"d/f", 0, b"f")]),
-        )
-        .expect("d", None)
-        .expect("d/f", Some(b"f")),
-        Case::new(
-            "ustar-prefix",
-            Loads,
-            layer(&[ustar_version(b"00", b"pre/fix", b"file")]),
-        )
-        .expect("pre/fix/file", Some(b"data")),
-        Case::new(
-            "ustar-version-nul",
-            Loads,
-            layer(&[ustar_version(b"\0\0", b"pv", b"file")]),
-        )
-        .expect("pv/file", Some(b"data")),
-        Case::new(
-            "gnu-prefix-text",
-            Loads,
-            layer(&[gnu_with_prefix(b"gnupfx", b"foo")]),
-        )
-        .expect("gnupfx/foo", Some(b"data")),
-        Case::new("gnu-times-octal", Loads, layer(&[gnu_with_times(b"foo2")]))
-            .expect("foo2", Some(b"data")),
-        Case::new(
-            "gnu-prefix-non-ascii",
-            Loads,
-            layer(&[gnu_with_prefix(b"\xe9", b"foo3")]),
-        )
-        .expect("foo3", Some(b"data")),
-        Case::new(
-            "star-prefix",
-            Loads,
-            layer(&[star_with_prefix(b"starpfx", b"file")]),
-        )
-        .expect("starpfx/file", Some(b"data")),
-        Case::new("star-bad-atime", Refuses, layer(&[star_bad_atime(b"file")])),
-        Case::new(
-            "pax-path-over-prefix",
-            Loads,
-            layer(&[
-                pax(&[("path", b"from/pax")]),
-                ustar_version(b"00", b"pre", b"file"),
-            ]),
-        )
-        .expect("from/pax", Some(b"data")),
-        Case::new(
-            "gnu-long-name-over-prefix",
-            Loads,
-            layer(&[
-                gnu_long_name(b"long/name"),
-                ustar_version(b"00", b"pre", b"file"),
-            ]),
-        )
-        .expect("long/name", Some(b"data")),
-        Case::new(
-            "gnu-long-name-empty",
-            Loads,
-            layer(&[gnu_long_name(b""), file_member(b"kept", b"k")]),
-        )
-        .expect("kept", Some(b"k")),
-        Case::new(
-            "gnu-long-link",
-            Loads,
-            layer(&[
-                gnu_long_link(&b"t".repeat(150)),
-                symlink_member(b"link", b"short"),
-            ]),
-        )
-        .expect("link", None),
-        // Numbers.
-        Case::new(
-            "numbers-space-padded",
-            Loads,
-            layer(&[with_fields(
-                b"sp",
-                &[(100, b"  644 \0\0"), (124, b"     4      ")],
-            )]),
-        )
-        .expect("sp", Some(b"data")),
-        Case::new(
-            "numbers-unterminated",
-            Loads,
-            layer(&[with_fields(
-                b"un",
-                &[(100, b"00000644"), (124, b"000000000004")],
-            )]),
-        )
-        .expect("un", Some(b"data")),
-        Case::new(
-            "numbers-base-256",
-            Loads,
-            layer(&[with_fields(
-                b"b256",
-                &[
-                    (108, &base256::<8>(1000)),
-                    (124, &base256::<12>(4)),
-                    (136, &base256::<12>(MTIME)),
-                ],
-            )]),
-        )
-        .expect("b256", Some(b"data")),
-        Case::new(
-            "numbers-plus-sign",
-            Refuses,
-            layer(&[with_fields(b"plus", &[(100, b"+000644\0")])]),
-        ),
-        Case::new(
-            "numbers-bad-devmajor",
-            Refuses,
-            layer(&[with_fields(b"dev", &[(329, b"9999999\0")])]),
-        ),
-        Case::new(
-            "negative-size-symlink",
-            Loads,
-            layer(&[negative_size_symlink()]),
-        )
-        .expect("nsl", None)
-        .save(DockerSave::Fails),
-        Case::new(
-            "negative-size-pax-fixed",
-            Refuses,
-            layer(&[
-                pax(&[("size", b"4")]),
-                with_fields(b"neg", &[(124, &base256::<12>(u64::MAX))]),
-            ]),
-        ),
-        Case::new(
-            "size-on-directory",
-            Loads,
-            layer(&[dir_with_size(b"sized", 1024), file_member(b"after", b"a")]),
-        )
-        .expect("sized", None)
-        .expect("after", Some(b"a"))
-        .save(DockerSave::Fails),
-        Case::new("checksum-signed", Loads, layer(&[signed_checksum_member()]))
-            .expect("signed", Some(b"data")),
-        Case::new("checksum-bad", Refuses, layer(&[bad_checksum_member()])),
-        Case::new("empty-file", Loads, layer(&[file_member(b"empty", b"")]))
-            .expect("empty", Some(b"")),
-        Case::new(
-            "big-file",
-            Loads,
-            layer(&[file_member(b"big", &big_data())]),
-        )
-        .expect("big", Some(&big_data())),
-        Case::new(
-            "zero-file",
-            Loads,
-            layer(&[file_member(b"zeros", &vec![0u8; 1 << 20])]),
-        )
-        .expect("zeros", Some(&vec![0u8; 1 << 20])),
-        Case::new(
-            "typeflag-contiguous",
-            Refuses,
-            layer(&[typed_member(b"cont", b'7')]),
-        ),
-        // PAX records.
-        Case::new(
-            "pax-overrides-every-field",
-            Loads,
-            layer(&[
-                pax(&[
-                    ("path", b"pax/name"),
-                    ("uid", b"1234"),
-                    ("gid", b"+5678"),
-                    ("mtime", b"1600000000.123456789"),
-                    ("atime", b"1600000001.5"),
-                    ("size", b"7"),
-                    ("SCHILY.xattr.user.dialect", b"v\nw"),
-                    ("uname", b"nobody"),
-                ]),
-                with_data(b"ignored-name", b"payload"),
-            ]),
-        )
-        .expect("pax/name", Some(b"payload")),
-        Case::new(
-            "pax-linkpath",
-            Loads,
-            layer(&[
-                pax(&[("linkpath", b"target/from/pax")]),
-                symlink_member(b"plink", b"short"),
-            ]),
-        )
-        .expect("plink", None),
-        Case::new(
-            "pax-empty-values",
-            Loads,
-            layer(&[
-                pax(&[("path", b""), ("size", b"")]),
-                file_member(b"keep", b"data"),
-            ]),
-        )
-        .expect("keep", Some(b"data")),
-        Case::new(
-            "pax-global-header",
-            Loads,
-            layer(&[
-                pax_global(&[("path", b"global"), ("comment", b"hello")]),
-                file_member(b"g", b"g"),
-            ]),
-        )
-        .expect("g", Some(b"g")),
-        Case::new(
-            "pax-global-bad-uid",
-            Loads,
-            layer(&[pax_global(&[("uid", b"abc")]), file_member(b"g", b"g")]),
-        ),
-        Case::new(
-            "pax-local-dropped-by-global",
-            Loads,
-            layer(&[
-                pax(&[("path", b"lost")]),
-                pax_global(&[("comment", b"x")]),
-                file_member(b"kept", b"k"),
-            ]),
-        )
-        .expect("kept", Some(b"k")),
-        Case::new(
-            "pax-two-local-headers",
-            Loads,
-            layer(&[
-                pax(&[("path", b"first")]),
-                pax(&[("mtime", b"1")]),
-                file_member(b"second", b"s"),
-            ]),
-        )
-        .expect("second", Some(b"s")),
-        Case::new(
-            "pax-bad-length",
-            Refuses,
-            layer(&[pax_raw(b"99 path=x\n"), file_member(b"x", b"x")]),
-        ),
-        Case::new(
-            "pax-bad-mtime",
-            Refuses,
-            layer(&[pax(&[("mtime", b"1.x")]), file_member(b"m", b"m")]),
-        ),
-        // Sparse files.
-        Case::new(
-            "sparse-old-gnu",
-            Refuses,
-            gnu_tar_sparse(scratch, &["--format=gnu"]),
-        ),
-        Case::new(
-            "sparse-pax-0.0",
-            Loads,
-            gnu_tar_sparse(scratch, &["--format=pax", "--sparse-version=0.0"]),
-        )
-        .expect("sparse", Some(&sparse_content()))
-        .save(DockerSave::Fails),
-        Case::new(
-            "sparse-pax-0.1",
-            Loads,
-            gnu_tar_sparse(scratch, &["--format=pax", "--sparse-version=0.1"]),
-        )
-        .expect("sparse", Some(&sparse_content()))
-        .save(DockerSave::Fails),
-        Case::new(
-            "sparse-pax-1.0",
-            Loads,
-            gnu_tar_sparse(scratch, &["--format=pax", "--sparse-version=1.0"]),
-        )
-        .expect("sparse", Some(&sparse_content()))
-        .save(DockerSave::Fails),
-        Case::new(
-            "sparse-pax-1.0-1000-bytes",
-            Loads,
-            pax_sparse_1x0_layer("small", 1000, &[(10, b"ten".to_vec())]),
-        )
-        .expect("small", Some(&sparse_bytes(1000, &[(10, b"ten")])))
-        .save(DockerSave::Fails),
-        Case::new(
-            "sparse-pax-unknown-version",
-            Loads,
-            layer(&[
-                pax(&[
-                    ("GNU.sparse.major", b"2"),
-                    ("GNU.sparse.minor", b"0"),
-                    ("GNU.sparse.name", b"real"),
-                ]),
-                file_member(b"GNUSparseFile.0/real", b"raw"),
-            ]),
-        )
-        .expect("GNUSparseFile.0/real", Some(b"raw")),
-        Case::new(
-            "sparse-pax-on-symlink",
-            Refuses,
-            layer(&[
-                pax(&[("GNU.sparse.map", b"0,0"), ("GNU.sparse.numblocks", b"1")]),
-                symlink_member(b"sl", b"t"),
-            ]),
-        ),
-        Case::new(
-            "sparse-pax-0.0-out-of-order",
-            Refuses,
-            layer(&[
-                pax(&[
-                    ("GNU.sparse.numblocks", b"1"),
-                    ("GNU.sparse.numbytes", b"3"),
-                    ("GNU.sparse.offset", b"0"),
-                ]),
-                file_member(b"ooo", b"abc"),
-            ]),
-        ),
-        Case::new(
-            "sparse-pax-0.1-missing-data",
-            Refuses,
-            layer(&[
-                pax(&[
-                    ("GNU.sparse.major", b"0"),
-                    ("GNU.sparse.minor", b"1"),
-                    ("GNU.sparse.numblocks", b"1"),
-                    ("GNU.sparse.map", b"0,10"),
-                    ("GNU.sparse.realsize", b"10"),
-                ]),
-                file_member(b"short", b"abc"),
-            ]),
-        ),
-        Case::new("sparse-pax-1.0-map-too-long", Loads, sparse_map_too_long())
-            .stricter("a sparse map over 1 MiB (newer Go releases refuse it too: errSparseTooLong)")
-            .save(DockerSave::Fails),
-        // Framing.
-        Case::new(
-            "trailing-garbage",
-            Loads,
-            [layer(&[file_member(b"t", b"t")]), b"garbage".repeat(150)].concat(),
-        )
-        .expect("t", Some(b"t")),
-        Case::new("no-end-marker", Loads, file_member(b"n", b"n")).expect("n", Some(b"n")),
-        Case::new(
-            "one-zero-block",
-            Loads,
-            [file_member(b"o", b"o"), vec![0; 512]].concat(),
-        )
-        .expect("o", Some(b"o")),
-        Case::new(
-            "zero-block-then-header",
-            Refuses,
-            [vec![0; 512], file_member(b"z", b"z")].concat(),
-        ),
-        Case::new(
-            "truncated-data",
-            Refuses,
-            file_member(b"tr", &[b'x'; 1000])[..800].to_vec(),
-        ),
-    ];
-    cases.push(
-        Case::new(
-            "pax-uid-beyond-32-bits",
-            Loads,
-            layer(&[pax(&[("uid", b"4294967296")]), file_member(b"u", b"u")]),
-        )
-        .stricter("a uid beyond 32 bits (Docker's lchown truncates it to root's)"),
-    );
-    cases
-}
-
-// ------------------------------------------------------------------------------------------------
-// Raw tar members, byte for byte
-
-/// Header field offsets (POSIX ustar; star's and GNU's reuse of the prefix area noted).
-const NAME: usize = 0;
-const MODE: usize = 100;
-const UID: usize = 108;
-const GID: usize = 116;
-const SIZE: usize = 124;
-const MTIME_FIELD: usize = 136;
-const CHKSUM: usize = 148;
-const TYPEFLAG: usize = 156;
-const LINKNAME: usize = 157;
-const MAGIC: usize = 257;
-const UNAME: usize = 265;
-const GNAME: usize = 297;
-const PREFIX: usize = 345;
-
-/// A header block being built; [`Block::member`] sets the checksum and appends the data.
-#[derive(Clone)]
-struct Block([u8; 512]);
-
-impl Block {
-    /// A ustar header (`ustar\0` `00`) for a file of `size` bytes, mode 0644, owned by 0:0.
-    fn ustar(name: &[u8], flag: u8, size: u64) -> Block {
-        let mut block = Block([0; 512]);
-        block.set(NAME, name);
-        block.octal::<8>(MODE, if flag == b'5' { 0o755 } else { 0o644 });
-        block.octal::<8>(UID, 0);
-        block.octal::<8>(GID, 0);
-        block.octal::<12>(SIZE, size);
-        block.octal::<12>(MTIME_FIELD, MTIME);
-        block.0[TYPEFLAG] = flag;
-        block.set(MAGIC, b"ustar\x0000");
-        block.set(UNAME, b"root");
-        block.set(GNAME, b"root");
-        block.octal::<8>(329, 0);
-        block.octal::<8>(337, 0);
-        block
-    }
-
-    fn set(&mut self, at: usize, bytes: &[u8]) -> &mut Self {
-        self.0[at..at + bytes.len()].copy_from_slice(bytes);
-        self
-    }
-
-    fn octal<const N: usize>(&mut self, at: usize, value: u64) -> &mut Self {
-        let text = format!("{value:0width$o}\0", width = N - 1);
-        assert_eq!(text.len(), N);
-        self.set(at, text.as_bytes())
-    }
-
-    /// The block with its checksum (unsigned sum, `%06o\0 `), then `data` padded to a block.
-    fn member(&self, data: &[u8]) -> Vec<u8> {
-        let mut block = self.0;
-        block[CHKSUM..CHKSUM + 8].copy_from_slice(b"        ");
-        let sum: u32 = block.iter().map(|&byte| u32::from(byte)).sum();
-        block[CHKSUM..CHKSUM + 8].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        let mut bytes = block.to_vec();
-        bytes.extend_from_slice(data);
-        bytes.resize(bytes.len().div_ceil(512) * 512, 0);
-        bytes
-    }
-}
-
-/// Members followed by the end-of-archive marker.
-fn layer(members: &[Vec<u8>]) -> Vec<u8> {
-    let mut bytes = members.concat();
-    bytes.resize(bytes.len() + 1024, 0);
-    bytes
-}
-
-fn file_member(name: &[u8], data: &[u8]) -> Vec<u8> {
-    Block::ustar(name, b'0', data.len() as u64).member(data)
-}
-
-/// A file whose header name is `name` and whose data is `data` (the size may come from PAX).
-fn with_data(name: &[u8], data: &[u8]) -> Vec<u8> {
-    Block::ustar(name, b'0', 0).member(data)
-}
-
-fn typed_member(name: &[u8], flag: u8) -> Vec<u8> {
-    Block::ustar(name, flag, 4).member(b"data")
-}
-
-fn symlink_member(name: &[u8], target: &[u8]) -> Vec<u8> {
-    let mut block = Block::ustar(name, b'2', 0);
-    block.octal::<8>(MODE, 0o777).set(LINKNAME, target);
-    block.member(b"")
-}
-
-/// A file of 4 bytes (`data`) whose header fields at the given offsets are replaced.
-fn with_fields(name: &[u8], fields: &[(usize, &[u8])]) -> Vec<u8> {
-    let mut block = Block::ustar(name, b'0', 4);
-    for (at, bytes) in fields {
-        block.set(*at, bytes);
-    }
-    block.member(b"data")
-}
-
-/// A pre-POSIX header: no magic, no owner names, no device numbers.
-fn v7(name: &[u8], flag: u8, data: &[u8]) -> Vec<u8> {
-    let mut block = Block::ustar(name, flag, data.len() as u64);
-    block.0[MAGIC..].fill(0);
-    block.member(data)
-}
-
-/// A ustar-magic header with the given version field and prefix, holding `data`.
-fn ustar_version(version: &[u8; 2], prefix: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut block = Block::ustar(name, b'0', 4);
-    block.set(MAGIC + 6, version).set(PREFIX, prefix);
-    block.member(b"data")
-}
-
-/// An old GNU header (`ustar  \0`) whose prefix area (GNU's atime, ctime, ...) holds `prefix`.
-fn gnu_with_prefix(prefix: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut block = Block::ustar(name, b'0', 4);
-    block.set(MAGIC, b"ustar  \0").set(PREFIX, prefix);
-    block.member(b"data")
-}
-
-/// An old GNU header with valid octal atime and ctime in the prefix area.
-fn gnu_with_times(name: &[u8]) -> Vec<u8> {
-    let mut block = Block::ustar(name, b'0', 4);
-    block.set(MAGIC, b"ustar  \0");
-    block
-        .octal::<12>(PREFIX, MTIME)
-        .octal::<12>(PREFIX + 12, MTIME);
-    block.member(b"data")
-}
-
-/// A star header: ustar magic, `tar\0` trailer, a 131-byte prefix, octal atime and ctime.
-fn star_with_prefix(prefix: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut block = Block::ustar(name, b'0', 4);
-    block
-        .set(PREFIX, prefix)
-        .octal::<12>(476, MTIME)
-        .octal::<12>(488, MTIME)
-        .set(508, b"tar\0");
-    block.member(b"data")
-}
-
-/// A star header whose atime does not parse: Go refuses the header.
-fn star_bad_atime(name: &[u8]) -> Vec<u8> {
-    let mut block = Block::ustar(name, b'0', 4);
-    block.set(476, b"zzzzzzzzzzz\0").set(508, b"tar\0");
-    block.member(b"data")
-}
-
-fn gnu_special(flag: u8, value: &[u8]) -> Vec<u8> {
-    let mut data = value.to_vec();
-    data.push(0);
-    let mut block = Block::ustar(b"././@LongLink", flag, data.len() as u64);
-    block.set(MAGIC, b"ustar  \0");
-    block.member(&data)
-}
-
-fn gnu_long_name(name: &[u8]) -> Vec<u8> {
-    gnu_special(b'L', name)
-}
-
-fn gnu_long_link(target: &[u8]) -> Vec<u8> {
-    gnu_special(b'K', target)
-}
-
-/// A PAX record `<len> <key>=<value>\n`, where `<len>` counts the whole record.
-fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
-    let rest = key.len() + value.len() + 3;
-    let mut len = rest + 1;
-    while len.to_string().len() + rest != len {
-        len = len.to_string().len() + rest;
-    }
-    [
-        format!("{len} {key}=").into_bytes(),
-        value.to_vec(),
-        b"\n".to_vec(),
-    ]
-    .concat()
-}
-
-fn pax_raw(data: &[u8]) -> Vec<u8> {
-    Block::ustar(b"PaxHeaders.0/next", b'x', data.len() as u64).member(data)
-}
-
-fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
-    let data: Vec<u8> = records
-        .iter()
-        .flat_map(|(key, value)| pax_record(key, value))
-        .collect();
-    pax_raw(&data)
-}
-
-fn pax_global(records: &[(&str, &[u8])]) -> Vec<u8> {
-    let data: Vec<u8> = records
-        .iter()
-        .flat_map(|(key, value)| pax_record(key, value))
-        .collect();
-    Block::ustar(b"pax_global_header", b'g', data.len() as u64).member(&data)
-}
-
-/// `value` in base-256: the first byte 0x80, then big-endian (two's complement for -1).
-fn base256<const N: usize>(value: u64) -> [u8; N] {
-    let mut field = [if value == u64::MAX { 0xff } else { 0 }; N];
-    field[N - 8..].copy_from_slice(&value.to_be_bytes());
-    field[0] |= 0x80;
-    field
-}
-
-/// A symlink whose size field is base-256 -1: Go ignores sizes of types without data.
-fn negative_size_symlink() -> Vec<u8> {
-    let mut block = Block::ustar(b"nsl", b'2', 0);
-    block
-        .octal::<8>(MODE, 0o777)
-        .set(LINKNAME, b"target")
-        .set(SIZE, &base256::<12>(u64::MAX));
-    block.member(b"")
-}
-
-/// A directory whose size field says 1024 with no data after it.
-fn dir_with_size(name: &[u8], size: u64) -> Vec<u8> {
-    let mut block = Block::ustar(name, b'5', 0);
-    block.octal::<12>(SIZE, size);
-    block.member(b"")
-}
-
-/// A member whose owner name has a byte above 0x7f and whose checksum is the signed sum of its
-/// bytes (as old Sun tar computed it).
-fn signed_checksum_member() -> Vec<u8> {
-    let mut block = Block::ustar(b"signed", b'0', 4).0;
-    block[UNAME..UNAME + 4].copy_from_slice(b"r\xe9\xe9t");
-    block[CHKSUM..CHKSUM + 8].copy_from_slice(b"        ");
-    let sum: i64 = block.iter().map(|&byte| i64::from(byte as i8)).sum();
-    block[CHKSUM..CHKSUM + 8].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    let mut bytes = block.to_vec();
-    bytes.extend_from_slice(b"data");
-    bytes.resize(1024, 0);
-    bytes
-}
-
-fn bad_checksum_member() -> Vec<u8> {
-    let mut bytes = file_member(b"bad", b"data");
-    bytes[CHKSUM..CHKSUM + 8].copy_from_slice(b"000001\0 ");
-    bytes
-}
-
-/// 3 MiB of non-zero data.
-fn big_data() -> Vec<u8> {
-    (0..3u32 << 20).map(|idx| (idx % 251) as u8 + 1).collect()
-}
-
-/// The content of a sparse file of `real_size` bytes with `fragments`.
-fn sparse_bytes(real_size: usize, fragments: &[(usize, &[u8])]) -> Vec<u8> {
-    let mut content = vec![0u8; real_size];
-    for (offset, data) in fragments {
-        content[*offset..offset + data.len()].copy_from_slice(data);
-    }
-    content
-}
-
-/// A PAX sparse 1.0 member as GNU tar writes it: the records name the real file and size, the
-/// data starts with the map (count, then offset and length per fragment, one decimal number a
-/// line, padded to a block), then the fragments' bytes.
-fn pax_sparse_1x0_layer(name: &str, real_size: u64, fragments: &[(u64, Vec<u8>)]) -> Vec<u8> {
-    let mut map = format!("{}\n", fragments.len());
-    for (offset, data) in fragments {
-        map.push_str(&format!("{offset}\n{}\n", data.len()));
-    }
-    let mut data = map.into_bytes();
-    data.resize(data.len().div_ceil(512) * 512, 0);
-    for (_, bytes) in fragments {
-        data.extend_from_slice(bytes);
-    }
-    let stored_name = format!("GNUSparseFile.0/{name}");
-    layer(&[
-        pax(&[
-            ("GNU.sparse.major", b"1"),
-            ("GNU.sparse.minor", b"0"),
-            ("GNU.sparse.name", name.as_bytes()),
-            ("GNU.sparse.realsize", real_size.to_string().as_bytes()),
-        ]),
-        Block::ustar(stored_name.as_bytes(), b'0', data.len() as u64).member(&data),
-    ])
-}
-
-/// A PAX 1.0 sparse member whose map runs over 1 MiB (Go 1.19.2's `errSparseTooLong`).
-fn sparse_map_too_long() -> Vec<u8> {
-    let n_entries = 200_000u64;
-    let mut map = format!("{n_entries}\n");
-    for idx in 0..n_entries {
-        map.push_str(&format!("{}\n0\n", idx * 2));
-    }
-    let mut data = map.into_bytes();
-    data.resize(data.len().div_ceil(512) * 512, 0);
-    layer(&[
-        pax(&[
-            ("GNU.sparse.major", b"1"),
-            ("GNU.sparse.minor", b"0"),
-            ("GNU.sparse.name", b"long-map"),
-            ("GNU.sparse.realsize", b"400000"),
-        ]),
-        Block::ustar(b"GNUSparseFile.0/long-map", b'0', data.len() as u64).member(&data),
-    ])
-}
-
-/// An old GNU sparse member (type `S`) declaring `real_size` bytes, with the fragments'
-/// (offset, length) in the header and their data ('s' bytes) after it.
-fn old_gnu_sparse_layer(name: &str, real_size: u64, fragments: &[(u64, u64)]) -> Vec<u8> {
-    assert!(fragments.len() <= 4, "the header holds four fragments");
-    let data_len: u64 = fragments.iter().map(|(_, len)| len).sum();
-    let mut block = Block::ustar(name.as_bytes(), b'S', data_len);
-    block.set(MAGIC, b"ustar  \0");
-    // Numbers beyond 11 octal digits are written in base-256, as GNU tar writes them.
-    let number = |block: &mut Block, at: usize, value: u64| {
-        if value < 8u64.pow(11) {
-            block.octal::<12>(at, value);
-        } else {
-            block.set(at, &base256::<12>(value));
-        }
-    };
-    for (idx, (offset, len)) in fragments.iter().enumerate() {
-        number(&mut block, 386 + idx * 24, *offset);
-        number(&mut block, 386 + idx * 24 + 12, *len);
-    }
-    number(&mut block, 483, real_size);
-    layer(&[block.member(&vec![b's'; data_len as usize])])
 }

@@ -1,0 +1,526 @@
+//! Load cases about entries: names, symlinks, hardlinks and whiteouts.
+
+use super::*;
+
+/// The layer cases and archive-level cases of `ovl load`.
+pub(super) fn load_cases(base: &Base) -> Vec<Case> {
+    let mut cases = Vec::new();
+    cases.extend(name_cases(base));
+    cases.extend(header_name_cases(base));
+    cases.extend(symlink_cases(base));
+    cases.extend(hardlink_cases(base));
+    cases.extend(whiteout_cases(base));
+    cases.extend(xattr_cases(base));
+    cases.extend(metadata_cases(base));
+    cases.extend(compression_cases(base));
+    cases.extend(pax_size_cases(base));
+    cases.extend(archive_member_cases(base));
+    cases.extend(archive_layer_cases(base));
+    cases.extend(manifest_cases(base));
+    cases
+}
+
+/// Entry names: `..`, absolute, NUL bytes, empty and long names.
+pub(super) fn name_cases(base: &Base) -> Vec<Case> {
+    let mut cases = Vec::new();
+    // ---- entry names
+    let m = marker("name-dotdot");
+    let at_root = m.clone();
+    let entry = format!("../{m}");
+    cases.push(layer_case(
+        base,
+        "name-dotdot",
+        "a member named ../x climbs out of the layer: refused, naming it",
+        TarBuilder::new().file(&entry, b"evil").finish(),
+        reject_naming("name-dotdot", &[&entry]),
+    )
+    .in_docker_checked(
+        "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
+        move |diff, _| expect_file(diff, &at_root, b"evil", 0o644),
+    ));
+
+    let m = marker("name-inner-dotdot");
+    let at_root = m.clone();
+    let entry = format!("a/../../{m}");
+    cases.push(layer_case(
+        base,
+        "name-inner-dotdot",
+        "a/../../x cleans to ../x: refused",
+        TarBuilder::new().dir("a/").file(&entry, b"evil").finish(),
+        reject_naming("name-inner-dotdot", &[&entry]),
+    )
+    .in_docker_checked(
+        "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
+        move |diff, _| expect_file(diff, &at_root, b"evil", 0o644),
+    ));
+
+    let m = marker("name-absolute");
+    let entry = format!("/etc/{m}");
+    let inside = format!("etc/{m}");
+    cases.push(layer_case(
+        base,
+        "name-absolute",
+        "an absolute name is taken relative to the layer root, as Docker joins it to the layer dir",
+        TarBuilder::new().file(&entry, b"absolute").finish(),
+        contain(move |diff, _| expect_file(diff, &inside, b"absolute", 0o644)),
+    ));
+
+    cases.push(
+        layer_case(
+            base,
+            "name-empty",
+            "a regular file with an empty name names the layer root: refused (Docker skips it)",
+            TarBuilder::new().file("", b"nameless").finish(),
+            reject_naming("name-empty", &[]),
+        )
+        .in_docker_checked(
+            "Docker skips a member whose name cleans to `.` (its data and metadata are dropped)",
+            |diff, _| expect_empty_dir(diff),
+        ),
+    );
+
+    let mut tar = TarBuilder::new();
+    tar.pax(&[(b"path", b"nul\0inside")])
+        .file("benign-nul", b"x");
+    cases.push(layer_case(
+        base,
+        "name-nul",
+        "a PAX path holding a NUL byte is an invalid header (Go: ErrHeader)",
+        tar.finish(),
+        reject_naming("name-nul", &[]),
+    ));
+
+    let long_name: String = (0..50)
+        .map(|idx| format!("component-{idx:03}-{}", "x".repeat(85)))
+        .collect::<Vec<_>>()
+        .join("/");
+    assert!(long_name.len() > 4096 && long_name.len() < 5100);
+    let mut tar = TarBuilder::new();
+    tar.pax(&[(b"path", long_name.as_bytes())])
+        .file("benign-long", b"x");
+    cases.push(layer_case(
+        base,
+        "name-long-path",
+        "a 5000-byte PAX path is longer than PATH_MAX: the kernel refuses it (ENAMETOOLONG)",
+        tar.finish(),
+        reject_naming("name-long-path", &[&long_name[..60]]),
+    ));
+
+    let long_component = format!("d/{}", "c".repeat(300));
+    let mut tar = TarBuilder::new();
+    tar.pax(&[(b"path", long_component.as_bytes())])
+        .file("benign-component", b"x");
+    cases.push(layer_case(
+        base,
+        "name-long-component",
+        "a 300-byte name component is longer than NAME_MAX (ENAMETOOLONG)",
+        tar.finish(),
+        reject_naming("name-long-component", &[&long_component[..60]]),
+    ));
+
+    cases
+}
+
+/// Names that come from PAX records and GNU long-name headers.
+pub(super) fn header_name_cases(base: &Base) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut tar = TarBuilder::new();
+    tar.entry(
+        &Header {
+            mode: 0o700,
+            uid: 1234,
+            gid: 1234,
+            ..Header::new(b"./", b'5')
+        },
+        b"",
+    );
+    cases.push(layer_case(
+        base,
+        "name-dot-dir",
+        "a ./ directory member is the layer root: skipped, its mode and owner are not applied",
+        tar.finish(),
+        contain(|diff, _| {
+            let meta = fs::symlink_metadata(diff)?;
+            ensure!(
+                (meta.mode() & 0o7777, meta.uid(), meta.gid()) == (0o755, 0, 0),
+                "the layer root has mode {:o} and owner {}:{}, not 0755 root:root",
+                meta.mode() & 0o7777,
+                meta.uid(),
+                meta.gid()
+            );
+            Ok(())
+        }),
+    ));
+
+    cases.push(
+        layer_case(
+            base,
+            "name-dot-file",
+            "a regular file named . would replace the layer root: refused (Docker skips it)",
+            TarBuilder::new().file(".", b"dot").finish(),
+            reject_naming("name-dot-file", &[]),
+        )
+        .in_docker_checked(
+            "Docker skips a member whose name cleans to `.` (its data and metadata are dropped)",
+            |diff, _| expect_empty_dir(diff),
+        ),
+    );
+
+    let m = marker("name-pax-dotdot");
+    let at_root = m.clone();
+    let entry = format!("../{m}");
+    let mut tar = TarBuilder::new();
+    tar.pax(&[(b"path", entry.as_bytes())])
+        .file("benign", b"evil");
+    cases.push(layer_case(
+        base,
+        "name-pax-dotdot",
+        "a PAX path record overrides a benign ustar name with ../x: refused",
+        tar.finish(),
+        reject_naming("name-pax-dotdot", &[&entry]),
+    )
+    .in_docker_checked(
+        "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
+        move |diff, _| expect_file(diff, &at_root, b"evil", 0o644),
+    ));
+
+    let m = marker("name-gnu-dotdot");
+    let at_root = m.clone();
+    let entry = format!("../{m}");
+    let mut tar = TarBuilder::new();
+    tar.gnu_long_name(entry.as_bytes()).file("benign", b"evil");
+    cases.push(layer_case(
+        base,
+        "name-gnu-dotdot",
+        "a GNU long name (type L) naming ../x: refused",
+        tar.finish(),
+        reject_naming("name-gnu-dotdot", &[&entry]),
+    )
+    .in_docker_checked(
+        "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
+        move |diff, _| expect_file(diff, &at_root, b"evil", 0o644),
+    ));
+
+    cases
+}
+
+/// Symlink games: members written through symlinks the layer planted, swaps and chains.
+pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
+    let mut cases = Vec::new();
+    // ---- symlink games
+    let m = marker("symlink-root-file");
+    let inside = format!("etc/{m}");
+    cases.push(layer_case(
+        base,
+        "symlink-root-file",
+        "l -> / then l/etc/x as a file: written to the layer's etc/x",
+        TarBuilder::new()
+            .symlink("l", "/")
+            .file(&format!("l/etc/{m}"), b"through l")
+            .finish(),
+        contain(move |diff, _| {
+            expect_symlink(diff, "l", "/")?;
+            expect_file(diff, &inside, b"through l", 0o644)
+        }),
+    ));
+
+    let m = marker("symlink-root-dir");
+    let inside = format!("etc/{m}");
+    cases.push(layer_case(
+        base,
+        "symlink-root-dir",
+        "l -> ../../../../../../../.. then l/etc/x/ as a directory: created in the layer's etc/",
+        TarBuilder::new()
+            .symlink("l", "../../../../../../../..")
+            .dir(&format!("l/etc/{m}/"))
+            .finish(),
+        contain(move |diff, _| {
+            expect_symlink(diff, "l", "../../../../../../../..")?;
+            expect_dir(diff, &inside)
+        }),
+    ));
+
+    cases.push(layer_case(
+        base,
+        "symlink-root-hardlink",
+        "l -> / then a hardlink to l/etc/passwd: the target is looked up in the layer, where it is missing",
+        TarBuilder::new()
+            .symlink("l", "/")
+            .hardlink("link-to-passwd", "l/etc/passwd")
+            .finish(),
+        reject_naming("symlink-root-hardlink", &["link-to-passwd"]),
+    ));
+
+    cases.push(layer_case(
+        base,
+        "symlink-root-hardlink-inside",
+        "l -> / then a hardlink to l/etc/passwd where the layer has etc/passwd: links the layer's file",
+        TarBuilder::new()
+            .symlink("l", "/")
+            .dir("etc/")
+            .file("etc/passwd", b"layer passwd\n")
+            .hardlink("link-to-passwd", "l/etc/passwd")
+            .finish(),
+        contain(|diff, _| {
+            expect_file(diff, "link-to-passwd", b"layer passwd\n", 0o644)?;
+            expect_same_inode(diff, "link-to-passwd", "etc/passwd")
+        }),
+    ));
+
+    cases.push(layer_case(
+        base,
+        "symlink-world-whiteout",
+        "l -> ../../../.. (the sentinel tree, seen from diff/) then l/.wh.keep: the whiteout lands in the layer",
+        TarBuilder::new()
+            .symlink("l", "../../../..")
+            .file("l/.wh.keep", b"")
+            .finish(),
+        contain(|diff, _| {
+            expect_symlink(diff, "l", "../../../..")?;
+            expect_whiteout(diff, "keep")
+        }),
+    ));
+
+    cases.push(layer_case(
+        base,
+        "symlink-root-whiteout-etc",
+        "l -> / then l/etc/.wh.passwd: the whiteout is the layer's etc/passwd, never the host's",
+        TarBuilder::new()
+            .symlink("l", "/")
+            .file("l/etc/.wh.passwd", b"")
+            .finish(),
+        contain(|diff, _| expect_whiteout(diff, "etc/passwd")),
+    ));
+
+    let m = marker("symlink-swap-dir");
+    let (inside, inside_deep) = (m.clone(), format!("etc/{m}"));
+    cases.push(layer_case(
+        base,
+        "symlink-swap-dir",
+        "a directory d is replaced (through x -> .) by a symlink d -> ../../../.., then d/x is written",
+        TarBuilder::new()
+            .symlink("x", ".")
+            .dir("d/")
+            .file("d/a", b"")
+            .symlink("x/d", "../../../..")
+            .file(&format!("d/{m}"), b"through d")
+            .file(&format!("d/etc/{m}"), b"deeper")
+            .finish(),
+        contain(move |diff, _| {
+            expect_symlink(diff, "d", "../../../..")?;
+            expect_file(diff, &inside, b"through d", 0o644)?;
+            expect_file(diff, &inside_deep, b"deeper", 0o644)?;
+            expect_absent(diff, "a")
+        }),
+    ));
+
+    let m = marker("symlink-chain");
+    let inside = format!("etc/{m}");
+    cases.push(layer_case(
+        base,
+        "symlink-chain",
+        "a -> b, b -> c, c -> ../../../.. then a/keep and a/etc/x: all inside the layer",
+        TarBuilder::new()
+            .symlink("a", "b")
+            .symlink("b", "c")
+            .symlink("c", "../../../..")
+            .file("a/keep", b"overwritten?")
+            .file(&format!("a/etc/{m}"), b"chained")
+            .finish(),
+        contain(move |diff, _| {
+            expect_symlink(diff, "c", "../../../..")?;
+            expect_file(diff, "keep", b"overwritten?", 0o644)?;
+            expect_file(diff, &inside, b"chained", 0o644)
+        }),
+    ));
+
+    cases.push(layer_case(
+        base,
+        "symlink-dotdot-sentinel",
+        "s -> ../../../../sentinel-dir then s/inner: the target is missing inside the layer, so it fails",
+        TarBuilder::new()
+            .symlink("s", "../../../../sentinel-dir")
+            .file("s/inner", b"evil")
+            .finish(),
+        reject_naming("symlink-dotdot-sentinel", &["s/inner"]),
+    ));
+
+    cases.push(layer_case(
+        base,
+        "symlink-dotdot-sentinel-present",
+        "s -> ../../../../sentinel-dir where the layer has sentinel-dir/: s/inner goes there",
+        TarBuilder::new()
+            .dir("sentinel-dir/")
+            .symlink("s", "../../../../sentinel-dir")
+            .file("s/inner", b"evil")
+            .finish(),
+        contain(|diff, _| expect_file(diff, "sentinel-dir/inner", b"evil", 0o644)),
+    ));
+
+    cases
+}
+
+/// Hardlinks to paths outside the layer, to symlinks and to whiteouts.
+pub(super) fn hardlink_cases(base: &Base) -> Vec<Case> {
+    let mut cases = Vec::new();
+    // ---- hardlinks
+    cases.push(layer_case(
+        base,
+        "hardlink-dotdot",
+        "a hardlink to ../../../../keep climbs out of the layer: refused before anything is linked",
+        TarBuilder::new()
+            .hardlink("link-out", "../../../../keep")
+            .finish(),
+        reject_naming("hardlink-dotdot", &["link-out"]),
+    ));
+
+    cases.push(layer_case(
+        base,
+        "hardlink-etc-passwd",
+        "a hardlink to /etc/passwd: looked up in the layer, where it is missing",
+        TarBuilder::new()
+            .hardlink("link-passwd", "/etc/passwd")
+            .finish(),
+        reject_naming("hardlink-etc-passwd", &["link-passwd"]),
+    ));
+
+    let mut tar = TarBuilder::new();
+    tar.symlink("s", "../../../../keep");
+    tar.entry(
+        &Header {
+            mode: 0o777,
+            uid: 4321,
+            gid: 4321,
+            mtime: 1,
+            link: b"s".to_vec(),
+            ..Header::new(b"h", b'1')
+        },
+        b"",
+    );
+    tar.symlink("p", "/etc/passwd");
+    tar.entry(
+        &Header {
+            mode: 0o777,
+            mtime: 1,
+            link: b"p".to_vec(),
+            ..Header::new(b"hp", b'1')
+        },
+        b"",
+    );
+    cases.push(layer_case(
+        base,
+        "hardlink-to-outside-symlink",
+        "hardlinks to symlinks pointing at the sentinel tree and /etc/passwd: link the symlinks; their mode and mtime reach nothing",
+        tar.finish(),
+        contain(|diff, _| {
+            expect_symlink(diff, "h", "../../../../keep")?;
+            expect_same_inode(diff, "h", "s")?;
+            expect_symlink(diff, "hp", "/etc/passwd")?;
+            expect_same_inode(diff, "hp", "p")
+        }),
+    ));
+
+    cases.push(layer_case(
+        base,
+        "hardlink-forward",
+        "a hardlink to a path that a later member creates: its target does not exist yet",
+        TarBuilder::new()
+            .hardlink("early-link", "later")
+            .file("later", b"later")
+            .finish(),
+        reject_naming("hardlink-forward", &["early-link"]),
+    ));
+
+    cases.push(layer_case(
+        base,
+        "hardlink-dir",
+        "a hardlink to a directory: refused (link(2) gives EPERM)",
+        TarBuilder::new()
+            .dir("d/")
+            .hardlink("dir-link", "d")
+            .finish(),
+        reject_naming("hardlink-dir", &["dir-link"]),
+    ));
+
+    cases
+}
+
+/// Odd whiteouts and opaque markers.
+pub(super) fn whiteout_cases(base: &Base) -> Vec<Case> {
+    let mut cases = Vec::new();
+    // ---- whiteouts
+    for (name, entry, what) in [
+        (
+            "whiteout-empty",
+            ".wh.",
+            ".wh. hides nothing: Docker's mknod of the directory itself fails",
+        ),
+        (
+            "whiteout-dot",
+            ".wh..",
+            ".wh.. would hide the directory it is in: refused",
+        ),
+        (
+            "whiteout-dotdot",
+            ".wh...",
+            ".wh... would hide the parent directory: refused",
+        ),
+    ] {
+        cases.push(layer_case(
+            base,
+            name,
+            what,
+            TarBuilder::new()
+                .dir("d/")
+                .file(&format!("d/{entry}"), b"")
+                .finish(),
+            reject_naming(name, &[&format!("d/{entry}")]),
+        ));
+    }
+
+    cases.push(layer_case(
+        base,
+        "whiteout-parent",
+        "../.wh.keep climbs out of the layer: refused",
+        TarBuilder::new().file("../.wh.keep", b"").finish(),
+        reject_naming("whiteout-parent", &["../.wh.keep"]),
+    )
+    .in_docker_checked(
+        "Docker unpacks chrooted into the layer directory: ../.wh.keep whites out keep at the layer root",
+        |diff, _| expect_whiteout(diff, "keep"),
+    ));
+
+    cases.push(layer_case(
+        base,
+        "whiteout-opaque-root",
+        ".wh..wh..opq at the layer root: the layer root itself becomes opaque, as in Docker",
+        TarBuilder::new()
+            .file("opaque-root-file", b"f")
+            .file(".wh..wh..opq", b"")
+            .finish(),
+        contain(|diff, _| {
+            expect_xattr(diff, "trusted.overlay.opaque", Some(b"y"))?;
+            expect_file(diff, "opaque-root-file", b"f", 0o644)
+        }),
+    ));
+
+    cases.push(layer_case(
+        base,
+        "whiteout-opaque-under-symlink",
+        "l -> ../../../.. then l/sentinel-dir/.wh..wh..opq: the opaque directory is the layer's",
+        TarBuilder::new()
+            .symlink("l", "../../../..")
+            .file("l/sentinel-dir/.wh..wh..opq", b"")
+            .finish(),
+        contain(|diff, _| {
+            expect_dir(diff, "sentinel-dir")?;
+            expect_xattr(
+                &diff.join("sentinel-dir"),
+                "trusted.overlay.opaque",
+                Some(b"y"),
+            )
+        }),
+    ));
+
+    cases
+}

@@ -1,0 +1,96 @@
+//! Archives made in the tests: image configs, docker-archives and gzip.
+
+use super::*;
+
+// ------------------------------------------------------------------------------------------------
+// Archives made in the tests
+
+/// A minimal image config with the given DiffIDs (Go-like compact JSON, sorted keys).
+pub fn image_config(diff_ids: &[String]) -> Vec<u8> {
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
+        "created": "2024-01-01T00:00:00Z",
+        "history": [],
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    serde_json::to_vec(&config).expect("serialize config")
+}
+
+/// A docker-archive (`docker save` layout): `<member>` per layer as given (stored bytes may be
+/// compressed), `<config id>.json` and `manifest.json`; returns the archive bytes.
+pub fn docker_archive(config: &[u8], layers: &[(String, Vec<u8>)], repo_tags: &[&str]) -> Vec<u8> {
+    let config_name = format!(
+        "{}.json",
+        sha256_digest(config).trim_start_matches("sha256:")
+    );
+    let mtime = 1_700_000_000;
+    let mut builder = TarBuilder::at(mtime);
+    let mut dirs_done = std::collections::BTreeSet::new();
+    for (member, bytes) in layers {
+        if let Some((dir, _)) = member.rsplit_once('/') {
+            if dirs_done.insert(dir.to_string()) {
+                builder.dir(&format!("{dir}/"));
+            }
+        }
+        builder.file(member, bytes);
+    }
+    builder.file(&config_name, config);
+    let manifest = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": if repo_tags.is_empty() { serde_json::Value::Null } else { serde_json::json!(repo_tags) },
+        "Layers": layers.iter().map(|(member, _)| member.clone()).collect::<Vec<_>>(),
+    }]);
+    let mut manifest_bytes = serde_json::to_vec(&manifest).expect("serialize manifest");
+    manifest_bytes.push(b'\n');
+    let manifest_header = Header {
+        mtime: 0,
+        ..Header::new(b"manifest.json", b'0')
+    };
+    builder.entry(&manifest_header, &manifest_bytes);
+    builder.finish()
+}
+
+/// `layers` as docker-archive members `<prefix><idx>/layer.tar`.
+pub fn layer_members(prefix: &str, layers: Vec<Vec<u8>>) -> Vec<(String, Vec<u8>)> {
+    layers
+        .into_iter()
+        .enumerate()
+        .map(|(idx, bytes)| (format!("{prefix}{idx}/layer.tar"), bytes))
+        .collect()
+}
+
+/// A docker-archive of `layers` (member `<prefix><idx>/layer.tar` each) with an
+/// [`image_config`] of their DiffIDs, tagged `tags`; returns the archive and the DiffIDs.
+pub fn layers_archive(layers: Vec<Vec<u8>>, prefix: &str, tags: &[&str]) -> (Vec<u8>, Vec<String>) {
+    let diff_ids: Vec<String> = layers.iter().map(|layer| sha256_digest(layer)).collect();
+    let archive = docker_archive(
+        &image_config(&diff_ids),
+        &layer_members(prefix, layers),
+        tags,
+    );
+    (archive, diff_ids)
+}
+
+/// gzip of `bytes`.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip finish")
+}
+
+/// Runs `skopeo --insecure-policy args`; returns its stdout.
+pub fn skopeo_json(args: &[&str]) -> anyhow::Result<Vec<u8>> {
+    let output = Command::new(SKOPEO)
+        .arg("--insecure-policy")
+        .args(args)
+        .output()
+        .context("spawn skopeo")?;
+    ensure!(
+        output.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(output.stdout)
+}
