@@ -48,7 +48,7 @@ chmod 640 /d/cu/f
 touch -c -d @1700000000 /d/new /n1/n2/f /d/append /d/trunc /d/redo/new /d/f2d/in /d/fifo
 "#;
 
-/// Paths `docker diff` must report for the script, by rule (spec §4.4), written from the script
+/// Paths `docker diff` must report for the script, by rule (format.md §6.4), written from the script
 /// and not from any program's output; both implementations are checked against it as well as
 /// against each other.
 const EXPECTED_CHANGES: &[&str] = &[

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 const LEFTOVERS_TEST: &str = "prune_removes_exactly_the_leftovers_needs_root";
 const DOCKER_TEST: &str = "prune_finds_nothing_on_a_root_docker_used_needs_root_and_dockerd";
 
-/// The text of every `l/` link: `../<64-hex id>/diff` (spec §2.1).
+/// The text of every `l/` link: `../<64-hex id>/diff` (format.md §4.1).
 const LINK_TARGET_LEN: usize = 3 + 64 + 5;
 
 /// A one-file layer tar: `opt/` and `opt/<name>` holding `content`.
@@ -38,7 +38,7 @@ fn one_file_layer(name: &str, content: &[u8]) -> Vec<u8> {
     builder.finish()
 }
 
-/// A 26-character link id (RFC 4648 base32 alphabet, spec §2.1) starting with `word`.
+/// A 26-character link id (RFC 4648 base32 alphabet, format.md §4.1) starting with `word`.
 fn link_id(word: &str) -> String {
     format!("{word:A<26}")
 }
@@ -80,7 +80,7 @@ fn root_listing(root: &Path) -> BTreeMap<PathBuf, String> {
     listing
 }
 
-/// A layer dir made by hand as spec §2.1 describes it: `diff/` with one file, `link`, and the
+/// A layer dir made by hand as format.md §4.1 describes it: `diff/` with one file, `link`, and the
 /// `l/<LID>` link to it; returns the bytes Docker's `directory.Size` counts (file, `link` file,
 /// `l/` link target).
 fn hand_made_layer_dir(root: &Path, id: &str, lid: &str, file: &str, content: &[u8]) -> usize {
@@ -151,10 +151,10 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
     .expect("write archive");
     ovl.load(&dangling_archive)
         .expect("load the untagged image");
-    // Its layer's `size`: the one 11-byte file (directories count nothing, spec §1.2).
+    // Its layer's `size`: the one 11-byte file (directories count nothing, format.md §3.2).
     let dangling_layer_size = 11;
 
-    // A layer removal cut short after its layerdb entry was renamed (spec §1.4): the marker
+    // A layer removal cut short after its layerdb entry was renamed (format.md §3.4): the marker
     // and the layer dir its cache-id names.
     let removed_id = "7e".repeat(32);
     let removed_dir_size = hand_made_layer_dir(
@@ -178,7 +178,7 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
     let marker_size: usize =
         marker_files.iter().map(|(_, c)| c.len()).sum::<usize>() + removed_dir_size;
 
-    // A registration that never committed (spec §1.3): a write-set with its first files.
+    // A registration that never committed (format.md §3.3): a write-set with its first files.
     let write_set = root.join("image/overlay2/layerdb/tmp/write-set-4242");
     fs::create_dir(&write_set).expect("mkdir write-set");
     let write_set_files: [(&str, &[u8]); 2] = [

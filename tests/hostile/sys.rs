@@ -1,4 +1,5 @@
 //! The system calls std does not offer: xattr listing and reading, wait4 with rusage.
+#![allow(unsafe_code)]
 
 use std::ffi::CString;
 use std::io;

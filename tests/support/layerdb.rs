@@ -1,5 +1,5 @@
 //! Readers of the layerdb that work on Docker's and ovl's data roots alike (they share the
-//! format, spec §1): layers, chain ids, tar-split reassembly and the root's consistency.
+//! format, format.md §3): layers, chain ids, tar-split reassembly and the root's consistency.
 
 use super::*;
 
@@ -66,7 +66,7 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// ChainIDs of a DiffID list (spec §1.1): the first is the DiffID, each next one is
+/// ChainIDs of a DiffID list (format.md §3.1): the first is the DiffID, each next one is
 /// `sha256("<parent chain> <diff>")` over the full prefixed strings.
 pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     let mut chain: Vec<String> = Vec::with_capacity(diff_ids.len());

@@ -1,6 +1,6 @@
 //! Support library of the end-to-end tests: prerequisites, the `ovl` binary, a private dockerd
 //! 20.10 with its own data root and bridge, the conformance image set, and readers of the layerdb
-//! that work on Docker's and ovl's data roots alike (they share the format, spec §1).
+//! that work on Docker's and ovl's data roots alike (they share the format, format.md §3).
 //!
 //! Everything that asserts a filesystem result goes through `treedump`; the expected side always
 //! comes from Docker or from values written down here, never from ovl's output.

@@ -1,4 +1,4 @@
-//! diff: the change list `docker diff` prints for a container (spec §4.4), computed from the
+//! diff: the change list `docker diff` prints for a container (format.md §6.4), computed from the
 //! overlay layer directories without mounting anything.
 //!
 //! Docker 20.10 answers `docker diff` by comparing two merged trees completely: the container's

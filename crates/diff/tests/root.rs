@@ -1,6 +1,6 @@
 //! Tests against real overlay mounts; they need root (CI runs them as root). A change script runs
 //! inside a mounted container view, then the upperdir walk, Docker's full comparison of the
-//! mounted views and a hand-written list (from Docker's rules, spec §4.4) must all agree. Every
+//! mounted views and a hand-written list (from Docker's rules, format.md §6.4) must all agree. Every
 //! mount is held by a guard that detaches it even when an assertion fails.
 
 use std::fs;

@@ -1,4 +1,4 @@
-//! A container's changes as `docker diff` lists them (spec §4.4).
+//! A container's changes as `docker diff` lists them (format.md §6.4).
 
 use std::path::Path;
 

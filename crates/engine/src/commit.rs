@@ -1,6 +1,6 @@
-//! Commit: a container's changes as a new layer and image, like `docker commit` (spec §7).
+//! Commit: a container's changes as a new layer and image, like `docker commit` (format.md §9).
 //!
-//! The layer is the tar Docker's overlay2 `Diff` makes of the container's upperdir (spec §4.3),
+//! The layer is the tar Docker's overlay2 `Diff` makes of the container's upperdir (format.md §6.3),
 //! produced by `layer-pack` on one thread and consumed through a pipe by `layer-unpack`, which
 //! hashes it (the DiffID), applies it into the new layer's `diff/` and records its tar-split while
 //! the store registers the layer: one pass, nothing written twice.

@@ -1,6 +1,6 @@
 //! Containers: create and mount (`run-rootfs`), unmount, remove.
 //!
-//! The sequence follows Docker's CreateRWLayer (spec §2.5): an `-init` layer on the image's top
+//! The sequence follows Docker's CreateRWLayer (format.md §4.5): an `-init` layer on the image's top
 //! layer, populated through a read-write overlay mount of it, then the container layer on the init
 //! layer, then the `layerdb/mounts` entry and the container record, then the mount.
 

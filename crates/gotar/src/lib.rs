@@ -2,7 +2,7 @@
 //!
 //! Docker builds every tar it produces (layer diffs for `docker commit`, `docker save` archives)
 //! with Go's writer, and the bytes matter where digests are compared. This crate reproduces that
-//! writer's choices (spec §4.3): a plain USTAR header when everything fits (long names split into
+//! writer's choices (format.md §6.3): a plain USTAR header when everything fits (long names split into
 //! prefix and name at a `/`), otherwise a PAX extended header (`<dir>/PaxHeaders.0/<base>`, records
 //! sorted by key) followed by a USTAR-magic main header; zero-padded, NUL-terminated octal fields;
 //! a checksum of six octal digits, NUL and space; device numbers always formatted.

@@ -1,4 +1,4 @@
-//! layer-pack: the tar Docker 20.10's overlay2 `Diff` makes of a container layer (spec §4.3),
+//! layer-pack: the tar Docker 20.10's overlay2 `Diff` makes of a container layer (format.md §6.3),
 //! which `docker commit` registers as the new image layer, streamed to any writer.
 //!
 //! The upperdir is walked depth-first with the names of each directory in byte order; headers are

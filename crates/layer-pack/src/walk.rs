@@ -30,7 +30,7 @@ const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque
 const REDIRECT_XATTRS: [&str; 2] = ["trusted.overlay.redirect", "user.overlay.redirect"];
 const METACOPY_XATTRS: [&str; 2] = ["trusted.overlay.metacopy", "user.overlay.metacopy"];
 
-/// Writes the tar of `upper` (spec §4.3) to `out`, ending with two zero blocks.
+/// Writes the tar of `upper` (format.md §6.3) to `out`, ending with two zero blocks.
 ///
 /// An entry carrying an overlay `redirect` or `metacopy` xattr is [`Error::NeedsMergedExport`]:
 /// its content is not all in the upperdir.

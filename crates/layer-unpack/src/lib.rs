@@ -1,5 +1,5 @@
 //! layer-unpack: one streaming pass over a layer tar — sha256 (DiffID), tar parse, apply into the
-//! layer's `diff/` with overlay whiteouts, tar-split record (spec §4.1, §5).
+//! layer's `diff/` with overlay whiteouts, tar-split record (format.md §6.1, §7).
 //!
 //! - [`Compression::detect`] recognises gzip and zstd by their magic; [`decompress`] wraps a
 //!   reader accordingly.
@@ -7,7 +7,7 @@
 //!   paths resolved inside it (`syscompat::Resolver`: `openat2(RESOLVE_IN_ROOT |
 //!   RESOLVE_NO_MAGICLINKS)` or its userspace walk) and `O_NOFOLLOW`, records tar-split exactly as
 //!   Docker segments it, drains the input to EOF, and returns the DiffID of every byte read.
-//! - [`diff_size`] is Docker's native directory size (spec §1.2).
+//! - [`diff_size`] is Docker's native directory size (format.md §3.2).
 //!
 //! Inside, a reading thread reads, decompresses and hashes the stream (`read_ahead`), and the
 //! calling thread applies it; the work there is split into decoding headers with Go's `archive/tar` rules (`header`),

@@ -1,6 +1,6 @@
 //! What one tar member means for the layer directory, decided without touching the filesystem:
 //! the name cleaned and checked against breakouts, whiteouts and opaque markers recognised, the
-//! type flag mapped to the kind of node to create (spec §4.1).
+//! type flag mapped to the kind of node to create (format.md §6.1).
 
 use crate::header::{typeflag, Member};
 

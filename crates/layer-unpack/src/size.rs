@@ -1,4 +1,4 @@
-//! Docker's size of a layer directory (spec §1.2): the sum of `st_size` over every
+//! Docker's size of a layer directory (format.md §3.2): the sum of `st_size` over every
 //! non-directory below it with a size above zero, each inode counted once, walked through
 //! descriptors without following symlinks.
 

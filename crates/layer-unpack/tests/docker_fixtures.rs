@@ -299,7 +299,7 @@ fn build_and_commit2_layers_round_trip_needs_root() {
     let h1 = fs::metadata(unpacked.diff.join("d3/h1")).expect("h1");
     assert_eq!(h1.mode() & 0o7777, 0o4755);
     assert_eq!(h1.nlink(), 2);
-    // Seven 2-byte files, the hardlink counted once, the 5-byte symlink "/d1/a" (spec §1.2).
+    // Seven 2-byte files, the hardlink counted once, the 5-byte symlink "/d1/a" (format.md §3.2).
     assert_eq!(
         layer_unpack::diff_size(&unpacked.diff).expect("size"),
         7 * 2 + 5

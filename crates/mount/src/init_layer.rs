@@ -1,4 +1,4 @@
-//! Docker's init layer content (spec §2.5), written into a merged (read-write overlay) root.
+//! Docker's init layer content (format.md §4.5), written into a merged (read-write overlay) root.
 //!
 //! The image below is hostile: its `/etc` may be a symlink to `/` or to any host path. Every path
 //! is therefore resolved from a directory fd of the merged root with a `syscompat::Resolver`
@@ -40,7 +40,7 @@ const INIT_ENTRIES: [(&str, InitEntry); 10] = [
 /// Mode of every created directory and empty file (Docker creates the files with 0755 too).
 const ENTRY_MODE: u32 = 0o755;
 
-/// Populates a merged (RW overlay) root with Docker's init entries (spec §2.5).
+/// Populates a merged (RW overlay) root with Docker's init entries (format.md §4.5).
 ///
 /// For each entry, every path component that is not a directory is unlinked first (through the
 /// overlay this leaves a whiteout over the image's file or symlink); then, only if the path does

@@ -1,5 +1,5 @@
 //! mount: kernel feature probes, overlay mount plans and their executor, and the Docker `-init`
-//! layer content (spec §2.2, §2.5, §3).
+//! layer content (format.md §4.2, §4.5, §5).
 //!
 //! The shape is plan, then execute: [`KernelFeatures::probe`] finds out what the kernel and the
 //! backing filesystem offer by trying it, [`plan`] turns an [`OverlaySpec`] into a checked
@@ -228,7 +228,7 @@ pub enum MountPlan {
     },
 }
 
-/// Chooses how to mount `spec`, as Docker's overlay2 driver does (spec §2.2), with `lowerdir+` as
+/// Chooses how to mount `spec`, as Docker's overlay2 driver does (format.md §4.2), with `lowerdir+` as
 /// the fallback for stacks whose mount data no longer fits in a page even with relative paths:
 ///
 /// 1. `[index=off,]lowerdir=H/l/A:H/l/B…[,upperdir=H/<id>/diff,workdir=H/<id>/work]` when it
@@ -601,7 +601,7 @@ fn kernel_log(fs_fd: &rustix::fd::OwnedFd) -> String {
 mod tests {
     use super::*;
 
-    /// A 26-character link id as Docker generates them (spec §2.1).
+    /// A 26-character link id as Docker generates them (format.md §4.1).
     fn lid(layer_idx: usize) -> String {
         format!("{:A>26}", format!("L{layer_idx}"))
     }
@@ -763,7 +763,7 @@ mod tests {
 
     #[test]
     fn relative_form_fits_130_lowers() {
-        // Spec §2.2 arithmetic: 10 ("index=off,") + 9 ("lowerdir=") + 130 × 29 - 1
+        // format.md §4.2 arithmetic: 10 ("index=off,") + 9 ("lowerdir=") + 130 × 29 - 1
         // + 79 (",upperdir=<64>/diff") + 78 (",workdir=<64>/work") = 3945 ≤ 4095.
         let MountPlan::Relative { options, .. } =
             plan(&spec(130, true), &features(true, false)).expect("plan")

@@ -1,4 +1,4 @@
-//! Kernel and backing filesystem probes (spec §3), each done by trying the feature once in a
+//! Kernel and backing filesystem probes (format.md §5), each done by trying the feature once in a
 //! scratch directory `<test_dir>/check-overlayfs-support<random>` that is removed afterwards.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// The overlay module exposes this parameter when it supports the inodes index; Docker then
-/// passes `index=off` explicitly (spec §2.2, §3).
+/// passes `index=off` explicitly (format.md §4.2, §5).
 const INDEX_PARAM: &str = "/sys/module/overlay/parameters/index";
 
 /// The directory of the overlay module's parameters.

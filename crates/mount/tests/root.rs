@@ -142,7 +142,7 @@ fn probe_on_tmp_finds_overlay_d_type_and_lowerdir_plus_needs_root() {
         Path::new("/sys/module/overlay/parameters/index").exists()
     );
     assert!(features.page_size >= 4096 && features.page_size.is_power_of_two());
-    // The magic of the test dir's filesystem, named by a hand-written table (spec §3).
+    // The magic of the test dir's filesystem, named by a hand-written table (format.md §5).
     let magic = rustix::fs::statfs(tmp.path()).expect("statfs").f_type as u32;
     let expected = match magic {
         0xEF53 => "extfs",
@@ -441,7 +441,7 @@ fn init_layer_replaces_image_files_and_keeps_etc_mode_needs_root() {
     drop(guard);
     assert!(!is_mountpoint(&merged).expect("is_mountpoint"));
 
-    // The init diff as spec §2.5 lists it for an image that has /etc but no /dev, /proc, /sys.
+    // The init diff as format.md §4.5 lists it for an image that has /etc but no /dev, /proc, /sys.
     let diff = home.join("init/diff");
     assert_eq!(
         names(&diff),

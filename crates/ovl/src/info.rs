@@ -19,7 +19,7 @@ pub struct InfoArgs {
 }
 
 /// Bytes of one lower entry in the mount data without `lowerdir+`: `l/` + a 26-character link id
-/// + `:` (spec §2.4; the link ids exist to keep this short).
+/// + `:` (format.md §4.2; the link ids exist to keep this short).
 const LOWER_ENTRY_LEN: usize = 2 + 26 + 1;
 
 pub fn info(root_path: &Path, args: &InfoArgs) -> Result<()> {

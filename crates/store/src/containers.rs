@@ -1,4 +1,4 @@
-//! Containers: `layerdb/mounts/<id>` entries (spec §1.6) and `containers/<id>/` records (spec §8).
+//! Containers: `layerdb/mounts/<id>` entries (format.md §3.6) and `containers/<id>/` records (format.md §10).
 
 use std::fs;
 use std::path::PathBuf;
@@ -278,7 +278,7 @@ fn or_zero_time(time: &str) -> &str {
     }
 }
 
-/// config.v2.json with Docker 20.10's top-level keys in struct order (spec §8).
+/// config.v2.json with Docker 20.10's top-level keys in struct order (format.md §10).
 fn config_v2(record: &ContainerRecord) -> Value {
     json!({
         "StreamConfig": {},

@@ -1,4 +1,4 @@
-//! Checking a data root against the format (spec §1–§2, §6, §8), without changing anything.
+//! Checking a data root against the format (format.md §3–§4, §8, §10), without changing anything.
 //!
 //! Every finding is a [`Finding`]: a `Corruption` is something that breaks an image, layer or
 //! container (a layerdb entry that does not parse, a ChainID that does not match its `diff` and

@@ -1,4 +1,4 @@
-//! Digests, ChainIDs, random ids, link ids and Go-style timestamps (spec §1.1, §2.1).
+//! Digests, ChainIDs, random ids, link ids and Go-style timestamps (format.md §3.1, §4.1).
 
 use std::time::SystemTime;
 
@@ -9,7 +9,7 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     gocompat::digest::Digest::of(bytes).to_string()
 }
 
-/// ChainID(n) = sha256(ChainID(n-1) + " " + DiffID(n)) (spec §1.1): the hashed text is both full
+/// ChainID(n) = sha256(ChainID(n-1) + " " + DiffID(n)) (format.md §3.1): the hashed text is both full
 /// digest strings, `sha256:` prefixes included, joined by one space. The bottom layer's ChainID is
 /// its DiffID.
 pub fn chain_id(parent_chain: Option<&str>, diff_id: &str) -> String {

@@ -1,4 +1,4 @@
-//! imagedb (spec §6.1, §6.2): image configs stored under their sha256, and their metadata.
+//! imagedb (format.md §8.1, §8.2): image configs stored under their sha256, and their metadata.
 
 use std::fs;
 use std::path::PathBuf;

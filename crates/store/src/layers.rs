@@ -1,4 +1,4 @@
-//! layerdb: reading, registering and removing read-only layers (spec §1.2–§1.5).
+//! layerdb: reading, registering and removing read-only layers (format.md §3.2–§3.5).
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -109,7 +109,7 @@ impl DataRoot {
         Ok(chain)
     }
 
-    /// Registers a layer on top of `parent` following spec §1.3: creates the overlay2 dir, a
+    /// Registers a layer on top of `parent` following format.md §3.3: creates the overlay2 dir, a
     /// `layerdb/tmp/write-set-*` staging dir, calls `apply(diff_dir, tar_split_gz_file)`, writes the
     /// metadata files, then renames the write-set to `layerdb/sha256/<chain>` as the commit point.
     /// Any error removes everything created (and the parent's `committed` file if this call wrote
@@ -208,7 +208,7 @@ impl DataRoot {
             })
     }
 
-    /// Removes a layer (spec §1.4) when nothing references it; the caller checks references.
+    /// Removes a layer (format.md §3.4) when nothing references it; the caller checks references.
     /// The layerdb entry goes first (renamed to a `-removing` marker), so a crash leaves at worst
     /// an orphan overlay2 dir that no image can use.
     pub fn remove_layer(&self, chain_id: &str) -> Result<()> {
@@ -232,7 +232,7 @@ impl DataRoot {
     }
 }
 
-/// Parses one layerdb entry the way Docker's loader does (spec §1.5).
+/// Parses one layerdb entry the way Docker's loader does (format.md §3.5).
 fn read_layer(dir: &Path, chain_id: &str) -> std::result::Result<Layer, String> {
     let read = |name: &str| -> std::result::Result<Option<String>, String> {
         fsutil::read_optional(&dir.join(name)).map_err(|err| err.to_string())

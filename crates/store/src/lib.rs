@@ -1,4 +1,4 @@
-//! store: the Docker 20.10 overlay2 data root (spec §0–§2, §6, §8): layerdb, overlay2 layer dirs and
+//! store: the Docker 20.10 overlay2 data root (format.md §2–§4, §8, §10): layerdb, overlay2 layer dirs and
 //! `l/` links, imagedb, repositories.json, layerdb mounts entries and container records.
 //!
 //! Every file is written with the mode and the trailing-newline rule Docker uses; metadata that
@@ -103,7 +103,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Error type a layer-apply callback may return.
 pub type ApplyError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// An opened data root (`ROOT`). Opening for writing creates the layout with spec §0 modes.
+/// An opened data root (`ROOT`). Opening for writing creates the layout with format.md §2 modes.
 #[derive(Debug, Clone)]
 pub struct DataRoot {
     root: PathBuf,
@@ -212,7 +212,7 @@ pub fn go_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
     })
 }
 
-/// Directories of the layout with their spec §0 modes, relative to ROOT, parents first.
+/// Directories of the layout with their format.md §2 modes, relative to ROOT, parents first.
 const LAYOUT: [(&str, u32); 14] = [
     ("overlay2", 0o710),
     ("overlay2/l", 0o700),
@@ -297,7 +297,7 @@ impl DataRoot {
         })
     }
 
-    /// Opens for writing, creating the spec §0 layout with its modes where missing.
+    /// Opens for writing, creating the format.md §2 layout with its modes where missing.
     pub fn open_or_create(root: &Path) -> Result<DataRoot> {
         let found = survey::survey(root);
         if !root.join("image/overlay2").is_dir() {

@@ -1,4 +1,4 @@
-//! overlay2 layer directories (spec §2.1, §2.3, §2.4): `H/<id>/{diff,link,lower,work,committed}`
+//! overlay2 layer directories (format.md §4.1, §4.3, §4.4): `H/<id>/{diff,link,lower,work,committed}`
 //! and the relative `H/l/<LID> -> ../<id>/diff` links.
 //!
 //! A data root may be copied from another machine or crafted, so nothing here trusts its shape:
@@ -104,7 +104,7 @@ impl DataRoot {
         Ok(entries)
     }
 
-    /// Spec §2.1 Create(id, parent): diff/, link, l/<LID>, and for a parent: work/, lower, parent's committed.
+    /// format.md §4.1 Create(id, parent): diff/, link, l/<LID>, and for a parent: work/, lower, parent's committed.
     /// A failure removes what this call created.
     pub fn create_overlay_dir(&self, id: &str, parent_id: Option<&str>) -> Result<()> {
         check_layer_dir_id(id)?;
@@ -170,7 +170,7 @@ impl DataRoot {
         fsutil::write_new(&dir.join("lower"), lower.as_bytes(), 0o644, false)
     }
 
-    /// Spec §2.4: removes `l/<LID>` and `H/<id>`. Refuses when something is mounted inside it,
+    /// format.md §4.4: removes `l/<LID>` and `H/<id>`. Refuses when something is mounted inside it,
     /// and when the layer dir is not what the format has ([`DataRoot::checked_overlay_dir`]),
     /// before removing anything. The `l/` link goes only while it points at this dir; the dir is
     /// removed through directory descriptors, never following a symlink or crossing a mount.
@@ -241,7 +241,7 @@ impl DataRoot {
         Ok(entries)
     }
 
-    /// Spec §2.3 GetMetadata: LowerDir (resolved diff dirs), MergedDir, UpperDir, WorkDir.
+    /// format.md §4.3 GetMetadata: LowerDir (resolved diff dirs), MergedDir, UpperDir, WorkDir.
     pub fn graph_driver_data(&self, id: &str) -> Result<Map<String, Value>> {
         check_layer_dir_id(id)?;
         let home = self.overlay_home();
@@ -277,7 +277,7 @@ impl DataRoot {
     }
 }
 
-/// The directories of a layer dir (spec §2.1); each, where it exists, must be a real directory.
+/// The directories of a layer dir (format.md §4.1); each, where it exists, must be a real directory.
 const LAYER_SUBDIRS: [&str; 3] = ["diff", "work", "merged"];
 /// The files of a layer dir; each, where it exists, must be a regular file.
 const LAYER_FILES: [&str; 3] = ["link", "lower", "committed"];

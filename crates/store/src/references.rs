@@ -1,4 +1,4 @@
-//! repositories.json (spec §6.3) and Docker's reference grammar for `name[:tag]`.
+//! repositories.json (format.md §8.3) and Docker's reference grammar for `name[:tag]`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

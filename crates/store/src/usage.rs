@@ -1,4 +1,4 @@
-//! What `docker system df` measures beyond the store's own records (spec §2.4, §8): a container
+//! What `docker system df` measures beyond the store's own records (format.md §4.4, §10): a container
 //! layer's diff size, local volumes, and a container's mount points and networks.
 
 use std::fs;

@@ -41,7 +41,7 @@ fn layout_has_spec_modes() {
     let temp = tempfile::tempdir().expect("tempdir");
     let root_path = temp.path().join("root");
     let root = DataRoot::open_or_create(&root_path).expect("create");
-    // Spec §0 directory map.
+    // format.md §2 directory map.
     let expected = [
         ("", 0o710),
         ("overlay2", 0o710),
@@ -89,7 +89,7 @@ fn register_writes_docker_layer_files() {
     assert_eq!(
         mode(&entry),
         0o700,
-        "the write-set keeps its 0700 mode (spec §1.3)"
+        "the write-set keeps its 0700 mode (format.md §3.3)"
     );
     assert_eq!(read(&entry.join("diff")), digest('b'));
     assert_eq!(read(&entry.join("size")), "5");
@@ -103,7 +103,7 @@ fn register_writes_docker_layer_files() {
         .join(&bottom.chain_id[7..]);
     assert!(!bottom_entry.join("parent").exists());
 
-    // overlay2 dirs, spec §2.1.
+    // overlay2 dirs, format.md §4.1.
     let home = root_path.join("overlay2");
     let bottom_dir = home.join(&bottom.cache_id);
     let top_dir = home.join(&top.cache_id);
@@ -169,7 +169,7 @@ fn register_writes_docker_layer_files() {
         0
     );
 
-    // Removal (spec §1.4).
+    // Removal (format.md §3.4).
     root.remove_layer(&third.chain_id).expect("remove");
     assert!(root.layer(&third.chain_id).expect("lookup").is_none());
     assert!(!home.join(&third.cache_id).exists());
@@ -456,7 +456,7 @@ fn lock_is_exclusive_until_dropped() {
 
 #[test]
 fn chain_id_of_the_spec_example() {
-    // Spec §1.1: parent `sha256:dbb4…9e23` + diff `sha256:dccd…d08b` → `sha256:3051…e914`, the full
+    // format.md §3.1: parent `sha256:dbb4…9e23` + diff `sha256:dccd…d08b` → `sha256:3051…e914`, the full
     // values taken from the Docker-written commit image (its config and layerdb `parent` file).
     assert_eq!(
         store::chain_id(
@@ -521,7 +521,7 @@ fn bottom_layer_metadata_and_removal_keep_parent_committed() {
     let bottom = register(&root, None, &digest('a'));
     let top = register(&root, Some(&bottom), &digest('b'));
     let home = root_path.join("overlay2");
-    // Spec §2.3: no LowerDir for a parent-less layer, WorkDir and MergedDir reported anyway.
+    // format.md §4.3: no LowerDir for a parent-less layer, WorkDir and MergedDir reported anyway.
     let data = root.graph_driver_data(&bottom.cache_id).expect("metadata");
     let keys: Vec<&str> = data.keys().map(String::as_str).collect();
     assert_eq!(keys, ["MergedDir", "UpperDir", "WorkDir"]);
@@ -534,7 +534,7 @@ fn bottom_layer_metadata_and_removal_keep_parent_committed() {
             .as_str()
     );
     assert!(root.graph_driver_data("../x").is_err());
-    // Spec §1.4: the parent's committed file is never removed.
+    // format.md §3.4: the parent's committed file is never removed.
     root.remove_layer(&top.chain_id).expect("remove");
     assert!(home.join(&bottom.cache_id).join("committed").exists());
     let names: Vec<String> = fs::read_dir(root_path.join("image/overlay2/layerdb/sha256"))

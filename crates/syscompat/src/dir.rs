@@ -105,7 +105,7 @@ pub fn get_xattr<P: Arg + Copy>(fd: BorrowedFd<'_>, name: P) -> Result<Option<Ve
     }
 }
 
-/// Docker's `directory.Size` (moby pkg/directory, spec §1.2): the sum of `st_size` over every
+/// Docker's `directory.Size` (moby pkg/directory, format.md §3.2): the sum of `st_size` over every
 /// non-directory of a tree with a size above zero, each inode counted once. The one place that
 /// decides when two entries are the same inode; a walk calls [`DirectorySize::add`] for each
 /// non-directory it meets.

@@ -54,7 +54,7 @@ mod tests {
 
     #[test]
     fn check_value_matches_crc64_go_iso_catalogue() {
-        // The catalogue check value of CRC-64/GO-ISO (reveng), also given in spec §5.
+        // The catalogue check value of CRC-64/GO-ISO (reveng), also given in format.md §7.
         assert_eq!(Crc64::checksum(b"123456789"), 0xB909_56C7_75A4_1001);
     }
 

@@ -1,5 +1,5 @@
 //! tar-split: the metadata Docker keeps beside each layer so that the original layer tar can be
-//! reassembled byte for byte from the unpacked `diff/` directory (spec §5).
+//! reassembled byte for byte from the unpacked `diff/` directory (format.md §7).
 //!
 //! - [`Crc64`]: CRC-64/GO-ISO, check("123456789") = 0xB90956C775A41001.
 //! - [`Packer`]: writes gzip (Go header `1f 8b 08 00 00000000 00 ff`) NDJSON entries exactly as

@@ -1,4 +1,4 @@
-//! docker-archive as Docker 20.10's `docker save` writes it (moby `image/tar` save, spec §9.1).
+//! docker-archive as Docker 20.10's `docker save` writes it (moby `image/tar` save, format.md §11.1).
 //!
 //! Docker fills a temp directory and tars it: per layer a `<v1id>/` directory with `VERSION`,
 //! `json` and `layer.tar`, then `<config hex>.json`, `manifest.json` and, when any tag is saved,

@@ -1,5 +1,5 @@
 //! Writing image archives: a docker-archive exactly as Docker 20.10's `docker save` writes it
-//! (spec §9.1), an OCI image layout as a tar (`oci-archive`) or as a directory.
+//! (format.md §11.1), an OCI image layout as a tar (`oci-archive`) or as a directory.
 //!
 //! The caller hands over the images as plain data ([`SaveImage`]: the config bytes, the tags, and
 //! per layer its DiffID, the exact length of its uncompressed tar and a [`LayerSource`] that
@@ -242,7 +242,7 @@ fn invalid_image(image: &SaveImage, reason: String) -> Error {
     }
 }
 
-/// ChainIDs of a DiffID list (spec §1.1).
+/// ChainIDs of a DiffID list (format.md §3.1).
 fn chain_ids(diff_ids: &[&str]) -> Vec<String> {
     gocompat::digest::chain_ids(diff_ids)
 }

@@ -1,5 +1,5 @@
 //! The legacy v1 image JSON of a docker-archive and the v1 ids that name its layer directories
-//! (spec §9.1), computed as Docker 20.10 computes them.
+//! (format.md §11.1), computed as Docker 20.10 computes them.
 //!
 //! Docker reads the image config into its Go structs (`image.Image` embedding `image.V1Image`,
 //! `container.Config`) and marshals those structs again; what ends up in a layer's `json` and in

@@ -1,12 +1,12 @@
-//! Garbage in a data root, and the sizes `docker system df` reports (spec §1.4–§1.6, §2.1, §2.4,
-//! §6.2, §6.3).
+//! Garbage in a data root, and the sizes `docker system df` reports (format.md §3.4–§3.6, §4.1, §4.4,
+//! §8.2, §8.3).
 //!
 //! [`DataRoot::plan_gc`] computes, without changing anything, what is garbage and why:
 //! - what an operation cut short leaves behind: `layerdb/sha256/<chain>-<random>-removing` dirs
 //!   with the overlay2 dir their `cache-id` names, `layerdb/tmp/write-set-*` dirs,
 //!   `overlay2/<id>` dirs that no layer and no container names, and `overlay2/l/<LID>` links whose
 //!   dir is gone (Docker removes `-removing` dirs at its shutdown only, the write-sets and orphan
-//!   dirs never, spec §1.5);
+//!   dirs never, format.md §3.5);
 //! - the images `docker image prune` removes (no tag, no container, no child image) and, as moby's
 //!   `imageDeleteHelper` does after them, their parents that have no reference, no container and no
 //!   other child;

@@ -87,7 +87,7 @@ fn kinds_and_names(plan: &GcPlan) -> Vec<(GarbageKind, String)> {
         .collect()
 }
 
-/// `../<id>/diff`, the target of every `l/` link (spec §2.1).
+/// `../<id>/diff`, the target of every `l/` link (format.md §4.1).
 fn link_len(id: &str) -> u64 {
     format!("../{id}/diff").len() as u64
 }
