@@ -205,14 +205,21 @@ fn check_safety_comments(root: &Path) -> Vec<String> {
     for file in rust_files(root) {
         let text = fs::read_to_string(&file).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        for (idx, line) in lines.iter().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
+        for (idx, code) in code_only(&text).iter().enumerate() {
             let is_unsafe = ["unsafe {", "unsafe impl", "unsafe fn", "unsafe extern"]
                 .iter()
-                .any(|form| code.contains(form));
-            if !is_unsafe || code.contains("#![") || in_string_literal(code, "unsafe") {
+                .any(|form| {
+                    code.match_indices(form).any(|(at, _)| {
+                        !code[..at]
+                            .chars()
+                            .next_back()
+                            .is_some_and(|before| before.is_alphanumeric() || before == '_')
+                    })
+                });
+            if !is_unsafe {
                 continue;
             }
+            let line = lines[idx];
             let documented =
                 line.contains("// SAFETY:") || comment_above_says_safety(&lines[..idx]);
             if !documented {
@@ -227,11 +234,77 @@ fn check_safety_comments(root: &Path) -> Vec<String> {
     violations
 }
 
-/// Whether the first `word` in `code` stands inside a string literal (an odd number of quotes
-/// before it).
-fn in_string_literal(code: &str, word: &str) -> bool {
-    code.find(word)
-        .is_some_and(|idx| code[..idx].matches('"').count() % 2 == 1)
+/// The lines of a Rust file with comments and the contents of string literals (plain, raw and
+/// byte strings, also across lines) blanked out, so that only code is searched.
+fn code_only(text: &str) -> Vec<String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Code,
+        Str,
+        /// A raw string, closed by `"` and this many `#`.
+        Raw(usize),
+    }
+    let mut state = State::Code;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let chars: Vec<char> = line.chars().collect();
+        let mut code = String::new();
+        let mut idx = 0;
+        while idx < chars.len() {
+            let c = chars[idx];
+            let next = chars.get(idx + 1).copied();
+            match state {
+                State::Code if c == '/' && next == Some('/') => break,
+                State::Code if c == '\'' && (next == Some('"') || next == Some('\\')) => {
+                    // A char literal of a quote or an escape: up to its closing quote.
+                    let close = chars[idx + 2..].iter().position(|&later| later == '\'');
+                    idx += close.map_or(chars.len(), |offset| offset + 3);
+                    code.push(' ');
+                    continue;
+                }
+                State::Code if c == 'r' && matches!(next, Some('#' | '"')) => {
+                    let n_hashes = chars[idx + 1..].iter().take_while(|&&h| h == '#').count();
+                    if chars.get(idx + 1 + n_hashes) == Some(&'"') {
+                        state = State::Raw(n_hashes);
+                        idx += n_hashes + 2;
+                        code.push(' ');
+                        continue;
+                    }
+                    code.push(c);
+                }
+                State::Code => {
+                    if c == '"' {
+                        state = State::Str;
+                    }
+                    code.push(c);
+                }
+                State::Str if c == '\\' => {
+                    idx += 2;
+                    continue;
+                }
+                State::Str => {
+                    if c == '"' {
+                        state = State::Code;
+                        code.push(c);
+                    }
+                }
+                State::Raw(n_hashes) => {
+                    let closes = c == '"'
+                        && chars.len() > idx + n_hashes
+                        && chars[idx + 1..=idx + n_hashes].iter().all(|&h| h == '#');
+                    if closes {
+                        state = State::Code;
+                        idx += n_hashes + 1;
+                        code.push(' ');
+                        continue;
+                    }
+                }
+            }
+            idx += 1;
+        }
+        out.push(code);
+    }
+    out
 }
 
 /// Whether the comment block just above a statement (the statement may begin lines earlier,
@@ -507,12 +580,15 @@ fn check_docs_name_crates_and_tests(root: &Path) -> Vec<String> {
             ));
         }
     }
+    // A test target is a file `tests/<name>.rs` or a directory `tests/<name>/` with a `main.rs`.
     let mut test_files = Vec::new();
     if let Ok(entries) = fs::read_dir(root.join("tests")) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".rs") && entry.path().is_file() {
                 test_files.push(name);
+            } else if entry.path().join("main.rs").is_file() {
+                test_files.push(format!("{name}/"));
             }
         }
     }
@@ -908,6 +984,8 @@ fn planted_undocumented_crate_test_file_and_variable_are_found() {
     );
     planted.write("tests/named.rs", "");
     planted.write("tests/unnamed.rs", "");
+    planted.write("tests/unnamed_dir/main.rs", "");
+    planted.write("tests/support/lib.rs", "");
     planted.write(
         "vm/run.sh",
         "#!/bin/sh\nset -euo pipefail\necho $OVL_SCRIPTED\n",
@@ -923,6 +1001,7 @@ fn planted_undocumented_crate_test_file_and_variable_are_found() {
         [
             "docs/ARCHITECTURE.md has no section for crate unnamed",
             "neither docs/ARCHITECTURE.md nor docs/testing.md names tests/unnamed.rs",
+            "neither docs/ARCHITECTURE.md nor docs/testing.md names tests/unnamed_dir/",
         ]
     );
     assert_eq!(
@@ -978,4 +1057,19 @@ fn planted_upward_and_sideways_dependencies_are_found() {
             "syscompat depends on store, which is not below it",
         ]
     );
+}
+
+#[test]
+fn code_only_blanks_strings_comments_and_raw_strings() {
+    let text = "let a = \"unsafe { x }\"; // unsafe {\nlet b = r#\"a \" unsafe {\"#; unsafe {\n\
+                let c = \"multi\\\n unsafe {\";\nlet q = '\"'; unsafe fn f() {}\n";
+    let code = code_only(text);
+    assert!(!code[0].contains("unsafe"), "{code:?}");
+    assert!(
+        code[1].contains("unsafe {") && !code[1].contains("a \""),
+        "{code:?}"
+    );
+    assert!(!code[2].contains("unsafe"), "{code:?}");
+    assert!(!code[3].contains("unsafe"), "{code:?}");
+    assert!(code[4].contains("unsafe fn"), "{code:?}");
 }
