@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 use store::{DataRoot, RootLock};
 
 /// Whether the command may create the data root's layout when it is missing.
@@ -60,13 +60,11 @@ pub fn lock_opened(root: &DataRoot, root_path: &Path, action: &str) -> Result<Ro
 
 fn refuse_live_dockerd(root_path: &Path, action: &str) -> Result<()> {
     if let Some(live) = store::live_dockerd(root_path) {
-        bail!(
-            "cannot {action}: data root {} is in use by {live}; dockerd keeps this root's images, \
-             layers and containers in memory and would overwrite ovl's changes. Stop that dockerd \
-             first (read-only commands such as images, ps, inspect, history, diff and save work \
-             while it runs)",
-            root_path.display()
-        );
+        return Err(Error::DockerdRunning {
+            action: action.to_string(),
+            root: root_path.to_path_buf(),
+            live: live.to_string(),
+        });
     }
     Ok(())
 }

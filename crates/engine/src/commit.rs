@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Error, Result};
 use store::{AppliedLayer, DataRoot, Layer, Reference};
 
 use crate::access::{self, Create};
@@ -80,8 +80,11 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
 
     let layers_before: HashSet<String> = root.layers()?.into_iter().map(|l| l.chain_id).collect();
     let parent_layer = match entry.parent.as_deref() {
-        Some(chain_id) => Some(root.layer(chain_id)?.with_context(|| {
-            format!("layer {chain_id} of image {} is missing", record.image_id)
+        Some(chain_id) => Some(root.layer(chain_id)?.ok_or_else(|| {
+            Error::inconsistent(format!(
+                "layer {chain_id} of image {} is missing",
+                record.image_id
+            ))
         })?),
         None => None,
     };
@@ -106,7 +109,7 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
             Err(err) if needs_merged_export(&err) => {
                 tracing::debug!(
                     container = %record.id,
-                    error = %format!("{err:#}"),
+                    error = %crate::error::chain_text(&err),
                     "the upperdir alone does not hold the changes: exporting from the merged tree"
                 );
                 register(
@@ -166,7 +169,10 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
                     tracing::warn!(layer = %layer.chain_id, error = %cleanup, "removing the new layer");
                 }
             }
-            Err(err.context(format!("creating the image of container {}", record.id)))
+            Err(Error::Context {
+                context: format!("creating the image of container {}", record.id),
+                source: Box::new(err),
+            })
         }
     }
 }
@@ -289,13 +295,24 @@ fn is_closed_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Whether `err` says that the upperdir carries overlay redirects or metacopy files.
-fn needs_merged_export(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<layer_pack::Error>(),
-            Some(layer_pack::Error::NeedsMergedExport { .. })
-        )
-    })
+fn needs_merged_export(err: &Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = cause {
+        let pack = err.downcast_ref::<layer_pack::Error>().or_else(|| {
+            match err
+                .downcast_ref::<Error>()
+                .or_else(|| err.downcast_ref::<Box<Error>>().map(|boxed| &**boxed))
+            {
+                Some(Error::Pack(pack)) => Some(pack),
+                _ => None,
+            }
+        });
+        if matches!(pack, Some(layer_pack::Error::NeedsMergedExport { .. })) {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 fn pack_kind(kind: diff::ChangeKind) -> layer_pack::ChangeKind {
@@ -308,18 +325,22 @@ fn pack_kind(kind: diff::ChangeKind) -> layer_pack::ChangeKind {
 
 fn is_empty_dir(path: &Path) -> Result<bool> {
     let mut entries =
-        std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
+        std::fs::read_dir(path).map_err(|source| Error::io("reading", path, source))?;
     Ok(entries.next().is_none())
 }
 
 /// `SOURCE_DATE_EPOCH`, when set: whole seconds since the epoch.
 fn source_date_epoch() -> Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(text) if !text.is_empty() => text
-            .trim()
-            .parse::<i64>()
-            .map(Some)
-            .with_context(|| format!("SOURCE_DATE_EPOCH={text:?} is not a number of seconds")),
+        Ok(text) if !text.is_empty() => {
+            text.trim()
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|source| Error::InvalidNumber {
+                    message: format!("SOURCE_DATE_EPOCH={text:?} is not a number of seconds"),
+                    source,
+                })
+        }
         _ => Ok(None),
     }
 }

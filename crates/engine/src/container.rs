@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 use mount::{KernelFeatures, MountPlan, OverlaySpec};
 use store::{ContainerRecord, DataRoot, Layer, MountsEntry};
 
@@ -34,10 +34,10 @@ pub fn run_rootfs(root_path: &Path, args: &CreateOptions) -> Result<PathBuf> {
     require_root()?;
     if let Some(cidfile) = &args.cidfile {
         if cidfile.exists() {
-            bail!(
+            return Err(Error::invalid(format!(
                 "container ID file found, make sure the other container isn't running or delete {}",
                 cidfile.display()
-            );
+            )));
         }
     }
     let (root, _lock) = access::open_for_change(root_path, Create::Yes, "create a container")?;
@@ -48,7 +48,10 @@ pub fn run_rootfs(root_path: &Path, args: &CreateOptions) -> Result<PathBuf> {
             if existing.name != *name {
                 // A prefix of another container's id, not a name: a new container may take it.
             } else if existing.image_id != image_id {
-                bail!("the container name \"/{name}\" is already in use by container {} of another image", existing.id);
+                return Err(Error::NameInUse {
+                    name: name.clone(),
+                    container_id: existing.id,
+                });
             } else {
                 let merged = mount_container(&root, &existing.id)?;
                 write_cidfile(args.cidfile.as_deref(), &existing.id)?;
@@ -59,11 +62,11 @@ pub fn run_rootfs(root_path: &Path, args: &CreateOptions) -> Result<PathBuf> {
     let config = root.image_config(&image_id)?;
     let chain_ids = store::chain_ids(&config.rootfs.diff_ids);
     let top = match chain_ids.last() {
-        Some(top_chain) => Some(root.layer(top_chain)?.with_context(|| {
-            format!(
+        Some(top_chain) => Some(root.layer(top_chain)?.ok_or_else(|| {
+            Error::inconsistent(format!(
                 "image {} names layer {top_chain}, which is not in the data root",
                 args.image
-            )
+            ))
         })?),
         None => None,
     };
@@ -153,7 +156,9 @@ pub fn rm(root_path: &Path, texts: &[String], force: bool, events: Events<'_>) -
         let container = resolve::container(&root, text)?;
         if is_mounted(&root, &container.id) {
             if !force {
-                bail!("you cannot remove a mounted container {text}: unmount it first, or use `ovl rm -f`");
+                return Err(Error::ContainerMounted {
+                    reference: text.clone(),
+                });
             }
             require_root()?;
         }
@@ -223,8 +228,11 @@ pub fn is_mounted(root: &DataRoot, container_id: &str) -> bool {
 }
 
 pub(crate) fn mounts_entry(root: &DataRoot, container_id: &str) -> Result<MountsEntry> {
-    root.mounts_entry(container_id)?
-        .with_context(|| format!("container {container_id} has no layerdb/mounts entry"))
+    root.mounts_entry(container_id)?.ok_or_else(|| {
+        Error::inconsistent(format!(
+            "container {container_id} has no layerdb/mounts entry"
+        ))
+    })
 }
 
 /// Mounts an existing container (again) and returns its merged path.
@@ -255,7 +263,9 @@ pub(crate) fn mount_layer(root: &DataRoot, features: &KernelFeatures, id: &str) 
     let merged = root.existing_overlay_dir(id)?.join("merged");
     let lowers = root.checked_lowers(id)?;
     if lowers.is_empty() {
-        bail!("layer {id} has no lower layers to mount");
+        return Err(Error::inconsistent(format!(
+            "layer {id} has no lower layers to mount"
+        )));
     }
     create_dir_mode(&merged, 0o700)?;
     let spec = OverlaySpec {
@@ -301,7 +311,7 @@ pub(crate) fn unmount_layer(root: &DataRoot, id: &str) -> Result<()> {
     if mount::is_mountpoint(&merged)? {
         mount::unmount(&merged)?;
     }
-    std::fs::remove_dir(&merged).with_context(|| format!("removing {}", merged.display()))?;
+    std::fs::remove_dir(&merged).map_err(|source| Error::io("removing", &merged, source))?;
     Ok(())
 }
 
@@ -388,7 +398,9 @@ fn validate_name(name: &str) -> Result<()> {
     let valid_rest =
         chars.clone().count() >= 1 && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !(valid_first && valid_rest) {
-        bail!("invalid container name \"{name}\", only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+        return Err(Error::invalid(format!(
+            "invalid container name \"{name}\", only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
     }
     Ok(())
 }
@@ -415,13 +427,13 @@ fn generate_name(root: &DataRoot) -> Result<String> {
             return Ok(name);
         }
     }
-    bail!("could not find a free container name")
+    Err(Error::NoFreeName)
 }
 
 fn write_cidfile(cidfile: Option<&Path>, container_id: &str) -> Result<()> {
     if let Some(path) = cidfile {
         std::fs::write(path, container_id)
-            .with_context(|| format!("writing container ID file {}", path.display()))?;
+            .map_err(|source| Error::io("writing container ID file", path, source))?;
     }
     Ok(())
 }
@@ -431,7 +443,7 @@ pub(crate) fn create_dir_mode(path: &Path, mode: u32) -> Result<()> {
     match std::fs::DirBuilder::new().mode(mode).create(path) {
         Ok(()) => {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                .with_context(|| format!("chmod {}", path.display()))?;
+                .map_err(|source| Error::io("chmod", path, source))?;
             Ok(())
         }
         // Only a real directory: a symlink in its place is refused, never used.
@@ -441,13 +453,13 @@ pub(crate) fn create_dir_mode(path: &Path, mode: u32) -> Result<()> {
         {
             Ok(())
         }
-        Err(err) => Err(err).with_context(|| format!("creating {}", path.display())),
+        Err(err) => Err(Error::io("creating", path, err)),
     }
 }
 
 pub(crate) fn require_root() -> Result<()> {
     if !rustix::process::geteuid().is_root() {
-        bail!("this command needs root (mounting overlays needs CAP_SYS_ADMIN): run it with sudo");
+        return Err(Error::NeedsRoot);
     }
     Ok(())
 }

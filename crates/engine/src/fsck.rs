@@ -5,7 +5,7 @@ use std::io::{BufReader, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 use sha2::{Digest, Sha256};
 use store::{CheckReport, DataRoot, GarbageKind, Severity};
 
@@ -51,7 +51,11 @@ pub fn fsck(
                 report.findings.push(store::Finding {
                     severity: Severity::Corruption,
                     path: root.overlay_dir(&layer.cache_id).join("diff"),
-                    problem: format!("layer {}: {err:#}", layer.chain_id),
+                    problem: format!(
+                        "layer {}: {}",
+                        layer.chain_id,
+                        crate::error::chain_text(&err)
+                    ),
                 });
             }
         }
@@ -121,7 +125,7 @@ fn verify_layer(root: &DataRoot, layer: &store::Layer) -> Result<()> {
             | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-    .with_context(|| format!("opening {}", diff.display()))?;
+    .map_err(|errno| Error::io("opening", &diff, errno.into()))?;
     let mut hasher = HashWriter(Sha256::new());
     tar_split::reassemble(
         BufReader::new(file),
@@ -132,10 +136,10 @@ fn verify_layer(root: &DataRoot, layer: &store::Layer) -> Result<()> {
     .context("reassembling its tar")?;
     let actual = format!("sha256:{:x}", hasher.0.finalize());
     if actual != layer.diff_id {
-        bail!(
+        return Err(Error::inconsistent(format!(
             "its content hashes to {actual}, not its DiffID {}",
             layer.diff_id
-        );
+        )));
     }
     Ok(())
 }

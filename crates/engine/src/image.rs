@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 use store::{DataRoot, Reference};
 
 use crate::access::{self, Create};
@@ -85,7 +85,7 @@ pub fn image_size(root: &DataRoot, diff_ids: &[String]) -> Result<i64> {
     for chain_id in store::chain_ids(diff_ids) {
         let layer = root
             .layer(&chain_id)?
-            .with_context(|| format!("layer {chain_id} is missing"))?;
+            .ok_or_else(|| Error::inconsistent(format!("layer {chain_id} is missing")))?;
         total += layer.size;
     }
     Ok(total)
@@ -119,10 +119,9 @@ fn remove_image(root: &DataRoot, text: &str, force: bool, events: Events<'_>) ->
             return Ok(());
         }
     } else if tags.len() > 1 && !force {
-        bail!(
-            "image {} is referenced in multiple repositories: remove them by name or use -f",
-            short_id(&image_id)
-        );
+        return Err(Error::MultipleReferences {
+            short_id: short_id(&image_id).to_string(),
+        });
     }
     let users: Vec<String> = root
         .containers()?
@@ -131,10 +130,10 @@ fn remove_image(root: &DataRoot, text: &str, force: bool, events: Events<'_>) ->
         .map(|c| short_id(&c.id).to_string())
         .collect();
     if !users.is_empty() && !force {
-        bail!(
-            "unable to remove image {text}: container {} is using it (remove it first, or use -f)",
-            users.join(", ")
-        );
+        return Err(Error::ImageInUse {
+            reference: text.to_string(),
+            containers: users.join(", "),
+        });
     }
     // What the other images and the containers hold is known before anything changes: an image
     // whose config cannot be read holds layers nobody can name, so nothing is removed then.

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 use image_archive::{Archive, LayerRef, OpenOptions};
 use store::{AppliedLayer, DataRoot, Layer, LayerParent, PendingLayer, Reference};
 
@@ -108,10 +108,10 @@ pub fn load(root_path: &Path, input: &Path, args: &LoadOptions, events: Events<'
             .put_image(&image.config)
             .context("storing image config")?;
         if image_id != image.image_id {
-            bail!(
+            return Err(Error::inconsistent(format!(
                 "image config stored as {image_id} but the archive names {}",
                 image.image_id
-            );
+            )));
         }
         registered.keep();
         if image.names.is_empty() {
@@ -159,7 +159,7 @@ pub fn import(
         .transpose()
         .context("image name")?;
     let (root, _lock) = access::open_for_change(root_path, Create::Yes, "import an image")?;
-    let file = File::open(file_path).with_context(|| format!("opening {}", file_path.display()))?;
+    let file = File::open(file_path).map_err(|source| Error::io("opening", file_path, source))?;
     let progress = Progress::new(events);
     let label = file_path.display().to_string();
     let mut input = Some(file);
@@ -261,7 +261,7 @@ fn apply_layers(
     let next = AtomicUsize::new(0);
     let lowest_failure = AtomicUsize::new(usize::MAX);
     let slots: Vec<Mutex<&mut LayerWork<'_, '_>>> = work.iter_mut().map(Mutex::new).collect();
-    let errors: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
+    let errors: Mutex<Vec<(usize, Error)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| loop {
@@ -281,9 +281,7 @@ fn apply_layers(
             });
         }
     });
-    let mut errors = errors
-        .into_inner()
-        .map_err(|_| anyhow::anyhow!("a layer worker panicked"))?;
+    let mut errors = errors.into_inner().map_err(|_| Error::WorkerPanicked)?;
     errors.sort_by_key(|(index, _)| *index);
     match errors.into_iter().next() {
         Some((_, err)) => Err(err),
@@ -441,11 +439,8 @@ impl<'a> Progress<'a> {
 
     /// Reports an event of the calling thread; the callback's error is returned.
     fn emit(&self, event: Event) -> Result<()> {
-        let mut events = self
-            .events
-            .lock()
-            .map_err(|_| anyhow::anyhow!("a layer worker panicked"))?;
-        (*events)(event)
+        let mut events = self.events.lock().map_err(|_| Error::WorkerPanicked)?;
+        Ok((*events)(event)?)
     }
 
     /// Reports a layer's progress from any thread; the callback's error is ignored.

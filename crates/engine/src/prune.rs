@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Error, Result};
 use store::{DataRoot, GcPlan};
 
 use crate::access::{self, Create};
@@ -15,7 +15,7 @@ pub struct Pruned {
     /// The bytes the removed items freed (Docker's `directory.Size` rule).
     pub reclaimed: u64,
     /// The executor's error: items before it were removed (and reported) all the same.
-    pub failure: Option<anyhow::Error>,
+    pub failure: Option<Error>,
 }
 
 /// Plans and removes, reporting [`Event::LeftAlone`] for what the plan leaves in place, then
@@ -41,7 +41,7 @@ pub fn prune(root_path: &Path, events: Events<'_>) -> Result<Pruned> {
         }
     });
     if let Some(err) = event_error {
-        return Err(err);
+        return Err(err.into());
     }
     Ok(Pruned {
         reclaimed,

@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 pub use image_archive::Compression;
 use image_archive::{LayerError, LayerSource, SaveImage, SaveLayer, SaveOptions};
 use store::{DataRoot, Reference};
@@ -91,7 +91,9 @@ pub fn save(
             .with_context(|| format!("saving to {}", path.display()))?;
         }
         SaveOutput::Stream(_) if format == SaveFormat::Oci => {
-            bail!("--format oci writes a directory: give it with -o DIR");
+            return Err(Error::invalid(
+                "--format oci writes a directory: give it with -o DIR",
+            ));
         }
         SaveOutput::Stream(stream) => {
             let scratch_dir = root.tmp_dir();
@@ -100,7 +102,7 @@ pub fn save(
                     .recursive(true)
                     .mode(0o700)
                     .create(&scratch_dir)
-                    .with_context(|| format!("creating {}", scratch_dir.display()))?;
+                    .map_err(|source| Error::io("creating", &scratch_dir, source))?;
             }
             let options = SaveOptions {
                 output: PathBuf::from("-"),
@@ -110,7 +112,8 @@ pub fn save(
             };
             let mut out = BufWriter::with_capacity(OUTPUT_BUFFER_LEN, stream);
             write_archive(format, &mut images, &mut out, &options).context("saving to stdout")?;
-            out.flush().context("saving to stdout")?;
+            out.flush()
+                .map_err(|source| Error::io("saving to", "stdout", source))?;
         }
     }
     Ok(())
@@ -146,22 +149,21 @@ fn write_file_atomically(
     let dir = parent_dir(path);
     let file_name = path
         .file_name()
-        .with_context(|| format!("{} does not name a file", path.display()))?;
+        .ok_or_else(|| Error::invalid(format!("{} does not name a file", path.display())))?;
     let temp = tempfile::Builder::new()
         .prefix(&format!(".{}.ovl-save-", file_name.to_string_lossy()))
         .tempfile_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+        .map_err(|source| Error::io("creating a temp file in", dir, source))?;
     let mut out = BufWriter::with_capacity(OUTPUT_BUFFER_LEN, temp.as_file());
     write(&mut out)?;
     out.flush()
-        .with_context(|| format!("writing {}", temp.path().display()))?;
+        .map_err(|source| Error::io("writing", temp.path(), source))?;
     drop(out);
     temp.as_file()
         .sync_all()
-        .with_context(|| format!("syncing {}", temp.path().display()))?;
+        .map_err(|source| Error::io("syncing", temp.path(), source))?;
     temp.persist(path)
-        .map_err(|err| err.error)
-        .with_context(|| format!("renaming the finished archive to {}", path.display()))?;
+        .map_err(|err| Error::io("renaming the finished archive to", path, err.error))?;
     Ok(())
 }
 
@@ -247,17 +249,19 @@ fn stored_image(
         let layer = root
             .layer(chain_id)
             .with_context(layer_name)?
-            .with_context(|| format!("{}: not in the data root", layer_name()))?;
+            .ok_or_else(|| {
+                Error::inconsistent(format!("{}: not in the data root", layer_name()))
+            })?;
         if layer.diff_id != *diff_id {
-            bail!(
+            return Err(Error::inconsistent(format!(
                 "{}: its layerdb entry records DiffID {}",
                 layer_name(),
                 layer.diff_id
-            );
+            )));
         }
         let tar_split = root.tar_split_path(chain_id).with_context(layer_name)?;
         let tar_len = store::open_regular(&tar_split)
-            .map_err(anyhow::Error::from)
+            .map_err(Error::from)
             .and_then(|file| {
                 Ok(tar_split::reassembled_len(BufReader::with_capacity(
                     TAR_SPLIT_BUFFER_LEN,
@@ -305,8 +309,7 @@ impl LayerSource for StoredLayer {
                 | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )
-        .map_err(std::io::Error::from)
-        .with_context(|| format!("opening {}", self.diff_dir.display()))?;
+        .map_err(|errno| Error::io("opening", &self.diff_dir, errno.into()))?;
         tar_split::reassemble(
             BufReader::with_capacity(TAR_SPLIT_BUFFER_LEN, file),
             dir.as_fd(),

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use mount::OverlaySpec;
 use store::{DataRoot, MountsEntry};
 

@@ -1,0 +1,225 @@
+//! The engine's error: the errors of the crates it drives, passed on as they are, and its own,
+//! each naming the path, image, layer or container involved.
+//!
+//! An error's message is its `Display` followed by its `source()` chain; a step that adds context
+//! to another error ([`Error::Context`], [`Error::Io`]) says only what it was doing, and the
+//! error it wraps says why it failed.
+
+use std::path::PathBuf;
+
+/// What an [`crate::Events`] callback returns to stop an operation.
+pub type EventError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the graph driver's operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Unpack(#[from] layer_unpack::Error),
+    #[error(transparent)]
+    Pack(#[from] layer_pack::Error),
+    #[error(transparent)]
+    Archive(#[from] image_archive::Error),
+    #[error(transparent)]
+    Mount(#[from] mount::Error),
+    #[error(transparent)]
+    Diff(#[from] diff::Error),
+    #[error(transparent)]
+    TarSplit(#[from] tar_split::Error),
+    /// Encoding an image config or history entry.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// A file system operation (`op`: "opening", "creating", ...) on `path` failed.
+    #[error("{op} {}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The step `context` names (an operation and the path, image, layer or container it works
+    /// on) failed because of `source`.
+    #[error("{context}")]
+    Context {
+        context: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// No image or container (`what`) has this name, id or id prefix.
+    #[error("no such {what}: {reference}")]
+    NotFound {
+        what: &'static str,
+        reference: String,
+    },
+    /// An id prefix that several images or containers (`what`) share.
+    #[error("{what} id prefix {prefix} is ambiguous: it matches {n_matches} {what}s")]
+    Ambiguous {
+        what: &'static str,
+        prefix: String,
+        n_matches: usize,
+    },
+    /// A command that changes the root, refused while a dockerd uses it.
+    #[error(
+        "cannot {action}: data root {} is in use by {live}; dockerd keeps this root's images, \
+         layers and containers in memory and would overwrite ovl's changes. Stop that dockerd \
+         first (read-only commands such as images, ps, inspect, history, diff and save work \
+         while it runs)",
+        root.display()
+    )]
+    DockerdRunning {
+        action: String,
+        root: PathBuf,
+        live: String,
+    },
+    /// Mounting overlays needs CAP_SYS_ADMIN.
+    #[error("this command needs root (mounting overlays needs CAP_SYS_ADMIN): run it with sudo")]
+    NeedsRoot,
+    /// A mounted container, removed without `force`.
+    #[error(
+        "you cannot remove a mounted container {reference}: unmount it first, or use `ovl rm -f`"
+    )]
+    ContainerMounted { reference: String },
+    /// An image that containers use, removed without `force`.
+    #[error(
+        "unable to remove image {reference}: container {containers} is using it (remove it \
+         first, or use -f)"
+    )]
+    ImageInUse {
+        reference: String,
+        containers: String,
+    },
+    /// An image with several names, removed by id without `force`.
+    #[error(
+        "image {short_id} is referenced in multiple repositories: remove them by name or use -f"
+    )]
+    MultipleReferences { short_id: String },
+    /// A container name taken by a container of another image.
+    #[error(
+        "the container name \"/{name}\" is already in use by container {container_id} of \
+         another image"
+    )]
+    NameInUse { name: String, container_id: String },
+    /// Input the operation refuses: a `--change` line, a container name, a file to create that
+    /// exists, an unknown `OVL_DISABLE_FEATURES` name, ...
+    #[error("{message}")]
+    Invalid { message: String },
+    /// A number that does not parse (`message` names the input).
+    #[error("{message}")]
+    InvalidNumber {
+        message: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    /// Every generated container name tried is taken.
+    #[error("could not find a free container name")]
+    NoFreeName,
+    /// The data root or an archive contradicts itself: a layer an image names is missing, a
+    /// DiffID does not match the content, ...
+    #[error("{message}")]
+    Inconsistent { message: String },
+    /// A worker thread panicked.
+    #[error("a layer worker panicked")]
+    WorkerPanicked,
+    /// The error the caller's event callback returned, as it is.
+    #[error(transparent)]
+    Event(#[from] EventError),
+}
+
+impl Error {
+    /// An [`Error::Io`] of `op` on `path`.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An [`Error::Invalid`] with this message.
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Error::Invalid {
+            message: message.into(),
+        }
+    }
+
+    /// An [`Error::Inconsistent`] with this message.
+    pub(crate) fn inconsistent(message: impl Into<String>) -> Self {
+        Error::Inconsistent {
+            message: message.into(),
+        }
+    }
+
+    /// The error an event callback returned, when that is what stopped the operation (also
+    /// below added context). A transparent variant's content is not part of its `source()`
+    /// chain, so a caller that looks for its own error (a closed output pipe, for instance)
+    /// looks here.
+    pub fn event_error(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Event(err) => Some(err.as_ref()),
+            Error::Context { source, .. } => source.event_error(),
+            _ => None,
+        }
+    }
+}
+
+/// Context for a failed step, as [`Error::Context`].
+pub(crate) trait Context<T> {
+    /// Wraps the error in [`Error::Context`] with `context`.
+    fn context(self, context: &str) -> Result<T>;
+    /// Wraps the error in [`Error::Context`] with the text `context` returns.
+    fn with_context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
+    fn context(self, context: &str) -> Result<T> {
+        self.with_context(|| context.to_string())
+    }
+
+    fn with_context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|err| Error::Context {
+            context: context(),
+            source: Box::new(err.into()),
+        })
+    }
+}
+
+/// The error and its sources joined by `: `, as anyhow's `{:#}` prints a chain.
+pub(crate) fn chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        cause = err.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_and_wrapped_errors_print_as_one_chain() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let expected = format!("removing image x: opening /a/b: {io}");
+        let err: Result<()> = Err(Error::io("opening", "/a/b", io));
+        let err = err.context("removing image x").expect_err("an error");
+        assert_eq!(chain_text(&err), expected);
+    }
+
+    #[test]
+    fn the_event_error_is_found_below_context() {
+        let event: EventError = "closed".into();
+        let err: Result<()> = Err(Error::from(event));
+        let err = err.context("removing image x").expect_err("an error");
+        assert_eq!(
+            err.event_error().map(ToString::to_string).as_deref(),
+            Some("closed")
+        );
+        assert_eq!(chain_text(&err), "removing image x: closed");
+    }
+}
