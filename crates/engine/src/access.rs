@@ -28,17 +28,16 @@ pub fn open_for_change(
     refuse_live_dockerd(root_path, action)?;
     // A layout directory that is a symlink or a file is refused before anything reads or
     // creates through it (the d_type check below may write a test file in `overlay2/`).
-    store::check_layout(root_path)
-        .with_context(|| format!("cannot {action} in data root {}", root_path.display()))?;
+    store::check_layout(root_path).map_err(|err| refused(action, root_path, err.into()))?;
     // Docker's overlay2 driver refuses to start on a filesystem without d_type; ovl refuses to
     // change a root there, before creating anything.
     mount::require_d_type(&root_path.join("overlay2"))
-        .with_context(|| format!("cannot {action} in data root {}", root_path.display()))?;
+        .map_err(|err| refused(action, root_path, err.into()))?;
     let root = match create {
         Create::Yes => DataRoot::open_or_create(root_path),
         Create::No => DataRoot::open(root_path),
     }
-    .with_context(|| format!("opening data root {}", root_path.display()))?;
+    .root_context("opening data root", root_path)?;
     let (lock, waited) = root.lock_reporting_wait()?;
     if waited {
         // A dockerd may have started while this process waited for the lock.
@@ -56,6 +55,14 @@ pub fn lock_opened(root: &DataRoot, root_path: &Path, action: &str) -> Result<Ro
         refuse_live_dockerd(root_path, action)?;
     }
     Ok(lock)
+}
+
+fn refused(action: &str, root_path: &Path, source: Error) -> Error {
+    Error::Refused {
+        action: action.to_string(),
+        root: root_path.to_path_buf(),
+        source: Box::new(source),
+    }
 }
 
 fn refuse_live_dockerd(root_path: &Path, action: &str) -> Result<()> {

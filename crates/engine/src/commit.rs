@@ -50,7 +50,7 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
     let reference = args
         .reference
         .as_deref()
-        .map(|text| Reference::parse(text).with_context(|| format!("image name {text}")))
+        .map(|text| Reference::parse(text).image_context("image name", text))
         .transpose()?;
     let (root, _lock) = access::open_for_change(root_path, Create::No, "commit a container")?;
     let record = resolve::container(&root, container)?;
@@ -62,7 +62,7 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
         )
     })?;
     let parent: ParentImage = serde_json::from_slice(&parent_bytes)
-        .with_context(|| format!("parsing the config of image {}", record.image_id))?;
+        .image_context("parsing the config of image", &record.image_id)?;
 
     let source_date_epoch = source_date_epoch()?;
     let clamp = if args.reproducible || source_date_epoch.is_some() {
@@ -73,7 +73,7 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
 
     // The config is built (and the changes checked) before any layer is written.
     let container_config = ContainerConfig::from_value(&record.config)
-        .with_context(|| format!("parsing the config of container {}", record.id))?;
+        .container_context("parsing the config of container", &record.id)?;
     let mut new_config = container_config.clone();
     dockerfile::apply_changes(&mut new_config, &args.changes)?;
     new_config.labels.get_or_insert_with(BTreeMap::new);
@@ -127,10 +127,7 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
             }
             other => other,
         };
-        Some(
-            registered
-                .with_context(|| format!("committing the changes of container {}", record.id))?,
-        )
+        Some(registered.container_context("committing the changes of container", &record.id)?)
     };
     let diff_id = registered
         .as_ref()
@@ -169,8 +166,9 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
                     tracing::warn!(layer = %layer.chain_id, error = %cleanup, "removing the new layer");
                 }
             }
-            Err(Error::Context {
-                context: format!("creating the image of container {}", record.id),
+            Err(Error::Container {
+                op: "creating the image of container",
+                reference: record.id,
                 source: Box::new(err),
             })
         }

@@ -142,7 +142,7 @@ pub fn umount(root_path: &Path, texts: &[String], events: Events<'_>) -> Result<
     for text in texts {
         let container = resolve::container(&root, text)?;
         let entry = mounts_entry(&root, &container.id)?;
-        unmount_layer(&root, &entry.mount_id).with_context(|| format!("container {text}"))?;
+        unmount_layer(&root, &entry.mount_id).container_context("container", text)?;
         events(Event::Unmounted { text: text.clone() })?;
     }
     Ok(())
@@ -162,8 +162,7 @@ pub fn rm(root_path: &Path, texts: &[String], force: bool, events: Events<'_>) -
             }
             require_root()?;
         }
-        remove_container(&root, &container.id)
-            .with_context(|| format!("removing container {text}"))?;
+        remove_container(&root, &container.id).container_context("removing container", text)?;
         events(Event::ContainerRemoved { text: text.clone() })?;
     }
     Ok(())
@@ -275,8 +274,7 @@ pub(crate) fn mount_layer(root: &DataRoot, features: &KernelFeatures, id: &str) 
         work: Some(format!("{id}/work")),
         target: format!("{id}/merged"),
     };
-    let plan = mount::plan(&spec, features)
-        .with_context(|| format!("planning the mount of layer {id}"))?;
+    let plan = mount::plan(&spec, features).layer_context("planning the mount of layer", id)?;
     tracing::debug!(?plan, "mounting");
     if let Err(err) = mount::execute(&spec, &plan) {
         let _ = std::fs::remove_dir(&merged);
@@ -325,11 +323,11 @@ fn populate_init(root: &DataRoot, features: &KernelFeatures, init_id: &str) -> R
             &root.overlay_dir(init_id).join("diff"),
             crate::kernel::resolver()?,
         )
-        .with_context(|| format!("populating init layer {init_id}"));
+        .layer_context("populating init layer", init_id);
     }
     let merged = mount_layer(root, features, init_id)?;
     let populated = mount::populate_init_layer(&merged, crate::kernel::resolver()?)
-        .with_context(|| format!("populating init layer {init_id}"));
+        .layer_context("populating init layer", init_id);
     let unmounted = unmount_layer(root, init_id);
     populated?;
     unmounted

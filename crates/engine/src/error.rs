@@ -2,10 +2,10 @@
 //! each naming the path, image, layer or container involved.
 //!
 //! An error's message is its `Display` followed by its `source()` chain; a step that adds context
-//! to another error ([`Error::Context`], [`Error::Io`]) says only what it was doing, and the
-//! error it wraps says why it failed.
+//! to another error ([`Error::Root`], [`Error::Image`], [`Error::Io`], ...) says only what it was
+//! doing and on what, and the error it wraps says why it failed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What an [`crate::Events`] callback returns to stop an operation.
 pub type EventError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -40,8 +40,51 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The step `context` names (an operation and the path, image, layer or container it works
-    /// on) failed because of `source`.
+    /// The operation `op` ("opening data root", "pruning", ...) on the data root `root` failed.
+    #[error("{op} {}", root.display())]
+    Root {
+        op: &'static str,
+        root: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
+    /// The operation `op` ("reading archive", "saving to", ...) on the file or directory `path`
+    /// failed.
+    #[error("{op} {}", path.display())]
+    Path {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
+    /// The operation `op` ("removing image", "image name", ...) on the image `reference` (as the
+    /// user named it, or its id) failed.
+    #[error("{op} {reference}")]
+    Image {
+        op: &'static str,
+        reference: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// The operation `op` ("removing container", ...) on the container `reference` (as the user
+    /// named it, or its id) failed.
+    #[error("{op} {reference}")]
+    Container {
+        op: &'static str,
+        reference: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// The operation `op` ("loading layer", "planning the mount of layer", ...) on the layer
+    /// `reference` (an archive member, a ChainID or a layer dir id) failed.
+    #[error("{op} {reference}")]
+    Layer {
+        op: &'static str,
+        reference: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// Any other step, which `context` describes, failed because of `source`.
     #[error("{context}")]
     Context {
         context: String,
@@ -73,6 +116,14 @@ pub enum Error {
         action: String,
         root: PathBuf,
         live: String,
+    },
+    /// A command that changes the root, refused because of the root's layout or filesystem.
+    #[error("cannot {action} in data root {}", root.display())]
+    Refused {
+        action: String,
+        root: PathBuf,
+        #[source]
+        source: Box<Error>,
     },
     /// Mounting overlays needs CAP_SYS_ADMIN.
     #[error("this command needs root (mounting overlays needs CAP_SYS_ADMIN): run it with sudo")]
@@ -159,7 +210,13 @@ impl Error {
     pub fn event_error(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Event(err) => Some(err.as_ref()),
-            Error::Context { source, .. } => source.event_error(),
+            Error::Root { source, .. }
+            | Error::Path { source, .. }
+            | Error::Image { source, .. }
+            | Error::Container { source, .. }
+            | Error::Layer { source, .. }
+            | Error::Refused { source, .. }
+            | Error::Context { source, .. } => source.event_error(),
             _ => None,
         }
     }
@@ -171,6 +228,16 @@ pub(crate) trait Context<T> {
     fn context(self, context: &str) -> Result<T>;
     /// Wraps the error in [`Error::Context`] with the text `context` returns.
     fn with_context(self, context: impl FnOnce() -> String) -> Result<T>;
+    /// Wraps the error in [`Error::Root`].
+    fn root_context(self, op: &'static str, root: &Path) -> Result<T>;
+    /// Wraps the error in [`Error::Path`].
+    fn path_context(self, op: &'static str, path: &Path) -> Result<T>;
+    /// Wraps the error in [`Error::Image`].
+    fn image_context(self, op: &'static str, reference: &str) -> Result<T>;
+    /// Wraps the error in [`Error::Container`].
+    fn container_context(self, op: &'static str, reference: &str) -> Result<T>;
+    /// Wraps the error in [`Error::Layer`].
+    fn layer_context(self, op: &'static str, reference: &str) -> Result<T>;
 }
 
 impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
@@ -181,6 +248,46 @@ impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
     fn with_context(self, context: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|err| Error::Context {
             context: context(),
+            source: Box::new(err.into()),
+        })
+    }
+
+    fn root_context(self, op: &'static str, root: &Path) -> Result<T> {
+        self.map_err(|err| Error::Root {
+            op,
+            root: root.to_path_buf(),
+            source: Box::new(err.into()),
+        })
+    }
+
+    fn path_context(self, op: &'static str, path: &Path) -> Result<T> {
+        self.map_err(|err| Error::Path {
+            op,
+            path: path.to_path_buf(),
+            source: Box::new(err.into()),
+        })
+    }
+
+    fn image_context(self, op: &'static str, reference: &str) -> Result<T> {
+        self.map_err(|err| Error::Image {
+            op,
+            reference: reference.to_string(),
+            source: Box::new(err.into()),
+        })
+    }
+
+    fn container_context(self, op: &'static str, reference: &str) -> Result<T> {
+        self.map_err(|err| Error::Container {
+            op,
+            reference: reference.to_string(),
+            source: Box::new(err.into()),
+        })
+    }
+
+    fn layer_context(self, op: &'static str, reference: &str) -> Result<T> {
+        self.map_err(|err| Error::Layer {
+            op,
+            reference: reference.to_string(),
             source: Box::new(err.into()),
         })
     }
@@ -207,7 +314,9 @@ mod tests {
         let io = std::io::Error::from(std::io::ErrorKind::NotFound);
         let expected = format!("removing image x: opening /a/b: {io}");
         let err: Result<()> = Err(Error::io("opening", "/a/b", io));
-        let err = err.context("removing image x").expect_err("an error");
+        let err = err
+            .image_context("removing image", "x")
+            .expect_err("an error");
         assert_eq!(chain_text(&err), expected);
     }
 

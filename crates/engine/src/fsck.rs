@@ -76,7 +76,7 @@ fn repair(root: &DataRoot, events: Events<'_>) -> Result<()> {
     for container in root.containers()? {
         if container.state.removal_in_progress {
             container::remove_container(root, &container.id)
-                .with_context(|| format!("finishing the removal of container {}", container.id))?;
+                .container_context("finishing the removal of container", &container.id)?;
             events(Event::Repaired {
                 what: format!("finished removing container {}", container.id),
             })?;
@@ -114,8 +114,7 @@ fn repair(root: &DataRoot, events: Events<'_>) -> Result<()> {
 /// Reassembles the layer's tar and compares its sha256 with the DiffID.
 fn verify_layer(root: &DataRoot, layer: &store::Layer) -> Result<()> {
     let tar_split = root.tar_split_path(&layer.chain_id)?;
-    let file = store::open_regular(&tar_split)
-        .with_context(|| format!("opening {}", tar_split.display()))?;
+    let file = store::open_regular(&tar_split).path_context("opening", &tar_split)?;
     let diff = root.existing_overlay_dir(&layer.cache_id)?.join("diff");
     let diff_dir = rustix::fs::open(
         &diff,

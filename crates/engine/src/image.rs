@@ -97,8 +97,7 @@ pub fn image_size(root: &DataRoot, diff_ids: &[String]) -> Result<i64> {
 pub fn rmi(root_path: &Path, texts: &[String], force: bool, events: Events<'_>) -> Result<()> {
     let (root, _lock) = access::open_for_change(root_path, Create::No, "remove images")?;
     for text in texts {
-        remove_image(&root, text, force, events)
-            .with_context(|| format!("removing image {text}"))?;
+        remove_image(&root, text, force, events).image_context("removing image", text)?;
     }
     Ok(())
 }

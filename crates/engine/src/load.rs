@@ -38,13 +38,13 @@ pub fn load(root_path: &Path, input: &Path, args: &LoadOptions, events: Events<'
     let options = OpenOptions {
         name: args.name.clone(),
     };
-    let archive = Archive::open(input, &root.tmp_dir(), &options)
-        .with_context(|| format!("reading archive {}", input.display()))?;
+    let archive =
+        Archive::open(input, &root.tmp_dir(), &options).path_context("reading archive", input)?;
     // Every name is checked before any layer is written: a name Docker would refuse (such as
     // `sha256:<hex>`, which would shadow an image id) leaves nothing behind.
     for image in archive.images() {
         for name in &image.names {
-            Reference::parse(name).with_context(|| format!("image name {name}"))?;
+            Reference::parse(name).image_context("image name", name)?;
         }
     }
     let progress = Progress::new(events);
@@ -70,7 +70,7 @@ pub fn load(root_path: &Path, input: &Path, args: &LoadOptions, events: Events<'
             }
             let pending = root
                 .begin_layer(parent.as_ref())
-                .with_context(|| format!("loading layer {}", layer_ref.member))?;
+                .layer_context("loading layer", &layer_ref.member)?;
             parent = Some(LayerParent {
                 chain_id,
                 cache_id: pending.cache_id().to_string(),
@@ -93,7 +93,7 @@ pub fn load(root_path: &Path, input: &Path, args: &LoadOptions, events: Events<'
             let layer = item
                 .pending
                 .commit_synced_batch()
-                .with_context(|| format!("loading layer {}", item.layer_ref.member))?;
+                .layer_context("loading layer", &item.layer_ref.member)?;
             registered.push(&layer);
             progress.emit(Event::LayerLoaded {
                 label: item.layer_ref.member.clone(),
@@ -121,7 +121,7 @@ pub fn load(root_path: &Path, input: &Path, args: &LoadOptions, events: Events<'
             })?;
         }
         for name in &image.names {
-            let reference = Reference::parse(name).with_context(|| format!("image name {name}"))?;
+            let reference = Reference::parse(name).image_context("image name", name)?;
             root.add_reference(&reference, &image_id)?;
             progress.emit(Event::ImageLoaded {
                 image_id: image_id.clone(),
@@ -178,7 +178,7 @@ pub fn import(
             tar_bytes = n_bytes;
             Ok(applied)
         })
-        .with_context(|| format!("importing {}", file_path.display()))?;
+        .path_context("importing", file_path)?;
     let mut registered = Registered::new(&root);
     registered.push(&layer);
     progress.emit(Event::LayerLoaded { label, tar_bytes })?;
@@ -300,7 +300,7 @@ fn apply_one(
     let mut blob = Some(
         archive
             .open_layer(layer_ref)
-            .with_context(|| format!("opening layer {}", layer_ref.member))?,
+            .layer_context("opening layer", &layer_ref.member)?,
     );
     let label = layer_ref.member.as_str();
     let expected = layer_ref.diff_id.as_str();
@@ -327,7 +327,7 @@ fn apply_one(
             tar_bytes = n_bytes;
             Ok(applied)
         })
-        .with_context(|| format!("loading layer {}", layer_ref.member))?;
+        .layer_context("loading layer", &layer_ref.member)?;
     item.tar_bytes = tar_bytes;
     Ok(())
 }

@@ -54,8 +54,7 @@ pub fn save(
     compression: Compression,
     output: SaveOutput<'_>,
 ) -> Result<()> {
-    let root = DataRoot::open(root_path)
-        .with_context(|| format!("opening data root {}", root_path.display()))?;
+    let root = DataRoot::open(root_path).root_context("opening data root", root_path)?;
     // Held for the whole save, so that no ovl command removes a layer while it is read.
     let _lock = root.lock()?;
     let mut images = Vec::new();
@@ -75,7 +74,7 @@ pub fn save(
                 scratch_dir: path.clone(),
             };
             image_archive::write_oci_layout(&mut images, &path, &options)
-                .with_context(|| format!("saving to {}", path.display()))?;
+                .path_context("saving to", &path)?;
         }
         SaveOutput::Path(path) => {
             let dir = parent_dir(&path);
@@ -88,7 +87,7 @@ pub fn save(
             write_file_atomically(&path, |out| {
                 write_archive(format, &mut images, out, &options)
             })
-            .with_context(|| format!("saving to {}", path.display()))?;
+            .path_context("saving to", &path)?;
         }
         SaveOutput::Stream(_) if format == SaveFormat::Oci => {
             return Err(Error::invalid(
@@ -237,10 +236,8 @@ fn stored_image(
 ) -> Result<SaveImage> {
     let config = root
         .image_config_bytes(image_id)
-        .with_context(|| format!("image {name}"))?;
-    let parsed = root
-        .image_config(image_id)
-        .with_context(|| format!("image {name}"))?;
+        .image_context("image", name)?;
+    let parsed = root.image_config(image_id).image_context("image", name)?;
     let diff_ids = &parsed.rootfs.diff_ids;
     let chain_ids = store::chain_ids(diff_ids);
     let mut layers = Vec::with_capacity(diff_ids.len());
@@ -278,9 +275,7 @@ fn stored_image(
             }),
         });
     }
-    let parent = root
-        .image_parent(image_id)
-        .with_context(|| format!("image {name}"))?;
+    let parent = root.image_parent(image_id).image_context("image", name)?;
     Ok(SaveImage {
         name: name.to_string(),
         image_id: image_id.to_string(),
@@ -299,8 +294,7 @@ struct StoredLayer {
 
 impl LayerSource for StoredLayer {
     fn write_tar(&mut self, out: &mut dyn Write) -> std::result::Result<(), LayerError> {
-        let file = store::open_regular(&self.tar_split)
-            .with_context(|| format!("opening {}", self.tar_split.display()))?;
+        let file = store::open_regular(&self.tar_split).path_context("opening", &self.tar_split)?;
         let dir = rustix::fs::open(
             &self.diff_dir,
             rustix::fs::OFlags::RDONLY
@@ -316,7 +310,7 @@ impl LayerSource for StoredLayer {
             crate::kernel::resolver()?,
             out,
         )
-        .with_context(|| format!("reassembling from {}", self.diff_dir.display()))?;
+        .path_context("reassembling from", &self.diff_dir)?;
         Ok(())
     }
 }
