@@ -55,12 +55,13 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
     let (root, _lock) = access::open_for_change(root_path, Create::No, "commit a container")?;
     let record = resolve::container(&root, container)?;
     let entry = container::mounts_entry(&root, &record.id)?;
-    let parent_bytes = root.image_config_bytes(&record.image_id).with_context(|| {
-        format!(
-            "reading image {} of container {}",
-            record.image_id, record.id
-        )
-    })?;
+    let parent_bytes =
+        root.image_config_bytes(&record.image_id)
+            .map_err(|err| Error::ContainerImage {
+                image_id: record.image_id.clone(),
+                container_id: record.id.clone(),
+                source: Box::new(err.into()),
+            })?;
     let parent: ParentImage = serde_json::from_slice(&parent_bytes)
         .image_context("parsing the config of image", &record.image_id)?;
 

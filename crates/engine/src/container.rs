@@ -278,12 +278,11 @@ pub(crate) fn mount_layer(root: &DataRoot, features: &KernelFeatures, id: &str) 
     tracing::debug!(?plan, "mounting");
     if let Err(err) = mount::execute(&spec, &plan) {
         let _ = std::fs::remove_dir(&merged);
-        return Err(err).with_context(|| {
-            format!(
-                "mounting layer {id} ({} lowers, {})",
-                spec.lowers.len(),
-                plan_kind(&plan)
-            )
+        return Err(Error::MountLayer {
+            id: id.to_string(),
+            n_lowers: spec.lowers.len(),
+            plan: plan_kind(&plan),
+            source: Box::new(err),
         });
     }
     Ok(merged)

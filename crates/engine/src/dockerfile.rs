@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 use serde_json::{Map, Value};
 
 use crate::config::ContainerConfig;
@@ -21,8 +21,10 @@ pub fn apply_changes(config: &mut ContainerConfig, changes: &[String]) -> Result
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            apply_line(config, line, &mut cmd_set)
-                .with_context(|| format!("applying change `{line}`"))?;
+            apply_line(config, line, &mut cmd_set).map_err(|err| Error::Change {
+                line: line.to_string(),
+                source: Box::new(err),
+            })?;
         }
     }
     Ok(())

@@ -84,10 +84,70 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// Reading the config of the image of a container.
+    #[error("reading image {image_id} of container {container_id}")]
+    ContainerImage {
+        image_id: String,
+        container_id: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// The layer `chain_id` of the image `image_id` (checked before the image is removed).
+    #[error("layer {chain_id} of image {image_id}")]
+    ImageLayer {
+        chain_id: String,
+        image_id: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// The config of another image, whose layers `rmi` must keep, does not read: nothing is
+    /// removed.
+    #[error(
+        "reading the config of image {image_id}, whose layers must be kept: nothing removed (ovl \
+         fsck names what is damaged)"
+    )]
+    KeptImageUnreadable {
+        image_id: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// A layer of an image to save (`image` as the user named it).
+    #[error("image {image}: layer {diff_id} (chain {chain_id})")]
+    SavedLayer {
+        image: String,
+        diff_id: String,
+        chain_id: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// Pointing the name `target` at the image `image` names.
+    #[error("tagging image {image} as {target}")]
+    Tag {
+        image: String,
+        target: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// A `--change` line of a commit.
+    #[error("applying change `{line}`")]
+    Change {
+        line: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// Mounting a layer dir on its `n_lowers` lowers the way `plan` says.
+    #[error("mounting layer {id} ({n_lowers} lowers, {plan})")]
+    MountLayer {
+        id: String,
+        n_lowers: usize,
+        plan: &'static str,
+        #[source]
+        source: Box<mount::Error>,
+    },
     /// Any other step, which `context` describes, failed because of `source`.
     #[error("{context}")]
     Context {
-        context: String,
+        context: &'static str,
         #[source]
         source: Box<Error>,
     },
@@ -216,18 +276,23 @@ impl Error {
             | Error::Container { source, .. }
             | Error::Layer { source, .. }
             | Error::Refused { source, .. }
+            | Error::ContainerImage { source, .. }
+            | Error::ImageLayer { source, .. }
+            | Error::KeptImageUnreadable { source, .. }
+            | Error::SavedLayer { source, .. }
+            | Error::Tag { source, .. }
+            | Error::Change { source, .. }
             | Error::Context { source, .. } => source.event_error(),
             _ => None,
         }
     }
 }
 
-/// Context for a failed step, as [`Error::Context`].
+/// Context for a failed step: what it was doing ([`Error::Context`]), on which data root, path,
+/// image, container or layer ([`Error::Root`], [`Error::Path`], ...).
 pub(crate) trait Context<T> {
     /// Wraps the error in [`Error::Context`] with `context`.
-    fn context(self, context: &str) -> Result<T>;
-    /// Wraps the error in [`Error::Context`] with the text `context` returns.
-    fn with_context(self, context: impl FnOnce() -> String) -> Result<T>;
+    fn context(self, context: &'static str) -> Result<T>;
     /// Wraps the error in [`Error::Root`].
     fn root_context(self, op: &'static str, root: &Path) -> Result<T>;
     /// Wraps the error in [`Error::Path`].
@@ -241,13 +306,9 @@ pub(crate) trait Context<T> {
 }
 
 impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
-    fn context(self, context: &str) -> Result<T> {
-        self.with_context(|| context.to_string())
-    }
-
-    fn with_context(self, context: impl FnOnce() -> String) -> Result<T> {
+    fn context(self, context: &'static str) -> Result<T> {
         self.map_err(|err| Error::Context {
-            context: context(),
+            context,
             source: Box::new(err.into()),
         })
     }

@@ -144,7 +144,11 @@ fn remove_image(root: &DataRoot, text: &str, force: bool, events: Events<'_>) ->
         let planned = layers_to_release(root, &config.rootfs.diff_ids, &held)?;
         for layer in &planned {
             root.checked_overlay_dir(&layer.cache_id)
-                .with_context(|| format!("layer {} of image {image_id}", layer.chain_id))?;
+                .map_err(|err| Error::ImageLayer {
+                    chain_id: layer.chain_id.clone(),
+                    image_id: image_id.clone(),
+                    source: Box::new(err.into()),
+                })?;
         }
         Some(planned)
     } else {
@@ -205,12 +209,12 @@ fn held_chain_ids(root: &DataRoot, removed: &str) -> Result<BTreeSet<String>> {
         if image_id == removed {
             continue;
         }
-        let config = root.image_config(&image_id).with_context(|| {
-            format!(
-                "reading the config of image {image_id}, whose layers must be kept: \
-                 nothing removed (ovl fsck names what is damaged)"
-            )
-        })?;
+        let config = root
+            .image_config(&image_id)
+            .map_err(|err| Error::KeptImageUnreadable {
+                image_id: image_id.clone(),
+                source: Box::new(err.into()),
+            })?;
         held.extend(store::chain_ids(&config.rootfs.diff_ids));
     }
     for container in root.containers()? {

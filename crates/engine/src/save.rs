@@ -242,30 +242,34 @@ fn stored_image(
     let chain_ids = store::chain_ids(diff_ids);
     let mut layers = Vec::with_capacity(diff_ids.len());
     for (diff_id, chain_id) in diff_ids.iter().zip(&chain_ids) {
-        let layer_name = || format!("image {name}: layer {diff_id} (chain {chain_id})");
-        let layer = root
-            .layer(chain_id)
-            .with_context(layer_name)?
-            .ok_or_else(|| {
-                Error::inconsistent(format!("{}: not in the data root", layer_name()))
-            })?;
-        if layer.diff_id != *diff_id {
-            return Err(Error::inconsistent(format!(
-                "{}: its layerdb entry records DiffID {}",
-                layer_name(),
-                layer.diff_id
-            )));
-        }
-        let tar_split = root.tar_split_path(chain_id).with_context(layer_name)?;
-        let tar_len = store::open_regular(&tar_split)
-            .map_err(Error::from)
-            .and_then(|file| {
-                Ok(tar_split::reassembled_len(BufReader::with_capacity(
-                    TAR_SPLIT_BUFFER_LEN,
-                    file,
-                ))?)
-            })
-            .with_context(|| format!("{}: reading {}", layer_name(), tar_split.display()))?;
+        let (layer, tar_split, tar_len) = (|| -> Result<_> {
+            let layer = root
+                .layer(chain_id)?
+                .ok_or_else(|| Error::inconsistent("not in the data root"))?;
+            if layer.diff_id != *diff_id {
+                return Err(Error::inconsistent(format!(
+                    "its layerdb entry records DiffID {}",
+                    layer.diff_id
+                )));
+            }
+            let tar_split = root.tar_split_path(chain_id)?;
+            let tar_len = store::open_regular(&tar_split)
+                .map_err(Error::from)
+                .and_then(|file| {
+                    Ok(tar_split::reassembled_len(BufReader::with_capacity(
+                        TAR_SPLIT_BUFFER_LEN,
+                        file,
+                    ))?)
+                })
+                .path_context("reading", &tar_split)?;
+            Ok((layer, tar_split, tar_len))
+        })()
+        .map_err(|err| Error::SavedLayer {
+            image: name.to_string(),
+            diff_id: diff_id.clone(),
+            chain_id: chain_id.clone(),
+            source: Box::new(err),
+        })?;
         layers.push(SaveLayer {
             diff_id: diff_id.clone(),
             tar_len,
