@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 use store::{DataRoot, RootLock};
 
 /// Whether the command may create the data root's layout when it is missing.
@@ -28,17 +28,16 @@ pub fn open_for_change(
     refuse_live_dockerd(root_path, action)?;
     // A layout directory that is a symlink or a file is refused before anything reads or
     // creates through it (the d_type check below may write a test file in `overlay2/`).
-    store::check_layout(root_path)
-        .with_context(|| format!("cannot {action} in data root {}", root_path.display()))?;
+    store::check_layout(root_path).map_err(|err| refused(action, root_path, err.into()))?;
     // Docker's overlay2 driver refuses to start on a filesystem without d_type; ovl refuses to
     // change a root there, before creating anything.
     mount::require_d_type(&root_path.join("overlay2"))
-        .with_context(|| format!("cannot {action} in data root {}", root_path.display()))?;
+        .map_err(|err| refused(action, root_path, err.into()))?;
     let root = match create {
         Create::Yes => DataRoot::open_or_create(root_path),
         Create::No => DataRoot::open(root_path),
     }
-    .with_context(|| format!("opening data root {}", root_path.display()))?;
+    .root_context("opening data root", root_path)?;
     let (lock, waited) = root.lock_reporting_wait()?;
     if waited {
         // A dockerd may have started while this process waited for the lock.
@@ -58,15 +57,21 @@ pub fn lock_opened(root: &DataRoot, root_path: &Path, action: &str) -> Result<Ro
     Ok(lock)
 }
 
+fn refused(action: &str, root_path: &Path, source: Error) -> Error {
+    Error::Refused {
+        action: action.to_string(),
+        root: root_path.to_path_buf(),
+        source: Box::new(source),
+    }
+}
+
 fn refuse_live_dockerd(root_path: &Path, action: &str) -> Result<()> {
     if let Some(live) = store::live_dockerd(root_path) {
-        bail!(
-            "cannot {action}: data root {} is in use by {live}; dockerd keeps this root's images, \
-             layers and containers in memory and would overwrite ovl's changes. Stop that dockerd \
-             first (read-only commands such as images, ps, inspect, history, diff and save work \
-             while it runs)",
-            root_path.display()
-        );
+        return Err(Error::DockerdRunning {
+            action: action.to_string(),
+            root: root_path.to_path_buf(),
+            live: live.to_string(),
+        });
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use mount::OverlayDefaults;
 use store::DataRoot;
 
@@ -16,7 +16,7 @@ pub fn changes(root_path: &Path, text: &str) -> Result<Vec<diff::Change>> {
     let record = resolve::container(&root, text)?;
     let defaults = mount::OverlayDefaults::read();
     container_changes(&root, &record.id, defaults, Lock::Take(root_path))
-        .with_context(|| format!("listing the changes of container {}", record.id))
+        .container_context("listing the changes of container", &record.id)
 }
 
 /// Whether the caller holds the root's lock, or the lock (and the dockerd check) is to be taken

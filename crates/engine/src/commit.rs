@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Error, Result};
 use store::{AppliedLayer, DataRoot, Layer, Reference};
 
 use crate::access::{self, Create};
@@ -50,19 +50,20 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
     let reference = args
         .reference
         .as_deref()
-        .map(|text| Reference::parse(text).with_context(|| format!("image name {text}")))
+        .map(|text| Reference::parse(text).image_context("image name", text))
         .transpose()?;
     let (root, _lock) = access::open_for_change(root_path, Create::No, "commit a container")?;
     let record = resolve::container(&root, container)?;
     let entry = container::mounts_entry(&root, &record.id)?;
-    let parent_bytes = root.image_config_bytes(&record.image_id).with_context(|| {
-        format!(
-            "reading image {} of container {}",
-            record.image_id, record.id
-        )
-    })?;
+    let parent_bytes =
+        root.image_config_bytes(&record.image_id)
+            .map_err(|err| Error::ContainerImage {
+                image_id: record.image_id.clone(),
+                container_id: record.id.clone(),
+                source: Box::new(err.into()),
+            })?;
     let parent: ParentImage = serde_json::from_slice(&parent_bytes)
-        .with_context(|| format!("parsing the config of image {}", record.image_id))?;
+        .image_context("parsing the config of image", &record.image_id)?;
 
     let source_date_epoch = source_date_epoch()?;
     let clamp = if args.reproducible || source_date_epoch.is_some() {
@@ -73,15 +74,18 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
 
     // The config is built (and the changes checked) before any layer is written.
     let container_config = ContainerConfig::from_value(&record.config)
-        .with_context(|| format!("parsing the config of container {}", record.id))?;
+        .container_context("parsing the config of container", &record.id)?;
     let mut new_config = container_config.clone();
     dockerfile::apply_changes(&mut new_config, &args.changes)?;
     new_config.labels.get_or_insert_with(BTreeMap::new);
 
     let layers_before: HashSet<String> = root.layers()?.into_iter().map(|l| l.chain_id).collect();
     let parent_layer = match entry.parent.as_deref() {
-        Some(chain_id) => Some(root.layer(chain_id)?.with_context(|| {
-            format!("layer {chain_id} of image {} is missing", record.image_id)
+        Some(chain_id) => Some(root.layer(chain_id)?.ok_or_else(|| {
+            Error::inconsistent(format!(
+                "layer {chain_id} of image {} is missing",
+                record.image_id
+            ))
         })?),
         None => None,
     };
@@ -106,7 +110,7 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
             Err(err) if needs_merged_export(&err) => {
                 tracing::debug!(
                     container = %record.id,
-                    error = %format!("{err:#}"),
+                    error = %crate::error::chain_text(&err),
                     "the upperdir alone does not hold the changes: exporting from the merged tree"
                 );
                 register(
@@ -124,10 +128,7 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
             }
             other => other,
         };
-        Some(
-            registered
-                .with_context(|| format!("committing the changes of container {}", record.id))?,
-        )
+        Some(registered.container_context("committing the changes of container", &record.id)?)
     };
     let diff_id = registered
         .as_ref()
@@ -166,7 +167,11 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
                     tracing::warn!(layer = %layer.chain_id, error = %cleanup, "removing the new layer");
                 }
             }
-            Err(err.context(format!("creating the image of container {}", record.id)))
+            Err(Error::Container {
+                op: "creating the image of container",
+                reference: record.id,
+                source: Box::new(err),
+            })
         }
     }
 }
@@ -289,13 +294,24 @@ fn is_closed_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Whether `err` says that the upperdir carries overlay redirects or metacopy files.
-fn needs_merged_export(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<layer_pack::Error>(),
-            Some(layer_pack::Error::NeedsMergedExport { .. })
-        )
-    })
+fn needs_merged_export(err: &Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = cause {
+        let pack = err.downcast_ref::<layer_pack::Error>().or_else(|| {
+            match err
+                .downcast_ref::<Error>()
+                .or_else(|| err.downcast_ref::<Box<Error>>().map(|boxed| &**boxed))
+            {
+                Some(Error::Pack(pack)) => Some(pack),
+                _ => None,
+            }
+        });
+        if matches!(pack, Some(layer_pack::Error::NeedsMergedExport { .. })) {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 fn pack_kind(kind: diff::ChangeKind) -> layer_pack::ChangeKind {
@@ -308,18 +324,22 @@ fn pack_kind(kind: diff::ChangeKind) -> layer_pack::ChangeKind {
 
 fn is_empty_dir(path: &Path) -> Result<bool> {
     let mut entries =
-        std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
+        std::fs::read_dir(path).map_err(|source| Error::io("reading", path, source))?;
     Ok(entries.next().is_none())
 }
 
 /// `SOURCE_DATE_EPOCH`, when set: whole seconds since the epoch.
 fn source_date_epoch() -> Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(text) if !text.is_empty() => text
-            .trim()
-            .parse::<i64>()
-            .map(Some)
-            .with_context(|| format!("SOURCE_DATE_EPOCH={text:?} is not a number of seconds")),
+        Ok(text) if !text.is_empty() => {
+            text.trim()
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|source| Error::InvalidNumber {
+                    message: format!("SOURCE_DATE_EPOCH={text:?} is not a number of seconds"),
+                    source,
+                })
+        }
         _ => Ok(None),
     }
 }

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 use mount::{KernelFeatures, MountPlan, OverlaySpec};
 use store::{ContainerRecord, DataRoot, Layer, MountsEntry};
 
@@ -34,10 +34,10 @@ pub fn run_rootfs(root_path: &Path, args: &CreateOptions) -> Result<PathBuf> {
     require_root()?;
     if let Some(cidfile) = &args.cidfile {
         if cidfile.exists() {
-            bail!(
+            return Err(Error::invalid(format!(
                 "container ID file found, make sure the other container isn't running or delete {}",
                 cidfile.display()
-            );
+            )));
         }
     }
     let (root, _lock) = access::open_for_change(root_path, Create::Yes, "create a container")?;
@@ -48,7 +48,10 @@ pub fn run_rootfs(root_path: &Path, args: &CreateOptions) -> Result<PathBuf> {
             if existing.name != *name {
                 // A prefix of another container's id, not a name: a new container may take it.
             } else if existing.image_id != image_id {
-                bail!("the container name \"/{name}\" is already in use by container {} of another image", existing.id);
+                return Err(Error::NameInUse {
+                    name: name.clone(),
+                    container_id: existing.id,
+                });
             } else {
                 let merged = mount_container(&root, &existing.id)?;
                 write_cidfile(args.cidfile.as_deref(), &existing.id)?;
@@ -59,11 +62,11 @@ pub fn run_rootfs(root_path: &Path, args: &CreateOptions) -> Result<PathBuf> {
     let config = root.image_config(&image_id)?;
     let chain_ids = store::chain_ids(&config.rootfs.diff_ids);
     let top = match chain_ids.last() {
-        Some(top_chain) => Some(root.layer(top_chain)?.with_context(|| {
-            format!(
+        Some(top_chain) => Some(root.layer(top_chain)?.ok_or_else(|| {
+            Error::inconsistent(format!(
                 "image {} names layer {top_chain}, which is not in the data root",
                 args.image
-            )
+            ))
         })?),
         None => None,
     };
@@ -139,7 +142,7 @@ pub fn umount(root_path: &Path, texts: &[String], events: Events<'_>) -> Result<
     for text in texts {
         let container = resolve::container(&root, text)?;
         let entry = mounts_entry(&root, &container.id)?;
-        unmount_layer(&root, &entry.mount_id).with_context(|| format!("container {text}"))?;
+        unmount_layer(&root, &entry.mount_id).container_context("container", text)?;
         events(Event::Unmounted { text: text.clone() })?;
     }
     Ok(())
@@ -153,12 +156,13 @@ pub fn rm(root_path: &Path, texts: &[String], force: bool, events: Events<'_>) -
         let container = resolve::container(&root, text)?;
         if is_mounted(&root, &container.id) {
             if !force {
-                bail!("you cannot remove a mounted container {text}: unmount it first, or use `ovl rm -f`");
+                return Err(Error::ContainerMounted {
+                    reference: text.clone(),
+                });
             }
             require_root()?;
         }
-        remove_container(&root, &container.id)
-            .with_context(|| format!("removing container {text}"))?;
+        remove_container(&root, &container.id).container_context("removing container", text)?;
         events(Event::ContainerRemoved { text: text.clone() })?;
     }
     Ok(())
@@ -223,8 +227,11 @@ pub fn is_mounted(root: &DataRoot, container_id: &str) -> bool {
 }
 
 pub(crate) fn mounts_entry(root: &DataRoot, container_id: &str) -> Result<MountsEntry> {
-    root.mounts_entry(container_id)?
-        .with_context(|| format!("container {container_id} has no layerdb/mounts entry"))
+    root.mounts_entry(container_id)?.ok_or_else(|| {
+        Error::inconsistent(format!(
+            "container {container_id} has no layerdb/mounts entry"
+        ))
+    })
 }
 
 /// Mounts an existing container (again) and returns its merged path.
@@ -255,7 +262,9 @@ pub(crate) fn mount_layer(root: &DataRoot, features: &KernelFeatures, id: &str) 
     let merged = root.existing_overlay_dir(id)?.join("merged");
     let lowers = root.checked_lowers(id)?;
     if lowers.is_empty() {
-        bail!("layer {id} has no lower layers to mount");
+        return Err(Error::inconsistent(format!(
+            "layer {id} has no lower layers to mount"
+        )));
     }
     create_dir_mode(&merged, 0o700)?;
     let spec = OverlaySpec {
@@ -265,17 +274,15 @@ pub(crate) fn mount_layer(root: &DataRoot, features: &KernelFeatures, id: &str) 
         work: Some(format!("{id}/work")),
         target: format!("{id}/merged"),
     };
-    let plan = mount::plan(&spec, features)
-        .with_context(|| format!("planning the mount of layer {id}"))?;
+    let plan = mount::plan(&spec, features).layer_context("planning the mount of layer", id)?;
     tracing::debug!(?plan, "mounting");
     if let Err(err) = mount::execute(&spec, &plan) {
         let _ = std::fs::remove_dir(&merged);
-        return Err(err).with_context(|| {
-            format!(
-                "mounting layer {id} ({} lowers, {})",
-                spec.lowers.len(),
-                plan_kind(&plan)
-            )
+        return Err(Error::MountLayer {
+            id: id.to_string(),
+            n_lowers: spec.lowers.len(),
+            plan: plan_kind(&plan),
+            source: Box::new(err),
         });
     }
     Ok(merged)
@@ -301,7 +308,7 @@ pub(crate) fn unmount_layer(root: &DataRoot, id: &str) -> Result<()> {
     if mount::is_mountpoint(&merged)? {
         mount::unmount(&merged)?;
     }
-    std::fs::remove_dir(&merged).with_context(|| format!("removing {}", merged.display()))?;
+    std::fs::remove_dir(&merged).map_err(|source| Error::io("removing", &merged, source))?;
     Ok(())
 }
 
@@ -315,11 +322,11 @@ fn populate_init(root: &DataRoot, features: &KernelFeatures, init_id: &str) -> R
             &root.overlay_dir(init_id).join("diff"),
             crate::kernel::resolver()?,
         )
-        .with_context(|| format!("populating init layer {init_id}"));
+        .layer_context("populating init layer", init_id);
     }
     let merged = mount_layer(root, features, init_id)?;
     let populated = mount::populate_init_layer(&merged, crate::kernel::resolver()?)
-        .with_context(|| format!("populating init layer {init_id}"));
+        .layer_context("populating init layer", init_id);
     let unmounted = unmount_layer(root, init_id);
     populated?;
     unmounted
@@ -388,7 +395,9 @@ fn validate_name(name: &str) -> Result<()> {
     let valid_rest =
         chars.clone().count() >= 1 && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !(valid_first && valid_rest) {
-        bail!("invalid container name \"{name}\", only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+        return Err(Error::invalid(format!(
+            "invalid container name \"{name}\", only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )));
     }
     Ok(())
 }
@@ -415,13 +424,13 @@ fn generate_name(root: &DataRoot) -> Result<String> {
             return Ok(name);
         }
     }
-    bail!("could not find a free container name")
+    Err(Error::NoFreeName)
 }
 
 fn write_cidfile(cidfile: Option<&Path>, container_id: &str) -> Result<()> {
     if let Some(path) = cidfile {
         std::fs::write(path, container_id)
-            .with_context(|| format!("writing container ID file {}", path.display()))?;
+            .map_err(|source| Error::io("writing container ID file", path, source))?;
     }
     Ok(())
 }
@@ -431,7 +440,7 @@ pub(crate) fn create_dir_mode(path: &Path, mode: u32) -> Result<()> {
     match std::fs::DirBuilder::new().mode(mode).create(path) {
         Ok(()) => {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                .with_context(|| format!("chmod {}", path.display()))?;
+                .map_err(|source| Error::io("chmod", path, source))?;
             Ok(())
         }
         // Only a real directory: a symlink in its place is refused, never used.
@@ -441,13 +450,13 @@ pub(crate) fn create_dir_mode(path: &Path, mode: u32) -> Result<()> {
         {
             Ok(())
         }
-        Err(err) => Err(err).with_context(|| format!("creating {}", path.display())),
+        Err(err) => Err(Error::io("creating", path, err)),
     }
 }
 
 pub(crate) fn require_root() -> Result<()> {
     if !rustix::process::geteuid().is_root() {
-        bail!("this command needs root (mounting overlays needs CAP_SYS_ADMIN): run it with sudo");
+        return Err(Error::NeedsRoot);
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Error, Result};
 use serde_json::{Map, Value};
 
 use crate::config::ContainerConfig;
@@ -21,8 +21,10 @@ pub fn apply_changes(config: &mut ContainerConfig, changes: &[String]) -> Result
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            apply_line(config, line, &mut cmd_set)
-                .with_context(|| format!("applying change `{line}`"))?;
+            apply_line(config, line, &mut cmd_set).map_err(|err| Error::Change {
+                line: line.to_string(),
+                source: Box::new(err),
+            })?;
         }
     }
     Ok(())
@@ -70,7 +72,7 @@ fn apply_line(config: &mut ContainerConfig, line: &str, cmd_set: &mut bool) -> R
         "workdir" => {
             let requested = expand_word(rest, &env)?;
             if requested.is_empty() {
-                bail!("WORKDIR requires exactly one argument");
+                return Err(Error::invalid("WORKDIR requires exactly one argument"));
             }
             let current = config.working_dir.clone();
             let dir = if requested.starts_with('/') {
@@ -83,7 +85,7 @@ fn apply_line(config: &mut ContainerConfig, line: &str, cmd_set: &mut bool) -> R
         "user" => {
             let user = expand_word(rest, &env)?;
             if user.is_empty() {
-                bail!("USER requires exactly one argument");
+                return Err(Error::invalid("USER requires exactly one argument"));
             }
             config.user = user;
         }
@@ -91,7 +93,7 @@ fn apply_line(config: &mut ContainerConfig, line: &str, cmd_set: &mut bool) -> R
             let mut ports = config.exposed_ports.clone().unwrap_or_default();
             let words = split_words(rest);
             if words.is_empty() {
-                bail!("EXPOSE requires at least one argument");
+                return Err(Error::invalid("EXPOSE requires at least one argument"));
             }
             for word in words {
                 for port in port_specs(&expand_word(&word, &env)?)? {
@@ -107,12 +109,14 @@ fn apply_line(config: &mut ContainerConfig, line: &str, cmd_set: &mut bool) -> R
                 None => split_words(rest),
             };
             if words.is_empty() {
-                bail!("VOLUME requires at least one argument");
+                return Err(Error::invalid("VOLUME requires at least one argument"));
             }
             for word in words {
                 let volume = expand_word(&word, &env)?;
                 if volume.trim().is_empty() {
-                    bail!("VOLUME specified can not be an empty string");
+                    return Err(Error::invalid(
+                        "VOLUME specified can not be an empty string",
+                    ));
                 }
                 volumes.insert(volume.trim().to_string(), Value::Object(Map::new()));
             }
@@ -127,9 +131,17 @@ fn apply_line(config: &mut ContainerConfig, line: &str, cmd_set: &mut bool) -> R
             let trigger = rest.trim();
             let first = trigger.split_whitespace().next().unwrap_or("");
             match first.to_ascii_uppercase().as_str() {
-                "" => bail!("ONBUILD requires at least one argument"),
-                "ONBUILD" => bail!("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"),
-                "MAINTAINER" | "FROM" => bail!("{first} isn't allowed as an ONBUILD trigger"),
+                "" => return Err(Error::invalid("ONBUILD requires at least one argument")),
+                "ONBUILD" => {
+                    return Err(Error::invalid(
+                        "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+                    ))
+                }
+                "MAINTAINER" | "FROM" => {
+                    return Err(Error::invalid(format!(
+                        "{first} isn't allowed as an ONBUILD trigger"
+                    )))
+                }
                 _ => {}
             }
             config
@@ -137,10 +149,12 @@ fn apply_line(config: &mut ContainerConfig, line: &str, cmd_set: &mut bool) -> R
                 .get_or_insert_with(Vec::new)
                 .push(trigger.to_string());
         }
-        _ => bail!(
-            "{} is not a valid change command",
-            keyword.to_ascii_lowercase()
-        ),
+        _ => {
+            return Err(Error::invalid(format!(
+                "{} is not a valid change command",
+                keyword.to_ascii_lowercase()
+            )))
+        }
     }
     Ok(())
 }
@@ -169,11 +183,15 @@ fn json_array(text: &str) -> Option<Vec<String>> {
 fn name_values(rest: &str, env: &[String], instruction: &str) -> Result<Vec<(String, String)>> {
     let words = split_words(rest);
     let Some(first) = words.first() else {
-        bail!("{instruction} requires at least one argument");
+        return Err(Error::invalid(format!(
+            "{instruction} requires at least one argument"
+        )));
     };
     if !first.contains('=') {
         let Some((key, value)) = rest.split_once(char::is_whitespace) else {
-            bail!("{instruction} must have two arguments");
+            return Err(Error::invalid(format!(
+                "{instruction} must have two arguments"
+            )));
         };
         return Ok(vec![(
             expand_word(key, env)?,
@@ -183,10 +201,14 @@ fn name_values(rest: &str, env: &[String], instruction: &str) -> Result<Vec<(Str
     let mut pairs = Vec::new();
     for word in words {
         let Some((key, value)) = word.split_once('=') else {
-            bail!("syntax error - can't find = in {word:?}. Must be of the form: name=value");
+            return Err(Error::invalid(format!(
+                "syntax error - can't find = in {word:?}. Must be of the form: name=value"
+            )));
         };
         if key.is_empty() {
-            bail!("{instruction} names can not be blank");
+            return Err(Error::invalid(format!(
+                "{instruction} names can not be blank"
+            )));
         }
         pairs.push((expand_word(key, env)?, expand_word(value, env)?));
     }
@@ -250,7 +272,7 @@ fn expand_word(word: &str, env: &[String]) -> Result<String> {
                 let end = chars[idx + 1..]
                     .iter()
                     .position(|&q| q == '\'')
-                    .with_context(|| format!("unexpected end of statement while looking for matching single-quote in {word:?}"))?;
+                    .ok_or_else(|| Error::invalid(format!("unexpected end of statement while looking for matching single-quote in {word:?}")))?;
                 out.extend(&chars[idx + 1..idx + 1 + end]);
                 idx += end + 2;
                 continue;
@@ -278,7 +300,9 @@ fn expand_word(word: &str, env: &[String]) -> Result<String> {
         idx += 1;
     }
     if in_double {
-        bail!("unexpected end of statement while looking for matching double-quote in {word:?}");
+        return Err(Error::invalid(format!(
+            "unexpected end of statement while looking for matching double-quote in {word:?}"
+        )));
     }
     Ok(out)
 }
@@ -293,7 +317,7 @@ fn expand_variable(
         let end = rest
             .iter()
             .position(|&c| c == '}')
-            .with_context(|| format!("missing '}}' in {word:?}"))?;
+            .ok_or_else(|| Error::invalid(format!("missing '}}' in {word:?}")))?;
         let inner: String = rest[1..end].iter().collect();
         let value = if let Some((name, default)) = inner.split_once(":-") {
             lookup(name)
@@ -323,18 +347,22 @@ fn port_specs(spec: &str) -> Result<Vec<String>> {
     let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
     let proto = proto.to_ascii_lowercase();
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        bail!("invalid proto: {proto}");
+        return Err(Error::invalid(format!("invalid proto: {proto}")));
     }
     let parse = |text: &str| -> Result<u16> {
-        text.parse::<u16>()
-            .with_context(|| format!("invalid containerPort: {spec}"))
+        text.parse::<u16>().map_err(|source| Error::InvalidNumber {
+            message: format!("invalid containerPort: {spec}"),
+            source,
+        })
     };
     let (start, end) = match ports.split_once('-') {
         Some((start, end)) => (parse(start)?, parse(end)?),
         None => (parse(ports)?, parse(ports)?),
     };
     if end < start {
-        bail!("invalid range specified for the containerPort: {spec}");
+        return Err(Error::invalid(format!(
+            "invalid range specified for the containerPort: {spec}"
+        )));
     }
     Ok((start..=end)
         .map(|port| format!("{port}/{proto}"))
@@ -347,7 +375,7 @@ fn check_signal(signal: &str) -> Result<()> {
         if (1..=64).contains(&number) {
             return Ok(());
         }
-        bail!("invalid signal: {signal}");
+        return Err(Error::invalid(format!("invalid signal: {signal}")));
     }
     let name = signal.to_ascii_uppercase();
     let name = name.strip_prefix("SIG").unwrap_or(&name);
@@ -363,7 +391,7 @@ fn check_signal(signal: &str) -> Result<()> {
     {
         return Ok(());
     }
-    bail!("invalid signal: {signal}")
+    Err(Error::invalid(format!("invalid signal: {signal}")))
 }
 
 /// Go's `filepath.Clean` for absolute paths.

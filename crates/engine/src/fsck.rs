@@ -5,7 +5,7 @@ use std::io::{BufReader, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 use sha2::{Digest, Sha256};
 use store::{CheckReport, DataRoot, GarbageKind, Severity};
 
@@ -51,7 +51,11 @@ pub fn fsck(
                 report.findings.push(store::Finding {
                     severity: Severity::Corruption,
                     path: root.overlay_dir(&layer.cache_id).join("diff"),
-                    problem: format!("layer {}: {err:#}", layer.chain_id),
+                    problem: format!(
+                        "layer {}: {}",
+                        layer.chain_id,
+                        crate::error::chain_text(&err)
+                    ),
                 });
             }
         }
@@ -72,7 +76,7 @@ fn repair(root: &DataRoot, events: Events<'_>) -> Result<()> {
     for container in root.containers()? {
         if container.state.removal_in_progress {
             container::remove_container(root, &container.id)
-                .with_context(|| format!("finishing the removal of container {}", container.id))?;
+                .container_context("finishing the removal of container", &container.id)?;
             events(Event::Repaired {
                 what: format!("finished removing container {}", container.id),
             })?;
@@ -110,8 +114,7 @@ fn repair(root: &DataRoot, events: Events<'_>) -> Result<()> {
 /// Reassembles the layer's tar and compares its sha256 with the DiffID.
 fn verify_layer(root: &DataRoot, layer: &store::Layer) -> Result<()> {
     let tar_split = root.tar_split_path(&layer.chain_id)?;
-    let file = store::open_regular(&tar_split)
-        .with_context(|| format!("opening {}", tar_split.display()))?;
+    let file = store::open_regular(&tar_split).path_context("opening", &tar_split)?;
     let diff = root.existing_overlay_dir(&layer.cache_id)?.join("diff");
     let diff_dir = rustix::fs::open(
         &diff,
@@ -121,7 +124,7 @@ fn verify_layer(root: &DataRoot, layer: &store::Layer) -> Result<()> {
             | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-    .with_context(|| format!("opening {}", diff.display()))?;
+    .map_err(|errno| Error::io("opening", &diff, errno.into()))?;
     let mut hasher = HashWriter(Sha256::new());
     tar_split::reassemble(
         BufReader::new(file),
@@ -132,10 +135,10 @@ fn verify_layer(root: &DataRoot, layer: &store::Layer) -> Result<()> {
     .context("reassembling its tar")?;
     let actual = format!("sha256:{:x}", hasher.0.finalize());
     if actual != layer.diff_id {
-        bail!(
+        return Err(Error::inconsistent(format!(
             "its content hashes to {actual}, not its DiffID {}",
             layer.diff_id
-        );
+        )));
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 use store::{DataRoot, Reference};
 
 use crate::access::{self, Create};
@@ -85,7 +85,7 @@ pub fn image_size(root: &DataRoot, diff_ids: &[String]) -> Result<i64> {
     for chain_id in store::chain_ids(diff_ids) {
         let layer = root
             .layer(&chain_id)?
-            .with_context(|| format!("layer {chain_id} is missing"))?;
+            .ok_or_else(|| Error::inconsistent(format!("layer {chain_id} is missing")))?;
         total += layer.size;
     }
     Ok(total)
@@ -97,8 +97,7 @@ pub fn image_size(root: &DataRoot, diff_ids: &[String]) -> Result<i64> {
 pub fn rmi(root_path: &Path, texts: &[String], force: bool, events: Events<'_>) -> Result<()> {
     let (root, _lock) = access::open_for_change(root_path, Create::No, "remove images")?;
     for text in texts {
-        remove_image(&root, text, force, events)
-            .with_context(|| format!("removing image {text}"))?;
+        remove_image(&root, text, force, events).image_context("removing image", text)?;
     }
     Ok(())
 }
@@ -119,10 +118,9 @@ fn remove_image(root: &DataRoot, text: &str, force: bool, events: Events<'_>) ->
             return Ok(());
         }
     } else if tags.len() > 1 && !force {
-        bail!(
-            "image {} is referenced in multiple repositories: remove them by name or use -f",
-            short_id(&image_id)
-        );
+        return Err(Error::MultipleReferences {
+            short_id: short_id(&image_id).to_string(),
+        });
     }
     let users: Vec<String> = root
         .containers()?
@@ -131,10 +129,10 @@ fn remove_image(root: &DataRoot, text: &str, force: bool, events: Events<'_>) ->
         .map(|c| short_id(&c.id).to_string())
         .collect();
     if !users.is_empty() && !force {
-        bail!(
-            "unable to remove image {text}: container {} is using it (remove it first, or use -f)",
-            users.join(", ")
-        );
+        return Err(Error::ImageInUse {
+            reference: text.to_string(),
+            containers: users.join(", "),
+        });
     }
     // What the other images and the containers hold is known before anything changes: an image
     // whose config cannot be read holds layers nobody can name, so nothing is removed then.
@@ -146,7 +144,11 @@ fn remove_image(root: &DataRoot, text: &str, force: bool, events: Events<'_>) ->
         let planned = layers_to_release(root, &config.rootfs.diff_ids, &held)?;
         for layer in &planned {
             root.checked_overlay_dir(&layer.cache_id)
-                .with_context(|| format!("layer {} of image {image_id}", layer.chain_id))?;
+                .map_err(|err| Error::ImageLayer {
+                    chain_id: layer.chain_id.clone(),
+                    image_id: image_id.clone(),
+                    source: Box::new(err.into()),
+                })?;
         }
         Some(planned)
     } else {
@@ -207,12 +209,12 @@ fn held_chain_ids(root: &DataRoot, removed: &str) -> Result<BTreeSet<String>> {
         if image_id == removed {
             continue;
         }
-        let config = root.image_config(&image_id).with_context(|| {
-            format!(
-                "reading the config of image {image_id}, whose layers must be kept: \
-                 nothing removed (ovl fsck names what is damaged)"
-            )
-        })?;
+        let config = root
+            .image_config(&image_id)
+            .map_err(|err| Error::KeptImageUnreadable {
+                image_id: image_id.clone(),
+                source: Box::new(err.into()),
+            })?;
         held.extend(store::chain_ids(&config.rootfs.diff_ids));
     }
     for container in root.containers()? {

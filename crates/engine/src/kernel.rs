@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{bail, Result};
+use crate::error::{Error, Result};
 use mount::KernelFeatures;
 use syscompat::Resolver;
 
@@ -30,10 +30,12 @@ pub fn disabled() -> Result<BTreeSet<&'static str>> {
     {
         match KNOWN.iter().find(|known| **known == name) {
             Some(known) => names.insert(*known),
-            None => bail!(
-                "{DISABLE_VARIABLE}: unknown feature {name:?} (known: {})",
-                KNOWN.join(", ")
-            ),
+            None => {
+                return Err(Error::invalid(format!(
+                    "{DISABLE_VARIABLE}: unknown feature {name:?} (known: {})",
+                    KNOWN.join(", ")
+                )))
+            }
         };
     }
     Ok(names)

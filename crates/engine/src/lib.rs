@@ -15,6 +15,7 @@ pub mod commit;
 pub mod config;
 pub mod container;
 pub mod dockerfile;
+pub mod error;
 pub mod fsck;
 pub mod image;
 pub mod kernel;
@@ -26,6 +27,7 @@ pub mod state;
 pub mod tag;
 pub mod views;
 
+pub use error::{Error, EventError, Result};
 pub use store::DataRoot;
 
 /// What an operation reports while it runs, in the order it happens. The caller renders it (the
@@ -72,5 +74,5 @@ pub enum Event {
 
 /// The callback operations report their [`Event`]s to. An error it returns stops the operation
 /// where the event happened (a closed output pipe, for instance) and is returned as the
-/// operation's error; events from worker threads ([`Event::LayerProgress`]) ignore it.
-pub type Events<'a> = &'a mut (dyn FnMut(Event) -> anyhow::Result<()> + Send);
+/// operation's error ([`Error::Event`]); events from worker threads ([`Event::LayerProgress`]) ignore it.
+pub type Events<'a> = &'a mut (dyn FnMut(Event) -> std::result::Result<(), EventError> + Send);

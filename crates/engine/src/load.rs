@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 use image_archive::{Archive, LayerRef, OpenOptions};
 use store::{AppliedLayer, DataRoot, Layer, LayerParent, PendingLayer, Reference};
 
@@ -38,13 +38,13 @@ pub fn load(root_path: &Path, input: &Path, args: &LoadOptions, events: Events<'
     let options = OpenOptions {
         name: args.name.clone(),
     };
-    let archive = Archive::open(input, &root.tmp_dir(), &options)
-        .with_context(|| format!("reading archive {}", input.display()))?;
+    let archive =
+        Archive::open(input, &root.tmp_dir(), &options).path_context("reading archive", input)?;
     // Every name is checked before any layer is written: a name Docker would refuse (such as
     // `sha256:<hex>`, which would shadow an image id) leaves nothing behind.
     for image in archive.images() {
         for name in &image.names {
-            Reference::parse(name).with_context(|| format!("image name {name}"))?;
+            Reference::parse(name).image_context("image name", name)?;
         }
     }
     let progress = Progress::new(events);
@@ -70,7 +70,7 @@ pub fn load(root_path: &Path, input: &Path, args: &LoadOptions, events: Events<'
             }
             let pending = root
                 .begin_layer(parent.as_ref())
-                .with_context(|| format!("loading layer {}", layer_ref.member))?;
+                .layer_context("loading layer", &layer_ref.member)?;
             parent = Some(LayerParent {
                 chain_id,
                 cache_id: pending.cache_id().to_string(),
@@ -93,7 +93,7 @@ pub fn load(root_path: &Path, input: &Path, args: &LoadOptions, events: Events<'
             let layer = item
                 .pending
                 .commit_synced_batch()
-                .with_context(|| format!("loading layer {}", item.layer_ref.member))?;
+                .layer_context("loading layer", &item.layer_ref.member)?;
             registered.push(&layer);
             progress.emit(Event::LayerLoaded {
                 label: item.layer_ref.member.clone(),
@@ -108,10 +108,10 @@ pub fn load(root_path: &Path, input: &Path, args: &LoadOptions, events: Events<'
             .put_image(&image.config)
             .context("storing image config")?;
         if image_id != image.image_id {
-            bail!(
+            return Err(Error::inconsistent(format!(
                 "image config stored as {image_id} but the archive names {}",
                 image.image_id
-            );
+            )));
         }
         registered.keep();
         if image.names.is_empty() {
@@ -121,7 +121,7 @@ pub fn load(root_path: &Path, input: &Path, args: &LoadOptions, events: Events<'
             })?;
         }
         for name in &image.names {
-            let reference = Reference::parse(name).with_context(|| format!("image name {name}"))?;
+            let reference = Reference::parse(name).image_context("image name", name)?;
             root.add_reference(&reference, &image_id)?;
             progress.emit(Event::ImageLoaded {
                 image_id: image_id.clone(),
@@ -159,7 +159,7 @@ pub fn import(
         .transpose()
         .context("image name")?;
     let (root, _lock) = access::open_for_change(root_path, Create::Yes, "import an image")?;
-    let file = File::open(file_path).with_context(|| format!("opening {}", file_path.display()))?;
+    let file = File::open(file_path).map_err(|source| Error::io("opening", file_path, source))?;
     let progress = Progress::new(events);
     let label = file_path.display().to_string();
     let mut input = Some(file);
@@ -178,7 +178,7 @@ pub fn import(
             tar_bytes = n_bytes;
             Ok(applied)
         })
-        .with_context(|| format!("importing {}", file_path.display()))?;
+        .path_context("importing", file_path)?;
     let mut registered = Registered::new(&root);
     registered.push(&layer);
     progress.emit(Event::LayerLoaded { label, tar_bytes })?;
@@ -261,7 +261,7 @@ fn apply_layers(
     let next = AtomicUsize::new(0);
     let lowest_failure = AtomicUsize::new(usize::MAX);
     let slots: Vec<Mutex<&mut LayerWork<'_, '_>>> = work.iter_mut().map(Mutex::new).collect();
-    let errors: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
+    let errors: Mutex<Vec<(usize, Error)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| loop {
@@ -281,9 +281,7 @@ fn apply_layers(
             });
         }
     });
-    let mut errors = errors
-        .into_inner()
-        .map_err(|_| anyhow::anyhow!("a layer worker panicked"))?;
+    let mut errors = errors.into_inner().map_err(|_| Error::WorkerPanicked)?;
     errors.sort_by_key(|(index, _)| *index);
     match errors.into_iter().next() {
         Some((_, err)) => Err(err),
@@ -302,7 +300,7 @@ fn apply_one(
     let mut blob = Some(
         archive
             .open_layer(layer_ref)
-            .with_context(|| format!("opening layer {}", layer_ref.member))?,
+            .layer_context("opening layer", &layer_ref.member)?,
     );
     let label = layer_ref.member.as_str();
     let expected = layer_ref.diff_id.as_str();
@@ -329,7 +327,7 @@ fn apply_one(
             tar_bytes = n_bytes;
             Ok(applied)
         })
-        .with_context(|| format!("loading layer {}", layer_ref.member))?;
+        .layer_context("loading layer", &layer_ref.member)?;
     item.tar_bytes = tar_bytes;
     Ok(())
 }
@@ -441,11 +439,8 @@ impl<'a> Progress<'a> {
 
     /// Reports an event of the calling thread; the callback's error is returned.
     fn emit(&self, event: Event) -> Result<()> {
-        let mut events = self
-            .events
-            .lock()
-            .map_err(|_| anyhow::anyhow!("a layer worker panicked"))?;
-        (*events)(event)
+        let mut events = self.events.lock().map_err(|_| Error::WorkerPanicked)?;
+        Ok((*events)(event)?)
     }
 
     /// Reports a layer's progress from any thread; the callback's error is ignored.

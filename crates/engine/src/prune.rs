@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Error, Result};
 use store::{DataRoot, GcPlan};
 
 use crate::access::{self, Create};
@@ -15,7 +15,7 @@ pub struct Pruned {
     /// The bytes the removed items freed (Docker's `directory.Size` rule).
     pub reclaimed: u64,
     /// The executor's error: items before it were removed (and reported) all the same.
-    pub failure: Option<anyhow::Error>,
+    pub failure: Option<Error>,
 }
 
 /// Plans and removes, reporting [`Event::LeftAlone`] for what the plan leaves in place, then
@@ -25,7 +25,7 @@ pub fn prune(root_path: &Path, events: Events<'_>) -> Result<Pruned> {
     let (root, _lock) = access::open_for_change(root_path, Create::No, "prune the data root")?;
     let plan = root
         .plan_gc()
-        .with_context(|| format!("planning the prune of {}", root_path.display()))?;
+        .root_context("planning the prune of", root_path)?;
     report_left_alone(&plan, events)?;
     let mut reclaimed = 0u64;
     let mut event_error = None;
@@ -41,13 +41,11 @@ pub fn prune(root_path: &Path, events: Events<'_>) -> Result<Pruned> {
         }
     });
     if let Some(err) = event_error {
-        return Err(err);
+        return Err(err.into());
     }
     Ok(Pruned {
         reclaimed,
-        failure: executed
-            .with_context(|| format!("pruning {}", root_path.display()))
-            .err(),
+        failure: executed.root_context("pruning", root_path).err(),
     })
 }
 
@@ -56,8 +54,7 @@ pub fn prune(root_path: &Path, events: Events<'_>) -> Result<Pruned> {
 /// reported ([`Event::DockerdInUse`]). Reports [`Event::LeftAlone`], then [`Event::Garbage`] for
 /// each item that would go, and returns the plan.
 pub fn dry_run(root_path: &Path, events: Events<'_>) -> Result<GcPlan> {
-    let root = DataRoot::open(root_path)
-        .with_context(|| format!("opening data root {}", root_path.display()))?;
+    let root = DataRoot::open(root_path).root_context("opening data root", root_path)?;
     if let Some(live) = store::live_dockerd(root_path) {
         events(Event::DockerdInUse {
             root: root_path.to_path_buf(),
@@ -71,7 +68,7 @@ pub fn dry_run(root_path: &Path, events: Events<'_>) -> Result<GcPlan> {
     };
     let plan = root
         .plan_gc()
-        .with_context(|| format!("planning the prune of {}", root_path.display()))?;
+        .root_context("planning the prune of", root_path)?;
     report_left_alone(&plan, events)?;
     for item in &plan.items {
         events(Event::Garbage {

@@ -1,7 +1,7 @@
 //! Finding images and containers by the names users type, as docker does: images by `name:tag`,
 //! full id or unique id prefix; containers by full id, name or unique id prefix.
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 use store::{ContainerRecord, DataRoot, Reference};
 
 /// Returns the image id (`sha256:<hex>`) that `text` names.
@@ -27,13 +27,19 @@ pub fn image(root: &DataRoot, text: &str) -> Result<String> {
         match matches.len() {
             1 => return Ok(matches.into_iter().next().unwrap_or_default()),
             0 => {}
-            _ => bail!(
-                "image id prefix {text} is ambiguous: it matches {} images",
-                matches.len()
-            ),
+            n_matches => {
+                return Err(Error::Ambiguous {
+                    what: "image",
+                    prefix: text.to_string(),
+                    n_matches,
+                })
+            }
         }
     }
-    bail!("no such image: {text}")
+    Err(Error::NotFound {
+        what: "image",
+        reference: text.to_string(),
+    })
 }
 
 /// Returns the container record that `text` names.
@@ -49,11 +55,15 @@ pub fn container(root: &DataRoot, text: &str) -> Result<ContainerRecord> {
         .collect();
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => bail!("no such container: {text}"),
-        _ => bail!(
-            "container id prefix {text} is ambiguous: it matches {} containers",
-            matches.len()
-        ),
+        [] => Err(Error::NotFound {
+            what: "container",
+            reference: text.to_string(),
+        }),
+        _ => Err(Error::Ambiguous {
+            what: "container",
+            prefix: text.to_string(),
+            n_matches: matches.len(),
+        }),
     }
 }
 

@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, Error, Result};
 pub use image_archive::Compression;
 use image_archive::{LayerError, LayerSource, SaveImage, SaveLayer, SaveOptions};
 use store::{DataRoot, Reference};
@@ -54,8 +54,7 @@ pub fn save(
     compression: Compression,
     output: SaveOutput<'_>,
 ) -> Result<()> {
-    let root = DataRoot::open(root_path)
-        .with_context(|| format!("opening data root {}", root_path.display()))?;
+    let root = DataRoot::open(root_path).root_context("opening data root", root_path)?;
     // Held for the whole save, so that no ovl command removes a layer while it is read.
     let _lock = root.lock()?;
     let mut images = Vec::new();
@@ -75,7 +74,7 @@ pub fn save(
                 scratch_dir: path.clone(),
             };
             image_archive::write_oci_layout(&mut images, &path, &options)
-                .with_context(|| format!("saving to {}", path.display()))?;
+                .path_context("saving to", &path)?;
         }
         SaveOutput::Path(path) => {
             let dir = parent_dir(&path);
@@ -88,10 +87,12 @@ pub fn save(
             write_file_atomically(&path, |out| {
                 write_archive(format, &mut images, out, &options)
             })
-            .with_context(|| format!("saving to {}", path.display()))?;
+            .path_context("saving to", &path)?;
         }
         SaveOutput::Stream(_) if format == SaveFormat::Oci => {
-            bail!("--format oci writes a directory: give it with -o DIR");
+            return Err(Error::invalid(
+                "--format oci writes a directory: give it with -o DIR",
+            ));
         }
         SaveOutput::Stream(stream) => {
             let scratch_dir = root.tmp_dir();
@@ -100,7 +101,7 @@ pub fn save(
                     .recursive(true)
                     .mode(0o700)
                     .create(&scratch_dir)
-                    .with_context(|| format!("creating {}", scratch_dir.display()))?;
+                    .map_err(|source| Error::io("creating", &scratch_dir, source))?;
             }
             let options = SaveOptions {
                 output: PathBuf::from("-"),
@@ -110,7 +111,8 @@ pub fn save(
             };
             let mut out = BufWriter::with_capacity(OUTPUT_BUFFER_LEN, stream);
             write_archive(format, &mut images, &mut out, &options).context("saving to stdout")?;
-            out.flush().context("saving to stdout")?;
+            out.flush()
+                .map_err(|source| Error::io("saving to", "stdout", source))?;
         }
     }
     Ok(())
@@ -146,22 +148,21 @@ fn write_file_atomically(
     let dir = parent_dir(path);
     let file_name = path
         .file_name()
-        .with_context(|| format!("{} does not name a file", path.display()))?;
+        .ok_or_else(|| Error::invalid(format!("{} does not name a file", path.display())))?;
     let temp = tempfile::Builder::new()
         .prefix(&format!(".{}.ovl-save-", file_name.to_string_lossy()))
         .tempfile_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+        .map_err(|source| Error::io("creating a temp file in", dir, source))?;
     let mut out = BufWriter::with_capacity(OUTPUT_BUFFER_LEN, temp.as_file());
     write(&mut out)?;
     out.flush()
-        .with_context(|| format!("writing {}", temp.path().display()))?;
+        .map_err(|source| Error::io("writing", temp.path(), source))?;
     drop(out);
     temp.as_file()
         .sync_all()
-        .with_context(|| format!("syncing {}", temp.path().display()))?;
+        .map_err(|source| Error::io("syncing", temp.path(), source))?;
     temp.persist(path)
-        .map_err(|err| err.error)
-        .with_context(|| format!("renaming the finished archive to {}", path.display()))?;
+        .map_err(|err| Error::io("renaming the finished archive to", path, err.error))?;
     Ok(())
 }
 
@@ -235,36 +236,40 @@ fn stored_image(
 ) -> Result<SaveImage> {
     let config = root
         .image_config_bytes(image_id)
-        .with_context(|| format!("image {name}"))?;
-    let parsed = root
-        .image_config(image_id)
-        .with_context(|| format!("image {name}"))?;
+        .image_context("image", name)?;
+    let parsed = root.image_config(image_id).image_context("image", name)?;
     let diff_ids = &parsed.rootfs.diff_ids;
     let chain_ids = store::chain_ids(diff_ids);
     let mut layers = Vec::with_capacity(diff_ids.len());
     for (diff_id, chain_id) in diff_ids.iter().zip(&chain_ids) {
-        let layer_name = || format!("image {name}: layer {diff_id} (chain {chain_id})");
-        let layer = root
-            .layer(chain_id)
-            .with_context(layer_name)?
-            .with_context(|| format!("{}: not in the data root", layer_name()))?;
-        if layer.diff_id != *diff_id {
-            bail!(
-                "{}: its layerdb entry records DiffID {}",
-                layer_name(),
-                layer.diff_id
-            );
-        }
-        let tar_split = root.tar_split_path(chain_id).with_context(layer_name)?;
-        let tar_len = store::open_regular(&tar_split)
-            .map_err(anyhow::Error::from)
-            .and_then(|file| {
-                Ok(tar_split::reassembled_len(BufReader::with_capacity(
-                    TAR_SPLIT_BUFFER_LEN,
-                    file,
-                ))?)
-            })
-            .with_context(|| format!("{}: reading {}", layer_name(), tar_split.display()))?;
+        let (layer, tar_split, tar_len) = (|| -> Result<_> {
+            let layer = root
+                .layer(chain_id)?
+                .ok_or_else(|| Error::inconsistent("not in the data root"))?;
+            if layer.diff_id != *diff_id {
+                return Err(Error::inconsistent(format!(
+                    "its layerdb entry records DiffID {}",
+                    layer.diff_id
+                )));
+            }
+            let tar_split = root.tar_split_path(chain_id)?;
+            let tar_len = store::open_regular(&tar_split)
+                .map_err(Error::from)
+                .and_then(|file| {
+                    Ok(tar_split::reassembled_len(BufReader::with_capacity(
+                        TAR_SPLIT_BUFFER_LEN,
+                        file,
+                    ))?)
+                })
+                .path_context("reading", &tar_split)?;
+            Ok((layer, tar_split, tar_len))
+        })()
+        .map_err(|err| Error::SavedLayer {
+            image: name.to_string(),
+            diff_id: diff_id.clone(),
+            chain_id: chain_id.clone(),
+            source: Box::new(err),
+        })?;
         layers.push(SaveLayer {
             diff_id: diff_id.clone(),
             tar_len,
@@ -274,9 +279,7 @@ fn stored_image(
             }),
         });
     }
-    let parent = root
-        .image_parent(image_id)
-        .with_context(|| format!("image {name}"))?;
+    let parent = root.image_parent(image_id).image_context("image", name)?;
     Ok(SaveImage {
         name: name.to_string(),
         image_id: image_id.to_string(),
@@ -295,8 +298,7 @@ struct StoredLayer {
 
 impl LayerSource for StoredLayer {
     fn write_tar(&mut self, out: &mut dyn Write) -> std::result::Result<(), LayerError> {
-        let file = store::open_regular(&self.tar_split)
-            .with_context(|| format!("opening {}", self.tar_split.display()))?;
+        let file = store::open_regular(&self.tar_split).path_context("opening", &self.tar_split)?;
         let dir = rustix::fs::open(
             &self.diff_dir,
             rustix::fs::OFlags::RDONLY
@@ -305,15 +307,14 @@ impl LayerSource for StoredLayer {
                 | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )
-        .map_err(std::io::Error::from)
-        .with_context(|| format!("opening {}", self.diff_dir.display()))?;
+        .map_err(|errno| Error::io("opening", &self.diff_dir, errno.into()))?;
         tar_split::reassemble(
             BufReader::with_capacity(TAR_SPLIT_BUFFER_LEN, file),
             dir.as_fd(),
             crate::kernel::resolver()?,
             out,
         )
-        .with_context(|| format!("reassembling from {}", self.diff_dir.display()))?;
+        .path_context("reassembling from", &self.diff_dir)?;
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Error, Result};
 use store::Reference;
 
 use crate::access::{self, Create};
@@ -12,11 +12,14 @@ use crate::resolve;
 /// docker tag.
 pub fn tag(root_path: &Path, source: &str, target: &str) -> Result<()> {
     let target_text = target;
-    let target =
-        Reference::parse(target_text).with_context(|| format!("tagging as {target_text}"))?;
+    let target = Reference::parse(target_text).image_context("tagging as", target_text)?;
     let (root, _lock) = access::open_for_change(root_path, Create::No, "tag an image")?;
     let image_id = resolve::image(&root, source)?;
     root.add_reference(&target, &image_id)
-        .with_context(|| format!("tagging image {source} as {}", target.familiar()))?;
+        .map_err(|err| Error::Tag {
+            image: source.to_string(),
+            target: target.familiar(),
+            source: Box::new(err.into()),
+        })?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use mount::OverlaySpec;
 use store::{DataRoot, MountsEntry};
 
@@ -26,12 +26,7 @@ pub fn layer_dirs(root: &DataRoot, entry: &MountsEntry) -> Result<LayerDirs> {
     let upper = root.existing_overlay_dir(&entry.mount_id)?.join("diff");
     let lowers = root
         .checked_lowers(&entry.mount_id)
-        .with_context(|| {
-            format!(
-                "reading the lower file of container layer {}",
-                entry.mount_id
-            )
-        })?
+        .layer_context("reading the lower file of container layer", &entry.mount_id)?
         .iter()
         .map(|lower| home.join(lower))
         .collect();
@@ -96,15 +91,13 @@ impl MergedViews {
                     target: target.clone(),
                 };
                 let plan = mount::plan(&spec, &features)
-                    .with_context(|| format!("planning the read-only mount of {id}"))?;
+                    .layer_context("planning the read-only mount of", &id)?;
                 if let Err(err) = mount::execute(&spec, &plan) {
                     let _ = std::fs::remove_dir(home.join(&target));
-                    return Err(err).with_context(|| {
-                        format!(
-                            "mounting the init view of container layer {}",
-                            entry.mount_id
-                        )
-                    });
+                    return Err(err).layer_context(
+                        "mounting the init view of container layer",
+                        &entry.mount_id,
+                    );
                 }
                 views.baseline_root = home.join(target);
                 views.unmount.push(views.baseline_root.clone());

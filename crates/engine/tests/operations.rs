@@ -132,10 +132,21 @@ fn an_event_error_stops_the_operation_and_is_returned() {
     let root = dir.path().join("root");
     import(&root, dir.path(), "c:1", b"c\n");
     let err = engine::image::rmi(&root, &["c:1".to_string()], false, &mut |_| {
-        Err(anyhow::anyhow!("output closed"))
+        Err("output closed".into())
     })
     .expect_err("the callback's error");
-    assert!(format!("{err:#}").contains("output closed"), "{err:#}");
+    assert_eq!(
+        err.event_error().map(ToString::to_string).as_deref(),
+        Some("output closed"),
+        "{err:?}"
+    );
+    let mut chain = vec![err.to_string()];
+    let mut cause = std::error::Error::source(&err);
+    while let Some(err) = cause {
+        chain.push(err.to_string());
+        cause = err.source();
+    }
+    assert_eq!(chain, ["removing image c:1", "output closed"]);
 }
 
 #[test]

@@ -337,7 +337,8 @@ fn familiar_image(name: &str) -> String {
 }
 
 pub fn umount(root_path: &Path, args: &UmountArgs) -> Result<()> {
-    engine::container::umount(root_path, &args.containers, &mut print_container)
+    engine::container::umount(root_path, &args.containers, &mut print_container)?;
+    Ok(())
 }
 
 pub fn rm(root_path: &Path, args: &RmArgs) -> Result<()> {
@@ -346,11 +347,12 @@ pub fn rm(root_path: &Path, args: &RmArgs) -> Result<()> {
         &args.containers,
         args.force,
         &mut print_container,
-    )
+    )?;
+    Ok(())
 }
 
 /// Prints the name of a container unmounted or removed, as the user gave it.
-fn print_container(event: Event) -> Result<()> {
+fn print_container(event: Event) -> std::result::Result<(), engine::EventError> {
     if let Event::Unmounted { text } | Event::ContainerRemoved { text } = event {
         crate::out::outln!("{text}");
     }

@@ -236,5 +236,6 @@ pub fn rmi(root_path: &Path, args: &RmiArgs) -> Result<()> {
             _ => {}
         }
         Ok(())
-    })
+    })?;
+    Ok(())
 }

@@ -56,7 +56,8 @@ pub fn load(root_path: &Path, args: &LoadArgs) -> Result<()> {
             other => progress.show(&other),
         }
         Ok(())
-    })
+    })?;
+    Ok(())
 }
 
 pub fn import(root_path: &Path, args: &ImportArgs) -> Result<()> {

@@ -156,3 +156,27 @@ fn init_logging(verbose: u8) {
         .with_target(false)
         .init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event callback's write to a closed stdout (`ovl rmi a:1 | true`) comes back inside
+    /// `engine::Error::Event`, below the engine's context: `main` still sees it as a closed stdout,
+    /// and any other error of the callback as an error.
+    #[test]
+    fn a_closed_stdout_in_an_event_callback_is_a_closed_stdout() {
+        let in_engine = |event_error: engine::EventError| engine::Error::Image {
+            op: "removing image",
+            reference: "a:1".to_string(),
+            source: Box::new(engine::Error::Event(event_error)),
+        };
+        let closed = std::io::Error::new(std::io::ErrorKind::BrokenPipe, out::StdoutClosed);
+        let err = anyhow::Error::from(in_engine(Box::new(closed)));
+        assert!(out::is_stdout_closed(&err));
+        let other = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let err = anyhow::Error::from(in_engine(Box::new(other)));
+        assert!(!out::is_stdout_closed(&err));
+        assert_eq!(format::error_chain(&err), "removing image a:1: broken pipe");
+    }
+}

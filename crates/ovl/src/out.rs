@@ -53,6 +53,11 @@ impl Write for Stdout {
 /// Whether `err` comes from a write to the command's own stdout after the reader went away.
 pub fn is_stdout_closed(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
+        // An engine event callback's error is the content of `engine::Error::Event`, not a source.
+        let cause = cause
+            .downcast_ref::<engine::Error>()
+            .and_then(engine::Error::event_error)
+            .unwrap_or(cause);
         cause.is::<StdoutClosed>()
             || cause
                 .downcast_ref::<io::Error>()

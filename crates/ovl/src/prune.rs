@@ -62,7 +62,7 @@ pub fn prune(root_path: &Path, args: &PruneArgs) -> Result<()> {
         human_size(size_i64(pruned.reclaimed))
     )?;
     if let Some(err) = pruned.failure {
-        return Err(err);
+        return Err(err.into());
     }
     if let Some(err) = write_error {
         return Err(err.into());

@@ -70,7 +70,7 @@ pub fn save(root_path: &Path, args: &SaveArgs) -> Result<()> {
             format,
             compression,
             engine::save::SaveOutput::Path(path.clone()),
-        ),
+        )?,
         None => {
             let mut stdout = crate::out::stdout();
             engine::save::save(
@@ -79,9 +79,10 @@ pub fn save(root_path: &Path, args: &SaveArgs) -> Result<()> {
                 format,
                 compression,
                 engine::save::SaveOutput::Stream(&mut stdout),
-            )
+            )?
         }
     }
+    Ok(())
 }
 
 fn compression_of(arg: CompressionArg) -> Compression {

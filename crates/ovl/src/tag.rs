@@ -14,5 +14,6 @@ pub struct TagArgs {
 
 /// Points the target at the image the source names. Prints nothing.
 pub fn tag(root_path: &Path, args: &TagArgs) -> Result<()> {
-    engine::tag::tag(root_path, &args.source, &args.target)
+    engine::tag::tag(root_path, &args.source, &args.target)?;
+    Ok(())
 }
