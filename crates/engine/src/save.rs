@@ -138,32 +138,22 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// Runs `write` on a temp file beside `path` and renames it to `path` once written and synced;
-/// on any error the temp file is removed and `path` is left as it was. The file gets mode 0600,
-/// like the file `docker save -o` writes.
+/// Runs `write` on a temp file beside `path` ([`syscompat::atomic::AtomicFile`]) and puts it in
+/// place once written and synced; on any error the temp file is removed and `path` is left as it
+/// was. The file gets mode 0600, like the file `docker save -o` writes.
 fn write_file_atomically(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> image_archive::Result<()>,
 ) -> Result<()> {
-    let dir = parent_dir(path);
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::invalid(format!("{} does not name a file", path.display())))?;
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".{}.ovl-save-", file_name.to_string_lossy()))
-        .tempfile_in(dir)
-        .map_err(|source| Error::io("creating a temp file in", dir, source))?;
-    let mut out = BufWriter::with_capacity(OUTPUT_BUFFER_LEN, temp.as_file());
+    let atomic_error =
+        |err: syscompat::atomic::AtomicError| Error::io(err.step, &err.path, err.source);
+    let staged = syscompat::atomic::AtomicFile::create(path, 0o600).map_err(atomic_error)?;
+    let mut out = BufWriter::with_capacity(OUTPUT_BUFFER_LEN, staged.file());
     write(&mut out)?;
     out.flush()
-        .map_err(|source| Error::io("writing", temp.path(), source))?;
+        .map_err(|source| Error::io("writing", staged.temp_path(), source))?;
     drop(out);
-    temp.as_file()
-        .sync_all()
-        .map_err(|source| Error::io("syncing", temp.path(), source))?;
-    temp.persist(path)
-        .map_err(|err| Error::io("renaming the finished archive to", path, err.error))?;
-    Ok(())
+    staged.commit().map_err(atomic_error)
 }
 
 /// The images the names select, in the order first named, each with how it was named and the
