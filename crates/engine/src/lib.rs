@@ -17,7 +17,9 @@ pub mod container;
 pub mod dockerfile;
 pub mod error;
 pub mod fsck;
+pub mod history;
 pub mod image;
+pub mod inspect;
 pub mod kernel;
 pub mod load;
 pub mod prune;
@@ -25,6 +27,7 @@ pub mod resolve;
 pub mod save;
 pub mod state;
 pub mod tag;
+pub mod usage;
 pub mod views;
 
 pub use error::{Error, EventError, Result};

@@ -6,8 +6,9 @@ use anyhow::Result;
 use engine::Event;
 use store::{ContainerRecord, DataRoot};
 
+use crate::format;
 use crate::template::{Row, Template};
-use crate::{format, state};
+use engine::state;
 
 pub use engine::container::is_mounted;
 
@@ -257,18 +258,7 @@ impl Row for PsRow<'_> {
                     rw
                 }
             }
-            "Labels" => {
-                let mut labels: Vec<String> = record
-                    .config
-                    .get("Labels")
-                    .and_then(serde_json::Value::as_object)
-                    .into_iter()
-                    .flatten()
-                    .map(|(key, value)| format!("{key}={}", value.as_str().unwrap_or_default()))
-                    .collect();
-                labels.sort();
-                labels.join(",")
-            }
+            "Labels" => engine::inspect::labels(record).join(","),
             "Mounts" => self
                 .attachments()
                 .mount_points
@@ -301,15 +291,7 @@ impl Row for PsRow<'_> {
 
     fn method(&self, name: &str, args: &[String]) -> Option<String> {
         match (name, args) {
-            ("Label", [key]) => Some(
-                self.record
-                    .config
-                    .get("Labels")
-                    .and_then(|labels| labels.get(key))
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-            ),
+            ("Label", [key]) => Some(engine::inspect::label(&self.record, key).unwrap_or_default()),
             _ => None,
         }
     }

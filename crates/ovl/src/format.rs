@@ -4,8 +4,7 @@
 pub use gocompat::quote::go_quote;
 pub use gocompat::tabwriter::table;
 pub use gocompat::time::{
-    ago_unix, go_rfc3339_utc, go_time_string_utc, human_duration, parse_rfc3339, unix_seconds,
-    GO_ZERO_TIME_UNIX,
+    ago_unix, go_rfc3339_utc, go_time_string_utc, parse_rfc3339, unix_seconds, GO_ZERO_TIME_UNIX,
 };
 pub use gocompat::units::{go_units_human_size, human_size};
 

@@ -11,8 +11,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use anyhow::{Context, Result};
 use store::DataRoot;
 
 use crate::template::{Row, Template};
@@ -65,19 +64,6 @@ const HEADERS: &[(&str, &str)] = &[
 /// What `docker history` truncates CREATED BY to, in display columns.
 const CREATED_BY_WIDTH: usize = 45;
 
-/// One history row as moby's API returns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryEntry {
-    /// The image id, or `<missing>`.
-    pub id: String,
-    /// Unix seconds of `created` (Go's zero time when the entry has none).
-    pub created: i64,
-    pub created_by: String,
-    pub comment: String,
-    /// The layer's `size`; 0 for an empty-layer entry.
-    pub size: i64,
-}
-
 pub fn history(root_path: &Path, args: &HistoryArgs) -> Result<()> {
     let format = match args.format.as_deref() {
         None | Some("") | Some("table") if args.quiet => "{{.ID}}",
@@ -89,7 +75,7 @@ pub fn history(root_path: &Path, args: &HistoryArgs) -> Result<()> {
     let template = Template::cli(format)?;
     let root = DataRoot::open(root_path)?;
     let image_id = resolve::image(&root, &args.image)?;
-    let entries = image_history(&root, &image_id)
+    let entries = engine::history::image_history(&root, &image_id)
         .with_context(|| format!("reading the history of image {}", args.image))?;
     let now = SystemTime::now();
     let rows: Vec<HistoryRow> = entries
@@ -105,79 +91,9 @@ pub fn history(root_path: &Path, args: &HistoryArgs) -> Result<()> {
     Ok(())
 }
 
-/// The rows of `docker history` for an image, newest first (moby `ImageHistory`).
-pub fn image_history(root: &DataRoot, image_id: &str) -> Result<Vec<HistoryEntry>> {
-    let config = root.image_config(image_id)?;
-    let chain_ids = store::chain_ids(&config.rootfs.diff_ids);
-    let mut entries = Vec::with_capacity(config.history.len());
-    let mut n_layers = 0;
-    for (idx, item) in config.history.iter().enumerate() {
-        let text = |key: &str| {
-            item.get(key)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let empty_layer = item
-            .get("empty_layer")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let mut size = 0;
-        if !empty_layer {
-            let Some(chain_id) = chain_ids.get(n_layers) else {
-                bail!(
-                    "image {image_id}: too many non-empty layers in History section \
-                     ({} layers in rootfs.diff_ids)",
-                    chain_ids.len()
-                );
-            };
-            let layer = root.layer(chain_id)?.with_context(|| {
-                format!("layer {chain_id} of image {image_id} (history entry {idx}) is missing")
-            })?;
-            size = layer.size;
-            n_layers += 1;
-        }
-        let created = match item.get("created").and_then(Value::as_str) {
-            None => format::GO_ZERO_TIME_UNIX,
-            Some(text) => format::unix_seconds(text).with_context(|| {
-                format!(
-                    "image {image_id}: history entry {idx} has an invalid created time {text:?}"
-                )
-            })?,
-        };
-        entries.push(HistoryEntry {
-            id: "<missing>".to_string(),
-            created,
-            created_by: text("created_by"),
-            comment: text("comment"),
-            size,
-        });
-    }
-    entries.reverse();
-    // The ids by position along the parent chain, as moby fills them in.
-    let mut id = image_id.to_string();
-    for entry in &mut entries {
-        entry.id = id.clone();
-        let parent = match root.image_parent(&id) {
-            Ok(Some(parent)) => parent,
-            Ok(None) => break,
-            Err(err) => {
-                tracing::debug!(image = %id, error = %err, "unreadable parent metadata");
-                break;
-            }
-        };
-        if let Err(err) = root.image_config_bytes(&parent) {
-            tracing::debug!(image = %id, %parent, error = %err, "the parent image does not load");
-            break;
-        }
-        id = parent;
-    }
-    Ok(entries)
-}
-
 /// A history row as docker/cli's `historyContext` shows it.
 struct HistoryRow<'a> {
-    entry: &'a HistoryEntry,
+    entry: &'a engine::history::HistoryEntry,
     trunc: bool,
     human: bool,
     now: SystemTime,
@@ -235,6 +151,7 @@ fn parse_go_bool(text: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use engine::history::HistoryEntry;
 
     fn entry(id: &str, created: i64, created_by: &str, size: i64) -> HistoryEntry {
         HistoryEntry {

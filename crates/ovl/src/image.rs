@@ -226,8 +226,6 @@ fn default_table(rows: &[ImageRow], digests: bool) -> String {
     format::table(&table)
 }
 
-pub use engine::image::image_size;
-
 pub fn rmi(root_path: &Path, args: &RmiArgs) -> Result<()> {
     engine::image::rmi(root_path, &args.images, args.force, &mut |event| {
         match event {

@@ -18,7 +18,6 @@ mod out;
 mod prune;
 mod resolve;
 mod save;
-mod state;
 mod tag;
 mod views;
 
