@@ -25,7 +25,9 @@
 
 mod exec;
 mod funcs;
+mod gotype;
 mod lexer;
+mod moby;
 mod parser;
 #[cfg(test)]
 mod tests;
@@ -33,7 +35,9 @@ mod tests;
 use serde_json::{Map, Value};
 
 use exec::{Exec, Mode, Val};
+pub use gotype::{GoField, GoStruct, GoType};
 use lexer::lex;
+pub use moby::{CONTAINER_CONFIG, GRAPH_DRIVER_DATA, IMAGE_INSPECT};
 use parser::{Node, Parser};
 
 /// A template that does not parse, or fails while it runs; the message names the template as
@@ -157,6 +161,19 @@ impl Template {
                 message,
             }),
             None => Ok(text),
+        }
+    }
+
+    /// The template run as docker/cli's `TemplateInspector` runs it on an inspect result: first on
+    /// the document decoded into the Go type `schema` ([`IMAGE_INSPECT`] for an image), where
+    /// fields are Go's (`.ID`), absent ones are zero values, nil slices and maps print `[]` and
+    /// `map[]`, a missing map key prints `<no value>`; and only when that fails, on the JSON
+    /// itself as [`Template::render_value`] does, whose result or error is the answer.
+    pub fn render_typed(&self, schema: &'static GoType, value: &Value) -> Result<String> {
+        let (text, error) = self.execute(gotype::decode(schema, value.clone()), Mode::Typed);
+        match error {
+            None => Ok(text),
+            Some(_) => self.render_value(value),
         }
     }
 
