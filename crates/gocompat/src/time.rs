@@ -399,6 +399,38 @@ mod tests {
     }
 
     #[test]
+    fn durations_print_as_go_prints_them() {
+        let cases = [
+            (0, "0s"),
+            (999, "999ns"),
+            (1_500, "1.5\u{b5}s"),
+            (250_000_000, "250ms"),
+            (30_000_000_000, "30s"),
+            (90_000_000_000, "1m30s"),
+            (3 * 3_600_000_000_000, "3h0m0s"),
+            (-1_500_000_000, "-1.5s"),
+            (3_723_000_000_001, "1h2m3.000000001s"),
+        ];
+        for (nanos, text) in cases {
+            assert_eq!(go_duration_string(nanos), text, "{nanos}");
+        }
+    }
+
+    #[test]
+    fn times_read_from_json_print_as_go_prints_them() {
+        let string = |text: &str| GoTime::parse_rfc3339(text).expect("parse").to_go_string();
+        assert_eq!(
+            string("2026-12-04T16:02:16.157486162Z"),
+            "2026-12-04 16:02:16.157486162 +0000 UTC"
+        );
+        assert_eq!(
+            string("2026-12-04T16:02:16.5-07:00"),
+            "2026-12-04 16:02:16.5 -0700 -0700"
+        );
+        assert_eq!(GoTime::ZERO.to_go_string(), "0001-01-01 00:00:00 +0000 UTC");
+    }
+
+    #[test]
     fn parses_go_timestamps() {
         let time = parse_rfc3339("2026-11-22T22:39:12.521354742Z").expect("parse");
         let since = time.duration_since(UNIX_EPOCH).expect("after epoch");

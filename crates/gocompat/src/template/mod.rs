@@ -22,6 +22,12 @@
 //! inspect document is JSON. JSON values print as Go prints the decoded value (`[a b]`,
 //! `map[k:v]`, `<no value>` for null or a missing key); `{{json ...}}` encodes as Go's encoder with
 //! HTML escaping off, object keys in document order.
+//!
+//! Inspect templates run as docker/cli's `TemplateInspector` runs them
+//! ([`Template::render_typed`]): first on the document decoded into its Go type, described by a
+//! [`GoType`] ([`IMAGE_INSPECT`], [`CONTAINER_JSON`]), with Go's rules for typed values (fields
+//! by Go name, zero values for absent keys, `[]`, `map[]` and `<nil>` for nil slices, maps and
+//! pointers, struct printing, `encoding/json` of the struct); when that fails, on the JSON.
 
 mod exec;
 mod funcs;

@@ -1,5 +1,6 @@
 use super::funcs::go_json;
 use super::*;
+
 /// A row like docker/cli's history context, with fixed values.
 struct TestRow {
     id: &'static str,
@@ -263,4 +264,124 @@ fn header_keeps_what_was_printed_before_an_error() {
         render("table {{.ID}}\\t{{.Label \"x\"}}"),
         "IMAGE       \nabc         label x\n<missing>   label x\n"
     );
+}
+
+/// An image as the daemon reports it, with a health check, ports and a `StopTimeout`, and with
+/// `Metadata` left out.
+fn typed_image() -> serde_json::Value {
+    serde_json::json!({
+        "Id": "sha256:abc",
+        "RepoTags": ["a:1"],
+        "RepoDigests": [],
+        "Config": {
+            "Env": null,
+            "Cmd": ["sh"],
+            "ExposedPorts": {"80/tcp": {}, "443/tcp": {}},
+            "Healthcheck": {"Test": ["CMD", "true"], "Interval": 30_000_000_000_i64, "Retries": 3},
+            "Volumes": null,
+            "Labels": {"b": "2", "a": "1"},
+            "StopTimeout": 5
+        },
+        "ContainerConfig": null,
+        "Size": 42,
+        "RootFS": {"Type": "layers", "Layers": ["sha256:l1"]},
+        "Extra": "only in the JSON"
+    })
+}
+
+fn render_typed(template: &str) -> Result<String> {
+    Template::go(template)?.render_typed(&IMAGE_INSPECT, &typed_image())
+}
+
+#[test]
+fn typed_values_print_as_go_prints_them() {
+    let cases = [
+        ("{{.ID}} {{.Size}} {{.Os}}|", "sha256:abc 42 |"),
+        ("{{.RootFS}}", "{layers [sha256:l1] }"),
+        ("{{.Config.Healthcheck}}", "{[CMD true] 30s 0s 0s 3}"),
+        ("{{.ContainerConfig}}", "<nil>"),
+        ("{{.Config.ExposedPorts}}", "map[443/tcp:{} 80/tcp:{}]"),
+        ("{{.Config.Volumes}} {{.Config.Env}}", "map[] []"),
+        ("{{.Config.StopTimeout}}", "5"),
+        ("{{.Metadata.LastTagTime}}", "0001-01-01 00:00:00 +0000 UTC"),
+        ("{{.GraphDriver}}", "{map[] }"),
+        ("{{printf \"%d %v\" .Size .RepoTags}}", "42 [a:1]"),
+        (
+            "{{print .RootFS.Layers .GraphDriver.Data}}",
+            "[sha256:l1] map[]",
+        ),
+        (
+            "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}",
+            "a=1;b=2;",
+        ),
+        ("{{range .Config.ExposedPorts}}{{.}}{{end}}", "{}{}"),
+        (
+            "{{len .Config.Volumes}} {{len .Config.Cmd}} {{join .Config.Cmd \",\"}}",
+            "0 1 sh",
+        ),
+        (
+            "{{index .Config.Labels \"zz\"}}|{{.Config.Labels.zz}}",
+            "|<no value>",
+        ),
+        (
+            "{{if .Config.Healthcheck}}hc{{end}} {{if .ContainerConfig}}cc{{end}}",
+            "hc ",
+        ),
+        ("{{gt .Config.Healthcheck.Interval 0}}", "true"),
+    ];
+    for (template, want) in cases {
+        assert_eq!(render_typed(template).expect(template), want, "{template}");
+    }
+}
+
+#[test]
+fn typed_values_encode_as_go_encodes_them() {
+    assert_eq!(
+        render_typed("{{json .Metadata}} {{json .RootFS}} {{json .ContainerConfig}}")
+            .expect("json"),
+        r#"{"LastTagTime":"0001-01-01T00:00:00Z"} {"Type":"layers","Layers":["sha256:l1"]} null"#
+    );
+    assert_eq!(
+        render_typed("{{json .Config.Healthcheck}} {{json .Config.Labels}}").expect("json"),
+        r#"{"Test":["CMD","true"],"Interval":30000000000,"Retries":3} {"a":"1","b":"2"}"#
+    );
+    let config = render_typed("{{json .Config}}").expect("json");
+    assert!(
+        config.starts_with(r#"{"Hostname":"","Domainname":"","User":"","AttachStdin":false"#),
+        "{config}"
+    );
+    assert!(
+        config.contains(r#""ExposedPorts":{"443/tcp":{},"80/tcp":{}},"Tty":false"#),
+        "{config}"
+    );
+    assert!(
+        config.ends_with(r#""Labels":{"a":"1","b":"2"},"StopTimeout":5}"#),
+        "{config}"
+    );
+    let all = render_typed("{{json .}}").expect("json");
+    assert!(!all.contains("Extra"), "{all}");
+    assert!(!all.contains("Variant"), "{all}");
+}
+
+#[test]
+fn typed_failures_fall_back_to_the_json() {
+    // `.Id` is no Go field of types.ImageInspect; the JSON has it.
+    assert_eq!(
+        render_typed("{{.Id}} {{.Extra}}").expect("fallback"),
+        "sha256:abc only in the JSON"
+    );
+    // A string does not index a map keyed by nat.Port; the JSON's map of maps it does.
+    assert_eq!(
+        render_typed("{{index .Config.ExposedPorts \"80/tcp\"}}").expect("fallback"),
+        "map[]"
+    );
+    // Both fail: the JSON's error is the one reported.
+    let err = render_typed("{{.Nope}}").expect_err("no such field");
+    assert!(
+        err.to_string()
+            .contains(r#"map has no entry for key "Nope""#),
+        "{err}"
+    );
+    let err = render_typed("{{.ContainerConfig.Env}}").expect_err("nil pointer, then null");
+    assert!(err.to_string().contains("nil pointer"), "{err}");
 }
