@@ -12,7 +12,10 @@ use super::Row;
 pub(crate) fn print_value(value: &Val) -> Exe<String> {
     match value {
         Val::Missing | Val::Json(Value::Null) => Ok("<no value>".to_string()),
-        Val::Typed(ty, json) => Ok(gotype::print(ty, json)),
+        Val::Typed(ty, json) => match gotype::undescribed(ty, json) {
+            Some(error) => Err(error),
+            None => Ok(gotype::print(ty, json)),
+        },
         other => fmt_value(other),
     }
 }
@@ -26,7 +29,10 @@ pub(crate) fn fmt_value(value: &Val) -> Exe<String> {
             row.type_name()
         )),
         Val::Missing => Ok("<no value>".to_string()),
-        Val::Typed(ty, json) => Ok(gotype::format(ty, json, 0)),
+        Val::Typed(ty, json) => match gotype::undescribed(ty, json) {
+            Some(error) => Err(error),
+            None => Ok(gotype::format(ty, json, 0)),
+        },
         Val::Json(json) => Ok(fmt_json(json)),
     }
 }
@@ -205,7 +211,10 @@ pub(crate) fn call<'a>(mode: Mode, name: &str, args: Vec<Val<'a>>) -> Exe<Val<'a
             text(match &args[0] {
                 Val::Json(value) => go_json(value, false),
                 Val::Row(row) => go_json(&row_json(*row), true),
-                Val::Typed(ty, json) => go_json(&gotype::encode(ty, json), false),
+                Val::Typed(ty, json) => match gotype::undescribed(ty, json) {
+                    Some(error) => return Err(error),
+                    None => go_json(&gotype::encode(ty, json), false),
+                },
                 Val::Missing => "null".to_string(),
             })
         }

@@ -39,6 +39,10 @@ pub enum GoType {
     Struct(&'static GoStruct),
     /// `interface{}`: whatever `encoding/json` decodes (maps, slices, strings, numbers, bools).
     Interface,
+    /// A pointer to a struct not described here (`*container.HostConfig`), by name: nil or not
+    /// is all a typed run knows of it, so using anything else of it fails the typed run and the
+    /// JSON run answers.
+    Opaque(&'static str),
 }
 
 /// A Go struct: its name in messages (`types.ImageInspect`) and its fields in Go order.
@@ -61,6 +65,9 @@ pub struct GoField {
     pub ty: &'static GoType,
     /// The tag's `omitempty`: a zero value is left out when encoding.
     pub omitempty: bool,
+    /// An embedded struct or pointer to one: its fields are read from and written to the
+    /// enclosing JSON object, and `{{.Name}}` finds them through the enclosing struct.
+    pub embedded: bool,
 }
 
 impl GoField {
@@ -71,6 +78,18 @@ impl GoField {
             json: name,
             ty,
             omitempty: false,
+            embedded: false,
+        }
+    }
+
+    /// An embedded field (`*ContainerJSONBase` in `types.ContainerJSON`), named by its type.
+    pub const fn embedded(name: &'static str, ty: &'static GoType) -> GoField {
+        GoField {
+            name,
+            json: name,
+            ty,
+            omitempty: false,
+            embedded: true,
         }
     }
 
@@ -81,6 +100,7 @@ impl GoField {
             json,
             ty,
             omitempty: false,
+            embedded: false,
         }
     }
 
@@ -108,6 +128,7 @@ impl GoType {
             GoType::Pointer(elem) => format!("*{}", elem.name()),
             GoType::Struct(st) => st.name.to_string(),
             GoType::Interface => "interface {}".to_string(),
+            GoType::Opaque(name) => format!("*{name}"),
         }
     }
 
@@ -152,12 +173,16 @@ pub(crate) fn field<'a>(ty: &'static GoType, json: &Value, name: &str) -> Exe<Va
         }
         GoType::Pointer(elem) => field(elem, json, name),
         GoType::Struct(st) => {
-            let field = st
-                .fields
-                .iter()
-                .find(|field| field.name == name)
-                .ok_or_else(|| format!("can't evaluate field {name} in type {}", ty.name()))?;
-            Ok(decode(field.ty, member(json, field.json)))
+            if let Some(field) = st.fields.iter().find(|field| field.name == name) {
+                return Ok(decode(field.ty, field_json(json, field)));
+            }
+            // A field promoted from an embedded struct, through a pointer that must not be nil.
+            for embedded in st.fields.iter().filter(|field| field.embedded) {
+                if promotes(embedded.ty, name) {
+                    return field(embedded.ty, &field_json(json, embedded), name);
+                }
+            }
+            Err(format!("can't evaluate field {name} in type {}", ty.name()))
         }
         GoType::Map(GoType::String, elem) => Ok(match json.get(name) {
             Some(value) => decode(elem, value.clone()),
@@ -172,7 +197,7 @@ pub(crate) fn truth(ty: &'static GoType, json: &Value) -> bool {
     match ty.underlying() {
         GoType::Slice(_) => json.as_array().is_some_and(|items| !items.is_empty()),
         GoType::Map(..) => json.as_object().is_some_and(|map| !map.is_empty()),
-        GoType::Pointer(_) | GoType::Interface => !json.is_null(),
+        GoType::Pointer(_) | GoType::Interface | GoType::Opaque(_) => !json.is_null(),
         GoType::Duration => json.as_i64().unwrap_or(0) != 0,
         GoType::Struct(_) | GoType::Time => true,
         _ => super::exec::truth(&decode(ty, json.clone())),
@@ -296,7 +321,8 @@ pub(crate) fn format(ty: &'static GoType, json: &Value, depth: usize) -> String 
                 .collect();
             format!("map[{}]", parts.join(" "))
         }
-        GoType::Pointer(_) if json.is_null() => "<nil>".to_string(),
+        GoType::Pointer(_) | GoType::Opaque(_) if json.is_null() => "<nil>".to_string(),
+        GoType::Opaque(_) => POINTER_ADDRESS.to_string(),
         GoType::Pointer(elem) => match elem.underlying() {
             GoType::Struct(_) | GoType::Slice(_) | GoType::Map(..) if depth == 0 => {
                 format!("&{}", format(elem, json, depth + 1))
@@ -307,7 +333,7 @@ pub(crate) fn format(ty: &'static GoType, json: &Value, depth: usize) -> String 
             let parts: Vec<String> = st
                 .fields
                 .iter()
-                .map(|field| format(field.ty, &member(json, field.json), depth + 1))
+                .map(|field| format(field.ty, &field_json(json, field), depth + 1))
                 .collect();
             format!("{{{}}}", parts.join(" "))
         }
@@ -343,18 +369,30 @@ pub(crate) fn encode(ty: &'static GoType, json: &Value) -> Value {
             }
             None => Value::Null,
         },
-        GoType::Pointer(_) if json.is_null() => Value::Null,
+        GoType::Pointer(_) | GoType::Opaque(_) if json.is_null() => Value::Null,
+        GoType::Opaque(_) => json.clone(),
         GoType::Pointer(elem) => encode(elem, json),
-        GoType::Struct(st) => Value::Object(
-            st.fields
-                .iter()
-                .filter_map(|field| {
-                    let value = member(json, field.json);
-                    (!(field.omitempty && is_empty(field.ty, &value)))
-                        .then(|| (field.json.to_string(), encode(field.ty, &value)))
-                })
-                .collect(),
-        ),
+        GoType::Struct(st) => {
+            let mut object = Map::new();
+            for field in st.fields {
+                let value = field_json(json, field);
+                if field.omitempty && is_empty(field.ty, &value) {
+                    continue;
+                }
+                match (field.embedded, encode(field.ty, &value)) {
+                    (true, Value::Object(inner)) => {
+                        for (key, item) in inner {
+                            object.entry(key).or_insert(item);
+                        }
+                    }
+                    (true, _) => {}
+                    (false, encoded) => {
+                        object.insert(field.json.to_string(), encoded);
+                    }
+                }
+            }
+            Value::Object(object)
+        }
         _ => match decode(ty, json.clone()) {
             Val::Json(value) => value,
             _ => Value::Null,
@@ -392,9 +430,76 @@ pub(crate) fn number(ty: &'static GoType, json: &Value) -> Option<Value> {
 fn is_empty(ty: &'static GoType, json: &Value) -> bool {
     match ty.underlying() {
         GoType::Struct(_) | GoType::Time => false,
-        GoType::Pointer(_) | GoType::Interface => json.is_null(),
+        GoType::Pointer(_) | GoType::Interface | GoType::Opaque(_) => json.is_null(),
         _ => !truth(ty, json),
     }
+}
+
+/// Whether a non-nil value of a type not described here is reachable in the value: printing or
+/// encoding it would need its fields, so the typed run fails there.
+pub(crate) fn undescribed(ty: &'static GoType, json: &Value) -> Option<String> {
+    if json.is_null() {
+        return None;
+    }
+    match ty.underlying() {
+        GoType::Opaque(name) => Some(format!("the fields of {name} are not described")),
+        GoType::Pointer(elem) => undescribed(elem, json),
+        GoType::Slice(elem) => json
+            .as_array()?
+            .iter()
+            .find_map(|item| undescribed(elem, item)),
+        GoType::Map(_, elem) => json
+            .as_object()?
+            .values()
+            .find_map(|item| undescribed(elem, item)),
+        GoType::Struct(st) => st
+            .fields
+            .iter()
+            .find_map(|field| undescribed(field.ty, &field_json(json, field))),
+        _ => None,
+    }
+}
+
+/// Whether `name` is a field of the struct `ty` (through a pointer) or promoted into it.
+fn promotes(ty: &'static GoType, name: &str) -> bool {
+    match ty.underlying() {
+        GoType::Pointer(elem) => promotes(elem, name),
+        GoType::Struct(st) => st
+            .fields
+            .iter()
+            .any(|field| field.name == name || (field.embedded && promotes(field.ty, name))),
+        _ => false,
+    }
+}
+
+/// The JSON of one field of a struct: its key's value, or for an embedded struct the enclosing
+/// object itself (an embedded pointer is nil unless one of its keys is there, as `encoding/json`
+/// allocates it only then).
+fn field_json(json: &Value, field: &GoField) -> Value {
+    if !field.embedded {
+        return member(json, field.json);
+    }
+    match field.ty.underlying() {
+        GoType::Pointer(elem) => match elem.underlying() {
+            GoType::Struct(st)
+                if st
+                    .fields
+                    .iter()
+                    .any(|inner| inner.embedded || has_member(json, inner.json)) =>
+            {
+                json.clone()
+            }
+            _ => Value::Null,
+        },
+        _ => json.clone(),
+    }
+}
+
+/// Whether the object has the key, matched as `encoding/json` matches it.
+fn has_member(json: &Value, key: &str) -> bool {
+    json.as_object().is_some_and(|object| {
+        object.contains_key(key) || object.keys().any(|name| name.eq_ignore_ascii_case(key))
+    })
 }
 
 /// The JSON of a field as `encoding/json` matches keys: exactly, else ignoring ASCII case; null

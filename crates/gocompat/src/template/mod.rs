@@ -43,7 +43,7 @@ use serde_json::{Map, Value};
 use exec::{Exec, Mode, Val};
 pub use gotype::{GoField, GoStruct, GoType};
 use lexer::lex;
-pub use moby::{CONTAINER_CONFIG, GRAPH_DRIVER_DATA, IMAGE_INSPECT};
+pub use moby::{CONTAINER_CONFIG, CONTAINER_JSON, GRAPH_DRIVER_DATA, IMAGE_INSPECT};
 use parser::{Node, Parser};
 
 /// A template that does not parse, or fails while it runs; the message names the template as
@@ -171,7 +171,7 @@ impl Template {
     }
 
     /// The template run as docker/cli's `TemplateInspector` runs it on an inspect result: first on
-    /// the document decoded into the Go type `schema` ([`IMAGE_INSPECT`] for an image), where
+    /// the document decoded into the Go type `schema` ([`IMAGE_INSPECT`] for an image, [`CONTAINER_JSON`] for a container), where
     /// fields are Go's (`.ID`), absent ones are zero values, nil slices and maps print `[]` and
     /// `map[]`, a missing map key prints `<no value>`; and only when that fails, on the JSON
     /// itself as [`Template::render_value`] does, whose result or error is the answer.

@@ -385,3 +385,102 @@ fn typed_failures_fall_back_to_the_json() {
     let err = render_typed("{{.ContainerConfig.Env}}").expect_err("nil pointer, then null");
     assert!(err.to_string().contains("nil pointer"), "{err}");
 }
+
+/// A container as `ovl inspect` reports one: no `HostConfig`, `NetworkSettings` or `Mounts`.
+fn typed_container() -> serde_json::Value {
+    serde_json::json!({
+        "Id": "c1",
+        "Created": "2026-12-04T16:02:16Z",
+        "Path": "sh",
+        "Args": [],
+        "State": {"Status": "created", "Running": false},
+        "Image": "sha256:abc",
+        "Name": "/web",
+        "Driver": "overlay2",
+        "GraphDriver": {"Data": {"MergedDir": "/m"}, "Name": "overlay2"},
+        "Config": {"Env": ["A=1"]}
+    })
+}
+
+fn render_container(template: &str, container: &serde_json::Value) -> Result<String> {
+    Template::go(template)?.render_typed(&CONTAINER_JSON, container)
+}
+
+#[test]
+fn typed_containers_print_as_go_prints_them() {
+    let container = typed_container();
+    let cases = [
+        (
+            "{{.ID}} {{.Name}} {{.State.Status}} {{.State.Pid}} {{.RestartCount}}",
+            "c1 /web created 0 0",
+        ),
+        (
+            "{{.ContainerJSONBase.Name}} {{.GraphDriver.Data.MergedDir}}",
+            "/web /m",
+        ),
+        (
+            "{{.HostConfig}} {{.NetworkSettings}} {{.Mounts}} {{.Config.Env}}",
+            "<nil> <nil> [] [A=1]",
+        ),
+        ("{{.}}", "{0xc000010000 [] 0xc000010000 <nil>}"),
+        ("{{with .NetworkSettings}}net{{else}}none{{end}}", "none"),
+        (
+            "{{json .State}}",
+            r#"{"Status":"created","Running":false,"Paused":false,"Restarting":false,"OOMKilled":false,"Dead":false,"Pid":0,"ExitCode":0,"Error":"","StartedAt":"","FinishedAt":""}"#,
+        ),
+    ];
+    for (template, want) in cases {
+        assert_eq!(
+            render_container(template, &container).expect(template),
+            want,
+            "{template}"
+        );
+    }
+    let all = render_container("{{json .}}", &container).expect("json");
+    assert!(
+        all.starts_with(
+            r#"{"Id":"c1","Created":"2026-12-04T16:02:16Z","Path":"sh","Args":[],"State":{"#
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains(r#""ExecIDs":null,"HostConfig":null,"GraphDriver":{"#),
+        "{all}"
+    );
+    assert!(
+        all.contains(r#""Mounts":null,"Config":{"Hostname":"#),
+        "{all}"
+    );
+    assert!(all.ends_with(r#""NetworkSettings":null}"#), "{all}");
+}
+
+#[test]
+fn typed_containers_with_networks_and_a_host_config() {
+    let mut container = typed_container();
+    container["NetworkSettings"] = serde_json::json!({
+        "IPAddress": "172.17.0.2",
+        "Networks": {"bridge": {"IPAddress": "172.17.0.2"}}
+    });
+    container["HostConfig"] = serde_json::json!({"Memory": 5});
+    let cases = [
+        (
+            "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.Ports}}",
+            "172.17.0.2 map[]",
+        ),
+        (
+            "{{range $name, $net := .NetworkSettings.Networks}}{{$name}}:{{$net.IPAddress}}{{end}}",
+            "bridge:172.17.0.2",
+        ),
+        // `HostConfig` is not described: printing it is left to the JSON run.
+        ("{{if .HostConfig}}hc{{end}}", "hc"),
+        ("{{.HostConfig}} {{.HostConfig.Memory}}", "map[Memory:5] 5"),
+        ("{{json .HostConfig}}", r#"{"Memory":5}"#),
+    ];
+    for (template, want) in cases {
+        assert_eq!(
+            render_container(template, &container).expect(template),
+            want,
+            "{template}"
+        );
+    }
+}
