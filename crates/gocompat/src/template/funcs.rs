@@ -109,6 +109,14 @@ pub(crate) fn go_sprintf(format: &str, args: &[Val]) -> Exe<String> {
             },
             'q' => match arg {
                 Val::Json(Value::String(text)) => crate::quote::go_quote(text),
+                Val::Typed(ty, json) if gotype::strings(ty, json).is_some() => {
+                    let items = gotype::strings(ty, json).unwrap_or_default();
+                    let quoted: Vec<String> = items
+                        .iter()
+                        .map(|item| crate::quote::go_quote(item))
+                        .collect();
+                    format!("[{}]", quoted.join(" "))
+                }
                 other => fmt_value(other)?,
             },
             other => return Err(format!("printf verb %{other} is not supported")),

@@ -328,6 +328,7 @@ fn typed_values_print_as_go_prints_them() {
             "hc ",
         ),
         ("{{gt .Config.Healthcheck.Interval 0}}", "true"),
+        ("{{printf \"%q\" .Config.Cmd}}", r#"["sh"]"#),
     ];
     for (template, want) in cases {
         assert_eq!(render_typed(template).expect(template), want, "{template}");
