@@ -68,6 +68,48 @@ pub fn go_time_string_utc(seconds: i64) -> String {
     format!("{date} {time} +0000 UTC")
 }
 
+/// Go's `time.Duration.String` of `nanos` nanoseconds: `0s`, `1.5µs`, `250ms`, `1h2m3.5s`.
+pub fn go_duration_string(nanos: i64) -> String {
+    let magnitude = nanos.unsigned_abs();
+    let sign = if nanos < 0 { "-" } else { "" };
+    // Whole units and the fraction of `magnitude / 10^digits`, without trailing zeros.
+    let split = |digits: u32| {
+        let scale = 10u64.pow(digits);
+        let fraction = format!("{:0width$}", magnitude % scale, width = digits as usize);
+        let fraction = fraction.trim_end_matches('0');
+        let fraction = if fraction.is_empty() {
+            String::new()
+        } else {
+            format!(".{fraction}")
+        };
+        (magnitude / scale, fraction)
+    };
+    if magnitude == 0 {
+        return "0s".to_string();
+    }
+    if magnitude < 1_000 {
+        return format!("{sign}{magnitude}ns");
+    }
+    if magnitude < 1_000_000 {
+        let (whole, fraction) = split(3);
+        return format!("{sign}{whole}{fraction}\u{b5}s");
+    }
+    if magnitude < 1_000_000_000 {
+        let (whole, fraction) = split(6);
+        return format!("{sign}{whole}{fraction}ms");
+    }
+    let (seconds, fraction) = split(9);
+    let (minutes, hours) = (seconds / 60 % 60, seconds / 3600);
+    let seconds = seconds % 60;
+    if hours > 0 {
+        format!("{sign}{hours}h{minutes}m{seconds}{fraction}s")
+    } else if minutes > 0 {
+        format!("{sign}{minutes}m{seconds}{fraction}s")
+    } else {
+        format!("{sign}{seconds}{fraction}s")
+    }
+}
+
 /// `units.HumanDuration(now - time.Unix(seconds, 0)) + " ago"`, as the docker CLI prints ages:
 /// whole seconds of the creation time, Go's saturation of durations beyond 292 years, and
 /// "Less than a second" for times in the future.
@@ -261,6 +303,28 @@ impl GoTime {
         text
     }
 
+    /// Go's `Time.String` of a time read from JSON: `2006-01-02 15:04:05.999999999 -0700 MST`, the
+    /// fraction without trailing zeros, the zone `UTC` at a zero offset and otherwise named by its
+    /// offset (Go's `FixedZone("", offset)` prints `-0700 -0700`).
+    pub fn to_go_string(self) -> String {
+        let (date, time) = civil_utc(self.unix_secs + i64::from(self.offset_secs));
+        let mut text = format!("{date} {time}");
+        if self.nanos != 0 {
+            let fraction = format!("{:09}", self.nanos);
+            text.push('.');
+            text.push_str(fraction.trim_end_matches('0'));
+        }
+        let sign = if self.offset_secs < 0 { '-' } else { '+' };
+        let magnitude = self.offset_secs.unsigned_abs();
+        let offset = format!("{sign}{:02}{:02}", magnitude / 3600, magnitude / 60 % 60);
+        let zone = if self.offset_secs == 0 {
+            "UTC"
+        } else {
+            offset.as_str()
+        };
+        format!("{text} {offset} {zone}")
+    }
+
     /// The whole-second mtime a file gets from Docker's `system.Chtimes(path, t, t)` and its tar
     /// writer: times before the epoch or past 2262-04-11T23:47:16.854775807Z become the epoch.
     pub fn chtimes_mtime(self) -> i64 {
@@ -332,6 +396,38 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(3 * 3600)), "3 hours");
         assert_eq!(human_duration(Duration::from_secs(10 * 86_400)), "10 days");
         assert_eq!(human_duration(Duration::from_secs(40 * 86_400)), "5 weeks");
+    }
+
+    #[test]
+    fn durations_print_as_go_prints_them() {
+        let cases = [
+            (0, "0s"),
+            (999, "999ns"),
+            (1_500, "1.5\u{b5}s"),
+            (250_000_000, "250ms"),
+            (30_000_000_000, "30s"),
+            (90_000_000_000, "1m30s"),
+            (3 * 3_600_000_000_000, "3h0m0s"),
+            (-1_500_000_000, "-1.5s"),
+            (3_723_000_000_001, "1h2m3.000000001s"),
+        ];
+        for (nanos, text) in cases {
+            assert_eq!(go_duration_string(nanos), text, "{nanos}");
+        }
+    }
+
+    #[test]
+    fn times_read_from_json_print_as_go_prints_them() {
+        let string = |text: &str| GoTime::parse_rfc3339(text).expect("parse").to_go_string();
+        assert_eq!(
+            string("2026-12-04T16:02:16.157486162Z"),
+            "2026-12-04 16:02:16.157486162 +0000 UTC"
+        );
+        assert_eq!(
+            string("2026-12-04T16:02:16.5-07:00"),
+            "2026-12-04 16:02:16.5 -0700 -0700"
+        );
+        assert_eq!(GoTime::ZERO.to_go_string(), "0001-01-01 00:00:00 +0000 UTC");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::funcs::{call, print_value, string_arg};
+use super::gotype::{self, GoType};
 use super::parser::{Command, Node, Operand, Pipeline};
 use super::Row;
 
@@ -16,12 +17,17 @@ pub(crate) enum Mode {
     Header,
     /// An inspect document: missing keys are errors.
     Document,
+    /// A typed Go value (docker/cli's first try at an inspect template): missing map keys print
+    /// `<no value>`.
+    Typed,
 }
 
 #[derive(Clone)]
 pub(crate) enum Val<'a> {
     Json(Value),
     Row(&'a dyn Row),
+    /// A Go value of a type other than string, bool, number or interface, with its JSON.
+    Typed(&'static GoType, Value),
     /// Go's invalid value (a missing map key): prints `<no value>`.
     Missing,
 }
@@ -86,20 +92,28 @@ impl<'a> Exec<'a> {
                 } => {
                     let n_vars = self.vars.len();
                     let value = self.pipeline_value(pipe, dot)?;
-                    let elements: Vec<(Value, Value)> = match &value {
+                    let elements: Vec<(Val<'a>, Val<'a>)> = match &value {
                         Val::Json(Value::Array(items)) => items
                             .iter()
                             .enumerate()
-                            .map(|(idx, item)| (Value::from(idx), item.clone()))
+                            .map(|(idx, item)| {
+                                (Val::Json(Value::from(idx)), Val::Json(item.clone()))
+                            })
                             .collect(),
                         Val::Json(Value::Object(map)) => {
                             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
                             entries.sort_by(|a, b| a.0.cmp(b.0));
                             entries
                                 .into_iter()
-                                .map(|(key, item)| (Value::String(key.clone()), item.clone()))
+                                .map(|(key, item)| {
+                                    (
+                                        Val::Json(Value::String(key.clone())),
+                                        Val::Json(item.clone()),
+                                    )
+                                })
                                 .collect()
                         }
+                        Val::Typed(ty, json) => gotype::elements(ty, json)?,
                         Val::Json(Value::Null) | Val::Missing => Vec::new(),
                         other => {
                             return Err(format!("range can't iterate over {}", type_name(other)))
@@ -112,16 +126,13 @@ impl<'a> Exec<'a> {
                         let mark = self.vars.len();
                         match pipe.vars.as_slice() {
                             [] => {}
-                            [value_var] => self
-                                .vars
-                                .push((value_var.clone(), Val::Json(element.clone()))),
+                            [value_var] => self.vars.push((value_var.clone(), element.clone())),
                             [key_var, value_var, ..] => {
-                                self.vars.push((key_var.clone(), Val::Json(key)));
-                                self.vars
-                                    .push((value_var.clone(), Val::Json(element.clone())));
+                                self.vars.push((key_var.clone(), key));
+                                self.vars.push((value_var.clone(), element.clone()));
                             }
                         }
-                        self.walk(body, &Val::Json(element))?;
+                        self.walk(body, &element)?;
                         self.vars.truncate(mark);
                     }
                     self.vars.truncate(n_vars);
@@ -320,6 +331,12 @@ pub(crate) fn field<'a>(
                 None => Ok(Val::Missing),
             }
         }
+        Val::Typed(ty, json) => {
+            if !args.is_empty() {
+                return Err(format!("{name} is not a method but has arguments"));
+            }
+            gotype::field(ty, json, name)
+        }
         Val::Missing if mode == Mode::Document => {
             Err(format!("nil data; no entry for key {name:?}"))
         }
@@ -337,6 +354,7 @@ pub(crate) fn truth(value: &Val) -> bool {
     match value {
         Val::Missing => false,
         Val::Row(_) => true,
+        Val::Typed(ty, json) => gotype::truth(ty, json),
         Val::Json(json) => match json {
             Value::Null => false,
             Value::Bool(flag) => *flag,
@@ -351,6 +369,7 @@ pub(crate) fn truth(value: &Val) -> bool {
 pub(crate) fn type_name(value: &Val) -> String {
     match value {
         Val::Row(row) => row.type_name().to_string(),
+        Val::Typed(ty, _) => ty.name(),
         Val::Missing => "<nil>".to_string(),
         Val::Json(json) => match json {
             Value::Null => "<nil>",

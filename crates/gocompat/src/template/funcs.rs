@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::exec::{truth, type_name, Exe, Mode, Val};
+use super::gotype;
 use super::Row;
 
 /// What an action prints: Go's `fmt.Print` of the value; null and missing values print
@@ -11,6 +12,10 @@ use super::Row;
 pub(crate) fn print_value(value: &Val) -> Exe<String> {
     match value {
         Val::Missing | Val::Json(Value::Null) => Ok("<no value>".to_string()),
+        Val::Typed(ty, json) => match gotype::undescribed(ty, json) {
+            Some(error) => Err(error),
+            None => Ok(gotype::print(ty, json)),
+        },
         other => fmt_value(other),
     }
 }
@@ -24,6 +29,10 @@ pub(crate) fn fmt_value(value: &Val) -> Exe<String> {
             row.type_name()
         )),
         Val::Missing => Ok("<no value>".to_string()),
+        Val::Typed(ty, json) => match gotype::undescribed(ty, json) {
+            Some(error) => Err(error),
+            None => Ok(gotype::format(ty, json, 0)),
+        },
         Val::Json(json) => Ok(fmt_json(json)),
     }
 }
@@ -93,10 +102,21 @@ pub(crate) fn go_sprintf(format: &str, args: &[Val]) -> Exe<String> {
                 Val::Json(Value::Number(number)) if number.is_i64() || number.is_u64() => {
                     number.to_string()
                 }
+                Val::Typed(ty, json) if gotype::number(ty, json).is_some() => {
+                    gotype::number(ty, json).unwrap_or_default().to_string()
+                }
                 other => format!("%!d({}={})", type_name(other), fmt_value(other)?),
             },
             'q' => match arg {
                 Val::Json(Value::String(text)) => crate::quote::go_quote(text),
+                Val::Typed(ty, json) if gotype::strings(ty, json).is_some() => {
+                    let items = gotype::strings(ty, json).unwrap_or_default();
+                    let quoted: Vec<String> = items
+                        .iter()
+                        .map(|item| crate::quote::go_quote(item))
+                        .collect();
+                    format!("[{}]", quoted.join(" "))
+                }
                 other => fmt_value(other)?,
             },
             other => return Err(format!("printf verb %{other} is not supported")),
@@ -199,6 +219,10 @@ pub(crate) fn call<'a>(mode: Mode, name: &str, args: Vec<Val<'a>>) -> Exe<Val<'a
             text(match &args[0] {
                 Val::Json(value) => go_json(value, false),
                 Val::Row(row) => go_json(&row_json(*row), true),
+                Val::Typed(ty, json) => match gotype::undescribed(ty, json) {
+                    Some(error) => return Err(error),
+                    None => go_json(&gotype::encode(ty, json), false),
+                },
                 Val::Missing => "null".to_string(),
             })
         }
@@ -225,6 +249,7 @@ pub(crate) fn call<'a>(mode: Mode, name: &str, args: Vec<Val<'a>>) -> Exe<Val<'a
                     .iter()
                     .map(|item| item.as_str().map(str::to_string))
                     .collect::<Option<Vec<String>>>(),
+                Val::Typed(ty, json) => gotype::strings(ty, json),
                 _ => None,
             }
             .ok_or_else(|| {
@@ -287,6 +312,7 @@ pub(crate) fn call<'a>(mode: Mode, name: &str, args: Vec<Val<'a>>) -> Exe<Val<'a
                 Val::Json(Value::String(text)) => text.len(),
                 Val::Json(Value::Array(items)) => items.len(),
                 Val::Json(Value::Object(map)) => map.len(),
+                Val::Typed(ty, json) => gotype::length(ty, json)?,
                 other => return Err(format!("len of type {}", type_name(other))),
             };
             Ok(Val::Json(Value::from(n)))
@@ -346,6 +372,7 @@ pub(crate) fn call<'a>(mode: Mode, name: &str, args: Vec<Val<'a>>) -> Exe<Val<'a
 /// of a map of strings, or of a null map, is the empty string, as for docker's typed labels).
 pub(crate) fn index<'a>(item: &Val<'a>, key: &Val<'a>) -> Exe<Val<'a>> {
     match (item, key) {
+        (Val::Typed(ty, json), key) => gotype::index(ty, json, key),
         (Val::Json(Value::Array(items)), Val::Json(Value::Number(number))) => {
             let idx = number
                 .as_i64()
@@ -385,7 +412,11 @@ pub(crate) fn index<'a>(item: &Val<'a>, key: &Val<'a>) -> Exe<Val<'a>> {
 }
 
 pub(crate) fn is_ordered(value: &Val) -> bool {
-    matches!(value, Val::Json(Value::Number(_) | Value::String(_)))
+    match value {
+        Val::Json(json) => matches!(json, Value::Number(_) | Value::String(_)),
+        Val::Typed(ty, json) => gotype::number(ty, json).is_some(),
+        _ => false,
+    }
 }
 
 /// Go's basic comparison: numbers with numbers, strings with strings, bools with bools.
@@ -397,6 +428,8 @@ pub(crate) fn compare(left: &Val, right: &Val) -> Exe<std::cmp::Ordering> {
             Val::Json(json) => Ok(json.clone()),
             Val::Missing => Ok(null.clone()),
             Val::Row(row) => Err(format!("invalid type for comparison: {}", row.type_name())),
+            Val::Typed(ty, json) => gotype::number(ty, json)
+                .ok_or_else(|| format!("invalid type for comparison: {}", ty.name())),
         }
     };
     match (json(left)?, json(right)?) {

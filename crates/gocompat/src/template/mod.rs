@@ -22,10 +22,18 @@
 //! inspect document is JSON. JSON values print as Go prints the decoded value (`[a b]`,
 //! `map[k:v]`, `<no value>` for null or a missing key); `{{json ...}}` encodes as Go's encoder with
 //! HTML escaping off, object keys in document order.
+//!
+//! Inspect templates run as docker/cli's `TemplateInspector` runs them
+//! ([`Template::render_typed`]): first on the document decoded into its Go type, described by a
+//! [`GoType`] ([`IMAGE_INSPECT`], [`CONTAINER_JSON`]), with Go's rules for typed values (fields
+//! by Go name, zero values for absent keys, `[]`, `map[]` and `<nil>` for nil slices, maps and
+//! pointers, struct printing, `encoding/json` of the struct); when that fails, on the JSON.
 
 mod exec;
 mod funcs;
+mod gotype;
 mod lexer;
+mod moby;
 mod parser;
 #[cfg(test)]
 mod tests;
@@ -33,7 +41,9 @@ mod tests;
 use serde_json::{Map, Value};
 
 use exec::{Exec, Mode, Val};
+pub use gotype::{GoField, GoStruct, GoType};
 use lexer::lex;
+pub use moby::{CONTAINER_CONFIG, CONTAINER_JSON, GRAPH_DRIVER_DATA, IMAGE_INSPECT};
 use parser::{Node, Parser};
 
 /// A template that does not parse, or fails while it runs; the message names the template as
@@ -157,6 +167,19 @@ impl Template {
                 message,
             }),
             None => Ok(text),
+        }
+    }
+
+    /// The template run as docker/cli's `TemplateInspector` runs it on an inspect result: first on
+    /// the document decoded into the Go type `schema` ([`IMAGE_INSPECT`] for an image, [`CONTAINER_JSON`] for a container), where
+    /// fields are Go's (`.ID`), absent ones are zero values, nil slices and maps print `[]` and
+    /// `map[]`, a missing map key prints `<no value>`; and only when that fails, on the JSON
+    /// itself as [`Template::render_value`] does, whose result or error is the answer.
+    pub fn render_typed(&self, schema: &'static GoType, value: &Value) -> Result<String> {
+        let (text, error) = self.execute(gotype::decode(schema, value.clone()), Mode::Typed);
+        match error {
+            None => Ok(text),
+            Some(_) => self.render_value(value),
         }
     }
 

@@ -1,5 +1,6 @@
 use super::funcs::go_json;
 use super::*;
+
 /// A row like docker/cli's history context, with fixed values.
 struct TestRow {
     id: &'static str,
@@ -263,4 +264,224 @@ fn header_keeps_what_was_printed_before_an_error() {
         render("table {{.ID}}\\t{{.Label \"x\"}}"),
         "IMAGE       \nabc         label x\n<missing>   label x\n"
     );
+}
+
+/// An image as the daemon reports it, with a health check, ports and a `StopTimeout`, and with
+/// `Metadata` left out.
+fn typed_image() -> serde_json::Value {
+    serde_json::json!({
+        "Id": "sha256:abc",
+        "RepoTags": ["a:1"],
+        "RepoDigests": [],
+        "Config": {
+            "Env": null,
+            "Cmd": ["sh"],
+            "ExposedPorts": {"80/tcp": {}, "443/tcp": {}},
+            "Healthcheck": {"Test": ["CMD", "true"], "Interval": 30_000_000_000_i64, "Retries": 3},
+            "Volumes": null,
+            "Labels": {"b": "2", "a": "1"},
+            "StopTimeout": 5
+        },
+        "ContainerConfig": null,
+        "Size": 42,
+        "RootFS": {"Type": "layers", "Layers": ["sha256:l1"]},
+        "Extra": "only in the JSON"
+    })
+}
+
+fn render_typed(template: &str) -> Result<String> {
+    Template::go(template)?.render_typed(&IMAGE_INSPECT, &typed_image())
+}
+
+#[test]
+fn typed_values_print_as_go_prints_them() {
+    let cases = [
+        ("{{.ID}} {{.Size}} {{.Os}}|", "sha256:abc 42 |"),
+        ("{{.RootFS}}", "{layers [sha256:l1] }"),
+        ("{{.Config.Healthcheck}}", "{[CMD true] 30s 0s 0s 3}"),
+        ("{{.ContainerConfig}}", "<nil>"),
+        ("{{.Config.ExposedPorts}}", "map[443/tcp:{} 80/tcp:{}]"),
+        ("{{.Config.Volumes}} {{.Config.Env}}", "map[] []"),
+        ("{{.Config.StopTimeout}}", "5"),
+        ("{{.Metadata.LastTagTime}}", "0001-01-01 00:00:00 +0000 UTC"),
+        ("{{.GraphDriver}}", "{map[] }"),
+        ("{{printf \"%d %v\" .Size .RepoTags}}", "42 [a:1]"),
+        (
+            "{{print .RootFS.Layers .GraphDriver.Data}}",
+            "[sha256:l1] map[]",
+        ),
+        (
+            "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}",
+            "a=1;b=2;",
+        ),
+        ("{{range .Config.ExposedPorts}}{{.}}{{end}}", "{}{}"),
+        (
+            "{{len .Config.Volumes}} {{len .Config.Cmd}} {{join .Config.Cmd \",\"}}",
+            "0 1 sh",
+        ),
+        (
+            "{{index .Config.Labels \"zz\"}}|{{.Config.Labels.zz}}",
+            "|<no value>",
+        ),
+        (
+            "{{if .Config.Healthcheck}}hc{{end}} {{if .ContainerConfig}}cc{{end}}",
+            "hc ",
+        ),
+        ("{{gt .Config.Healthcheck.Interval 0}}", "true"),
+        ("{{printf \"%q\" .Config.Cmd}}", r#"["sh"]"#),
+    ];
+    for (template, want) in cases {
+        assert_eq!(render_typed(template).expect(template), want, "{template}");
+    }
+}
+
+#[test]
+fn typed_values_encode_as_go_encodes_them() {
+    assert_eq!(
+        render_typed("{{json .Metadata}} {{json .RootFS}} {{json .ContainerConfig}}")
+            .expect("json"),
+        r#"{"LastTagTime":"0001-01-01T00:00:00Z"} {"Type":"layers","Layers":["sha256:l1"]} null"#
+    );
+    assert_eq!(
+        render_typed("{{json .Config.Healthcheck}} {{json .Config.Labels}}").expect("json"),
+        r#"{"Test":["CMD","true"],"Interval":30000000000,"Retries":3} {"a":"1","b":"2"}"#
+    );
+    let config = render_typed("{{json .Config}}").expect("json");
+    assert!(
+        config.starts_with(r#"{"Hostname":"","Domainname":"","User":"","AttachStdin":false"#),
+        "{config}"
+    );
+    assert!(
+        config.contains(r#""ExposedPorts":{"443/tcp":{},"80/tcp":{}},"Tty":false"#),
+        "{config}"
+    );
+    assert!(
+        config.ends_with(r#""Labels":{"a":"1","b":"2"},"StopTimeout":5}"#),
+        "{config}"
+    );
+    let all = render_typed("{{json .}}").expect("json");
+    assert!(!all.contains("Extra"), "{all}");
+    assert!(!all.contains("Variant"), "{all}");
+}
+
+#[test]
+fn typed_failures_fall_back_to_the_json() {
+    // `.Id` is no Go field of types.ImageInspect; the JSON has it.
+    assert_eq!(
+        render_typed("{{.Id}} {{.Extra}}").expect("fallback"),
+        "sha256:abc only in the JSON"
+    );
+    // A string does not index a map keyed by nat.Port; the JSON's map of maps it does.
+    assert_eq!(
+        render_typed("{{index .Config.ExposedPorts \"80/tcp\"}}").expect("fallback"),
+        "map[]"
+    );
+    // Both fail: the JSON's error is the one reported.
+    let err = render_typed("{{.Nope}}").expect_err("no such field");
+    assert!(
+        err.to_string()
+            .contains(r#"map has no entry for key "Nope""#),
+        "{err}"
+    );
+    let err = render_typed("{{.ContainerConfig.Env}}").expect_err("nil pointer, then null");
+    assert!(err.to_string().contains("nil pointer"), "{err}");
+}
+
+/// A container as `ovl inspect` reports one: no `HostConfig`, `NetworkSettings` or `Mounts`.
+fn typed_container() -> serde_json::Value {
+    serde_json::json!({
+        "Id": "c1",
+        "Created": "2026-12-04T16:02:16Z",
+        "Path": "sh",
+        "Args": [],
+        "State": {"Status": "created", "Running": false},
+        "Image": "sha256:abc",
+        "Name": "/web",
+        "Driver": "overlay2",
+        "GraphDriver": {"Data": {"MergedDir": "/m"}, "Name": "overlay2"},
+        "Config": {"Env": ["A=1"]}
+    })
+}
+
+fn render_container(template: &str, container: &serde_json::Value) -> Result<String> {
+    Template::go(template)?.render_typed(&CONTAINER_JSON, container)
+}
+
+#[test]
+fn typed_containers_print_as_go_prints_them() {
+    let container = typed_container();
+    let cases = [
+        (
+            "{{.ID}} {{.Name}} {{.State.Status}} {{.State.Pid}} {{.RestartCount}}",
+            "c1 /web created 0 0",
+        ),
+        (
+            "{{.ContainerJSONBase.Name}} {{.GraphDriver.Data.MergedDir}}",
+            "/web /m",
+        ),
+        (
+            "{{.HostConfig}} {{.NetworkSettings}} {{.Mounts}} {{.Config.Env}}",
+            "<nil> <nil> [] [A=1]",
+        ),
+        ("{{.}}", "{0xc000010000 [] 0xc000010000 <nil>}"),
+        ("{{with .NetworkSettings}}net{{else}}none{{end}}", "none"),
+        (
+            "{{json .State}}",
+            r#"{"Status":"created","Running":false,"Paused":false,"Restarting":false,"OOMKilled":false,"Dead":false,"Pid":0,"ExitCode":0,"Error":"","StartedAt":"","FinishedAt":""}"#,
+        ),
+    ];
+    for (template, want) in cases {
+        assert_eq!(
+            render_container(template, &container).expect(template),
+            want,
+            "{template}"
+        );
+    }
+    let all = render_container("{{json .}}", &container).expect("json");
+    assert!(
+        all.starts_with(
+            r#"{"Id":"c1","Created":"2026-12-04T16:02:16Z","Path":"sh","Args":[],"State":{"#
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains(r#""ExecIDs":null,"HostConfig":null,"GraphDriver":{"#),
+        "{all}"
+    );
+    assert!(
+        all.contains(r#""Mounts":null,"Config":{"Hostname":"#),
+        "{all}"
+    );
+    assert!(all.ends_with(r#""NetworkSettings":null}"#), "{all}");
+}
+
+#[test]
+fn typed_containers_with_networks_and_a_host_config() {
+    let mut container = typed_container();
+    container["NetworkSettings"] = serde_json::json!({
+        "IPAddress": "172.17.0.2",
+        "Networks": {"bridge": {"IPAddress": "172.17.0.2"}}
+    });
+    container["HostConfig"] = serde_json::json!({"Memory": 5});
+    let cases = [
+        (
+            "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.Ports}}",
+            "172.17.0.2 map[]",
+        ),
+        (
+            "{{range $name, $net := .NetworkSettings.Networks}}{{$name}}:{{$net.IPAddress}}{{end}}",
+            "bridge:172.17.0.2",
+        ),
+        // `HostConfig` is not described: printing it is left to the JSON run.
+        ("{{if .HostConfig}}hc{{end}}", "hc"),
+        ("{{.HostConfig}} {{.HostConfig.Memory}}", "map[Memory:5] 5"),
+        ("{{json .HostConfig}}", r#"{"Memory":5}"#),
+    ];
+    for (template, want) in cases {
+        assert_eq!(
+            render_container(template, &container).expect(template),
+            want,
+            "{template}"
+        );
+    }
 }
