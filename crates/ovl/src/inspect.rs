@@ -7,7 +7,7 @@ use serde_json::Value;
 use store::DataRoot;
 
 use crate::resolve;
-use crate::template::Template;
+use crate::template::{self, Template};
 
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {
@@ -29,33 +29,45 @@ pub fn inspect(root_path: &Path, args: &InspectArgs) -> Result<()> {
         Some(text) => Some(Template::go(text)?),
     };
     let root = DataRoot::open(root_path)?;
-    let mut out = Vec::new();
+    let mut out: Vec<(&'static template::GoType, Value)> = Vec::new();
     let mut missing = Vec::new();
     for name in &args.names {
         let as_container = args.kind.as_deref() != Some("image");
         let as_image = args.kind.as_deref() != Some("container");
         if as_container {
             if let Ok(record) = resolve::container(&root, name) {
-                out.push(engine::inspect::container(&root, &record)?);
+                out.push((
+                    &template::CONTAINER_JSON,
+                    engine::inspect::container(&root, &record)?,
+                ));
                 continue;
             }
         }
         if as_image {
             if let Ok(image_id) = resolve::image(&root, name) {
-                out.push(engine::inspect::image(&root, &image_id)?);
+                out.push((
+                    &template::IMAGE_INSPECT,
+                    engine::inspect::image(&root, &image_id)?,
+                ));
                 continue;
             }
         }
         missing.push(name.clone());
     }
     match template {
-        None => crate::out::outln!("{}", serde_json::to_string_pretty(&Value::Array(out))?),
+        None => crate::out::outln!(
+            "{}",
+            serde_json::to_string_pretty(&Value::Array(
+                out.into_iter().map(|(_, value)| value).collect()
+            ))?
+        ),
         Some(template) => {
             // docker's TemplateInspector: each result's text and a newline, a lone newline when
-            // nothing was found; a result the template fails on fails the command.
+            // nothing was found; a result the template fails on fails the command. The template
+            // runs on the typed Go value first and on the JSON only when that fails.
             let mut text = String::new();
-            for value in &out {
-                text.push_str(&template.render_value(value)?);
+            for (schema, value) in &out {
+                text.push_str(&template.render_typed(schema, value)?);
                 text.push('\n');
             }
             if text.is_empty() {
