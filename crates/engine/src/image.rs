@@ -119,14 +119,14 @@ fn remove_image(root: &DataRoot, text: &str, force: bool, events: Events<'_>) ->
         }
     } else if tags.len() > 1 && !force {
         return Err(Error::MultipleReferences {
-            short_id: short_id(&image_id).to_string(),
+            short_id: gocompat::digest::truncate_id(&image_id).to_string(),
         });
     }
     let users: Vec<String> = root
         .containers()?
         .into_iter()
         .filter(|c| c.image_id == image_id)
-        .map(|c| short_id(&c.id).to_string())
+        .map(|c| gocompat::digest::truncate_id(&c.id).to_string())
         .collect();
     if !users.is_empty() && !force {
         return Err(Error::ImageInUse {
@@ -224,11 +224,4 @@ fn held_chain_ids(root: &DataRoot, removed: &str) -> Result<BTreeSet<String>> {
         );
     }
     Ok(held)
-}
-
-/// Docker's `stringid.TruncateID`: the 12-character form of an id in messages, without
-/// `sha256:`.
-fn short_id(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    hex.get(..12).unwrap_or(hex)
 }

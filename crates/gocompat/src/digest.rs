@@ -40,6 +40,13 @@ pub fn chain_ids<S: AsRef<str>>(diff_ids: &[S]) -> Vec<String> {
     chain
 }
 
+/// Docker's `stringid.TruncateID` (and docker/cli's): the part after the algorithm (`sha256:`)
+/// cut to 12 characters, the short id of messages and tables.
+pub fn truncate_id(id: &str) -> &str {
+    let hex = id.split_once(':').map_or(id, |(_, hex)| hex);
+    hex.get(..12).unwrap_or(hex)
+}
+
 /// Whether `text` is 64 lowercase hex digits, the encoded part of a sha256 digest.
 pub fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

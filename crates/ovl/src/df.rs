@@ -193,7 +193,7 @@ fn image_cells(image: &ImageUsage, now: SystemTime, trunc: bool) -> Vec<(&'stati
         (
             "ID",
             if trunc {
-                format::short_id(&image.id).to_string()
+                format::truncate_id(&image.id).to_string()
             } else {
                 image.id.clone()
             },
@@ -219,7 +219,7 @@ fn container_cells(
 ) -> Vec<(&'static str, String)> {
     let (id, image, command) = if trunc {
         (
-            format::short_id(&container.id).to_string(),
+            format::truncate_id(&container.id).to_string(),
             truncated_image(container),
             format::go_quote(&format::ellipsis(&container.command, 20)),
         )

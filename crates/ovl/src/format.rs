@@ -1,6 +1,7 @@
 //! Human output as the docker CLI prints it: sizes, ages, tables, error chains. The Go and
 //! go-units rules themselves live in `gocompat`; this module names them for the commands.
 
+pub use gocompat::digest::truncate_id;
 pub use gocompat::quote::go_quote;
 pub use gocompat::tabwriter::table;
 pub use gocompat::time::{
@@ -22,18 +23,6 @@ pub fn error_chain(err: &anyhow::Error) -> String {
         text.push_str(&part);
     }
     text
-}
-
-/// The 12-character short form of an id, without `sha256:`.
-pub fn short_id(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    &hex[..hex.len().min(12)]
-}
-
-/// docker/cli `TruncateID`: the part after the algorithm (`sha256:`) cut to 12 characters.
-pub fn truncate_id(id: &str) -> &str {
-    let hex = id.split_once(':').map_or(id, |(_, hex)| hex);
-    hex.get(..12).unwrap_or(hex)
 }
 
 /// docker/cli `formatter.Ellipsis`: at most `max_width` display columns, the last one `…` when the

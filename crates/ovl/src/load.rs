@@ -123,7 +123,10 @@ impl Progress {
         }
         match event {
             Event::LayerExists { diff_id } => {
-                crate::out::errln!("{}: Layer already exists", crate::format::short_id(diff_id));
+                crate::out::errln!(
+                    "{}: Layer already exists",
+                    crate::format::truncate_id(diff_id)
+                );
             }
             Event::LayerProgress { label, n_bytes } if self.terminal => {
                 crate::out::err!(
