@@ -95,36 +95,28 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
     let registered = if is_empty_dir(&dirs.upper)? {
         None
     } else {
-        let registered = match register(
-            &root,
-            &entry,
-            parent_layer.as_ref(),
-            &dirs.upper,
-            clamp,
-            args.max_layer_size,
-            Export {
-                defaults,
-                force_merged: false,
-            },
-        ) {
+        let export = |force_merged| {
+            register(
+                &root,
+                &entry,
+                parent_layer.as_ref(),
+                &dirs.upper,
+                clamp,
+                args.max_layer_size,
+                Export {
+                    defaults,
+                    force_merged,
+                },
+            )
+        };
+        let registered = match export(false) {
             Err(err) if needs_merged_export(&err) => {
                 tracing::debug!(
                     container = %record.id,
                     error = %crate::error::chain_text(&err),
                     "the upperdir alone does not hold the changes: exporting from the merged tree"
                 );
-                register(
-                    &root,
-                    &entry,
-                    parent_layer.as_ref(),
-                    &dirs.upper,
-                    clamp,
-                    args.max_layer_size,
-                    Export {
-                        defaults,
-                        force_merged: true,
-                    },
-                )
+                export(true)
             }
             other => other,
         };

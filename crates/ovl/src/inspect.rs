@@ -34,25 +34,25 @@ pub fn inspect(root_path: &Path, args: &InspectArgs) -> Result<()> {
     for name in &args.names {
         let as_container = args.kind.as_deref() != Some("image");
         let as_image = args.kind.as_deref() != Some("container");
-        if as_container {
-            if let Ok(record) = resolve::container(&root, name) {
-                out.push((
-                    &template::CONTAINER_JSON,
-                    engine::inspect::container(&root, &record)?,
-                ));
+        let container = as_container
+            .then(|| resolve::container(&root, name).ok())
+            .flatten();
+        let image = as_image.then(|| resolve::image(&root, name).ok()).flatten();
+        let found: (&'static template::GoType, Value) = match (container, image) {
+            (Some(record), _) => (
+                &template::CONTAINER_JSON,
+                engine::inspect::container(&root, &record)?,
+            ),
+            (None, Some(image_id)) => (
+                &template::IMAGE_INSPECT,
+                engine::inspect::image(&root, &image_id)?,
+            ),
+            (None, None) => {
+                missing.push(name.clone());
                 continue;
             }
-        }
-        if as_image {
-            if let Ok(image_id) = resolve::image(&root, name) {
-                out.push((
-                    &template::IMAGE_INSPECT,
-                    engine::inspect::image(&root, &image_id)?,
-                ));
-                continue;
-            }
-        }
-        missing.push(name.clone());
+        };
+        out.push(found);
     }
     match template {
         None => crate::out::outln!(
