@@ -394,40 +394,39 @@ mod tests {
         let named_tagged = OpenOptions {
             name: Some("localhost:5000/myrepo:v9".to_string()),
         };
-        assert_eq!(
-            names_for(&annotations(&[(REF_NAME, "busybox:1.36")]), &named),
-            ["busybox:1.36"]
-        );
-        assert_eq!(
-            names_for(&annotations(&[(REF_NAME, "example.com/app")]), &none),
-            ["example.com/app"]
-        );
-        assert_eq!(
-            names_for(
-                &annotations(&[
-                    (REF_NAME, "v1"),
-                    (CONTAINERD_NAME, "docker.io/library/app:latest")
-                ]),
-                &named
+        let latest = (CONTAINERD_NAME, "docker.io/library/app:latest");
+        let cases: [(&[(&str, &str)], &OpenOptions, &[&str]); 8] = [
+            (&[(REF_NAME, "busybox:1.36")], &named, &["busybox:1.36"]),
+            (
+                &[(REF_NAME, "example.com/app")],
+                &none,
+                &["example.com/app"],
             ),
-            ["docker.io/library/app:v1"]
-        );
-        assert_eq!(
-            names_for(&annotations(&[(REF_NAME, "v1")]), &named),
-            ["myrepo:v1"]
-        );
-        assert_eq!(
-            names_for(&annotations(&[(REF_NAME, "v1")]), &named_tagged),
-            ["localhost:5000/myrepo:v9"]
-        );
-        assert!(names_for(&annotations(&[(REF_NAME, "v1")]), &none).is_empty());
-        assert!(names_for(&annotations(&[]), &named).is_empty());
-        assert_eq!(
-            names_for(
-                &annotations(&[(CONTAINERD_NAME, "docker.io/library/app:2")]),
-                &none
+            (
+                &[(REF_NAME, "v1"), latest],
+                &named,
+                &["docker.io/library/app:v1"],
             ),
-            ["docker.io/library/app:2"]
-        );
+            (&[(REF_NAME, "v1")], &named, &["myrepo:v1"]),
+            (
+                &[(REF_NAME, "v1")],
+                &named_tagged,
+                &["localhost:5000/myrepo:v9"],
+            ),
+            (&[(REF_NAME, "v1")], &none, &[]),
+            (&[], &named, &[]),
+            (
+                &[(CONTAINERD_NAME, "docker.io/library/app:2")],
+                &none,
+                &["docker.io/library/app:2"],
+            ),
+        ];
+        for (pairs, options, expected) in cases {
+            assert_eq!(
+                names_for(&annotations(pairs), options),
+                expected,
+                "{pairs:?}"
+            );
+        }
     }
 }

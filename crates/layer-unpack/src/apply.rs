@@ -334,16 +334,12 @@ impl Applier {
                 // (its chmod and chtimes would follow it); xattrs of symlinks are skipped here
                 // as for symlink members. The new name is the inode, changed without opening it.
                 if target_type != FileType::Symlink {
-                    set_xattrs(XattrTarget::At(parent_fd, name), &meta.xattrs)?;
-                    crate::sys::chmod_nofollow(parent_fd, name, meta.mode)
-                        .map_err(fail("chmod hardlink"))?;
-                    rustix::fs::utimensat(
+                    finish_node_at(
                         parent_fd,
                         name,
-                        &file_times(meta),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(fail("set hardlink times"))?;
+                        meta,
+                        ["chmod hardlink", "set hardlink times"],
+                    )?;
                 } else if !meta.xattrs.is_empty() {
                     skipped_symlink_xattrs(name);
                 }
@@ -352,16 +348,12 @@ impl Applier {
                 chown_at(parent_fd, name, meta.uid, meta.gid).map_err(fail("chown device node"))?;
                 // Opening a device could have side effects, so the node is changed through its
                 // parent directory and name, never followed.
-                set_xattrs(XattrTarget::At(parent_fd, name), &meta.xattrs)?;
-                crate::sys::chmod_nofollow(parent_fd, name, meta.mode)
-                    .map_err(fail("chmod device node"))?;
-                rustix::fs::utimensat(
+                finish_node_at(
                     parent_fd,
                     name,
-                    &file_times(meta),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(fail("set device node times"))?;
+                    meta,
+                    ["chmod device node", "set device node times"],
+                )?;
             }
         }
         Ok(())
@@ -593,6 +585,20 @@ fn set_xattrs(target: XattrTarget<'_>, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<
         }
     }
     Ok(())
+}
+
+/// Sets the xattrs, mode and times of `parent/name` through its parent and name, never following
+/// it; `operations` name the chmod and the times steps in errors.
+fn finish_node_at(
+    parent: BorrowedFd<'_>,
+    name: &[u8],
+    meta: &Metadata,
+    [chmod_operation, times_operation]: [&'static str; 2],
+) -> Result<(), ApplyError> {
+    set_xattrs(XattrTarget::At(parent, name), &meta.xattrs)?;
+    crate::sys::chmod_nofollow(parent, name, meta.mode).map_err(fail(chmod_operation))?;
+    rustix::fs::utimensat(parent, name, &file_times(meta), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(fail(times_operation))
 }
 
 fn chown_at(parent: BorrowedFd<'_>, name: &[u8], owner: u32, group: u32) -> Result<(), Errno> {

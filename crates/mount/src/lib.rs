@@ -541,19 +541,10 @@ fn mount_lowerdir_plus(
             format!("fsconfig lowerdir+ #{} {}", lower_idx + 1, lower.display()),
         )?;
     }
-    if let Some(upper) = upper {
-        set(
-            "upperdir",
-            upper,
-            format!("fsconfig upperdir {}", upper.display()),
-        )?;
-    }
-    if let Some(work) = work {
-        set(
-            "workdir",
-            work,
-            format!("fsconfig workdir {}", work.display()),
-        )?;
+    for (key, dir) in [("upperdir", upper), ("workdir", work)] {
+        if let Some(dir) = dir {
+            set(key, dir, format!("fsconfig {key} {}", dir.display()))?;
+        }
     }
     if index_off {
         set("index", Path::new("off"), "fsconfig index=off".to_owned())?;

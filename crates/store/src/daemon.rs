@@ -174,22 +174,14 @@ mod tests {
 
     #[test]
     fn data_root_flags_in_every_spelling() {
-        assert_eq!(
-            data_root_of(&args("dockerd --data-root /srv/d -H unix:///x")),
-            PathBuf::from("/srv/d")
-        );
-        assert_eq!(
-            data_root_of(&args("dockerd --data-root=/srv/e")),
-            PathBuf::from("/srv/e")
-        );
-        assert_eq!(
-            data_root_of(&args("dockerd -g /old")),
-            PathBuf::from("/old")
-        );
-        assert_eq!(
-            data_root_of(&args("dockerd --graph=/older")),
-            PathBuf::from("/older")
-        );
+        for (line, expected) in [
+            ("dockerd --data-root /srv/d -H unix:///x", "/srv/d"),
+            ("dockerd --data-root=/srv/e", "/srv/e"),
+            ("dockerd -g /old", "/old"),
+            ("dockerd --graph=/older", "/older"),
+        ] {
+            assert_eq!(data_root_of(&args(line)), PathBuf::from(expected), "{line}");
+        }
     }
 
     #[test]
