@@ -395,7 +395,9 @@ mod tests {
             name: Some("localhost:5000/myrepo:v9".to_string()),
         };
         let latest = (CONTAINERD_NAME, "docker.io/library/app:latest");
-        let cases: [(&[(&str, &str)], &OpenOptions, &[&str]); 8] = [
+        // Annotations, options, names.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a OpenOptions, &'a [&'a str]);
+        let cases: [Case; 8] = [
             (&[(REF_NAME, "busybox:1.36")], &named, &["busybox:1.36"]),
             (
                 &[(REF_NAME, "example.com/app")],
