@@ -501,22 +501,15 @@ fn make_node(parent: BorrowedFd<'_>, name: &[u8], node: &Node, mode: Mode) -> Re
         Node::Symlink { target } => {
             rustix::fs::symlinkat(target.as_slice(), parent, name).map(|()| Made::Other)
         }
-        Node::CharDevice { major, minor } => rustix::fs::mknodat(
-            parent,
-            name,
-            FileType::CharacterDevice,
-            mode,
-            rustix::fs::makedev(*major, *minor),
-        )
-        .map(|()| Made::Other),
-        Node::BlockDevice { major, minor } => rustix::fs::mknodat(
-            parent,
-            name,
-            FileType::BlockDevice,
-            mode,
-            rustix::fs::makedev(*major, *minor),
-        )
-        .map(|()| Made::Other),
+        Node::CharDevice { major, minor } | Node::BlockDevice { major, minor } => {
+            let file_type = if matches!(node, Node::CharDevice { .. }) {
+                FileType::CharacterDevice
+            } else {
+                FileType::BlockDevice
+            };
+            let dev = rustix::fs::makedev(*major, *minor);
+            rustix::fs::mknodat(parent, name, file_type, mode, dev).map(|()| Made::Other)
+        }
         Node::Fifo => {
             rustix::fs::mknodat(parent, name, FileType::Fifo, mode, 0).map(|()| Made::Other)
         }
