@@ -294,15 +294,8 @@ fn read_image(
     let manifest: Manifest = reader.parse_json(manifest_member, manifest_bytes)?;
     let (config_member, config) = read_blob(reader, &manifest.config, manifest_member)?;
     let image_id = sha256_digest(&config);
-    let diff_ids = crate::docker::parse_diff_ids(reader, &config_member, &config)?;
-    if diff_ids.len() != manifest.layers.len() {
-        return Err(Error::LayerCountMismatch {
-            archive: reader.archive.to_path_buf(),
-            member: config_member,
-            layers: manifest.layers.len(),
-            diff_ids: diff_ids.len(),
-        });
-    }
+    let diff_ids =
+        crate::docker::parse_diff_ids(reader, &config_member, &config, manifest.layers.len())?;
     let mut layers = Vec::with_capacity(manifest.layers.len());
     for (descriptor, diff_id) in manifest.layers.iter().zip(diff_ids) {
         let member = checked_blob_member(reader, descriptor, manifest_member)?;
