@@ -81,15 +81,12 @@ fn dockerd_processes() -> Vec<(u32, PathBuf)> {
         return Vec::new();
     };
     let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let proc_dir = entry.path();
+    // The numeric entries of /proc, one a process.
+    let processes = entries.flatten().filter_map(|entry| {
+        let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+        Some((pid, entry.path()))
+    });
+    for (pid, proc_dir) in processes {
         let Ok(comm) = fs::read_to_string(proc_dir.join("comm")) else {
             continue;
         };
