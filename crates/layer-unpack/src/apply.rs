@@ -14,9 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use rustix::fs::{
-    AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags, CWD,
-};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
 use syscompat::Resolver;
 
@@ -90,12 +88,7 @@ impl Applier {
     /// Opens the layer directory; with `n_writers > 0`, small files are finished by that many
     /// writer threads (see `writers`).
     pub fn open(diff_dir: &Path, n_writers: usize, resolver: Resolver) -> io::Result<Applier> {
-        let root = rustix::fs::openat(
-            CWD,
-            diff_dir,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let root = syscompat::dir::open_dir_path(diff_dir)?;
         let writers = match n_writers {
             0 => None,
             n => Some(Writers::start(n)?),
