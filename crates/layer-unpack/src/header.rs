@@ -37,21 +37,9 @@ pub(crate) enum Format {
 /// A point in time in nanoseconds since the Unix epoch (may be negative).
 pub(crate) type TimeNs = i128;
 
-/// One header block decoded on its own (before PAX records or GNU long names are merged).
-#[derive(Debug, Clone)]
-pub(crate) struct RawHeader {
-    pub typeflag: u8,
-    pub name: Vec<u8>,
-    pub link_name: Vec<u8>,
-    pub size: i64,
-    pub mode: i64,
-    pub uid: i64,
-    pub gid: i64,
-    pub mtime: TimeNs,
-    pub atime: Option<TimeNs>,
-    pub dev_major: i64,
-    pub dev_minor: i64,
-}
+/// One header block decoded on its own: a [`Member`] before PAX records or GNU long names are
+/// merged, with its type flag as stored, no xattrs and no sparse map.
+pub(crate) type RawHeader = Member;
 
 /// Why a header could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +96,8 @@ impl RawHeader {
             atime: None,
             dev_major: 0,
             dev_minor: 0,
+            xattrs: BTreeMap::new(),
+            sparse: None,
         };
         if format == Format::V7 {
             return Ok(raw);
@@ -187,7 +177,8 @@ pub(crate) struct Member {
     /// The name exactly as decoded: PAX `path` or GNU long name applied, nothing cleaned.
     pub name: Vec<u8>,
     pub link_name: Vec<u8>,
-    /// The type flag after Go's legacy conversion (`\0` becomes `0` or `5`).
+    /// The type flag after Go's legacy conversion (`\0` becomes `0` or `5`); as stored in a
+    /// [`RawHeader`].
     pub typeflag: u8,
     /// `hdr.Size`: the logical size (for PAX sparse files the real size, see
     /// [`Member::apply_pax_sparse`]).
@@ -214,21 +205,7 @@ impl Member {
         long_name: Option<Vec<u8>>,
         long_link: Option<Vec<u8>>,
     ) -> Result<Member, HeaderError> {
-        let mut member = Member {
-            name: raw.name,
-            link_name: raw.link_name,
-            typeflag: raw.typeflag,
-            size: raw.size,
-            mode: raw.mode,
-            uid: raw.uid,
-            gid: raw.gid,
-            mtime: raw.mtime,
-            atime: raw.atime,
-            dev_major: raw.dev_major,
-            dev_minor: raw.dev_minor,
-            xattrs: BTreeMap::new(),
-            sparse: None,
-        };
+        let mut member = raw;
         if let Some(pax) = pax {
             member.merge_pax(pax, Strictness::Strict)?;
         }
