@@ -846,12 +846,12 @@ mod tests {
     fn records(pairs: &[(&str, &str)]) -> Vec<u8> {
         let mut data = Vec::new();
         for (key, value) in pairs {
-            let rest = key.len() + value.len() + 3;
-            let mut len = rest + 1;
-            while len.to_string().len() + rest != len {
-                len = len.to_string().len() + rest;
-            }
-            data.extend_from_slice(format!("{len} {key}={value}\n").as_bytes());
+            let body = format!(" {key}={value}\n");
+            // The length counts its own digits: the smallest that adds up.
+            let len = (body.len() + 1..)
+                .find(|len| len.to_string().len() + body.len() == *len)
+                .expect("a length");
+            data.extend_from_slice(format!("{len}{body}").as_bytes());
         }
         data
     }
