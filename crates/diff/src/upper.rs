@@ -394,29 +394,24 @@ mod tests {
 
     #[test]
     fn opaque_directory_deletes_every_lower_child_it_does_not_have() {
-        let upper = MemNode::root().with(
-            "d2",
-            MemNode::dir(0o755)
-                .opaque()
-                .with("x", MemNode::file(0o644, 1))
-                .with("new", MemNode::file(0o644, 1)),
-        );
         assert_eq!(
-            upper_lines(&upper, &[&bottom()]),
+            opaque_d2_lines(|d2| d2
+                .with("x", MemNode::file(0o644, 1))
+                .with("new", MemNode::file(0o644, 1))),
             ["C /d2", "A /d2/new", "D /d2/sub"]
         );
     }
 
+    /// The changes of an upper layer whose only entry is an opaque `d2`, filled by `fill`.
+    fn opaque_d2_lines(fill: impl FnOnce(MemNode) -> MemNode) -> Vec<String> {
+        let upper = MemNode::root().with("d2", fill(MemNode::dir(0o755).opaque()));
+        upper_lines(&upper, &[&bottom()])
+    }
+
     #[test]
     fn below_an_opaque_directory_lower_children_are_deleted_too() {
-        let upper = MemNode::root().with(
-            "d2",
-            MemNode::dir(0o755)
-                .opaque()
-                .with("sub", MemNode::dir(0o755).with_files(&["z"])),
-        );
         assert_eq!(
-            upper_lines(&upper, &[&bottom()]),
+            opaque_d2_lines(|d2| d2.with("sub", MemNode::dir(0o755).with_files(&["z"]))),
             [
                 "C /d2",
                 "C /d2/sub",

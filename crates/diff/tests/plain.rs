@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 mod support;
@@ -28,21 +28,28 @@ fn lower_layer(root: &Path) {
     symlink("target", root.join("sym")).expect("symlink");
 }
 
-#[test]
-fn upper_walk_on_plain_directories() {
+/// A temp dir with a [`lower_layer`] in `lower` and the path of an empty `upper` beside it.
+fn lower_and_upper() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let lower = tmp.path().join("lower");
-    let upper = tmp.path().join("upper");
     lower_layer(&lower);
+    let upper = tmp.path().join("upper");
+    (tmp, lower, upper)
+}
+
+fn mtime(path: &Path) -> SystemTime {
+    fs::metadata(path).expect("stat").modified().expect("mtime")
+}
+
+#[test]
+fn upper_walk_on_plain_directories() {
+    let (_tmp, lower, upper) = lower_and_upper();
     // A modified copy, an added file, an unchanged copy (same size and mtime), a type change,
     // added entries of every kind, among them a symlink to a directory that must not be followed.
     write(&upper.join("d1/a"), "a, longer\n");
     write(&upper.join("d1/n"), "n\n");
     write(&upper.join("f"), "f\n");
-    let lower_mtime = fs::metadata(lower.join("f"))
-        .expect("stat")
-        .modified()
-        .expect("mtime");
+    let lower_mtime = mtime(&lower.join("f"));
     set_mtime(&upper.join("f"), lower_mtime);
     write(&upper.join("dir2"), "now a file\n");
     write(&upper.join("newdir/x"), "x\n");
@@ -73,15 +80,9 @@ fn upper_walk_on_plain_directories() {
 
 #[test]
 fn mtime_alone_counts_for_files_but_not_directories() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let lower = tmp.path().join("lower");
-    let upper = tmp.path().join("upper");
-    lower_layer(&lower);
+    let (_tmp, lower, upper) = lower_and_upper();
     write(&upper.join("f"), "f\n");
-    let lower_mtime = fs::metadata(lower.join("f"))
-        .expect("stat")
-        .modified()
-        .expect("mtime");
+    let lower_mtime = mtime(&lower.join("f"));
     set_mtime(&upper.join("f"), lower_mtime + Duration::from_secs(1));
     fs::create_dir(upper.join("d1")).expect("mkdir");
     assert_eq!(
@@ -92,16 +93,10 @@ fn mtime_alone_counts_for_files_but_not_directories() {
 
 #[test]
 fn user_overlay_opaque_hides_the_lower_directory() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let lower = tmp.path().join("lower");
-    let upper = tmp.path().join("upper");
-    lower_layer(&lower);
+    let (_tmp, lower, upper) = lower_and_upper();
     fs::create_dir_all(upper.join("d1")).expect("mkdir");
     fs::copy(lower.join("d1/a"), upper.join("d1/a")).expect("copy");
-    let lower_mtime = fs::metadata(lower.join("d1/a"))
-        .expect("stat")
-        .modified()
-        .expect("mtime");
+    let lower_mtime = mtime(&lower.join("d1/a"));
     set_mtime(&upper.join("d1/a"), lower_mtime);
     match rustix::fs::setxattr(
         upper.join("d1"),

@@ -31,22 +31,56 @@ fn have_root() -> bool {
     false
 }
 
+/// A temp dir when the test can run (see [`have_root`]).
+fn tempdir_as_root() -> Option<tempfile::TempDir> {
+    have_root().then(|| tempfile::tempdir().expect("tempdir"))
+}
+
+/// Mounts a container's view at `dir/merged` over `lowerdir`, with a fresh `dir/upper` and
+/// `dir/work` and the `extra_options`. Returns the mount and the upper dir.
+fn mount_container(dir: &Path, lowerdir: &str, extra_options: &str) -> (Mounted, PathBuf) {
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    fs::create_dir_all(&upper).expect("mkdir upper");
+    fs::create_dir_all(&work).expect("mkdir work");
+    let container = Mounted::overlay(
+        &dir.join("merged"),
+        &format!(
+            "lowerdir={lowerdir},upperdir={},workdir={},{extra_options}",
+            upper.display(),
+            work.display()
+        ),
+    );
+    (container, upper)
+}
+
+/// Docker's comparison of the container's merged view with the init layer's merged view, both
+/// mounted read-only; `view_options` are appended to the container view's options.
+fn compare_mounted_views(
+    dir: &Path,
+    upper: &Path,
+    lowerdir: &str,
+    view_options: &str,
+) -> Vec<diff::Change> {
+    let container_view = Mounted::overlay(
+        &dir.join("container-view"),
+        &format!("lowerdir={}:{lowerdir}{view_options}", upper.display()),
+    );
+    let baseline_view =
+        Mounted::overlay(&dir.join("baseline-view"), &format!("lowerdir={lowerdir}"));
+    tree_changes(container_view.path(), baseline_view.path()).expect("tree_changes")
+}
+
 /// An overlay mount, detached when dropped.
 struct Mounted(Option<PathBuf>);
 
 impl Mounted {
     fn overlay(target: &Path, options: &str) -> Mounted {
         fs::create_dir_all(target).expect("mkdir mount point");
-        let output = Command::new("mount")
-            .args(["-t", "overlay", "overlay", "-o", options])
-            .arg(target)
-            .output()
-            .expect("run mount");
-        assert!(
-            output.status.success(),
-            "mount -o {options} {}: {}",
-            target.display(),
-            String::from_utf8_lossy(&output.stderr)
+        run(
+            Command::new("mount")
+                .args(["-t", "overlay", "overlay", "-o", options])
+                .arg(target),
+            &format!("mount -o {options} {}", target.display()),
         );
         Mounted(Some(target.to_owned()))
     }
@@ -70,16 +104,20 @@ impl Drop for Mounted {
 }
 
 fn run_script(dir: &Path, script: &str) {
-    let output = Command::new("sh")
-        .args(["-c", script])
-        .current_dir(dir)
-        .output()
-        .expect("run sh");
-    assert!(
-        output.status.success(),
-        "change script failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    run(
+        Command::new("sh").args(["-c", script]).current_dir(dir),
+        "change script failed",
     );
+}
+
+/// Runs `command`; unless it succeeds, the test fails with `what` and its stderr.
+fn run(command: &mut Command, what: &str) {
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("{what}: {err}"));
+    if !output.status.success() {
+        panic!("{what}: {}", String::from_utf8_lossy(&output.stderr));
+    }
 }
 
 /// A file capability, `VFS_CAP_REVISION_2` with the effective flag and `CAP_NET_BIND_SERVICE`
@@ -235,28 +273,17 @@ const EXPECTED: &[&str] = &[
 
 #[test]
 fn upper_walk_matches_full_comparison_of_mounted_views_needs_root() {
-    if !have_root() {
+    let Some(tmp) = tempdir_as_root() else {
         return;
-    }
-    let tmp = tempfile::tempdir().expect("tempdir");
+    };
     let dir = tmp.path();
     let (bottom, mid, init) = (dir.join("bottom"), dir.join("mid"), dir.join("init"));
-    let (upper, work) = (dir.join("upper"), dir.join("work"));
     bottom_layer(&bottom);
     mid_layer(&mid);
     init_layer(&init);
-    fs::create_dir_all(&upper).expect("mkdir upper");
-    fs::create_dir_all(&work).expect("mkdir work");
     let lowerdir = format!("{}:{}:{}", init.display(), mid.display(), bottom.display());
 
-    let container = Mounted::overlay(
-        &dir.join("merged"),
-        &format!(
-            "lowerdir={lowerdir},upperdir={},workdir={},redirect_dir=off,metacopy=off",
-            upper.display(),
-            work.display()
-        ),
-    );
+    let (container, upper) = mount_container(dir, &lowerdir, "redirect_dir=off,metacopy=off");
     run_script(container.path(), CHANGE_SCRIPT);
     // A socket over a lower directory; the listener's file stays after it is dropped.
     drop(UnixListener::bind(container.path().join("sockdir")).expect("bind socket"));
@@ -273,23 +300,16 @@ fn upper_walk_matches_full_comparison_of_mounted_views_needs_root() {
 
     // Docker's comparison of the container's merged view with the init layer's merged view,
     // both mounted read-only.
-    let container_view = Mounted::overlay(
-        &dir.join("container-view"),
-        &format!("lowerdir={}:{lowerdir}", upper.display()),
-    );
-    let baseline_view =
-        Mounted::overlay(&dir.join("baseline-view"), &format!("lowerdir={lowerdir}"));
-    let compared = tree_changes(container_view.path(), baseline_view.path()).expect("tree_changes");
+    let compared = compare_mounted_views(dir, &upper, &lowerdir, "");
     assert_eq!(lines(&compared), EXPECTED, "full comparison");
     assert_eq!(walked, compared);
 }
 
 #[test]
 fn redirect_xattr_in_a_hand_built_upper_needs_a_full_comparison_needs_root() {
-    if !have_root() {
+    let Some(tmp) = tempdir_as_root() else {
         return;
-    }
-    let tmp = tempfile::tempdir().expect("tempdir");
+    };
     let lower = tmp.path().join("lower");
     write(&lower.join("moveme/a"), "a\n");
     let cases: [(&str, &str, &str); 3] = [
@@ -327,29 +347,18 @@ fn redirect_xattr_in_a_hand_built_upper_needs_a_full_comparison_needs_root() {
 
 #[test]
 fn redirect_dir_mount_falls_back_and_full_comparison_lists_the_move_needs_root() {
-    if !have_root() {
+    let Some(tmp) = tempdir_as_root() else {
         return;
-    }
-    let tmp = tempfile::tempdir().expect("tempdir");
+    };
     let dir = tmp.path();
     let (bottom, mid) = (dir.join("bottom"), dir.join("mid"));
-    let (upper, work) = (dir.join("upper"), dir.join("work"));
     write(&bottom.join("moveme/a"), "a\n");
     write(&bottom.join("moveme/sub/b"), "b\n");
     write(&bottom.join("stay/s"), "s\n");
     write(&mid.join("stay/m"), "m\n");
-    fs::create_dir_all(&upper).expect("mkdir upper");
-    fs::create_dir_all(&work).expect("mkdir work");
     let lowerdir = format!("{}:{}", mid.display(), bottom.display());
 
-    let container = Mounted::overlay(
-        &dir.join("merged"),
-        &format!(
-            "lowerdir={lowerdir},upperdir={},workdir={},redirect_dir=on,index=off",
-            upper.display(),
-            work.display()
-        ),
-    );
+    let (container, upper) = mount_container(dir, &lowerdir, "redirect_dir=on,index=off");
     run_script(
         container.path(),
         "set -eu\nmv moveme moved\ntouch stay/new\n",
@@ -366,16 +375,7 @@ fn redirect_dir_mount_falls_back_and_full_comparison_lists_the_move_needs_root()
         other => panic!("expected a fallback for the renamed directory, got {other:?}"),
     }
 
-    let container_view = Mounted::overlay(
-        &dir.join("container-view"),
-        &format!(
-            "lowerdir={}:{lowerdir},redirect_dir=follow",
-            upper.display()
-        ),
-    );
-    let baseline_view =
-        Mounted::overlay(&dir.join("baseline-view"), &format!("lowerdir={lowerdir}"));
-    let compared = tree_changes(container_view.path(), baseline_view.path()).expect("tree_changes");
+    let compared = compare_mounted_views(dir, &upper, &lowerdir, ",redirect_dir=follow");
     assert_eq!(
         lines(&compared),
         [

@@ -2,6 +2,7 @@
 //! archive is decoded into headers and data, re-encoded, and must come out byte for byte.
 
 use super::*;
+use treedump::fixture::first_difference;
 
 fn parse_octal(field: &[u8]) -> i64 {
     let text: Vec<u8> = field
@@ -109,20 +110,11 @@ fn check_fixture(bytes: &[u8]) {
     let entries = decode(bytes);
     assert!(entries.len() > 3);
     let encoded = encode_all(&entries);
-    if encoded != bytes {
-        let at = encoded
-            .iter()
-            .zip(bytes)
-            .position(|(a, b)| a != b)
-            .unwrap_or(encoded.len().min(bytes.len()));
-        panic!(
-            "re-encoded archive differs at byte {at} (block {}, offset {}); lengths {} vs {}",
-            at / BLOCK_LEN,
-            at % BLOCK_LEN,
-            encoded.len(),
-            bytes.len()
-        );
-    }
+    assert!(
+        encoded == bytes,
+        "re-encoded archive differs: {}",
+        first_difference(&encoded, bytes)
+    );
 }
 
 #[test]

@@ -62,15 +62,7 @@ fn read_image(reader: &MemberReader<'_>, item: &ManifestItem) -> Result<ImageSou
             });
         }
     }
-    let diff_ids = parse_diff_ids(reader, &config_member, &config)?;
-    if diff_ids.len() != item.layers.len() {
-        return Err(Error::LayerCountMismatch {
-            archive: reader.archive.to_path_buf(),
-            member: config_member,
-            layers: item.layers.len(),
-            diff_ids: diff_ids.len(),
-        });
-    }
+    let diff_ids = parse_diff_ids(reader, &config_member, &config, item.layers.len())?;
     let mut layers = Vec::with_capacity(item.layers.len());
     for (layer, diff_id) in item.layers.iter().zip(diff_ids) {
         let member = reader.checked_reference(layer)?;
@@ -110,8 +102,28 @@ struct RootFs {
     diff_ids: Option<Vec<String>>,
 }
 
-/// The `rootfs.diff_ids` of an image config, each a valid sha256 digest.
+/// The `rootfs.diff_ids` of an image config, each a valid sha256 digest, one for each of the
+/// `n_layers` layers the manifest lists.
 pub(crate) fn parse_diff_ids(
+    reader: &MemberReader<'_>,
+    member: &str,
+    config: &[u8],
+    n_layers: usize,
+) -> Result<Vec<String>> {
+    let diff_ids = parse_config_diff_ids(reader, member, config)?;
+    if diff_ids.len() != n_layers {
+        return Err(Error::LayerCountMismatch {
+            archive: reader.archive.to_path_buf(),
+            member: member.to_string(),
+            layers: n_layers,
+            diff_ids: diff_ids.len(),
+        });
+    }
+    Ok(diff_ids)
+}
+
+/// The `rootfs.diff_ids` of an image config, each a valid sha256 digest.
+fn parse_config_diff_ids(
     reader: &MemberReader<'_>,
     member: &str,
     config: &[u8],

@@ -294,15 +294,8 @@ fn read_image(
     let manifest: Manifest = reader.parse_json(manifest_member, manifest_bytes)?;
     let (config_member, config) = read_blob(reader, &manifest.config, manifest_member)?;
     let image_id = sha256_digest(&config);
-    let diff_ids = crate::docker::parse_diff_ids(reader, &config_member, &config)?;
-    if diff_ids.len() != manifest.layers.len() {
-        return Err(Error::LayerCountMismatch {
-            archive: reader.archive.to_path_buf(),
-            member: config_member,
-            layers: manifest.layers.len(),
-            diff_ids: diff_ids.len(),
-        });
-    }
+    let diff_ids =
+        crate::docker::parse_diff_ids(reader, &config_member, &config, manifest.layers.len())?;
     let mut layers = Vec::with_capacity(manifest.layers.len());
     for (descriptor, diff_id) in manifest.layers.iter().zip(diff_ids) {
         let member = checked_blob_member(reader, descriptor, manifest_member)?;
@@ -394,40 +387,41 @@ mod tests {
         let named_tagged = OpenOptions {
             name: Some("localhost:5000/myrepo:v9".to_string()),
         };
-        assert_eq!(
-            names_for(&annotations(&[(REF_NAME, "busybox:1.36")]), &named),
-            ["busybox:1.36"]
-        );
-        assert_eq!(
-            names_for(&annotations(&[(REF_NAME, "example.com/app")]), &none),
-            ["example.com/app"]
-        );
-        assert_eq!(
-            names_for(
-                &annotations(&[
-                    (REF_NAME, "v1"),
-                    (CONTAINERD_NAME, "docker.io/library/app:latest")
-                ]),
-                &named
+        let latest = (CONTAINERD_NAME, "docker.io/library/app:latest");
+        // Annotations, options, names.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a OpenOptions, &'a [&'a str]);
+        let cases: [Case; 8] = [
+            (&[(REF_NAME, "busybox:1.36")], &named, &["busybox:1.36"]),
+            (
+                &[(REF_NAME, "example.com/app")],
+                &none,
+                &["example.com/app"],
             ),
-            ["docker.io/library/app:v1"]
-        );
-        assert_eq!(
-            names_for(&annotations(&[(REF_NAME, "v1")]), &named),
-            ["myrepo:v1"]
-        );
-        assert_eq!(
-            names_for(&annotations(&[(REF_NAME, "v1")]), &named_tagged),
-            ["localhost:5000/myrepo:v9"]
-        );
-        assert!(names_for(&annotations(&[(REF_NAME, "v1")]), &none).is_empty());
-        assert!(names_for(&annotations(&[]), &named).is_empty());
-        assert_eq!(
-            names_for(
-                &annotations(&[(CONTAINERD_NAME, "docker.io/library/app:2")]),
-                &none
+            (
+                &[(REF_NAME, "v1"), latest],
+                &named,
+                &["docker.io/library/app:v1"],
             ),
-            ["docker.io/library/app:2"]
-        );
+            (&[(REF_NAME, "v1")], &named, &["myrepo:v1"]),
+            (
+                &[(REF_NAME, "v1")],
+                &named_tagged,
+                &["localhost:5000/myrepo:v9"],
+            ),
+            (&[(REF_NAME, "v1")], &none, &[]),
+            (&[], &named, &[]),
+            (
+                &[(CONTAINERD_NAME, "docker.io/library/app:2")],
+                &none,
+                &["docker.io/library/app:2"],
+            ),
+        ];
+        for (pairs, options, expected) in cases {
+            assert_eq!(
+                names_for(&annotations(pairs), options),
+                expected,
+                "{pairs:?}"
+            );
+        }
     }
 }

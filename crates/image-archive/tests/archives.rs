@@ -16,6 +16,37 @@ const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
+/// Asserts that `err` is the variant `$variant` naming the archive member `$member`.
+macro_rules! assert_err_member {
+    ($err:expr, $variant:path, $member:expr) => {
+        assert!(
+            matches!(&$err, $variant { member, .. } if *member == $member),
+            "{}",
+            $err
+        )
+    };
+}
+
+/// Asserts that `err` is a digest mismatch of `member`.
+fn assert_digest_mismatch(err: &Error, member: &str, expected: &str, actual: &str) {
+    match err {
+        Error::DigestMismatch {
+            member: found_member,
+            expected: found_expected,
+            actual: found_actual,
+            ..
+        } => assert_eq!(
+            (
+                found_member.as_str(),
+                found_expected.as_str(),
+                found_actual.as_str()
+            ),
+            (member, expected, actual)
+        ),
+        other => panic!("unexpected error {other}"),
+    }
+}
+
 fn sha256(bytes: &[u8]) -> String {
     let hash = Sha256::digest(bytes);
     let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
@@ -160,14 +191,20 @@ fn read_all_layers(archive: &Archive) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A temp dir for the test's files and one for the reader's scratch files.
+fn dir_and_scratch() -> (tempfile::TempDir, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scratch = tempfile::tempdir().expect("scratch");
+    (dir, scratch)
+}
+
 fn open(path: &Path, scratch: &Path) -> Result<Archive, Error> {
     Archive::open(path, scratch, &OpenOptions::default())
 }
 
 #[test]
 fn docker_archive_plain_yields_id_tags_diff_ids_and_layer_bytes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let scratch = tempfile::tempdir().expect("scratch");
+    let (dir, scratch) = dir_and_scratch();
     let image = test_image();
     let bytes = docker_archive(&image, Some(vec!["example.com/app:v1"]), None, |_| {});
     let path = write_file(dir.path(), "image.tar", &bytes);
@@ -188,8 +225,7 @@ fn docker_archive_plain_yields_id_tags_diff_ids_and_layer_bytes() {
 
 #[test]
 fn docker_archive_gzipped_decompresses_into_scratch_and_cleans_up() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let scratch = tempfile::tempdir().expect("scratch");
+    let (dir, scratch) = dir_and_scratch();
     let image = test_image();
     let bytes = docker_archive(&image, None, None, |_| {});
     let path = write_file(dir.path(), "image.tar.gz", &gzip(&bytes));
@@ -267,10 +303,7 @@ fn docker_archive_symlink_leaving_the_archive_is_rejected() {
     });
     let path = write_file(dir.path(), "image2.tar", &bytes);
     let err = open(&path, dir.path()).expect_err("absolute link");
-    assert!(
-        matches!(&err, Error::AbsoluteLink { member, .. } if *member == evil),
-        "{err}"
-    );
+    assert_err_member!(err, Error::AbsoluteLink, evil);
 }
 
 #[test]
@@ -282,10 +315,7 @@ fn docker_archive_dotdot_or_absolute_member_in_manifest_is_rejected() {
         let bytes = docker_archive(&image, None, Some(members), |_| {});
         let path = write_file(dir.path(), "image.tar", &bytes);
         let err = open(&path, dir.path()).expect_err("unsafe member");
-        assert!(
-            matches!(&err, Error::UnsafeMemberPath { member, .. } if member == bad),
-            "{err}"
-        );
+        assert_err_member!(err, Error::UnsafeMemberPath, bad);
         assert!(err.to_string().contains(bad), "{err}");
     }
 }
@@ -298,19 +328,12 @@ fn docker_archive_config_name_must_match_its_content() {
     fake.image_id = wrong_id.clone();
     let bytes = docker_archive(&fake, None, None, |_| {});
     let err = open_bytes_err(&bytes, "config name mismatch");
-    match &err {
-        Error::DigestMismatch {
-            member,
-            expected,
-            actual,
-            ..
-        } => {
-            assert_eq!(*member, format!("{}.json", hex(&wrong_id)));
-            assert_eq!(*expected, wrong_id);
-            assert_eq!(*actual, image.image_id);
-        }
-        other => panic!("unexpected error {other}"),
-    }
+    assert_digest_mismatch(
+        &err,
+        &format!("{}.json", hex(&wrong_id)),
+        &wrong_id,
+        &image.image_id,
+    );
 }
 
 #[test]
@@ -345,10 +368,7 @@ fn docker_archive_missing_layer_member_is_named() {
     ];
     let bytes = docker_archive(&image, None, Some(members), |_| {});
     let err = open_bytes_err(&bytes, "missing member");
-    assert!(
-        matches!(&err, Error::MissingMember { member, .. } if member == "nope/layer.tar"),
-        "{err}"
-    );
+    assert_err_member!(err, Error::MissingMember, "nope/layer.tar");
 }
 
 #[test]
@@ -357,10 +377,7 @@ fn docker_archive_invalid_manifest_json_is_named() {
     append_file(&mut builder, "manifest.json", b"[{\"Config\": ");
     let bytes = builder.into_inner().expect("tar");
     let err = open_bytes_err(&bytes, "invalid json");
-    assert!(
-        matches!(&err, Error::InvalidJson { member, .. } if member == "manifest.json"),
-        "{err}"
-    );
+    assert_err_member!(err, Error::InvalidJson, "manifest.json");
 }
 
 #[test]
@@ -373,10 +390,7 @@ fn truncated_archive_is_reported() {
     let cut = 512 * 3 + 100;
     let path = write_file(dir.path(), "image.tar", &bytes[..cut]);
     let err = open(&path, dir.path()).expect_err("truncated");
-    assert!(
-        matches!(&err, Error::Truncated { member, .. } if *member == format!("{:064x}/layer.tar", 0)),
-        "{err}"
-    );
+    assert_err_member!(err, Error::Truncated, format!("{:064x}/layer.tar", 0));
     // A cut inside a header block is a tar error.
     let path = write_file(dir.path(), "image2.tar", &bytes[..512 * 2 + 200]);
     let err = open(&path, dir.path()).expect_err("truncated header");
@@ -577,6 +591,27 @@ impl Layout {
     }
 }
 
+/// The test image in a new layout, and its manifest descriptor.
+fn layout_of_test_image() -> (TestImage, Layout, serde_json::Value) {
+    let image = test_image();
+    let mut layout = Layout::new();
+    let manifest = layout.add_image(&image);
+    (image, layout, manifest)
+}
+
+/// A temp dir holding an OCI layout of the unnamed test image.
+fn oci_layout_dir() -> (tempfile::TempDir, TestImage) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (image, layout, manifest) = layout_of_test_image();
+    layout.write_dir(dir.path(), &Layout::index(vec![manifest]));
+    (dir, image)
+}
+
+/// The file of the blob `digest` in the layout at `dir`.
+fn blob_path(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("blobs/sha256").join(hex(digest))
+}
+
 fn with_annotations(
     mut descriptor: serde_json::Value,
     pairs: &[(&str, &str)],
@@ -608,9 +643,7 @@ fn assert_oci_image(archive: &Archive, image: &TestImage) {
 #[test]
 fn oci_layout_dir_with_full_ref_name() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let image = test_image();
-    let mut layout = Layout::new();
-    let manifest = layout.add_image(&image);
+    let (image, layout, manifest) = layout_of_test_image();
     let index = Layout::index(vec![with_annotations(
         manifest,
         &[(REF_NAME, "example.com/team/app:1.2")],
@@ -624,11 +657,8 @@ fn oci_layout_dir_with_full_ref_name() {
 
 #[test]
 fn oci_archive_with_bare_tag_names() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let scratch = tempfile::tempdir().expect("scratch");
-    let image = test_image();
-    let mut layout = Layout::new();
-    let manifest = layout.add_image(&image);
+    let (dir, scratch) = dir_and_scratch();
+    let (image, layout, manifest) = layout_of_test_image();
 
     // A bare tag with io.containerd.image.name takes that annotation's repository.
     let index = Layout::index(vec![with_annotations(
@@ -738,88 +768,51 @@ fn oci_index_json_with_attestations_only_lists_no_images() {
     );
     layout.write_dir(dir.path(), &Layout::index(vec![attestation]));
     let err = open(dir.path(), dir.path()).expect_err("no images");
-    assert!(
-        matches!(&err, Error::NoImages { member, .. } if member == "index.json"),
-        "{err}"
-    );
+    assert_err_member!(err, Error::NoImages, "index.json");
 }
 
 #[test]
 fn oci_config_digest_mismatch_names_the_config_blob() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let image = test_image();
-    let mut layout = Layout::new();
-    let manifest = layout.add_image(&image);
-    let index = Layout::index(vec![manifest]);
-    layout.write_dir(dir.path(), &index);
+    let (dir, image) = oci_layout_dir();
     // Replace the config blob's content behind its digest.
-    let config_path = dir.path().join("blobs/sha256").join(hex(&image.image_id));
+    let config_path = blob_path(dir.path(), &image.image_id);
     let tampered = config_json(&[image.diff_ids[1].clone(), image.diff_ids[0].clone()]);
     fs::write(&config_path, &tampered).expect("tamper");
     let err = open(dir.path(), dir.path()).expect_err("config mismatch");
-    match &err {
-        Error::DigestMismatch {
-            member,
-            expected,
-            actual,
-            ..
-        } => {
-            assert_eq!(*member, format!("blobs/sha256/{}", hex(&image.image_id)));
-            assert_eq!(*expected, image.image_id);
-            assert_eq!(*actual, sha256(&tampered));
-        }
-        other => panic!("unexpected error {other}"),
-    }
+    assert_digest_mismatch(
+        &err,
+        &format!("blobs/sha256/{}", hex(&image.image_id)),
+        &image.image_id,
+        &sha256(&tampered),
+    );
 }
 
 #[test]
 fn oci_layer_digest_mismatch_is_detected_at_finish() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let image = test_image();
-    let mut layout = Layout::new();
-    let manifest = layout.add_image(&image);
-    layout.write_dir(dir.path(), &Layout::index(vec![manifest]));
+    let (dir, image) = oci_layout_dir();
     let expected = sha256(&gzip(&image.layers[1]));
     let tampered = gzip(b"not the layer");
-    fs::write(
-        dir.path().join("blobs/sha256").join(hex(&expected)),
-        &tampered,
-    )
-    .expect("tamper");
+    fs::write(blob_path(dir.path(), &expected), &tampered).expect("tamper");
     let archive = open(dir.path(), dir.path()).expect("open layout");
     let layer = &archive.images()[0].layers[1];
     let mut reader = archive.open_layer(layer).expect("open layer");
     let mut first = [0u8; 4];
     reader.read_exact(&mut first).expect("read some");
     let err = reader.finish().expect_err("digest mismatch");
-    match &err {
-        Error::DigestMismatch {
-            member,
-            expected: want,
-            actual,
-            ..
-        } => {
-            assert_eq!(*member, format!("blobs/sha256/{}", hex(&expected)));
-            assert_eq!(*want, expected);
-            assert_eq!(*actual, sha256(&tampered));
-        }
-        other => panic!("unexpected error {other}"),
-    }
+    assert_digest_mismatch(
+        &err,
+        &format!("blobs/sha256/{}", hex(&expected)),
+        &expected,
+        &sha256(&tampered),
+    );
     assert!(err.to_string().contains(&expected), "{err}");
 }
 
 #[test]
 fn oci_layout_blob_symlink_is_not_followed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let image = test_image();
-    let mut layout = Layout::new();
-    let manifest = layout.add_image(&image);
-    layout.write_dir(dir.path(), &Layout::index(vec![manifest]));
+    let (dir, image) = oci_layout_dir();
     let outside = dir.path().join("outside");
-    let blob = dir
-        .path()
-        .join("blobs/sha256")
-        .join(hex(&sha256(&gzip(&image.layers[0]))));
+    let blob = blob_path(dir.path(), &sha256(&gzip(&image.layers[0])));
     fs::rename(&blob, &outside).expect("move blob");
     std::os::unix::fs::symlink(&outside, &blob).expect("symlink");
     let err = open(dir.path(), dir.path()).expect_err("symlinked blob");
@@ -830,15 +823,8 @@ fn oci_layout_blob_symlink_is_not_followed() {
 /// for reading blocks until a writer comes, and opening a device can act on it.
 #[test]
 fn oci_layout_blob_fifo_is_refused_without_being_opened() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let image = test_image();
-    let mut layout = Layout::new();
-    let manifest = layout.add_image(&image);
-    layout.write_dir(dir.path(), &Layout::index(vec![manifest]));
-    let blob = dir
-        .path()
-        .join("blobs/sha256")
-        .join(hex(&sha256(&gzip(&image.layers[0]))));
+    let (dir, image) = oci_layout_dir();
+    let blob = blob_path(dir.path(), &sha256(&gzip(&image.layers[0])));
     fs::remove_file(&blob).expect("remove blob");
     rustix::fs::mknodat(
         rustix::fs::CWD,
@@ -874,10 +860,7 @@ fn oci_invalid_digest_in_index_is_refused() {
     })]);
     layout.write_dir(dir.path(), &index);
     let err = open(dir.path(), dir.path()).expect_err("invalid digest");
-    assert!(
-        matches!(&err, Error::InvalidDigest { member, .. } if member == "index.json"),
-        "{err}"
-    );
+    assert_err_member!(err, Error::InvalidDigest, "index.json");
 }
 
 #[test]
@@ -892,10 +875,7 @@ fn oversized_index_json_is_refused() {
         .expect("open index");
     file.set_len((64 << 20) + 1).expect("grow index");
     let err = open(dir.path(), dir.path()).expect_err("too large");
-    assert!(
-        matches!(&err, Error::TooLarge { member, .. } if member == "index.json"),
-        "{err}"
-    );
+    assert_err_member!(err, Error::TooLarge, "index.json");
 }
 
 #[test]
@@ -912,12 +892,11 @@ fn skopeo(args: &[&str]) {
     let output = std::process::Command::new("skopeo")
         .args(args)
         .output()
-        .expect("run skopeo");
-    assert!(
-        output.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .unwrap_or_else(|err| panic!("run skopeo: {err}"));
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        panic!("skopeo {args:?} failed: {stderr}");
+    }
 }
 
 #[test]
@@ -935,8 +914,7 @@ fn skopeo_converted_oci_layout_and_archive_match_docker_archive_needs_skopeo() {
         println!("SKIP: skopeo not installed");
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let scratch = tempfile::tempdir().expect("scratch");
+    let (dir, scratch) = dir_and_scratch();
     let image = test_image();
     let bytes = docker_archive(&image, Some(vec!["example.com/app:v1"]), None, |_| {});
     let docker_path = write_file(dir.path(), "image.tar", &bytes);
@@ -979,11 +957,8 @@ fn skopeo_converted_oci_layout_and_archive_match_docker_archive_needs_skopeo() {
 
 #[test]
 fn gzipped_oci_archive_with_hard_linked_blob_is_read() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let scratch = tempfile::tempdir().expect("scratch");
-    let image = test_image();
-    let mut layout = Layout::new();
-    let manifest = layout.add_image(&image);
+    let (dir, scratch) = dir_and_scratch();
+    let (image, layout, manifest) = layout_of_test_image();
     let index = Layout::index(vec![with_annotations(manifest, &[(REF_NAME, "app:hl")])]);
     // Move the first layer blob to another member and leave a hard link in its place.
     let first_layer = sha256(&gzip(&image.layers[0]));

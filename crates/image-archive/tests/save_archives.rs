@@ -87,6 +87,12 @@ struct DockerImage {
 
 /// The images of a docker-archive in manifest order, and the mtime Docker gave members it wrote
 /// at the time of the save (layer directories holding a link), if any.
+/// The images of the `docker save` fixture of `tiny-app:1`.
+fn tiny_app_images() -> Vec<DockerImage> {
+    let bytes = fs::read(fixture_path("docker-save-tiny-app.tar")).expect("fixture");
+    docker_images(&bytes).0
+}
+
 fn docker_images(bytes: &[u8]) -> (Vec<DockerImage>, Option<i64>) {
     let members = members(bytes);
     let by_name: BTreeMap<&str, &Member> = members.iter().map(|m| (m.name.as_str(), m)).collect();
@@ -312,8 +318,7 @@ fn docker_archive_records_a_parent_saved_alongside() {
 
 #[test]
 fn the_same_image_named_twice_is_saved_once_with_both_tags() {
-    let bytes = fs::read(fixture_path("docker-save-tiny-app.tar")).expect("fixture");
-    let (images, _) = docker_images(&bytes);
+    let images = tiny_app_images();
     let mut first = save_image(&images[0], "tiny-app:1");
     first.repo_tags = vec!["tiny-app:1".to_string()];
     let mut second = save_image(&images[0], "tiny-app:2");
@@ -520,8 +525,7 @@ impl LayerSource for BadSource {
 }
 
 fn tiny_app_with_layer(layer_idx: usize, source: BadSource, tar_len: Option<u64>) -> SaveImage {
-    let bytes = fs::read(fixture_path("docker-save-tiny-app.tar")).expect("fixture");
-    let (images, _) = docker_images(&bytes);
+    let images = tiny_app_images();
     let mut image = save_image(&images[0], "tiny-app:1");
     if let Some(tar_len) = tar_len {
         image.layers[layer_idx].tar_len = tar_len;
@@ -532,8 +536,7 @@ fn tiny_app_with_layer(layer_idx: usize, source: BadSource, tar_len: Option<u64>
 
 #[test]
 fn a_layer_that_does_not_hash_to_its_diff_id_fails_naming_image_and_layer() {
-    let bytes = fs::read(fixture_path("docker-save-tiny-app.tar")).expect("fixture");
-    let (images, _) = docker_images(&bytes);
+    let images = tiny_app_images();
     // One byte of file data flipped: same length, another digest.
     let mut changed = images[0].layers[1].clone();
     let flipped = changed.len() - 1100;
@@ -612,8 +615,7 @@ fn a_failing_source_keeps_its_cause_and_a_short_one_is_refused() {
 #[test]
 fn docker_archive_refuses_compression() {
     let scratch = tempfile::tempdir().expect("scratch");
-    let bytes = fs::read(fixture_path("docker-save-tiny-app.tar")).expect("fixture");
-    let (images, _) = docker_images(&bytes);
+    let images = tiny_app_images();
     let err = write_docker_archive(
         &mut [save_image(&images[0], "tiny-app:1")],
         &mut Vec::new(),
@@ -626,8 +628,7 @@ fn docker_archive_refuses_compression() {
 #[test]
 fn oci_layout_refuses_a_non_empty_directory_and_leaves_nothing_on_failure() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let bytes = fs::read(fixture_path("docker-save-tiny-app.tar")).expect("fixture");
-    let (images, _) = docker_images(&bytes);
+    let images = tiny_app_images();
 
     let full = dir.path().join("full");
     fs::create_dir(&full).expect("mkdir");
@@ -714,8 +715,7 @@ fn an_image_without_layers_fits_an_oci_layout_but_not_a_docker_archive() {
 
 #[test]
 fn layers_that_do_not_match_the_config_are_refused() {
-    let bytes = fs::read(fixture_path("docker-save-tiny-app.tar")).expect("fixture");
-    let (images, _) = docker_images(&bytes);
+    let images = tiny_app_images();
     let mut image = save_image(&images[0], "tiny-app:1");
     image.layers.pop();
     let err = write_docker_archive(

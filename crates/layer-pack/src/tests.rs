@@ -12,6 +12,7 @@ use std::path::Path;
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, CWD};
 
 use super::*;
+use treedump::fixture::first_difference;
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
@@ -188,21 +189,6 @@ fn pack(upper: &Path, options: &PackOptions) -> Vec<u8> {
     let mut out = Vec::new();
     pack_upper(upper, &mut out, options).expect("pack");
     out
-}
-
-fn first_difference(a: &[u8], b: &[u8]) -> String {
-    let at = a
-        .iter()
-        .zip(b)
-        .position(|(x, y)| x != y)
-        .unwrap_or(a.len().min(b.len()));
-    format!(
-        "first difference at byte {at} (block {}, offset {}); lengths {} vs {}",
-        at / 512,
-        at % 512,
-        a.len(),
-        b.len()
-    )
 }
 
 fn check_docker_layer(test: &str, fixture: &[u8]) {

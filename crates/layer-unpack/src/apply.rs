@@ -14,9 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use rustix::fs::{
-    AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags, CWD,
-};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
 use syscompat::Resolver;
 
@@ -90,12 +88,7 @@ impl Applier {
     /// Opens the layer directory; with `n_writers > 0`, small files are finished by that many
     /// writer threads (see `writers`).
     pub fn open(diff_dir: &Path, n_writers: usize, resolver: Resolver) -> io::Result<Applier> {
-        let root = rustix::fs::openat(
-            CWD,
-            diff_dir,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let root = syscompat::dir::open_dir_path(diff_dir)?;
         let writers = match n_writers {
             0 => None,
             n => Some(Writers::start(n)?),
@@ -334,16 +327,12 @@ impl Applier {
                 // (its chmod and chtimes would follow it); xattrs of symlinks are skipped here
                 // as for symlink members. The new name is the inode, changed without opening it.
                 if target_type != FileType::Symlink {
-                    set_xattrs(XattrTarget::At(parent_fd, name), &meta.xattrs)?;
-                    crate::sys::chmod_nofollow(parent_fd, name, meta.mode)
-                        .map_err(fail("chmod hardlink"))?;
-                    rustix::fs::utimensat(
+                    finish_node_at(
                         parent_fd,
                         name,
-                        &file_times(meta),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(fail("set hardlink times"))?;
+                        meta,
+                        ["chmod hardlink", "set hardlink times"],
+                    )?;
                 } else if !meta.xattrs.is_empty() {
                     skipped_symlink_xattrs(name);
                 }
@@ -352,16 +341,12 @@ impl Applier {
                 chown_at(parent_fd, name, meta.uid, meta.gid).map_err(fail("chown device node"))?;
                 // Opening a device could have side effects, so the node is changed through its
                 // parent directory and name, never followed.
-                set_xattrs(XattrTarget::At(parent_fd, name), &meta.xattrs)?;
-                crate::sys::chmod_nofollow(parent_fd, name, meta.mode)
-                    .map_err(fail("chmod device node"))?;
-                rustix::fs::utimensat(
+                finish_node_at(
                     parent_fd,
                     name,
-                    &file_times(meta),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(fail("set device node times"))?;
+                    meta,
+                    ["chmod device node", "set device node times"],
+                )?;
             }
         }
         Ok(())
@@ -509,22 +494,15 @@ fn make_node(parent: BorrowedFd<'_>, name: &[u8], node: &Node, mode: Mode) -> Re
         Node::Symlink { target } => {
             rustix::fs::symlinkat(target.as_slice(), parent, name).map(|()| Made::Other)
         }
-        Node::CharDevice { major, minor } => rustix::fs::mknodat(
-            parent,
-            name,
-            FileType::CharacterDevice,
-            mode,
-            rustix::fs::makedev(*major, *minor),
-        )
-        .map(|()| Made::Other),
-        Node::BlockDevice { major, minor } => rustix::fs::mknodat(
-            parent,
-            name,
-            FileType::BlockDevice,
-            mode,
-            rustix::fs::makedev(*major, *minor),
-        )
-        .map(|()| Made::Other),
+        Node::CharDevice { major, minor } | Node::BlockDevice { major, minor } => {
+            let file_type = if matches!(node, Node::CharDevice { .. }) {
+                FileType::CharacterDevice
+            } else {
+                FileType::BlockDevice
+            };
+            let dev = rustix::fs::makedev(*major, *minor);
+            rustix::fs::mknodat(parent, name, file_type, mode, dev).map(|()| Made::Other)
+        }
         Node::Fifo => {
             rustix::fs::mknodat(parent, name, FileType::Fifo, mode, 0).map(|()| Made::Other)
         }
@@ -593,6 +571,20 @@ fn set_xattrs(target: XattrTarget<'_>, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<
         }
     }
     Ok(())
+}
+
+/// Sets the xattrs, mode and times of `parent/name` through its parent and name, never following
+/// it; `operations` name the chmod and the times steps in errors.
+fn finish_node_at(
+    parent: BorrowedFd<'_>,
+    name: &[u8],
+    meta: &Metadata,
+    [chmod_operation, times_operation]: [&'static str; 2],
+) -> Result<(), ApplyError> {
+    set_xattrs(XattrTarget::At(parent, name), &meta.xattrs)?;
+    crate::sys::chmod_nofollow(parent, name, meta.mode).map_err(fail(chmod_operation))?;
+    rustix::fs::utimensat(parent, name, &file_times(meta), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(fail(times_operation))
 }
 
 fn chown_at(parent: BorrowedFd<'_>, name: &[u8], owner: u32, group: u32) -> Result<(), Errno> {

@@ -231,32 +231,23 @@ fn read_member(
         }
 
         let header_offset = input.offset();
-        let n_read = read_input(input, &mut block)?;
-        raw.extend_from_slice(&block[..n_read]);
-        if n_read == 0 {
+        if !read_block(input, &mut block, raw, "header", header_offset)? {
             return Ok(None);
         }
-        if n_read < BLOCK_LEN {
-            return Err(Error::Truncated {
-                entry: "header".into(),
-                offset: header_offset,
-            });
-        }
         if block.iter().all(|&byte| byte == 0) {
-            let n_read = read_input(input, &mut block)?;
-            raw.extend_from_slice(&block[..n_read]);
-            if n_read == 0 {
+            let marker_offset = header_offset + BLOCK_LEN as u64;
+            if !read_block(
+                input,
+                &mut block,
+                raw,
+                "end-of-archive marker",
+                marker_offset,
+            )? {
                 return Ok(None);
-            }
-            if n_read < BLOCK_LEN {
-                return Err(Error::Truncated {
-                    entry: "end-of-archive marker".into(),
-                    offset: header_offset + BLOCK_LEN as u64,
-                });
             }
             if block.iter().any(|&byte| byte != 0) {
                 return Err(Error::InvalidHeader {
-                    offset: header_offset + BLOCK_LEN as u64,
+                    offset: marker_offset,
                     reason: "a zero block is followed by a non-zero block".into(),
                 });
             }
@@ -440,6 +431,29 @@ fn tar_split_error(entry: &str, source: tar_split::Error) -> Error {
             source,
         },
     }
+}
+
+/// Reads one whole block, appending it to `raw`. `false` at the end of input; a block cut short
+/// is [`Error::Truncated`] naming `entry` at `offset`.
+fn read_block(
+    input: &mut ChunkReader,
+    block: &mut [u8; BLOCK_LEN],
+    raw: &mut Vec<u8>,
+    entry: &str,
+    offset: u64,
+) -> Result<bool> {
+    let n_read = read_input(input, block)?;
+    raw.extend_from_slice(&block[..n_read]);
+    if n_read == 0 {
+        return Ok(false);
+    }
+    if n_read < BLOCK_LEN {
+        return Err(Error::Truncated {
+            entry: entry.into(),
+            offset,
+        });
+    }
+    Ok(true)
 }
 
 fn read_input(input: &mut ChunkReader, buf: &mut [u8]) -> Result<usize> {

@@ -37,21 +37,9 @@ pub(crate) enum Format {
 /// A point in time in nanoseconds since the Unix epoch (may be negative).
 pub(crate) type TimeNs = i128;
 
-/// One header block decoded on its own (before PAX records or GNU long names are merged).
-#[derive(Debug, Clone)]
-pub(crate) struct RawHeader {
-    pub typeflag: u8,
-    pub name: Vec<u8>,
-    pub link_name: Vec<u8>,
-    pub size: i64,
-    pub mode: i64,
-    pub uid: i64,
-    pub gid: i64,
-    pub mtime: TimeNs,
-    pub atime: Option<TimeNs>,
-    pub dev_major: i64,
-    pub dev_minor: i64,
-}
+/// One header block decoded on its own: a [`Member`] before PAX records or GNU long names are
+/// merged, with its type flag as stored, no xattrs and no sparse map.
+pub(crate) type RawHeader = Member;
 
 /// Why a header could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +96,8 @@ impl RawHeader {
             atime: None,
             dev_major: 0,
             dev_minor: 0,
+            xattrs: BTreeMap::new(),
+            sparse: None,
         };
         if format == Format::V7 {
             return Ok(raw);
@@ -187,7 +177,8 @@ pub(crate) struct Member {
     /// The name exactly as decoded: PAX `path` or GNU long name applied, nothing cleaned.
     pub name: Vec<u8>,
     pub link_name: Vec<u8>,
-    /// The type flag after Go's legacy conversion (`\0` becomes `0` or `5`).
+    /// The type flag after Go's legacy conversion (`\0` becomes `0` or `5`); as stored in a
+    /// [`RawHeader`].
     pub typeflag: u8,
     /// `hdr.Size`: the logical size (for PAX sparse files the real size, see
     /// [`Member::apply_pax_sparse`]).
@@ -214,21 +205,7 @@ impl Member {
         long_name: Option<Vec<u8>>,
         long_link: Option<Vec<u8>>,
     ) -> Result<Member, HeaderError> {
-        let mut member = Member {
-            name: raw.name,
-            link_name: raw.link_name,
-            typeflag: raw.typeflag,
-            size: raw.size,
-            mode: raw.mode,
-            uid: raw.uid,
-            gid: raw.gid,
-            mtime: raw.mtime,
-            atime: raw.atime,
-            dev_major: raw.dev_major,
-            dev_minor: raw.dev_minor,
-            xattrs: BTreeMap::new(),
-            sparse: None,
-        };
+        let mut member = raw;
         if let Some(pax) = pax {
             member.merge_pax(pax, Strictness::Strict)?;
         }
@@ -728,71 +705,59 @@ mod tests {
         RawHeader::parse(block).expect("parse").name
     }
 
+    /// A [`block`] for `f` with each `(offset, bytes)` of `edits` written over it.
+    fn block_with(edits: &[(usize, &[u8])]) -> [u8; BLOCK_LEN] {
+        block(b"f", |b| {
+            for (offset, bytes) in edits {
+                b[*offset..offset + bytes.len()].copy_from_slice(bytes);
+            }
+        })
+    }
+
     #[test]
     fn prefixes_follow_go_per_format() {
         // Expected names written from Go's `readHeader`.
-        let ustar = block(b"f", |b| b[345..348].copy_from_slice(b"pre"));
-        assert_eq!(name_of(&ustar), b"pre/f");
-        // Any version after the `ustar\0` magic is ustar.
-        let any_version = block(b"f", |b| {
-            b[263..265].copy_from_slice(b"\0\0");
-            b[345..348].copy_from_slice(b"pre");
-        });
-        assert_eq!(name_of(&any_version), b"pre/f");
-        // Old GNU with text in atime: the area is a prefix (golang issues 12594, 21005).
-        let gnu_text = block(b"f", |b| {
-            b[257..265].copy_from_slice(b"ustar  \0");
-            b[345..348].copy_from_slice(b"pre");
-        });
-        assert_eq!(name_of(&gnu_text), b"pre/f");
+        const GNU_MAGIC: (usize, &[u8]) = (257, b"ustar  \0");
+        const PREFIX: (usize, &[u8]) = (345, b"pre");
+        // What the case is, the edits of the block, the name Go reads.
+        type Case<'a> = (&'a str, &'a [(usize, &'a [u8])], &'a [u8]);
+        let names: [Case; 6] = [
+            ("ustar", &[PREFIX], b"pre/f"),
+            // Any version after the `ustar\0` magic is ustar.
+            ("any version", &[(263, b"\0\0"), PREFIX], b"pre/f"),
+            // Old GNU with text in atime: the area is a prefix (golang issues 12594, 21005).
+            ("gnu text", &[GNU_MAGIC, PREFIX], b"pre/f"),
+            // Old GNU with a non-ASCII area that does not parse: no prefix.
+            ("gnu binary", &[GNU_MAGIC, (345, &[0xe9])], b"f"),
+            // star: 131-byte prefix, atime and ctime must parse.
+            (
+                "star",
+                &[(345, b"star"), (476, b"00000000010\0"), (508, b"tar\0")],
+                b"star/f",
+            ),
+            // V7: no prefix, no device numbers read.
+            ("v7", &[(257, &[0; 8]), (329, b"zzz"), PREFIX], b"f"),
+        ];
+        for (what, edits, expected) in names {
+            assert_eq!(name_of(&block_with(edits)), expected, "{what}");
+        }
         // Old GNU whose atime parses but whose ctime does not: also a prefix.
-        let gnu_ctime = block(b"f", |b| {
-            b[257..265].copy_from_slice(b"ustar  \0");
-            b[345..357].copy_from_slice(b"00000000001\0");
-            b[357..360].copy_from_slice(b"xyz");
-        });
+        let gnu_ctime = block_with(&[GNU_MAGIC, (345, b"00000000001\0"), (357, b"xyz")]);
         let header = RawHeader::parse(&gnu_ctime).expect("parse");
         assert_eq!(header.atime, None);
         assert!(header.name.starts_with(b"00000000001"));
         // Old GNU with octal times: no prefix, the atime is read.
-        let gnu_times = block(b"f", |b| {
-            b[257..265].copy_from_slice(b"ustar  \0");
-            b[345..357].copy_from_slice(b"00000000010\0");
-            b[357..369].copy_from_slice(b"00000000010\0");
-        });
+        let octal_time: &[u8] = b"00000000010\0";
+        let gnu_times = block_with(&[GNU_MAGIC, (345, octal_time), (357, octal_time)]);
         let header = RawHeader::parse(&gnu_times).expect("parse");
         assert_eq!(
             (header.name.as_slice(), header.atime),
             (&b"f"[..], Some(8 * NANOS_PER_SEC))
         );
-        // Old GNU with a non-ASCII area that does not parse: no prefix.
-        let gnu_binary = block(b"f", |b| {
-            b[257..265].copy_from_slice(b"ustar  \0");
-            b[345] = 0xe9;
-        });
-        assert_eq!(name_of(&gnu_binary), b"f");
-        // star: 131-byte prefix, atime and ctime must parse.
-        let star = block(b"f", |b| {
-            b[345..349].copy_from_slice(b"star");
-            b[476..488].copy_from_slice(b"00000000010\0");
-            b[508..512].copy_from_slice(b"tar\0");
-        });
-        assert_eq!(name_of(&star), b"star/f");
-        let star_bad = block(b"f", |b| {
-            b[476..479].copy_from_slice(b"zzz");
-            b[508..512].copy_from_slice(b"tar\0");
-        });
+        let star_bad = block_with(&[(476, b"zzz"), (508, b"tar\0")]);
         assert!(RawHeader::parse(&star_bad).is_err());
-        // V7: no prefix, no device numbers read.
-        let v7 = block(b"f", |b| {
-            b[257..265].fill(0);
-            b[329..332].copy_from_slice(b"zzz");
-            b[345..348].copy_from_slice(b"pre");
-        });
-        assert_eq!(name_of(&v7), b"f");
         // A `+` is not an octal digit to Go.
-        let plus = block(b"f", |b| b[100..108].copy_from_slice(b"+000644\0"));
-        assert!(RawHeader::parse(&plus).is_err());
+        assert!(RawHeader::parse(&block_with(&[(100, b"+000644\0")])).is_err());
     }
 
     #[test]
@@ -881,12 +846,12 @@ mod tests {
     fn records(pairs: &[(&str, &str)]) -> Vec<u8> {
         let mut data = Vec::new();
         for (key, value) in pairs {
-            let rest = key.len() + value.len() + 3;
-            let mut len = rest + 1;
-            while len.to_string().len() + rest != len {
-                len = len.to_string().len() + rest;
-            }
-            data.extend_from_slice(format!("{len} {key}={value}\n").as_bytes());
+            let body = format!(" {key}={value}\n");
+            // The length counts its own digits: the smallest that adds up.
+            let len = (body.len() + 1..)
+                .find(|len| len.to_string().len() + body.len() == *len)
+                .expect("a length");
+            data.extend_from_slice(format!("{len}{body}").as_bytes());
         }
         data
     }

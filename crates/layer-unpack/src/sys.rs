@@ -124,12 +124,18 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn chmod_reaches_the_node_and_never_a_symlink_target() {
+    /// A temp dir holding a file `f` and a symlink `s` to it, and the dir opened.
+    fn file_and_symlink_to_it() -> (tempfile::TempDir, std::fs::File) {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("f"), b"f").expect("write");
         std::os::unix::fs::symlink("f", dir.path().join("s")).expect("symlink");
         let dir_fd = std::fs::File::open(dir.path()).expect("open");
+        (dir, dir_fd)
+    }
+
+    #[test]
+    fn chmod_reaches_the_node_and_never_a_symlink_target() {
+        let (dir, dir_fd) = file_and_symlink_to_it();
         chmod_nofollow(dir_fd.as_fd(), b"f", 0o1640).expect("chmod");
         let mode = std::fs::metadata(dir.path().join("f"))
             .expect("stat")
@@ -146,10 +152,7 @@ mod tests {
 
     #[test]
     fn xattrs_reach_the_node_and_never_a_symlink_target() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("f"), b"f").expect("write");
-        std::os::unix::fs::symlink("f", dir.path().join("s")).expect("symlink");
-        let dir_fd = std::fs::File::open(dir.path()).expect("open");
+        let (dir, dir_fd) = file_and_symlink_to_it();
         setxattr_nofollow(dir_fd.as_fd(), b"f", b"user.k", b"v\0w").expect("setxattr");
         let mut buf = [0u8; 16];
         let len = rustix::fs::getxattr(dir.path().join("f").as_path(), "user.k", &mut buf)

@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{FileType, Mode, OFlags, CWD};
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::{Error, OverlaySpec, Result};
@@ -45,13 +45,7 @@ impl CheckedTarget {
 
 /// Checks every path of `spec` below its home (see the module documentation) and opens the target.
 pub(crate) fn check(spec: &OverlaySpec) -> Result<CheckedTarget> {
-    let home = rustix::fs::openat(
-        CWD,
-        &spec.home,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|source| Error::Sys {
+    let home = syscompat::dir::open_dir_path(&spec.home).map_err(|source| Error::Sys {
         operation: "opening the driver home",
         path: spec.home.clone(),
         source,

@@ -541,19 +541,10 @@ fn mount_lowerdir_plus(
             format!("fsconfig lowerdir+ #{} {}", lower_idx + 1, lower.display()),
         )?;
     }
-    if let Some(upper) = upper {
-        set(
-            "upperdir",
-            upper,
-            format!("fsconfig upperdir {}", upper.display()),
-        )?;
-    }
-    if let Some(work) = work {
-        set(
-            "workdir",
-            work,
-            format!("fsconfig workdir {}", work.display()),
-        )?;
+    for (key, dir) in [("upperdir", upper), ("workdir", work)] {
+        if let Some(dir) = dir {
+            set(key, dir, format!("fsconfig {key} {}", dir.display()))?;
+        }
     }
     if index_off {
         set("index", Path::new("off"), "fsconfig index=off".to_owned())?;
@@ -653,13 +644,25 @@ mod tests {
         );
     }
 
+    /// The option string of an absolute plan.
+    fn absolute_options(plan: MountPlan) -> String {
+        match plan {
+            MountPlan::Absolute { options, .. } => options,
+            plan => panic!("expected an absolute plan, got {plan:?}"),
+        }
+    }
+
+    /// The option string of a relative plan.
+    fn relative_options(plan: MountPlan) -> String {
+        match plan {
+            MountPlan::Relative { options, .. } => options,
+            plan => panic!("expected a relative plan, got {plan:?}"),
+        }
+    }
+
     #[test]
     fn index_param_adds_index_off_prefix() {
-        let MountPlan::Absolute { options, .. } =
-            plan(&spec(2, true), &features(true, false)).expect("plan")
-        else {
-            panic!("expected an absolute plan");
-        };
+        let options = absolute_options(plan(&spec(2, true), &features(true, false)).expect("plan"));
         assert!(options.starts_with("index=off,lowerdir=/var/lib/docker/overlay2/l/"));
     }
 
@@ -669,11 +672,7 @@ mod tests {
             lowers: vec![format!("{ID}/diff"), "l/ABC".to_owned()],
             ..spec(0, false)
         };
-        let MountPlan::Absolute { options, .. } =
-            plan(&spec, &features(false, false)).expect("plan")
-        else {
-            panic!("expected an absolute plan");
-        };
+        let options = absolute_options(plan(&spec, &features(false, false)).expect("plan"));
         assert_eq!(
             options,
             format!("lowerdir=/var/lib/docker/overlay2/{ID}/diff:/var/lib/docker/overlay2/l/ABC")
@@ -701,15 +700,15 @@ mod tests {
     #[test]
     fn eighty_lowers_overflow_absolute_form_and_fall_back_to_relative() {
         // 80 × ("/var/lib/docker/overlay2/l/" + 26 + ":") = 80 × 54 bytes is past 4095 alone.
-        let plan = plan(&spec(80, true), &features(true, false)).expect("plan");
-        let MountPlan::Relative {
-            home,
-            options,
-            target,
-        } = plan
-        else {
-            panic!("expected a relative plan, got {plan:?}");
-        };
+        let (home, options, target) =
+            match plan(&spec(80, true), &features(true, false)).expect("plan") {
+                MountPlan::Relative {
+                    home,
+                    options,
+                    target,
+                } => (home, options, target),
+                plan => panic!("expected a relative plan, got {plan:?}"),
+            };
         assert_eq!(home, PathBuf::from("/var/lib/docker/overlay2"));
         assert_eq!(target, format!("{ID}/merged"));
         assert!(options.starts_with(&format!("index=off,lowerdir=l/{}:l/", lid(0))));
@@ -765,11 +764,8 @@ mod tests {
     fn relative_form_fits_130_lowers() {
         // format.md §4.2 arithmetic: 10 ("index=off,") + 9 ("lowerdir=") + 130 × 29 - 1
         // + 79 (",upperdir=<64>/diff") + 78 (",workdir=<64>/work") = 3945 ≤ 4095.
-        let MountPlan::Relative { options, .. } =
-            plan(&spec(130, true), &features(true, false)).expect("plan")
-        else {
-            panic!("expected a relative plan");
-        };
+        let options =
+            relative_options(plan(&spec(130, true), &features(true, false)).expect("plan"));
         assert_eq!(options.len(), 3945);
     }
 

@@ -445,11 +445,15 @@ mod tests {
 
     #[test]
     fn known_magics_have_docker_names() {
-        assert_eq!(backing_fs_name(0xEF53), "extfs");
-        assert_eq!(backing_fs_name(0x58465342), "xfs");
-        assert_eq!(backing_fs_name(0x9123683E), "btrfs");
-        assert_eq!(backing_fs_name(0x01021994), "tmpfs");
-        assert_eq!(backing_fs_name(0x794C7630), "overlayfs");
-        assert_eq!(backing_fs_name(0x12345678), "0x12345678");
+        for (magic, name) in [
+            (0xEF53, "extfs"),
+            (0x58465342, "xfs"),
+            (0x9123683E, "btrfs"),
+            (0x01021994, "tmpfs"),
+            (0x794C7630, "overlayfs"),
+            (0x12345678, "0x12345678"),
+        ] {
+            assert_eq!(backing_fs_name(magic), name);
+        }
     }
 }

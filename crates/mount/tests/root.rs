@@ -180,20 +180,22 @@ fn probe_on_overlay_fails_and_cleans_up_needs_root() {
     assert!(names(&home.home.join("c/diff")).is_empty());
 }
 
+/// Every plan kind but the relative one (which has its own test) mounts the three-layer home.
 #[test]
-fn absolute_plan_mounts_three_lowers_needs_root() {
-    let home = Home::new();
-    let plan = plan(&home.spec(true), &features(4096, false)).expect("plan");
-    assert!(matches!(plan, MountPlan::Absolute { .. }), "{plan:?}");
-    home.check_mount(&plan, true);
-}
-
-#[test]
-fn read_only_plan_mounts_three_lowers_needs_root() {
-    let home = Home::new();
-    let plan = plan(&home.spec(false), &features(4096, false)).expect("plan");
-    assert!(matches!(plan, MountPlan::Absolute { .. }), "{plan:?}");
-    home.check_mount(&plan, false);
+fn absolute_read_only_and_lowerdir_plus_plans_mount_three_lowers_needs_root() {
+    type IsKind = fn(&MountPlan) -> bool;
+    let absolute: IsKind = |plan| matches!(plan, MountPlan::Absolute { .. });
+    let lowerdir_plus: IsKind = |plan| matches!(plan, MountPlan::LowerdirPlus { .. });
+    for (rw, kernel, expected_kind) in [
+        (true, features(4096, false), absolute),
+        (false, features(4096, false), absolute),
+        (true, features(64, true), lowerdir_plus),
+    ] {
+        let home = Home::new();
+        let plan = plan(&home.spec(rw), &kernel).expect("plan");
+        assert!(expected_kind(&plan), "{plan:?}");
+        home.check_mount(&plan, rw);
+    }
 }
 
 #[test]
@@ -221,14 +223,6 @@ fn relative_plan_mounts_and_keeps_the_cwd_needs_root() {
     let cwd_before = std::env::current_dir().expect("cwd");
     home.check_mount(&plan, true);
     assert_eq!(std::env::current_dir().expect("cwd"), cwd_before);
-}
-
-#[test]
-fn lowerdir_plus_plan_mounts_three_lowers_needs_root() {
-    let home = Home::new();
-    let plan = plan(&home.spec(true), &features(64, true)).expect("plan");
-    assert!(matches!(plan, MountPlan::LowerdirPlus { .. }), "{plan:?}");
-    home.check_mount(&plan, true);
 }
 
 #[test]
@@ -448,23 +442,24 @@ fn init_layer_replaces_image_files_and_keeps_etc_mode_needs_root() {
         [".dockerenv", "dev", "etc", "proc", "sys"],
         "top level of the init diff"
     );
-    assert_entry(&diff.join(".dockerenv"), "file", 0o755);
-    assert_entry(&diff.join("dev"), "dir", 0o755);
-    assert_eq!(names(&diff.join("dev")), ["console", "pts", "shm"]);
-    assert_entry(&diff.join("dev/console"), "file", 0o755);
-    assert_entry(&diff.join("dev/pts"), "dir", 0o755);
-    assert_entry(&diff.join("dev/shm"), "dir", 0o755);
-    assert_entry(&diff.join("proc"), "dir", 0o755);
-    assert_entry(&diff.join("sys"), "dir", 0o755);
+    assert_init_dev_and_etc_names(&diff);
+    let files = [
+        ".dockerenv",
+        "dev/console",
+        "etc/hosts",
+        "etc/hostname",
+        "etc/resolv.conf",
+    ];
+    for (kind, paths) in [
+        ("file", &files[..]),
+        ("dir", &["dev", "dev/pts", "dev/shm", "proc", "sys"]),
+    ] {
+        for path in paths {
+            assert_entry(&diff.join(path), kind, 0o755);
+        }
+    }
     // /etc existed in the image with 0700: overlay copied it up with that mode.
     assert_entry(&diff.join("etc"), "dir", 0o700);
-    assert_eq!(
-        names(&diff.join("etc")),
-        ["hostname", "hosts", "mtab", "resolv.conf"]
-    );
-    assert_entry(&diff.join("etc/hosts"), "file", 0o755);
-    assert_entry(&diff.join("etc/hostname"), "file", 0o755);
-    assert_entry(&diff.join("etc/resolv.conf"), "file", 0o755);
     assert_entry(&diff.join("etc/mtab"), "symlink", 0);
     assert_eq!(
         fs::read_link(diff.join("etc/mtab")).expect("readlink"),
@@ -520,12 +515,17 @@ fn init_layer_stays_inside(resolver: Resolver) {
     assert_eq!(host_after, host_before, "nothing was written through /etc");
     // The symlinks were replaced by real directories (whiteouts over the image's symlinks).
     let diff = home.join("init/diff");
-    assert_entry(&diff.join("etc"), "dir", 0o755);
-    assert_entry(&diff.join("dev"), "dir", 0o755);
-    assert_entry(&diff.join("proc"), "dir", 0o755);
+    for dir in ["etc", "dev", "proc"] {
+        assert_entry(&diff.join(dir), "dir", 0o755);
+    }
+    assert_init_dev_and_etc_names(&diff);
+}
+
+/// The entries of `/dev` and `/etc` in an init layer's diff, as format.md §4.5 lists them.
+fn assert_init_dev_and_etc_names(diff: &Path) {
+    assert_eq!(names(&diff.join("dev")), ["console", "pts", "shm"]);
     assert_eq!(
         names(&diff.join("etc")),
         ["hostname", "hosts", "mtab", "resolv.conf"]
     );
-    assert_eq!(names(&diff.join("dev")), ["console", "pts", "shm"]);
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use crate::fsutil::{self, io_error};
-use crate::ids::{is_digest, is_hex64, is_layer_dir_id};
+use crate::ids::{check_id, is_digest, is_hex64, is_layer_dir_id};
 use crate::{ContainerRecord, ContainerState, DataRoot, Error, MountsEntry, Result};
 
 /// Go's zero `time.Time` as Docker writes it for a container that never ran.
@@ -61,32 +61,9 @@ impl DataRoot {
             return Ok(None);
         };
         let mount_id = mount_id.trim().to_string();
-        if !is_layer_dir_id(&mount_id) {
-            return Err(Error::InvalidId {
-                what: "mount-id",
-                value: mount_id,
-            });
-        }
-        let init_id =
-            fsutil::read_optional(&dir.join("init-id"))?.map(|text| text.trim().to_string());
-        if let Some(init_id) = &init_id {
-            if !is_layer_dir_id(init_id) {
-                return Err(Error::InvalidId {
-                    what: "init-id",
-                    value: init_id.clone(),
-                });
-            }
-        }
-        let parent =
-            fsutil::read_optional(&dir.join("parent"))?.map(|text| text.trim().to_string());
-        if let Some(parent) = &parent {
-            if !is_digest(parent) {
-                return Err(Error::InvalidId {
-                    what: "mounts parent",
-                    value: parent.clone(),
-                });
-            }
-        }
+        check_id(is_layer_dir_id(&mount_id), "mount-id", &mount_id)?;
+        let init_id = read_optional_id(&dir.join("init-id"), "init-id", is_layer_dir_id)?;
+        let parent = read_optional_id(&dir.join("parent"), "mounts parent", is_digest)?;
         Ok(Some(MountsEntry {
             container_id: container_id.to_string(),
             mount_id,
@@ -186,14 +163,20 @@ impl DataRoot {
 }
 
 fn check_container_id(container_id: &str) -> Result<()> {
-    if is_hex64(container_id) {
-        Ok(())
-    } else {
-        Err(Error::InvalidId {
-            what: "container id",
-            value: container_id.to_string(),
-        })
+    check_id(is_hex64(container_id), "container id", container_id)
+}
+
+/// The trimmed id in an optional file, checked with `valid`.
+fn read_optional_id(
+    path: &std::path::Path,
+    what: &'static str,
+    valid: fn(&str) -> bool,
+) -> Result<Option<String>> {
+    let id = fsutil::read_optional(path)?.map(|text| text.trim().to_string());
+    if let Some(id) = &id {
+        check_id(valid(id), what, id)?;
     }
+    Ok(id)
 }
 
 fn read_record(path: &std::path::Path, id: &str) -> Result<ContainerRecord> {

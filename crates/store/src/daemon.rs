@@ -81,15 +81,12 @@ fn dockerd_processes() -> Vec<(u32, PathBuf)> {
         return Vec::new();
     };
     let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let proc_dir = entry.path();
+    // The numeric entries of /proc, one a process.
+    let processes = entries.flatten().filter_map(|entry| {
+        let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+        Some((pid, entry.path()))
+    });
+    for (pid, proc_dir) in processes {
         let Ok(comm) = fs::read_to_string(proc_dir.join("comm")) else {
             continue;
         };
@@ -174,22 +171,14 @@ mod tests {
 
     #[test]
     fn data_root_flags_in_every_spelling() {
-        assert_eq!(
-            data_root_of(&args("dockerd --data-root /srv/d -H unix:///x")),
-            PathBuf::from("/srv/d")
-        );
-        assert_eq!(
-            data_root_of(&args("dockerd --data-root=/srv/e")),
-            PathBuf::from("/srv/e")
-        );
-        assert_eq!(
-            data_root_of(&args("dockerd -g /old")),
-            PathBuf::from("/old")
-        );
-        assert_eq!(
-            data_root_of(&args("dockerd --graph=/older")),
-            PathBuf::from("/older")
-        );
+        for (line, expected) in [
+            ("dockerd --data-root /srv/d -H unix:///x", "/srv/d"),
+            ("dockerd --data-root=/srv/e", "/srv/e"),
+            ("dockerd -g /old", "/old"),
+            ("dockerd --graph=/older", "/older"),
+        ] {
+            assert_eq!(data_root_of(&args(line)), PathBuf::from(expected), "{line}");
+        }
     }
 
     #[test]

@@ -89,6 +89,18 @@ pub(crate) fn digest_hex<'a>(what: &'static str, text: &'a str) -> Result<&'a st
     }
 }
 
+/// `Ok` when `valid`, else [`Error::InvalidId`] naming `what` and `value`.
+pub(crate) fn check_id(valid: bool, what: &'static str, value: &str) -> Result<()> {
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidId {
+            what,
+            value: value.to_string(),
+        })
+    }
+}
+
 /// Layer dir ids Docker accepts in mounts entries: `^[a-f0-9]{64}(-init)?$`.
 pub(crate) fn is_layer_dir_id(id: &str) -> bool {
     is_hex64(id.strip_suffix("-init").unwrap_or(id))

@@ -297,14 +297,7 @@ fn clean_path(path: &Path) -> PathBuf {
 }
 
 pub(crate) fn check_layer_dir_id(id: &str) -> Result<()> {
-    if is_layer_dir_id(id) {
-        Ok(())
-    } else {
-        Err(Error::InvalidId {
-            what: "layer dir id",
-            value: id.to_string(),
-        })
-    }
+    crate::ids::check_id(is_layer_dir_id(id), "layer dir id", id)
 }
 
 #[cfg(test)]

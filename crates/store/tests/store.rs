@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use store::{AppliedLayer, ContainerRecord, DataRoot, MountsEntry, Reference};
 
@@ -23,6 +23,32 @@ fn digest(fill: char) -> String {
     format!("sha256:{}", fill.to_string().repeat(64))
 }
 
+/// A new data root `root` in a temp dir, and its path.
+fn new_root() -> (tempfile::TempDir, PathBuf, DataRoot) {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let root_path = temp.path().join("root");
+    let root = DataRoot::open_or_create(&root_path).expect("create");
+    (temp, root_path, root)
+}
+
+/// A [`new_root`] with a bottom layer and a layer on it.
+fn root_with_two_layers() -> (
+    tempfile::TempDir,
+    PathBuf,
+    DataRoot,
+    store::Layer,
+    store::Layer,
+) {
+    let (temp, root_path, root) = new_root();
+    let bottom = register(&root, None, &digest('a'));
+    let top = register(&root, Some(&bottom), &digest('b'));
+    (temp, root_path, root, bottom, top)
+}
+
+fn count_entries(dir: &Path) -> usize {
+    fs::read_dir(dir).expect("read_dir").count()
+}
+
 fn register(root: &DataRoot, parent: Option<&store::Layer>, diff_id: &str) -> store::Layer {
     let diff_id = diff_id.to_string();
     root.register_layer(parent, &mut |diff_dir, tar_split| {
@@ -38,9 +64,7 @@ fn register(root: &DataRoot, parent: Option<&store::Layer>, diff_id: &str) -> st
 
 #[test]
 fn layout_has_spec_modes() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let root_path = temp.path().join("root");
-    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let (temp, root_path, root) = new_root();
     // format.md §2 directory map.
     let expected = [
         ("", 0o710),
@@ -71,11 +95,7 @@ fn layout_has_spec_modes() {
 
 #[test]
 fn register_writes_docker_layer_files() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let root_path = temp.path().join("root");
-    let root = DataRoot::open_or_create(&root_path).expect("create");
-    let bottom = register(&root, None, &digest('a'));
-    let top = register(&root, Some(&bottom), &digest('b'));
+    let (_temp, root_path, root, bottom, top) = root_with_two_layers();
     assert_eq!(bottom.chain_id, digest('a'));
     assert_eq!(
         top.chain_id,
@@ -163,9 +183,7 @@ fn register_writes_docker_layer_files() {
         "three layer dirs and l/: the duplicate's dir was removed"
     );
     assert_eq!(
-        fs::read_dir(root_path.join("image/overlay2/layerdb/tmp"))
-            .expect("tmp")
-            .count(),
+        count_entries(&root_path.join("image/overlay2/layerdb/tmp")),
         0
     );
 
@@ -178,9 +196,7 @@ fn register_writes_docker_layer_files() {
 
 #[test]
 fn failed_apply_leaves_nothing() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let root_path = temp.path().join("root");
-    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let (_temp, root_path, root) = new_root();
     let bottom = register(&root, None, &digest('a'));
     let before: Vec<_> = fs::read_dir(root_path.join("overlay2"))
         .expect("home")
@@ -199,16 +215,12 @@ fn failed_apply_leaves_nothing() {
         .collect();
     assert_eq!(before.len(), after.len(), "no overlay2 dir left");
     assert_eq!(
-        fs::read_dir(root_path.join("overlay2/l"))
-            .expect("l")
-            .count(),
+        count_entries(&root_path.join("overlay2/l")),
         1,
         "no l/ link left"
     );
     assert_eq!(
-        fs::read_dir(root_path.join("image/overlay2/layerdb/tmp"))
-            .expect("tmp")
-            .count(),
+        count_entries(&root_path.join("image/overlay2/layerdb/tmp")),
         0,
         "no write-set left"
     );
@@ -225,11 +237,7 @@ fn failed_apply_leaves_nothing() {
 
 #[test]
 fn size_with_newline_is_skipped_like_docker() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let root_path = temp.path().join("root");
-    let root = DataRoot::open_or_create(&root_path).expect("create");
-    let bottom = register(&root, None, &digest('a'));
-    let top = register(&root, Some(&bottom), &digest('b'));
+    let (_temp, root_path, root, bottom, top) = root_with_two_layers();
     let entry = root_path
         .join("image/overlay2/layerdb/sha256")
         .join(&bottom.chain_id[7..]);
@@ -249,9 +257,7 @@ fn size_with_newline_is_skipped_like_docker() {
 
 #[test]
 fn images_and_references() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let root_path = temp.path().join("root");
-    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let (_temp, root_path, root) = new_root();
     let config = fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/data/image-config-commit.json"
@@ -326,9 +332,7 @@ fn images_and_references() {
 
 #[test]
 fn container_files_parse_back_and_match_docker_shape() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let root_path = temp.path().join("root");
-    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let (_temp, root_path, root) = new_root();
     let id = store::random_id().expect("id");
     let mount_id = store::random_id().expect("id");
     let entry = MountsEntry {
@@ -442,8 +446,7 @@ fn open_never_creates_and_names_the_reason() {
 
 #[test]
 fn lock_is_exclusive_until_dropped() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let root = DataRoot::open_or_create(&temp.path().join("root")).expect("create");
+    let (_temp, _, root) = new_root();
     let lock = root.lock().expect("lock");
     let try_lock = || {
         let file = fs::File::open(root.root().join("ovl.lock")).expect("open");
@@ -469,11 +472,7 @@ fn chain_id_of_the_spec_example() {
 
 #[test]
 fn failed_apply_keeps_a_committed_file_it_did_not_write() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let root_path = temp.path().join("root");
-    let root = DataRoot::open_or_create(&root_path).expect("create");
-    let bottom = register(&root, None, &digest('a'));
-    let _middle = register(&root, Some(&bottom), &digest('b'));
+    let (_temp, root_path, root, bottom, _middle) = root_with_two_layers();
     let committed = root_path
         .join("overlay2")
         .join(&bottom.cache_id)
@@ -493,33 +492,17 @@ fn failed_apply_keeps_a_committed_file_it_did_not_write() {
         committed.exists(),
         "a committed file of another child was removed"
     );
+    assert_eq!(count_entries(&root_path.join("overlay2")), 3);
+    assert_eq!(count_entries(&root_path.join("overlay2/l")), 2);
     assert_eq!(
-        fs::read_dir(root_path.join("overlay2"))
-            .expect("home")
-            .count(),
-        3
-    );
-    assert_eq!(
-        fs::read_dir(root_path.join("overlay2/l"))
-            .expect("l")
-            .count(),
-        2
-    );
-    assert_eq!(
-        fs::read_dir(root_path.join("image/overlay2/layerdb/tmp"))
-            .expect("tmp")
-            .count(),
+        count_entries(&root_path.join("image/overlay2/layerdb/tmp")),
         0
     );
 }
 
 #[test]
 fn bottom_layer_metadata_and_removal_keep_parent_committed() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let root_path = temp.path().join("root");
-    let root = DataRoot::open_or_create(&root_path).expect("create");
-    let bottom = register(&root, None, &digest('a'));
-    let top = register(&root, Some(&bottom), &digest('b'));
+    let (_temp, root_path, root, bottom, top) = root_with_two_layers();
     let home = root_path.join("overlay2");
     // format.md §4.3: no LowerDir for a parent-less layer, WorkDir and MergedDir reported anyway.
     let data = root.graph_driver_data(&bottom.cache_id).expect("metadata");
@@ -551,8 +534,7 @@ fn bottom_layer_metadata_and_removal_keep_parent_committed() {
 
 #[test]
 fn more_than_500_lowers_is_refused() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let root = DataRoot::open_or_create(&temp.path().join("root")).expect("create");
+    let (_temp, _, root) = new_root();
     let parent = store::random_id().expect("id");
     let child = store::random_id().expect("id");
     root.create_overlay_dir(&parent, None).expect("parent");
@@ -572,9 +554,7 @@ fn more_than_500_lowers_is_refused() {
 
 #[test]
 fn image_metadata_parent_and_delete() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let root_path = temp.path().join("root");
-    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let (_temp, root_path, root) = new_root();
     let parent = root
         .put_image(br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#)
         .expect("put");
@@ -621,9 +601,7 @@ fn image_metadata_parent_and_delete() {
 
 #[test]
 fn repositories_keep_digest_refs_and_unknown_repos() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let root_path = temp.path().join("root");
-    let root = DataRoot::open_or_create(&root_path).expect("create");
+    let (_temp, root_path, root) = new_root();
     let image = digest('1');
     let manifest = digest('2');
     let path = root_path.join("image/overlay2/repositories.json");
@@ -654,11 +632,7 @@ fn repositories_keep_digest_refs_and_unknown_repos() {
 
 #[test]
 fn hostconfig_is_dockers_and_no_metadata_file_ends_with_a_newline() {
-    let temp = tempfile::tempdir().expect("tempdir");
-    let root_path = temp.path().join("root");
-    let root = DataRoot::open_or_create(&root_path).expect("create");
-    let bottom = register(&root, None, &digest('a'));
-    let top = register(&root, Some(&bottom), &digest('b'));
+    let (_temp, root_path, root, _bottom, top) = root_with_two_layers();
     let image = root
         .put_image(br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#)
         .expect("put");

@@ -141,21 +141,7 @@ fn parent_dir(path: &Path) -> &Path {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt as _;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .expect("read_dir")
-            .map(|entry| {
-                entry
-                    .expect("entry")
-                    .file_name()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        names.sort();
-        names
-    }
+    use treedump::fixture::names;
 
     #[test]
     fn replaces_the_file_with_the_mode_and_leaves_no_temp() {

@@ -24,6 +24,16 @@ pub const DIR_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::NOFOLLOW)
     .union(OFlags::CLOEXEC);
 
+/// Opens the directory `path` as a path only (`O_PATH | O_DIRECTORY`), following symlinks as
+/// usual: the root a walk or an in-root resolution starts from, which the caller names itself.
+pub fn open_dir_path(path: &Path) -> Result<OwnedFd, Errno> {
+    rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
 /// Bytes read per `getdents64` call; any single entry (a name is at most 255 bytes) fits.
 const DIRENT_BUFFER_LEN: usize = 32 * 1024;
 

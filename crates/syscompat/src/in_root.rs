@@ -291,12 +291,7 @@ mod tests {
         for (name, target) in links {
             symlink(target, root.join(name)).expect("symlink");
         }
-        let root_fd = rustix::fs::open(
-            &root,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .expect("open root");
+        let root_fd = crate::dir::open_dir_path(&root).expect("open root");
         Fixture {
             _temp: temp,
             root: root_fd,

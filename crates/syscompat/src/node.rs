@@ -14,6 +14,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags, Stat, CWD};
 use rustix::io::Errno;
 
+/// A path-only open of a name itself, never of what a symlink there points to.
+const PATH_NOFOLLOW: OFlags = OFlags::PATH.union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
+
 /// A name opened as a path only (`O_PATH | O_NOFOLLOW`), with what `fstat` says of it.
 #[derive(Debug)]
 pub struct Node {
@@ -24,12 +27,7 @@ pub struct Node {
 impl Node {
     /// Opens `name` in `dir` without following a symlink and without opening the inode.
     pub fn open_at(dir: BorrowedFd<'_>, name: &CStr) -> Result<Node, Errno> {
-        let fd = rustix::fs::openat(
-            dir,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = rustix::fs::openat(dir, name, PATH_NOFOLLOW, Mode::empty())?;
         Node::from_path_fd(fd)
     }
 
@@ -64,11 +62,7 @@ impl Node {
     /// component and without opening the inode. Earlier components are followed as usual: the
     /// caller has checked them, or they are the caller's own.
     pub fn open_path(path: &std::path::Path) -> Result<Node, Errno> {
-        let fd = rustix::fs::open(
-            path,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = rustix::fs::open(path, PATH_NOFOLLOW, Mode::empty())?;
         Node::from_path_fd(fd)
     }
 

@@ -253,11 +253,13 @@ mod tests {
         let mut packer = Packer::new(Vec::new());
         packer.add_segment(b"x").expect("segment");
         packer.flush_segment().expect("flush");
-        let expected = concat!(
-            "{\"type\":2,\"payload\":\"eA==\",\"position\":0}\n",
-            "{\"type\":2,\"payload\":\"\",\"position\":1}\n",
+        assert_eq!(
+            ndjson(packer),
+            concat!(
+                "{\"type\":2,\"payload\":\"eA==\",\"position\":0}\n",
+                "{\"type\":2,\"payload\":\"\",\"position\":1}\n",
+            )
         );
-        assert_eq!(ndjson(packer), expected);
     }
 
     #[test]

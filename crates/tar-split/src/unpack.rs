@@ -178,6 +178,14 @@ mod tests {
         Unpacker::new(&gzip(text)[..]).collect()
     }
 
+    /// The error of the item at `index`.
+    fn error_at(results: Vec<Result<Entry>>, index: usize) -> Error {
+        match results.into_iter().nth(index) {
+            Some(Err(err)) => err,
+            other => panic!("item {index} should be an error: {other:?}"),
+        }
+    }
+
     #[test]
     fn decodes_segments_files_and_raw_names() {
         let text = concat!(
@@ -235,11 +243,7 @@ mod tests {
         );
         let results = unpack(text);
         assert_eq!(results.len(), 3);
-        let err = results
-            .into_iter()
-            .nth(2)
-            .expect("third item")
-            .expect_err("malformed");
+        let err = error_at(results, 2);
         assert!(
             matches!(err, Error::MalformedEntry { position: 2, .. }),
             "{err}"
@@ -289,11 +293,7 @@ mod tests {
             "{\"type\":1,\"name\":\"d/f\",\"payload\":null,\"position\":0}\n",
             "{\"type\":1,\"name\":\"./d/f\",\"payload\":null,\"position\":1}\n",
         );
-        let err = unpack(text)
-            .into_iter()
-            .nth(1)
-            .expect("second item")
-            .expect_err("duplicate");
+        let err = error_at(unpack(text), 1);
         assert!(
             matches!(err, Error::DuplicatePath { position: 1, .. }),
             "{err}"

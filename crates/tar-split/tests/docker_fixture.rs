@@ -6,7 +6,7 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use flate2::write::GzEncoder;
@@ -15,14 +15,11 @@ use sha2::{Digest, Sha256};
 use syscompat::Resolver;
 use tar_split::{reassemble, Crc64, Entry, Error, Packer, Unpacker};
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
-}
+/// The directory of the Docker-written fixtures.
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 
 fn read(name: &str) -> Vec<u8> {
-    fs::read(data(name)).expect("read test data")
+    fs::read(Path::new(DATA).join(name)).expect("read test data")
 }
 
 /// Docker's decompressed tar-split, gzip'd here with an independent encoder.
@@ -45,7 +42,7 @@ fn extract_with_gnu_tar() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let status = Command::new("tar")
         .arg("-xpf")
-        .arg(data("commit-layer.tar"))
+        .arg(Path::new(DATA).join("commit-layer.tar"))
         .arg("-C")
         .arg(dir.path())
         .status()

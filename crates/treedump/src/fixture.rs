@@ -61,3 +61,20 @@ pub fn names(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Where two tar streams first differ, by byte and by 512-byte block, and their lengths: the
+/// message of a failed byte-for-byte comparison.
+pub fn first_difference(a: &[u8], b: &[u8]) -> String {
+    let at = a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()));
+    format!(
+        "first difference at byte {at} (block {}, offset {}); lengths {} vs {}",
+        at / 512,
+        at % 512,
+        a.len(),
+        b.len()
+    )
+}

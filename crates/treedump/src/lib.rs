@@ -513,6 +513,24 @@ mod tests {
         rustix::process::geteuid().is_root()
     }
 
+    /// The dump of `root` with the default options as `edit` changes them.
+    fn dump_with(root: &Path, edit: impl FnOnce(&mut DumpOptions)) -> Vec<Record> {
+        let mut options = DumpOptions::default();
+        edit(&mut options);
+        dump(root, &options).expect("dump")
+    }
+
+    fn mknod(path: &Path, file_type: rustix::fs::FileType, mode: u32, dev: rustix::fs::Dev) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            file_type,
+            rustix::fs::Mode::from_raw_mode(mode),
+            dev,
+        )
+        .unwrap_or_else(|err| panic!("mknod {}: {err}", path.display()));
+    }
+
     fn find<'a>(records: &'a [Record], path: &[u8]) -> &'a Record {
         records
             .iter()
@@ -562,14 +580,7 @@ mod tests {
         assert!(d.mtime.is_none(), "dir mtimes are off by default");
         assert!(d.size.is_none() && d.sha256.is_none());
 
-        let with_mtimes = dump(
-            root,
-            &DumpOptions {
-                dir_mtimes: true,
-                ..DumpOptions::default()
-            },
-        )
-        .expect("dump");
+        let with_mtimes = dump_with(root, |options| options.dir_mtimes = true);
         assert!(find(&with_mtimes, b"/d").mtime.is_some());
     }
 
@@ -642,11 +653,9 @@ mod tests {
         fs::write(root.join("dev/null"), b"").expect("write");
         fs::write(root.join("etc/hosts"), b"").expect("write");
         fs::write(root.join("etc/passwd"), b"").expect("write");
-        let opts = DumpOptions {
-            exclude: vec![PathBuf::from("dev"), PathBuf::from("etc/hosts")],
-            ..DumpOptions::default()
-        };
-        let records = dump(root, &opts).expect("dump");
+        let records = dump_with(root, |options| {
+            options.exclude = vec![PathBuf::from("dev"), PathBuf::from("etc/hosts")];
+        });
         let paths: Vec<String> = records.iter().map(|r| escape_bytes(&r.path)).collect();
         assert_eq!(paths, ["/", "/etc", "/etc/passwd"]);
     }
@@ -655,14 +664,7 @@ mod tests {
     fn fifo_and_socket_types() {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            root.join("fifo"),
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o644),
-            0,
-        )
-        .expect("mkfifo");
+        mknod(&root.join("fifo"), rustix::fs::FileType::Fifo, 0o644, 0);
         let _listener =
             std::os::unix::net::UnixListener::bind(root.join("sock")).expect("bind socket");
         let records = dump(root, &DumpOptions::default()).expect("dump");
@@ -680,43 +682,27 @@ mod tests {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            root.join("loop"),
+        mknod(
+            &root.join("loop"),
             rustix::fs::FileType::BlockDevice,
-            rustix::fs::Mode::from_raw_mode(0o660),
+            0o660,
             rustix::fs::makedev(7, 200),
-        )
-        .expect("mknod b");
+        );
         // mknod applies the umask; chmod does not.
         fs::set_permissions(root.join("loop"), fs::Permissions::from_mode(0o660)).expect("chmod");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            root.join("null"),
+        mknod(
+            &root.join("null"),
             rustix::fs::FileType::CharacterDevice,
-            rustix::fs::Mode::from_raw_mode(0o666),
+            0o666,
             rustix::fs::makedev(1, 3),
-        )
-        .expect("mknod c");
+        );
         fs::write(root.join("capbin"), b"#!/bin/sh\n").expect("write");
         // cap_net_bind_service+ep, VFS_CAP_REVISION_2: magic/flags 0x02000001 (effective),
         // permitted low word 1 << 10.
         let capability: [u8; 20] = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        rustix::fs::setxattr(
-            root.join("capbin"),
-            "security.capability",
-            &capability,
-            rustix::fs::XattrFlags::empty(),
-        )
-        .expect("setxattr");
+        fixture::set_xattr(&root.join("capbin"), "security.capability", &capability);
         fs::create_dir(root.join("opaque")).expect("mkdir");
-        rustix::fs::setxattr(
-            root.join("opaque"),
-            "trusted.overlay.opaque",
-            b"y",
-            rustix::fs::XattrFlags::empty(),
-        )
-        .expect("setxattr opaque");
+        fixture::set_xattr(&root.join("opaque"), "trusted.overlay.opaque", b"y");
 
         let records = dump(root, &DumpOptions::default()).expect("dump");
         let block = find(&records, b"/loop");
@@ -768,14 +754,7 @@ mod tests {
         let all = dump(root, &DumpOptions::default()).expect("dump");
         let paths: Vec<String> = all.iter().map(|r| escape_bytes(&r.path)).collect();
         assert_eq!(paths, ["/", "/mnt", "/mnt/inside", "/plain"]);
-        let one = dump(
-            root,
-            &DumpOptions {
-                one_filesystem: true,
-                ..DumpOptions::default()
-            },
-        )
-        .expect("dump");
+        let one = dump_with(root, |options| options.one_filesystem = true);
         let paths: Vec<String> = one.iter().map(|r| escape_bytes(&r.path)).collect();
         assert_eq!(paths, ["/", "/plain"]);
     }

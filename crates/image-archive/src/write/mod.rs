@@ -369,8 +369,7 @@ mod tests {
 
     #[test]
     fn chain_ids_follow_the_spec() {
-        let a = format!("sha256:{}", "a".repeat(64));
-        let b = format!("sha256:{}", "b".repeat(64));
+        let [a, b] = ["a", "b"].map(|fill| format!("sha256:{}", fill.repeat(64)));
         let chain = chain_ids(&[a.as_str(), b.as_str()]);
         assert_eq!(chain[0], a);
         assert_eq!(chain[1], sha256_digest(format!("{a} {b}").as_bytes()));

@@ -463,13 +463,14 @@ mod tests {
 
     #[test]
     fn full_repository_adds_docker_hub_defaults() {
-        assert_eq!(full_repository("busybox"), "docker.io/library/busybox");
-        assert_eq!(full_repository("me/app"), "docker.io/me/app");
-        assert_eq!(
-            full_repository("localhost:5000/ns/app"),
-            "localhost:5000/ns/app"
-        );
-        assert_eq!(full_repository("quay.io/x/y"), "quay.io/x/y");
-        assert_eq!(full_repository("localhost/app"), "localhost/app");
+        for (name, full) in [
+            ("busybox", "docker.io/library/busybox"),
+            ("me/app", "docker.io/me/app"),
+            ("localhost:5000/ns/app", "localhost:5000/ns/app"),
+            ("quay.io/x/y", "quay.io/x/y"),
+            ("localhost/app", "localhost/app"),
+        ] {
+            assert_eq!(full_repository(name), full);
+        }
     }
 }

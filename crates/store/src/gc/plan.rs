@@ -9,7 +9,7 @@ use super::{
     path_text, GarbageItem, GarbageKind, GcPlan, LeftAlone, PlannedLink, Target, CHECKED_LAYOUT,
     IMAGEDB, LAYERDB_SHA256, LAYERDB_TMP, LINKS, OVERLAY_HOME, WRITE_SET_PREFIX,
 };
-use crate::below::{Below, Crossing};
+use crate::below::{Below, Crossing, TreeFacts};
 use crate::fsutil::{self, sorted_names};
 use crate::ids::{self, is_layer_dir_id};
 use crate::{DataRoot, MountsEntry, Result};
@@ -147,16 +147,9 @@ impl Planner<'_> {
 
         for (marker, cache_id) in &layers.markers {
             let marker_path = Path::new(LAYERDB_SHA256).join(marker);
-            let facts = self
-                .below
-                .measure(LAYERDB_SHA256, marker, Crossing::Refuse)?;
-            if let Some(mount) = facts.mount {
-                self.leave(
-                    marker_path,
-                    format!("a file system is mounted at {}", mount.display()),
-                );
+            let Some(facts) = self.measure_unmounted(LAYERDB_SHA256, marker, &marker_path)? else {
                 continue;
-            }
+            };
             let mut size = facts.size;
             let mut reason = "a layer removal that was cut short".to_string();
             let mut layer_dir = None;
@@ -218,6 +211,25 @@ impl Planner<'_> {
         self.plan_orphan_dirs(&links, &held_dirs, &loaded_dirs, &mut removed_dirs)?;
         self.plan_dangling_links(&links, &removed_dirs)?;
         Ok(())
+    }
+
+    /// Measures `parent_rel/name` without crossing mount points; `None`, with `rel` left alone,
+    /// when a file system is mounted below it.
+    fn measure_unmounted(
+        &mut self,
+        parent_rel: &str,
+        name: &str,
+        rel: &Path,
+    ) -> Result<Option<TreeFacts>> {
+        let facts = self.below.measure(parent_rel, name, Crossing::Refuse)?;
+        if let Some(mount) = &facts.mount {
+            self.leave(
+                rel,
+                format!("a file system is mounted at {}", mount.display()),
+            );
+            return Ok(None);
+        }
+        Ok(Some(facts))
     }
 
     pub(super) fn leave(&mut self, path: impl Into<PathBuf>, reason: impl Into<String>) {
@@ -408,14 +420,9 @@ impl Planner<'_> {
                 self.leave(rel, "not a layerdb staging dir Docker 20.10 or ovl writes");
                 continue;
             }
-            let facts = self.below.measure(LAYERDB_TMP, &name, Crossing::Refuse)?;
-            if let Some(mount) = facts.mount {
-                self.leave(
-                    rel,
-                    format!("a file system is mounted at {}", mount.display()),
-                );
+            let Some(facts) = self.measure_unmounted(LAYERDB_TMP, &name, &rel)? else {
                 continue;
-            }
+            };
             self.plan.items.push(GarbageItem {
                 kind: GarbageKind::WriteSet,
                 name: path_text(&rel),
@@ -453,14 +460,9 @@ impl Planner<'_> {
                 self.leave(rel, reason);
                 continue;
             }
-            let facts = self.below.measure(OVERLAY_HOME, &name, Crossing::Refuse)?;
-            if let Some(mount) = facts.mount {
-                self.leave(
-                    rel,
-                    format!("a file system is mounted at {}", mount.display()),
-                );
+            let Some(facts) = self.measure_unmounted(OVERLAY_HOME, &name, &rel)? else {
                 continue;
-            }
+            };
             let dir_links = links_to(links, &name);
             let size = facts.size
                 + dir_links

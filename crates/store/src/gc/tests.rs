@@ -87,6 +87,14 @@ fn kinds_and_names(plan: &GcPlan) -> Vec<(GarbageKind, String)> {
         .collect()
 }
 
+/// The plan items of unused `layers`, in plan order.
+fn unused_layers(layers: &[&Layer]) -> Vec<(GarbageKind, String)> {
+    layers
+        .iter()
+        .map(|layer| (GarbageKind::UnusedLayer, layer.chain_id.clone()))
+        .collect()
+}
+
 /// `../<id>/diff`, the target of every `l/` link (format.md §4.1).
 fn link_len(id: &str) -> u64 {
     format!("../{id}/diff").len() as u64
@@ -99,6 +107,21 @@ fn base(root: &DataRoot) -> (Layer, String, MountsEntry) {
     tag(root, "base:1", &image);
     let container = add_container(root, &image, &layer);
     (layer, image, container)
+}
+
+/// A fresh data root with [`base`] in it.
+fn root_with_base() -> (tempfile::TempDir, DataRoot, (Layer, String, MountsEntry)) {
+    let (dir, root) = new_root();
+    let base = base(&root);
+    (dir, root, base)
+}
+
+/// An untagged child image of the base image, with one layer of its own.
+fn add_child_image(root: &DataRoot, base_layer: &Layer, base_image: &str) -> (Layer, String) {
+    let child_layer = add_layer(root, Some(base_layer), "child", &[("b", b"1234567")]);
+    let child = add_image(root, &[base_layer, &child_layer], "2026-01-02T00:00:00Z");
+    root.set_image_parent(&child, base_image).expect("parent");
+    (child_layer, child)
 }
 
 #[test]
@@ -180,12 +203,9 @@ fn leftovers_are_found_with_their_sizes() {
 
 #[test]
 fn dangling_images_follow_docker_image_prune() {
-    let (_dir, root) = new_root();
-    let (base_layer, base_image, _) = base(&root);
+    let (_dir, root, (base_layer, base_image, _)) = root_with_base();
     // An untagged child of the tagged base: dangling.
-    let child_layer = add_layer(&root, Some(&base_layer), "child", &[("b", b"1234567")]);
-    let child = add_image(&root, &[&base_layer, &child_layer], "2026-01-02T00:00:00Z");
-    root.set_image_parent(&child, &base_image).expect("parent");
+    let (child_layer, child) = add_child_image(&root, &base_layer, &base_image);
     // An untagged intermediate with an untagged head on it: both go, the head first.
     let mid_layer = add_layer(&root, Some(&base_layer), "mid", &[("m", b"mm")]);
     let mid = add_image(&root, &[&base_layer, &mid_layer], "2026-01-03T00:00:00Z");
@@ -250,8 +270,7 @@ fn dangling_images_follow_docker_image_prune() {
 
 #[test]
 fn layers_no_image_or_container_needs_are_unused() {
-    let (_dir, root) = new_root();
-    let (base_layer, _, _) = base(&root);
+    let (_dir, root, (base_layer, _, _)) = root_with_base();
     // A chain of two layers no image names, on the base layer; and a layer only a container
     // without image (a mounts entry) names.
     let lone = add_layer(&root, Some(&base_layer), "lone", &[("x", b"xx")]);
@@ -268,20 +287,13 @@ fn layers_no_image_or_container_needs_are_unused() {
     })
     .expect("mounts");
     let plan = root.plan_gc().expect("plan");
-    assert_eq!(
-        kinds_and_names(&plan),
-        vec![
-            (GarbageKind::UnusedLayer, lone_top.chain_id.clone()),
-            (GarbageKind::UnusedLayer, lone.chain_id.clone()),
-        ]
-    );
+    assert_eq!(kinds_and_names(&plan), unused_layers(&[&lone_top, &lone]));
     assert_eq!(plan.total_size(), 5);
 }
 
 #[test]
 fn a_container_layer_without_record_is_kept_and_named() {
-    let (_dir, root) = new_root();
-    let (base_layer, image, _) = base(&root);
+    let (_dir, root, (base_layer, image, _)) = root_with_base();
     let entry = add_container(&root, &image, &base_layer);
     fs::remove_dir_all(root.root().join(CONTAINERS).join(&entry.container_id)).expect("rm");
     let plan = root.plan_gc().expect("plan");
@@ -297,8 +309,7 @@ fn a_container_layer_without_record_is_kept_and_named() {
 
 #[test]
 fn a_dir_a_kept_lower_file_reaches_is_not_an_orphan() {
-    let (_dir, root) = new_root();
-    let (_, _, container) = base(&root);
+    let (_dir, root, (_, _, container)) = root_with_base();
     // The init dir of the container loses its place in the mounts entry: the container
     // layer's `lower` still reaches it, so it stays.
     let init_id = container.init_id.clone().expect("init");
@@ -314,8 +325,7 @@ fn a_dir_a_kept_lower_file_reaches_is_not_an_orphan() {
 
 #[test]
 fn what_cannot_be_read_blocks_removals_of_its_kind() {
-    let (_dir, root) = new_root();
-    let (base_layer, _, _) = base(&root);
+    let (_dir, root, (base_layer, _, _)) = root_with_base();
     let lone = add_layer(&root, Some(&base_layer), "lone", &[("x", b"xx")]);
     let orphan_id = "f".repeat(64);
     root.create_overlay_dir(&orphan_id, None).expect("dir");
@@ -397,11 +407,8 @@ fn symlinks_are_never_followed() {
 
 #[test]
 fn execution_removes_exactly_the_plan() {
-    let (_dir, root) = new_root();
-    let (base_layer, base_image, container) = base(&root);
-    let child_layer = add_layer(&root, Some(&base_layer), "child", &[("b", b"1234567")]);
-    let child = add_image(&root, &[&base_layer, &child_layer], "2026-01-02T00:00:00Z");
-    root.set_image_parent(&child, &base_image).expect("parent");
+    let (_dir, root, (base_layer, base_image, container)) = root_with_base();
+    let (child_layer, child) = add_child_image(&root, &base_layer, &base_image);
     // The dangling image also has a digest reference, as after a pull whose tag moved on.
     let repositories = root.repositories_path();
     let mut value: serde_json::Value =
@@ -449,8 +456,7 @@ fn execution_removes_exactly_the_plan() {
 
 #[test]
 fn a_cut_down_plan_never_breaks_what_stays() {
-    let (_dir, root) = new_root();
-    let (base_layer, _, _) = base(&root);
+    let (_dir, root, (base_layer, _, _)) = root_with_base();
     // An unused chain of two layers; the upper one's `lower` also reaches a dir no layerdb
     // entry names (as after a lost entry).
     let lower = add_layer(&root, Some(&base_layer), "lower", &[("x", b"xx")]);
@@ -464,13 +470,7 @@ fn a_cut_down_plan_never_breaks_what_stays() {
 
     let plan = root.plan_gc().expect("plan");
     // The stray dir is reached by a registered layer: not an orphan while that layer exists.
-    assert_eq!(
-        kinds_and_names(&plan),
-        vec![
-            (GarbageKind::UnusedLayer, upper.chain_id.clone()),
-            (GarbageKind::UnusedLayer, lower.chain_id.clone()),
-        ]
-    );
+    assert_eq!(kinds_and_names(&plan), unused_layers(&[&upper, &lower]));
     // Only the lower layer, without the one on top of it: refused, nothing removed.
     let mut cut = plan.clone();
     cut.items.retain(|item| item.name == lower.chain_id);
