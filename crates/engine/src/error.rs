@@ -305,51 +305,59 @@ pub(crate) trait Context<T> {
     fn layer_context(self, op: &'static str, reference: &str) -> Result<T>;
 }
 
+/// Wraps the error of `result` (boxed) in the variant `wrap` builds.
+fn wrapped<T, E: Into<Error>>(
+    result: std::result::Result<T, E>,
+    wrap: impl FnOnce(Box<Error>) -> Error,
+) -> Result<T> {
+    result.map_err(|err| wrap(Box::new(err.into())))
+}
+
 impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
     fn context(self, context: &'static str) -> Result<T> {
-        self.map_err(|err| Error::Context {
-            context,
-            source: Box::new(err.into()),
-        })
+        wrapped(self, |source| Error::Context { context, source })
     }
 
     fn root_context(self, op: &'static str, root: &Path) -> Result<T> {
-        self.map_err(|err| Error::Root {
+        wrapped(self, |source| Error::Root {
             op,
             root: root.to_path_buf(),
-            source: Box::new(err.into()),
+            source,
         })
     }
 
     fn path_context(self, op: &'static str, path: &Path) -> Result<T> {
-        self.map_err(|err| Error::Path {
+        wrapped(self, |source| Error::Path {
             op,
             path: path.to_path_buf(),
-            source: Box::new(err.into()),
+            source,
         })
     }
 
     fn image_context(self, op: &'static str, reference: &str) -> Result<T> {
-        self.map_err(|err| Error::Image {
+        let reference = reference.to_string();
+        wrapped(self, |source| Error::Image {
             op,
-            reference: reference.to_string(),
-            source: Box::new(err.into()),
+            reference,
+            source,
         })
     }
 
     fn container_context(self, op: &'static str, reference: &str) -> Result<T> {
-        self.map_err(|err| Error::Container {
+        let reference = reference.to_string();
+        wrapped(self, |source| Error::Container {
             op,
-            reference: reference.to_string(),
-            source: Box::new(err.into()),
+            reference,
+            source,
         })
     }
 
     fn layer_context(self, op: &'static str, reference: &str) -> Result<T> {
-        self.map_err(|err| Error::Layer {
+        let reference = reference.to_string();
+        wrapped(self, |source| Error::Layer {
             op,
-            reference: reference.to_string(),
-            source: Box::new(err.into()),
+            reference,
+            source,
         })
     }
 }
