@@ -2,7 +2,6 @@
 //! root the way a crash, a bad disk or a careless hand leaves it, is found and named; leftovers of
 //! interrupted operations are reported as such without failing the check.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -61,7 +60,7 @@ fn fsck_finds_corruption_and_leftovers_needs_root() {
     let pristine = work.join("pristine");
     let ovl = Ovl::new(&pristine);
     let base = work.write_base_tar("base.tar");
-    ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
+    ovl.import(&base, "base:1");
     ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
     ovl.ok(["umount", "ctr"]);
     let clean = ovl.ok(["fsck", "--verify-content"]);

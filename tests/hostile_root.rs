@@ -8,7 +8,6 @@
 //! mount may appear at or below the world (`/proc/self/mountinfo`).
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -40,7 +39,7 @@ impl Setup {
         fs::write(world.join("etc/passwd"), "root:x:0:0:decoy:/root:/bin/sh\n").expect("passwd");
         let ovl = Ovl::new(&root);
         let base = work.write_base_tar("base.tar");
-        ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
+        ovl.import(&base, "base:1");
         if with_container {
             ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
             ovl.ok(["umount", "ctr"]);
@@ -92,11 +91,7 @@ impl Setup {
     fn other_image_with_layer_dir_outside(&self) -> PathBuf {
         let other = self.root.parent().expect("scratch").join("other.tar");
         fs::write(&other, other_rootfs_tar()).expect("write other");
-        self.ovl.ok([
-            OsStr::new("import"),
-            other.as_os_str(),
-            OsStr::new("other:1"),
-        ]);
+        self.ovl.import(&other, "other:1");
         let layer_dir = self.overlay2().join(self.image_cache_id("other:1"));
         fs::remove_dir_all(self.world.join("layer")).expect("rm world layer");
         fs::rename(&layer_dir, self.world.join("layer")).expect("move layer dir out");

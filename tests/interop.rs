@@ -21,10 +21,9 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context as _};
 use ovl_tests::{
-    base_image, base_rootfs_tar, build_image, changed_paths, chroot_sh, docker_archive,
-    docker_merged_dump, dockerd_with_base, ensure_same_tree, image_config, merged_dump,
-    require_dockerd, scratch_path, sha256_digest, unmount_below, Dockerd, Failures, Ovl, Record,
-    Scratch, TarBuilder,
+    base_rootfs_tar, build_image, changed_paths, chroot_sh, docker_archive, docker_merged_dump,
+    dockerd_scratch, dockerd_with_base, ensure_same_tree, image_config, merged_dump, scratch_path,
+    sha256_digest, unmount_below, Dockerd, Failures, Ovl, Record, Scratch, TarBuilder,
 };
 
 /// What both programs must agree on for one image.
@@ -182,15 +181,33 @@ fn twolayer_top() -> Vec<u8> {
     builder.finish()
 }
 
+/// Writes `work/twolayer.tar`, a docker-archive of the base layer and [`twolayer_top`] (members
+/// `l1/layer.tar` and `l2/layer.tar`) tagged `tag`; returns its path.
+fn write_twolayer_archive(work: &Scratch, tag: &str) -> PathBuf {
+    let base_layer = base_rootfs_tar();
+    let top_layer = twolayer_top();
+    let diff_ids = vec![sha256_digest(&base_layer), sha256_digest(&top_layer)];
+    let members = [
+        ("l1/layer.tar".to_string(), base_layer),
+        ("l2/layer.tar".to_string(), top_layer),
+    ];
+    let archive = work.join("twolayer.tar");
+    fs::write(
+        &archive,
+        docker_archive(&image_config(&diff_ids), &members, &[tag]),
+    )
+    .expect("write archive");
+    archive
+}
+
 const OVL_TEST: &str = "dockerd_runs_what_ovl_wrote_needs_root_and_dockerd";
 
 #[test]
 fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
-    if !require_dockerd(OVL_TEST) {
+    let Some(work) = dockerd_scratch(OVL_TEST) else {
         return;
-    }
+    };
     let total = Instant::now();
-    let work = Scratch::new();
     let docker_scratch = scratch_path();
     fs::create_dir_all(&docker_scratch).expect("mkdir docker scratch");
     let data_root = docker_scratch.join("data");
@@ -199,28 +216,11 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
 
     // ovl writes: an import, a docker-archive, an OCI archive, a commit, a tag, containers.
     let base_tar = work.write_base_tar("base.tar");
-    ovl.ok([
-        OsStr::new("import"),
-        base_tar.as_os_str(),
-        OsStr::new("base:1"),
-    ]);
+    ovl.import(&base_tar, "base:1");
 
     let base_layer = base_rootfs_tar();
     let top_layer = twolayer_top();
-    let diff_ids = vec![sha256_digest(&base_layer), sha256_digest(&top_layer)];
-    let archive = work.join("twolayer.tar");
-    fs::write(
-        &archive,
-        docker_archive(
-            &image_config(&diff_ids),
-            &[
-                ("l1/layer.tar".to_string(), base_layer.clone()),
-                ("l2/layer.tar".to_string(), top_layer.clone()),
-            ],
-            &["twolayer:1"],
-        ),
-    )
-    .expect("write archive");
+    let archive = write_twolayer_archive(&work, "twolayer:1");
     ovl.load(&archive).expect("ovl load twolayer");
 
     // The OCI archive comes from another ovl root: twolayer plus a committed change, gzip layers.
@@ -639,33 +639,15 @@ const DC1_SCRIPT: &str = "echo hi > /hi && rm -f /d/hard && mkdir -p /newdir && 
 
 #[test]
 fn ovl_works_on_what_dockerd_wrote_needs_root_and_dockerd() {
-    if !require_dockerd(DOCKER_TEST) {
-        return;
-    }
     let total = Instant::now();
+    // dockerd writes: an import, a build, a load, a run, a commit, a created container.
+    let Some(docker) = dockerd_with_base(DOCKER_TEST) else {
+        return;
+    };
     let work = Scratch::new();
     let mut failures = Failures::default();
-
-    // dockerd writes: an import, a build, a load, a run, a commit, a created container.
-    let docker = Dockerd::start(&scratch_path());
-    base_image(&docker);
     build_image(&docker, "built:1", BUILT_DOCKERFILE, &[]);
-    let base_layer = base_rootfs_tar();
-    let top_layer = twolayer_top();
-    let diff_ids = vec![sha256_digest(&base_layer), sha256_digest(&top_layer)];
-    let archive = work.join("twolayer.tar");
-    fs::write(
-        &archive,
-        docker_archive(
-            &image_config(&diff_ids),
-            &[
-                ("l1/layer.tar".to_string(), base_layer),
-                ("l2/layer.tar".to_string(), top_layer),
-            ],
-            &["loaded:1"],
-        ),
-    )
-    .expect("write archive");
+    let archive = write_twolayer_archive(&work, "loaded:1");
     docker.docker_ok([OsStr::new("load"), OsStr::new("-i"), archive.as_os_str()]);
     docker.docker_ok([
         "run",
@@ -987,11 +969,7 @@ fn roots_ovl_does_not_fully_understand_are_reported() {
 
     let odd_root = work.join("odd-root");
     let odd = Ovl::new(&odd_root);
-    odd.ok([
-        OsStr::new("import"),
-        archive.as_os_str(),
-        OsStr::new("base:1"),
-    ]);
+    odd.import(&archive, "base:1");
     fs::create_dir(odd_root.join("mystery")).expect("mkdir mystery");
     fs::write(odd_root.join("engine-id"), b"x").expect("write engine-id");
     let output = odd.run(["images"]);

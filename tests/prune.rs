@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use ovl_tests::{
     base_image, base_rootfs_tar, build_image, chain_ids, changed_paths, chroot_sh, docker_archive,
-    image_config, require_dockerd, require_root, root_scratch, sha256_digest, Dockerd, Failures,
+    dockerd_scratch, image_config, require_root, root_scratch, sha256_digest, Dockerd, Failures,
     Ovl, Scratch, TarBuilder, BASE_IMAGE,
 };
 use sha2::{Digest, Sha256};
@@ -107,11 +107,7 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
     let base_tar = base_rootfs_tar();
     let base_path = work.join("base.tar");
     fs::write(&base_path, &base_tar).expect("write base");
-    ovl.ok([
-        OsStr::new("import"),
-        base_path.as_os_str(),
-        OsStr::new("base:1"),
-    ]);
+    ovl.import(&base_path, "base:1");
     let other_top = one_file_layer("other.txt", b"other\n");
     let other_diff_ids = vec![sha256_digest(&base_tar), sha256_digest(&other_top)];
     let other_archive = work.join("other.tar");
@@ -359,11 +355,7 @@ fn prune_leaves_garbage_with_a_mount_inside_alone_needs_root() {
     let root = work.join("root");
     let ovl = Ovl::new(&root);
     let base_path = work.write_base_tar("base.tar");
-    ovl.ok([
-        OsStr::new("import"),
-        base_path.as_os_str(),
-        OsStr::new("base:1"),
-    ]);
+    ovl.import(&base_path, "base:1");
 
     // An orphan layer dir with a tmpfs on its `merged/`, and a write-set with a directory of the
     // same file system bind-mounted inside (same device: only the mount id tells).
@@ -517,11 +509,10 @@ fn compare_verbose(docker: &str, ovl: &str, slack: Duration) -> anyhow::Result<(
 
 #[test]
 fn prune_finds_nothing_on_a_root_docker_used_needs_root_and_dockerd() {
-    if !require_dockerd(DOCKER_TEST) {
+    let Some(work) = dockerd_scratch(DOCKER_TEST) else {
         return;
-    }
+    };
     let started = Instant::now();
-    let work = Scratch::new();
     let docker = Dockerd::start(&work.join("docker"));
     // Listed images are made more than a second apart, so that Docker's newest-first order (by
     // whole seconds) has no ties.

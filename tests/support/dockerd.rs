@@ -314,6 +314,12 @@ pub(super) fn kill_processes_mentioning(dir: &Path) {
 }
 
 /// The start of a test that needs a dockerd: `None` when it skips ([`require_dockerd`]), else a
+/// fresh scratch directory.
+pub fn dockerd_scratch(test_name: &str) -> Option<Scratch> {
+    require_dockerd(test_name).then(Scratch::new)
+}
+
+/// The start of a test that needs a dockerd: `None` when it skips ([`require_dockerd`]), else a
 /// private dockerd in a scratch directory of its own with the base image imported.
 pub fn dockerd_with_base(test_name: &str) -> Option<Dockerd> {
     if !require_dockerd(test_name) {

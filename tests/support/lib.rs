@@ -198,7 +198,7 @@ impl Scratch {
     pub fn base_root(&self, dir: &str) -> Ovl {
         let ovl = Ovl::new(self.join(dir));
         let tarball = self.write_base_tar("base.tar");
-        ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
+        ovl.import(&tarball, "base:1");
         ovl
     }
 }

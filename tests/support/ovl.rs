@@ -117,6 +117,15 @@ impl Ovl {
         stderr
     }
 
+    /// `ovl import <tarball> <reference>`, which must succeed; returns its stdout.
+    pub fn import(&self, tarball: &Path, reference: &str) -> String {
+        self.ok([
+            OsStr::new("import"),
+            tarball.as_os_str(),
+            OsStr::new(reference),
+        ])
+    }
+
     /// `ovl load -i <archive>` and the image reference it reports (the first `Loaded image:`
     /// name, else the `Loaded image ID:`).
     pub fn load(&self, archive: &Path) -> anyhow::Result<String> {
