@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context as _};
 use ovl_tests::{
     build_image, change_through_redirect_dir, chroot_sh, docker_merged_dump, dockerd_with_base,
-    ensure_same_tree, root_scratch, Failures, Ovl, Record, Scratch,
+    ensure_same_tree, root_scratch_base, Failures, Ovl, Record, Scratch,
 };
 
 /// The image every container of this test starts from: files and directories for each kind of
@@ -211,10 +211,9 @@ fn diff_and_commit_match_docker_needs_root_and_dockerd() {
 #[test]
 fn empty_and_reproducible_commits_needs_root() {
     const TEST: &str = "empty_and_reproducible_commits_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((_work, ovl)) = root_scratch_base(TEST, "root") else {
         return;
     };
-    let ovl = work.base_root("root");
     let base_layers = layers_of(&ovl, "base:1");
 
     // No change: a new image with an empty_layer history entry and the same layers.
@@ -528,10 +527,9 @@ fn config_of(ovl: &Ovl, image_id: &str) -> serde_json::Value {
 #[test]
 fn redirect_dir_container_diff_and_commit_needs_root() {
     const TEST: &str = "redirect_dir_container_diff_and_commit_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((_work, ovl)) = root_scratch_base(TEST, "root") else {
         return;
     };
-    let ovl = work.base_root("root");
     // A second layer, so that the renamed directory comes from a lower layer.
     let merged = ovl.ok(["run-rootfs", "--name", "prep", "base:1"]);
     chroot_sh(&merged, "mkdir -p /src/sub && echo k > /src/sub/k").expect("change in prep");

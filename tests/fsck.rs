@@ -7,7 +7,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ovl_tests::{root_scratch, Ovl};
+use ovl_tests::{root_scratch_ovl, Ovl};
 
 const TEST: &str = "fsck_finds_corruption_and_leftovers_needs_root";
 
@@ -54,11 +54,10 @@ fn copy_root(from: &Path, to: &Path) {
 
 #[test]
 fn fsck_finds_corruption_and_leftovers_needs_root() {
-    let Some(work) = root_scratch(TEST) else {
+    let Some((work, ovl)) = root_scratch_ovl(TEST, "pristine") else {
         return;
     };
-    let pristine = work.join("pristine");
-    let ovl = Ovl::new(&pristine);
+    let pristine = &ovl.root;
     let base = work.write_base_tar("base.tar");
     ovl.import(&base, "base:1");
     ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use ovl_tests::{
     base_image, base_rootfs_tar, build_image, chain_ids, changed_paths, chroot_sh, docker_archive,
-    dockerd_scratch, image_config, require_root, root_scratch, sha256_digest, Dockerd, Failures,
-    Ovl, Scratch, TarBuilder, BASE_IMAGE,
+    dockerd_scratch, image_config, require_root, root_scratch_ovl, sha256_digest, Dockerd,
+    Failures, Ovl, Scratch, TarBuilder, BASE_IMAGE,
 };
 use sha2::{Digest, Sha256};
 
@@ -349,11 +349,10 @@ fn mount(args: &[&OsStr]) -> anyhow::Result<()> {
 
 #[test]
 fn prune_leaves_garbage_with_a_mount_inside_alone_needs_root() {
-    let Some(work) = root_scratch(MOUNTED_TEST) else {
+    let Some((work, ovl)) = root_scratch_ovl(MOUNTED_TEST, "root") else {
         return;
     };
-    let root = work.join("root");
-    let ovl = Ovl::new(&root);
+    let root = ovl.root.clone();
     let base_path = work.write_base_tar("base.tar");
     ovl.import(&base_path, "base:1");
 

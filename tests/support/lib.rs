@@ -212,6 +212,20 @@ pub fn root_scratch(test_name: &str) -> Option<Scratch> {
     Some(Scratch::new())
 }
 
+/// [`root_scratch`] with an [`Ovl`] on the data root `dir` inside the scratch directory.
+pub fn root_scratch_ovl(test_name: &str, dir: &str) -> Option<(Scratch, Ovl)> {
+    let work = root_scratch(test_name)?;
+    let ovl = Ovl::new(work.join(dir));
+    Some((work, ovl))
+}
+
+/// [`root_scratch`] with the data root `dir` holding `base:1` ([`Scratch::base_root`]).
+pub fn root_scratch_base(test_name: &str, dir: &str) -> Option<(Scratch, Ovl)> {
+    let work = root_scratch(test_name)?;
+    let ovl = work.base_root(dir);
+    Some((work, ovl))
+}
+
 impl Default for Scratch {
     fn default() -> Self {
         Scratch::new()

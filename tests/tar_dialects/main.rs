@@ -25,7 +25,8 @@ use ovl_tests::tar_builder::field::{CHKSUM, LINKNAME, MAGIC, MODE, PREFIX, SIZE,
 use ovl_tests::tar_builder::Block;
 use ovl_tests::{
     compare, docker_archive, dump, image_config, layerdb, require_dockerd, require_root,
-    root_scratch, scratch_path, sha256_digest, Dockerd, DumpOptions, Failures, Ovl, Scratch,
+    root_scratch, root_scratch_ovl, scratch_path, sha256_digest, Dockerd, DumpOptions, Failures,
+    Ovl, Scratch,
 };
 
 mod corpus;
@@ -52,10 +53,9 @@ const MTIME: u64 = 1_600_000_000;
 
 #[test]
 fn old_gnu_sparse_2_pow_60_is_refused_before_any_work_needs_root() {
-    let Some(scratch) = root_scratch(TEST_HUGE) else {
+    let Some((scratch, ovl)) = root_scratch_ovl(TEST_HUGE, "root") else {
         return;
     };
-    let ovl = Ovl::new(scratch.join("root"));
     let mut failures = Failures::default();
 
     // An old GNU sparse member declaring 2^60 bytes in a 10 KiB tar.
