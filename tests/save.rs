@@ -756,29 +756,20 @@ fn save_option_mistakes_fail_before_any_output_needs_root() {
     };
     let (ovl, _, _) = small_image(&work);
     let out = work.join("x.tar");
-    let stderr = ovl.fail([
-        "save",
-        "--compression",
-        "gzip",
-        "-o",
-        out.to_str().expect("path"),
-        SMALL,
-    ]);
-    assert!(stderr.contains("docker-archive"), "{stderr}");
-    let stderr = ovl.fail(["save", "--format", "oci", SMALL]);
-    assert!(stderr.contains("-o"), "{stderr}");
     let full = work.join("full");
     fs::create_dir(&full).expect("mkdir");
     fs::write(full.join("x"), b"x").expect("write");
-    let stderr = ovl.fail([
-        "save",
-        "--format",
-        "oci",
-        "-o",
-        full.to_str().expect("path"),
-        SMALL,
-    ]);
-    assert!(stderr.contains("not empty"), "{stderr}");
+    let (out_arg, full_arg) = (out.to_str().expect("path"), full.to_str().expect("path"));
+    // Each mistake and a word its message must carry.
+    let mistakes: [(&[&str], &str); 3] = [
+        (&["--compression", "gzip", "-o", out_arg], "docker-archive"),
+        (&["--format", "oci"], "-o"),
+        (&["--format", "oci", "-o", full_arg], "not empty"),
+    ];
+    for (options, word) in mistakes {
+        let stderr = ovl.fail(["save"].iter().chain(options).chain(&[SMALL]));
+        assert!(stderr.contains(word), "{options:?}: {stderr}");
+    }
     assert!(!out.exists());
     // And a save to stdout is the same archive as one to a file.
     let to_file = work.join("file.tar");
