@@ -109,6 +109,15 @@ impl Setup {
         symlink(target, path).expect("plant symlink");
     }
 
+    /// The sentinel tree's `etc` as a link target: absolute, then relative from a path two
+    /// levels below the data root (`overlay2/<id>/merged`, `overlay2/l/<LID>`).
+    fn world_etc_targets(&self) -> [(&'static str, PathBuf); 2] {
+        [
+            ("absolute", self.world.join("etc")),
+            ("relative", PathBuf::from("../../../world/etc")),
+        ]
+    }
+
     /// Every entry of the world: type, size, content hash or link target.
     fn world_tree(&self) -> BTreeMap<PathBuf, String> {
         let mut tree = BTreeMap::new();
@@ -188,10 +197,7 @@ fn symlinked_merged_is_refused_and_nothing_is_mounted_outside_needs_root() {
     let setup = Setup::new(true);
     let merged = setup.overlay2().join(setup.mount_id()).join("merged");
     // Absolute, then relative (overlay2/<id>/merged -> ../../../world/etc).
-    for (case, target) in [
-        ("absolute", setup.world.join("etc")),
-        ("relative", PathBuf::from("../../../world/etc")),
-    ] {
+    for (case, target) in setup.world_etc_targets() {
         setup.plant(&merged, &target);
         let before = setup.world_tree();
         setup.refused(&["run-rootfs", "--name", "ctr", "base:1"], &merged, case);
@@ -247,10 +253,7 @@ fn l_link_outside_overlay2_is_refused_needs_root() {
     let link = setup.overlay2().join("l").join(lid.trim());
     // An absolute link, then a relative one that climbs out of overlay2/
     // (overlay2/l/<LID> -> ../../../world/etc).
-    for (case, target) in [
-        ("absolute", setup.world.join("etc")),
-        ("relative", PathBuf::from("../../../world/etc")),
-    ] {
+    for (case, target) in setup.world_etc_targets() {
         setup.plant(&link, &target);
         let before = setup.world_tree();
         setup.refused(&["run-rootfs", "--name", "ctr", "base:1"], &link, case);

@@ -23,7 +23,7 @@ use anyhow::{ensure, Context as _};
 use ovl_tests::{
     base_rootfs_tar, build_image, changed_paths, chroot_sh, docker_archive, docker_merged_dump,
     dockerd_scratch, dockerd_with_base, ensure_same_tree, image_config, merged_dump, scratch_path,
-    sha256_digest, unmount_below, Dockerd, Failures, Ovl, Record, Scratch, TarBuilder,
+    sha256_digest, unmount_below, walk_below, Dockerd, Failures, Ovl, Record, Scratch, TarBuilder,
 };
 
 /// What both programs must agree on for one image.
@@ -120,42 +120,33 @@ fn line_set(text: &str) -> BTreeSet<String> {
 fn store_listing(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, u64, i64, i64)> {
     let mut listing = BTreeMap::new();
     let root_dev = fs::symlink_metadata(root).map(|m| m.dev()).unwrap_or(0);
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
+    walk_below(root, |path, _| {
+        let relative = path.strip_prefix(root).unwrap_or(path).to_path_buf();
+        let top = relative
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Ok(meta) = fs::symlink_metadata(path) else {
+            return false;
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
-            let top = relative
-                .components()
-                .next()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let Ok(meta) = fs::symlink_metadata(&path) else {
-                continue;
-            };
-            let in_store = ["image", "overlay2", "containers"].contains(&top.as_str());
-            if !in_store && meta.is_dir() {
-                continue;
-            }
-            listing.insert(
-                relative,
-                (
-                    meta.mode(),
-                    meta.uid(),
-                    meta.gid(),
-                    meta.size(),
-                    meta.mtime(),
-                    meta.mtime_nsec(),
-                ),
-            );
-            if meta.is_dir() && meta.dev() == root_dev {
-                stack.push(path);
-            }
+        let in_store = ["image", "overlay2", "containers"].contains(&top.as_str());
+        if !in_store && meta.is_dir() {
+            return false;
         }
-    }
+        listing.insert(
+            relative,
+            (
+                meta.mode(),
+                meta.uid(),
+                meta.gid(),
+                meta.size(),
+                meta.mtime(),
+                meta.mtime_nsec(),
+            ),
+        );
+        meta.is_dir() && meta.dev() == root_dev
+    });
     listing
 }
 

@@ -239,6 +239,23 @@ impl Drop for Scratch {
     }
 }
 
+/// Visits every entry below `dir`, depth first, without following symlinks (an unreadable
+/// directory is passed over); `visit` gets the entry's path and says whether to descend into it.
+pub fn walk_below(dir: &Path, mut visit: impl FnMut(&Path, &fs::DirEntry) -> bool) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if visit(&path, &entry) {
+                stack.push(path);
+            }
+        }
+    }
+}
+
 /// Detaches every mount at or below `dir`, deepest first, as listed in /proc/self/mountinfo.
 pub fn unmount_below(dir: &Path) {
     let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {

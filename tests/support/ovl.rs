@@ -100,6 +100,15 @@ impl Ovl {
         stderr
     }
 
+    /// Starts a command with its stdout and stderr piped.
+    pub fn spawn_piped(&self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ovl")
+    }
+
     /// `ovl import <tarball> <reference>`, which must succeed; returns its stdout.
     pub fn import(&self, tarball: &Path, reference: &str) -> String {
         self.ok([
