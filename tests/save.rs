@@ -452,6 +452,14 @@ fn small_image(work: &Scratch) -> (Ovl, Vec<Vec<u8>>, Vec<u8>) {
     (ovl, layers, config)
 }
 
+/// The start of a test on [`small_image`]: `None` when it skips for lack of root, else the
+/// scratch directory, the data root, the layers and the config.
+fn small_image_root(test_name: &str) -> Option<(Scratch, Ovl, Vec<Vec<u8>>, Vec<u8>)> {
+    let work = root_scratch(test_name)?;
+    let (ovl, layers, config) = small_image(&work);
+    Some((work, ovl, layers, config))
+}
+
 /// The manifest digest and layer digests an OCI layout (as files) lists for its first image.
 fn layout_digests(files: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<(String, Vec<String>)> {
     let index: serde_json::Value =
@@ -624,10 +632,9 @@ fn unexpected_files(dir: &Path, expected: &[&str]) -> Vec<String> {
 #[test]
 fn save_of_an_unknown_image_fails_naming_it_without_output_needs_root() {
     const TEST: &str = "save_of_an_unknown_image_fails_naming_it_without_output_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((work, ovl, _, _)) = small_image_root(TEST) else {
         return;
     };
-    let (ovl, _, _) = small_image(&work);
     let out_dir = work.join("out");
     fs::create_dir(&out_dir).expect("mkdir");
     for format in ["docker-archive", "oci-archive", "oci"] {
@@ -651,10 +658,9 @@ fn save_of_an_unknown_image_fails_naming_it_without_output_needs_root() {
 #[test]
 fn save_of_a_layer_changed_after_load_fails_naming_image_and_layer_needs_root() {
     const TEST: &str = "save_of_a_layer_changed_after_load_fails_naming_image_and_layer_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((work, ovl, layers, _)) = small_image_root(TEST) else {
         return;
     };
-    let (ovl, layers, _) = small_image(&work);
     let top_diff_id = sha256_digest(&layers[1]);
     let inspect = ovl.inspect(SMALL).expect("inspect");
     let upper = PathBuf::from(
@@ -751,10 +757,9 @@ fn save_refuses_a_terminal_stdout_needs_root() {
 #[test]
 fn save_option_mistakes_fail_before_any_output_needs_root() {
     const TEST: &str = "save_option_mistakes_fail_before_any_output_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((work, ovl, _, _)) = small_image_root(TEST) else {
         return;
     };
-    let (ovl, _, _) = small_image(&work);
     let out = work.join("x.tar");
     let full = work.join("full");
     fs::create_dir(&full).expect("mkdir");
@@ -808,10 +813,9 @@ fn saved_repo_tags(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
 #[test]
 fn save_selects_tags_like_docker_save_needs_root() {
     const TEST: &str = "save_selects_tags_like_docker_save_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((work, ovl, layers, config)) = small_image_root(TEST) else {
         return;
     };
-    let (ovl, layers, config) = small_image(&work);
     let members: Vec<(String, Vec<u8>)> = layers
         .iter()
         .enumerate()
