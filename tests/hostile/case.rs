@@ -125,15 +125,10 @@ pub(super) fn base_and_layer_archive(
     layer: &[u8],
     config: &[u8],
 ) -> Vec<u8> {
-    ArchiveBuilder::new()
-        .file(BASE_MEMBER, &base.tar)
+    ArchiveBuilder::on_base(base)
         .file(&layer_member(name), layer)
         .config(config)
-        .manifest(&[(
-            &config_member(config),
-            &[BASE_MEMBER, &layer_member(name)],
-            &tag_of(name),
-        )])
+        .base_manifest(config, name)
         .finish()
 }
 
