@@ -35,11 +35,6 @@ mod members;
 use corpus::*;
 use members::*;
 
-const TEST_HUGE: &str = "old_gnu_sparse_2_pow_60_is_refused_before_any_work_needs_root";
-const TEST_ROUND_TRIP: &str = "old_gnu_sparse_layer_save_round_trips_or_is_refused_needs_root";
-const TEST_PREFIX: &str = "gnu_magic_with_prefix_field_reads_as_go_reads_it_needs_root";
-const TEST_DIFFERENTIAL: &str = "tar_dialects_load_as_in_dockerd_needs_root_and_dockerd";
-
 /// How long a command on a small archive may take: refusing a member that declares 2^60 bytes
 /// must not depend on that number.
 const SMALL_ARCHIVE_DEADLINE: Duration = Duration::from_secs(10);
@@ -50,6 +45,8 @@ const MTIME: u64 = 1_600_000_000;
 
 // ------------------------------------------------------------------------------------------------
 // Item 8: work is bounded by the archive's bytes
+
+const TEST_HUGE: &str = "old_gnu_sparse_2_pow_60_is_refused_before_any_work_needs_root";
 
 #[test]
 fn old_gnu_sparse_2_pow_60_is_refused_before_any_work_needs_root() {
@@ -148,6 +145,8 @@ fn refused_quickly(
 
 // ------------------------------------------------------------------------------------------------
 // Item 9: a loaded layer always reassembles to its DiffID
+
+const TEST_ROUND_TRIP: &str = "old_gnu_sparse_layer_save_round_trips_or_is_refused_needs_root";
 
 #[test]
 fn old_gnu_sparse_layer_save_round_trips_or_is_refused_needs_root() {
@@ -315,6 +314,8 @@ fn sparse_round_trip(
 // ------------------------------------------------------------------------------------------------
 // Item 10: headers read as Go reads them
 
+const TEST_PREFIX: &str = "gnu_magic_with_prefix_field_reads_as_go_reads_it_needs_root";
+
 #[test]
 fn gnu_magic_with_prefix_field_reads_as_go_reads_it_needs_root() {
     let Some(scratch) = root_scratch(TEST_PREFIX) else {
@@ -464,6 +465,8 @@ impl Case {
         self
     }
 }
+
+const TEST_DIFFERENTIAL: &str = "tar_dialects_load_as_in_dockerd_needs_root_and_dockerd";
 
 #[test]
 fn tar_dialects_load_as_in_dockerd_needs_root_and_dockerd() {
