@@ -91,14 +91,9 @@ pub(super) fn corpus(scratch: &Scratch) -> Vec<Case> {
         // PAX records.
         loads("pax-overrides-every-field", &[
             pax(&[
-                ("path", b"pax/name"),
-                ("uid", b"1234"),
-                ("gid", b"+5678"),
-                ("mtime", b"1600000000.123456789"),
-                ("atime", b"1600000001.5"),
-                ("size", b"7"),
-                ("SCHILY.xattr.user.dialect", b"v\nw"),
-                ("uname", b"nobody"),
+                ("path", b"pax/name"), ("uid", b"1234"), ("gid", b"+5678"),
+                ("mtime", b"1600000000.123456789"), ("atime", b"1600000001.5"), ("size", b"7"),
+                ("SCHILY.xattr.user.dialect", b"v\nw"), ("uname", b"nobody"),
             ]),
             with_data(b"ignored-name", b"payload"),
         ]).expect("pax/name", Some(b"payload")),
@@ -143,8 +138,7 @@ pub(super) fn corpus(scratch: &Scratch) -> Vec<Case> {
             .save(DockerSave::Fails),
         loads("sparse-pax-unknown-version", &[
             pax(&[
-                ("GNU.sparse.major", b"2"),
-                ("GNU.sparse.minor", b"0"),
+                ("GNU.sparse.major", b"2"), ("GNU.sparse.minor", b"0"),
                 ("GNU.sparse.name", b"real"),
             ]),
             file_member(b"GNUSparseFile.0/real", b"raw"),
@@ -155,18 +149,15 @@ pub(super) fn corpus(scratch: &Scratch) -> Vec<Case> {
         ]),
         refuses("sparse-pax-0.0-out-of-order", &[
             pax(&[
-                ("GNU.sparse.numblocks", b"1"),
-                ("GNU.sparse.numbytes", b"3"),
+                ("GNU.sparse.numblocks", b"1"), ("GNU.sparse.numbytes", b"3"),
                 ("GNU.sparse.offset", b"0"),
             ]),
             file_member(b"ooo", b"abc"),
         ]),
         refuses("sparse-pax-0.1-missing-data", &[
             pax(&[
-                ("GNU.sparse.major", b"0"),
-                ("GNU.sparse.minor", b"1"),
-                ("GNU.sparse.numblocks", b"1"),
-                ("GNU.sparse.map", b"0,10"),
+                ("GNU.sparse.major", b"0"), ("GNU.sparse.minor", b"1"),
+                ("GNU.sparse.numblocks", b"1"), ("GNU.sparse.map", b"0,10"),
                 ("GNU.sparse.realsize", b"10"),
             ]),
             file_member(b"short", b"abc"),
