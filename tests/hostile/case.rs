@@ -52,6 +52,14 @@ pub(super) enum Docker {
 }
 
 impl Case {
+    /// A gzip bomb case: run with `--max-layer-size` [`BOMB_LIMIT`] and not given to Docker,
+    /// which has no limit.
+    pub(super) fn bomb_limited(mut self) -> Case {
+        self.args = vec!["--max-layer-size".into(), BOMB_LIMIT.into()];
+        self.docker = Docker::NotRun("Docker has no size limit: it would write all 2 GiB");
+        self
+    }
+
     pub(super) fn in_docker(mut self, docker: Docker) -> Case {
         self.docker = docker;
         self
@@ -67,6 +75,14 @@ impl Case {
         self.docker_check = Some(Box::new(check));
         self
     }
+}
+
+/// What a gzip bomb case expects: refused naming `culprit` and the limit.
+pub(super) fn bomb_refusal(culprit: String) -> Expect {
+    Expect::Reject(vec![
+        vec![culprit],
+        vec![BOMB_LIMIT_BYTES.to_string(), BOMB_LIMIT.to_string()],
+    ])
 }
 
 /// `ovl-hostile-<pid>-<case>`: a name that nothing but this case can create.
@@ -95,6 +111,17 @@ pub(super) fn reject_naming(case: &str, more: &[&str]) -> Expect {
     let mut groups = vec![vec![layer_member(case)]];
     groups.extend(more.iter().map(|s| vec![(*s).to_string()]));
     Expect::Reject(groups)
+}
+
+/// A load case of an uncompressed layer tar, refused naming its layer member and `more`.
+pub(super) fn rejected_layer(
+    base: &Base,
+    name: &str,
+    what: &'static str,
+    tar: Vec<u8>,
+    more: &[&str],
+) -> Case {
+    layer_case(base, name, what, tar, reject_naming(name, more))
 }
 
 pub(super) fn contain(

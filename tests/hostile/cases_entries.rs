@@ -27,12 +27,12 @@ pub(super) fn name_cases(base: &Base) -> Vec<Case> {
     let m = marker("name-dotdot");
     let at_root = m.clone();
     let entry = format!("../{m}");
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "name-dotdot",
         "a member named ../x climbs out of the layer: refused, naming it",
         TarBuilder::new().file(&entry, b"evil").finish(),
-        reject_naming("name-dotdot", &[&entry]),
+        &[&entry],
     )
     .in_docker_checked(
         "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
@@ -42,12 +42,12 @@ pub(super) fn name_cases(base: &Base) -> Vec<Case> {
     let m = marker("name-inner-dotdot");
     let at_root = m.clone();
     let entry = format!("a/../../{m}");
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "name-inner-dotdot",
         "a/../../x cleans to ../x: refused",
         TarBuilder::new().dir("a/").file(&entry, b"evil").finish(),
-        reject_naming("name-inner-dotdot", &[&entry]),
+        &[&entry],
     )
     .in_docker_checked(
         "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
@@ -66,12 +66,12 @@ pub(super) fn name_cases(base: &Base) -> Vec<Case> {
     ));
 
     cases.push(
-        layer_case(
+        rejected_layer(
             base,
             "name-empty",
             "a regular file with an empty name names the layer root: refused (Docker skips it)",
             TarBuilder::new().file("", b"nameless").finish(),
-            reject_naming("name-empty", &[]),
+            &[],
         )
         .in_docker_checked(
             "Docker skips a member whose name cleans to `.` (its data and metadata are dropped)",
@@ -82,12 +82,12 @@ pub(super) fn name_cases(base: &Base) -> Vec<Case> {
     let mut tar = TarBuilder::new();
     tar.pax(&[(b"path", b"nul\0inside")])
         .file("benign-nul", b"x");
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "name-nul",
         "a PAX path holding a NUL byte is an invalid header (Go: ErrHeader)",
         tar.finish(),
-        reject_naming("name-nul", &[]),
+        &[],
     ));
 
     let long_name: String = (0..50)
@@ -153,12 +153,12 @@ pub(super) fn header_name_cases(base: &Base) -> Vec<Case> {
     ));
 
     cases.push(
-        layer_case(
+        rejected_layer(
             base,
             "name-dot-file",
             "a regular file named . would replace the layer root: refused (Docker skips it)",
             TarBuilder::new().file(".", b"dot").finish(),
-            reject_naming("name-dot-file", &[]),
+            &[],
         )
         .in_docker_checked(
             "Docker skips a member whose name cleans to `.` (its data and metadata are dropped)",
@@ -172,12 +172,12 @@ pub(super) fn header_name_cases(base: &Base) -> Vec<Case> {
     let mut tar = TarBuilder::new();
     tar.pax(&[(b"path", entry.as_bytes())])
         .file("benign", b"evil");
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "name-pax-dotdot",
         "a PAX path record overrides a benign ustar name with ../x: refused",
         tar.finish(),
-        reject_naming("name-pax-dotdot", &[&entry]),
+        &[&entry],
     )
     .in_docker_checked(
         "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
@@ -189,12 +189,12 @@ pub(super) fn header_name_cases(base: &Base) -> Vec<Case> {
     let entry = format!("../{m}");
     let mut tar = TarBuilder::new();
     tar.gnu_long_name(entry.as_bytes()).file("benign", b"evil");
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "name-gnu-dotdot",
         "a GNU long name (type L) naming ../x: refused",
         tar.finish(),
-        reject_naming("name-gnu-dotdot", &[&entry]),
+        &[&entry],
     )
     .in_docker_checked(
         "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
@@ -240,7 +240,7 @@ pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
         }),
     ));
 
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "symlink-root-hardlink",
         "l -> / then a hardlink to l/etc/passwd: the target is looked up in the layer, where it is missing",
@@ -248,7 +248,7 @@ pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
             .symlink("l", "/")
             .hardlink("link-to-passwd", "l/etc/passwd")
             .finish(),
-        reject_naming("symlink-root-hardlink", &["link-to-passwd"]),
+        &["link-to-passwd"],
     ));
 
     cases.push(layer_case(
@@ -334,7 +334,7 @@ pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
         }),
     ));
 
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "symlink-dotdot-sentinel",
         "s -> ../../../../sentinel-dir then s/inner: the target is missing inside the layer, so it fails",
@@ -342,7 +342,7 @@ pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
             .symlink("s", "../../../../sentinel-dir")
             .file("s/inner", b"evil")
             .finish(),
-        reject_naming("symlink-dotdot-sentinel", &["s/inner"]),
+        &["s/inner"],
     ));
 
     cases.push(layer_case(
@@ -364,24 +364,24 @@ pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
 pub(super) fn hardlink_cases(base: &Base) -> Vec<Case> {
     let mut cases = Vec::new();
     // ---- hardlinks
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "hardlink-dotdot",
         "a hardlink to ../../../../keep climbs out of the layer: refused before anything is linked",
         TarBuilder::new()
             .hardlink("link-out", "../../../../keep")
             .finish(),
-        reject_naming("hardlink-dotdot", &["link-out"]),
+        &["link-out"],
     ));
 
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "hardlink-etc-passwd",
         "a hardlink to /etc/passwd: looked up in the layer, where it is missing",
         TarBuilder::new()
             .hardlink("link-passwd", "/etc/passwd")
             .finish(),
-        reject_naming("hardlink-etc-passwd", &["link-passwd"]),
+        &["link-passwd"],
     ));
 
     let mut tar = TarBuilder::new();
@@ -420,7 +420,7 @@ pub(super) fn hardlink_cases(base: &Base) -> Vec<Case> {
         }),
     ));
 
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "hardlink-forward",
         "a hardlink to a path that a later member creates: its target does not exist yet",
@@ -428,10 +428,10 @@ pub(super) fn hardlink_cases(base: &Base) -> Vec<Case> {
             .hardlink("early-link", "later")
             .file("later", b"later")
             .finish(),
-        reject_naming("hardlink-forward", &["early-link"]),
+        &["early-link"],
     ));
 
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "hardlink-dir",
         "a hardlink to a directory: refused (link(2) gives EPERM)",
@@ -439,7 +439,7 @@ pub(super) fn hardlink_cases(base: &Base) -> Vec<Case> {
             .dir("d/")
             .hardlink("dir-link", "d")
             .finish(),
-        reject_naming("hardlink-dir", &["dir-link"]),
+        &["dir-link"],
     ));
 
     cases
@@ -478,12 +478,12 @@ pub(super) fn whiteout_cases(base: &Base) -> Vec<Case> {
         ));
     }
 
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "whiteout-parent",
         "../.wh.keep climbs out of the layer: refused",
         TarBuilder::new().file("../.wh.keep", b"").finish(),
-        reject_naming("whiteout-parent", &["../.wh.keep"]),
+        &["../.wh.keep"],
     )
     .in_docker_checked(
         "Docker unpacks chrooted into the layer directory: ../.wh.keep whites out keep at the layer root",
