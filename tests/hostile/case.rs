@@ -65,6 +65,15 @@ impl Case {
         self
     }
 
+    /// Docker unpacks chrooted into the layer directory, where `..` stops at the root: the
+    /// member climbing out, `evil`, is written at the layer root as `at_root`.
+    pub(super) fn in_docker_at_layer_root(self, at_root: String) -> Case {
+        self.in_docker_checked(
+            "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
+            move |diff, _| expect_file(diff, &at_root, b"evil", 0o644),
+        )
+    }
+
     /// Docker loads the case differently, as `check` shows on Docker's layer.
     pub(super) fn in_docker_checked(
         mut self,

@@ -309,18 +309,19 @@ pub(super) fn import_cases() -> Vec<Case> {
     let mut cases = Vec::new();
 
     let m = marker("import-dotdot");
-    let at_root = m.clone();
     let entry = format!("../{m}");
-    cases.push(import(
-        "import-dotdot",
-        "a tarball member named ../x: refused",
-        TarBuilder::new().file(&entry, b"evil").finish(),
-        Expect::Reject(vec![vec![file_needle("import-dotdot")], vec![entry.clone()]]),
-    )
-    .in_docker_checked(
-        "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
-        move |diff, _| expect_file(diff, &at_root, b"evil", 0o644),
-    ));
+    cases.push(
+        import(
+            "import-dotdot",
+            "a tarball member named ../x: refused",
+            TarBuilder::new().file(&entry, b"evil").finish(),
+            Expect::Reject(vec![
+                vec![file_needle("import-dotdot")],
+                vec![entry.clone()],
+            ]),
+        )
+        .in_docker_at_layer_root(m),
+    );
 
     let m = marker("import-symlink-root");
     let inside = format!("etc/{m}");

@@ -25,34 +25,30 @@ pub(super) fn name_cases(base: &Base) -> Vec<Case> {
     let mut cases = Vec::new();
     // ---- entry names
     let m = marker("name-dotdot");
-    let at_root = m.clone();
     let entry = format!("../{m}");
-    cases.push(rejected_layer(
-        base,
-        "name-dotdot",
-        "a member named ../x climbs out of the layer: refused, naming it",
-        TarBuilder::new().file(&entry, b"evil").finish(),
-        &[&entry],
-    )
-    .in_docker_checked(
-        "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
-        move |diff, _| expect_file(diff, &at_root, b"evil", 0o644),
-    ));
+    cases.push(
+        rejected_layer(
+            base,
+            "name-dotdot",
+            "a member named ../x climbs out of the layer: refused, naming it",
+            TarBuilder::new().file(&entry, b"evil").finish(),
+            &[&entry],
+        )
+        .in_docker_at_layer_root(m),
+    );
 
     let m = marker("name-inner-dotdot");
-    let at_root = m.clone();
     let entry = format!("a/../../{m}");
-    cases.push(rejected_layer(
-        base,
-        "name-inner-dotdot",
-        "a/../../x cleans to ../x: refused",
-        TarBuilder::new().dir("a/").file(&entry, b"evil").finish(),
-        &[&entry],
-    )
-    .in_docker_checked(
-        "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
-        move |diff, _| expect_file(diff, &at_root, b"evil", 0o644),
-    ));
+    cases.push(
+        rejected_layer(
+            base,
+            "name-inner-dotdot",
+            "a/../../x cleans to ../x: refused",
+            TarBuilder::new().dir("a/").file(&entry, b"evil").finish(),
+            &[&entry],
+        )
+        .in_docker_at_layer_root(m),
+    );
 
     let m = marker("name-absolute");
     let entry = format!("/etc/{m}");
@@ -167,39 +163,35 @@ pub(super) fn header_name_cases(base: &Base) -> Vec<Case> {
     );
 
     let m = marker("name-pax-dotdot");
-    let at_root = m.clone();
     let entry = format!("../{m}");
     let mut tar = TarBuilder::new();
     tar.pax(&[(b"path", entry.as_bytes())])
         .file("benign", b"evil");
-    cases.push(rejected_layer(
-        base,
-        "name-pax-dotdot",
-        "a PAX path record overrides a benign ustar name with ../x: refused",
-        tar.finish(),
-        &[&entry],
-    )
-    .in_docker_checked(
-        "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
-        move |diff, _| expect_file(diff, &at_root, b"evil", 0o644),
-    ));
+    cases.push(
+        rejected_layer(
+            base,
+            "name-pax-dotdot",
+            "a PAX path record overrides a benign ustar name with ../x: refused",
+            tar.finish(),
+            &[&entry],
+        )
+        .in_docker_at_layer_root(m),
+    );
 
     let m = marker("name-gnu-dotdot");
-    let at_root = m.clone();
     let entry = format!("../{m}");
     let mut tar = TarBuilder::new();
     tar.gnu_long_name(entry.as_bytes()).file("benign", b"evil");
-    cases.push(rejected_layer(
-        base,
-        "name-gnu-dotdot",
-        "a GNU long name (type L) naming ../x: refused",
-        tar.finish(),
-        &[&entry],
-    )
-    .in_docker_checked(
-        "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
-        move |diff, _| expect_file(diff, &at_root, b"evil", 0o644),
-    ));
+    cases.push(
+        rejected_layer(
+            base,
+            "name-gnu-dotdot",
+            "a GNU long name (type L) naming ../x: refused",
+            tar.finish(),
+            &[&entry],
+        )
+        .in_docker_at_layer_root(m),
+    );
 
     cases
 }
