@@ -74,6 +74,14 @@ impl Case {
         )
     }
 
+    /// Docker skips a member whose name cleans to `.`: its layer stays empty.
+    pub(super) fn in_docker_skipped(self) -> Case {
+        self.in_docker_checked(
+            "Docker skips a member whose name cleans to `.` (its data and metadata are dropped)",
+            |diff, _| expect_empty_dir(diff),
+        )
+    }
+
     /// Docker loads the case differently, as `check` shows on Docker's layer.
     pub(super) fn in_docker_checked(
         mut self,

@@ -69,10 +69,7 @@ pub(super) fn name_cases(base: &Base) -> Vec<Case> {
             TarBuilder::new().file("", b"nameless").finish(),
             &[],
         )
-        .in_docker_checked(
-            "Docker skips a member whose name cleans to `.` (its data and metadata are dropped)",
-            |diff, _| expect_empty_dir(diff),
-        ),
+        .in_docker_skipped(),
     );
 
     let mut tar = TarBuilder::new();
@@ -156,10 +153,7 @@ pub(super) fn header_name_cases(base: &Base) -> Vec<Case> {
             TarBuilder::new().file(".", b"dot").finish(),
             &[],
         )
-        .in_docker_checked(
-            "Docker skips a member whose name cleans to `.` (its data and metadata are dropped)",
-            |diff, _| expect_empty_dir(diff),
-        ),
+        .in_docker_skipped(),
     );
 
     let m = marker("name-pax-dotdot");
