@@ -4,51 +4,70 @@ use super::*;
 
 /// The layer cases and archive-level cases of `ovl load`.
 pub(super) fn load_cases(base: &Base) -> Vec<Case> {
-    let mut cases = Vec::new();
-    cases.extend(name_cases(base));
-    cases.extend(header_name_cases(base));
-    cases.extend(symlink_cases(base));
-    cases.extend(hardlink_cases(base));
-    cases.extend(whiteout_cases(base));
-    cases.extend(xattr_cases(base));
-    cases.extend(metadata_cases(base));
-    cases.extend(compression_cases(base));
-    cases.extend(pax_size_cases(base));
-    cases.extend(archive_member_cases(base));
-    cases.extend(archive_layer_cases(base));
-    cases.extend(manifest_cases(base));
-    cases
+    let groups: [fn(&Base) -> Vec<Case>; 12] = [
+        name_cases,
+        header_name_cases,
+        symlink_cases,
+        hardlink_cases,
+        whiteout_cases,
+        xattr_cases,
+        metadata_cases,
+        compression_cases,
+        pax_size_cases,
+        archive_member_cases,
+        archive_layer_cases,
+        manifest_cases,
+    ];
+    groups.iter().flat_map(|group| group(base)).collect()
+}
+
+/// The case `name`: a layer of one member, `benign`, renamed to `path` by a PAX `path` record;
+/// refused naming the layer member and `culprits`.
+fn pax_path_rejected(
+    base: &Base,
+    (name, benign): (&str, &str),
+    what: &'static str,
+    path: &str,
+    culprits: &[&str],
+) -> Case {
+    let mut tar = TarBuilder::new();
+    tar.pax(&[(b"path", path.as_bytes())]).file(benign, b"x");
+    rejected_layer(base, name, what, tar.finish(), culprits)
+}
+
+/// The case `name`, whose member `<prefix><marker>` (holding `evil`, in the layer `build`
+/// makes) climbs out of the layer: refused naming the member; Docker writes it at the layer
+/// root.
+fn climbing_out(
+    base: &Base,
+    name: &str,
+    what: &'static str,
+    prefix: &str,
+    build: impl FnOnce(&str) -> Vec<u8>,
+) -> Case {
+    let m = marker(name);
+    let entry = format!("{prefix}{m}");
+    rejected_layer(base, name, what, build(&entry), &[&entry]).in_docker_at_layer_root(m)
 }
 
 /// Entry names: `..`, absolute, NUL bytes, empty and long names.
 pub(super) fn name_cases(base: &Base) -> Vec<Case> {
     let mut cases = Vec::new();
     // ---- entry names
-    let m = marker("name-dotdot");
-    let entry = format!("../{m}");
-    cases.push(
-        rejected_layer(
-            base,
-            "name-dotdot",
-            "a member named ../x climbs out of the layer: refused, naming it",
-            TarBuilder::new().file(&entry, b"evil").finish(),
-            &[&entry],
-        )
-        .in_docker_at_layer_root(m),
-    );
-
-    let m = marker("name-inner-dotdot");
-    let entry = format!("a/../../{m}");
-    cases.push(
-        rejected_layer(
-            base,
-            "name-inner-dotdot",
-            "a/../../x cleans to ../x: refused",
-            TarBuilder::new().dir("a/").file(&entry, b"evil").finish(),
-            &[&entry],
-        )
-        .in_docker_at_layer_root(m),
-    );
+    cases.push(climbing_out(
+        base,
+        "name-dotdot",
+        "a member named ../x climbs out of the layer: refused, naming it",
+        "../",
+        |entry| TarBuilder::new().file(entry, b"evil").finish(),
+    ));
+    cases.push(climbing_out(
+        base,
+        "name-inner-dotdot",
+        "a/../../x cleans to ../x: refused",
+        "a/../../",
+        |entry| TarBuilder::new().dir("a/").file(entry, b"evil").finish(),
+    ));
 
     let m = marker("name-absolute");
     let entry = format!("/etc/{m}");
@@ -72,14 +91,11 @@ pub(super) fn name_cases(base: &Base) -> Vec<Case> {
         .in_docker_skipped(),
     );
 
-    let mut tar = TarBuilder::new();
-    tar.pax(&[(b"path", b"nul\0inside")])
-        .file("benign-nul", b"x");
-    cases.push(rejected_layer(
+    cases.push(pax_path_rejected(
         base,
-        "name-nul",
+        ("name-nul", "benign-nul"),
         "a PAX path holding a NUL byte is an invalid header (Go: ErrHeader)",
-        tar.finish(),
+        "nul\0inside",
         &[],
     ));
 
@@ -88,27 +104,21 @@ pub(super) fn name_cases(base: &Base) -> Vec<Case> {
         .collect::<Vec<_>>()
         .join("/");
     assert!(long_name.len() > 4096 && long_name.len() < 5100);
-    let mut tar = TarBuilder::new();
-    tar.pax(&[(b"path", long_name.as_bytes())])
-        .file("benign-long", b"x");
-    cases.push(layer_case(
+    cases.push(pax_path_rejected(
         base,
-        "name-long-path",
+        ("name-long-path", "benign-long"),
         "a 5000-byte PAX path is longer than PATH_MAX: the kernel refuses it (ENAMETOOLONG)",
-        tar.finish(),
-        reject_naming("name-long-path", &[&long_name[..60]]),
+        &long_name,
+        &[&long_name[..60]],
     ));
 
     let long_component = format!("d/{}", "c".repeat(300));
-    let mut tar = TarBuilder::new();
-    tar.pax(&[(b"path", long_component.as_bytes())])
-        .file("benign-component", b"x");
-    cases.push(layer_case(
+    cases.push(pax_path_rejected(
         base,
-        "name-long-component",
+        ("name-long-component", "benign-component"),
         "a 300-byte name component is longer than NAME_MAX (ENAMETOOLONG)",
-        tar.finish(),
-        reject_naming("name-long-component", &[&long_component[..60]]),
+        &long_component,
+        &[&long_component[..60]],
     ));
 
     cases
@@ -156,36 +166,29 @@ pub(super) fn header_name_cases(base: &Base) -> Vec<Case> {
         .in_docker_skipped(),
     );
 
-    let m = marker("name-pax-dotdot");
-    let entry = format!("../{m}");
-    let mut tar = TarBuilder::new();
-    tar.pax(&[(b"path", entry.as_bytes())])
-        .file("benign", b"evil");
-    cases.push(
-        rejected_layer(
-            base,
-            "name-pax-dotdot",
-            "a PAX path record overrides a benign ustar name with ../x: refused",
-            tar.finish(),
-            &[&entry],
-        )
-        .in_docker_at_layer_root(m),
-    );
-
-    let m = marker("name-gnu-dotdot");
-    let entry = format!("../{m}");
-    let mut tar = TarBuilder::new();
-    tar.gnu_long_name(entry.as_bytes()).file("benign", b"evil");
-    cases.push(
-        rejected_layer(
-            base,
-            "name-gnu-dotdot",
-            "a GNU long name (type L) naming ../x: refused",
-            tar.finish(),
-            &[&entry],
-        )
-        .in_docker_at_layer_root(m),
-    );
+    cases.push(climbing_out(
+        base,
+        "name-pax-dotdot",
+        "a PAX path record overrides a benign ustar name with ../x: refused",
+        "../",
+        |entry| {
+            let mut tar = TarBuilder::new();
+            tar.pax(&[(b"path", entry.as_bytes())])
+                .file("benign", b"evil");
+            tar.finish()
+        },
+    ));
+    cases.push(climbing_out(
+        base,
+        "name-gnu-dotdot",
+        "a GNU long name (type L) naming ../x: refused",
+        "../",
+        |entry| {
+            let mut tar = TarBuilder::new();
+            tar.gnu_long_name(entry.as_bytes()).file("benign", b"evil");
+            tar.finish()
+        },
+    ));
 
     cases
 }
