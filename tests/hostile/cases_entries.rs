@@ -197,37 +197,38 @@ pub(super) fn header_name_cases(base: &Base) -> Vec<Case> {
 pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
     let mut cases = Vec::new();
     // ---- symlink games
-    let m = marker("symlink-root-file");
-    let inside = format!("etc/{m}");
-    cases.push(layer_case(
-        base,
-        "symlink-root-file",
-        "l -> / then l/etc/x as a file: written to the layer's etc/x",
-        TarBuilder::new()
-            .symlink("l", "/")
-            .file(&format!("l/etc/{m}"), b"through l")
-            .finish(),
-        contain(move |diff, _| {
-            expect_symlink(diff, "l", "/")?;
-            expect_file(diff, &inside, b"through l", 0o644)
-        }),
-    ));
-
-    let m = marker("symlink-root-dir");
-    let inside = format!("etc/{m}");
-    cases.push(layer_case(
-        base,
-        "symlink-root-dir",
-        "l -> ../../../../../../../.. then l/etc/x/ as a directory: created in the layer's etc/",
-        TarBuilder::new()
-            .symlink("l", "../../../../../../../..")
-            .dir(&format!("l/etc/{m}/"))
-            .finish(),
-        contain(move |diff, _| {
-            expect_symlink(diff, "l", "../../../../../../../..")?;
-            expect_dir(diff, &inside)
-        }),
-    ));
+    let through_root = [
+        (
+            "symlink-root-file",
+            "l -> / then l/etc/x as a file: written to the layer's etc/x",
+            "/",
+            Some(&b"through l"[..]),
+        ),
+        (
+            "symlink-root-dir",
+            "l -> ../../../../../../../.. then l/etc/x/ as a directory: created in the layer's etc/",
+            "../../../../../../../..",
+            None,
+        ),
+    ];
+    for (name, what, target, content) in through_root {
+        let m = marker(name);
+        let inside = format!("etc/{m}");
+        let mut tar = TarBuilder::new();
+        tar.symlink("l", target);
+        match content {
+            Some(content) => tar.file(&format!("l/{inside}"), content),
+            None => tar.dir(&format!("l/{inside}/")),
+        };
+        let check = contain(move |diff, _| {
+            expect_symlink(diff, "l", target)?;
+            match content {
+                Some(content) => expect_file(diff, &inside, content, 0o644),
+                None => expect_dir(diff, &inside),
+            }
+        });
+        cases.push(layer_case(base, name, what, tar.finish(), check));
+    }
 
     cases.push(rejected_layer(
         base,
