@@ -151,6 +151,22 @@ impl Setup {
     }
 
     /// Runs `args`, which must exit 1 with `path` named on stderr.
+    /// Each of `commands` is refused naming `path` (case `<label>: <command>`); then the world is
+    /// as `before` and fsck reports `path` as corrupt.
+    fn all_refused(
+        &self,
+        commands: &[&[&str]],
+        path: &Path,
+        label: &str,
+        before: &BTreeMap<PathBuf, String>,
+    ) {
+        for args in commands {
+            self.refused(args, path, &format!("{label}: {}", args[0]));
+        }
+        self.assert_world_untouched(before, label);
+        self.assert_fsck_corrupt(path, label);
+    }
+
     fn refused(&self, args: &[&str], path: &Path, case: &str) {
         let stderr = self.ovl.fail(args);
         assert!(
@@ -289,29 +305,20 @@ fn symlinked_l_work_or_layer_dir_is_not_followed_by_run_rootfs_rm_rmi_prune_need
     }
     setup.plant(&l_dir, setup.world.join("l"));
     let before = setup.world_tree();
-    setup.refused(
+    let commands: [&[&str]; 3] = [
         &["run-rootfs", "--name", "new", "base:1"],
-        &l_dir,
-        "l: run-rootfs",
-    );
-    setup.refused(&["rm", "ctr"], &l_dir, "l: rm");
-    setup.refused(&["prune", "-f"], &l_dir, "l: prune");
-    setup.assert_world_untouched(&before, "l");
-    setup.assert_fsck_corrupt(&l_dir, "l");
+        &["rm", "ctr"],
+        &["prune", "-f"],
+    ];
+    setup.all_refused(&commands, &l_dir, "l", &before);
 
     // overlay2/<mount-id>/work -> world/work: the overlay's workdir would be outside.
     let setup = Setup::new(true);
     let work = setup.overlay2().join(setup.mount_id()).join("work");
     setup.plant(&work, setup.world.join("work"));
     let before = setup.world_tree();
-    setup.refused(
-        &["run-rootfs", "--name", "ctr", "base:1"],
-        &work,
-        "work: run-rootfs",
-    );
-    setup.refused(&["rm", "ctr"], &work, "work: rm");
-    setup.assert_world_untouched(&before, "work");
-    setup.assert_fsck_corrupt(&work, "work");
+    let commands: [&[&str]; 2] = [&["run-rootfs", "--name", "ctr", "base:1"], &["rm", "ctr"]];
+    setup.all_refused(&commands, &work, "work", &before);
     assert_eq!(
         setup.ovl.ok(["ps", "-a", "-q"]).lines().count(),
         1,
@@ -326,14 +333,11 @@ fn symlinked_l_work_or_layer_dir_is_not_followed_by_run_rootfs_rm_rmi_prune_need
     fs::rename(&layer_dir, setup.world.join("layer")).expect("move layer dir out");
     symlink(setup.world.join("layer"), &layer_dir).expect("plant layer dir link");
     let before = setup.world_tree();
-    setup.refused(
+    let commands: [&[&str]; 2] = [
         &["run-rootfs", "--name", "ctr", "base:1"],
-        &layer_dir,
-        "layer: run-rootfs",
-    );
-    setup.refused(&["rm", "-f", "ctr"], &layer_dir, "layer: rm");
-    setup.assert_world_untouched(&before, "layer");
-    setup.assert_fsck_corrupt(&layer_dir, "layer");
+        &["rm", "-f", "ctr"],
+    ];
+    setup.all_refused(&commands, &layer_dir, "layer", &before);
 
     // The layer dir of an image prune removes (untagged by hand) -> world/layer: prune refuses
     // before anything of its plan goes.

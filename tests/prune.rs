@@ -92,6 +92,15 @@ fn hand_made_layer_dir(root: &Path, id: &str, lid: &str, file: &str, content: &[
     content.len() + lid.len() + LINK_TARGET_LEN
 }
 
+/// Creates `dir` holding `files` (name, content); returns the bytes written.
+fn dir_of_files(dir: &Path, files: &[(&str, &[u8])]) -> usize {
+    fs::create_dir(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    for (name, content) in files {
+        fs::write(dir.join(name), content).expect("write file");
+    }
+    files.iter().map(|(_, content)| content.len()).sum()
+}
+
 #[test]
 fn prune_removes_exactly_the_leftovers_needs_root() {
     if !require_root(LEFTOVERS_TEST) {
@@ -162,32 +171,24 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
     );
     let marker = format!("{}-{}-removing", "ab".repeat(32), "cd".repeat(32));
     let marker_dir = root.join("image/overlay2/layerdb/sha256").join(&marker);
-    fs::create_dir(&marker_dir).expect("mkdir marker");
-    let marker_files: [(&str, String); 3] = [
-        ("cache-id", removed_id.clone()),
-        ("diff", format!("sha256:{}", "ef".repeat(32))),
-        ("size", "8".to_string()),
+    let removed_diff = format!("sha256:{}", "ef".repeat(32));
+    let marker_files: [(&str, &[u8]); 3] = [
+        ("cache-id", removed_id.as_bytes()),
+        ("diff", removed_diff.as_bytes()),
+        ("size", b"8"),
     ];
-    for (name, content) in &marker_files {
-        fs::write(marker_dir.join(name), content).expect("write marker file");
-    }
-    let marker_size: usize =
-        marker_files.iter().map(|(_, c)| c.len()).sum::<usize>() + removed_dir_size;
+    let marker_size = dir_of_files(&marker_dir, &marker_files) + removed_dir_size;
 
     // A registration that never committed (format.md §3.3): a write-set with its first files.
     let write_set = root.join("image/overlay2/layerdb/tmp/write-set-4242");
-    fs::create_dir(&write_set).expect("mkdir write-set");
-    let write_set_files: [(&str, &[u8]); 2] = [
-        (
-            "tar-split.json.gz",
-            &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff],
-        ),
-        ("diff", b"sha256:0123456789"),
-    ];
-    for (name, content) in write_set_files {
-        fs::write(write_set.join(name), content).expect("write write-set file");
-    }
-    let write_set_size: usize = write_set_files.iter().map(|(_, c)| c.len()).sum();
+    let gzip_start: &[u8] = &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let write_set_size = dir_of_files(
+        &write_set,
+        &[
+            ("tar-split.json.gz", gzip_start),
+            ("diff", b"sha256:0123456789"),
+        ],
+    );
 
     // A layer dir no layer and no container names, with its `l/` link; and a link to a dir that
     // is gone.

@@ -760,8 +760,7 @@ fn save_option_mistakes_fail_before_any_output_needs_root() {
     let Some((work, ovl, _, _)) = small_image_root(TEST) else {
         return;
     };
-    let out = work.join("x.tar");
-    let full = work.join("full");
+    let (out, full) = (work.join("x.tar"), work.join("full"));
     fs::create_dir(&full).expect("mkdir");
     fs::write(full.join("x"), b"x").expect("write");
     let (out_arg, full_arg) = (out.to_str().expect("path"), full.to_str().expect("path"));
