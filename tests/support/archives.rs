@@ -82,14 +82,19 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 /// Runs `skopeo --insecure-policy args`; returns its stdout.
 pub fn skopeo_json(args: &[&str]) -> anyhow::Result<Vec<u8>> {
-    let output = Command::new(SKOPEO)
-        .arg("--insecure-policy")
-        .args(args)
+    let mut skopeo = Command::new(SKOPEO);
+    skopeo.arg("--insecure-policy").args(args);
+    stdout_of_success(skopeo)
+}
+
+/// Runs `command`; its stdout when it succeeds, else an error with its stderr.
+pub fn stdout_of_success(mut command: Command) -> anyhow::Result<Vec<u8>> {
+    let output = command
         .output()
-        .context("spawn skopeo")?;
+        .with_context(|| format!("spawn {command:?}"))?;
     ensure!(
         output.status.success(),
-        "skopeo {args:?} failed: {}",
+        "{command:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(output.stdout)

@@ -24,7 +24,7 @@ use anyhow::{bail, ensure, Context as _};
 use ovl_tests::tar_builder::field::{CHKSUM, LINKNAME, MAGIC, MODE, PREFIX, SIZE, UNAME};
 use ovl_tests::tar_builder::Block;
 use ovl_tests::{
-    compare, docker_archive, dump, image_config, layerdb, require_dockerd, require_root,
+    compare, docker_archive, dockerd_scratch, dump, image_config, layerdb, require_root,
     root_scratch, root_scratch_ovl, scratch_path, sha256_digest, Dockerd, DumpOptions, Failures,
     Ovl, Scratch,
 };
@@ -470,14 +470,11 @@ const TEST_DIFFERENTIAL: &str = "tar_dialects_load_as_in_dockerd_needs_root_and_
 
 #[test]
 fn tar_dialects_load_as_in_dockerd_needs_root_and_dockerd() {
-    if !require_dockerd(TEST_DIFFERENTIAL) {
+    let Some(scratch) = dockerd_scratch(TEST_DIFFERENTIAL) else {
         return;
-    }
-    let scratch_dir = scratch_path();
-    fs::create_dir_all(&scratch_dir).expect("mkdir scratch");
-    let scratch = Scratch::new();
+    };
     let ovl = Ovl::new(scratch.join("root"));
-    let docker = Dockerd::start(&scratch_dir);
+    let docker = Dockerd::start(&scratch_path());
     let version = docker.docker_ok([
         "version",
         "--format",
@@ -518,8 +515,9 @@ fn tar_dialects_load_as_in_dockerd_needs_root_and_dockerd() {
         cases.len(),
         started.elapsed()
     );
+    let docker_scratch = docker.scratch().to_path_buf();
     drop(docker);
-    let _ = fs::remove_dir_all(&scratch_dir);
+    let _ = fs::remove_dir_all(&docker_scratch);
     failures.finish();
 }
 
