@@ -13,6 +13,7 @@
 //!   option mistakes fail with exit status 1 and leave no output behind.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::fs;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -614,6 +615,17 @@ fn skopeo_reads_ovl_oci_archives_and_layouts_needs_root_and_skopeo() {
     failures.finish();
 }
 
+/// `save --format <format> -o <out> <names>`.
+fn save_args<'a>(format: &'a str, out: &'a Path, names: &'a [&'a str]) -> Vec<&'a OsStr> {
+    let options = ["save", "--format", format, "-o"].map(OsStr::new);
+    let names = names.iter().map(OsStr::new);
+    options
+        .into_iter()
+        .chain([out.as_os_str()])
+        .chain(names)
+        .collect()
+}
+
 /// Files left in `dir` other than `expected`.
 fn unexpected_files(dir: &Path, expected: &[&str]) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
@@ -639,15 +651,7 @@ fn save_of_an_unknown_image_fails_naming_it_without_output_needs_root() {
     fs::create_dir(&out_dir).expect("mkdir");
     for format in ["docker-archive", "oci-archive", "oci"] {
         let out = out_dir.join("unknown");
-        let stderr = ovl.fail([
-            "save",
-            "--format",
-            format,
-            "-o",
-            out.to_str().expect("path"),
-            SMALL,
-            "nosuch:1",
-        ]);
+        let stderr = ovl.fail(save_args(format, &out, &[SMALL, "nosuch:1"]));
         assert!(stderr.contains("no such image: nosuch:1"), "{stderr}");
         assert_eq!(unexpected_files(&out_dir, &[]), Vec::<String>::new());
     }
@@ -687,14 +691,7 @@ fn save_of_a_layer_changed_after_load_fails_naming_image_and_layer_needs_root() 
         fs::write(upper.join("etc/world"), content).expect("change layer file");
         for format in ["docker-archive", "oci-archive", "oci"] {
             let out = out_dir.join(format!("bad-{format}"));
-            let output = ovl.run([
-                "save",
-                "--format",
-                format,
-                "-o",
-                out.to_str().expect("path"),
-                SMALL,
-            ]);
+            let output = ovl.run(save_args(format, &out, &[SMALL]));
             let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
             let result = (|| {
                 ensure!(
