@@ -81,9 +81,10 @@ fn root_listing(root: &Path) -> BTreeMap<PathBuf, String> {
 }
 
 /// A layer dir made by hand as format.md §4.1 describes it: `diff/` with one file, `link`, and the
-/// `l/<LID>` link to it; returns the bytes Docker's `directory.Size` counts (file, `link` file,
+/// `l/<LID>` link to it, the link id made of `lid_word` ([`link_id`]); returns the bytes Docker's `directory.Size` counts (file, `link` file,
 /// `l/` link target).
-fn hand_made_layer_dir(root: &Path, id: &str, lid: &str, file: &str, content: &[u8]) -> usize {
+fn hand_made_layer_dir(root: &Path, id: &str, lid_word: &str, file: &str, content: &[u8]) -> usize {
+    let lid = &link_id(lid_word);
     let dir = root.join("overlay2").join(id);
     fs::create_dir_all(dir.join("diff")).expect("mkdir");
     fs::write(dir.join("diff").join(file), content).expect("write");
@@ -162,13 +163,8 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
     // A layer removal cut short after its layerdb entry was renamed (format.md §3.4): the marker
     // and the layer dir its cache-id names.
     let removed_id = "7e".repeat(32);
-    let removed_dir_size = hand_made_layer_dir(
-        &root,
-        &removed_id,
-        &link_id("REMOVING"),
-        "gone.txt",
-        b"removed\n",
-    );
+    let removed_dir_size =
+        hand_made_layer_dir(&root, &removed_id, "REMOVING", "gone.txt", b"removed\n");
     let marker = format!("{}-{}-removing", "ab".repeat(32), "cd".repeat(32));
     let marker_dir = root.join("image/overlay2/layerdb/sha256").join(&marker);
     let removed_diff = format!("sha256:{}", "ef".repeat(32));
@@ -193,13 +189,7 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
     // A layer dir no layer and no container names, with its `l/` link; and a link to a dir that
     // is gone.
     let orphan_id = "0f".repeat(32);
-    let orphan_size = hand_made_layer_dir(
-        &root,
-        &orphan_id,
-        &link_id("ORPHAN"),
-        "orphan.txt",
-        b"orphan\n",
-    );
+    let orphan_size = hand_made_layer_dir(&root, &orphan_id, "ORPHAN", "orphan.txt", b"orphan\n");
     let dangling_link = link_id("DANGLING");
     symlink(
         format!("../{}/diff", "9a".repeat(32)),
@@ -360,7 +350,7 @@ fn prune_leaves_garbage_with_a_mount_inside_alone_needs_root() {
     // An orphan layer dir with a tmpfs on its `merged/`, and a write-set with a directory of the
     // same file system bind-mounted inside (same device: only the mount id tells).
     let orphan_id = "3c".repeat(32);
-    hand_made_layer_dir(&root, &orphan_id, &link_id("MOUNTED"), "f", b"f");
+    hand_made_layer_dir(&root, &orphan_id, "MOUNTED", "f", b"f");
     let merged = root.join("overlay2").join(&orphan_id).join("merged");
     fs::create_dir(&merged).expect("mkdir merged");
     mount(&[
