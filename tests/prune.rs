@@ -81,8 +81,8 @@ fn root_listing(root: &Path) -> BTreeMap<PathBuf, String> {
 }
 
 /// A layer dir made by hand as format.md §4.1 describes it: `diff/` with one file, `link`, and the
-/// `l/<LID>` link to it, the link id made of `lid_word` ([`link_id`]); returns the bytes Docker's `directory.Size` counts (file, `link` file,
-/// `l/` link target).
+/// `l/<LID>` link to it, the link id made of `lid_word` ([`link_id`]); returns the bytes Docker's
+/// `directory.Size` counts (file, `link` file, `l/` link target).
 fn hand_made_layer_dir(root: &Path, id: &str, lid_word: &str, file: &str, content: &[u8]) -> usize {
     let lid = &link_id(lid_word);
     let dir = root.join("overlay2").join(id);
