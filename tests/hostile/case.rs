@@ -94,6 +94,14 @@ impl Case {
     }
 }
 
+/// A layer of `l -> target` and then the empty file `l/<member>`, written through the link.
+pub(super) fn empty_through_link(target: &str, member: &str) -> Vec<u8> {
+    TarBuilder::new()
+        .symlink("l", target)
+        .file(&format!("l/{member}"), b"")
+        .finish()
+}
+
 /// What a gzip bomb case expects: refused naming `culprit` and the limit.
 pub(super) fn bomb_refusal(culprit: String) -> Expect {
     Expect::Reject(vec![

@@ -350,10 +350,7 @@ pub(super) fn import_cases() -> Vec<Case> {
     cases.push(import(
         "import-whiteout-symlink",
         "l -> ../../../.. then l/.wh.keep: the whiteout lands in the layer",
-        TarBuilder::new()
-            .symlink("l", "../../../..")
-            .file("l/.wh.keep", b"")
-            .finish(),
+        empty_through_link("../../../..", ".wh.keep"),
         contain(|diff, _| expect_whiteout(diff, "keep")),
     ));
 

@@ -261,10 +261,7 @@ pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
         base,
         "symlink-world-whiteout",
         "l -> ../../../.. (the sentinel tree, seen from diff/) then l/.wh.keep: the whiteout lands in the layer",
-        TarBuilder::new()
-            .symlink("l", "../../../..")
-            .file("l/.wh.keep", b"")
-            .finish(),
+        empty_through_link("../../../..", ".wh.keep"),
         contain(|diff, _| {
             expect_symlink(diff, "l", "../../../..")?;
             expect_whiteout(diff, "keep")
@@ -275,10 +272,7 @@ pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
         base,
         "symlink-root-whiteout-etc",
         "l -> / then l/etc/.wh.passwd: the whiteout is the layer's etc/passwd, never the host's",
-        TarBuilder::new()
-            .symlink("l", "/")
-            .file("l/etc/.wh.passwd", b"")
-            .finish(),
+        empty_through_link("/", "etc/.wh.passwd"),
         contain(|diff, _| expect_whiteout(diff, "etc/passwd")),
     ));
 
@@ -498,10 +492,7 @@ pub(super) fn whiteout_cases(base: &Base) -> Vec<Case> {
         base,
         "whiteout-opaque-under-symlink",
         "l -> ../../../.. then l/sentinel-dir/.wh..wh..opq: the opaque directory is the layer's",
-        TarBuilder::new()
-            .symlink("l", "../../../..")
-            .file("l/sentinel-dir/.wh..wh..opq", b"")
-            .finish(),
+        empty_through_link("../../../..", "sentinel-dir/.wh..wh..opq"),
         contain(|diff, _| {
             expect_dir(diff, "sentinel-dir")?;
             expect_xattr(
