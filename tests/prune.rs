@@ -218,21 +218,23 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
 
     let mut failures = Failures::default();
     let before = root_listing(&root);
-    let dry = ovl.run(["prune", "--dry-run"]);
-    let dry_stdout = String::from_utf8_lossy(&dry.stdout).into_owned();
-    let dry_stderr = String::from_utf8_lossy(&dry.stderr).into_owned();
+    // `ovl <args>` succeeds and lists the leftovers, each line starting with `word`; its stderr.
+    let lists_the_leftovers = |args: [&str; 2], word: &str| -> anyhow::Result<String> {
+        let output = ovl.run(args);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        ensure!(output.status.success(), "ovl {args:?} failed: {stderr}");
+        ensure!(
+            stdout == expected(word),
+            "got:\n{stdout}\nexpected:\n{}\nstderr: {stderr}",
+            expected(word)
+        );
+        Ok(stderr)
+    };
     failures.check(
         "the dry run lists exactly the leftovers",
         (|| {
-            ensure!(
-                dry.status.success(),
-                "ovl prune --dry-run failed: {dry_stderr}"
-            );
-            ensure!(
-                dry_stdout == expected("Would delete"),
-                "got:\n{dry_stdout}\nexpected:\n{}\nstderr: {dry_stderr}",
-                expected("Would delete")
-            );
+            let dry_stderr = lists_the_leftovers(["prune", "--dry-run"], "Would delete")?;
             ensure!(!dry_stderr.contains("Left alone"), "{dry_stderr}");
             Ok(())
         })(),
@@ -247,21 +249,10 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
         })(),
     );
 
-    let pruned = ovl.run(["prune", "-f"]);
-    let pruned_stdout = String::from_utf8_lossy(&pruned.stdout).into_owned();
     failures.check(
         "the prune removes exactly the leftovers",
         (|| {
-            ensure!(
-                pruned.status.success(),
-                "ovl prune -f failed: {}",
-                String::from_utf8_lossy(&pruned.stderr)
-            );
-            ensure!(
-                pruned_stdout == expected("Deleted"),
-                "got:\n{pruned_stdout}\nexpected:\n{}",
-                expected("Deleted")
-            );
+            lists_the_leftovers(["prune", "-f"], "Deleted")?;
             for gone in [
                 marker_dir.clone(),
                 write_set.clone(),

@@ -441,16 +441,20 @@ fn small_image(work: &Scratch) -> (Ovl, Vec<Vec<u8>>, Vec<u8>) {
     ];
     let diff_ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
     let config = image_config(&diff_ids);
-    let members: Vec<(String, Vec<u8>)> = layers
-        .iter()
-        .enumerate()
-        .map(|(idx, bytes)| (format!("{idx:064x}/layer.tar"), bytes.clone()))
-        .collect();
+    let members = hex_layer_members(&layers);
     let archive = work.join("small.tar");
     fs::write(&archive, docker_archive(&config, &members, &[SMALL])).expect("write archive");
     let ovl = Ovl::new(work.join("root"));
     ovl.load(&archive).expect("ovl load");
     (ovl, layers, config)
+}
+
+/// `layers` as docker-archive members `<idx as 64 hex digits>/layer.tar`.
+fn hex_layer_members(layers: &[Vec<u8>]) -> Vec<(String, Vec<u8>)> {
+    let members = layers.iter().enumerate();
+    members
+        .map(|(idx, bytes)| (format!("{idx:064x}/layer.tar"), bytes.clone()))
+        .collect()
 }
 
 /// The start of a test on [`small_image`]: `None` when it skips for lack of root, else the
@@ -812,11 +816,7 @@ fn save_selects_tags_like_docker_save_needs_root() {
     let Some((work, ovl, layers, config)) = small_image_root(TEST) else {
         return;
     };
-    let members: Vec<(String, Vec<u8>)> = layers
-        .iter()
-        .enumerate()
-        .map(|(idx, bytes)| (format!("{idx:064x}/layer.tar"), bytes.clone()))
-        .collect();
+    let members = hex_layer_members(&layers);
     let second_tag = work.join("second-tag.tar");
     fs::write(
         &second_tag,
