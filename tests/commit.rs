@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context as _};
 use ovl_tests::{
     build_image, change_through_redirect_dir, chroot_sh, docker_merged_dump, dockerd_with_base,
-    ensure_same_tree, root_scratch_base, Failures, Ovl, Record, Scratch,
+    ensure_same_tree, root_scratch_base, tar_members, Failures, Ovl, Record, Scratch, TarMember,
 };
 
 /// The image every container of this test starts from: files and directories for each kind of
@@ -382,61 +382,23 @@ fn image_config(archive: &Path) -> anyhow::Result<serde_json::Value> {
     )?)
 }
 
-/// One tar entry's comparable fields: everything but the mtime.
-#[derive(Debug, PartialEq, Eq)]
-struct EntryFields {
-    name: Vec<u8>,
-    kind: u8,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    uname: Vec<u8>,
-    size: u64,
-    content: Vec<u8>,
-    link: Option<Vec<u8>>,
-    xattrs: Vec<(String, Vec<u8>)>,
-}
-
-fn entries(layer: &[u8]) -> anyhow::Result<Vec<EntryFields>> {
-    let mut out = Vec::new();
-    let mut archive = tar::Archive::new(layer);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let header = entry.header().clone();
-        let mut xattrs = Vec::new();
-        if let Some(extensions) = entry.pax_extensions()? {
-            for extension in extensions {
-                let extension = extension?;
-                let key = extension.key().map_err(|e| anyhow::anyhow!("{e}"))?;
-                if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                    xattrs.push((name.to_string(), extension.value_bytes().to_vec()));
-                }
-            }
-        }
-        let name = entry.path_bytes().to_vec();
-        let link = entry.link_name_bytes().map(|l| l.to_vec());
-        let mut content = Vec::new();
-        entry.read_to_end(&mut content)?;
-        out.push(EntryFields {
-            name,
-            kind: header.entry_type().as_byte(),
-            mode: header.mode()?,
-            uid: header.uid()?,
-            gid: header.gid()?,
-            uname: header.username_bytes().unwrap_or_default().to_vec(),
-            size: header.size()?,
-            content,
-            link,
-            xattrs,
-        });
-    }
-    Ok(out)
+/// A layer's entries with the fields that must agree: everything but the mtime, the group name
+/// and the raw header.
+fn entries(layer: &[u8]) -> anyhow::Result<Vec<TarMember>> {
+    let members = tar_members(layer)?;
+    let comparable = |member: TarMember| TarMember {
+        mtime: 0,
+        gname: Vec::new(),
+        header: Vec::new(),
+        ..member
+    };
+    Ok(members.into_iter().map(comparable).collect())
 }
 
 fn same_entries(docker_layer: &[u8], ovl_layer: &[u8]) -> anyhow::Result<()> {
     let docker = entries(docker_layer)?;
     let ovl = entries(ovl_layer)?;
-    let names = |list: &[EntryFields]| -> Vec<String> {
+    let names = |list: &[TarMember]| -> Vec<String> {
         list.iter()
             .map(|e| String::from_utf8_lossy(&e.name).into_owned())
             .collect()

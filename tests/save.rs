@@ -23,8 +23,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{ensure, Context as _};
 use ovl_tests::{
     build_image, docker_archive, dockerd_with_base, image_config, require_root, require_skopeo,
-    root_scratch, scratch_path, seed_context, sha256_digest, skopeo_json, Dockerd, Failures, Ovl,
-    Scratch, TarBuilder, CHANGES_DOCKERFILE, SEED_DOCKERFILE,
+    root_scratch, scratch_path, seed_context, sha256_digest, skopeo_json, tar_members, Dockerd,
+    Failures, Ovl, Scratch, TarBuilder, TarMember, CHANGES_DOCKERFILE, SEED_DOCKERFILE,
 };
 
 /// `dup`: the third layer repeats the DiffID of the first one above the base (the same file
@@ -54,32 +54,23 @@ struct Member {
 
 fn read_members(path: &Path) -> anyhow::Result<Vec<Member>> {
     let file = fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let mut archive = tar::Archive::new(file);
-    let mut members = Vec::new();
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let header = entry.header().clone();
-        let name = String::from_utf8(entry.path_bytes().into_owned()).context("member name")?;
-        let link = entry
-            .link_name_bytes()
-            .map(|l| String::from_utf8_lossy(&l).into_owned());
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data)?;
-        members.push(Member {
-            name,
-            kind: header.entry_type().as_byte(),
-            mode: header.mode()?,
-            uid: header.uid()?,
-            gid: header.gid()?,
-            uname: String::from_utf8_lossy(header.username_bytes().unwrap_or_default()).into(),
-            gname: String::from_utf8_lossy(header.groupname_bytes().unwrap_or_default()).into(),
-            mtime: header.mtime()?,
-            link,
-            data,
-            header: header.as_bytes().to_vec(),
-        });
-    }
-    Ok(members)
+    let lossy = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let member = |m: TarMember| -> anyhow::Result<Member> {
+        Ok(Member {
+            name: String::from_utf8(m.name).context("member name")?,
+            kind: m.kind,
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            uname: lossy(&m.uname),
+            gname: lossy(&m.gname),
+            mtime: m.mtime,
+            link: m.link.as_deref().map(lossy),
+            data: m.data,
+            header: m.header,
+        })
+    };
+    tar_members(file)?.into_iter().map(member).collect()
 }
 
 /// The layer directories whose `layer.tar` is a symlink: Docker stamps them with the time of

@@ -73,6 +73,65 @@ pub fn layers_archive(layers: Vec<Vec<u8>>, prefix: &str, tags: &[&str]) -> (Vec
     (archive, diff_ids)
 }
 
+/// One tar member as the `tar` crate decodes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TarMember {
+    pub name: Vec<u8>,
+    /// The typeflag.
+    pub kind: u8,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub uname: Vec<u8>,
+    pub gname: Vec<u8>,
+    pub mtime: u64,
+    pub size: u64,
+    pub link: Option<Vec<u8>>,
+    /// The `SCHILY.xattr.` PAX records: the xattr name and its value.
+    pub xattrs: Vec<(String, Vec<u8>)>,
+    pub data: Vec<u8>,
+    /// The raw header block.
+    pub header: Vec<u8>,
+}
+
+/// Every member of the tar `reader` holds, in order.
+pub fn tar_members(reader: impl std::io::Read) -> anyhow::Result<Vec<TarMember>> {
+    let mut archive = tar::Archive::new(reader);
+    let mut members = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let header = entry.header().clone();
+        let mut xattrs = Vec::new();
+        for extension in entry.pax_extensions()?.into_iter().flatten() {
+            let extension = extension?;
+            let key = extension.key().map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                xattrs.push((name.to_string(), extension.value_bytes().to_vec()));
+            }
+        }
+        let name = entry.path_bytes().into_owned();
+        let link = entry.link_name_bytes().map(|l| l.into_owned());
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data)?;
+        members.push(TarMember {
+            name,
+            kind: header.entry_type().as_byte(),
+            mode: header.mode()?,
+            uid: header.uid()?,
+            gid: header.gid()?,
+            uname: header.username_bytes().unwrap_or_default().to_vec(),
+            gname: header.groupname_bytes().unwrap_or_default().to_vec(),
+            mtime: header.mtime()?,
+            size: header.size()?,
+            link,
+            xattrs,
+            data,
+            header: header.as_bytes().to_vec(),
+        });
+    }
+    Ok(members)
+}
+
 /// gzip of `bytes`.
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
