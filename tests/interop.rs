@@ -21,9 +21,10 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context as _};
 use ovl_tests::{
-    base_rootfs_tar, build_image, changed_paths, chroot_sh, docker_archive, docker_merged_dump,
-    dockerd_scratch, dockerd_with_base, ensure_same_tree, image_config, merged_dump, scratch_path,
-    sha256_digest, unmount_below, walk_below, Dockerd, Failures, Ovl, Record, Scratch, TarBuilder,
+    base_rootfs_tar, build_image, changed_paths, chroot_sh, docker_merged_dump, dockerd_scratch,
+    dockerd_with_base, ensure_same_tree, image_config, merged_dump, scratch_path, sha256_digest,
+    unmount_below, walk_below, write_docker_archive, Dockerd, Failures, Ovl, Record, Scratch,
+    TarBuilder,
 };
 
 /// What both programs must agree on for one image.
@@ -183,11 +184,7 @@ fn write_twolayer_archive(work: &Scratch, tag: &str) -> PathBuf {
         ("l2/layer.tar".to_string(), top_layer),
     ];
     let archive = work.join("twolayer.tar");
-    fs::write(
-        &archive,
-        docker_archive(&image_config(&diff_ids), &members, &[tag]),
-    )
-    .expect("write archive");
+    write_docker_archive(&archive, &image_config(&diff_ids), &members, &[tag]);
     archive
 }
 

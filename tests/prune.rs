@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use ovl_tests::{
-    base_image, base_rootfs_tar, build_image, chain_ids, changed_paths, chroot_sh, docker_archive,
-    dockerd_scratch, image_config, require_root, root_scratch_ovl, sha256_digest, Dockerd,
+    base_image, base_rootfs_tar, build_image, chain_ids, changed_paths, chroot_sh, dockerd_scratch,
+    image_config, require_root, root_scratch_ovl, sha256_digest, write_docker_archive, Dockerd,
     Failures, Ovl, Scratch, TarBuilder, BASE_IMAGE,
 };
 use sha2::{Digest, Sha256};
@@ -121,18 +121,15 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
     let other_top = one_file_layer("other.txt", b"other\n");
     let other_diff_ids = vec![sha256_digest(&base_tar), sha256_digest(&other_top)];
     let other_archive = work.join("other.tar");
-    fs::write(
+    write_docker_archive(
         &other_archive,
-        docker_archive(
-            &image_config(&other_diff_ids),
-            &[
-                ("base/layer.tar".to_string(), base_tar.clone()),
-                ("other/layer.tar".to_string(), other_top),
-            ],
-            &["other:1"],
-        ),
-    )
-    .expect("write archive");
+        &image_config(&other_diff_ids),
+        &[
+            ("base/layer.tar".to_string(), base_tar.clone()),
+            ("other/layer.tar".to_string(), other_top),
+        ],
+        &["other:1"],
+    );
     ovl.load(&other_archive).expect("load other:1");
     let merged = ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
 
@@ -143,18 +140,15 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
     let dangling_image = sha256_digest(&dangling_config);
     let dangling_layer = chain_ids(&dangling_diff_ids)[1].clone();
     let dangling_archive = work.join("dangling.tar");
-    fs::write(
+    write_docker_archive(
         &dangling_archive,
-        docker_archive(
-            &dangling_config,
-            &[
-                ("base/layer.tar".to_string(), base_tar.clone()),
-                ("dangling/layer.tar".to_string(), dangling_top),
-            ],
-            &[],
-        ),
-    )
-    .expect("write archive");
+        &dangling_config,
+        &[
+            ("base/layer.tar".to_string(), base_tar.clone()),
+            ("dangling/layer.tar".to_string(), dangling_top),
+        ],
+        &[],
+    );
     ovl.load(&dangling_archive)
         .expect("load the untagged image");
     // Its layer's `size`: the one 11-byte file (directories count nothing, format.md §3.2).

@@ -22,10 +22,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Context as _};
 use ovl_tests::{
-    build_image, docker_archive, dockerd_with_base, image_config, require_root, require_skopeo,
-    root_scratch, scratch_path, seed_context, sha256_digest, skopeo_json, tar_members, Dockerd,
-    Failures, Ovl, Scratch, TarBuilder, TarMember, CHANGES_DOCKERFILE, SEED_DOCKERFILE,
+    build_image, dockerd_with_base, image_config, require_root, require_skopeo, root_scratch,
+    scratch_path, seed_context, sha256_digest, skopeo_json, tar_members, write_docker_archive,
+    Dockerd, Failures, Ovl, Scratch, TarBuilder, TarMember, CHANGES_DOCKERFILE, SEED_DOCKERFILE,
 };
+
+/// The media type of a plain tar layer in the OCI image-spec.
+const OCI_LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 
 /// `dup`: the third layer repeats the DiffID of the first one above the base (the same file
 /// copied to the same place twice), which Docker saves as a `layer.tar` link.
@@ -434,7 +437,7 @@ fn small_image(work: &Scratch) -> (Ovl, Vec<Vec<u8>>, Vec<u8>) {
     let config = image_config(&diff_ids);
     let members = hex_layer_members(&layers);
     let archive = work.join("small.tar");
-    fs::write(&archive, docker_archive(&config, &members, &[SMALL])).expect("write archive");
+    write_docker_archive(&archive, &config, &members, &[SMALL]);
     let ovl = Ovl::new(work.join("root"));
     ovl.load(&archive).expect("ovl load");
     (ovl, layers, config)
@@ -510,21 +513,16 @@ fn skopeo_reads_ovl_oci_archives_and_layouts_needs_root_and_skopeo() {
     let work = Scratch::new();
     let (ovl, layers, config) = small_image(&work);
     let mut failures = Failures::default();
-    for (format, compression, media_type) in [
-        (
-            "oci-archive",
-            "gzip",
-            "application/vnd.oci.image.layer.v1.tar+gzip",
-        ),
-        (
-            "oci-archive",
-            "zstd",
-            "application/vnd.oci.image.layer.v1.tar+zstd",
-        ),
-        ("oci", "gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
-        ("oci", "zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
-        ("oci", "none", "application/vnd.oci.image.layer.v1.tar"),
-    ] {
+    let formats = ["oci-archive", "oci"];
+    let cases = formats
+        .iter()
+        .flat_map(|format| ["gzip", "zstd"].map(|c| (*format, c)));
+    for (format, compression) in cases.chain([("oci", "none")]) {
+        // The image-spec's layer media types: `+gzip`, `+zstd`, or none for a plain tar.
+        let media_type = match compression {
+            "none" => OCI_LAYER_MEDIA_TYPE.to_string(),
+            compressed => format!("{OCI_LAYER_MEDIA_TYPE}+{compressed}"),
+        };
         let what = format!("{format} with {compression} layers");
         let out = work.join(format!("{format}-{compression}"));
         let result = (|| -> anyhow::Result<()> {
@@ -574,7 +572,7 @@ fn skopeo_reads_ovl_oci_archives_and_layouts_needs_root_and_skopeo() {
                     .map(|l| l["mediaType"].as_str().unwrap_or_default())
                     .collect();
                 ensure!(
-                    media_types == [media_type, media_type],
+                    media_types == [media_type.as_str(), media_type.as_str()],
                     "{reference}: media types {media_types:?}"
                 );
                 let raw_config = skopeo_json(&["inspect", "--raw", "--config", &reference])?;
@@ -809,11 +807,7 @@ fn save_selects_tags_like_docker_save_needs_root() {
     };
     let members = hex_layer_members(&layers);
     let second_tag = work.join("second-tag.tar");
-    fs::write(
-        &second_tag,
-        docker_archive(&config, &members, &["save-small:2"]),
-    )
-    .expect("write");
+    write_docker_archive(&second_tag, &config, &members, &["save-small:2"]);
     ovl.load(&second_tag).expect("load second tag");
     let image_id = sha256_digest(&config);
     let out = work.join("out.tar");

@@ -52,6 +52,17 @@ pub fn docker_archive(config: &[u8], layers: &[(String, Vec<u8>)], repo_tags: &[
     builder.finish()
 }
 
+/// Writes a [`docker_archive`] to `path`.
+pub fn write_docker_archive(
+    path: &Path,
+    config: &[u8],
+    layers: &[(String, Vec<u8>)],
+    repo_tags: &[&str],
+) {
+    fs::write(path, docker_archive(config, layers, repo_tags))
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
 /// `layers` as docker-archive members `<prefix><idx>/layer.tar`.
 pub fn layer_members(prefix: &str, layers: Vec<Vec<u8>>) -> Vec<(String, Vec<u8>)> {
     layers
