@@ -192,10 +192,10 @@ const OVL_TEST: &str = "dockerd_runs_what_ovl_wrote_needs_root_and_dockerd";
 
 #[test]
 fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
+    let total = Instant::now();
     let Some(work) = dockerd_scratch(OVL_TEST) else {
         return;
     };
-    let total = Instant::now();
     let docker_scratch = scratch_path();
     fs::create_dir_all(&docker_scratch).expect("mkdir docker scratch");
     let data_root = docker_scratch.join("data");
@@ -218,16 +218,9 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
     chroot_sh(&merged, "echo oci > /oci.txt && rm /two/link").expect("change for ociimg");
     other.ok(["commit", "maker", "ociimg:1"]);
     let oci_archive = work.join("ociimg.oci.tar");
-    other.ok([
-        OsStr::new("save"),
-        OsStr::new("--format"),
-        OsStr::new("oci-archive"),
-        OsStr::new("--compression"),
-        OsStr::new("gzip"),
-        OsStr::new("-o"),
-        oci_archive.as_os_str(),
-        OsStr::new("ociimg:1"),
-    ]);
+    let save = "save --format oci-archive --compression gzip -o".split(' ');
+    let names = [oci_archive.as_os_str(), OsStr::new("ociimg:1")];
+    other.ok(save.map(OsStr::new).chain(names));
     other.ok(["rm", "-f", "maker"]);
     ovl.load(&oci_archive).expect("ovl load of the OCI archive");
 

@@ -25,8 +25,7 @@ use ovl_tests::tar_builder::field::{CHKSUM, LINKNAME, MAGIC, MODE, PREFIX, SIZE,
 use ovl_tests::tar_builder::Block;
 use ovl_tests::{
     compare, docker_archive, dockerd_scratch, dump, image_config, layerdb, require_root,
-    root_scratch, root_scratch_ovl, scratch_path, sha256_digest, Dockerd, DumpOptions, Failures,
-    Ovl, Scratch,
+    root_scratch_ovl, scratch_path, sha256_digest, Dockerd, DumpOptions, Failures, Ovl, Scratch,
 };
 
 mod corpus;
@@ -318,10 +317,9 @@ const TEST_PREFIX: &str = "gnu_magic_with_prefix_field_reads_as_go_reads_it_need
 
 #[test]
 fn gnu_magic_with_prefix_field_reads_as_go_reads_it_needs_root() {
-    let Some(scratch) = root_scratch(TEST_PREFIX) else {
+    let Some((scratch, ovl)) = root_scratch_ovl(TEST_PREFIX, "root") else {
         return;
     };
-    let ovl = Ovl::new(scratch.join("root"));
     // Each member alone in a layer, and the path Go's reader gives it.
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         // GNU magic, the prefix area holding text: atime does not parse, so Go takes the area
@@ -473,8 +471,8 @@ fn tar_dialects_load_as_in_dockerd_needs_root_and_dockerd() {
     let Some(scratch) = dockerd_scratch(TEST_DIFFERENTIAL) else {
         return;
     };
-    let ovl = Ovl::new(scratch.join("root"));
     let docker = Dockerd::start(&scratch_path());
+    let ovl = Ovl::new(scratch.join("root"));
     let version = docker.docker_ok([
         "version",
         "--format",
