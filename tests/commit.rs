@@ -382,23 +382,44 @@ fn image_config(archive: &Path) -> anyhow::Result<serde_json::Value> {
     )?)
 }
 
-/// A layer's entries with the fields that must agree: everything but the mtime, the group name
-/// and the raw header.
-fn entries(layer: &[u8]) -> anyhow::Result<Vec<TarMember>> {
-    let members = tar_members(layer)?;
-    let comparable = |member: TarMember| TarMember {
-        mtime: 0,
-        gname: Vec::new(),
-        header: Vec::new(),
-        ..member
+/// One tar entry's comparable fields: everything but the mtime.
+#[derive(Debug, PartialEq, Eq)]
+struct EntryFields {
+    name: Vec<u8>,
+    kind: u8,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    uname: Vec<u8>,
+    size: u64,
+    content: Vec<u8>,
+    link: Option<Vec<u8>>,
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+fn entries(layer: &[u8]) -> anyhow::Result<Vec<EntryFields>> {
+    let fields = |member: TarMember| -> anyhow::Result<EntryFields> {
+        let header = &member.header;
+        Ok(EntryFields {
+            kind: header.entry_type().as_byte(),
+            size: header.size()?,
+            mode: header.mode()?,
+            uid: header.uid()?,
+            gid: header.gid()?,
+            uname: header.username_bytes().unwrap_or_default().to_vec(),
+            name: member.name,
+            content: member.data,
+            link: member.link,
+            xattrs: member.xattrs,
+        })
     };
-    Ok(members.into_iter().map(comparable).collect())
+    tar_members(layer)?.into_iter().map(fields).collect()
 }
 
 fn same_entries(docker_layer: &[u8], ovl_layer: &[u8]) -> anyhow::Result<()> {
     let docker = entries(docker_layer)?;
     let ovl = entries(ovl_layer)?;
-    let names = |list: &[TarMember]| -> Vec<String> {
+    let names = |list: &[EntryFields]| -> Vec<String> {
         list.iter()
             .map(|e| String::from_utf8_lossy(&e.name).into_owned())
             .collect()

@@ -59,18 +59,19 @@ fn read_members(path: &Path) -> anyhow::Result<Vec<Member>> {
     let file = fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let lossy = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     let member = |m: TarMember| -> anyhow::Result<Member> {
+        let h = &m.header;
         Ok(Member {
             name: String::from_utf8(m.name).context("member name")?,
-            kind: m.kind,
-            mode: m.mode,
-            uid: m.uid,
-            gid: m.gid,
-            uname: lossy(&m.uname),
-            gname: lossy(&m.gname),
-            mtime: m.mtime,
+            kind: h.entry_type().as_byte(),
+            mode: h.mode()?,
+            uid: h.uid()?,
+            gid: h.gid()?,
+            uname: lossy(h.username_bytes().unwrap_or_default()),
+            gname: lossy(h.groupname_bytes().unwrap_or_default()),
+            mtime: h.mtime()?,
             link: m.link.as_deref().map(lossy),
             data: m.data,
-            header: m.header,
+            header: h.as_bytes().to_vec(),
         })
     };
     tar_members(file)?.into_iter().map(member).collect()

@@ -85,24 +85,15 @@ pub fn layers_archive(layers: Vec<Vec<u8>>, prefix: &str, tags: &[&str]) -> (Vec
 }
 
 /// One tar member as the `tar` crate decodes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TarMember {
+    pub header: tar::Header,
+    /// The name and link name, with any PAX or GNU long-name records applied.
     pub name: Vec<u8>,
-    /// The typeflag.
-    pub kind: u8,
-    pub mode: u32,
-    pub uid: u64,
-    pub gid: u64,
-    pub uname: Vec<u8>,
-    pub gname: Vec<u8>,
-    pub mtime: u64,
-    pub size: u64,
     pub link: Option<Vec<u8>>,
     /// The `SCHILY.xattr.` PAX records: the xattr name and its value.
     pub xattrs: Vec<(String, Vec<u8>)>,
     pub data: Vec<u8>,
-    /// The raw header block.
-    pub header: Vec<u8>,
 }
 
 /// Every member of the tar `reader` holds, in order.
@@ -111,7 +102,6 @@ pub fn tar_members(reader: impl std::io::Read) -> anyhow::Result<Vec<TarMember>>
     let mut members = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let header = entry.header().clone();
         let mut xattrs = Vec::new();
         for extension in entry.pax_extensions()?.into_iter().flatten() {
             let extension = extension?;
@@ -120,24 +110,17 @@ pub fn tar_members(reader: impl std::io::Read) -> anyhow::Result<Vec<TarMember>>
                 xattrs.push((name.to_string(), extension.value_bytes().to_vec()));
             }
         }
+        let header = entry.header().clone();
         let name = entry.path_bytes().into_owned();
         let link = entry.link_name_bytes().map(|l| l.into_owned());
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut data)?;
         members.push(TarMember {
+            header,
             name,
-            kind: header.entry_type().as_byte(),
-            mode: header.mode()?,
-            uid: header.uid()?,
-            gid: header.gid()?,
-            uname: header.username_bytes().unwrap_or_default().to_vec(),
-            gname: header.groupname_bytes().unwrap_or_default().to_vec(),
-            mtime: header.mtime()?,
-            size: header.size()?,
             link,
             xattrs,
             data,
-            header: header.as_bytes().to_vec(),
         });
     }
     Ok(members)
