@@ -14,7 +14,8 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context as _};
 use ovl_tests::{
     build_image, change_through_redirect_dir, chroot_sh, docker_merged_dump, dockerd_with_base,
-    ensure_same_tree, root_scratch_base, tar_members, Failures, Ovl, Record, Scratch, TarMember,
+    ensure_same_tree, root_scratch_base, stdout_of_success, tar_members, Failures, Ovl, Record,
+    Scratch, TarMember,
 };
 
 /// The image every container of this test starts from: files and directories for each kind of
@@ -258,17 +259,10 @@ fn empty_and_reproducible_commits_needs_root() {
     );
 
     // SOURCE_DATE_EPOCH does the same and dates the image.
-    let dated = ovl
-        .command(["commit", "r1"])
-        .env("SOURCE_DATE_EPOCH", "1000000000")
-        .output()
-        .expect("ovl commit");
-    assert!(
-        dated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dated.stderr)
-    );
-    let dated_id = String::from_utf8_lossy(&dated.stdout).trim().to_string();
+    let mut dated = ovl.command(["commit", "r1"]);
+    dated.env("SOURCE_DATE_EPOCH", "1000000000");
+    let dated = stdout_of_success(dated).unwrap_or_else(|e| panic!("{e:#}"));
+    let dated_id = String::from_utf8_lossy(&dated).trim().to_string();
     assert_eq!(
         config_of(&ovl, &dated_id)["created"],
         serde_json::json!("2001-09-09T01:46:40Z")

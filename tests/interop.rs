@@ -192,11 +192,10 @@ const OVL_TEST: &str = "dockerd_runs_what_ovl_wrote_needs_root_and_dockerd";
 
 #[test]
 fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
-    let total = Instant::now();
     let Some(work) = dockerd_scratch(OVL_TEST) else {
         return;
     };
-    let docker_scratch = scratch_path();
+    let (total, docker_scratch) = (Instant::now(), scratch_path());
     fs::create_dir_all(&docker_scratch).expect("mkdir docker scratch");
     let data_root = docker_scratch.join("data");
     let ovl = Ovl::new(&data_root);

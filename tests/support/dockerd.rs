@@ -279,16 +279,13 @@ pub(super) fn kill_processes_mentioning(dir: &Path) {
     let needle = needle.as_slice();
     let own_pid = std::process::id() as i32;
     for entry in entries.flatten() {
-        let Some(pid) = entry
+        let pid = entry
             .file_name()
             .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
+            .and_then(|s| s.parse::<i32>().ok());
+        let Some(pid) = pid.filter(|pid| *pid != own_pid) else {
             continue;
         };
-        if pid == own_pid {
-            continue;
-        }
         let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
             continue;
         };
