@@ -117,7 +117,7 @@ fn docker_conformance_needs_root_and_dockerd() {
         let started = Instant::now();
         failures.check(
             "ovl: ovl-changes:1 through skopeo (OCI layout gzip, OCI archive zstd)",
-            check_oci_formats(&work, changes, &docker_layers),
+            check_oci_formats(changes, &docker_layers, &work),
         );
         eprintln!("timing: OCI format checks: {:.1?}", started.elapsed());
     }
@@ -440,9 +440,9 @@ fn skopeo(args: &[&str]) -> anyhow::Result<()> {
 /// The `changes` image through skopeo: an OCI layout with gzip layers and an OCI archive with
 /// zstd layers, each loaded into its own root.
 fn check_oci_formats(
-    work: &Scratch,
     image: &DockerImage,
     docker_layers: &BTreeMap<String, LayerInfo>,
+    work: &Scratch,
 ) -> anyhow::Result<()> {
     let source = format!("docker-archive:{}", image.archive.display());
     let layout = work.join("changes-oci");

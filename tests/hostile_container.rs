@@ -546,11 +546,8 @@ fn commands_piped_into_a_closed_reader_exit_quietly_needs_root() {
     drop(child.stdout.take());
     let output = child.wait_with_output().expect("wait");
     assert_eq!(output.status.code(), Some(0));
-    assert!(
-        output.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
 }
 
 /// `rmi` of an image whose layers another image needs, when that other image's config cannot
