@@ -189,7 +189,7 @@ fn fsck_finds_corruption_and_leftovers_needs_root() {
 
     // Leftovers of interrupted operations: reported, not failing.
     let leftover = work.join("leftover");
-    copy_root(&pristine, &leftover);
+    copy_root(pristine, &leftover);
     let layerdb = leftover.join("image/overlay2/layerdb");
     fs::create_dir_all(layerdb.join("tmp/write-set-123")).expect("write-set");
     fs::create_dir_all(layerdb.join(format!(

@@ -452,9 +452,12 @@ fn hex_layer_members(layers: &[Vec<u8>]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// The start of a test on [`small_image`]: `None` when it skips for lack of root, else the
-/// scratch directory, the data root, the layers and the config.
-fn small_image_root(test_name: &str) -> Option<(Scratch, Ovl, Vec<Vec<u8>>, Vec<u8>)> {
+/// The scratch directory, the data root, the layers and the config of a test on
+/// [`small_image`].
+type SmallImageTest = (Scratch, Ovl, Vec<Vec<u8>>, Vec<u8>);
+
+/// The start of a test on [`small_image`]: `None` when it skips for lack of root.
+fn small_image_root(test_name: &str) -> Option<SmallImageTest> {
     let work = root_scratch(test_name)?;
     let (ovl, layers, config) = small_image(&work);
     Some((work, ovl, layers, config))
