@@ -151,6 +151,21 @@ fn store_listing(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, u64, i64, i64
     listing
 }
 
+/// Writes `work/twolayer.tar`, a docker-archive of the base layer and [`twolayer_top`] (members
+/// `l1/layer.tar` and `l2/layer.tar`) tagged `tag`; returns its path.
+fn write_twolayer_archive(work: &Scratch, tag: &str) -> PathBuf {
+    let base_layer = base_rootfs_tar();
+    let top_layer = twolayer_top();
+    let diff_ids = vec![sha256_digest(&base_layer), sha256_digest(&top_layer)];
+    let members = [
+        ("l1/layer.tar".to_string(), base_layer),
+        ("l2/layer.tar".to_string(), top_layer),
+    ];
+    let archive = work.join("twolayer.tar");
+    write_docker_archive(&archive, &image_config(&diff_ids), &members, &[tag]);
+    archive
+}
+
 /// The second layer of the `twolayer` archive: a whiteout, an opaque directory, a hardlink, a
 /// new directory tree.
 fn twolayer_top() -> Vec<u8> {
@@ -171,21 +186,6 @@ fn twolayer_top() -> Vec<u8> {
         .owner(1000, 1000)
         .hardlink("two/link", "two/file");
     builder.finish()
-}
-
-/// Writes `work/twolayer.tar`, a docker-archive of the base layer and [`twolayer_top`] (members
-/// `l1/layer.tar` and `l2/layer.tar`) tagged `tag`; returns its path.
-fn write_twolayer_archive(work: &Scratch, tag: &str) -> PathBuf {
-    let base_layer = base_rootfs_tar();
-    let top_layer = twolayer_top();
-    let diff_ids = vec![sha256_digest(&base_layer), sha256_digest(&top_layer)];
-    let members = [
-        ("l1/layer.tar".to_string(), base_layer),
-        ("l2/layer.tar".to_string(), top_layer),
-    ];
-    let archive = work.join("twolayer.tar");
-    write_docker_archive(&archive, &image_config(&diff_ids), &members, &[tag]);
-    archive
 }
 
 const OVL_TEST: &str = "dockerd_runs_what_ovl_wrote_needs_root_and_dockerd";
@@ -301,14 +301,13 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
         )
     });
     for tag in tags {
-        failures.check(&format!("docker image inspect {tag}"), {
-            same_as(
-                "docker",
-                docker_facts(&docker, tag),
-                "ovl",
-                &ovl_image_facts[tag],
-            )
-        });
+        let inspect = same_as(
+            "docker",
+            docker_facts(&docker, tag),
+            "ovl",
+            &ovl_image_facts[tag],
+        );
+        failures.check(&format!("docker image inspect {tag}"), inspect);
     }
     failures.check("docker history of ovl's commit", {
         let history = docker.docker_ok([
