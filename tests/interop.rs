@@ -271,10 +271,10 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
     let expected_containers = ovl_containers(&ovl).expect("ovl containers");
     let ovl_saved = work.join("ovl-save.tar");
     ovl.ok([
-        OsStr::new("save"),
-        OsStr::new("-o"),
-        ovl_saved.as_os_str(),
-        OsStr::new("committed:1"),
+        "save",
+        "-o",
+        ovl_saved.to_str().expect("path"),
+        "committed:1",
     ]);
     let ovl_histories: BTreeMap<&str, String> = ["committed:1", "twolayer:1", "ociimg:1"]
         .into_iter()
@@ -398,13 +398,8 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
         "docker save gives the loaded and committed layers byte for byte",
         {
             let saved = work.join("docker-save.tar");
-            docker.docker_ok([
-                OsStr::new("save"),
-                OsStr::new("-o"),
-                saved.as_os_str(),
-                OsStr::new("twolayer:1"),
-                OsStr::new("committed:1"),
-            ]);
+            let saved_arg = saved.to_str().expect("path");
+            docker.docker_ok(["save", "-o", saved_arg, "twolayer:1", "committed:1"]);
             (|| {
                 let docker_layers = archive_layers(&saved)?;
                 let ovl_layers = archive_layers(&ovl_saved)?;
