@@ -270,12 +270,8 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
     let expected_tags = ovl_tags(&ovl).expect("ovl tags");
     let expected_containers = ovl_containers(&ovl).expect("ovl containers");
     let ovl_saved = work.join("ovl-save.tar");
-    ovl.ok([
-        "save",
-        "-o",
-        ovl_saved.to_str().expect("path"),
-        "committed:1",
-    ]);
+    let ovl_saved_arg = ovl_saved.to_str().expect("path");
+    ovl.ok(["save", "-o", ovl_saved_arg, "committed:1"]);
     let ovl_histories: BTreeMap<&str, String> = ["committed:1", "twolayer:1", "ociimg:1"]
         .into_iter()
         .map(|tag| (tag, ovl.ok(["history", "--no-trunc", tag])))
