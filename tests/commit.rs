@@ -14,7 +14,8 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context as _};
 use ovl_tests::{
     build_image, change_through_redirect_dir, chroot_sh, docker_merged_dump, dockerd_with_base,
-    ensure_same_tree, root_scratch, Failures, Ovl, Record, Scratch,
+    ensure_same_tree, root_scratch_base, stdout_of_success, tar_members, Failures, Ovl, Record,
+    Scratch, TarMember,
 };
 
 /// The image every container of this test starts from: files and directories for each kind of
@@ -211,10 +212,9 @@ fn diff_and_commit_match_docker_needs_root_and_dockerd() {
 #[test]
 fn empty_and_reproducible_commits_needs_root() {
     const TEST: &str = "empty_and_reproducible_commits_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((_work, ovl)) = root_scratch_base(TEST, "root") else {
         return;
     };
-    let ovl = work.base_root("root");
     let base_layers = layers_of(&ovl, "base:1");
 
     // No change: a new image with an empty_layer history entry and the same layers.
@@ -259,17 +259,10 @@ fn empty_and_reproducible_commits_needs_root() {
     );
 
     // SOURCE_DATE_EPOCH does the same and dates the image.
-    let dated = ovl
-        .command(["commit", "r1"])
-        .env("SOURCE_DATE_EPOCH", "1000000000")
-        .output()
-        .expect("ovl commit");
-    assert!(
-        dated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dated.stderr)
-    );
-    let dated_id = String::from_utf8_lossy(&dated.stdout).trim().to_string();
+    let mut dated = ovl.command(["commit", "r1"]);
+    dated.env("SOURCE_DATE_EPOCH", "1000000000");
+    let dated = stdout_of_success(dated).unwrap_or_else(|e| panic!("{e:#}"));
+    let dated_id = String::from_utf8_lossy(&dated).trim().to_string();
     assert_eq!(
         config_of(&ovl, &dated_id)["created"],
         serde_json::json!("2001-09-09T01:46:40Z")
@@ -399,39 +392,22 @@ struct EntryFields {
 }
 
 fn entries(layer: &[u8]) -> anyhow::Result<Vec<EntryFields>> {
-    let mut out = Vec::new();
-    let mut archive = tar::Archive::new(layer);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let header = entry.header().clone();
-        let mut xattrs = Vec::new();
-        if let Some(extensions) = entry.pax_extensions()? {
-            for extension in extensions {
-                let extension = extension?;
-                let key = extension.key().map_err(|e| anyhow::anyhow!("{e}"))?;
-                if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                    xattrs.push((name.to_string(), extension.value_bytes().to_vec()));
-                }
-            }
-        }
-        let name = entry.path_bytes().to_vec();
-        let link = entry.link_name_bytes().map(|l| l.to_vec());
-        let mut content = Vec::new();
-        entry.read_to_end(&mut content)?;
-        out.push(EntryFields {
-            name,
+    let fields = |member: TarMember| -> anyhow::Result<EntryFields> {
+        let header = &member.header;
+        Ok(EntryFields {
             kind: header.entry_type().as_byte(),
+            size: header.size()?,
             mode: header.mode()?,
             uid: header.uid()?,
             gid: header.gid()?,
             uname: header.username_bytes().unwrap_or_default().to_vec(),
-            size: header.size()?,
-            content,
-            link,
-            xattrs,
-        });
-    }
-    Ok(out)
+            name: member.name,
+            content: member.data,
+            link: member.link,
+            xattrs: member.xattrs,
+        })
+    };
+    tar_members(layer)?.into_iter().map(fields).collect()
 }
 
 fn same_entries(docker_layer: &[u8], ovl_layer: &[u8]) -> anyhow::Result<()> {
@@ -528,10 +504,9 @@ fn config_of(ovl: &Ovl, image_id: &str) -> serde_json::Value {
 #[test]
 fn redirect_dir_container_diff_and_commit_needs_root() {
     const TEST: &str = "redirect_dir_container_diff_and_commit_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((_work, ovl)) = root_scratch_base(TEST, "root") else {
         return;
     };
-    let ovl = work.base_root("root");
     // A second layer, so that the renamed directory comes from a lower layer.
     let merged = ovl.ok(["run-rootfs", "--name", "prep", "base:1"]);
     chroot_sh(&merged, "mkdir -p /src/sub && echo k > /src/sub/k").expect("change in prep");

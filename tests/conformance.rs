@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context as _};
 use ovl_tests::{
-    build_conformance_images, chain_ids, check_tar_split, docker_merged_dump, ensure_same_tree,
-    image_diff_ids, layerdb, merged_dump, require_dockerd, require_skopeo, scratch_path,
+    build_conformance_images, chain_ids, check_tar_split, docker_merged_dump, dockerd_scratch,
+    ensure_same_tree, image_diff_ids, layerdb, merged_dump, require_skopeo, scratch_path,
     skopeo_json, Dockerd, Failures, LayerInfo, Ovl, Record, Scratch, CAP_NET_BIND_SERVICE_EP,
 };
 
@@ -31,11 +31,10 @@ struct DockerImage {
 
 #[test]
 fn docker_conformance_needs_root_and_dockerd() {
-    if !require_dockerd(TEST) {
+    let Some(work) = dockerd_scratch(TEST) else {
         return;
-    }
+    };
     let total = Instant::now();
-    let work = Scratch::new();
     let mut failures = Failures::default();
 
     let started = Instant::now();
@@ -118,7 +117,7 @@ fn docker_conformance_needs_root_and_dockerd() {
         let started = Instant::now();
         failures.check(
             "ovl: ovl-changes:1 through skopeo (OCI layout gzip, OCI archive zstd)",
-            check_oci_formats(&work, changes, &docker_layers),
+            check_oci_formats(changes, &docker_layers, &work),
         );
         eprintln!("timing: OCI format checks: {:.1?}", started.elapsed());
     }
@@ -441,9 +440,9 @@ fn skopeo(args: &[&str]) -> anyhow::Result<()> {
 /// The `changes` image through skopeo: an OCI layout with gzip layers and an OCI archive with
 /// zstd layers, each loaded into its own root.
 fn check_oci_formats(
-    work: &Scratch,
     image: &DockerImage,
     docker_layers: &BTreeMap<String, LayerInfo>,
+    work: &Scratch,
 ) -> anyhow::Result<()> {
     let source = format!("docker-archive:{}", image.archive.display());
     let layout = work.join("changes-oci");

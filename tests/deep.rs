@@ -5,8 +5,8 @@ use std::fs;
 use std::time::Instant;
 
 use ovl_tests::{
-    chain_ids, check_root_consistent, deep_layer_tar, docker_archive, image_config, layerdb,
-    root_scratch, sha256_digest, Ovl,
+    chain_ids, check_root_consistent, deep_layer_tar, image_config, layerdb, root_scratch,
+    sha256_digest, write_docker_archive, Ovl,
 };
 
 const TEST: &str = "five_hundred_layers_mount_needs_root";
@@ -26,11 +26,7 @@ fn five_hundred_layers_mount_needs_root() {
     }
     let config = image_config(&diff_ids);
     let archive = work.join("deep500.tar");
-    fs::write(
-        &archive,
-        docker_archive(&config, &layers, &["ovl-deep:500"]),
-    )
-    .expect("write archive");
+    write_docker_archive(&archive, &config, &layers, &["ovl-deep:500"]);
 
     let ovl = Ovl::new(work.join("root"));
     let started = Instant::now();

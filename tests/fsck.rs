@@ -2,13 +2,12 @@
 //! root the way a crash, a bad disk or a careless hand leaves it, is found and named; leftovers of
 //! interrupted operations are reported as such without failing the check.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ovl_tests::{root_scratch, Ovl};
+use ovl_tests::{root_scratch_ovl, Ovl};
 
 const TEST: &str = "fsck_finds_corruption_and_leftovers_needs_root";
 
@@ -38,6 +37,105 @@ fn only_layer(root: &Path) -> LayerPaths {
     }
 }
 
+/// Each case: what to break, and the path and words its finding must carry.
+#[rustfmt::skip]
+const CASES: [(&str, Corruption, &str, &str); 10] = [
+    ("diff file rewritten", Write("{entry}/diff", ZERO_DIFF_ID), "layerdb/sha256/", "give ChainID"),
+    ("cache-id dir gone", Remove("{layer}"), "overlay2/", "missing: the cache-id dir of layer"),
+    ("tar-split gone", Remove("{entry}/tar-split.json.gz"), "tar-split.json.gz", "cannot be saved"),
+    ("size unparsable", Write("{entry}/size", "12\n"), "/size", "invalid size"),
+    ("image config changed", Append("{config}"), "imagedb/content/sha256/", "hashes to"),
+    ("tag of a missing image", ReplaceId("image/overlay2/repositories.json"), "repositories.json",
+        "tag base:1 names image"),
+    ("container without mounts entry", Remove("{mounts}"), "layerdb/mounts/",
+        "has no mounts entry"),
+    ("link file wrong", Write("{layer}/link", "AAAAAAAAAAAAAAAAAAAAAAAAAA"), "/link",
+        "does not point at this dir"),
+    ("lower entry dangling", Write("{container}/lower", "l/BBBBBBBBBBBBBBBBBBBBBBBBBB"), "/lower",
+        "does not resolve"),
+    // Same size, one byte different: only the content check can see it.
+    ("layer content changed", FlipCase("{layer}/diff/etc/passwd"), "/diff", "layer sha256:"),
+];
+
+/// A sha256 DiffID of no layer.
+const ZERO_DIFF_ID: &str =
+    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A corruption made by hand on a copy of the root. Paths are relative to the root, or start
+/// with `{layer}` (the only layer's overlay2 dir), `{entry}` (its layerdb entry), `{config}` (the
+/// image config), `{mounts}` (the container's layerdb mounts entry) or `{container}` (the
+/// container's overlay2 dir).
+enum Corruption {
+    /// The file gets this content.
+    Write(&'static str, &'static str),
+    /// The file or directory is removed.
+    Remove(&'static str),
+    /// A space is appended to the file.
+    Append(&'static str),
+    /// The case of the file's first byte flips: the same size, one byte different.
+    FlipCase(&'static str),
+    /// The first image id the file names becomes the id of no image.
+    ReplaceId(&'static str),
+}
+
+use Corruption::{Append, FlipCase, Remove, ReplaceId, Write};
+
+impl Corruption {
+    fn apply(&self, root: &Path) {
+        match *self {
+            Write(path, content) => fs::write(resolve(root, path), content).expect("write"),
+            Remove(path) => {
+                let path = resolve(root, path);
+                let removed = if path.is_dir() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+                removed.unwrap_or_else(|e| panic!("remove {}: {e}", path.display()));
+            }
+            Append(path) => change_bytes(&resolve(root, path), |bytes| bytes.push(b' ')),
+            FlipCase(path) => change_bytes(&resolve(root, path), |bytes| bytes[0] ^= 0x20),
+            ReplaceId(path) => change_bytes(&resolve(root, path), |bytes| {
+                let at = bytes
+                    .windows(7)
+                    .position(|w| w == b"sha256:")
+                    .expect("an id")
+                    + 7;
+                bytes[at..at + 64].fill(b'f');
+            }),
+        }
+    }
+}
+
+/// `pattern` (see [`Corruption`]) as a path below `root`.
+fn resolve(root: &Path, pattern: &str) -> PathBuf {
+    let (head, rest) = pattern.split_once('/').unwrap_or((pattern, ""));
+    let mounts = || first_entry(&root.join("image/overlay2/layerdb/mounts"));
+    let base = match head {
+        "{layer}" => only_layer(root).dir,
+        "{entry}" => only_layer(root).entry,
+        "{config}" => first_entry(&root.join("image/overlay2/imagedb/content/sha256")),
+        "{mounts}" => mounts(),
+        "{container}" => {
+            let mount_id = fs::read_to_string(mounts().join("mount-id")).expect("mount-id");
+            root.join("overlay2").join(mount_id.trim())
+        }
+        _ => return root.join(pattern),
+    };
+    if rest.is_empty() {
+        base
+    } else {
+        base.join(rest)
+    }
+}
+
+/// Reads the file, changes its bytes and writes them back.
+fn change_bytes(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    change(&mut bytes);
+    fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
 fn copy_root(from: &Path, to: &Path) {
     let status = Command::new("cp")
         .arg("-a")
@@ -55,13 +153,12 @@ fn copy_root(from: &Path, to: &Path) {
 
 #[test]
 fn fsck_finds_corruption_and_leftovers_needs_root() {
-    let Some(work) = root_scratch(TEST) else {
+    let Some((work, ovl)) = root_scratch_ovl(TEST, "pristine") else {
         return;
     };
-    let pristine = work.join("pristine");
-    let ovl = Ovl::new(&pristine);
+    let pristine = &ovl.root;
     let base = work.write_base_tar("base.tar");
-    ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
+    ovl.import(&base, "base:1");
     ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
     ovl.ok(["umount", "ctr"]);
     let clean = ovl.ok(["fsck", "--verify-content"]);
@@ -72,123 +169,10 @@ fn fsck_finds_corruption_and_leftovers_needs_root() {
         "{clean}"
     );
 
-    // Each case: what to break, and the path and words its finding must carry.
-    type Breaker = fn(&Path);
-    let cases: Vec<(&str, Breaker, &str, &str)> = vec![
-        (
-            "diff file rewritten",
-            |root| {
-                let layer = only_layer(root);
-                fs::write(
-                    layer.entry.join("diff"),
-                    format!("sha256:{}", "0".repeat(64)),
-                )
-                .expect("w");
-            },
-            "layerdb/sha256/",
-            "give ChainID",
-        ),
-        (
-            "cache-id dir gone",
-            |root| {
-                let layer = only_layer(root);
-                fs::remove_dir_all(&layer.dir).expect("rm");
-            },
-            "overlay2/",
-            "missing: the cache-id dir of layer",
-        ),
-        (
-            "tar-split gone",
-            |root| {
-                let layer = only_layer(root);
-                fs::remove_file(layer.entry.join("tar-split.json.gz")).expect("rm");
-            },
-            "tar-split.json.gz",
-            "cannot be saved",
-        ),
-        (
-            "size unparsable",
-            |root| {
-                let layer = only_layer(root);
-                fs::write(layer.entry.join("size"), "12\n").expect("w");
-            },
-            "/size",
-            "invalid size",
-        ),
-        (
-            "image config changed",
-            |root| {
-                let dir = root.join("image/overlay2/imagedb/content/sha256");
-                let config = first_entry(&dir);
-                let mut bytes = fs::read(&config).expect("r");
-                bytes.push(b' ');
-                fs::write(&config, bytes).expect("w");
-            },
-            "imagedb/content/sha256/",
-            "hashes to",
-        ),
-        (
-            "tag of a missing image",
-            |root| {
-                let path = root.join("image/overlay2/repositories.json");
-                let text = fs::read_to_string(&path).expect("r");
-                let start = text.find("sha256:").expect("an id") + 7;
-                let mut changed = text.clone();
-                changed.replace_range(start..start + 64, &"f".repeat(64));
-                fs::write(&path, changed).expect("w");
-            },
-            "repositories.json",
-            "tag base:1 names image",
-        ),
-        (
-            "container without mounts entry",
-            |root| {
-                let mounts = root.join("image/overlay2/layerdb/mounts");
-                let entry = first_entry(&mounts);
-                fs::remove_dir_all(entry).expect("rm");
-            },
-            "layerdb/mounts/",
-            "has no mounts entry",
-        ),
-        (
-            "link file wrong",
-            |root| {
-                let layer = only_layer(root);
-                fs::write(layer.dir.join("link"), "AAAAAAAAAAAAAAAAAAAAAAAAAA").expect("w");
-            },
-            "/link",
-            "does not point at this dir",
-        ),
-        (
-            "lower entry dangling",
-            |root| {
-                let mounts = root.join("image/overlay2/layerdb/mounts");
-                let entry = first_entry(&mounts);
-                let mount_id = fs::read_to_string(entry.join("mount-id")).expect("r");
-                let lower = root.join("overlay2").join(mount_id.trim()).join("lower");
-                fs::write(&lower, "l/BBBBBBBBBBBBBBBBBBBBBBBBBB").expect("w");
-            },
-            "/lower",
-            "does not resolve",
-        ),
-        (
-            "layer content changed",
-            |root| {
-                // Same size, one byte different: only the content check can see it.
-                let layer = only_layer(root);
-                let path = layer.dir.join("diff/etc/passwd");
-                let mut bytes = fs::read(&path).expect("r");
-                bytes[0] ^= 0x20;
-                fs::write(&path, bytes).expect("w");
-            },
-            "/diff",
-            "layer sha256:",
-        ),
-    ];
-    for (idx, (what, breaker, path_part, words)) in cases.iter().enumerate() {
+    for (idx, (what, corruption, path_part, words)) in CASES.iter().enumerate() {
         let copy = work.join(format!("broken-{idx}"));
-        copy_root(&pristine, &copy);
-        breaker(&copy);
+        copy_root(pristine, &copy);
+        corruption.apply(&copy);
         let stdout =
             String::from_utf8_lossy(&Ovl::new(&copy).run(["fsck", "--verify-content"]).stdout)
                 .into_owned();
@@ -205,7 +189,7 @@ fn fsck_finds_corruption_and_leftovers_needs_root() {
 
     // Leftovers of interrupted operations: reported, not failing.
     let leftover = work.join("leftover");
-    copy_root(&pristine, &leftover);
+    copy_root(pristine, &leftover);
     let layerdb = leftover.join("image/overlay2/layerdb");
     fs::create_dir_all(layerdb.join("tmp/write-set-123")).expect("write-set");
     fs::create_dir_all(layerdb.join(format!(

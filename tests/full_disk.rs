@@ -81,7 +81,7 @@ fn full_and_read_only_roots_fail_cleanly_needs_root() {
     let space = work.join("space");
     mount_tmpfs(&space, "size=4m,mode=0755");
     let ovl = Ovl::new(space.join("root"));
-    ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
+    ovl.import(&base, "base:1");
     let big = work.join("big.tar");
     fs::write(&big, archive("big:1", 24, 256 * 1024)).expect("write archive");
     let stderr = ovl.fail([OsStr::new("load"), OsStr::new("-i"), big.as_os_str()]);
@@ -102,7 +102,7 @@ fn full_and_read_only_roots_fail_cleanly_needs_root() {
     let inodes = work.join("inodes");
     mount_tmpfs(&inodes, "size=64m,nr_inodes=400,mode=0755");
     let ovl = Ovl::new(inodes.join("root"));
-    ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
+    ovl.import(&base, "base:1");
     let many = work.join("many.tar");
     fs::write(&many, archive("many:1", 1000, 16)).expect("write archive");
     let stderr = ovl.fail([OsStr::new("load"), OsStr::new("-i"), many.as_os_str()]);

@@ -11,7 +11,7 @@ use std::ffi::OsStr;
 use std::thread::sleep;
 use std::time::Duration;
 
-use anyhow::{ensure, Context as _};
+use anyhow::ensure;
 use ovl_tests::*;
 
 /// The image whose history has empty-layer entries (LABEL, ENV, CMD) and layers (RUN), a
@@ -156,17 +156,9 @@ fn history_and_formats_match_docker_needs_root_and_dockerd() {
 fn same_output(docker: &Dockerd, ovl: &Ovl, args: &[&str]) -> anyhow::Result<()> {
     let run_docker = || -> anyhow::Result<String> {
         // The docker client prints times in its local zone; ovl prints UTC.
-        let output = docker
-            .docker_command(args)
-            .env("TZ", "UTC")
-            .output()
-            .context("spawn docker")?;
-        ensure!(
-            output.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        let mut command = docker.docker_command(args);
+        command.env("TZ", "UTC");
+        Ok(String::from_utf8_lossy(&stdout_of_success(command)?).into_owned())
     };
     let before = run_docker()?;
     let ours = ovl.try_ok(args)?;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use ovl_tests::{
     change_through_redirect_dir, peak_rss_kib, require_program, require_root, root_scratch,
-    under_gnu_time, Ovl, Scratch, GNU_TIME,
+    under_gnu_time, walk_below, Ovl, Scratch, GNU_TIME,
 };
 
 /// A rootful test's start: `None` when it skips, else a scratch directory, a data root in it
@@ -102,19 +102,10 @@ impl OpenWatch {
 /// Every path below `dir` (not following symlinks), relative.
 fn tree(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(current) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&current) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            out.push(path.strip_prefix(dir).expect("below").to_path_buf());
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(path);
-            }
-        }
-    }
+    walk_below(dir, |path, entry| {
+        out.push(path.strip_prefix(dir).expect("below").to_path_buf());
+        entry.file_type().is_ok_and(|t| t.is_dir())
+    });
     out
 }
 
@@ -544,12 +535,7 @@ fn commands_piped_into_a_closed_reader_exit_quietly_needs_root() {
         );
     }
     // A reader that takes a little and closes (`| head -c 100`), on a long listing.
-    let mut child = ovl
-        .command(["diff", "ctr"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = ovl.spawn_piped(["diff", "ctr"]);
     let mut first = [0u8; 100];
     child
         .stdout
@@ -560,11 +546,8 @@ fn commands_piped_into_a_closed_reader_exit_quietly_needs_root() {
     drop(child.stdout.take());
     let output = child.wait_with_output().expect("wait");
     assert_eq!(output.status.code(), Some(0));
-    assert!(
-        output.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
 }
 
 /// `rmi` of an image whose layers another image needs, when that other image's config cannot
@@ -624,12 +607,7 @@ fn diff_mounts_comparison_views_only_under_the_lock_needs_root() {
         .expect("open lock");
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("flock");
     let mounts_before = mounts_below(&work.join("root"));
-    let mut diff = ovl
-        .command(["diff", "ctr"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut diff = ovl.spawn_piped(["diff", "ctr"]);
     std::thread::sleep(Duration::from_millis(1500));
     let waiting = diff.try_wait().expect("try_wait").is_none();
     let mounts_while_locked = mounts_below(&work.join("root"));

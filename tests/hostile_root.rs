@@ -8,7 +8,6 @@
 //! mount may appear at or below the world (`/proc/self/mountinfo`).
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -40,7 +39,7 @@ impl Setup {
         fs::write(world.join("etc/passwd"), "root:x:0:0:decoy:/root:/bin/sh\n").expect("passwd");
         let ovl = Ovl::new(&root);
         let base = work.write_base_tar("base.tar");
-        ovl.ok([OsStr::new("import"), base.as_os_str(), OsStr::new("base:1")]);
+        ovl.import(&base, "base:1");
         if with_container {
             ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
             ovl.ok(["umount", "ctr"]);
@@ -92,11 +91,7 @@ impl Setup {
     fn other_image_with_layer_dir_outside(&self) -> PathBuf {
         let other = self.root.parent().expect("scratch").join("other.tar");
         fs::write(&other, other_rootfs_tar()).expect("write other");
-        self.ovl.ok([
-            OsStr::new("import"),
-            other.as_os_str(),
-            OsStr::new("other:1"),
-        ]);
+        self.ovl.import(&other, "other:1");
         let layer_dir = self.overlay2().join(self.image_cache_id("other:1"));
         fs::remove_dir_all(self.world.join("layer")).expect("rm world layer");
         fs::rename(&layer_dir, self.world.join("layer")).expect("move layer dir out");
@@ -112,6 +107,15 @@ impl Setup {
             Err(_) => {}
         }
         symlink(target, path).expect("plant symlink");
+    }
+
+    /// The sentinel tree's `etc` as a link target: absolute, then relative from a path two
+    /// levels below the data root (`overlay2/<id>/merged`, `overlay2/l/<LID>`).
+    fn world_etc_targets(&self) -> [(&'static str, PathBuf); 2] {
+        [
+            ("absolute", self.world.join("etc")),
+            ("relative", PathBuf::from("../../../world/etc")),
+        ]
     }
 
     /// Every entry of the world: type, size, content hash or link target.
@@ -147,6 +151,22 @@ impl Setup {
     }
 
     /// Runs `args`, which must exit 1 with `path` named on stderr.
+    /// Each of `commands` is refused naming `path` (case `<label>: <command>`); then the world is
+    /// as `before` and fsck reports `path` as corrupt.
+    fn all_refused(
+        &self,
+        commands: &[&[&str]],
+        path: &Path,
+        label: &str,
+        before: &BTreeMap<PathBuf, String>,
+    ) {
+        for args in commands {
+            self.refused(args, path, &format!("{label}: {}", args[0]));
+        }
+        self.assert_world_untouched(before, label);
+        self.assert_fsck_corrupt(path, label);
+    }
+
     fn refused(&self, args: &[&str], path: &Path, case: &str) {
         let stderr = self.ovl.fail(args);
         assert!(
@@ -193,10 +213,7 @@ fn symlinked_merged_is_refused_and_nothing_is_mounted_outside_needs_root() {
     let setup = Setup::new(true);
     let merged = setup.overlay2().join(setup.mount_id()).join("merged");
     // Absolute, then relative (overlay2/<id>/merged -> ../../../world/etc).
-    for (case, target) in [
-        ("absolute", setup.world.join("etc")),
-        ("relative", PathBuf::from("../../../world/etc")),
-    ] {
+    for (case, target) in setup.world_etc_targets() {
         setup.plant(&merged, &target);
         let before = setup.world_tree();
         setup.refused(&["run-rootfs", "--name", "ctr", "base:1"], &merged, case);
@@ -252,10 +269,7 @@ fn l_link_outside_overlay2_is_refused_needs_root() {
     let link = setup.overlay2().join("l").join(lid.trim());
     // An absolute link, then a relative one that climbs out of overlay2/
     // (overlay2/l/<LID> -> ../../../world/etc).
-    for (case, target) in [
-        ("absolute", setup.world.join("etc")),
-        ("relative", PathBuf::from("../../../world/etc")),
-    ] {
+    for (case, target) in setup.world_etc_targets() {
         setup.plant(&link, &target);
         let before = setup.world_tree();
         setup.refused(&["run-rootfs", "--name", "ctr", "base:1"], &link, case);
@@ -291,29 +305,20 @@ fn symlinked_l_work_or_layer_dir_is_not_followed_by_run_rootfs_rm_rmi_prune_need
     }
     setup.plant(&l_dir, setup.world.join("l"));
     let before = setup.world_tree();
-    setup.refused(
+    let commands: [&[&str]; 3] = [
         &["run-rootfs", "--name", "new", "base:1"],
-        &l_dir,
-        "l: run-rootfs",
-    );
-    setup.refused(&["rm", "ctr"], &l_dir, "l: rm");
-    setup.refused(&["prune", "-f"], &l_dir, "l: prune");
-    setup.assert_world_untouched(&before, "l");
-    setup.assert_fsck_corrupt(&l_dir, "l");
+        &["rm", "ctr"],
+        &["prune", "-f"],
+    ];
+    setup.all_refused(&commands, &l_dir, "l", &before);
 
     // overlay2/<mount-id>/work -> world/work: the overlay's workdir would be outside.
     let setup = Setup::new(true);
     let work = setup.overlay2().join(setup.mount_id()).join("work");
     setup.plant(&work, setup.world.join("work"));
     let before = setup.world_tree();
-    setup.refused(
-        &["run-rootfs", "--name", "ctr", "base:1"],
-        &work,
-        "work: run-rootfs",
-    );
-    setup.refused(&["rm", "ctr"], &work, "work: rm");
-    setup.assert_world_untouched(&before, "work");
-    setup.assert_fsck_corrupt(&work, "work");
+    let commands: [&[&str]; 2] = [&["run-rootfs", "--name", "ctr", "base:1"], &["rm", "ctr"]];
+    setup.all_refused(&commands, &work, "work", &before);
     assert_eq!(
         setup.ovl.ok(["ps", "-a", "-q"]).lines().count(),
         1,
@@ -328,14 +333,11 @@ fn symlinked_l_work_or_layer_dir_is_not_followed_by_run_rootfs_rm_rmi_prune_need
     fs::rename(&layer_dir, setup.world.join("layer")).expect("move layer dir out");
     symlink(setup.world.join("layer"), &layer_dir).expect("plant layer dir link");
     let before = setup.world_tree();
-    setup.refused(
+    let commands: [&[&str]; 2] = [
         &["run-rootfs", "--name", "ctr", "base:1"],
-        &layer_dir,
-        "layer: run-rootfs",
-    );
-    setup.refused(&["rm", "-f", "ctr"], &layer_dir, "layer: rm");
-    setup.assert_world_untouched(&before, "layer");
-    setup.assert_fsck_corrupt(&layer_dir, "layer");
+        &["rm", "-f", "ctr"],
+    ];
+    setup.all_refused(&commands, &layer_dir, "layer", &before);
 
     // The layer dir of an image prune removes (untagged by hand) -> world/layer: prune refuses
     // before anything of its plan goes.

@@ -21,10 +21,10 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context as _};
 use ovl_tests::{
-    base_image, base_rootfs_tar, build_image, changed_paths, chroot_sh, docker_archive,
-    docker_merged_dump, dockerd_with_base, ensure_same_tree, image_config, merged_dump,
-    require_dockerd, scratch_path, sha256_digest, unmount_below, Dockerd, Failures, Ovl, Record,
-    Scratch, TarBuilder,
+    base_rootfs_tar, build_image, changed_paths, chroot_sh, docker_merged_dump, dockerd_scratch,
+    dockerd_with_base, ensure_same_tree, image_config, merged_dump, scratch_path, sha256_digest,
+    unmount_below, walk_below, write_docker_archive, Dockerd, Failures, Ovl, Record, Scratch,
+    TarBuilder,
 };
 
 /// What both programs must agree on for one image.
@@ -121,43 +121,49 @@ fn line_set(text: &str) -> BTreeSet<String> {
 fn store_listing(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, u64, i64, i64)> {
     let mut listing = BTreeMap::new();
     let root_dev = fs::symlink_metadata(root).map(|m| m.dev()).unwrap_or(0);
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
+    walk_below(root, |path, _| {
+        let relative = path.strip_prefix(root).unwrap_or(path).to_path_buf();
+        let top = relative
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Ok(meta) = fs::symlink_metadata(path) else {
+            return false;
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
-            let top = relative
-                .components()
-                .next()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let Ok(meta) = fs::symlink_metadata(&path) else {
-                continue;
-            };
-            let in_store = ["image", "overlay2", "containers"].contains(&top.as_str());
-            if !in_store && meta.is_dir() {
-                continue;
-            }
-            listing.insert(
-                relative,
-                (
-                    meta.mode(),
-                    meta.uid(),
-                    meta.gid(),
-                    meta.size(),
-                    meta.mtime(),
-                    meta.mtime_nsec(),
-                ),
-            );
-            if meta.is_dir() && meta.dev() == root_dev {
-                stack.push(path);
-            }
+        let in_store = ["image", "overlay2", "containers"].contains(&top.as_str());
+        if !in_store && meta.is_dir() {
+            return false;
         }
-    }
+        listing.insert(
+            relative,
+            (
+                meta.mode(),
+                meta.uid(),
+                meta.gid(),
+                meta.size(),
+                meta.mtime(),
+                meta.mtime_nsec(),
+            ),
+        );
+        meta.is_dir() && meta.dev() == root_dev
+    });
     listing
+}
+
+/// Writes `work/twolayer.tar`, a docker-archive of the base layer and [`twolayer_top`] (members
+/// `l1/layer.tar` and `l2/layer.tar`) tagged `tag`; returns its path.
+fn write_twolayer_archive(work: &Scratch, tag: &str) -> PathBuf {
+    let base_layer = base_rootfs_tar();
+    let top_layer = twolayer_top();
+    let diff_ids = vec![sha256_digest(&base_layer), sha256_digest(&top_layer)];
+    let members = [
+        ("l1/layer.tar".to_string(), base_layer),
+        ("l2/layer.tar".to_string(), top_layer),
+    ];
+    let archive = work.join("twolayer.tar");
+    write_docker_archive(&archive, &image_config(&diff_ids), &members, &[tag]);
+    archive
 }
 
 /// The second layer of the `twolayer` archive: a whiteout, an opaque directory, a hardlink, a
@@ -186,12 +192,10 @@ const OVL_TEST: &str = "dockerd_runs_what_ovl_wrote_needs_root_and_dockerd";
 
 #[test]
 fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
-    if !require_dockerd(OVL_TEST) {
+    let Some(work) = dockerd_scratch(OVL_TEST) else {
         return;
-    }
-    let total = Instant::now();
-    let work = Scratch::new();
-    let docker_scratch = scratch_path();
+    };
+    let (total, docker_scratch) = (Instant::now(), scratch_path());
     fs::create_dir_all(&docker_scratch).expect("mkdir docker scratch");
     let data_root = docker_scratch.join("data");
     let ovl = Ovl::new(&data_root);
@@ -199,28 +203,11 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
 
     // ovl writes: an import, a docker-archive, an OCI archive, a commit, a tag, containers.
     let base_tar = work.write_base_tar("base.tar");
-    ovl.ok([
-        OsStr::new("import"),
-        base_tar.as_os_str(),
-        OsStr::new("base:1"),
-    ]);
+    ovl.import(&base_tar, "base:1");
 
     let base_layer = base_rootfs_tar();
     let top_layer = twolayer_top();
-    let diff_ids = vec![sha256_digest(&base_layer), sha256_digest(&top_layer)];
-    let archive = work.join("twolayer.tar");
-    fs::write(
-        &archive,
-        docker_archive(
-            &image_config(&diff_ids),
-            &[
-                ("l1/layer.tar".to_string(), base_layer.clone()),
-                ("l2/layer.tar".to_string(), top_layer.clone()),
-            ],
-            &["twolayer:1"],
-        ),
-    )
-    .expect("write archive");
+    let archive = write_twolayer_archive(&work, "twolayer:1");
     ovl.load(&archive).expect("ovl load twolayer");
 
     // The OCI archive comes from another ovl root: twolayer plus a committed change, gzip layers.
@@ -230,16 +217,9 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
     chroot_sh(&merged, "echo oci > /oci.txt && rm /two/link").expect("change for ociimg");
     other.ok(["commit", "maker", "ociimg:1"]);
     let oci_archive = work.join("ociimg.oci.tar");
-    other.ok([
-        OsStr::new("save"),
-        OsStr::new("--format"),
-        OsStr::new("oci-archive"),
-        OsStr::new("--compression"),
-        OsStr::new("gzip"),
-        OsStr::new("-o"),
-        oci_archive.as_os_str(),
-        OsStr::new("ociimg:1"),
-    ]);
+    let save = "save --format oci-archive --compression gzip -o".split(' ');
+    let names = [oci_archive.as_os_str(), OsStr::new("ociimg:1")];
+    other.ok(save.map(OsStr::new).chain(names));
     other.ok(["rm", "-f", "maker"]);
     ovl.load(&oci_archive).expect("ovl load of the OCI archive");
 
@@ -290,12 +270,8 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
     let expected_tags = ovl_tags(&ovl).expect("ovl tags");
     let expected_containers = ovl_containers(&ovl).expect("ovl containers");
     let ovl_saved = work.join("ovl-save.tar");
-    ovl.ok([
-        OsStr::new("save"),
-        OsStr::new("-o"),
-        ovl_saved.as_os_str(),
-        OsStr::new("committed:1"),
-    ]);
+    let ovl_saved_arg = ovl_saved.to_str().expect("path");
+    ovl.ok(["save", "-o", ovl_saved_arg, "committed:1"]);
     let ovl_histories: BTreeMap<&str, String> = ["committed:1", "twolayer:1", "ociimg:1"]
         .into_iter()
         .map(|tag| (tag, ovl.ok(["history", "--no-trunc", tag])))
@@ -321,14 +297,13 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
         )
     });
     for tag in tags {
-        failures.check(&format!("docker image inspect {tag}"), {
-            same_as(
-                "docker",
-                docker_facts(&docker, tag),
-                "ovl",
-                &ovl_image_facts[tag],
-            )
-        });
+        let inspect = same_as(
+            "docker",
+            docker_facts(&docker, tag),
+            "ovl",
+            &ovl_image_facts[tag],
+        );
+        failures.check(&format!("docker image inspect {tag}"), inspect);
     }
     failures.check("docker history of ovl's commit", {
         let history = docker.docker_ok([
@@ -419,13 +394,8 @@ fn dockerd_runs_what_ovl_wrote_needs_root_and_dockerd() {
         "docker save gives the loaded and committed layers byte for byte",
         {
             let saved = work.join("docker-save.tar");
-            docker.docker_ok([
-                OsStr::new("save"),
-                OsStr::new("-o"),
-                saved.as_os_str(),
-                OsStr::new("twolayer:1"),
-                OsStr::new("committed:1"),
-            ]);
+            let saved_arg = saved.to_str().expect("path");
+            docker.docker_ok(["save", "-o", saved_arg, "twolayer:1", "committed:1"]);
             (|| {
                 let docker_layers = archive_layers(&saved)?;
                 let ovl_layers = archive_layers(&ovl_saved)?;
@@ -639,33 +609,15 @@ const DC1_SCRIPT: &str = "echo hi > /hi && rm -f /d/hard && mkdir -p /newdir && 
 
 #[test]
 fn ovl_works_on_what_dockerd_wrote_needs_root_and_dockerd() {
-    if !require_dockerd(DOCKER_TEST) {
-        return;
-    }
     let total = Instant::now();
+    // dockerd writes: an import, a build, a load, a run, a commit, a created container.
+    let Some(docker) = dockerd_with_base(DOCKER_TEST) else {
+        return;
+    };
     let work = Scratch::new();
     let mut failures = Failures::default();
-
-    // dockerd writes: an import, a build, a load, a run, a commit, a created container.
-    let docker = Dockerd::start(&scratch_path());
-    base_image(&docker);
     build_image(&docker, "built:1", BUILT_DOCKERFILE, &[]);
-    let base_layer = base_rootfs_tar();
-    let top_layer = twolayer_top();
-    let diff_ids = vec![sha256_digest(&base_layer), sha256_digest(&top_layer)];
-    let archive = work.join("twolayer.tar");
-    fs::write(
-        &archive,
-        docker_archive(
-            &image_config(&diff_ids),
-            &[
-                ("l1/layer.tar".to_string(), base_layer),
-                ("l2/layer.tar".to_string(), top_layer),
-            ],
-            &["loaded:1"],
-        ),
-    )
-    .expect("write archive");
+    let archive = write_twolayer_archive(&work, "loaded:1");
     docker.docker_ok([OsStr::new("load"), OsStr::new("-i"), archive.as_os_str()]);
     docker.docker_ok([
         "run",
@@ -987,11 +939,7 @@ fn roots_ovl_does_not_fully_understand_are_reported() {
 
     let odd_root = work.join("odd-root");
     let odd = Ovl::new(&odd_root);
-    odd.ok([
-        OsStr::new("import"),
-        archive.as_os_str(),
-        OsStr::new("base:1"),
-    ]);
+    odd.import(&archive, "base:1");
     fs::create_dir(odd_root.join("mystery")).expect("mkdir mystery");
     fs::write(odd_root.join("engine-id"), b"x").expect("write engine-id");
     let output = odd.run(["images"]);

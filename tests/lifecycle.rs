@@ -6,9 +6,7 @@
 use std::fs;
 use std::path::Path;
 
-use ovl_tests::{
-    base_rootfs_tar, check_root_consistent, layerdb, root_scratch, sha256_digest, Ovl,
-};
+use ovl_tests::{base_rootfs_tar, check_root_consistent, layerdb, root_scratch_ovl, sha256_digest};
 
 const TEST: &str = "container_lifecycle_needs_root";
 
@@ -36,11 +34,10 @@ fn entries(dir: &Path) -> Vec<String> {
 
 #[test]
 fn container_lifecycle_needs_root() {
-    let Some(scratch) = root_scratch(TEST) else {
+    let Some((scratch, ovl)) = root_scratch_ovl(TEST, "data") else {
         return;
     };
-    let root = scratch.join("data");
-    let ovl = Ovl::new(&root);
+    let root = ovl.root.clone();
 
     // import: the DiffID is the sha256 of the tarball as given, as with docker import.
     let tarball = base_rootfs_tar();

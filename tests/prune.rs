@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use ovl_tests::{
-    base_image, base_rootfs_tar, build_image, chain_ids, changed_paths, chroot_sh, docker_archive,
-    image_config, require_dockerd, require_root, root_scratch, sha256_digest, Dockerd, Failures,
-    Ovl, Scratch, TarBuilder, BASE_IMAGE,
+    base_image, base_rootfs_tar, build_image, chain_ids, changed_paths, chroot_sh, dockerd_scratch,
+    image_config, require_root, root_scratch_ovl, sha256_digest, write_docker_archive, Dockerd,
+    Failures, Ovl, Scratch, TarBuilder, BASE_IMAGE,
 };
 use sha2::{Digest, Sha256};
 
@@ -81,15 +81,25 @@ fn root_listing(root: &Path) -> BTreeMap<PathBuf, String> {
 }
 
 /// A layer dir made by hand as format.md §4.1 describes it: `diff/` with one file, `link`, and the
-/// `l/<LID>` link to it; returns the bytes Docker's `directory.Size` counts (file, `link` file,
-/// `l/` link target).
-fn hand_made_layer_dir(root: &Path, id: &str, lid: &str, file: &str, content: &[u8]) -> usize {
+/// `l/<LID>` link to it, the link id made of `lid_word` ([`link_id`]); returns the bytes Docker's
+/// `directory.Size` counts (file, `link` file, `l/` link target).
+fn hand_made_layer_dir(root: &Path, id: &str, lid_word: &str, file: &str, content: &[u8]) -> usize {
+    let lid = &link_id(lid_word);
     let dir = root.join("overlay2").join(id);
     fs::create_dir_all(dir.join("diff")).expect("mkdir");
     fs::write(dir.join("diff").join(file), content).expect("write");
     fs::write(dir.join("link"), lid).expect("write link");
     symlink(format!("../{id}/diff"), root.join("overlay2/l").join(lid)).expect("symlink");
     content.len() + lid.len() + LINK_TARGET_LEN
+}
+
+/// Creates `dir` holding `files` (name, content); returns the bytes written.
+fn dir_of_files(dir: &Path, files: &[(&str, &[u8])]) -> usize {
+    fs::create_dir(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    for (name, content) in files {
+        fs::write(dir.join(name), content).expect("write file");
+    }
+    files.iter().map(|(_, content)| content.len()).sum()
 }
 
 #[test]
@@ -107,26 +117,19 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
     let base_tar = base_rootfs_tar();
     let base_path = work.join("base.tar");
     fs::write(&base_path, &base_tar).expect("write base");
-    ovl.ok([
-        OsStr::new("import"),
-        base_path.as_os_str(),
-        OsStr::new("base:1"),
-    ]);
+    ovl.import(&base_path, "base:1");
     let other_top = one_file_layer("other.txt", b"other\n");
     let other_diff_ids = vec![sha256_digest(&base_tar), sha256_digest(&other_top)];
     let other_archive = work.join("other.tar");
-    fs::write(
+    write_docker_archive(
         &other_archive,
-        docker_archive(
-            &image_config(&other_diff_ids),
-            &[
-                ("base/layer.tar".to_string(), base_tar.clone()),
-                ("other/layer.tar".to_string(), other_top),
-            ],
-            &["other:1"],
-        ),
-    )
-    .expect("write archive");
+        &image_config(&other_diff_ids),
+        &[
+            ("base/layer.tar".to_string(), base_tar.clone()),
+            ("other/layer.tar".to_string(), other_top),
+        ],
+        &["other:1"],
+    );
     ovl.load(&other_archive).expect("load other:1");
     let merged = ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
 
@@ -137,18 +140,15 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
     let dangling_image = sha256_digest(&dangling_config);
     let dangling_layer = chain_ids(&dangling_diff_ids)[1].clone();
     let dangling_archive = work.join("dangling.tar");
-    fs::write(
+    write_docker_archive(
         &dangling_archive,
-        docker_archive(
-            &dangling_config,
-            &[
-                ("base/layer.tar".to_string(), base_tar.clone()),
-                ("dangling/layer.tar".to_string(), dangling_top),
-            ],
-            &[],
-        ),
-    )
-    .expect("write archive");
+        &dangling_config,
+        &[
+            ("base/layer.tar".to_string(), base_tar.clone()),
+            ("dangling/layer.tar".to_string(), dangling_top),
+        ],
+        &[],
+    );
     ovl.load(&dangling_archive)
         .expect("load the untagged image");
     // Its layer's `size`: the one 11-byte file (directories count nothing, format.md §3.2).
@@ -157,52 +157,33 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
     // A layer removal cut short after its layerdb entry was renamed (format.md §3.4): the marker
     // and the layer dir its cache-id names.
     let removed_id = "7e".repeat(32);
-    let removed_dir_size = hand_made_layer_dir(
-        &root,
-        &removed_id,
-        &link_id("REMOVING"),
-        "gone.txt",
-        b"removed\n",
-    );
+    let removed_dir_size =
+        hand_made_layer_dir(&root, &removed_id, "REMOVING", "gone.txt", b"removed\n");
     let marker = format!("{}-{}-removing", "ab".repeat(32), "cd".repeat(32));
     let marker_dir = root.join("image/overlay2/layerdb/sha256").join(&marker);
-    fs::create_dir(&marker_dir).expect("mkdir marker");
-    let marker_files: [(&str, String); 3] = [
-        ("cache-id", removed_id.clone()),
-        ("diff", format!("sha256:{}", "ef".repeat(32))),
-        ("size", "8".to_string()),
+    let removed_diff = format!("sha256:{}", "ef".repeat(32));
+    let marker_files: [(&str, &[u8]); 3] = [
+        ("cache-id", removed_id.as_bytes()),
+        ("diff", removed_diff.as_bytes()),
+        ("size", b"8"),
     ];
-    for (name, content) in &marker_files {
-        fs::write(marker_dir.join(name), content).expect("write marker file");
-    }
-    let marker_size: usize =
-        marker_files.iter().map(|(_, c)| c.len()).sum::<usize>() + removed_dir_size;
+    let marker_size = dir_of_files(&marker_dir, &marker_files) + removed_dir_size;
 
     // A registration that never committed (format.md §3.3): a write-set with its first files.
     let write_set = root.join("image/overlay2/layerdb/tmp/write-set-4242");
-    fs::create_dir(&write_set).expect("mkdir write-set");
-    let write_set_files: [(&str, &[u8]); 2] = [
-        (
-            "tar-split.json.gz",
-            &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff],
-        ),
-        ("diff", b"sha256:0123456789"),
-    ];
-    for (name, content) in write_set_files {
-        fs::write(write_set.join(name), content).expect("write write-set file");
-    }
-    let write_set_size: usize = write_set_files.iter().map(|(_, c)| c.len()).sum();
+    let gzip_start: &[u8] = &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let write_set_size = dir_of_files(
+        &write_set,
+        &[
+            ("tar-split.json.gz", gzip_start),
+            ("diff", b"sha256:0123456789"),
+        ],
+    );
 
     // A layer dir no layer and no container names, with its `l/` link; and a link to a dir that
     // is gone.
     let orphan_id = "0f".repeat(32);
-    let orphan_size = hand_made_layer_dir(
-        &root,
-        &orphan_id,
-        &link_id("ORPHAN"),
-        "orphan.txt",
-        b"orphan\n",
-    );
+    let orphan_size = hand_made_layer_dir(&root, &orphan_id, "ORPHAN", "orphan.txt", b"orphan\n");
     let dangling_link = link_id("DANGLING");
     symlink(
         format!("../{}/diff", "9a".repeat(32)),
@@ -231,21 +212,23 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
 
     let mut failures = Failures::default();
     let before = root_listing(&root);
-    let dry = ovl.run(["prune", "--dry-run"]);
-    let dry_stdout = String::from_utf8_lossy(&dry.stdout).into_owned();
-    let dry_stderr = String::from_utf8_lossy(&dry.stderr).into_owned();
+    // `ovl <args>` succeeds and lists the leftovers, each line starting with `word`; its stderr.
+    let lists_the_leftovers = |args: [&str; 2], word: &str| -> anyhow::Result<String> {
+        let output = ovl.run(args);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        ensure!(output.status.success(), "ovl {args:?} failed: {stderr}");
+        ensure!(
+            stdout == expected(word),
+            "got:\n{stdout}\nexpected:\n{}\nstderr: {stderr}",
+            expected(word)
+        );
+        Ok(stderr)
+    };
     failures.check(
         "the dry run lists exactly the leftovers",
         (|| {
-            ensure!(
-                dry.status.success(),
-                "ovl prune --dry-run failed: {dry_stderr}"
-            );
-            ensure!(
-                dry_stdout == expected("Would delete"),
-                "got:\n{dry_stdout}\nexpected:\n{}\nstderr: {dry_stderr}",
-                expected("Would delete")
-            );
+            let dry_stderr = lists_the_leftovers(["prune", "--dry-run"], "Would delete")?;
             ensure!(!dry_stderr.contains("Left alone"), "{dry_stderr}");
             Ok(())
         })(),
@@ -260,21 +243,10 @@ fn prune_removes_exactly_the_leftovers_needs_root() {
         })(),
     );
 
-    let pruned = ovl.run(["prune", "-f"]);
-    let pruned_stdout = String::from_utf8_lossy(&pruned.stdout).into_owned();
     failures.check(
         "the prune removes exactly the leftovers",
         (|| {
-            ensure!(
-                pruned.status.success(),
-                "ovl prune -f failed: {}",
-                String::from_utf8_lossy(&pruned.stderr)
-            );
-            ensure!(
-                pruned_stdout == expected("Deleted"),
-                "got:\n{pruned_stdout}\nexpected:\n{}",
-                expected("Deleted")
-            );
+            lists_the_leftovers(["prune", "-f"], "Deleted")?;
             for gone in [
                 marker_dir.clone(),
                 write_set.clone(),
@@ -353,22 +325,17 @@ fn mount(args: &[&OsStr]) -> anyhow::Result<()> {
 
 #[test]
 fn prune_leaves_garbage_with_a_mount_inside_alone_needs_root() {
-    let Some(work) = root_scratch(MOUNTED_TEST) else {
+    let Some((work, ovl)) = root_scratch_ovl(MOUNTED_TEST, "root") else {
         return;
     };
-    let root = work.join("root");
-    let ovl = Ovl::new(&root);
+    let root = ovl.root.clone();
     let base_path = work.write_base_tar("base.tar");
-    ovl.ok([
-        OsStr::new("import"),
-        base_path.as_os_str(),
-        OsStr::new("base:1"),
-    ]);
+    ovl.import(&base_path, "base:1");
 
     // An orphan layer dir with a tmpfs on its `merged/`, and a write-set with a directory of the
     // same file system bind-mounted inside (same device: only the mount id tells).
     let orphan_id = "3c".repeat(32);
-    hand_made_layer_dir(&root, &orphan_id, &link_id("MOUNTED"), "f", b"f");
+    hand_made_layer_dir(&root, &orphan_id, "MOUNTED", "f", b"f");
     let merged = root.join("overlay2").join(&orphan_id).join("merged");
     fs::create_dir(&merged).expect("mkdir merged");
     mount(&[
@@ -517,11 +484,10 @@ fn compare_verbose(docker: &str, ovl: &str, slack: Duration) -> anyhow::Result<(
 
 #[test]
 fn prune_finds_nothing_on_a_root_docker_used_needs_root_and_dockerd() {
-    if !require_dockerd(DOCKER_TEST) {
+    let Some(work) = dockerd_scratch(DOCKER_TEST) else {
         return;
-    }
+    };
     let started = Instant::now();
-    let work = Scratch::new();
     let docker = Dockerd::start(&work.join("docker"));
     // Listed images are made more than a second apart, so that Docker's newest-first order (by
     // whole seconds) has no ties.

@@ -13,6 +13,7 @@
 //!   option mistakes fail with exit status 1 and leave no output behind.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
 use std::fs;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -21,10 +22,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Context as _};
 use ovl_tests::{
-    build_image, docker_archive, dockerd_with_base, image_config, require_root, require_skopeo,
-    root_scratch, scratch_path, seed_context, sha256_digest, skopeo_json, Dockerd, Failures, Ovl,
-    Scratch, TarBuilder, CHANGES_DOCKERFILE, SEED_DOCKERFILE,
+    build_image, dockerd_with_base, image_config, require_root, require_skopeo, root_scratch,
+    scratch_path, seed_context, sha256_digest, skopeo_json, tar_members, write_docker_archive,
+    Dockerd, Failures, Ovl, Scratch, TarBuilder, TarMember, CHANGES_DOCKERFILE, SEED_DOCKERFILE,
 };
+
+/// The media type of a plain tar layer in the OCI image-spec.
+const OCI_LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 
 /// `dup`: the third layer repeats the DiffID of the first one above the base (the same file
 /// copied to the same place twice), which Docker saves as a `layer.tar` link.
@@ -53,32 +57,24 @@ struct Member {
 
 fn read_members(path: &Path) -> anyhow::Result<Vec<Member>> {
     let file = fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let mut archive = tar::Archive::new(file);
-    let mut members = Vec::new();
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let header = entry.header().clone();
-        let name = String::from_utf8(entry.path_bytes().into_owned()).context("member name")?;
-        let link = entry
-            .link_name_bytes()
-            .map(|l| String::from_utf8_lossy(&l).into_owned());
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data)?;
-        members.push(Member {
-            name,
-            kind: header.entry_type().as_byte(),
-            mode: header.mode()?,
-            uid: header.uid()?,
-            gid: header.gid()?,
-            uname: String::from_utf8_lossy(header.username_bytes().unwrap_or_default()).into(),
-            gname: String::from_utf8_lossy(header.groupname_bytes().unwrap_or_default()).into(),
-            mtime: header.mtime()?,
-            link,
-            data,
-            header: header.as_bytes().to_vec(),
-        });
-    }
-    Ok(members)
+    let lossy = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let member = |m: TarMember| -> anyhow::Result<Member> {
+        let h = &m.header;
+        Ok(Member {
+            name: String::from_utf8(m.name).context("member name")?,
+            kind: h.entry_type().as_byte(),
+            mode: h.mode()?,
+            uid: h.uid()?,
+            gid: h.gid()?,
+            uname: lossy(h.username_bytes().unwrap_or_default()),
+            gname: lossy(h.groupname_bytes().unwrap_or_default()),
+            mtime: h.mtime()?,
+            link: m.link.as_deref().map(lossy),
+            data: m.data,
+            header: h.as_bytes().to_vec(),
+        })
+    };
+    tar_members(file)?.into_iter().map(member).collect()
 }
 
 /// The layer directories whose `layer.tar` is a symlink: Docker stamps them with the time of
@@ -440,16 +436,31 @@ fn small_image(work: &Scratch) -> (Ovl, Vec<Vec<u8>>, Vec<u8>) {
     ];
     let diff_ids: Vec<String> = layers.iter().map(|l| sha256_digest(l)).collect();
     let config = image_config(&diff_ids);
-    let members: Vec<(String, Vec<u8>)> = layers
-        .iter()
-        .enumerate()
-        .map(|(idx, bytes)| (format!("{idx:064x}/layer.tar"), bytes.clone()))
-        .collect();
+    let members = hex_layer_members(&layers);
     let archive = work.join("small.tar");
-    fs::write(&archive, docker_archive(&config, &members, &[SMALL])).expect("write archive");
+    write_docker_archive(&archive, &config, &members, &[SMALL]);
     let ovl = Ovl::new(work.join("root"));
     ovl.load(&archive).expect("ovl load");
     (ovl, layers, config)
+}
+
+/// `layers` as docker-archive members `<idx as 64 hex digits>/layer.tar`.
+fn hex_layer_members(layers: &[Vec<u8>]) -> Vec<(String, Vec<u8>)> {
+    let members = layers.iter().enumerate();
+    members
+        .map(|(idx, bytes)| (format!("{idx:064x}/layer.tar"), bytes.clone()))
+        .collect()
+}
+
+/// The scratch directory, the data root, the layers and the config of a test on
+/// [`small_image`].
+type SmallImageTest = (Scratch, Ovl, Vec<Vec<u8>>, Vec<u8>);
+
+/// The start of a test on [`small_image`]: `None` when it skips for lack of root.
+fn small_image_root(test_name: &str) -> Option<SmallImageTest> {
+    let work = root_scratch(test_name)?;
+    let (ovl, layers, config) = small_image(&work);
+    Some((work, ovl, layers, config))
 }
 
 /// The manifest digest and layer digests an OCI layout (as files) lists for its first image.
@@ -506,21 +517,16 @@ fn skopeo_reads_ovl_oci_archives_and_layouts_needs_root_and_skopeo() {
     let work = Scratch::new();
     let (ovl, layers, config) = small_image(&work);
     let mut failures = Failures::default();
-    for (format, compression, media_type) in [
-        (
-            "oci-archive",
-            "gzip",
-            "application/vnd.oci.image.layer.v1.tar+gzip",
-        ),
-        (
-            "oci-archive",
-            "zstd",
-            "application/vnd.oci.image.layer.v1.tar+zstd",
-        ),
-        ("oci", "gzip", "application/vnd.oci.image.layer.v1.tar+gzip"),
-        ("oci", "zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
-        ("oci", "none", "application/vnd.oci.image.layer.v1.tar"),
-    ] {
+    let formats = ["oci-archive", "oci"];
+    let cases = formats
+        .iter()
+        .flat_map(|format| ["gzip", "zstd"].map(|c| (*format, c)));
+    for (format, compression) in cases.chain([("oci", "none")]) {
+        // The image-spec's layer media types: `+gzip`, `+zstd`, or none for a plain tar.
+        let media_type = match compression {
+            "none" => OCI_LAYER_MEDIA_TYPE.to_string(),
+            compressed => format!("{OCI_LAYER_MEDIA_TYPE}+{compressed}"),
+        };
         let what = format!("{format} with {compression} layers");
         let out = work.join(format!("{format}-{compression}"));
         let result = (|| -> anyhow::Result<()> {
@@ -570,7 +576,7 @@ fn skopeo_reads_ovl_oci_archives_and_layouts_needs_root_and_skopeo() {
                     .map(|l| l["mediaType"].as_str().unwrap_or_default())
                     .collect();
                 ensure!(
-                    media_types == [media_type, media_type],
+                    media_types == [media_type.as_str(), media_type.as_str()],
                     "{reference}: media types {media_types:?}"
                 );
                 let raw_config = skopeo_json(&["inspect", "--raw", "--config", &reference])?;
@@ -606,6 +612,17 @@ fn skopeo_reads_ovl_oci_archives_and_layouts_needs_root_and_skopeo() {
     failures.finish();
 }
 
+/// `save --format <format> -o <out> <names>`.
+fn save_args<'a>(format: &'a str, out: &'a Path, names: &'a [&'a str]) -> Vec<&'a OsStr> {
+    let options = ["save", "--format", format, "-o"].map(OsStr::new);
+    let names = names.iter().map(OsStr::new);
+    options
+        .into_iter()
+        .chain([out.as_os_str()])
+        .chain(names)
+        .collect()
+}
+
 /// Files left in `dir` other than `expected`.
 fn unexpected_files(dir: &Path, expected: &[&str]) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
@@ -624,23 +641,14 @@ fn unexpected_files(dir: &Path, expected: &[&str]) -> Vec<String> {
 #[test]
 fn save_of_an_unknown_image_fails_naming_it_without_output_needs_root() {
     const TEST: &str = "save_of_an_unknown_image_fails_naming_it_without_output_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((work, ovl, _, _)) = small_image_root(TEST) else {
         return;
     };
-    let (ovl, _, _) = small_image(&work);
     let out_dir = work.join("out");
     fs::create_dir(&out_dir).expect("mkdir");
     for format in ["docker-archive", "oci-archive", "oci"] {
         let out = out_dir.join("unknown");
-        let stderr = ovl.fail([
-            "save",
-            "--format",
-            format,
-            "-o",
-            out.to_str().expect("path"),
-            SMALL,
-            "nosuch:1",
-        ]);
+        let stderr = ovl.fail(save_args(format, &out, &[SMALL, "nosuch:1"]));
         assert!(stderr.contains("no such image: nosuch:1"), "{stderr}");
         assert_eq!(unexpected_files(&out_dir, &[]), Vec::<String>::new());
     }
@@ -651,10 +659,9 @@ fn save_of_an_unknown_image_fails_naming_it_without_output_needs_root() {
 #[test]
 fn save_of_a_layer_changed_after_load_fails_naming_image_and_layer_needs_root() {
     const TEST: &str = "save_of_a_layer_changed_after_load_fails_naming_image_and_layer_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((work, ovl, layers, _)) = small_image_root(TEST) else {
         return;
     };
-    let (ovl, layers, _) = small_image(&work);
     let top_diff_id = sha256_digest(&layers[1]);
     let inspect = ovl.inspect(SMALL).expect("inspect");
     let upper = PathBuf::from(
@@ -681,14 +688,7 @@ fn save_of_a_layer_changed_after_load_fails_naming_image_and_layer_needs_root() 
         fs::write(upper.join("etc/world"), content).expect("change layer file");
         for format in ["docker-archive", "oci-archive", "oci"] {
             let out = out_dir.join(format!("bad-{format}"));
-            let output = ovl.run([
-                "save",
-                "--format",
-                format,
-                "-o",
-                out.to_str().expect("path"),
-                SMALL,
-            ]);
+            let output = ovl.run(save_args(format, &out, &[SMALL]));
             let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
             let result = (|| {
                 ensure!(
@@ -751,34 +751,23 @@ fn save_refuses_a_terminal_stdout_needs_root() {
 #[test]
 fn save_option_mistakes_fail_before_any_output_needs_root() {
     const TEST: &str = "save_option_mistakes_fail_before_any_output_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((work, ovl, _, _)) = small_image_root(TEST) else {
         return;
     };
-    let (ovl, _, _) = small_image(&work);
-    let out = work.join("x.tar");
-    let stderr = ovl.fail([
-        "save",
-        "--compression",
-        "gzip",
-        "-o",
-        out.to_str().expect("path"),
-        SMALL,
-    ]);
-    assert!(stderr.contains("docker-archive"), "{stderr}");
-    let stderr = ovl.fail(["save", "--format", "oci", SMALL]);
-    assert!(stderr.contains("-o"), "{stderr}");
-    let full = work.join("full");
+    let (out, full) = (work.join("x.tar"), work.join("full"));
     fs::create_dir(&full).expect("mkdir");
     fs::write(full.join("x"), b"x").expect("write");
-    let stderr = ovl.fail([
-        "save",
-        "--format",
-        "oci",
-        "-o",
-        full.to_str().expect("path"),
-        SMALL,
-    ]);
-    assert!(stderr.contains("not empty"), "{stderr}");
+    let (out_arg, full_arg) = (out.to_str().expect("path"), full.to_str().expect("path"));
+    // Each mistake and a word its message must carry.
+    let mistakes: [(&[&str], &str); 3] = [
+        (&["--compression", "gzip", "-o", out_arg], "docker-archive"),
+        (&["--format", "oci"], "-o"),
+        (&["--format", "oci", "-o", full_arg], "not empty"),
+    ];
+    for (options, word) in mistakes {
+        let stderr = ovl.fail(["save"].iter().chain(options).chain(&[SMALL]));
+        assert!(stderr.contains(word), "{options:?}: {stderr}");
+    }
     assert!(!out.exists());
     // And a save to stdout is the same archive as one to a file.
     let to_file = work.join("file.tar");
@@ -817,21 +806,12 @@ fn saved_repo_tags(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
 #[test]
 fn save_selects_tags_like_docker_save_needs_root() {
     const TEST: &str = "save_selects_tags_like_docker_save_needs_root";
-    let Some(work) = root_scratch(TEST) else {
+    let Some((work, ovl, layers, config)) = small_image_root(TEST) else {
         return;
     };
-    let (ovl, layers, config) = small_image(&work);
-    let members: Vec<(String, Vec<u8>)> = layers
-        .iter()
-        .enumerate()
-        .map(|(idx, bytes)| (format!("{idx:064x}/layer.tar"), bytes.clone()))
-        .collect();
+    let members = hex_layer_members(&layers);
     let second_tag = work.join("second-tag.tar");
-    fs::write(
-        &second_tag,
-        docker_archive(&config, &members, &["save-small:2"]),
-    )
-    .expect("write");
+    write_docker_archive(&second_tag, &config, &members, &["save-small:2"]);
     ovl.load(&second_tag).expect("load second tag");
     let image_id = sha256_digest(&config);
     let out = work.join("out.tar");

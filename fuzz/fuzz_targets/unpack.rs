@@ -41,16 +41,8 @@ fuzz_target!(
     };
     let _ = layer_unpack::unpack(data, &layer, &mut tar_split, &options);
 
-    let mut names: Vec<String> = fs::read_dir(&sandbox)
-        .expect("list the sandbox")
-        .map(|entry| {
-            entry
-                .expect("entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
+    let entries = fs::read_dir(&sandbox).expect("list the sandbox");
+    let mut names: Vec<_> = entries.map(|entry| entry.expect("entry").file_name()).collect();
     names.sort();
     assert_eq!(
         names,

@@ -14,6 +14,11 @@ impl ArchiveBuilder {
         }
     }
 
+    /// A builder holding the base layer as its first member.
+    pub(super) fn on_base(base: &Base) -> ArchiveBuilder {
+        ArchiveBuilder::new().file(BASE_MEMBER, &base.tar)
+    }
+
     pub(super) fn file(mut self, name: &str, data: &[u8]) -> Self {
         let header = Header {
             mtime: 1_700_000_000,
@@ -37,6 +42,16 @@ impl ArchiveBuilder {
     /// `manifest.json` with one item per (config member, layer members, tag).
     pub(super) fn manifest(self, items: &[(&str, &[&str], &str)]) -> Self {
         self.file("manifest.json", &manifest_json(items))
+    }
+
+    /// `manifest.json` with one item: `config`, the base layer and the layer of the case
+    /// `name`, tagged for the case.
+    pub(super) fn base_manifest(self, config: &[u8], name: &str) -> Self {
+        self.manifest(&[(
+            &config_member(config),
+            &[BASE_MEMBER, &layer_member(name)],
+            &tag_of(name),
+        )])
     }
 
     /// Appends raw members.

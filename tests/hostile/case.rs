@@ -52,9 +52,34 @@ pub(super) enum Docker {
 }
 
 impl Case {
+    /// A gzip bomb case: run with `--max-layer-size` [`BOMB_LIMIT`] and not given to Docker,
+    /// which has no limit.
+    pub(super) fn bomb_limited(mut self) -> Case {
+        self.args = vec!["--max-layer-size".into(), BOMB_LIMIT.into()];
+        self.docker = Docker::NotRun("Docker has no size limit: it would write all 2 GiB");
+        self
+    }
+
     pub(super) fn in_docker(mut self, docker: Docker) -> Case {
         self.docker = docker;
         self
+    }
+
+    /// Docker unpacks chrooted into the layer directory, where `..` stops at the root: the
+    /// member climbing out, `evil`, is written at the layer root as `at_root`.
+    pub(super) fn in_docker_at_layer_root(self, at_root: String) -> Case {
+        self.in_docker_checked(
+            "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
+            move |diff, _| expect_file(diff, &at_root, b"evil", 0o644),
+        )
+    }
+
+    /// Docker skips a member whose name cleans to `.`: its layer stays empty.
+    pub(super) fn in_docker_skipped(self) -> Case {
+        self.in_docker_checked(
+            "Docker skips a member whose name cleans to `.` (its data and metadata are dropped)",
+            |diff, _| expect_empty_dir(diff),
+        )
     }
 
     /// Docker loads the case differently, as `check` shows on Docker's layer.
@@ -67,6 +92,22 @@ impl Case {
         self.docker_check = Some(Box::new(check));
         self
     }
+}
+
+/// A layer of `l -> target` and then the empty file `l/<member>`, written through the link.
+pub(super) fn empty_through_link(target: &str, member: &str) -> Vec<u8> {
+    TarBuilder::new()
+        .symlink("l", target)
+        .file(&format!("l/{member}"), b"")
+        .finish()
+}
+
+/// What a gzip bomb case expects: refused naming `culprit` and the limit.
+pub(super) fn bomb_refusal(culprit: String) -> Expect {
+    Expect::Reject(vec![
+        vec![culprit],
+        vec![BOMB_LIMIT_BYTES.to_string(), BOMB_LIMIT.to_string()],
+    ])
 }
 
 /// `ovl-hostile-<pid>-<case>`: a name that nothing but this case can create.
@@ -97,6 +138,17 @@ pub(super) fn reject_naming(case: &str, more: &[&str]) -> Expect {
     Expect::Reject(groups)
 }
 
+/// A load case of an uncompressed layer tar, refused naming its layer member and `more`.
+pub(super) fn rejected_layer(
+    base: &Base,
+    name: &str,
+    what: &'static str,
+    tar: Vec<u8>,
+    more: &[&str],
+) -> Case {
+    layer_case(base, name, what, tar, reject_naming(name, more))
+}
+
 pub(super) fn contain(
     check: impl Fn(&Path, &serde_json::Value) -> anyhow::Result<()> + 'static,
 ) -> Expect {
@@ -125,15 +177,10 @@ pub(super) fn base_and_layer_archive(
     layer: &[u8],
     config: &[u8],
 ) -> Vec<u8> {
-    ArchiveBuilder::new()
-        .file(BASE_MEMBER, &base.tar)
+    ArchiveBuilder::on_base(base)
         .file(&layer_member(name), layer)
         .config(config)
-        .manifest(&[(
-            &config_member(config),
-            &[BASE_MEMBER, &layer_member(name)],
-            &tag_of(name),
-        )])
+        .base_manifest(config, name)
         .finish()
 }
 

@@ -4,54 +4,69 @@ use super::*;
 
 /// The layer cases and archive-level cases of `ovl load`.
 pub(super) fn load_cases(base: &Base) -> Vec<Case> {
-    let mut cases = Vec::new();
-    cases.extend(name_cases(base));
-    cases.extend(header_name_cases(base));
-    cases.extend(symlink_cases(base));
-    cases.extend(hardlink_cases(base));
-    cases.extend(whiteout_cases(base));
-    cases.extend(xattr_cases(base));
-    cases.extend(metadata_cases(base));
-    cases.extend(compression_cases(base));
-    cases.extend(pax_size_cases(base));
-    cases.extend(archive_member_cases(base));
-    cases.extend(archive_layer_cases(base));
-    cases.extend(manifest_cases(base));
-    cases
+    let groups: [fn(&Base) -> Vec<Case>; 12] = [
+        name_cases,
+        header_name_cases,
+        symlink_cases,
+        hardlink_cases,
+        whiteout_cases,
+        xattr_cases,
+        metadata_cases,
+        compression_cases,
+        pax_size_cases,
+        archive_member_cases,
+        archive_layer_cases,
+        manifest_cases,
+    ];
+    groups.iter().flat_map(|group| group(base)).collect()
+}
+
+/// The case `name`: a layer of one member, `benign`, renamed to `path` by a PAX `path` record;
+/// refused naming the layer member and `culprits`.
+fn pax_path_rejected(
+    base: &Base,
+    (name, benign): (&str, &str),
+    what: &'static str,
+    path: &str,
+    culprits: &[&str],
+) -> Case {
+    let mut tar = TarBuilder::new();
+    tar.pax(&[(b"path", path.as_bytes())]).file(benign, b"x");
+    rejected_layer(base, name, what, tar.finish(), culprits)
+}
+
+/// The case `name`, whose member `<prefix><marker>` (holding `evil`, in the layer `build`
+/// makes) climbs out of the layer: refused naming the member; Docker writes it at the layer
+/// root.
+fn climbing_out(
+    base: &Base,
+    name: &str,
+    what: &'static str,
+    prefix: &str,
+    build: impl FnOnce(&str) -> Vec<u8>,
+) -> Case {
+    let m = marker(name);
+    let entry = format!("{prefix}{m}");
+    rejected_layer(base, name, what, build(&entry), &[&entry]).in_docker_at_layer_root(m)
 }
 
 /// Entry names: `..`, absolute, NUL bytes, empty and long names.
 pub(super) fn name_cases(base: &Base) -> Vec<Case> {
     let mut cases = Vec::new();
     // ---- entry names
-    let m = marker("name-dotdot");
-    let at_root = m.clone();
-    let entry = format!("../{m}");
-    cases.push(layer_case(
+    cases.push(climbing_out(
         base,
         "name-dotdot",
         "a member named ../x climbs out of the layer: refused, naming it",
-        TarBuilder::new().file(&entry, b"evil").finish(),
-        reject_naming("name-dotdot", &[&entry]),
-    )
-    .in_docker_checked(
-        "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
-        move |diff, _| expect_file(diff, &at_root, b"evil", 0o644),
+        "../",
+        |entry| TarBuilder::new().file(entry, b"evil").finish(),
     ));
-
-    let m = marker("name-inner-dotdot");
-    let at_root = m.clone();
-    let entry = format!("a/../../{m}");
-    cases.push(layer_case(
+    cases.push(climbing_out(
         base,
         "name-inner-dotdot",
         "a/../../x cleans to ../x: refused",
-        TarBuilder::new().dir("a/").file(&entry, b"evil").finish(),
-        reject_naming("name-inner-dotdot", &[&entry]),
-    )
-    .in_docker_checked(
-        "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
-        move |diff, _| expect_file(diff, &at_root, b"evil", 0o644),
+        "a/../../",
+        |entry| TarBuilder::new().dir("a/").file(entry, b"evil").finish(),
     ));
 
     let m = marker("name-absolute");
@@ -66,28 +81,22 @@ pub(super) fn name_cases(base: &Base) -> Vec<Case> {
     ));
 
     cases.push(
-        layer_case(
+        rejected_layer(
             base,
             "name-empty",
             "a regular file with an empty name names the layer root: refused (Docker skips it)",
             TarBuilder::new().file("", b"nameless").finish(),
-            reject_naming("name-empty", &[]),
+            &[],
         )
-        .in_docker_checked(
-            "Docker skips a member whose name cleans to `.` (its data and metadata are dropped)",
-            |diff, _| expect_empty_dir(diff),
-        ),
+        .in_docker_skipped(),
     );
 
-    let mut tar = TarBuilder::new();
-    tar.pax(&[(b"path", b"nul\0inside")])
-        .file("benign-nul", b"x");
-    cases.push(layer_case(
+    cases.push(pax_path_rejected(
         base,
-        "name-nul",
+        ("name-nul", "benign-nul"),
         "a PAX path holding a NUL byte is an invalid header (Go: ErrHeader)",
-        tar.finish(),
-        reject_naming("name-nul", &[]),
+        "nul\0inside",
+        &[],
     ));
 
     let long_name: String = (0..50)
@@ -95,27 +104,21 @@ pub(super) fn name_cases(base: &Base) -> Vec<Case> {
         .collect::<Vec<_>>()
         .join("/");
     assert!(long_name.len() > 4096 && long_name.len() < 5100);
-    let mut tar = TarBuilder::new();
-    tar.pax(&[(b"path", long_name.as_bytes())])
-        .file("benign-long", b"x");
-    cases.push(layer_case(
+    cases.push(pax_path_rejected(
         base,
-        "name-long-path",
+        ("name-long-path", "benign-long"),
         "a 5000-byte PAX path is longer than PATH_MAX: the kernel refuses it (ENAMETOOLONG)",
-        tar.finish(),
-        reject_naming("name-long-path", &[&long_name[..60]]),
+        &long_name,
+        &[&long_name[..60]],
     ));
 
     let long_component = format!("d/{}", "c".repeat(300));
-    let mut tar = TarBuilder::new();
-    tar.pax(&[(b"path", long_component.as_bytes())])
-        .file("benign-component", b"x");
-    cases.push(layer_case(
+    cases.push(pax_path_rejected(
         base,
-        "name-long-component",
+        ("name-long-component", "benign-component"),
         "a 300-byte name component is longer than NAME_MAX (ENAMETOOLONG)",
-        tar.finish(),
-        reject_naming("name-long-component", &[&long_component[..60]]),
+        &long_component,
+        &[&long_component[..60]],
     ));
 
     cases
@@ -153,52 +156,38 @@ pub(super) fn header_name_cases(base: &Base) -> Vec<Case> {
     ));
 
     cases.push(
-        layer_case(
+        rejected_layer(
             base,
             "name-dot-file",
             "a regular file named . would replace the layer root: refused (Docker skips it)",
             TarBuilder::new().file(".", b"dot").finish(),
-            reject_naming("name-dot-file", &[]),
+            &[],
         )
-        .in_docker_checked(
-            "Docker skips a member whose name cleans to `.` (its data and metadata are dropped)",
-            |diff, _| expect_empty_dir(diff),
-        ),
+        .in_docker_skipped(),
     );
 
-    let m = marker("name-pax-dotdot");
-    let at_root = m.clone();
-    let entry = format!("../{m}");
-    let mut tar = TarBuilder::new();
-    tar.pax(&[(b"path", entry.as_bytes())])
-        .file("benign", b"evil");
-    cases.push(layer_case(
+    cases.push(climbing_out(
         base,
         "name-pax-dotdot",
         "a PAX path record overrides a benign ustar name with ../x: refused",
-        tar.finish(),
-        reject_naming("name-pax-dotdot", &[&entry]),
-    )
-    .in_docker_checked(
-        "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
-        move |diff, _| expect_file(diff, &at_root, b"evil", 0o644),
+        "../",
+        |entry| {
+            let mut tar = TarBuilder::new();
+            tar.pax(&[(b"path", entry.as_bytes())])
+                .file("benign", b"evil");
+            tar.finish()
+        },
     ));
-
-    let m = marker("name-gnu-dotdot");
-    let at_root = m.clone();
-    let entry = format!("../{m}");
-    let mut tar = TarBuilder::new();
-    tar.gnu_long_name(entry.as_bytes()).file("benign", b"evil");
-    cases.push(layer_case(
+    cases.push(climbing_out(
         base,
         "name-gnu-dotdot",
         "a GNU long name (type L) naming ../x: refused",
-        tar.finish(),
-        reject_naming("name-gnu-dotdot", &[&entry]),
-    )
-    .in_docker_checked(
-        "Docker unpacks chrooted into the layer directory, where .. stops at the root: x is written at the layer root",
-        move |diff, _| expect_file(diff, &at_root, b"evil", 0o644),
+        "../",
+        |entry| {
+            let mut tar = TarBuilder::new();
+            tar.gnu_long_name(entry.as_bytes()).file("benign", b"evil");
+            tar.finish()
+        },
     ));
 
     cases
@@ -208,39 +197,40 @@ pub(super) fn header_name_cases(base: &Base) -> Vec<Case> {
 pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
     let mut cases = Vec::new();
     // ---- symlink games
-    let m = marker("symlink-root-file");
-    let inside = format!("etc/{m}");
-    cases.push(layer_case(
-        base,
-        "symlink-root-file",
-        "l -> / then l/etc/x as a file: written to the layer's etc/x",
-        TarBuilder::new()
-            .symlink("l", "/")
-            .file(&format!("l/etc/{m}"), b"through l")
-            .finish(),
-        contain(move |diff, _| {
-            expect_symlink(diff, "l", "/")?;
-            expect_file(diff, &inside, b"through l", 0o644)
-        }),
-    ));
+    let through_root = [
+        (
+            "symlink-root-file",
+            "l -> / then l/etc/x as a file: written to the layer's etc/x",
+            "/",
+            Some(&b"through l"[..]),
+        ),
+        (
+            "symlink-root-dir",
+            "l -> ../../../../../../../.. then l/etc/x/ as a directory: created in the layer's etc/",
+            "../../../../../../../..",
+            None,
+        ),
+    ];
+    for (name, what, target, content) in through_root {
+        let m = marker(name);
+        let inside = format!("etc/{m}");
+        let mut tar = TarBuilder::new();
+        tar.symlink("l", target);
+        match content {
+            Some(content) => tar.file(&format!("l/{inside}"), content),
+            None => tar.dir(&format!("l/{inside}/")),
+        };
+        let check = contain(move |diff, _| {
+            expect_symlink(diff, "l", target)?;
+            match content {
+                Some(content) => expect_file(diff, &inside, content, 0o644),
+                None => expect_dir(diff, &inside),
+            }
+        });
+        cases.push(layer_case(base, name, what, tar.finish(), check));
+    }
 
-    let m = marker("symlink-root-dir");
-    let inside = format!("etc/{m}");
-    cases.push(layer_case(
-        base,
-        "symlink-root-dir",
-        "l -> ../../../../../../../.. then l/etc/x/ as a directory: created in the layer's etc/",
-        TarBuilder::new()
-            .symlink("l", "../../../../../../../..")
-            .dir(&format!("l/etc/{m}/"))
-            .finish(),
-        contain(move |diff, _| {
-            expect_symlink(diff, "l", "../../../../../../../..")?;
-            expect_dir(diff, &inside)
-        }),
-    ));
-
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "symlink-root-hardlink",
         "l -> / then a hardlink to l/etc/passwd: the target is looked up in the layer, where it is missing",
@@ -248,7 +238,7 @@ pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
             .symlink("l", "/")
             .hardlink("link-to-passwd", "l/etc/passwd")
             .finish(),
-        reject_naming("symlink-root-hardlink", &["link-to-passwd"]),
+        &["link-to-passwd"],
     ));
 
     cases.push(layer_case(
@@ -271,10 +261,7 @@ pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
         base,
         "symlink-world-whiteout",
         "l -> ../../../.. (the sentinel tree, seen from diff/) then l/.wh.keep: the whiteout lands in the layer",
-        TarBuilder::new()
-            .symlink("l", "../../../..")
-            .file("l/.wh.keep", b"")
-            .finish(),
+        empty_through_link("../../../..", ".wh.keep"),
         contain(|diff, _| {
             expect_symlink(diff, "l", "../../../..")?;
             expect_whiteout(diff, "keep")
@@ -285,10 +272,7 @@ pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
         base,
         "symlink-root-whiteout-etc",
         "l -> / then l/etc/.wh.passwd: the whiteout is the layer's etc/passwd, never the host's",
-        TarBuilder::new()
-            .symlink("l", "/")
-            .file("l/etc/.wh.passwd", b"")
-            .finish(),
+        empty_through_link("/", "etc/.wh.passwd"),
         contain(|diff, _| expect_whiteout(diff, "etc/passwd")),
     ));
 
@@ -334,7 +318,7 @@ pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
         }),
     ));
 
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "symlink-dotdot-sentinel",
         "s -> ../../../../sentinel-dir then s/inner: the target is missing inside the layer, so it fails",
@@ -342,7 +326,7 @@ pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
             .symlink("s", "../../../../sentinel-dir")
             .file("s/inner", b"evil")
             .finish(),
-        reject_naming("symlink-dotdot-sentinel", &["s/inner"]),
+        &["s/inner"],
     ));
 
     cases.push(layer_case(
@@ -364,24 +348,24 @@ pub(super) fn symlink_cases(base: &Base) -> Vec<Case> {
 pub(super) fn hardlink_cases(base: &Base) -> Vec<Case> {
     let mut cases = Vec::new();
     // ---- hardlinks
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "hardlink-dotdot",
         "a hardlink to ../../../../keep climbs out of the layer: refused before anything is linked",
         TarBuilder::new()
             .hardlink("link-out", "../../../../keep")
             .finish(),
-        reject_naming("hardlink-dotdot", &["link-out"]),
+        &["link-out"],
     ));
 
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "hardlink-etc-passwd",
         "a hardlink to /etc/passwd: looked up in the layer, where it is missing",
         TarBuilder::new()
             .hardlink("link-passwd", "/etc/passwd")
             .finish(),
-        reject_naming("hardlink-etc-passwd", &["link-passwd"]),
+        &["link-passwd"],
     ));
 
     let mut tar = TarBuilder::new();
@@ -420,7 +404,7 @@ pub(super) fn hardlink_cases(base: &Base) -> Vec<Case> {
         }),
     ));
 
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "hardlink-forward",
         "a hardlink to a path that a later member creates: its target does not exist yet",
@@ -428,10 +412,10 @@ pub(super) fn hardlink_cases(base: &Base) -> Vec<Case> {
             .hardlink("early-link", "later")
             .file("later", b"later")
             .finish(),
-        reject_naming("hardlink-forward", &["early-link"]),
+        &["early-link"],
     ));
 
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "hardlink-dir",
         "a hardlink to a directory: refused (link(2) gives EPERM)",
@@ -439,7 +423,7 @@ pub(super) fn hardlink_cases(base: &Base) -> Vec<Case> {
             .dir("d/")
             .hardlink("dir-link", "d")
             .finish(),
-        reject_naming("hardlink-dir", &["dir-link"]),
+        &["dir-link"],
     ));
 
     cases
@@ -478,12 +462,12 @@ pub(super) fn whiteout_cases(base: &Base) -> Vec<Case> {
         ));
     }
 
-    cases.push(layer_case(
+    cases.push(rejected_layer(
         base,
         "whiteout-parent",
         "../.wh.keep climbs out of the layer: refused",
         TarBuilder::new().file("../.wh.keep", b"").finish(),
-        reject_naming("whiteout-parent", &["../.wh.keep"]),
+        &["../.wh.keep"],
     )
     .in_docker_checked(
         "Docker unpacks chrooted into the layer directory: ../.wh.keep whites out keep at the layer root",
@@ -508,10 +492,7 @@ pub(super) fn whiteout_cases(base: &Base) -> Vec<Case> {
         base,
         "whiteout-opaque-under-symlink",
         "l -> ../../../.. then l/sentinel-dir/.wh..wh..opq: the opaque directory is the layer's",
-        TarBuilder::new()
-            .symlink("l", "../../../..")
-            .file("l/sentinel-dir/.wh..wh..opq", b"")
-            .finish(),
+        empty_through_link("../../../..", "sentinel-dir/.wh..wh..opq"),
         contain(|diff, _| {
             expect_dir(diff, "sentinel-dir")?;
             expect_xattr(

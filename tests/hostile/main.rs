@@ -53,9 +53,6 @@ use docker::*;
 use expect::*;
 use world::*;
 
-const TEST_LOAD: &str = "hostile_archives_are_rejected_or_contained_needs_root";
-const TEST_IMPORT: &str = "hostile_rootfs_tarballs_are_rejected_or_contained_needs_root";
-const TEST_DOCKER: &str = "hostile_archives_in_docker_needs_root_and_dockerd";
 /// Docker 20.10 decompresses gzip layers with this program when it is on PATH (moby
 /// pkg/archive `gzDecompress`), and with Go's reader otherwise.
 const UNPIGZ: &str = "/usr/bin/unpigz";
@@ -87,10 +84,14 @@ const HOST_FILES: [&str; 2] = ["/etc/passwd", "/etc/shadow"];
 /// The mtime of every sentinel entry.
 const SENTINEL_MTIME: u64 = 1_234_567_890;
 
+const TEST_LOAD: &str = "hostile_archives_are_rejected_or_contained_needs_root";
+
 #[test]
 fn hostile_archives_are_rejected_or_contained_needs_root() {
     run_in_world(TEST_LOAD, |env| load_cases(&env.base), true);
 }
+
+const TEST_IMPORT: &str = "hostile_rootfs_tarballs_are_rejected_or_contained_needs_root";
 
 #[test]
 fn hostile_rootfs_tarballs_are_rejected_or_contained_needs_root() {
@@ -128,6 +129,8 @@ fn run_in_world(
     eprintln!("timing: {test_name}: {:.1?}", started.elapsed());
     failures.finish();
 }
+
+const TEST_DOCKER: &str = "hostile_archives_in_docker_needs_root_and_dockerd";
 
 /// The same cases against a private dockerd 20.10, whose data root sits in a sentinel tree of
 /// its own: Docker must load or refuse each as its `docker` field says, a contained case must

@@ -16,6 +16,11 @@ pub(super) struct Base {
 }
 
 impl Base {
+    /// An image config of the base layer and `layer`.
+    pub(super) fn config_with(&self, layer: &[u8]) -> Vec<u8> {
+        image_config(&[self.diff_id.clone(), sha256_digest(layer)])
+    }
+
     pub(super) fn new() -> Base {
         let tar = base_rootfs_tar();
         Base {

@@ -52,6 +52,17 @@ pub fn docker_archive(config: &[u8], layers: &[(String, Vec<u8>)], repo_tags: &[
     builder.finish()
 }
 
+/// Writes a [`docker_archive`] to `path`.
+pub fn write_docker_archive(
+    path: &Path,
+    config: &[u8],
+    layers: &[(String, Vec<u8>)],
+    repo_tags: &[&str],
+) {
+    fs::write(path, docker_archive(config, layers, repo_tags))
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
 /// `layers` as docker-archive members `<prefix><idx>/layer.tar`.
 pub fn layer_members(prefix: &str, layers: Vec<Vec<u8>>) -> Vec<(String, Vec<u8>)> {
     layers
@@ -73,6 +84,48 @@ pub fn layers_archive(layers: Vec<Vec<u8>>, prefix: &str, tags: &[&str]) -> (Vec
     (archive, diff_ids)
 }
 
+/// One tar member as the `tar` crate decodes it.
+#[derive(Debug, Clone)]
+pub struct TarMember {
+    pub header: tar::Header,
+    /// The name and link name, with any PAX or GNU long-name records applied.
+    pub name: Vec<u8>,
+    pub link: Option<Vec<u8>>,
+    /// The `SCHILY.xattr.` PAX records: the xattr name and its value.
+    pub xattrs: Vec<(String, Vec<u8>)>,
+    pub data: Vec<u8>,
+}
+
+/// Every member of the tar `reader` holds, in order.
+pub fn tar_members(reader: impl std::io::Read) -> anyhow::Result<Vec<TarMember>> {
+    let mut archive = tar::Archive::new(reader);
+    let mut members = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let mut xattrs = Vec::new();
+        for extension in entry.pax_extensions()?.into_iter().flatten() {
+            let extension = extension?;
+            let key = extension.key().map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                xattrs.push((name.to_string(), extension.value_bytes().to_vec()));
+            }
+        }
+        let header = entry.header().clone();
+        let name = entry.path_bytes().into_owned();
+        let link = entry.link_name_bytes().map(|l| l.into_owned());
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data)?;
+        members.push(TarMember {
+            header,
+            name,
+            link,
+            xattrs,
+            data,
+        });
+    }
+    Ok(members)
+}
+
 /// gzip of `bytes`.
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -82,14 +135,19 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 /// Runs `skopeo --insecure-policy args`; returns its stdout.
 pub fn skopeo_json(args: &[&str]) -> anyhow::Result<Vec<u8>> {
-    let output = Command::new(SKOPEO)
-        .arg("--insecure-policy")
-        .args(args)
+    let mut skopeo = Command::new(SKOPEO);
+    skopeo.arg("--insecure-policy").args(args);
+    stdout_of_success(skopeo)
+}
+
+/// Runs `command`; its stdout when it succeeds, else an error with its stderr.
+pub fn stdout_of_success(mut command: Command) -> anyhow::Result<Vec<u8>> {
+    let output = command
         .output()
-        .context("spawn skopeo")?;
+        .with_context(|| format!("spawn {command:?}"))?;
     ensure!(
         output.status.success(),
-        "skopeo {args:?} failed: {}",
+        "{command:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(output.stdout)

@@ -131,11 +131,7 @@ impl Dockerd {
     }
 
     /// The 20.10 client on this daemon's socket (classic builder, a private client config).
-    pub fn docker_command<I, S>(&self, args: I) -> Command
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
+    pub fn docker_command(&self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Command {
         let mut command = Command::new(DOCKER);
         command
             .arg("-H")
@@ -150,22 +146,14 @@ impl Dockerd {
     }
 
     /// Runs the client and returns its output whatever the status.
-    pub fn docker<I, S>(&self, args: I) -> Output
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
+    pub fn docker(&self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Output {
         self.docker_command(args)
             .output()
             .unwrap_or_else(|e| panic!("spawn {DOCKER}: {e}"))
     }
 
     /// Runs the client and returns stdout; panics with stderr and the daemon log tail on failure.
-    pub fn docker_ok<I, S>(&self, args: I) -> String
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
+    pub fn docker_ok(&self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> String {
         let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let output = self.docker(&args);
         if !output.status.success() {
@@ -291,16 +279,13 @@ pub(super) fn kill_processes_mentioning(dir: &Path) {
     let needle = needle.as_slice();
     let own_pid = std::process::id() as i32;
     for entry in entries.flatten() {
-        let Some(pid) = entry
+        let pid = entry
             .file_name()
             .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
+            .and_then(|s| s.parse::<i32>().ok());
+        let Some(pid) = pid.filter(|pid| *pid != own_pid) else {
             continue;
         };
-        if pid == own_pid {
-            continue;
-        }
         let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
             continue;
         };
@@ -311,6 +296,12 @@ pub(super) fn kill_processes_mentioning(dir: &Path) {
             );
         }
     }
+}
+
+/// The start of a test that needs a dockerd: `None` when it skips ([`require_dockerd`]), else a
+/// fresh scratch directory.
+pub fn dockerd_scratch(test_name: &str) -> Option<Scratch> {
+    require_dockerd(test_name).then(Scratch::new)
 }
 
 /// The start of a test that needs a dockerd: `None` when it skips ([`require_dockerd`]), else a

@@ -79,15 +79,8 @@ pub fn build_image(
         fs::write(&file, content).expect("write context file");
         fs::set_permissions(&file, fs::Permissions::from_mode(*mode)).expect("chmod context file");
     }
-    docker.docker_ok([
-        OsStr::new("build"),
-        OsStr::new("--network"),
-        OsStr::new("none"),
-        OsStr::new("-q"),
-        OsStr::new("-t"),
-        OsStr::new(tag),
-        ctx.as_os_str(),
-    ]);
+    let build = "build --network none -q -t".split(' ').map(OsStr::new);
+    docker.docker_ok(build.chain([OsStr::new(tag), ctx.as_os_str()]));
     docker.image_id(tag)
 }
 

@@ -198,7 +198,7 @@ impl Scratch {
     pub fn base_root(&self, dir: &str) -> Ovl {
         let ovl = Ovl::new(self.join(dir));
         let tarball = self.write_base_tar("base.tar");
-        ovl.ok(["import".as_ref(), tarball.as_os_str(), "base:1".as_ref()]);
+        ovl.import(&tarball, "base:1");
         ovl
     }
 }
@@ -212,6 +212,20 @@ pub fn root_scratch(test_name: &str) -> Option<Scratch> {
     Some(Scratch::new())
 }
 
+/// [`root_scratch`] with an [`Ovl`] on the data root `dir` inside the scratch directory.
+pub fn root_scratch_ovl(test_name: &str, dir: &str) -> Option<(Scratch, Ovl)> {
+    let work = root_scratch(test_name)?;
+    let ovl = Ovl::new(work.join(dir));
+    Some((work, ovl))
+}
+
+/// [`root_scratch`] with the data root `dir` holding `base:1` ([`Scratch::base_root`]).
+pub fn root_scratch_base(test_name: &str, dir: &str) -> Option<(Scratch, Ovl)> {
+    let work = root_scratch(test_name)?;
+    let ovl = work.base_root(dir);
+    Some((work, ovl))
+}
+
 impl Default for Scratch {
     fn default() -> Self {
         Scratch::new()
@@ -222,6 +236,23 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         unmount_below(&self.path);
         let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Visits every entry below `dir`, depth first, without following symlinks (an unreadable
+/// directory is passed over); `visit` gets the entry's path and says whether to descend into it.
+pub fn walk_below(dir: &Path, mut visit: impl FnMut(&Path, &fs::DirEntry) -> bool) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if visit(&path, &entry) {
+                stack.push(path);
+            }
+        }
     }
 }
 

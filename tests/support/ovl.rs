@@ -43,11 +43,7 @@ impl Ovl {
     }
 
     /// The command with `--root` set, ready for more arguments.
-    pub fn command<I, S>(&self, args: I) -> Command
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
+    pub fn command(&self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Command {
         let mut command = Command::new(&self.bin);
         command.arg("--root").arg(&self.root).args(args);
         command.env_remove("OVL_ROOT");
@@ -58,11 +54,7 @@ impl Ovl {
     }
 
     /// Runs `ovl --root <root> args…` and returns its output whatever the exit status.
-    pub fn run<I, S>(&self, args: I) -> Output
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
+    pub fn run(&self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Output {
         let mut command = self.command(args);
         command
             .output()
@@ -70,11 +62,10 @@ impl Ovl {
     }
 
     /// Runs and returns stdout, or an error carrying the exit status and stderr.
-    pub fn try_ok<I, S>(&self, args: I) -> anyhow::Result<String>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
+    pub fn try_ok(
+        &self,
+        args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    ) -> anyhow::Result<String> {
         let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let output = self
             .command(&args)
@@ -91,20 +82,12 @@ impl Ovl {
     }
 
     /// Runs and returns stdout; panics with stderr when the command fails.
-    pub fn ok<I, S>(&self, args: I) -> String
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
+    pub fn ok(&self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> String {
         self.try_ok(args).unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Runs a command that must fail with exit status 1 and returns its stderr.
-    pub fn fail<I, S>(&self, args: I) -> String
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
+    pub fn fail(&self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> String {
         let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
         let output = self.run(&args);
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -115,6 +98,24 @@ impl Ovl {
             String::from_utf8_lossy(&output.stdout)
         );
         stderr
+    }
+
+    /// Starts a command with its stdout and stderr piped.
+    pub fn spawn_piped(&self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ovl")
+    }
+
+    /// `ovl import <tarball> <reference>`, which must succeed; returns its stdout.
+    pub fn import(&self, tarball: &Path, reference: &str) -> String {
+        self.ok([
+            OsStr::new("import"),
+            tarball.as_os_str(),
+            OsStr::new(reference),
+        ])
     }
 
     /// `ovl load -i <archive>` and the image reference it reports (the first `Loaded image:`

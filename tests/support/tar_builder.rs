@@ -335,11 +335,12 @@ impl TarBuilder {
 pub fn pax_records(records: &[(&[u8], &[u8])]) -> Vec<u8> {
     let mut data = Vec::new();
     for (key, value) in records {
+        // The space, `=` and newline, then the length's own digits: the fewest that fit.
         let rest = key.len() + value.len() + 3;
-        let mut len = rest + 1;
-        while len.to_string().len() + rest != len {
-            len = len.to_string().len() + rest;
-        }
+        let len = (1..)
+            .map(|digits| rest + digits)
+            .find(|len| len.to_string().len() + rest == *len)
+            .expect("a record length");
         data.extend_from_slice(len.to_string().as_bytes());
         data.push(b' ');
         data.extend_from_slice(key);

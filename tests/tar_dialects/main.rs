@@ -24,8 +24,8 @@ use anyhow::{bail, ensure, Context as _};
 use ovl_tests::tar_builder::field::{CHKSUM, LINKNAME, MAGIC, MODE, PREFIX, SIZE, UNAME};
 use ovl_tests::tar_builder::Block;
 use ovl_tests::{
-    compare, docker_archive, dump, image_config, layerdb, require_dockerd, require_root,
-    root_scratch, scratch_path, sha256_digest, Dockerd, DumpOptions, Failures, Ovl, Scratch,
+    compare, docker_archive, dockerd_scratch, dump, image_config, layerdb, require_root,
+    root_scratch_ovl, scratch_path, sha256_digest, Dockerd, DumpOptions, Failures, Ovl, Scratch,
 };
 
 mod corpus;
@@ -33,11 +33,6 @@ mod members;
 
 use corpus::*;
 use members::*;
-
-const TEST_HUGE: &str = "old_gnu_sparse_2_pow_60_is_refused_before_any_work_needs_root";
-const TEST_ROUND_TRIP: &str = "old_gnu_sparse_layer_save_round_trips_or_is_refused_needs_root";
-const TEST_PREFIX: &str = "gnu_magic_with_prefix_field_reads_as_go_reads_it_needs_root";
-const TEST_DIFFERENTIAL: &str = "tar_dialects_load_as_in_dockerd_needs_root_and_dockerd";
 
 /// How long a command on a small archive may take: refusing a member that declares 2^60 bytes
 /// must not depend on that number.
@@ -50,12 +45,13 @@ const MTIME: u64 = 1_600_000_000;
 // ------------------------------------------------------------------------------------------------
 // Item 8: work is bounded by the archive's bytes
 
+const TEST_HUGE: &str = "old_gnu_sparse_2_pow_60_is_refused_before_any_work_needs_root";
+
 #[test]
 fn old_gnu_sparse_2_pow_60_is_refused_before_any_work_needs_root() {
-    let Some(scratch) = root_scratch(TEST_HUGE) else {
+    let Some((scratch, ovl)) = root_scratch_ovl(TEST_HUGE, "root") else {
         return;
     };
-    let ovl = Ovl::new(scratch.join("root"));
     let mut failures = Failures::default();
 
     // An old GNU sparse member declaring 2^60 bytes in a 10 KiB tar.
@@ -148,6 +144,8 @@ fn refused_quickly(
 
 // ------------------------------------------------------------------------------------------------
 // Item 9: a loaded layer always reassembles to its DiffID
+
+const TEST_ROUND_TRIP: &str = "old_gnu_sparse_layer_save_round_trips_or_is_refused_needs_root";
 
 #[test]
 fn old_gnu_sparse_layer_save_round_trips_or_is_refused_needs_root() {
@@ -315,12 +313,13 @@ fn sparse_round_trip(
 // ------------------------------------------------------------------------------------------------
 // Item 10: headers read as Go reads them
 
+const TEST_PREFIX: &str = "gnu_magic_with_prefix_field_reads_as_go_reads_it_needs_root";
+
 #[test]
 fn gnu_magic_with_prefix_field_reads_as_go_reads_it_needs_root() {
-    let Some(scratch) = root_scratch(TEST_PREFIX) else {
+    let Some((scratch, ovl)) = root_scratch_ovl(TEST_PREFIX, "root") else {
         return;
     };
-    let ovl = Ovl::new(scratch.join("root"));
     // Each member alone in a layer, and the path Go's reader gives it.
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         // GNU magic, the prefix area holding text: atime does not parse, so Go takes the area
@@ -465,16 +464,15 @@ impl Case {
     }
 }
 
+const TEST_DIFFERENTIAL: &str = "tar_dialects_load_as_in_dockerd_needs_root_and_dockerd";
+
 #[test]
 fn tar_dialects_load_as_in_dockerd_needs_root_and_dockerd() {
-    if !require_dockerd(TEST_DIFFERENTIAL) {
+    let Some(scratch) = dockerd_scratch(TEST_DIFFERENTIAL) else {
         return;
-    }
-    let scratch_dir = scratch_path();
-    fs::create_dir_all(&scratch_dir).expect("mkdir scratch");
-    let scratch = Scratch::new();
+    };
+    let docker = Dockerd::start(&scratch_path());
     let ovl = Ovl::new(scratch.join("root"));
-    let docker = Dockerd::start(&scratch_dir);
     let version = docker.docker_ok([
         "version",
         "--format",
@@ -515,8 +513,9 @@ fn tar_dialects_load_as_in_dockerd_needs_root_and_dockerd() {
         cases.len(),
         started.elapsed()
     );
+    let docker_scratch = docker.scratch().to_path_buf();
     drop(docker);
-    let _ = fs::remove_dir_all(&scratch_dir);
+    let _ = fs::remove_dir_all(&docker_scratch);
     failures.finish();
 }
 

@@ -358,21 +358,17 @@ fn version_needs(elf: &[u8]) -> Result<Vec<VersionNeed>> {
                     file: file.clone(),
                     version,
                 });
-                let next = usize_at(table, aux_at + 12, 4)?; // vna_next
-                if next == 0 {
+                // vna_next
+                let Some(next_at) = chain_next(table, aux_at, 12, "vernaux")? else {
                     break;
-                }
-                aux_at = aux_at
-                    .checked_add(next)
-                    .context("vernaux offset overflows")?;
+                };
+                aux_at = next_at;
             }
-            let next = usize_at(table, need_at + 12, 4)?; // vn_next
-            if next == 0 {
+            // vn_next
+            let Some(next_at) = chain_next(table, need_at, 12, "verneed")? else {
                 break;
-            }
-            need_at = need_at
-                .checked_add(next)
-                .context("verneed offset overflows")?;
+            };
+            need_at = next_at;
         }
     }
     Ok(needs)
@@ -399,6 +395,19 @@ impl Section {
                 )
             })
     }
+}
+
+/// The offset of the next record of a Verneed or Vernaux chain, whose 4-byte `next` field
+/// (relative to the record at `at`) lies at `at + next_field`; `None` at the chain's end (0).
+fn chain_next(table: &[u8], at: usize, next_field: usize, what: &str) -> Result<Option<usize>> {
+    let next = usize_at(table, at + next_field, 4)?;
+    if next == 0 {
+        return Ok(None);
+    }
+    let next_at = at
+        .checked_add(next)
+        .with_context(|| format!("{what} offset overflows"))?;
+    Ok(Some(next_at))
 }
 
 /// The little-endian unsigned integer of `len` bytes (2, 4 or 8) at `offset`.

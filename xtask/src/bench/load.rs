@@ -656,14 +656,8 @@ pub fn bench_mounts(
     images: &[Image],
     contenders: Contenders<'_>,
 ) -> Result<(Vec<Sample>, PeakRss)> {
-    let Contenders {
-        ovl_bin,
-        docker,
-        podman,
-        scratch,
-        runs,
-        ..
-    } = contenders;
+    let (ovl_bin, docker, podman) = (contenders.ovl_bin, contenders.docker, contenders.podman);
+    let (scratch, runs) = (contenders.scratch, contenders.runs);
     let mut samples = Vec::new();
     let mut peak_rss = Vec::new();
     let root = scratch.join("mounts");
