@@ -260,24 +260,28 @@ pub(crate) fn elements<'a>(ty: &'static GoType, json: &Value) -> Exe<Vec<(Val<'a
                     .collect()
             })
             .unwrap_or_default()),
-        GoType::Map(_, elem) => {
-            let mut entries: Vec<(&String, &Value)> = json
-                .as_object()
-                .map(|map| map.iter().collect())
-                .unwrap_or_default();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            Ok(entries
-                .into_iter()
-                .map(|(key, item)| {
-                    (
-                        Val::Json(Value::String(key.clone())),
-                        decode(elem, item.clone()),
-                    )
-                })
-                .collect())
-        }
+        GoType::Map(_, elem) => Ok(sorted_entries(json)
+            .into_iter()
+            .map(|(key, item)| {
+                (
+                    Val::Json(Value::String(key.clone())),
+                    decode(elem, item.clone()),
+                )
+            })
+            .collect()),
         _ => Err(format!("range can't iterate over {}", format(ty, json, 0))),
     }
+}
+
+/// The entries of a JSON object in key order, as Go's `range` and `fmt` visit a map; none for
+/// anything else.
+fn sorted_entries(json: &Value) -> Vec<(&String, &Value)> {
+    let mut entries: Vec<(&String, &Value)> = json
+        .as_object()
+        .map(|map| map.iter().collect())
+        .unwrap_or_default();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries
 }
 
 /// What an action prints: `text/template` follows pointers before handing the value to `fmt`.
@@ -310,12 +314,7 @@ pub(crate) fn format(ty: &'static GoType, json: &Value, depth: usize) -> String 
             format!("[{}]", parts.join(" "))
         }
         GoType::Map(_, elem) => {
-            let mut entries: Vec<(&String, &Value)> = json
-                .as_object()
-                .map(|map| map.iter().collect())
-                .unwrap_or_default();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            let parts: Vec<String> = entries
+            let parts: Vec<String> = sorted_entries(json)
                 .into_iter()
                 .map(|(key, item)| format!("{key}:{}", format(elem, item, depth + 1)))
                 .collect();
