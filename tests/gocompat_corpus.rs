@@ -1,16 +1,16 @@
-//! Records the conformance corpus of `crates/gocompat` from the docker 20.10 client: the plain
+//! The conformance corpus of `crates/gocompat`, recorded from the docker 20.10 client and replayed
+//! by gocompat on every run: the plain
 //! `docker image inspect` JSON of two images, and for a fixed list of `--format` templates what
 //! `docker image inspect --format T` printed over it (stdout and whether it succeeded); sizes as
 //! `docker history` prints them with and without `--human`; creation times as `docker images`
 //! prints them (`CreatedAt`, Go's `Time.String` with `TZ=UTC`) next to the RFC 3339 text.
 //!
-//! Run it as root with dockerd 20.10 installed (a private daemon is started and stopped):
-//!
-//! ```text
-//! cargo test -p ovl-tests --test gocompat_corpus -- --ignored --nocapture
-//! ```
-//!
-//! It rewrites `crates/gocompat/tests/corpus/`; `crates/gocompat/tests/conformance.rs` replays it.
+//! As root with dockerd 20.10 installed (a private daemon is started and stopped), the test
+//! records a fresh corpus into a scratch directory and runs gocompat's conformance tests
+//! (`crates/gocompat/tests/conformance.rs`) over it, so that gocompat is checked against the
+//! docker client of this machine, not only against the committed recording. With
+//! `OVL_GOCOMPAT_CORPUS=<dir>` it records there instead (`crates/gocompat/tests/corpus` refreshes
+//! the committed corpus).
 
 use std::fs;
 use std::path::PathBuf;
@@ -99,14 +99,33 @@ const TEMPLATES: &[&str] = &[
 ];
 
 #[test]
-#[ignore = "needs root and dockerd; rewrites crates/gocompat/tests/corpus"]
-fn record_gocompat_corpus_needs_root_and_dockerd() {
-    const TEST: &str = "record_gocompat_corpus_needs_root_and_dockerd";
+fn gocompat_prints_what_the_docker_client_prints_needs_root_and_dockerd() {
+    const TEST: &str = "gocompat_prints_what_the_docker_client_prints_needs_root_and_dockerd";
     if !require_dockerd(TEST) {
         return;
     }
-    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crates/gocompat/tests/corpus");
+    let scratch = Scratch::new();
+    let corpus = std::env::var_os("OVL_GOCOMPAT_CORPUS")
+        .map_or_else(|| scratch.path().join("corpus"), PathBuf::from);
     fs::create_dir_all(&corpus).expect("mkdir corpus");
+    record(&corpus);
+    let replay = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["test", "-p", "gocompat", "--test", "conformance"])
+        .env("OVL_GOCOMPAT_CORPUS", &corpus)
+        .output()
+        .expect("run gocompat's conformance tests");
+    assert!(
+        replay.status.success(),
+        "gocompat differs from the docker client over {}:\n{}{}",
+        corpus.display(),
+        String::from_utf8_lossy(&replay.stdout),
+        String::from_utf8_lossy(&replay.stderr)
+    );
+}
+
+/// Records the corpus into `corpus` with a private dockerd.
+fn record(corpus: &std::path::Path) {
     let docker = Dockerd::start(&scratch_path());
     base_image(&docker);
     build_image(

@@ -3,11 +3,13 @@
 //! (and fail where docker failed); go-units sizes and Go's `Time.String` must match the columns
 //! `docker history` and `docker images` showed.
 //!
-//! The corpus is recorded, never written by hand, by the ignored test of the `ovl-tests` package
-//! (root and dockerd 20.10 needed; it starts and stops a private daemon):
+//! The corpus is recorded, never written by hand, by `tests/gocompat_corpus.rs` of the
+//! `ovl-tests` package (root and dockerd 20.10 needed; it starts and stops a private daemon),
+//! which records a fresh corpus on every run of the suite and replays it with these tests
+//! (`OVL_GOCOMPAT_CORPUS=<dir>`); to refresh the committed one:
 //!
 //! ```text
-//! cargo test -p ovl-tests --test gocompat_corpus -- --ignored --nocapture
+//! OVL_GOCOMPAT_CORPUS=$PWD/crates/gocompat/tests/corpus cargo test -p ovl-tests --test gocompat_corpus
 //! ```
 
 use std::fs;
@@ -16,10 +18,14 @@ use std::path::PathBuf;
 use gocompat::template::{Template, IMAGE_INSPECT};
 use serde_json::Value;
 
+/// The corpus directory: `OVL_GOCOMPAT_CORPUS` when set (a recording just made from the docker
+/// client), else the recorded `tests/corpus/`.
 fn corpus(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/corpus")
-        .join(name);
+    let dir = std::env::var_os("OVL_GOCOMPAT_CORPUS").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus"),
+        PathBuf::from,
+    );
+    let path = dir.join(name);
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
 }
