@@ -613,32 +613,14 @@ pub(crate) fn remove_all(parent: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errn
         Err(Errno::ISDIR) => {}
         Err(errno) => return Err(errno),
     }
-    let dir = rustix::fs::openat(
-        parent,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    for child in read_dir_names(dir.as_fd())? {
-        remove_all(dir.as_fd(), &child)?;
+    let dir = syscompat::dir::open_dir_at(parent, name)?;
+    for (child, _) in syscompat::dir::read_dir(dir.as_fd())? {
+        remove_all(dir.as_fd(), child.as_bytes())?;
     }
     match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
         Ok(()) | Err(Errno::NOENT) => Ok(()),
         Err(errno) => Err(errno),
     }
-}
-
-/// The names in a directory, without `.` and `..`.
-pub(crate) fn read_dir_names(dir: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>, Errno> {
-    let mut names = Vec::new();
-    for entry in rustix::fs::Dir::read_from(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_bytes();
-        if name != b"." && name != b".." {
-            names.push(name.to_vec());
-        }
-    }
-    Ok(names)
 }
 
 /// Times for files, devices, FIFOs and hardlinks: atime is never before mtime, and times

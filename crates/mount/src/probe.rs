@@ -143,14 +143,14 @@ fn read_cache(cache: &Path, key: &str) -> Option<KernelFeatures> {
     })
 }
 
-/// Best effort: written atomically beside the cache file by the store's one atomic writer
-/// (a temp name opened with `O_NOFOLLOW`, fsync, rename, fsync of the directory).
+/// Best effort: written atomically beside the cache file by `syscompat::atomic` (a temp name
+/// opened with `O_NOFOLLOW`, fsync, rename, fsync of the directory).
 fn write_cache(cache: &Path, key: &str, features: &KernelFeatures) {
     let text = format!(
         "{key}\nbacking_fs={}\nindex_param={}\nlowerdir_plus={}\npage_size={}\n",
         features.backing_fs, features.index_param, features.lowerdir_plus, features.page_size
     );
-    if let Err(err) = store::write_atomic(cache, text.as_bytes(), 0o644) {
+    if let Err(err) = syscompat::atomic::write_atomic(cache, text.as_bytes(), 0o644) {
         tracing::debug!(error = %err, cache = %cache.display(), "cannot keep the probe result");
     }
 }

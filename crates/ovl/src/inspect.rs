@@ -34,25 +34,20 @@ pub fn inspect(root_path: &Path, args: &InspectArgs) -> Result<()> {
     for name in &args.names {
         let as_container = args.kind.as_deref() != Some("image");
         let as_image = args.kind.as_deref() != Some("container");
+        // A container first, as docker does; the image lookup only when no container matched.
         let container = as_container
             .then(|| resolve::container(&root, name).ok())
             .flatten();
-        let image = as_image.then(|| resolve::image(&root, name).ok()).flatten();
-        let found: (&'static template::GoType, Value) = match (container, image) {
-            (Some(record), _) => (
-                &template::CONTAINER_JSON,
-                engine::inspect::container(&root, &record)?,
-            ),
-            (None, Some(image_id)) => (
-                &template::IMAGE_INSPECT,
-                engine::inspect::image(&root, &image_id)?,
-            ),
-            (None, None) => {
-                missing.push(name.clone());
-                continue;
-            }
-        };
-        out.push(found);
+        if let Some(record) = container {
+            let document = engine::inspect::container(&root, &record)?;
+            out.push((&template::CONTAINER_JSON, document));
+        } else if let Some(image_id) = as_image.then(|| resolve::image(&root, name).ok()).flatten()
+        {
+            let document = engine::inspect::image(&root, &image_id)?;
+            out.push((&template::IMAGE_INSPECT, document));
+        } else {
+            missing.push(name.clone());
+        }
     }
     match template {
         None => crate::out::outln!(
