@@ -481,6 +481,7 @@ const CRATE_ROWS: [&[&str]; 5] = [
     &["engine"],
     &[
         "image-archive",
+        "registry",
         "layer-unpack",
         "layer-pack",
         "diff",

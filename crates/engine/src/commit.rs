@@ -232,7 +232,7 @@ fn register(
                 Ok(())
             });
             let mut packer = tar_split::Packer::new(tar_split);
-            let limited = crate::load::SizeLimit {
+            let limited = crate::layers::SizeLimit {
                 inner: BufReader::with_capacity(PIPE_BUFFER_LEN, reader),
                 n_bytes: 0,
                 max_len: max_layer_size.unwrap_or(u64::MAX),

@@ -24,6 +24,8 @@ pub enum Error {
     #[error(transparent)]
     Archive(#[from] image_archive::Error),
     #[error(transparent)]
+    Registry(#[from] registry::Error),
+    #[error(transparent)]
     Mount(#[from] mount::Error),
     #[error(transparent)]
     Diff(#[from] diff::Error),

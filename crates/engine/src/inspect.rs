@@ -36,7 +36,7 @@ pub fn image(root: &DataRoot, image_id: &str) -> Result<Value> {
     Ok(json!({
         "Id": image_id,
         "RepoTags": resolve::tags_of(&references, image_id),
-        "RepoDigests": [],
+        "RepoDigests": resolve::digests_of(&references, image_id),
         "Parent": root.image_parent(image_id)?.unwrap_or_default(),
         "Comment": field("comment"),
         "Created": field("created"),

@@ -21,8 +21,12 @@ pub mod history;
 pub mod image;
 pub mod inspect;
 pub mod kernel;
+mod layers;
 pub mod load;
 pub mod prune;
+pub mod pull;
+pub mod push;
+pub mod remote;
 pub mod resolve;
 pub mod save;
 pub mod state;
@@ -39,6 +43,14 @@ pub use store::DataRoot;
 pub enum Event {
     /// A layer of a loaded image is in the data root already (its DiffID).
     LayerExists { diff_id: String },
+    /// A pull starts: `tag` (or digest) from the repository path.
+    PullingFrom { tag: String, repository: String },
+    /// A push starts, to the repository (fully qualified).
+    PushRefersTo { repository: String },
+    /// A layer of a pull or push (its short blob or DiffID id) in Docker's words: `Pulling fs
+    /// layer`, `Already exists`, `Pull complete`, `Pushed`, `Layer already exists`, `Mounted
+    /// from …`.
+    LayerStatus { id: String, status: String },
     /// Compressed bytes of a layer read so far (every 4 MiB); may come from a worker thread.
     LayerProgress { label: String, n_bytes: u64 },
     /// A layer is registered; `tar_bytes` is the length of its uncompressed tar.

@@ -13,6 +13,15 @@ pub fn image(root: &DataRoot, text: &str) -> Result<String> {
             return Ok(image_id.clone());
         }
     }
+    // `name@sha256:<digest>`, recorded by pulls and pushes.
+    if let Ok(named) = store::Named::parse(text) {
+        if let Some(digest) = &named.digest {
+            let key = named.with_digest(digest);
+            if let Some((_, image_id)) = references.iter().find(|(name, _)| *name == key) {
+                return Ok(image_id.clone());
+            }
+        }
+    }
     let hex = text.strip_prefix("sha256:").unwrap_or(text);
     if !hex.is_empty()
         && hex
@@ -65,6 +74,17 @@ pub fn container(root: &DataRoot, text: &str) -> Result<ContainerRecord> {
             n_matches: matches.len(),
         }),
     }
+}
+
+/// Familiar `repo@sha256:<digest>` names pointing at `image_id`, sorted (`RepoDigests`).
+pub fn digests_of(references: &[(String, String)], image_id: &str) -> Vec<String> {
+    let mut digests: Vec<String> = references
+        .iter()
+        .filter(|(name, id)| id == image_id && name.contains('@'))
+        .map(|(name, _)| name.clone())
+        .collect();
+    digests.sort();
+    digests
 }
 
 /// Familiar `repo:tag` names pointing at `image_id`, sorted.

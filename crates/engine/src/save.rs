@@ -218,7 +218,7 @@ fn has_tag(name: &str) -> bool {
 }
 
 /// An image of the data root with its layers as sources reading its tar-split and `diff/`.
-fn stored_image(
+pub(crate) fn stored_image(
     root: &DataRoot,
     image_id: &str,
     name: &str,

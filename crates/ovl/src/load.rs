@@ -9,9 +9,10 @@ use engine::Event;
 
 #[derive(clap::Args, Debug)]
 pub struct LoadArgs {
-    /// The archive: docker-archive (plain or gzip'd), OCI archive, or an OCI layout directory.
+    /// The archive: docker-archive (plain or gzip'd), OCI archive, or an OCI layout directory;
+    /// `-` or none: standard input.
     #[arg(short, long)]
-    input: PathBuf,
+    input: Option<PathBuf>,
     /// Repository (or `name:tag`) for OCI images whose `ref.name` annotation is a bare tag.
     #[arg(long)]
     name: Option<String>,
@@ -44,7 +45,21 @@ pub fn load(root_path: &Path, args: &LoadArgs) -> Result<()> {
         max_layer_size: args.max_layer_size,
     };
     let progress = Progress::new(!args.quiet);
-    engine::load::load(root_path, &args.input, &options, &mut |event| {
+    let stdin = std::io::stdin();
+    let mut stdin_lock;
+    let input = match &args.input {
+        Some(path) if path.as_os_str() != "-" => engine::load::LoadInput::Path(path),
+        // A file given as stdin (`ovl load < app.tar`) is read in place, like one given with -i.
+        _ if stdin_is_regular_file() => engine::load::LoadInput::Path(Path::new("/dev/stdin")),
+        _ if stdin.is_terminal() => {
+            anyhow::bail!("requested load from stdin, but stdin is a terminal: give -i FILE or pipe an archive in")
+        }
+        _ => {
+            stdin_lock = stdin.lock();
+            engine::load::LoadInput::Stream(&mut stdin_lock)
+        }
+    };
+    engine::load::load(root_path, input, &options, &mut |event| {
         match event {
             Event::ImageLoaded {
                 image_id,
@@ -73,6 +88,13 @@ pub fn import(root_path: &Path, args: &ImportArgs) -> Result<()> {
     })?;
     crate::out::outln!("{image_id}");
     Ok(())
+}
+
+/// Whether standard input is a regular file, which can be read at any offset.
+fn stdin_is_regular_file() -> bool {
+    rustix::fs::fstat(std::io::stdin()).is_ok_and(|stat| {
+        rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
+    })
 }
 
 /// Parses a size: a number of bytes with an optional unit, `k`/`m`/`g`/`t` (powers of 1000,

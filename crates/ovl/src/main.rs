@@ -16,6 +16,7 @@ mod kernel;
 mod load;
 mod out;
 mod prune;
+mod remote;
 mod resolve;
 mod save;
 mod tag;
@@ -81,6 +82,14 @@ enum Command {
     Info(info::InfoArgs),
     /// Check the data root against the format (and, with --verify-content, every layer's content).
     Fsck(fsck::FsckArgs),
+    /// Download an image from a registry, like `docker pull`.
+    Pull(remote::PullArgs),
+    /// Upload an image to a registry, like `docker push`.
+    Push(remote::PushArgs),
+    /// Log in to a registry (credentials kept where docker keeps them).
+    Login(remote::LoginArgs),
+    /// Log out from a registry.
+    Logout(remote::LogoutArgs),
     /// Write images to an archive (docker-archive, OCI archive or OCI layout), like `docker save`.
     Save(save::SaveArgs),
     /// Remove leftovers of interrupted operations, dangling images and unused layers.
@@ -119,6 +128,10 @@ fn main() -> ExitCode {
         Command::Diff(args) => changes::diff(&cli.root, args),
         Command::Commit(args) => commit::commit(&cli.root, args),
         Command::Save(args) => save::save(&cli.root, args),
+        Command::Pull(args) => remote::pull(&cli.root, args),
+        Command::Push(args) => remote::push(&cli.root, args),
+        Command::Login(args) => remote::login(args),
+        Command::Logout(args) => remote::logout(args),
         Command::Fsck(args) => fsck::fsck(&cli.root, args),
         Command::Prune(args) => prune::prune(&cli.root, args),
         Command::System(args) => df::system(&cli.root, args, cli.verbose > 0),

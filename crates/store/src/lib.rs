@@ -10,6 +10,7 @@
 mod below;
 mod containers;
 mod daemon;
+mod distribution;
 mod fsck;
 mod fsutil;
 mod gc;
@@ -27,13 +28,14 @@ use std::path::{Path, PathBuf};
 use fsutil::nofollow_flag;
 
 pub use daemon::{live_dockerd, LiveDaemon};
+pub use distribution::V2Metadata;
 pub use fsck::{CheckCounts, CheckReport, Finding, Severity};
 pub use fsutil::{open_regular, write_atomic};
 pub use gc::{GarbageItem, GarbageKind, GcPlan, LeftAlone};
 pub use ids::{chain_id, chain_ids, now_rfc3339_nano, random_id, rfc3339_nano, sha256_digest};
 pub use layers::{LayerParent, PendingLayer, MAX_LAYER_DEPTH};
 pub use overlay::MAX_LOWERS;
-pub use references::Reference;
+pub use references::{split_domain, Named, Reference};
 pub use survey::{survey, RootSurvey};
 pub use usage::{ContainerAttachments, ContainerMountPoint, LocalVolume};
 

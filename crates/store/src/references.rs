@@ -98,6 +98,100 @@ impl Reference {
     }
 }
 
+/// A reference as `pull` and `push` take it: `name[:tag]`, `name@sha256:<hex>` or
+/// `name:tag@sha256:<hex>` (the digest wins, as in Docker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    /// Familiar repository, as in [`Reference::repo`].
+    pub repo: String,
+    /// The tag; `latest` when neither a tag nor a digest was given.
+    pub tag: Option<String>,
+    /// `sha256:<64 hex>`.
+    pub digest: Option<String>,
+}
+
+impl Named {
+    /// Parses a reference with an optional digest; the name and tag follow [`Reference::parse`].
+    pub fn parse(text: &str) -> Result<Named> {
+        let (name, digest) = match text.split_once('@') {
+            Some((name, digest)) => {
+                let valid = digest
+                    .strip_prefix("sha256:")
+                    .is_some_and(crate::ids::is_hex64);
+                if !valid {
+                    return Err(Error::InvalidReference {
+                        reference: text.to_string(),
+                        reason: "invalid digest: only sha256:<64 lowercase hex> is supported",
+                    });
+                }
+                (name, Some(digest.to_string()))
+            }
+            None => (text, None),
+        };
+        let parsed = Reference::parse(name).map_err(|err| match err {
+            Error::InvalidReference { reason, .. } => Error::InvalidReference {
+                reference: text.to_string(),
+                reason,
+            },
+            other => other,
+        })?;
+        let last_slash = name.rfind('/').map_or(0, |idx| idx + 1);
+        let has_tag = name[last_slash..].contains(':');
+        let tag = (has_tag || digest.is_none()).then_some(parsed.tag);
+        Ok(Named {
+            repo: parsed.repo,
+            tag,
+            digest,
+        })
+    }
+
+    /// The registry host (`docker.io` for names without one) and the path in it
+    /// (`library/busybox`).
+    pub fn domain_and_path(&self) -> (String, String) {
+        split_domain(&self.repo)
+    }
+
+    /// The fully qualified name without tag or digest: `docker.io/library/busybox`.
+    pub fn full_name(&self) -> String {
+        let (domain, path) = self.domain_and_path();
+        format!("{domain}/{path}")
+    }
+
+    /// The tagged reference, when there is a tag.
+    pub fn tagged(&self) -> Option<Reference> {
+        self.tag.as_ref().map(|tag| Reference {
+            repo: self.repo.clone(),
+            tag: tag.clone(),
+        })
+    }
+
+    /// `repo@digest`, the key of a digest reference in repositories.json.
+    pub fn with_digest(&self, digest: &str) -> String {
+        format!("{}@{digest}", self.repo)
+    }
+
+    /// The familiar text: `repo:tag`, `repo@digest` when pulled by digest.
+    pub fn familiar(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(digest), _) => self.with_digest(digest),
+            (None, Some(tag)) => format!("{}:{tag}", self.repo),
+            (None, None) => self.repo.clone(),
+        }
+    }
+}
+
+/// The registry host and repository path of a familiar repository name, as Docker's
+/// `reference.ParseNormalizedNamed` splits them: a first component with `.` or `:`, or
+/// `localhost`, is the host; otherwise the host is `docker.io` and a one-component name is in
+/// `library/`.
+pub fn split_domain(repo: &str) -> (String, String) {
+    match repo.split_once('/') {
+        Some((first, rest)) if is_domain_like(first) => (first.to_string(), rest.to_string()),
+        Some(_) => ("docker.io".to_string(), repo.to_string()),
+        None => ("docker.io".to_string(), format!("library/{repo}")),
+    }
+}
+
 /// A first component is a registry host if it has a `.` or `:` or is `localhost`.
 fn is_domain_like(component: &str) -> bool {
     component.contains('.') || component.contains(':') || component == "localhost"
@@ -207,6 +301,17 @@ impl DataRoot {
     pub fn references(&self) -> Result<Vec<(String, String)>> {
         let repositories = self.load_repositories()?;
         Ok(repositories.repositories.into_values().flatten().collect())
+    }
+
+    /// Records `repo@digest` for an image, as a pull does (format.md §8.3).
+    pub fn add_digest_reference(&self, named: &Named, digest: &str, image_id: &str) -> Result<()> {
+        let mut repositories = self.load_repositories()?;
+        repositories
+            .repositories
+            .entry(named.repo.clone())
+            .or_default()
+            .insert(named.with_digest(digest), image_id.to_string());
+        self.save_repositories(&repositories)
     }
 
     pub fn add_reference(&self, reference: &Reference, image_id: &str) -> Result<()> {
