@@ -146,6 +146,9 @@ pub enum Error {
         #[source]
         source: Box<mount::Error>,
     },
+    /// A signal (Ctrl-C, SIGTERM) stopped the operation; what it began is removed.
+    #[error("interrupted (what was begun is removed)")]
+    Interrupted,
     /// Any other step, which `context` describes, failed because of `source`.
     #[error("{context}")]
     Context {

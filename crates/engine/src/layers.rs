@@ -89,9 +89,11 @@ pub(crate) fn commit_chain(
     if work.is_empty() {
         return Ok(());
     }
+    crate::interrupt::check()?;
     root.sync_filesystem()
         .context("syncing the loaded layers to disk")?;
     for item in work {
+        crate::interrupt::check()?;
         let event = on_loaded(&item);
         let layer = item
             .pending
@@ -338,6 +340,10 @@ struct CountingReader<'a, 'e> {
 
 impl Read for CountingReader<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if crate::interrupt::interrupted() {
+            // Not `ErrorKind::Interrupted`, which readers retry.
+            return Err(std::io::Error::other(Error::Interrupted));
+        }
         let n = self.inner.read(buf)?;
         let before = self.n_bytes >> 22;
         self.n_bytes += n as u64;

@@ -20,6 +20,7 @@ pub mod fsck;
 pub mod history;
 pub mod image;
 pub mod inspect;
+pub mod interrupt;
 pub mod kernel;
 mod layers;
 pub mod load;

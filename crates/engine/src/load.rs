@@ -114,6 +114,7 @@ pub fn load(
                 tar_bytes: item.tar_bytes,
             }
         })?;
+        crate::interrupt::check()?;
         let image_id = root
             .put_image(&image.config)
             .context("storing image config")?;

@@ -81,11 +81,11 @@ fn pull_named(
         .unwrap_or_else(|| "latest".to_string());
     let client = options.registry.client(&domain)?;
     let progress = Progress::new(events);
+    let (digest, image) = resolve_manifest(&client, &path, &target, &what, &platform)?;
     progress.emit(Event::PullingFrom {
         tag: target.clone(),
         repository: path.clone(),
     })?;
-    let (digest, image) = resolve_manifest(&client, &path, &target, &what, &platform)?;
     let config = client.get_blob_bytes(&path, &image.config.digest, manifest::MAX_CONFIG_SIZE)?;
     let image_id = registry::sha256_digest(&config);
     let diff_ids = check_config(&config, &image, &platform)?;
@@ -139,6 +139,7 @@ fn pull_named(
         .references()?
         .iter()
         .any(|(name, id)| *name == previous && *id == image_id);
+    crate::interrupt::check()?;
     let stored = root.put_image(&config).context("storing image config")?;
     if stored != image_id {
         return Err(Error::inconsistent(format!(

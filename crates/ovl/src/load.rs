@@ -40,6 +40,7 @@ pub struct ImportArgs {
 }
 
 pub fn load(root_path: &Path, args: &LoadArgs) -> Result<()> {
+    engine::interrupt::install()?;
     let options = engine::load::LoadOptions {
         name: args.name.clone(),
         max_layer_size: args.max_layer_size,

@@ -90,12 +90,17 @@ pub struct LogoutArgs {
 }
 
 pub fn pull(root_path: &Path, args: &PullArgs) -> Result<()> {
+    engine::interrupt::install()?;
     let options = engine::pull::PullOptions {
         platform: args.platform.clone(),
         registry: args.registry.options(),
         max_layer_size: args.max_layer_size,
     };
     let quiet = args.quiet;
+    let last = args.reference.rsplit('/').next().unwrap_or(&args.reference);
+    if !quiet && !last.contains(':') && !last.contains('@') {
+        crate::out::outln!("Using default tag: latest");
+    }
     let pulled = engine::pull::pull(root_path, &args.reference, &options, &mut |event| {
         if !quiet {
             show(&event)?;

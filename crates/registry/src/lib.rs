@@ -47,8 +47,16 @@ pub enum Error {
         status: u16,
         message: String,
     },
-    #[error("{registry}: unauthorized: {message} (log in with `ovl login {registry}`)")]
-    Unauthorized { registry: String, message: String },
+    #[error("{registry}: {message}; {}", if *.with_credentials {
+        format!("the registry refused the credentials (`ovl login {registry}` to change them)")
+    } else {
+        format!("log in with `ovl login {registry}`")
+    })]
+    Unauthorized {
+        registry: String,
+        message: String,
+        with_credentials: bool,
+    },
     #[error("{what} not found: {message}")]
     NotFound { what: String, message: String },
     #[error("{what}: digest mismatch: expected {expected}, got {actual}")]

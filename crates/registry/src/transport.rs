@@ -480,14 +480,12 @@ impl Client {
     fn unauthorized(&self, response: Response<Body>) -> Error {
         let mut message = error_message(response);
         if message.is_empty() {
-            message = "authentication required".to_string();
-        }
-        if self.credentials.is_some() {
-            message.push_str(" (with the stored credentials)");
+            message = "unauthorized: authentication required".to_string();
         }
         Error::Unauthorized {
             registry: self.registry.clone(),
             message,
+            with_credentials: self.credentials.is_some(),
         }
     }
 }

@@ -352,6 +352,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn named_references_carry_digests_and_split_their_domain() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let named = Named::parse("busybox").unwrap();
+        assert_eq!(named.tag.as_deref(), Some("latest"));
+        assert_eq!(named.full_name(), "docker.io/library/busybox");
+        let named = Named::parse(&format!("127.0.0.1:5000/a/b@{digest}")).unwrap();
+        assert_eq!(
+            (named.repo.as_str(), named.tag.as_deref()),
+            ("127.0.0.1:5000/a/b", None)
+        );
+        assert_eq!(
+            named.domain_and_path(),
+            ("127.0.0.1:5000".to_string(), "a/b".to_string())
+        );
+        assert_eq!(named.familiar(), format!("127.0.0.1:5000/a/b@{digest}"));
+        let named = Named::parse(&format!("me/app:1@{digest}")).unwrap();
+        assert_eq!(named.tag.as_deref(), Some("1"));
+        assert_eq!(named.full_name(), "docker.io/me/app");
+        assert_eq!(
+            split_domain("localhost/x"),
+            ("localhost".to_string(), "x".to_string())
+        );
+        for bad in ["busybox@sha256:abc", "busybox@md5:00", "Busybox@x"] {
+            assert!(Named::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn parses_docker_references() {
         let cases = [
             ("busybox", "busybox", "latest"),
