@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::error::{Context, Error, Result};
-use store::{DataRoot, Reference};
+use store::DataRoot;
 
 use crate::access::{self, Create};
 use crate::{resolve, Event, Events};
@@ -106,18 +106,32 @@ fn remove_image(root: &DataRoot, text: &str, force: bool, events: Events<'_>) ->
     let image_id = resolve::image(root, text)?;
     let references = root.references()?;
     let tags = resolve::tags_of(&references, &image_id);
-    let named_by_tag = Reference::parse(text)
-        .ok()
-        .map(|r| r.familiar())
-        .filter(|name| tags.contains(name));
-    // A tag of an image that has other tags only loses that tag, as with docker rmi.
-    if let Some(name) = &named_by_tag {
-        if tags.len() > 1 {
-            root.remove_reference_name(name)?;
-            events(Event::Untagged { name: name.clone() })?;
+    let digests = resolve::digests_of(&references, &image_id);
+    // As moby's ImageDelete: a name (tag or digest reference) is untagged, and with the last tag
+    // of a repository go that repository's digest references; the image itself goes only when
+    // no name is left.
+    if let Some(name) = named_reference(text, &tags, &digests) {
+        let repo = repository_of(&name);
+        let mut untag = vec![name.clone()];
+        let tag_left_in_repo = tags
+            .iter()
+            .any(|tag| *tag != name && repository_of(tag) == repo);
+        if !name.contains('@') && !tag_left_in_repo {
+            untag.extend(
+                digests
+                    .iter()
+                    .filter(|digest| repository_of(digest) == repo)
+                    .cloned(),
+            );
+        }
+        if tags.len() + digests.len() > untag.len() {
+            for name in untag {
+                root.remove_reference_name(&name)?;
+                events(Event::Untagged { name })?;
+            }
             return Ok(());
         }
-    } else if tags.len() > 1 && !force {
+    } else if tags.len() + digests.len() > 1 && !force && !single_reference(&tags, &digests) {
         return Err(Error::MultipleReferences {
             short_id: gocompat::digest::truncate_id(&image_id).to_string(),
         });
@@ -154,7 +168,7 @@ fn remove_image(root: &DataRoot, text: &str, force: bool, events: Events<'_>) ->
     } else {
         None
     };
-    for name in &tags {
+    for name in tags.iter().chain(&digests) {
         root.remove_reference_name(name)?;
         events(Event::Untagged { name: name.clone() })?;
     }
@@ -171,6 +185,36 @@ fn remove_image(root: &DataRoot, text: &str, force: bool, events: Events<'_>) ->
         events(Event::Deleted { id: layer.chain_id })?;
     }
     Ok(())
+}
+
+/// The reference key (`repo:tag` or `repo@digest`) `text` names among an image's names, if it
+/// names one (and not the image by id).
+fn named_reference(text: &str, tags: &[String], digests: &[String]) -> Option<String> {
+    let named = store::Named::parse(text).ok()?;
+    let key = match &named.digest {
+        Some(digest) => named.with_digest(digest),
+        None => named.tagged()?.familiar(),
+    };
+    (tags.contains(&key) || digests.contains(&key)).then_some(key)
+}
+
+/// The repository of a reference key.
+fn repository_of(key: &str) -> &str {
+    match key.split_once('@') {
+        Some((repo, _)) => repo,
+        None => key.rsplit_once(':').map_or(key, |(repo, _)| repo),
+    }
+}
+
+/// moby's `isSingleReference`: one tag, and digest references of its repository only (or
+/// digest references of one repository only).
+fn single_reference(tags: &[String], digests: &[String]) -> bool {
+    let repos: BTreeSet<&str> = digests.iter().map(|d| repository_of(d)).collect();
+    match tags {
+        [] => repos.len() == 1,
+        [tag] => digests.is_empty() || (repos.len() == 1 && repos.contains(repository_of(tag))),
+        _ => false,
+    }
 }
 
 /// The layers of a chain, top first, that no other image, child layer or container references:

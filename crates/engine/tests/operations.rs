@@ -126,6 +126,74 @@ fn rmi_keeps_a_layer_another_image_holds() {
     );
 }
 
+/// moby's ImageDelete with digest references (as a pull records them): the last tag of a
+/// repository takes that repository's digest references with it; a digest reference of another
+/// repository keeps the image; the image goes with its last name.
+#[test]
+fn rmi_untags_digest_references_like_docker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("root");
+    let image_id = import(&root, dir.path(), "app:1", b"digests\n");
+    let data_root = engine::DataRoot::open(&root).expect("open");
+    let digest = format!("sha256:{}", "d".repeat(64));
+    for name in ["app:1", "mirror:1"] {
+        let named = store::Named::parse(name).expect("name");
+        data_root
+            .add_digest_reference(&named, &digest, &image_id)
+            .expect("digest reference");
+    }
+    let app_digest = format!("app@{digest}");
+    let mirror_digest = format!("mirror@{digest}");
+    assert_eq!(
+        engine::resolve::image(&data_root, &app_digest).expect("by digest"),
+        image_id
+    );
+    // Named by id with names in two repositories: refused without -f.
+    let err = engine::image::rmi(&root, std::slice::from_ref(&image_id), false, &mut |_| {
+        Ok(())
+    })
+    .expect_err("several repositories");
+    assert!(err.to_string().contains(&image_id), "{err}");
+
+    let mut events = Vec::new();
+    engine::image::rmi(&root, &["app:1".to_string()], false, &mut |event| {
+        events.push(event);
+        Ok(())
+    })
+    .expect("rmi tag");
+    assert_eq!(
+        events,
+        [
+            Event::Untagged {
+                name: "app:1".into()
+            },
+            Event::Untagged {
+                name: app_digest.clone()
+            },
+        ]
+    );
+    let mut events = Vec::new();
+    engine::image::rmi(
+        &root,
+        std::slice::from_ref(&mirror_digest),
+        false,
+        &mut |event| {
+            events.push(event);
+            Ok(())
+        },
+    )
+    .expect("rmi digest");
+    assert_eq!(
+        events[..2],
+        [
+            Event::Untagged {
+                name: mirror_digest
+            },
+            Event::Deleted { id: image_id },
+        ]
+    );
+}
+
 #[test]
 fn an_event_error_stops_the_operation_and_is_returned() {
     let dir = tempfile::tempdir().expect("temp dir");
