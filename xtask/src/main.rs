@@ -34,7 +34,7 @@ use gocompat::digest::hex;
 use sha2::{Digest, Sha256};
 
 /// Debian packages the tests and the demo use, with the command that shows each is installed.
-const DEBIAN_PACKAGES: [(&str, &str); 10] = [
+const DEBIAN_PACKAGES: [(&str, &str); 13] = [
     ("docker.io", "/usr/sbin/dockerd"),
     ("skopeo", "/usr/bin/skopeo"),
     ("busybox-static", "/bin/busybox"),
@@ -45,6 +45,9 @@ const DEBIAN_PACKAGES: [(&str, &str); 10] = [
     ("e2fsprogs", "/usr/sbin/mke2fs"),
     ("xz-utils", "/usr/bin/xz"),
     ("time", "/usr/bin/time"),
+    ("docker-registry", "/usr/bin/docker-registry"),
+    ("apache2-utils", "/usr/bin/htpasswd"),
+    ("openssl", "/usr/bin/openssl"),
 ];
 
 fn main() -> Result<()> {
@@ -258,6 +261,7 @@ fn demo() -> Result<()> {
     ])?;
     let saved = scratch.join("demo2.tar");
     step(&["save", "-o", &saved.display().to_string(), "demo:2"])?;
+    registry_round_trip(&ovl, &scratch, &step)?;
     step(&["umount", "demo"])?;
     step(&["rm", "demo"])?;
     step(&["rmi", "demo:2", "demo:1"])?;
@@ -266,6 +270,76 @@ fn demo() -> Result<()> {
     step(&["rmi", "demo:2"])?;
     println!("demo done: data root left at {}", data_root.display());
     Ok(())
+}
+
+/// The demo's registry part: a private Debian `docker-registry` on a free loopback port, `ovl
+/// push` of the committed image, `ovl pull` of it into a second data root, and `ovl save | ovl
+/// load` through a pipe into a third.
+fn registry_round_trip(
+    ovl: &Path,
+    scratch: &Path,
+    step: &dyn Fn(&[&str]) -> Result<String>,
+) -> Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let config = scratch.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            scratch.join("registry").display()
+        ),
+    )?;
+    let mut registry = RegistryProcess(
+        Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting docker-registry (Debian docker-registry)")?,
+    );
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            bail!("docker-registry did not listen on 127.0.0.1:{port}");
+        }
+        if let Some(status) = registry.0.try_wait()? {
+            bail!("docker-registry exited with {status}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let remote = format!("127.0.0.1:{port}/demo:2");
+    step(&["tag", "demo:2", &remote])?;
+    step(&["push", &remote])?;
+    let pulled = scratch.join("root-pulled");
+    let in_pulled = |args: &[&str]| -> Result<()> {
+        println!("$ ovl --root {} {}", pulled.display(), args.join(" "));
+        run(Command::new(ovl).arg("--root").arg(&pulled).args(args))
+    };
+    in_pulled(&["pull", &remote])?;
+    in_pulled(&["images", "--digests"])?;
+    let piped = scratch.join("root-piped");
+    let script = format!(
+        "'{0}' --root '{1}' save demo:2 | '{0}' --root '{2}' load",
+        ovl.display(),
+        scratch.join("root").display(),
+        piped.display()
+    );
+    println!("$ ovl save demo:2 | ovl --root {} load", piped.display());
+    run(Command::new("bash").args(["-o", "pipefail", "-c", &script]))?;
+    step(&["rmi", &remote])?;
+    drop(registry);
+    Ok(())
+}
+
+/// The demo's registry, killed when dropped.
+struct RegistryProcess(std::process::Child);
+
+impl Drop for RegistryProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A two-layer docker-archive: a busybox rootfs, then a layer that adds /etc/motd and deletes
