@@ -280,7 +280,9 @@ fn registry_round_trip(
     scratch: &Path,
     step: &dyn Fn(&[&str]) -> Result<String>,
 ) -> Result<()> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let config = scratch.join("registry.yml");
     std::fs::write(
         &config,

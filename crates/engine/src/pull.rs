@@ -88,7 +88,8 @@ fn pull_named(
     })?;
     let config = client.get_blob_bytes(&path, &image.config.digest, manifest::MAX_CONFIG_SIZE)?;
     let image_id = registry::sha256_digest(&config);
-    let diff_ids = check_config(&config, &image, &platform)?;
+    let explicit = options.platform.is_some();
+    let diff_ids = check_config(&config, &image, &platform, explicit)?;
 
     let (root, _lock) = access::open_for_change(root_path, Create::Yes, "pull an image")?;
     let chain: Vec<(String, String)> = image
@@ -244,16 +245,23 @@ fn check_digest(what: &str, kind: &str, digest: &str) -> Result<()> {
     }
 }
 
-/// The DiffIDs of a config, one per manifest layer; an image for another OS is refused.
+/// The DiffIDs of a config, one per manifest layer. An image for another OS is refused, and
+/// one for another platform than an `explicit` one (a single manifest, not chosen from a list),
+/// as Docker 20.10 does.
 fn check_config(
     config: &[u8],
     image: &ImageManifest,
     platform: &PlatformSpec,
+    explicit: bool,
 ) -> Result<Vec<String>> {
     #[derive(serde::Deserialize)]
     struct Config {
         #[serde(default)]
         os: String,
+        #[serde(default)]
+        architecture: String,
+        #[serde(default)]
+        variant: Option<String>,
         rootfs: crate::config::RootFs,
     }
     let parsed: Config = serde_json::from_slice(config)
@@ -262,6 +270,21 @@ fn check_config(
         return Err(Error::invalid(format!(
             "image operating system {:?} cannot be used on this platform ({platform})",
             parsed.os
+        )));
+    }
+    let found = manifest::Platform {
+        architecture: parsed.architecture.clone(),
+        os: if parsed.os.is_empty() {
+            "linux".to_string()
+        } else {
+            parsed.os.clone()
+        },
+        variant: parsed.variant.clone(),
+    };
+    if explicit && !parsed.architecture.is_empty() && !platform.matches(&found) {
+        return Err(Error::invalid(format!(
+            "the image was found but does not match the specified platform: wanted {platform}, actual: {}/{}",
+            found.os, found.architecture
         )));
     }
     let diff_ids = parsed.rootfs.diff_ids;

@@ -10,13 +10,17 @@
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use image_archive::SaveLayer;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use image_archive::LayerSource as _;
 use registry::manifest::{self, Descriptor, ImageManifest};
 use registry::{Client, Mount};
 use store::{DataRoot, Named, V2Metadata};
 
 use crate::access::{self, Create};
 use crate::error::{Context, Error, Result};
+use crate::save::StoredLayer;
 use crate::{Event, Events};
 
 /// What a push did: `<tag>: digest: <digest> size: <size>`.
@@ -71,7 +75,10 @@ fn push_named(
     events(Event::PushRefersTo {
         repository: full_name.clone(),
     })?;
-    let mut image = crate::save::stored_image(&root, &image_id, &key, Vec::new())?;
+    let config = root
+        .image_config_bytes(&image_id)
+        .image_context("image", &key)?;
+    let layers = crate::save::stored_layers(&root, &image_id, &key)?;
     let target = Target {
         root: &root,
         client: &client,
@@ -79,30 +86,15 @@ fn push_named(
         path: &path,
         full_name: &full_name,
     };
-    let mut descriptors = Vec::with_capacity(image.layers.len());
-    for layer in image.layers.iter_mut().rev() {
-        let (descriptor, status) = target
-            .push_layer(layer)
-            .layer_context("pushing layer", &layer.diff_id)?;
-        events(Event::LayerStatus {
-            id: crate::pull::short_id(&layer.diff_id),
-            status,
-        })?;
-        descriptors.push(descriptor);
-    }
-    descriptors.reverse();
-    let config_digest = registry::sha256_digest(&image.config);
+    let descriptors = target.push_layers(layers, options.max_concurrent.max(1), events)?;
+    let config_digest = registry::sha256_digest(&config);
     if client.blob_size(&path, &config_digest)?.is_none() {
-        client.upload_bytes(&path, &image.config)?;
+        client.upload_bytes(&path, &config)?;
     }
     let manifest = ImageManifest {
         schema_version: 2,
         media_type: manifest::DOCKER_MANIFEST.to_string(),
-        config: descriptor(
-            manifest::DOCKER_CONFIG,
-            image.config.len() as u64,
-            config_digest,
-        ),
+        config: descriptor(manifest::DOCKER_CONFIG, config.len() as u64, config_digest),
         layers: descriptors,
     };
     let bytes = docker_manifest_bytes(&manifest)?;
@@ -146,10 +138,81 @@ struct Target<'a> {
 }
 
 impl Target<'_> {
+    /// Sends the layers (bottom up), `jobs` at once, reporting each as it is done (top first
+    /// when one at a time); returns their descriptors bottom up. The first error, by layer
+    /// order, is returned after the others have ended.
+    fn push_layers(
+        &self,
+        layers: Vec<(String, u64, StoredLayer)>,
+        jobs: usize,
+        events: Events<'_>,
+    ) -> Result<Vec<Descriptor>> {
+        let n_layers = layers.len();
+        // Top first, as Docker lists them.
+        let queue: Mutex<Vec<(usize, String, StoredLayer)>> = Mutex::new(
+            layers
+                .into_iter()
+                .enumerate()
+                .map(|(index, (diff_id, _, layer))| (index, diff_id, layer))
+                .collect(),
+        );
+        let results: Mutex<Vec<Option<Result<Descriptor>>>> =
+            Mutex::new((0..n_layers).map(|_| None).collect());
+        let events = Mutex::new(events);
+        let failed = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.min(n_layers) {
+                scope.spawn(|| loop {
+                    if failed.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Some((index, diff_id, mut layer)) =
+                        queue.lock().ok().and_then(|mut queue| queue.pop())
+                    else {
+                        break;
+                    };
+                    let result = self
+                        .push_layer(&diff_id, &mut layer)
+                        .layer_context("pushing layer", &diff_id)
+                        .and_then(|(descriptor, status)| {
+                            let event = Event::LayerStatus {
+                                id: crate::pull::short_id(&diff_id),
+                                status,
+                            };
+                            let mut events = events.lock().map_err(|_| Error::WorkerPanicked)?;
+                            (*events)(event)?;
+                            Ok(descriptor)
+                        });
+                    if result.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    if let Ok(mut results) = results.lock() {
+                        results[index] = Some(result);
+                    }
+                });
+            }
+        });
+        let results = results.into_inner().map_err(|_| Error::WorkerPanicked)?;
+        let mut descriptors = Vec::with_capacity(n_layers);
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Some(Ok(descriptor)) => descriptors.push(descriptor),
+                Some(Err(err)) if first_error.is_none() => first_error = Some(err),
+                _ => {}
+            }
+        }
+        match first_error {
+            Some(err) => Err(err),
+            None if descriptors.len() == n_layers => Ok(descriptors),
+            None => Err(Error::WorkerPanicked),
+        }
+    }
+
     /// Sends one layer unless the registry has it; returns its descriptor and Docker's word
     /// for what happened.
-    fn push_layer(&self, layer: &mut SaveLayer) -> Result<(Descriptor, String)> {
-        let known = self.root.v2metadata(&layer.diff_id)?;
+    fn push_layer(&self, diff_id: &str, layer: &mut StoredLayer) -> Result<(Descriptor, String)> {
+        let known = self.root.v2metadata(diff_id)?;
         let prefix = format!("{}/", self.domain);
         // Newest first, this repository before others of the same registry.
         let mut candidates: Vec<&V2Metadata> = known
@@ -162,7 +225,7 @@ impl Target<'_> {
         let mut location = None;
         for meta in candidates {
             if let Some(size) = self.client.blob_size(self.path, &meta.digest)? {
-                self.record(&layer.diff_id, &meta.digest)?;
+                self.record(diff_id, &meta.digest)?;
                 return Ok((
                     descriptor(manifest::DOCKER_LAYER_GZIP, size, meta.digest.clone()),
                     "Layer already exists".to_string(),
@@ -175,7 +238,7 @@ impl Target<'_> {
             match self.client.mount_blob(self.path, &meta.digest, from)? {
                 Mount::Mounted => {
                     let size = self.client.blob_size(self.path, &meta.digest)?.unwrap_or(0);
-                    self.record(&layer.diff_id, &meta.digest)?;
+                    self.record(diff_id, &meta.digest)?;
                     return Ok((
                         descriptor(manifest::DOCKER_LAYER_GZIP, size, meta.digest.clone()),
                         format!("Mounted from {from}"),
@@ -185,7 +248,7 @@ impl Target<'_> {
             }
         }
         let uploaded = self.upload(layer, location)?;
-        self.record(&layer.diff_id, &uploaded.digest)?;
+        self.record(diff_id, &uploaded.digest)?;
         Ok((
             descriptor(manifest::DOCKER_LAYER_GZIP, uploaded.size, uploaded.digest),
             "Pushed".to_string(),
@@ -195,7 +258,7 @@ impl Target<'_> {
     /// Compresses the layer's tar on this thread and uploads it from another, through a pipe.
     fn upload(
         &self,
-        layer: &mut SaveLayer,
+        layer: &mut StoredLayer,
         location: Option<String>,
     ) -> Result<registry::UploadedBlob> {
         let (reader, writer) =
@@ -213,7 +276,6 @@ impl Target<'_> {
                     flate2::Compression::default(),
                 );
                 layer
-                    .source
                     .write_tar(&mut gzip)
                     .map_err(|err| Error::invalid(format!("rebuilding the layer tar: {err}")))?;
                 gzip.finish()

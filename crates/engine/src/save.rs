@@ -227,6 +227,32 @@ pub(crate) fn stored_image(
     let config = root
         .image_config_bytes(image_id)
         .image_context("image", name)?;
+    let layers = stored_layers(root, image_id, name)?
+        .into_iter()
+        .map(|(diff_id, tar_len, layer)| SaveLayer {
+            diff_id,
+            tar_len,
+            source: Box::new(layer),
+        })
+        .collect();
+    let parent = root.image_parent(image_id).image_context("image", name)?;
+    Ok(SaveImage {
+        name: name.to_string(),
+        image_id: image_id.to_string(),
+        config,
+        repo_tags,
+        parent,
+        layers,
+    })
+}
+
+/// The layers of an image bottom up: DiffID, the length of the tar, and the layer's files.
+/// Each is checked against the image's chain first (registered, with the DiffID it names).
+pub(crate) fn stored_layers(
+    root: &DataRoot,
+    image_id: &str,
+    name: &str,
+) -> Result<Vec<(String, u64, StoredLayer)>> {
     let parsed = root.image_config(image_id).image_context("image", name)?;
     let diff_ids = &parsed.rootfs.diff_ids;
     let chain_ids = store::chain_ids(diff_ids);
@@ -260,28 +286,20 @@ pub(crate) fn stored_image(
             chain_id: chain_id.clone(),
             source: Box::new(err),
         })?;
-        layers.push(SaveLayer {
-            diff_id: diff_id.clone(),
+        layers.push((
+            diff_id.clone(),
             tar_len,
-            source: Box::new(StoredLayer {
+            StoredLayer {
                 tar_split,
                 diff_dir: root.existing_overlay_dir(&layer.cache_id)?.join("diff"),
-            }),
-        });
+            },
+        ));
     }
-    let parent = root.image_parent(image_id).image_context("image", name)?;
-    Ok(SaveImage {
-        name: name.to_string(),
-        image_id: image_id.to_string(),
-        config,
-        repo_tags,
-        parent,
-        layers,
-    })
+    Ok(layers)
 }
 
 /// A registered layer: its tar is the tar-split stream replayed over the files of `diff/`.
-struct StoredLayer {
+pub(crate) struct StoredLayer {
     tar_split: PathBuf,
     diff_dir: PathBuf,
 }
