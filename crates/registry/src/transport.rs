@@ -352,17 +352,18 @@ impl Client {
             .map_err(|_| Error::invalid(&self.registry, "a thread panicked while authenticating"))
     }
 
-    /// The registry's challenge, asked once with `GET /v2/`.
-    fn challenge(&self) -> Result<Challenge> {
-        if let Some(challenge) = &self.lock_auth()?.challenge {
-            return Ok(challenge.clone());
-        }
-        let url = self.url("/v2/");
-        let mut request = Request::new(Method::Get, url.clone(), Vec::new());
+    /// A `GET` outside the token flow (the `/v2/` ping, the token server), with the given
+    /// `Authorization` if any, retried after a connection failure.
+    fn get_unauthenticated(
+        &self,
+        url: &str,
+        authorization: Option<&str>,
+    ) -> Result<Response<Body>> {
+        let mut request = Request::new(Method::Get, url.to_string(), Vec::new());
         let mut attempt = 0;
-        let response = loop {
-            match self.attempt(&mut request, None) {
-                Ok(response) => break response,
+        loop {
+            match self.attempt(&mut request, authorization) {
+                Ok(response) => return Ok(response),
                 Err(err) if attempt < self.retries && is_transient(&err) => {
                     std::thread::sleep(self.backoff(attempt));
                     attempt += 1;
@@ -370,12 +371,21 @@ impl Client {
                 Err(err) => {
                     return Err(Error::Transport {
                         method: "GET",
-                        url,
+                        url: url.to_string(),
                         source: Box::new(err),
                     })
                 }
             }
-        };
+        }
+    }
+
+    /// The registry's challenge, asked once with `GET /v2/`.
+    fn challenge(&self) -> Result<Challenge> {
+        if let Some(challenge) = &self.lock_auth()?.challenge {
+            return Ok(challenge.clone());
+        }
+        let url = self.url("/v2/");
+        let response = self.get_unauthenticated(&url, None)?;
         let challenge = match response.status().as_u16() {
             200..=299 => Challenge::Anonymous,
             401 => parse_challenge(header(&response, "www-authenticate").as_deref())
@@ -421,25 +431,8 @@ impl Client {
         } else {
             format!("{realm}{separator}{}", query.join("&"))
         };
-        let mut request = Request::new(Method::Get, url.clone(), Vec::new());
         let authorization = self.credentials.as_ref().map(basic_header);
-        let mut attempt = 0;
-        let response = loop {
-            match self.attempt(&mut request, authorization.as_deref()) {
-                Ok(response) => break response,
-                Err(err) if attempt < self.retries && is_transient(&err) => {
-                    std::thread::sleep(self.backoff(attempt));
-                    attempt += 1;
-                }
-                Err(err) => {
-                    return Err(Error::Transport {
-                        method: "GET",
-                        url,
-                        source: Box::new(err),
-                    })
-                }
-            }
-        };
+        let response = self.get_unauthenticated(&url, authorization.as_deref())?;
         match response.status().as_u16() {
             200..=299 => {}
             401 | 403 => return Err(self.unauthorized(response)),
