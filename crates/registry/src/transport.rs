@@ -253,6 +253,12 @@ impl Client {
         }
     }
 
+    /// Whether `url` is on the registry itself (scheme, host and port).
+    fn same_origin(&self, url: &str) -> bool {
+        url.strip_prefix(self.base.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
+    }
+
     /// Sends a request with authentication, answering one 401 with a new token, and retrying
     /// a replayable request after a connection failure or a 429/5xx answer.
     pub(crate) fn send(&self, mut request: Request<'_>) -> Result<Response<Body>> {
@@ -260,7 +266,11 @@ impl Client {
         let mut attempt = 0;
         let mut renewed = false;
         loop {
-            let authorization = self.authorization(&request.scopes)?;
+            // Credentials go to the registry only, never to another host a `Location` names.
+            let authorization = match self.same_origin(&request.url) {
+                true => self.authorization(&request.scopes)?,
+                false => None,
+            };
             let result = self.attempt(&mut request, authorization.as_deref());
             let retry = attempt < self.retries && replayable;
             match result {
@@ -313,6 +323,7 @@ impl Client {
         }
         let url = request.url.as_str();
         let headers = request.headers.as_slice();
+
         let with_body = match request.method {
             Method::Get => return with_headers(self.agent.get(url), headers, authorization).call(),
             Method::Head => {
@@ -837,6 +848,18 @@ mod tests {
             &["registry.example:5000".to_string()]
         ));
         assert!(!is_insecure("10.0.0.1:5000", &[]));
+    }
+
+    #[test]
+    fn credentials_stay_on_the_registry() {
+        let client = Client::new("127.0.0.1:5000", &ClientOptions::default()).unwrap();
+        assert_eq!(client.url("/v2/"), "http://127.0.0.1:5000/v2/");
+        assert!(client.same_origin("http://127.0.0.1:5000/v2/a/blobs/uploads/x?_state=1"));
+        assert!(!client.same_origin("http://127.0.0.1:50001/v2/"));
+        assert!(!client.same_origin("http://127.0.0.1:5000.evil.example/v2/"));
+        assert!(!client.same_origin("https://storage.example/blob"));
+        let hub = Client::new("docker.io", &ClientOptions::default()).unwrap();
+        assert_eq!(hub.url("/v2/"), "https://registry-1.docker.io/v2/");
     }
 
     #[test]
