@@ -35,6 +35,7 @@ mod images;
 mod layerdb;
 mod merged;
 mod ovl;
+mod registry;
 pub mod tar_builder;
 
 pub use archives::*;
@@ -44,6 +45,7 @@ pub use images::*;
 pub use layerdb::*;
 pub use merged::*;
 pub use ovl::*;
+pub use registry::*;
 pub use tar_builder::{Header, TarBuilder};
 
 /// The Debian `docker.io` 20.10 daemon.

@@ -187,14 +187,24 @@ fn apply_one(
     item.pending
         .apply(&mut |diff_dir, tar_split| {
             let mut reader = blob.take().ok_or("layer blob consumed twice")?;
-            let (applied, n_bytes) = apply_layer(
+            let applied = apply_layer(
                 &mut reader,
                 diff_dir,
                 tar_split,
                 progress,
                 label,
                 max_layer_size,
-            )?;
+            );
+            let (applied, n_bytes) = match applied {
+                Ok(applied) => applied,
+                // A blob that is not what its digest says explains any failure to read it (a
+                // corrupt gzip stream, a truncated tar): the source's own check names it.
+                Err(err) if crate::interrupt::interrupted() => return Err(err),
+                Err(err) => {
+                    reader.finish()?;
+                    return Err(err);
+                }
+            };
             reader.finish()?;
             if applied.diff_id != expected {
                 return Err(format!(

@@ -96,7 +96,7 @@ fn pull_named(
         .layers
         .iter()
         .zip(&diff_ids)
-        .map(|(layer, diff_id)| (short_id(&layer.digest), diff_id.clone()))
+        .map(|(layer, diff_id)| (layer.digest.clone(), diff_id.clone()))
         .collect();
     let mut registered = Registered::new(&root);
     let (mut work, _chain_ids) = layers::begin_chain(&root, &chain, &progress, &mut |index, _| {
@@ -107,7 +107,7 @@ fn pull_named(
     })?;
     for item in &work {
         progress.emit(Event::LayerStatus {
-            id: item.label.clone(),
+            id: short_id(&item.label),
             status: "Pulling fs layer".to_string(),
         })?;
     }
@@ -128,7 +128,7 @@ fn pull_named(
     )?;
     layers::commit_chain(&root, work, &mut registered, &progress, &mut |item| {
         Event::LayerStatus {
-            id: item.label.clone(),
+            id: short_id(&item.label),
             status: "Pull complete".to_string(),
         }
     })?;
