@@ -172,11 +172,12 @@ pub fn bench_pulls(
         group.retain(|sample| !sample.times.is_empty());
         samples.extend(group);
         peak_rss.push((format!("{OVL_PULL} `{name}`"), rss_max));
+        let blob_bytes: u64 = pushed.layers.iter().map(|layer| layer.size).sum();
         notes.push(format!(
-            "`{name}` pulled: {} layers, {:.1} MiB of gzip blobs; peak RSS of its ovl pulls \
+            "`{name}` pulled: layers {}, gzip blobs {:.1} KiB in all; peak RSS of its ovl pulls \
              {:.1} MiB",
             pushed.layers.len(),
-            pushed.layers.iter().map(|layer| layer.size).sum::<u64>() as f64 / (1 << 20) as f64,
+            blob_bytes as f64 / 1024.0,
             rss_max as f64 / 1024.0
         ));
         let _ = fs::remove_dir_all(&work);
