@@ -87,9 +87,10 @@ pub(super) fn report(
         let ratio = reference
             .map(|r| format!("{:.1}x", sample.median().as_secs_f64() / r.as_secs_f64()))
             .unwrap_or_default();
+        // A pipeline's `|` would end the cell: escaped, as GitHub's tables want it.
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} |\n",
-            sample.name,
+            sample.name.replace('|', "\\|"),
             seconds(sample.median()),
             seconds(sample.min()),
             seconds(sample.max()),
