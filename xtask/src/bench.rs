@@ -7,6 +7,9 @@
 //! previous one's dirty data; the report gives median, min and max, the ratio to ovl, and each
 //! target of the issues marked met or not.
 //!
+//! The load, mount and pull parts (`bench/load.rs`, `bench/pull.rs`) measure ovl against Docker,
+//! podman, umoci and floors on a corpus of four images.
+//!
 //! The corpus is generated deterministically into `target/bench-corpus/` and reused. Results go to
 //! `docs/performance.md` (with machine, kernel and date) and `target/bench/results.json`.
 
@@ -22,18 +25,20 @@ use sha2::{Digest, Sha256};
 
 mod corpus;
 mod load;
+mod pull;
 mod report;
 
 use corpus::*;
 use report::*;
 
-/// The peers and floors the benchmark runs besides the test packages.
-const BENCH_PACKAGES: [(&str, &str); 5] = [
+/// The peers, floors and registry the benchmark runs besides the test packages.
+const BENCH_PACKAGES: [(&str, &str); 6] = [
     ("podman", "/usr/bin/podman"),
     ("umoci", "/usr/bin/umoci"),
     ("pigz", "/usr/bin/pigz"),
     ("debootstrap", "/usr/sbin/debootstrap"),
     ("time", "/usr/bin/time"),
+    ("docker-registry", "/usr/bin/docker-registry"),
 ];
 
 /// Options of one run.
@@ -46,10 +51,12 @@ struct BenchOptions {
     images: Vec<String>,
     /// Images whose `run-rootfs` is measured.
     mount_images: Vec<String>,
+    /// Corpus images of the pull part (empty: no pull part).
+    pull_images: Vec<String>,
     /// Whether the diff and commit part runs.
     changes_part: bool,
-    /// Whether the load part runs the peers and floors besides ovl.
-    load_peers: bool,
+    /// Whether the load and pull parts run the peers and floors besides ovl.
+    peers: bool,
     /// The size of the scratch filesystem in GiB; 0 runs on the host filesystem of `/var/tmp`.
     scratch_gib: u64,
     /// The number of entries of the one-layer image whose load's peak RSS is measured (0: none).
@@ -65,8 +72,9 @@ impl BenchOptions {
             write_docs: true,
             images: load::IMAGES.iter().map(|s| s.to_string()).collect(),
             mount_images: vec!["deep".to_string(), "debian".to_string()],
+            pull_images: load::IMAGES.iter().map(|s| s.to_string()).collect(),
             changes_part: true,
-            load_peers: true,
+            peers: true,
             scratch_gib: SCRATCH_GIB,
             n_entries: 2_000_000,
         };
@@ -92,7 +100,9 @@ impl BenchOptions {
                 "--images" => options.images = list(value()?),
                 "--mount-images" => options.mount_images = list(value()?),
                 "--no-changes" => options.changes_part = false,
-                "--no-peers" => options.load_peers = false,
+                "--no-peers" => options.peers = false,
+                "--pull-images" => options.pull_images = list(value()?),
+                "--no-pull" => options.pull_images.clear(),
                 "--scratch-gib" => options.scratch_gib = value()?.parse()?,
                 "--entries" => options.n_entries = value()?.parse()?,
                 "--no-load" => {
@@ -101,13 +111,18 @@ impl BenchOptions {
                 }
                 other => bail!(
                     "unknown bench option {other}; use --files N --changes N,M --runs K --no-docs \
-                     --images a,b --mount-images a,b --no-changes --no-load --no-peers \
-                     --scratch-gib G --entries N"
+                     --images a,b --mount-images a,b --pull-images a,b --no-changes --no-load \
+                     --no-pull --no-peers --scratch-gib G --entries N"
                 ),
             }
         }
         ensure!(options.runs > 0, "--runs must be at least 1");
-        for image in options.images.iter().chain(&options.mount_images) {
+        for image in options
+            .images
+            .iter()
+            .chain(&options.mount_images)
+            .chain(&options.pull_images)
+        {
             ensure!(
                 load::IMAGES.contains(&image.as_str()),
                 "unknown corpus image {image}: use {}",
@@ -171,7 +186,11 @@ pub fn bench(args: &[String]) -> Result<()> {
     fs::create_dir_all(&corpus)?;
     let archive = smallfiles_archive(&corpus, options.n_files)?;
     crate::run(Command::new(crate::cargo()).args(["build", "--release", "-p", "ovl"]))?;
-    let ovl_bin = root_dir.join("target/release/ovl");
+    // Where that build went: `CARGO_TARGET_DIR` when set (a worktree sharing a build cache).
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root_dir.join("target"));
+    let ovl_bin = target_dir.join("release/ovl");
 
     let scratch_fs = ScratchFs::create(
         PathBuf::from(format!("/var/tmp/ovl-bench-{}", std::process::id())),
@@ -327,6 +346,14 @@ fn run_bench(
     };
     let archive_text = archive.to_str().context("utf-8 corpus path")?;
     let podman = Podman::new(&scratch.join("podman"));
+    let contenders = load::Contenders {
+        ovl_bin,
+        docker: &docker,
+        podman: podman.as_ref(),
+        scratch,
+        runs: options.runs,
+        peers: options.peers,
+    };
 
     // Loads first, while neither store holds any of the corpus layers.
     let mut wanted: Vec<String> = options.images.clone();
@@ -350,18 +377,10 @@ fn run_bench(
         );
         let owned =
             |list: Vec<&load::Image>| -> Vec<load::Image> { list.into_iter().cloned().collect() };
-        let contenders = load::Contenders {
-            ovl_bin,
-            docker: &docker,
-            podman: podman.as_ref(),
-            scratch,
-            runs: options.runs,
-            peers: options.load_peers,
-        };
         let (load_samples, load_notes, rss) = load::bench_loads(&owned(load_images), contenders)?;
         samples.extend(load_samples);
         notes.extend(load_notes);
-        if !options.load_peers {
+        if !options.peers {
             notes.push(
                 "`--no-peers`: the load part measured only ovl's loads, no Docker, podman, \
                  umoci or floor"
@@ -372,6 +391,21 @@ fn run_bench(
         samples.extend(mount_samples);
         peak_rss.extend(rss);
         peak_rss.extend(mount_rss);
+    }
+    if !options.pull_images.is_empty() {
+        let corpus_dir = crate::workspace_root().join("target/bench-corpus");
+        let images = load::corpus(&corpus_dir, &options.pull_images, options.n_files)?;
+        let (pull_samples, pull_notes, rss) = pull::bench_pulls(&images, contenders)?;
+        samples.extend(pull_samples);
+        notes.extend(pull_notes);
+        peak_rss.extend(rss);
+        if !options.peers {
+            notes.push(
+                "`--no-peers`: the pull part measured only ovl's pulls, no Docker, podman, \
+                 skopeo and umoci or floor"
+                    .to_string(),
+            );
+        }
     }
     if options.n_entries > 0 {
         // Memory per layer entry: one load of a layer of that many empty files.

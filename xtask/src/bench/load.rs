@@ -43,7 +43,7 @@ const BIG_FILES: usize = 500;
 /// every member's parent is a visible part of a load (`deep` and `big` have a few hundred).
 const RESOLVER_IMAGES: [&str; 2] = ["debian", "smallfiles"];
 /// The CLI's variable for kernel features to treat as absent (crates/engine/src/kernel.rs).
-const DISABLE_FEATURES: &str = "OVL_DISABLE_FEATURES";
+pub(super) const DISABLE_FEATURES: &str = "OVL_DISABLE_FEATURES";
 const MIB: usize = 1 << 20;
 /// Packages added by `debian`'s second layer.
 const DEBIAN_PACKAGES: [&str; 4] = [
@@ -58,18 +58,18 @@ const DEBIAN_PACKAGES: [&str; 4] = [
 pub struct Image {
     pub name: String,
     pub tag: String,
-    dir: PathBuf,
-    n_layers: usize,
+    pub(super) dir: PathBuf,
+    pub(super) n_layers: usize,
 }
 
 impl Image {
-    fn layer(&self, i: usize, suffix: &str) -> PathBuf {
+    pub(super) fn layer(&self, i: usize, suffix: &str) -> PathBuf {
         self.dir.join(format!("layers/{i}.tar{suffix}"))
     }
     fn docker_plain(&self) -> PathBuf {
         self.dir.join("docker-plain.tar")
     }
-    fn docker_gzip(&self) -> PathBuf {
+    pub(super) fn docker_gzip(&self) -> PathBuf {
         self.dir.join("docker-gzip.tar")
     }
     fn oci(&self, compression: &str) -> PathBuf {
@@ -297,7 +297,7 @@ fn big_layer(out: &Path) -> Result<usize> {
     Ok(1)
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+pub(super) fn sha256_file(path: &Path) -> Result<String> {
     let mut file = fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; MIB];
@@ -402,7 +402,7 @@ fn sample(name: String) -> Sample {
     }
 }
 
-fn shell(script: &str) -> Command {
+pub(super) fn shell(script: &str) -> Command {
     let mut command = Command::new("sh");
     command.args(["-c", script]);
     command
