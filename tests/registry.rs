@@ -9,11 +9,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ovl_tests::{
-    build_conformance_images, docker_merged_dump, ensure_same_tree, gzip,
-    image_chain, image_config, layerdb, merged_dump, peak_rss_kib, require_dockerd,
-    require_registry, require_skopeo, scratch_path, sha256_digest, under_gnu_time, Dockerd,
-    FlakyProxy, OversizedManifestServer, Ovl, Registry, RegistryAuth, Scratch, TarBuilder,
-    REGISTRY_PASSWORD, REGISTRY_USER,
+    build_conformance_images, docker_merged_dump, ensure_same_tree, gzip, image_chain,
+    image_config, layerdb, merged_dump, peak_rss_kib, require_dockerd, require_registry,
+    require_skopeo, scratch_path, sha256_digest, under_gnu_time, Dockerd, FlakyProxy,
+    OversizedManifestServer, Ovl, Registry, RegistryAuth, Scratch, TarBuilder, REGISTRY_PASSWORD,
+    REGISTRY_USER,
 };
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -137,10 +137,9 @@ fn import_unique(ovl: &Ovl, scratch: &Scratch, reference: &str, size: usize) {
 
 /// The layer digests of a manifest on a plain registry.
 fn manifest_layers(registry: &Registry, repo: &str, tag: &str) -> Vec<String> {
-    let manifest: serde_json::Value = serde_json::from_slice(&registry.get(
-        &format!("/v2/{repo}/manifests/{tag}"),
-        DOCKER_MANIFEST,
-    ))
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &registry.get(&format!("/v2/{repo}/manifests/{tag}"), DOCKER_MANIFEST),
+    )
     .expect("manifest JSON");
     manifest["layers"]
         .as_array()
@@ -222,7 +221,10 @@ fn pull_matches_docker_pull_needs_root_and_dockerd_and_registry() {
         assert_eq!(id.trim(), image_id, "image id of {remote}");
         let layers = layerdb(&ovl.root);
         for chain_id in chain {
-            assert!(layers.contains_key(chain_id), "{remote}: ChainID {chain_id} missing");
+            assert!(
+                layers.contains_key(chain_id),
+                "{remote}: ChainID {chain_id} missing"
+            );
         }
         let ovl_digests = ovl.ok(["inspect", "-f", "{{json .RepoDigests}}", remote]);
         assert_eq!(ovl_digests.trim(), digests, "RepoDigests of {remote}");
@@ -230,8 +232,12 @@ fn pull_matches_docker_pull_needs_root_and_dockerd_and_registry() {
         let merged = ovl.ok(["run-rootfs", "--name", "pulled", remote]);
         let actual = merged_dump(Path::new(merged.trim()));
         ovl.ok(["rm", "-f", "pulled"]);
-        ensure_same_tree(&format!("merged view of {remote}"), dump, &actual.expect("dump"))
-            .unwrap_or_else(|err| panic!("{err:#}"));
+        ensure_same_tree(
+            &format!("merged view of {remote}"),
+            dump,
+            &actual.expect("dump"),
+        )
+        .unwrap_or_else(|err| panic!("{err:#}"));
     }
     // Pulling again downloads nothing.
     let again = ovl.ok(["pull", &remotes[1]]);
@@ -256,7 +262,9 @@ fn pull_matches_docker_pull_needs_root_and_dockerd_and_registry() {
         let repo_digest: Vec<String> = serde_json::from_str(digests).expect("RepoDigests");
         let digest = repo_digest[0].split('@').nth(1).expect("digest");
         assert!(
-            listed.lines().any(|line| line == format!("{remote}@{digest}")),
+            listed
+                .lines()
+                .any(|line| line == format!("{remote}@{digest}")),
             "docker images --digests on ovl's root:\n{listed}"
         );
     }
@@ -264,7 +272,16 @@ fn pull_matches_docker_pull_needs_root_and_dockerd_and_registry() {
         .iter()
         .find(|r| r.contains("ovl-seed"))
         .expect("seed image");
-    let run = daemon.docker_ok(["run", "--rm", "--network", "none", seed, "/bin/sh", "-c", "echo ran"]);
+    let run = daemon.docker_ok([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        seed,
+        "/bin/sh",
+        "-c",
+        "echo ran",
+    ]);
     assert_eq!(run.trim(), "ran");
     for remote in &remotes {
         let pushed = daemon.docker_ok(["push", remote]);
@@ -293,7 +310,11 @@ fn multi_platform_index_picks_the_platform_needs_root_and_registry() {
     if !require_registry(TEST) || !require_skopeo(TEST) {
         return;
     }
-    assert_eq!(std::env::consts::ARCH, "x86_64", "the test is written for amd64 hosts");
+    assert_eq!(
+        std::env::consts::ARCH,
+        "x86_64",
+        "the test is written for amd64 hosts"
+    );
     let scratch = Scratch::new();
     let registry = Registry::start(&scratch.join("registry"), RegistryAuth::None);
     let layout = scratch.join("layout");
@@ -358,11 +379,20 @@ fn multi_platform_index_picks_the_platform_needs_root_and_registry() {
         .expect("top index"),
     )
     .expect("write index.json");
-    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
-        .expect("write oci-layout");
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("write oci-layout");
     let remote = format!("{}/multi:1", registry.host());
     let status = Command::new(ovl_tests::SKOPEO)
-        .args(["copy", "-q", "--all", "--preserve-digests", "--dest-tls-verify=false"])
+        .args([
+            "copy",
+            "-q",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ])
         .arg(format!("oci:{}:1", layout.display()))
         .arg(format!("docker://{remote}"))
         .status()
@@ -398,7 +428,10 @@ fn multi_platform_index_picks_the_platform_needs_root_and_registry() {
     // A platform the index lacks is refused by name, with nothing written.
     let ovl = Ovl::new(scratch.join("root-none"));
     let err = ovl.fail(["pull", "--platform", "linux/s390x", &remote]);
-    assert!(err.contains("linux/s390x") && err.contains(&remote), "{err}");
+    assert!(
+        err.contains("linux/s390x") && err.contains(&remote),
+        "{err}"
+    );
     assert!(layerdb(&ovl.root).is_empty());
 }
 
@@ -423,7 +456,15 @@ fn push_of_a_commit_runs_in_docker_needs_root_and_dockerd_and_registry() {
     std::fs::create_dir_all(merged.join("srv")).expect("mkdir srv");
     std::fs::write(merged.join("srv/pushed"), "made in an ovl container\n").expect("write");
     ovl.ok(["umount", "work"]);
-    ovl.ok(["commit", "-m", "pushed", "-c", "CMD [\"/bin/cat\", \"/srv/pushed\"]", "work", "app:1"]);
+    ovl.ok([
+        "commit",
+        "-m",
+        "pushed",
+        "-c",
+        "CMD [\"/bin/cat\", \"/srv/pushed\"]",
+        "work",
+        "app:1",
+    ]);
     let remote = format!("{host}/app:1");
     ovl.ok(["tag", "app:1", &remote]);
 
@@ -441,9 +482,17 @@ fn push_of_a_commit_runs_in_docker_needs_root_and_dockerd_and_registry() {
             .map(str::to_string)
             .unwrap_or_else(|| panic!("no digest line in:\n{out}"))
     };
-    assert_eq!(digest_line(&first), digest_line(&second), "two pushes differ");
+    assert_eq!(
+        digest_line(&first),
+        digest_line(&second),
+        "two pushes differ"
+    );
     assert_eq!(pushed_lines(&second), 0, "{second}");
-    assert_eq!(registry.finished_uploads(), uploads, "the second push uploaded");
+    assert_eq!(
+        registry.finished_uploads(),
+        uploads,
+        "the second push uploaded"
+    );
     let digest = digest_line(&first)
         .split(' ')
         .nth(2)
@@ -477,15 +526,30 @@ fn push_of_a_commit_runs_in_docker_needs_root_and_dockerd_and_registry() {
     other.ok(["pull", &remote]);
     let copy = format!("{host}/app-copy:1");
     other.ok(["tag", &remote, &copy]);
-    let uploads = registry.finished_uploads();
+    let layers = manifest_layers(&registry, "app", "1");
+    let uploads = registry.finished_uploads_of(&layers);
+    assert_eq!(
+        uploads, 2,
+        "the first push's layer uploads, as the registry logged them"
+    );
     let mounted = other.ok(["push", &copy]);
     assert_eq!(
-        mounted.lines().filter(|l| l.ends_with(": Mounted from app")).count(),
+        mounted
+            .lines()
+            .filter(|l| l.ends_with(": Mounted from app"))
+            .count(),
         2,
         "{mounted}"
     );
-    assert_eq!(registry.finished_uploads(), uploads, "the mount uploaded a layer blob");
-    assert_eq!(digest_line(&mounted).split(' ').nth(2), Some(digest.as_str()));
+    assert_eq!(
+        registry.finished_uploads_of(&layers),
+        uploads,
+        "the mount uploaded a layer blob"
+    );
+    assert_eq!(
+        digest_line(&mounted).split(' ').nth(2),
+        Some(digest.as_str())
+    );
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -553,7 +617,10 @@ fn pull_failures_register_nothing_needs_root_and_registry() {
     );
     let foreign = format!("{host}/foreign:1");
     let err = fail_env(&ovl, &["pull", &foreign], &[]);
-    assert!(err.contains(&foreign) && err.contains("foreign layer"), "{err}");
+    assert!(
+        err.contains(&foreign) && err.contains("foreign layer"),
+        "{err}"
+    );
     assert_unchanged(&ovl, &before, "foreign layer");
 
     // 10,000 layers (one blob named 10,000 times): refused before any download.
@@ -587,7 +654,11 @@ fn pull_failures_register_nothing_needs_root_and_registry() {
     };
     let err = fail_env(&ovl, &["pull", &wide], &[]);
     assert!(err.contains(&wide) && err.contains("10000 layers"), "{err}");
-    assert_eq!(blob_gets(), 0, "a layer of the 10,000-layer image was downloaded");
+    assert_eq!(
+        blob_gets(),
+        0,
+        "a layer of the 10,000-layer image was downloaded"
+    );
     assert_unchanged(&ovl, &before, "10,000 layers");
 
     // A manifest over 4 MiB (distribution 2.8 refuses to store one, so a hostile server serves
@@ -595,7 +666,10 @@ fn pull_failures_register_nothing_needs_root_and_registry() {
     let oversized = OversizedManifestServer::start(5 << 20);
     let big = format!("{}/big:1", oversized.host());
     let err = fail_env(&ovl, &["pull", &big], &[]);
-    assert!(err.contains(&big) && err.contains("limit of 4194304 bytes"), "{err}");
+    assert!(
+        err.contains(&big) && err.contains("limit of 4194304 bytes"),
+        "{err}"
+    );
     assert_unchanged(&ovl, &before, "oversized manifest");
 
     // A registry that wants credentials, without any.
@@ -621,9 +695,19 @@ fn broken_downloads_resume_needs_root_and_registry() {
     let scratch = Scratch::new();
     let mut registry = Registry::start(&scratch.join("registry"), RegistryAuth::None);
     let source = scratch.base_root("source");
-    import_unique(&source, &scratch, &format!("{}/big:1", registry.host()), 4 << 20);
+    import_unique(
+        &source,
+        &scratch,
+        &format!("{}/big:1", registry.host()),
+        4 << 20,
+    );
     source.ok(["push", &format!("{}/big:1", registry.host())]);
-    let image_id = source.ok(["inspect", "-f", "{{.Id}}", &format!("{}/big:1", registry.host())]);
+    let image_id = source.ok([
+        "inspect",
+        "-f",
+        "{{.Id}}",
+        &format!("{}/big:1", registry.host()),
+    ]);
 
     let proxy = FlakyProxy::start(registry.port(), 1 << 20, Duration::ZERO);
     let ovl = Ovl::new(scratch.join("resumed"));
@@ -635,8 +719,15 @@ fn broken_downloads_resume_needs_root_and_registry() {
         .into_iter()
         .filter(|head| head.to_ascii_lowercase().contains("\r\nrange: bytes="))
         .collect();
-    assert_eq!(ranges.len(), 1, "one Range request resumes the cut blob: {:?}", proxy.heads());
-    assert!(ovl.ok(["fsck", "--verify-content"]).contains("0 corrupt, 0 leftovers"));
+    assert_eq!(
+        ranges.len(),
+        1,
+        "one Range request resumes the cut blob: {:?}",
+        proxy.heads()
+    );
+    assert!(ovl
+        .ok(["fsck", "--verify-content"])
+        .contains("0 corrupt, 0 leftovers"));
 
     // Killed in the middle of a blob (the proxy passes 16 KiB every 10 ms), started again.
     let slow = FlakyProxy::start(registry.port(), usize::MAX, Duration::from_millis(10));
@@ -649,8 +740,15 @@ fn broken_downloads_resume_needs_root_and_registry() {
         .spawn()
         .expect("start pull");
     let started = Instant::now();
-    while !slow.heads().iter().any(|h| h.starts_with("GET ") && h.contains("/blobs/sha256:")) {
-        assert!(started.elapsed() < Duration::from_secs(30), "no blob request");
+    while !slow
+        .heads()
+        .iter()
+        .any(|h| h.starts_with("GET ") && h.contains("/blobs/sha256:"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no blob request"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(400));
@@ -665,7 +763,9 @@ fn broken_downloads_resume_needs_root_and_registry() {
         text(&output.stderr)
     );
     assert_eq!(ovl.ok(["inspect", "-f", "{{.Id}}", &through]), image_id);
-    assert!(ovl.ok(["fsck", "--verify-content"]).contains("0 corrupt, 0 leftovers"));
+    assert!(ovl
+        .ok(["fsck", "--verify-content"])
+        .contains("0 corrupt, 0 leftovers"));
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -690,7 +790,10 @@ fn login_token_and_tls_needs_root_and_registry() {
         let remote = format!("{host}/private:1");
         source.ok(["tag", "base:1", &remote]);
         let err = fail_env(&source, &["push", &remote], &env);
-        assert!(err.contains(&format!("ovl login {host}")), "{auth:?}: {err}");
+        assert!(
+            err.contains(&format!("ovl login {host}")),
+            "{auth:?}: {err}"
+        );
 
         let mut wrong = source
             .command(["login", "-u", REGISTRY_USER, "--password-stdin", &host])
@@ -708,7 +811,11 @@ fn login_token_and_tls_needs_root_and_registry() {
             .write_all(b"not-the-password\n")
             .expect("write password");
         let output = wrong.wait_with_output().expect("login");
-        assert_eq!(output.status.code(), Some(1), "{auth:?}: a wrong password logged in");
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{auth:?}: a wrong password logged in"
+        );
 
         let mut login = source
             .command(["login", "-u", REGISTRY_USER, "--password-stdin", &host])
@@ -725,7 +832,11 @@ fn login_token_and_tls_needs_root_and_registry() {
             .write_all(format!("{REGISTRY_PASSWORD}\n").as_bytes())
             .expect("write password");
         let output = login.wait_with_output().expect("login");
-        assert!(output.status.success(), "{auth:?}: {}", text(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{auth:?}: {}",
+            text(&output.stderr)
+        );
         assert_eq!(text(&output.stdout), "Login Succeeded\n");
         let config: serde_json::Value = serde_json::from_slice(
             &std::fs::read(config_dir.join("config.json")).expect("config.json"),
@@ -734,7 +845,10 @@ fn login_token_and_tls_needs_root_and_registry() {
         use base64::Engine as _;
         let expected_auth = base64::engine::general_purpose::STANDARD
             .encode(format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}"));
-        assert_eq!(config["auths"][host.as_str()]["auth"], expected_auth.as_str());
+        assert_eq!(
+            config["auths"][host.as_str()]["auth"],
+            expected_auth.as_str()
+        );
 
         ok_env(&source, &["push", &remote], &env);
         let ovl = Ovl::new(scratch.join(format!("pulled-{auth:?}")));
@@ -854,14 +968,21 @@ fn load_from_a_pipe_needs_root_and_dockerd() {
     let mut tar = TarBuilder::new();
     tar.dir("files/");
     for i in 0..20_000 {
-        tar.file(&format!("files/{i:05}"), format!("file {i}\n").repeat(40).as_bytes());
+        tar.file(
+            &format!("files/{i:05}"),
+            format!("file {i}\n").repeat(40).as_bytes(),
+        );
     }
     let layer = tar.finish();
     let config = image_config(&[sha256_digest(&layer)]);
     let smallfiles = scratch.join("smallfiles.tar");
     std::fs::write(
         &smallfiles,
-        ovl_tests::docker_archive(&config, &[("l/layer.tar".to_string(), layer)], &["smallfiles:1"]),
+        ovl_tests::docker_archive(
+            &config,
+            &[("l/layer.tar".to_string(), layer)],
+            &["smallfiles:1"],
+        ),
     )
     .expect("write archive");
     let ovl = Ovl::new(scratch.join("smallfiles"));

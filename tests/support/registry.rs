@@ -102,8 +102,18 @@ impl Registry {
                 openssl(
                     dir,
                     &[
-                        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                        "token.key", "-out", "token.crt", "-days", "2", "-subj",
+                        "req",
+                        "-x509",
+                        "-newkey",
+                        "rsa:2048",
+                        "-nodes",
+                        "-keyout",
+                        "token.key",
+                        "-out",
+                        "token.crt",
+                        "-days",
+                        "2",
+                        "-subj",
                         "/CN=ovl-test-token",
                     ],
                 );
@@ -119,15 +129,34 @@ impl Registry {
                 openssl(
                     dir,
                     &[
-                        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-                        "-out", "ca.crt", "-days", "2", "-subj", "/CN=ovl-test-ca",
+                        "req",
+                        "-x509",
+                        "-newkey",
+                        "rsa:2048",
+                        "-nodes",
+                        "-keyout",
+                        "ca.key",
+                        "-out",
+                        "ca.crt",
+                        "-days",
+                        "2",
+                        "-subj",
+                        "/CN=ovl-test-ca",
                     ],
                 );
                 openssl(
                     dir,
                     &[
-                        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
-                        "server.csr", "-subj", "/CN=127.0.0.1",
+                        "req",
+                        "-newkey",
+                        "rsa:2048",
+                        "-nodes",
+                        "-keyout",
+                        "server.key",
+                        "-out",
+                        "server.csr",
+                        "-subj",
+                        "/CN=127.0.0.1",
                     ],
                 );
                 fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n")
@@ -135,9 +164,21 @@ impl Registry {
                 openssl(
                     dir,
                     &[
-                        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey",
-                        "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2",
-                        "-extfile", "san.ext",
+                        "x509",
+                        "-req",
+                        "-in",
+                        "server.csr",
+                        "-CA",
+                        "ca.crt",
+                        "-CAkey",
+                        "ca.key",
+                        "-CAcreateserial",
+                        "-out",
+                        "server.crt",
+                        "-days",
+                        "2",
+                        "-extfile",
+                        "san.ext",
                     ],
                 );
                 let certs = dir.join("certs.d").join(format!("127.0.0.1:{port}"));
@@ -244,10 +285,28 @@ impl Registry {
 
     /// How many blob uploads the registry has finished (`PUT …/blobs/uploads/…` requests).
     pub fn finished_uploads(&self) -> usize {
+        self.upload_lines().count()
+    }
+
+    /// How many finished uploads named one of `digests` (`…?digest=<digest>`).
+    pub fn finished_uploads_of(&self, digests: &[String]) -> usize {
+        self.upload_lines()
+            .filter(|line| {
+                digests.iter().any(|digest| {
+                    line.contains(&format!("digest={digest}"))
+                        || line.contains(&format!("digest={}", digest.replace(':', "%3A")))
+                })
+            })
+            .count()
+    }
+
+    fn upload_lines(&self) -> impl Iterator<Item = String> {
         self.log()
             .lines()
             .filter(|line| line.contains("\"PUT /v2/") && line.contains("/blobs/uploads/"))
-            .count()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 
     /// The scopes the token server was asked for, in order.
