@@ -31,7 +31,7 @@ use super::load::{self, shell, timed_rss, Contenders, Image};
 use super::{sync, timed, PeakRss, Sample};
 
 /// The row of `ovl pull`; every row's label ends with the image name in backquotes.
-pub const OVL_PULL: &str = "ovl pull";
+pub const ROW_OVL_PULL: &str = "ovl pull";
 /// The row of `docker pull` into the private dockerd.
 pub const DOCKER_PULL: &str = "docker pull";
 /// The row of `podman pull`.
@@ -171,7 +171,7 @@ pub fn bench_pulls(
         }
         group.retain(|sample| !sample.times.is_empty());
         samples.extend(group);
-        peak_rss.push((format!("{OVL_PULL} `{name}`"), rss_max));
+        peak_rss.push((format!("{ROW_OVL_PULL} `{name}`"), rss_max));
         let blob_bytes: u64 = pushed.layers.iter().map(|layer| layer.size).sum();
         notes.push(format!(
             "`{name}` pulled: layers {}, gzip blobs {:.1} KiB in all; peak RSS of its ovl pulls \
@@ -208,7 +208,7 @@ impl Contender {
 
     fn label(self) -> &'static str {
         match self {
-            Contender::Ovl => OVL_PULL,
+            Contender::Ovl => ROW_OVL_PULL,
             Contender::Docker => DOCKER_PULL,
             Contender::Podman => PODMAN_PULL,
             Contender::SkopeoUmoci => SKOPEO_UMOCI,

@@ -277,7 +277,7 @@ pub(super) fn pull_targets(options: &BenchOptions, samples: &[Sample]) -> String
                 .find(|sample| sample.name == format!("{what} `{image}`"))
                 .map(|sample| sample.median().as_secs_f64())
         };
-        let Some(ovl) = row(pull::OVL_PULL) else {
+        let Some(ovl) = row(pull::ROW_OVL_PULL) else {
             continue;
         };
         for (peer, factor) in [(pull::DOCKER_PULL, 3.0), (pull::PODMAN_PULL, 2.0)] {
