@@ -108,6 +108,26 @@ fn assert_unchanged(ovl: &Ovl, before: &Snapshot, what: &str) {
     );
 }
 
+/// `ovl login -u REGISTRY_USER --password-stdin host` with `password` on stdin.
+fn login_with_stdin(ovl: &Ovl, host: &str, config_dir: &Path, password: &str) -> Output {
+    use std::io::Write as _;
+    let mut login = ovl
+        .command(["login", "-u", REGISTRY_USER, "--password-stdin", host])
+        .env("DOCKER_CONFIG", config_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ovl login");
+    login
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password");
+    login.wait_with_output().expect("ovl login")
+}
+
 /// A one-layer rootfs tarball with a file of its own, so that every image of a test differs.
 fn unique_tar(name: &str, size: usize) -> Vec<u8> {
     let mut data = Vec::with_capacity(size);
@@ -795,43 +815,13 @@ fn login_token_and_tls_needs_root_and_registry() {
             "{auth:?}: {err}"
         );
 
-        let mut wrong = source
-            .command(["login", "-u", REGISTRY_USER, "--password-stdin", &host])
-            .env("DOCKER_CONFIG", &config_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ovl login");
-        use std::io::Write as _;
-        wrong
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(b"not-the-password\n")
-            .expect("write password");
-        let output = wrong.wait_with_output().expect("login");
+        let output = login_with_stdin(&source, &host, &config_dir, "not-the-password");
         assert_eq!(
             output.status.code(),
             Some(1),
             "{auth:?}: a wrong password logged in"
         );
-
-        let mut login = source
-            .command(["login", "-u", REGISTRY_USER, "--password-stdin", &host])
-            .env("DOCKER_CONFIG", &config_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ovl login");
-        login
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(format!("{REGISTRY_PASSWORD}\n").as_bytes())
-            .expect("write password");
-        let output = login.wait_with_output().expect("login");
+        let output = login_with_stdin(&source, &host, &config_dir, REGISTRY_PASSWORD);
         assert!(
             output.status.success(),
             "{auth:?}: {}",
