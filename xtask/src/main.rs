@@ -280,37 +280,11 @@ fn registry_round_trip(
     scratch: &Path,
     step: &dyn Fn(&[&str]) -> Result<String>,
 ) -> Result<()> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let config = scratch.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            scratch.join("registry").display()
-        ),
-    )?;
-    let mut registry = RegistryProcess(
-        Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("starting docker-registry (Debian docker-registry)")?,
-    );
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if started.elapsed() > std::time::Duration::from_secs(20) {
-            bail!("docker-registry did not listen on 127.0.0.1:{port}");
-        }
-        if let Some(status) = registry.0.try_wait()? {
-            bail!("docker-registry exited with {status}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let remote = format!("127.0.0.1:{port}/demo:2");
+    // The tests' registry harness: Debian's docker-registry on a free loopback port, with a
+    // storage directory of its own, killed when dropped.
+    let registry =
+        ovl_tests::Registry::start(&scratch.join("registry"), ovl_tests::RegistryAuth::None);
+    let remote = format!("{}/demo:2", registry.host());
     step(&["tag", "demo:2", &remote])?;
     step(&["push", &remote])?;
     let pulled = scratch.join("root-pulled");
@@ -332,16 +306,6 @@ fn registry_round_trip(
     step(&["rmi", &remote])?;
     drop(registry);
     Ok(())
-}
-
-/// The demo's registry, killed when dropped.
-struct RegistryProcess(std::process::Child);
-
-impl Drop for RegistryProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A two-layer docker-archive: a busybox rootfs, then a layer that adds /etc/motd and deletes

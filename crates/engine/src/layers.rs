@@ -125,9 +125,7 @@ pub(crate) fn layer_jobs() -> usize {
 /// The opener of a layer's blob, by the layer's index in the image.
 pub(crate) type OpenBlob<'s> = dyn Fn(usize) -> Result<Box<dyn LayerBlob + 's>> + Sync + 's;
 
-/// Applies every pending layer, `jobs` at once. On failure, the error reported is that of the
-/// lowest failing layer in the chain, as a one-by-one load would report it: layers above a
-/// failure are not started, layers below it still run to the end.
+/// Applies every pending layer, `jobs` at once (see [`run_at_once`]).
 pub(crate) fn apply_layers(
     work: &mut [LayerWork<'_>],
     open: &OpenBlob<'_>,
@@ -135,16 +133,26 @@ pub(crate) fn apply_layers(
     max_layer_size: Option<u64>,
     jobs: usize,
 ) -> Result<()> {
-    let jobs = jobs.min(work.len());
+    run_at_once(work, jobs, &|item| {
+        apply_one(item, open, progress, max_layer_size)
+    })
+}
+
+/// Runs `run` on every item, `jobs` at once, in order of index. On failure the error returned is
+/// that of the lowest failing item, as a one-by-one run would report it: items above a failure
+/// are not started, items below it still run to the end.
+pub(crate) fn run_at_once<T: Send>(
+    items: &mut [T],
+    jobs: usize,
+    run: &(dyn Fn(&mut T) -> Result<()> + Sync),
+) -> Result<()> {
+    let jobs = jobs.min(items.len());
     if jobs <= 1 {
-        for item in work.iter_mut() {
-            apply_one(item, open, progress, max_layer_size)?;
-        }
-        return Ok(());
+        return items.iter_mut().try_for_each(run);
     }
     let next = AtomicUsize::new(0);
     let lowest_failure = AtomicUsize::new(usize::MAX);
-    let slots: Vec<Mutex<&mut LayerWork<'_>>> = work.iter_mut().map(Mutex::new).collect();
+    let slots: Vec<Mutex<&mut T>> = items.iter_mut().map(Mutex::new).collect();
     let errors: Mutex<Vec<(usize, Error)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..jobs {
@@ -156,7 +164,7 @@ pub(crate) fn apply_layers(
                 let Ok(mut item) = slots[index].lock() else {
                     break;
                 };
-                if let Err(err) = apply_one(&mut item, open, progress, max_layer_size) {
+                if let Err(err) = run(&mut item) {
                     lowest_failure.fetch_min(index, Ordering::SeqCst);
                     if let Ok(mut errors) = errors.lock() {
                         errors.push((index, err));

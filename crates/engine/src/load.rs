@@ -8,7 +8,6 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use crate::error::{Context, Error, Result};
@@ -67,7 +66,7 @@ pub fn load(
             Archive::open(path, &root.tmp_dir(), &options).path_context("reading archive", path)?
         }
         LoadInput::Stream(reader) => {
-            let spooled = spool(&root.tmp_dir(), reader)?;
+            let spooled = spool(&root, reader)?;
             // The archive keeps its own descriptor of the spool file, which is unlinked now.
             Archive::open(spooled.path(), &root.tmp_dir(), &options)
                 .context("reading the archive from stdin")?
@@ -143,17 +142,13 @@ pub fn load(
     Ok(())
 }
 
-/// Copies a stream into a new file in `tmp_dir` (made 0700 when missing), removed on drop.
-fn spool(tmp_dir: &Path, reader: &mut dyn Read) -> Result<tempfile::NamedTempFile> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(tmp_dir)
-        .map_err(|source| Error::io("creating", tmp_dir, source))?;
+/// Copies a stream into a new file in the root's `tmp/`, removed on drop.
+fn spool(root: &store::DataRoot, reader: &mut dyn Read) -> Result<tempfile::NamedTempFile> {
+    let tmp_dir = root.create_tmp_dir()?;
     let mut file = tempfile::Builder::new()
         .prefix("stdin-")
-        .tempfile_in(tmp_dir)
-        .map_err(|source| Error::io("creating a file in", tmp_dir, source))?;
+        .tempfile_in(&tmp_dir)
+        .map_err(|source| Error::io("creating a file in", &tmp_dir, source))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file.as_file_mut());
     let n_bytes = std::io::copy(reader, &mut out)
         .and_then(|n_bytes| out.flush().map(|()| n_bytes))

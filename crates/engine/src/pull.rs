@@ -10,6 +10,7 @@
 
 use std::path::Path;
 
+use gocompat::digest::{truncate_id, Digest};
 use registry::manifest::{self, ImageManifest, Manifest, PlatformSpec};
 use registry::{BlobReader, Client};
 use store::{Named, V2Metadata};
@@ -87,7 +88,7 @@ fn pull_named(
         repository: path.clone(),
     })?;
     let config = client.get_blob_bytes(&path, &image.config.digest, manifest::MAX_CONFIG_SIZE)?;
-    let image_id = registry::sha256_digest(&config);
+    let image_id = Digest::of(&config).to_string();
     let explicit = options.platform.is_some();
     let diff_ids = check_config(&config, &image, &platform, explicit)?;
 
@@ -101,13 +102,13 @@ fn pull_named(
     let mut registered = Registered::new(&root);
     let (mut work, _chain_ids) = layers::begin_chain(&root, &chain, &progress, &mut |index, _| {
         Event::LayerStatus {
-            id: short_id(&image.layers[index].digest),
+            id: truncate_id(&image.layers[index].digest).to_string(),
             status: "Already exists".to_string(),
         }
     })?;
     for item in &work {
         progress.emit(Event::LayerStatus {
-            id: short_id(&item.label),
+            id: truncate_id(&item.label).to_string(),
             status: "Pulling fs layer".to_string(),
         })?;
     }
@@ -128,7 +129,7 @@ fn pull_named(
     )?;
     layers::commit_chain(&root, work, &mut registered, &progress, &mut |item| {
         Event::LayerStatus {
-            id: short_id(&item.label),
+            id: truncate_id(&item.label).to_string(),
             status: "Pull complete".to_string(),
         }
     })?;
@@ -236,7 +237,7 @@ fn check_image_manifest(what: &str, image: &ImageManifest) -> Result<()> {
 }
 
 fn check_digest(what: &str, kind: &str, digest: &str) -> Result<()> {
-    if registry::is_sha256_digest(digest) {
+    if digest.parse::<Digest>().is_ok() {
         Ok(())
     } else {
         Err(Error::invalid(format!(
@@ -296,20 +297,11 @@ fn check_config(
             image.layers.len()
         )));
     }
-    if let Some(bad) = diff_ids.iter().find(|id| !registry::is_sha256_digest(id)) {
+    if let Some(bad) = diff_ids.iter().find(|id| id.parse::<Digest>().is_err()) {
         return Err(Error::invalid(format!(
             "image config {}: DiffID {bad:?} is not sha256:<64 lowercase hex>",
             image.config.digest
         )));
     }
     Ok(diff_ids)
-}
-
-/// The 12 hex digits Docker shows for a blob.
-pub(crate) fn short_id(digest: &str) -> String {
-    digest
-        .trim_start_matches("sha256:")
-        .chars()
-        .take(12)
-        .collect()
 }

@@ -10,9 +10,9 @@
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use gocompat::digest::{truncate_id, Digest};
 use image_archive::LayerSource as _;
 use registry::manifest::{self, Descriptor, ImageManifest};
 use registry::{Client, Mount};
@@ -87,7 +87,7 @@ fn push_named(
         full_name: &full_name,
     };
     let descriptors = target.push_layers(layers, options.max_concurrent.max(1), events)?;
-    let config_digest = registry::sha256_digest(&config);
+    let config_digest = Digest::of(&config).to_string();
     if client.blob_size(&path, &config_digest)?.is_none() {
         client.upload_bytes(&path, &config)?;
     }
@@ -138,75 +138,46 @@ struct Target<'a> {
 }
 
 impl Target<'_> {
-    /// Sends the layers (bottom up), `jobs` at once, reporting each as it is done (top first
-    /// when one at a time); returns their descriptors bottom up. The first error, by layer
-    /// order, is returned after the others have ended.
+    /// Sends the layers (bottom up), `jobs` at once, top first as Docker lists them, reporting
+    /// each as it is done; returns their descriptors bottom up.
     fn push_layers(
         &self,
-        layers: Vec<(String, u64, StoredLayer)>,
+        layers: Vec<(String, StoredLayer)>,
         jobs: usize,
         events: Events<'_>,
     ) -> Result<Vec<Descriptor>> {
-        let n_layers = layers.len();
-        // Top first, as Docker lists them.
-        let queue: Mutex<Vec<(usize, String, StoredLayer)>> = Mutex::new(
-            layers
-                .into_iter()
-                .enumerate()
-                .map(|(index, (diff_id, _, layer))| (index, diff_id, layer))
-                .collect(),
-        );
-        let results: Mutex<Vec<Option<Result<Descriptor>>>> =
-            Mutex::new((0..n_layers).map(|_| None).collect());
+        struct Item {
+            diff_id: String,
+            layer: StoredLayer,
+            descriptor: Option<Descriptor>,
+        }
+        let mut items: Vec<Item> = layers
+            .into_iter()
+            .rev()
+            .map(|(diff_id, layer)| Item {
+                diff_id,
+                layer,
+                descriptor: None,
+            })
+            .collect();
         let events = Mutex::new(events);
-        let failed = AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            for _ in 0..jobs.min(n_layers) {
-                scope.spawn(|| loop {
-                    if failed.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Some((index, diff_id, mut layer)) =
-                        queue.lock().ok().and_then(|mut queue| queue.pop())
-                    else {
-                        break;
-                    };
-                    let result = self
-                        .push_layer(&diff_id, &mut layer)
-                        .layer_context("pushing layer", &diff_id)
-                        .and_then(|(descriptor, status)| {
-                            let event = Event::LayerStatus {
-                                id: crate::pull::short_id(&diff_id),
-                                status,
-                            };
-                            let mut events = events.lock().map_err(|_| Error::WorkerPanicked)?;
-                            (*events)(event)?;
-                            Ok(descriptor)
-                        });
-                    if result.is_err() {
-                        failed.store(true, Ordering::SeqCst);
-                    }
-                    if let Ok(mut results) = results.lock() {
-                        results[index] = Some(result);
-                    }
-                });
-            }
-        });
-        let results = results.into_inner().map_err(|_| Error::WorkerPanicked)?;
-        let mut descriptors = Vec::with_capacity(n_layers);
-        let mut first_error = None;
-        for result in results {
-            match result {
-                Some(Ok(descriptor)) => descriptors.push(descriptor),
-                Some(Err(err)) if first_error.is_none() => first_error = Some(err),
-                _ => {}
-            }
-        }
-        match first_error {
-            Some(err) => Err(err),
-            None if descriptors.len() == n_layers => Ok(descriptors),
-            None => Err(Error::WorkerPanicked),
-        }
+        crate::layers::run_at_once(&mut items, jobs, &|item| {
+            let (descriptor, status) = self
+                .push_layer(&item.diff_id, &mut item.layer)
+                .layer_context("pushing layer", &item.diff_id)?;
+            let mut events = events.lock().map_err(|_| Error::WorkerPanicked)?;
+            (*events)(Event::LayerStatus {
+                id: truncate_id(&item.diff_id).to_string(),
+                status,
+            })?;
+            item.descriptor = Some(descriptor);
+            Ok(())
+        })?;
+        items
+            .into_iter()
+            .rev()
+            .map(|item| item.descriptor.ok_or(Error::WorkerPanicked))
+            .collect()
     }
 
     /// Sends one layer unless the registry has it; returns its descriptor and Docker's word
@@ -219,7 +190,7 @@ impl Target<'_> {
             .iter()
             .rev()
             .filter(|meta| meta.source_repository.starts_with(&prefix))
-            .filter(|meta| registry::is_sha256_digest(&meta.digest))
+            .filter(|meta| meta.digest.parse::<Digest>().is_ok())
             .collect();
         candidates.sort_by_key(|meta| meta.source_repository != self.full_name);
         let mut location = None;

@@ -9,7 +9,6 @@
 
 use std::io::{BufReader, BufWriter, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Context, Error, Result};
@@ -95,14 +94,11 @@ pub fn save(
             ));
         }
         SaveOutput::Stream(stream) => {
-            let scratch_dir = root.tmp_dir();
-            if format != SaveFormat::DockerArchive {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&scratch_dir)
-                    .map_err(|source| Error::io("creating", &scratch_dir, source))?;
-            }
+            let scratch_dir = if format == SaveFormat::DockerArchive {
+                root.tmp_dir()
+            } else {
+                root.create_tmp_dir()?
+            };
             let options = SaveOptions {
                 output: PathBuf::from("-"),
                 compression,
@@ -227,14 +223,17 @@ pub(crate) fn stored_image(
     let config = root
         .image_config_bytes(image_id)
         .image_context("image", name)?;
-    let layers = stored_layers(root, image_id, name)?
-        .into_iter()
-        .map(|(diff_id, tar_len, layer)| SaveLayer {
+    let mut layers = Vec::new();
+    for (diff_id, layer) in stored_layers(root, image_id, name)? {
+        let tar_len = layer
+            .tar_len()
+            .map_err(|err| layer.error(name, &diff_id, err))?;
+        layers.push(SaveLayer {
             diff_id,
             tar_len,
             source: Box::new(layer),
-        })
-        .collect();
+        });
+    }
     let parent = root.image_parent(image_id).image_context("image", name)?;
     Ok(SaveImage {
         name: name.to_string(),
@@ -246,21 +245,21 @@ pub(crate) fn stored_image(
     })
 }
 
-/// The layers of an image bottom up: DiffID, the length of the tar, and the layer's files.
-/// Each is checked against the image's chain first (registered, with the DiffID it names).
+/// The layers of an image bottom up, each with its DiffID, checked against the image's chain
+/// (registered, with the DiffID the config names).
 pub(crate) fn stored_layers(
     root: &DataRoot,
     image_id: &str,
     name: &str,
-) -> Result<Vec<(String, u64, StoredLayer)>> {
+) -> Result<Vec<(String, StoredLayer)>> {
     let parsed = root.image_config(image_id).image_context("image", name)?;
     let diff_ids = &parsed.rootfs.diff_ids;
     let chain_ids = store::chain_ids(diff_ids);
     let mut layers = Vec::with_capacity(diff_ids.len());
-    for (diff_id, chain_id) in diff_ids.iter().zip(&chain_ids) {
-        let (layer, tar_split, tar_len) = (|| -> Result<_> {
+    for (diff_id, chain_id) in diff_ids.iter().zip(chain_ids) {
+        let found = (|| -> Result<_> {
             let layer = root
-                .layer(chain_id)?
+                .layer(&chain_id)?
                 .ok_or_else(|| Error::inconsistent("not in the data root"))?;
             if layer.diff_id != *diff_id {
                 return Err(Error::inconsistent(format!(
@@ -268,30 +267,19 @@ pub(crate) fn stored_layers(
                     layer.diff_id
                 )));
             }
-            let tar_split = root.tar_split_path(chain_id)?;
-            let tar_len = store::open_regular(&tar_split)
-                .map_err(Error::from)
-                .and_then(|file| {
-                    Ok(tar_split::reassembled_len(BufReader::with_capacity(
-                        TAR_SPLIT_BUFFER_LEN,
-                        file,
-                    ))?)
-                })
-                .path_context("reading", &tar_split)?;
-            Ok((layer, tar_split, tar_len))
-        })()
-        .map_err(|err| Error::SavedLayer {
-            image: name.to_string(),
-            diff_id: diff_id.clone(),
-            chain_id: chain_id.clone(),
-            source: Box::new(err),
-        })?;
+            Ok((
+                root.tar_split_path(&chain_id)?,
+                root.existing_overlay_dir(&layer.cache_id)?.join("diff"),
+            ))
+        })();
+        let (tar_split, diff_dir) =
+            found.map_err(|err| saved_layer_error(name, diff_id, &chain_id, err))?;
         layers.push((
             diff_id.clone(),
-            tar_len,
             StoredLayer {
+                chain_id,
                 tar_split,
-                diff_dir: root.existing_overlay_dir(&layer.cache_id)?.join("diff"),
+                diff_dir,
             },
         ));
     }
@@ -300,8 +288,39 @@ pub(crate) fn stored_layers(
 
 /// A registered layer: its tar is the tar-split stream replayed over the files of `diff/`.
 pub(crate) struct StoredLayer {
+    chain_id: String,
     tar_split: PathBuf,
     diff_dir: PathBuf,
+}
+
+impl StoredLayer {
+    /// The length of the layer's tar, from its tar-split record (for archive headers written
+    /// before the tar).
+    fn tar_len(&self) -> Result<u64> {
+        store::open_regular(&self.tar_split)
+            .map_err(Error::from)
+            .and_then(|file| {
+                Ok(tar_split::reassembled_len(BufReader::with_capacity(
+                    TAR_SPLIT_BUFFER_LEN,
+                    file,
+                ))?)
+            })
+            .path_context("reading", &self.tar_split)
+    }
+
+    /// `err` as the error of this layer of the image `name`.
+    fn error(&self, name: &str, diff_id: &str, err: Error) -> Error {
+        saved_layer_error(name, diff_id, &self.chain_id, err)
+    }
+}
+
+fn saved_layer_error(name: &str, diff_id: &str, chain_id: &str, err: Error) -> Error {
+    Error::SavedLayer {
+        image: name.to_string(),
+        diff_id: diff_id.to_string(),
+        chain_id: chain_id.to_string(),
+        source: Box::new(err),
+    }
 }
 
 impl LayerSource for StoredLayer {

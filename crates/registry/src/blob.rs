@@ -3,6 +3,7 @@
 
 use std::io::{self, Read};
 
+use gocompat::digest::Digest;
 use sha2::{Digest as _, Sha256};
 
 use crate::manifest;
@@ -51,7 +52,7 @@ impl Client {
             manifest::MAX_MANIFEST_SIZE,
             &format!("manifest of {what}"),
         )?;
-        let digest = crate::sha256_digest(&bytes);
+        let digest = Digest::of(&bytes).to_string();
         if reference.starts_with("sha256:") && reference != digest {
             return Err(Error::DigestMismatch {
                 what: format!("manifest of {what}"),
@@ -250,11 +251,7 @@ impl BlobReader<'_> {
                 )));
             }
         }
-        let actual = format!(
-            "{}{}",
-            gocompat::digest::SHA256_PREFIX,
-            gocompat::digest::hex(&self.hasher.clone().finalize())
-        );
+        let actual = Digest::from_bytes(self.hasher.clone().finalize().into()).to_string();
         if actual != self.digest {
             return Err(io::Error::other(Error::DigestMismatch {
                 what: self.what(),

@@ -97,20 +97,3 @@ impl Error {
         }
     }
 }
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!(
-        "{}{}",
-        gocompat::digest::SHA256_PREFIX,
-        gocompat::digest::hex(&sha2::Sha256::digest(bytes))
-    )
-}
-
-/// Whether `digest` is `sha256:<64 lowercase hex>`, the only digest the client accepts.
-pub fn is_sha256_digest(digest: &str) -> bool {
-    digest
-        .strip_prefix("sha256:")
-        .is_some_and(gocompat::digest::is_sha256_hex)
-}

@@ -401,14 +401,7 @@ impl Client {
             200..=299 => Challenge::Anonymous,
             401 => parse_challenge(header(&response, "www-authenticate").as_deref())
                 .ok_or_else(|| self.unauthorized(response))?,
-            status => {
-                return Err(Error::Status {
-                    method: "GET",
-                    url,
-                    status,
-                    message: error_message(response),
-                })
-            }
+            _ => return Err(status_error(Method::Get, &url, response)),
         };
         self.lock_auth()?.challenge = Some(challenge.clone());
         Ok(challenge)
@@ -447,14 +440,7 @@ impl Client {
         match response.status().as_u16() {
             200..=299 => {}
             401 | 403 => return Err(self.unauthorized(response)),
-            status => {
-                return Err(Error::Status {
-                    method: "GET",
-                    url,
-                    status,
-                    message: error_message(response),
-                })
-            }
+            _ => return Err(status_error(Method::Get, &url, response)),
         }
         #[derive(serde::Deserialize)]
         struct TokenResponse {
@@ -511,16 +497,20 @@ pub(crate) fn expect_success(
     url: &str,
     response: Response<Body>,
 ) -> Result<Response<Body>> {
-    let status = response.status().as_u16();
-    if (200..300).contains(&status) {
+    if response.status().is_success() {
         return Ok(response);
     }
-    Err(Error::Status {
+    Err(status_error(method, url, response))
+}
+
+/// The error of an answer with an unexpected status, with the registry's own words.
+pub(crate) fn status_error(method: Method, url: &str, response: Response<Body>) -> Error {
+    Error::Status {
         method: method.name(),
         url: url.to_string(),
-        status,
+        status: response.status().as_u16(),
         message: error_message(response),
-    })
+    }
 }
 
 /// A header's value as text.

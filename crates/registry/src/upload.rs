@@ -2,6 +2,7 @@
 
 use std::io::{self, Read};
 
+use gocompat::digest::Digest;
 use sha2::{Digest as _, Sha256};
 
 use crate::transport::{self, header, pull_scope, push_scope, Client, Method, Payload, Request};
@@ -104,11 +105,7 @@ impl Client {
         let location = header(&response, "location")
             .map(|location| self.resolve_location(&location))
             .unwrap_or(location);
-        let digest = format!(
-            "{}{}",
-            gocompat::digest::SHA256_PREFIX,
-            gocompat::digest::hex(&hashing.hasher.finalize())
-        );
+        let digest = Digest::from_bytes(hashing.hasher.finalize().into()).to_string();
         if let Some(expected) = expected {
             if expected != digest {
                 return Err(Error::DigestMismatch {
@@ -125,7 +122,7 @@ impl Client {
 
     /// Uploads a small blob whole (an image config): one `POST`, one `PUT` with the bytes.
     pub fn upload_bytes(&self, path: &str, bytes: &[u8]) -> Result<UploadedBlob> {
-        let digest = crate::sha256_digest(bytes);
+        let digest = Digest::of(bytes).to_string();
         let location = self.start_upload(path)?;
         self.finish_upload(path, &location, &digest, Payload::Bytes(bytes))?;
         Ok(UploadedBlob {
@@ -163,7 +160,7 @@ impl Client {
             .header("Content-Type", media_type)
             .body(Payload::Bytes(bytes));
         let response = transport::expect_success(Method::Put, &url, self.send(request)?)?;
-        let digest = crate::sha256_digest(bytes);
+        let digest = Digest::of(bytes).to_string();
         if let Some(announced) = header(&response, "docker-content-digest") {
             if announced != digest {
                 return Err(Error::DigestMismatch {

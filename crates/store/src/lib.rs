@@ -341,6 +341,14 @@ impl DataRoot {
         self.root.join("tmp")
     }
 
+    /// [`DataRoot::tmp_dir`], made (0700) when missing; an entry there that is not a real
+    /// directory is refused.
+    pub fn create_tmp_dir(&self) -> Result<PathBuf> {
+        let dir = self.tmp_dir();
+        fsutil::create_dir_all_mode(&dir, 0o700)?;
+        Ok(dir)
+    }
+
     /// Takes the data root's exclusive lock, waiting for another ovl process to release it.
     pub fn lock(&self) -> Result<RootLock> {
         self.lock_reporting_wait().map(|(lock, _)| lock)
