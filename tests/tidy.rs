@@ -486,6 +486,7 @@ const CRATE_ROWS: [&[&str]; 5] = [
         "layer-pack",
         "diff",
         "mount",
+        "runtime-spec",
     ],
     &["store", "tar-split", "gotar"],
     &["syscompat", "gocompat"],

@@ -121,6 +121,12 @@ impl Dockerd {
         &self.data_root
     }
 
+    /// The daemon's `--exec-root` (containerd's state, with the bundles of running containers,
+    /// is below it).
+    pub fn exec_root(&self) -> &Path {
+        &self.exec_root
+    }
+
     pub fn scratch(&self) -> &Path {
         &self.scratch
     }

@@ -1,8 +1,9 @@
 //! The project's task runner: `cargo xtask demo|test|deps|bench`.
 //!
 //! - `demo`: builds ovl, makes a small busybox image archive, and runs load, images, run-rootfs,
-//!   ps, inspect, a change in the container, diff, commit, save, umount, rm, rmi and a reload of
-//!   the saved archive in a scratch data root (needs root).
+//!   ps, inspect, a change in the container, diff, commit, save, a runtime bundle of the committed
+//!   image run by runc and exported, umount, rm, rmi and a reload of the saved archive in a
+//!   scratch data root (needs root).
 //! - `test`: installs the Debian packages the tests need (when missing) and runs the whole suite.
 //! - `deps`: only the package installation.
 //! - `bench`: `ovl diff`/`ovl commit` against `docker diff`/`docker commit` (see `bench.rs`).
@@ -34,7 +35,7 @@ use gocompat::digest::hex;
 use sha2::{Digest, Sha256};
 
 /// Debian packages the tests and the demo use, with the command that shows each is installed.
-const DEBIAN_PACKAGES: [(&str, &str); 13] = [
+const DEBIAN_PACKAGES: [(&str, &str); 16] = [
     ("docker.io", "/usr/sbin/dockerd"),
     ("skopeo", "/usr/bin/skopeo"),
     ("busybox-static", "/bin/busybox"),
@@ -48,6 +49,9 @@ const DEBIAN_PACKAGES: [(&str, &str); 13] = [
     ("docker-registry", "/usr/bin/docker-registry"),
     ("apache2-utils", "/usr/bin/htpasswd"),
     ("openssl", "/usr/bin/openssl"),
+    ("runc", "/usr/sbin/runc"),
+    ("crun", "/usr/bin/crun"),
+    ("umoci", "/usr/bin/umoci"),
 ];
 
 fn main() -> Result<()> {
@@ -210,7 +214,7 @@ fn demo() -> Result<()> {
         let _ = Command::new(&ovl)
             .args(["--root"])
             .arg(scratch.join("root"))
-            .args(["rm", "-f", "demo"])
+            .args(["rm", "-f", "demo", "web"])
             .output();
         std::fs::remove_dir_all(&scratch)
             .with_context(|| format!("removing {}", scratch.display()))?;
@@ -261,6 +265,33 @@ fn demo() -> Result<()> {
     ])?;
     let saved = scratch.join("demo2.tar");
     step(&["save", "-o", &saved.display().to_string(), "demo:2"])?;
+    // The committed image run by runc from a runtime bundle, then exported as a tar.
+    let bundle = scratch.join("bundle");
+    step(&[
+        "run-rootfs",
+        "--name",
+        "web",
+        "--bundle",
+        &bundle.display().to_string(),
+        "demo:2",
+        "sh",
+        "-c",
+        "pwd; cat index.html; id",
+    ])?;
+    println!("$ runc run --bundle {} demo-web", bundle.display());
+    run(Command::new("runc")
+        .arg("run")
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("demo-web")
+        .stdin(std::process::Stdio::null()))?;
+    step(&[
+        "export",
+        "-o",
+        &scratch.join("web.tar").display().to_string(),
+        "web",
+    ])?;
+    step(&["rm", "-f", "web"])?;
     registry_round_trip(&ovl, &scratch, &step)?;
     step(&["umount", "demo"])?;
     step(&["rm", "demo"])?;

@@ -182,7 +182,10 @@ fn register(
         defaults,
         force_merged,
     } = export;
-    let options = layer_pack::PackOptions { clamp_mtime: clamp };
+    let options = layer_pack::PackOptions {
+        clamp_mtime: clamp,
+        ..Default::default()
+    };
     let fallback = match defaults.first_enabled() {
         Some(feature) => Some(feature),
         None if force_merged => Some("redirect_dir or metacopy"),

@@ -25,6 +25,37 @@ pub struct CreateOptions {
     pub name: Option<String>,
     /// Where to write the container id (which must not exist), as `docker run --cidfile`.
     pub cidfile: Option<PathBuf>,
+    /// What the container runs, where it differs from the image (`docker run`'s options).
+    pub run: RunOverrides,
+    /// Also write an OCI runtime bundle of the container into this directory
+    /// ([`crate::bundle`]).
+    pub bundle: Option<PathBuf>,
+}
+
+/// `docker run`'s options for the container's process, merged into the image's config as
+/// dockerd merges them (moby `daemon.merge`) and kept in the container's record.
+#[derive(Debug, Clone, Default)]
+pub struct RunOverrides {
+    /// The command (replaces the image's `Cmd`).
+    pub command: Vec<String>,
+    /// `--entrypoint` (`Some("")` clears the image's).
+    pub entrypoint: Option<String>,
+    /// `-e KEY=VALUE`, in order (the caller resolves a bare `KEY` from its environment).
+    pub env: Vec<String>,
+    /// `-u USER[:GROUP]`.
+    pub user: Option<String>,
+    /// `-w DIR` (absolute).
+    pub workdir: Option<String>,
+}
+
+impl RunOverrides {
+    fn is_empty(&self) -> bool {
+        self.command.is_empty()
+            && self.entrypoint.is_none()
+            && self.env.is_empty()
+            && self.user.is_none()
+            && self.workdir.is_none()
+    }
 }
 
 /// Creates a container (Docker's CreateRWLayer: init layer, container layer, mounts entry,
@@ -52,11 +83,27 @@ pub fn run_rootfs(root_path: &Path, args: &CreateOptions) -> Result<PathBuf> {
                     name: name.clone(),
                     container_id: existing.id,
                 });
+            } else if !args.run.is_empty() {
+                return Err(Error::invalid(format!(
+                    "container {name} exists already: its command, environment, user and \
+                     working directory are those it was created with"
+                )));
             } else {
                 let merged = mount_container(&root, &existing.id)?;
+                if let Some(dir) = &args.bundle {
+                    crate::bundle::write(&existing, &merged, dir)
+                        .container_context("writing the runtime bundle of container", name)?;
+                }
                 write_cidfile(args.cidfile.as_deref(), &existing.id)?;
                 return Ok(merged);
             }
+        }
+    }
+    if let Some(workdir) = &args.run.workdir {
+        if !workdir.starts_with('/') {
+            return Err(Error::invalid(format!(
+                "the working directory '{workdir}' is invalid, it needs to be an absolute path"
+            )));
         }
     }
     let config = root.image_config(&image_id)?;
@@ -105,6 +152,7 @@ pub fn run_rootfs(root_path: &Path, args: &CreateOptions) -> Result<PathBuf> {
         &image_id,
         &args.image,
         config.config.as_ref(),
+        &args.run,
     );
     root.write_container(&record)?;
     created.record = true;
@@ -112,6 +160,10 @@ pub fn run_rootfs(root_path: &Path, args: &CreateOptions) -> Result<PathBuf> {
     if !with_init {
         mount::populate_init_layer(&merged, crate::kernel::resolver()?)
             .context("populating the init entries of the container layer")?;
+    }
+    if let Some(dir) = &args.bundle {
+        crate::bundle::write(&record, &merged, dir)
+            .container_context("writing the runtime bundle of container", &name)?;
     }
     write_cidfile(args.cidfile.as_deref(), &container_id)?;
     created.keep();
@@ -133,6 +185,23 @@ pub fn listed_image(root: &DataRoot, record: &ContainerRecord) -> String {
         Ok(image_id) if image_id == record.image_id => named.to_string(),
         _ => record.image_id.clone(),
     }
+}
+
+/// Mounts the existing containers `texts` name (those mounted already stay as they are),
+/// reporting [`Event::Mounted`] for each.
+pub fn mount(root_path: &Path, texts: &[String], events: Events<'_>) -> Result<()> {
+    require_root()?;
+    let (root, _lock) = access::open_for_change(root_path, Create::No, "mount containers")?;
+    for text in texts {
+        let container = resolve::container(&root, text)?;
+        let path =
+            mount_container(&root, &container.id).container_context("mounting container", text)?;
+        events(Event::Mounted {
+            container_id: container.id,
+            path,
+        })?;
+    }
+    Ok(())
 }
 
 /// Unmounts the containers `texts` name, in order, reporting [`Event::Unmounted`] for each.
@@ -235,7 +304,7 @@ pub(crate) fn mounts_entry(root: &DataRoot, container_id: &str) -> Result<Mounts
 }
 
 /// Mounts an existing container (again) and returns its merged path.
-fn mount_container(root: &DataRoot, container_id: &str) -> Result<PathBuf> {
+pub(crate) fn mount_container(root: &DataRoot, container_id: &str) -> Result<PathBuf> {
     let entry = mounts_entry(root, container_id)?;
     let merged = root.existing_overlay_dir(&entry.mount_id)?.join("merged");
     if merged.is_dir() && mount::is_mountpoint(&merged)? {
@@ -339,10 +408,14 @@ fn container_record(
     image_id: &str,
     image_text: &str,
     image_config: Option<&serde_json::Value>,
+    run: &RunOverrides,
 ) -> ContainerRecord {
     let mut config = image_config
         .cloned()
         .unwrap_or_else(|| serde_json::json!({}));
+    if let Some(object) = config.as_object_mut() {
+        merge_run_options(object, run);
+    }
     // Docker names the host after the first 12 characters of the id (`stringid.TruncateID`).
     let hostname = container_id.get(..12).unwrap_or(container_id).to_string();
     let mut path = String::new();
@@ -357,19 +430,8 @@ fn container_record(
         if object.get("Labels").is_none_or(serde_json::Value::is_null) {
             object.insert("Labels".into(), serde_json::json!({}));
         }
-        let strings = |value: Option<&serde_json::Value>| -> Vec<String> {
-            value
-                .and_then(|v| v.as_array())
-                .map(|items| {
-                    items
-                        .iter()
-                        .filter_map(|item| item.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let mut command = strings(object.get("Entrypoint"));
-        command.extend(strings(object.get("Cmd")));
+        let mut command = store::json_strings(object.get("Entrypoint"));
+        command.extend(store::json_strings(object.get("Cmd")));
         if let Some((first, rest)) = command.split_first() {
             path = first.clone();
             args = rest.to_vec();
@@ -385,6 +447,47 @@ fn container_record(
         config,
         running: false,
         state: Default::default(),
+    }
+}
+
+/// Merges `docker run`'s options into the image's config as moby's `daemon.merge` does: the
+/// run's command replaces `Cmd`; a non-empty `--entrypoint` replaces `Entrypoint` and drops the
+/// image's `Cmd`; the run's variables come first, then the image's whose names the run does not
+/// set.
+fn merge_run_options(config: &mut serde_json::Map<String, serde_json::Value>, run: &RunOverrides) {
+    use serde_json::Value;
+    let strings =
+        |items: &[String]| Value::Array(items.iter().cloned().map(Value::String).collect());
+    if let Some(entrypoint) = &run.entrypoint {
+        if entrypoint.is_empty() {
+            config.insert("Entrypoint".into(), Value::Array(Vec::new()));
+        } else {
+            config.insert(
+                "Entrypoint".into(),
+                strings(std::slice::from_ref(entrypoint)),
+            );
+            config.insert("Cmd".into(), Value::Null);
+        }
+    }
+    if !run.command.is_empty() {
+        config.insert("Cmd".into(), strings(&run.command));
+    }
+    if !run.env.is_empty() {
+        let key = |variable: &str| variable.split('=').next().unwrap_or_default().to_string();
+        let mut env = run.env.clone();
+        let image_env = store::json_strings(config.get("Env"));
+        for variable in image_env {
+            if !run.env.iter().any(|own| key(own) == key(&variable)) {
+                env.push(variable);
+            }
+        }
+        config.insert("Env".into(), strings(&env));
+    }
+    if let Some(user) = &run.user {
+        config.insert("User".into(), Value::String(user.clone()));
+    }
+    if let Some(workdir) = &run.workdir {
+        config.insert("WorkingDir".into(), Value::String(workdir.clone()));
     }
 }
 

@@ -10,12 +10,14 @@
 #![deny(unsafe_code)]
 
 pub mod access;
+pub mod bundle;
 pub mod changes;
 pub mod commit;
 pub mod config;
 pub mod container;
 pub mod dockerfile;
 pub mod error;
+pub mod export;
 pub mod fsck;
 pub mod history;
 pub mod image;
@@ -42,6 +44,11 @@ pub use store::DataRoot;
 /// CLI as Docker's commands print it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// A container's root filesystem is mounted at `path`.
+    Mounted {
+        container_id: String,
+        path: std::path::PathBuf,
+    },
     /// A layer of a loaded image is in the data root already (its DiffID).
     LayerExists { diff_id: String },
     /// A pull starts: `tag` (or digest) from the repository path.

@@ -137,15 +137,15 @@ fn parent_dir(path: &Path) -> &Path {
 /// Runs `write` on a temp file beside `path` ([`syscompat::atomic::AtomicFile`]) and puts it in
 /// place once written and synced; on any error the temp file is removed and `path` is left as it
 /// was. The file gets mode 0600, like the file `docker save -o` writes.
-fn write_file_atomically(
+pub(crate) fn write_file_atomically<E: Into<Error>>(
     path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> image_archive::Result<()>,
+    write: impl FnOnce(&mut dyn Write) -> std::result::Result<(), E>,
 ) -> Result<()> {
     let atomic_error =
         |err: syscompat::atomic::AtomicError| Error::io(err.step, &err.path, err.source);
     let staged = syscompat::atomic::AtomicFile::create(path, 0o600).map_err(atomic_error)?;
     let mut out = BufWriter::with_capacity(OUTPUT_BUFFER_LEN, staged.file());
-    write(&mut out)?;
+    write(&mut out).map_err(Into::into)?;
     out.flush()
         .map_err(|source| Error::io("writing", staged.temp_path(), source))?;
     drop(out);

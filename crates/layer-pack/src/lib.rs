@@ -8,6 +8,7 @@
 //! Overlay whiteouts (0/0 character devices) become `.wh.<name>` files, opaque directories get a
 //! `.wh..wh..opq` entry right after them. [`pack_changes`] is Docker's other exporter, for mounts
 //! whose upperdir alone is not the change: entries read from the merged tree for a change list.
+//! [`pack_tree`] is `docker export`'s: a whole mounted root filesystem as it is.
 //!
 //! **Architecture invariant:** reads only, and only through directory descriptors: every
 //! directory and file is opened relative to its parent with `O_NOFOLLOW`, never by a path string;
@@ -19,7 +20,7 @@ mod walk;
 
 use std::io::Write;
 
-pub use walk::{pack_changes, pack_upper};
+pub use walk::{pack_changes, pack_tree, pack_upper};
 
 /// Errors, each naming the layer path involved.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,18 @@ pub struct PackOptions {
     /// a deletion's whiteout gets the clamp), and whiteouts carry no link name even where the
     /// kernel shares one inode between them, so equal upperdirs give equal bytes.
     pub clamp_mtime: Option<i64>,
+    /// Where user and group names come from: the host's `/etc/passwd` and `/etc/group` when
+    /// `None` (Docker's layer diff runs in the daemon), these files' text otherwise (`docker
+    /// export` runs its tar chrooted into the container, so the container's own files name
+    /// owners).
+    pub names: Option<NameFiles>,
+}
+
+/// The text of a passwd and a group file (empty for a missing file).
+#[derive(Debug, Clone, Default)]
+pub struct NameFiles {
+    pub passwd: Vec<u8>,
+    pub group: Vec<u8>,
 }
 
 /// What was written.

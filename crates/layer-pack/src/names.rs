@@ -1,6 +1,7 @@
 //! uid → user name and gid → group name from the host's `/etc/passwd` and `/etc/group`, as Go's
 //! `os/user` (pure Go) finds them for `tar.FileInfoHeader`: the first entry with the id; no name
-//! when there is none.
+//! when there is none. An export takes them from the container's own files instead
+//! ([`crate::NameFiles`]).
 
 use std::collections::HashMap;
 
@@ -15,6 +16,14 @@ impl NameCache {
         NameCache {
             users: parse(&std::fs::read("/etc/passwd").unwrap_or_default()),
             groups: parse(&std::fs::read("/etc/group").unwrap_or_default()),
+        }
+    }
+
+    /// Names from the text of other passwd and group files.
+    pub(crate) fn from_files(files: &crate::NameFiles) -> NameCache {
+        NameCache {
+            users: parse(&files.passwd),
+            groups: parse(&files.group),
         }
     }
 

@@ -257,6 +257,7 @@ fn clamped_times_and_no_whiteout_link_names_make_equal_bytes_needs_root() {
     );
     let clamp = PackOptions {
         clamp_mtime: Some(1_700_000_000),
+        ..PackOptions::default()
     };
     let (packed_a, packed_b) = (pack(&a, &clamp), pack(&b, &clamp));
     assert!(
@@ -290,6 +291,7 @@ fn symlinks_are_emitted_not_followed_and_changes_export_reads_the_merged_tree() 
         &mut out,
         &PackOptions {
             clamp_mtime: Some(5),
+            ..PackOptions::default()
         },
     )
     .expect("pack changes");
@@ -356,4 +358,42 @@ fn redirect_and_metacopy_xattrs_ask_for_the_merged_export_needs_root() {
         assert!(matches!(err, Error::NeedsMergedExport { .. }), "{err}");
         assert!(err.to_string().contains(path), "{err}");
     }
+}
+
+#[test]
+fn a_tree_export_holds_every_entry_below_the_root_named_from_the_given_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::os::unix::fs::symlink("/etc", root.join("escape")).expect("symlink");
+    std::fs::create_dir_all(root.join("d/sub")).expect("mkdir");
+    std::fs::write(root.join("d/sub/f"), b"data").expect("write");
+    std::fs::write(root.join(".wh.x"), b"").expect("write");
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    let names = NameFiles {
+        passwd: format!("someone:x:{uid}:{gid}::/:/bin/sh\n").into_bytes(),
+        group: format!("crew:x:{gid}:\n").into_bytes(),
+    };
+    let mut out = Vec::new();
+    let report = pack_tree(
+        root,
+        &mut out,
+        &PackOptions {
+            names: Some(names),
+            ..PackOptions::default()
+        },
+    )
+    .expect("pack tree");
+    assert_eq!(report.n_entries, 5);
+    let mut archive = tar::Archive::new(&out[..]);
+    let mut seen = Vec::new();
+    for entry in archive.entries().expect("entries") {
+        let entry = entry.expect("entry");
+        let header = entry.header();
+        assert_eq!(header.username().ok().flatten(), Some("someone"));
+        assert_eq!(header.groupname().ok().flatten(), Some("crew"));
+        seen.push(String::from_utf8_lossy(&entry.path_bytes()).into_owned());
+    }
+    // A `.wh.` name in a tree is a plain file; the symlink is an entry, never followed.
+    assert_eq!(seen, [".wh.x", "d/", "d/sub/", "d/sub/f", "escape"]);
 }

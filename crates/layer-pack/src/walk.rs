@@ -37,8 +37,29 @@ const METACOPY_XATTRS: [&str; 2] = ["trusted.overlay.metacopy", "user.overlay.me
 pub fn pack_upper(upper: &Path, out: &mut dyn Write, options: &PackOptions) -> Result<PackReport> {
     let root = open_root(upper)?;
     let mut packer = Packer::new(out, options);
-    packer.walk(root.as_fd(), b"")?;
+    packer.walk(root.as_fd(), b"", Source::Upper)?;
     packer.finish()
+}
+
+/// Writes the tar of the whole tree at `root` as Docker's `archive.Tar` writes it for `docker
+/// export` of a mounted container: every entry below the root (not the root itself), names in
+/// byte order, each directory followed by its children, nothing treated as an overlay whiteout.
+pub fn pack_tree(root: &Path, out: &mut dyn Write, options: &PackOptions) -> Result<PackReport> {
+    let root = open_root(root)?;
+    let mut packer = Packer::new(out, options);
+    packer.walk(root.as_fd(), b"", Source::Tree)?;
+    packer.finish()
+}
+
+/// What a walk reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// An upperdir: overlay whiteouts, opaque, redirect and metacopy xattrs have their meaning.
+    Upper,
+    /// Entries of a merged tree named by a change list: read one by one.
+    Changes,
+    /// A whole tree read as it is.
+    Tree,
 }
 
 /// Writes Docker's naive export of `changes` (absolute paths) read from `merged_root`: entries
@@ -82,7 +103,7 @@ pub fn pack_changes(
         }
         let dir = open_path_dirs(root.as_fd(), parent)?;
         let name = c_name(base, relative)?;
-        packer.entry(dir.as_fd(), &name, relative, false)?;
+        packer.entry(dir.as_fd(), &name, relative, Source::Changes)?;
     }
     packer.finish()
 }
@@ -105,7 +126,10 @@ impl<'a> Packer<'a> {
                 n_bytes: 0,
             },
             options: options.clone(),
-            names: NameCache::from_host(),
+            names: options
+                .names
+                .as_ref()
+                .map_or_else(NameCache::from_host, NameCache::from_files),
             seen: HashMap::new(),
             buffer: vec![0; COPY_BUFFER_LEN],
             n_entries: 0,
@@ -126,15 +150,15 @@ impl<'a> Packer<'a> {
 
     /// Emits every entry below `dir` (whose path relative to the layer is `prefix`, empty or
     /// ending in `/`), names in byte order, each directory followed by its children.
-    fn walk(&mut self, dir: BorrowedFd<'_>, prefix: &[u8]) -> Result<()> {
+    fn walk(&mut self, dir: BorrowedFd<'_>, prefix: &[u8], source: Source) -> Result<()> {
         let mut names = read_dir(dir).map_err(|err| io("listing", prefix_or_root(prefix), err))?;
         names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         for (name, _) in names {
             let mut relative = prefix.to_vec();
             relative.extend_from_slice(name.as_bytes());
-            if let Some(child) = self.entry(dir, &name, &relative, true)? {
+            if let Some(child) = self.entry(dir, &name, &relative, source)? {
                 relative.push(b'/');
-                self.walk(child.as_fd(), &relative)?;
+                self.walk(child.as_fd(), &relative, source)?;
             }
         }
         Ok(())
@@ -147,15 +171,16 @@ impl<'a> Packer<'a> {
         dir: BorrowedFd<'_>,
         name: &CStr,
         relative: &[u8],
-        from_upper: bool,
+        source: Source,
     ) -> Result<Option<OwnedFd>> {
+        let from_upper = source == Source::Upper;
         // The name is opened as a path only and described through that descriptor; a regular
         // file is then reopened for reading from it, so that what is read is what was
         // described, and no device or FIFO swapped in under a file's name is ever opened.
         let node = match Node::open_at(dir, name) {
             Ok(node) => node,
             // Gone since it was listed: nothing to export.
-            Err(Errno::NOENT) if from_upper => return Ok(None),
+            Err(Errno::NOENT) if source != Source::Changes => return Ok(None),
             Err(err) => return Err(io("stat", relative, err)),
         };
         let stat = *node.stat();
@@ -190,7 +215,7 @@ impl<'a> Packer<'a> {
                     };
                     self.put_header(&marker)?;
                 }
-                Ok(from_upper.then_some(fd))
+                Ok((source != Source::Changes).then_some(fd))
             }
             FileType::RegularFile => {
                 let file = node

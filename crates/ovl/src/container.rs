@@ -13,9 +13,29 @@ use engine::state;
 pub use engine::container::is_mounted;
 
 #[derive(clap::Args, Debug)]
+#[command(trailing_var_arg = true)]
 pub struct RunArgs {
+    /// Also write an OCI runtime bundle into DIR (`config.json` for runc or crun, whose root is
+    /// the mounted root filesystem); created if missing.
+    #[arg(long, value_name = "DIR")]
+    bundle: Option<PathBuf>,
+    /// Overwrite the image's entrypoint (`""` clears it).
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Set environment variables (`KEY=VALUE`; a bare `KEY` takes this environment's value).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// The user the command runs as: `name|uid[:group|gid]`, looked up in the image.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// The working directory inside the container.
+    #[arg(short, long)]
+    workdir: Option<String>,
     /// The image: `name:tag`, id or unique id prefix.
     image: String,
+    /// The command and its arguments (replace the image's `CMD`).
+    #[arg(allow_hyphen_values = true)]
+    command: Vec<String>,
     /// Name the container (an existing container of that name is mounted again).
     #[arg(long)]
     name: Option<String>,
@@ -66,9 +86,107 @@ pub fn run_rootfs(root_path: &Path, args: &RunArgs) -> Result<()> {
         image: args.image.clone(),
         name: args.name.clone(),
         cidfile: args.cidfile.clone(),
+        run: engine::container::RunOverrides {
+            command: args.command.clone(),
+            entrypoint: args.entrypoint.clone(),
+            env: args
+                .env
+                .iter()
+                .filter_map(|variable| resolve_env(variable))
+                .collect(),
+            user: args.user.clone(),
+            workdir: args.workdir.clone(),
+        },
+        bundle: args.bundle.clone(),
     };
     let merged = engine::container::run_rootfs(root_path, &options)?;
     crate::out::outln!("{}", merged.display());
+    Ok(())
+}
+
+/// docker/cli's `-e`: `KEY=VALUE` as given, a bare `KEY` with this environment's value, or
+/// dropped when it is not set.
+fn resolve_env(variable: &str) -> Option<String> {
+    if variable.contains('=') {
+        return Some(variable.to_string());
+    }
+    std::env::var(variable)
+        .ok()
+        .map(|value| format!("{variable}={value}"))
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BundleArgs {
+    /// The container.
+    container: String,
+    /// The bundle directory (created if missing; must not hold a `config.json`).
+    dir: PathBuf,
+}
+
+/// `ovl bundle CONTAINER DIR`: mounts the container if needed and writes its runtime bundle.
+pub fn bundle(root_path: &Path, args: &BundleArgs) -> Result<()> {
+    let dir = engine::bundle::bundle(root_path, &args.container, &args.dir)?;
+    crate::out::outln!("{}", dir.display());
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Write to this file instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// The container.
+    container: String,
+}
+
+/// `ovl export CONTAINER [-o FILE]`: the container's root filesystem as a tar, as `docker
+/// export`; stdout is refused when it is a terminal.
+pub fn export(root_path: &Path, args: &ExportArgs) -> Result<()> {
+    use std::io::IsTerminal;
+    match &args.output {
+        Some(path) => engine::export::export(
+            root_path,
+            &args.container,
+            engine::export::ExportOutput::Path(path.clone()),
+        )?,
+        None => {
+            if std::io::stdout().is_terminal() {
+                anyhow::bail!(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+                );
+            }
+            let mut stdout = crate::out::stdout();
+            engine::export::export(
+                root_path,
+                &args.container,
+                engine::export::ExportOutput::Stream(&mut stdout),
+            )?
+        }
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MountArgs {
+    /// Containers to mount.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+/// `ovl mount CONTAINER...`: mounts existing containers and prints each merged path (with the
+/// container's id first when there are several, as podman prints them).
+pub fn mount(root_path: &Path, args: &MountArgs) -> Result<()> {
+    let several = args.containers.len() > 1;
+    engine::container::mount(root_path, &args.containers, &mut |event| {
+        if let Event::Mounted { container_id, path } = event {
+            if several {
+                crate::out::outln!("{container_id} {}", path.display());
+            } else {
+                crate::out::outln!("{}", path.display());
+            }
+        }
+        Ok(())
+    })?;
     Ok(())
 }
 

@@ -66,9 +66,16 @@ enum Command {
     /// Create a container (init and writable layers) and mount its root filesystem; prints its path.
     #[command(name = "run-rootfs")]
     RunRootfs(container::RunArgs),
+    /// Write an OCI runtime bundle (config.json for runc or crun) of a container, mounting it.
+    Bundle(container::BundleArgs),
+    /// Write a container's root filesystem as a tar archive, like `docker export`.
+    Export(container::ExportArgs),
+    /// Mount existing containers' root filesystems; prints their paths.
+    Mount(container::MountArgs),
     /// List containers.
     Ps(container::PsArgs),
     /// Unmount a container's root filesystem.
+    #[command(visible_alias = "unmount")]
     Umount(container::UmountArgs),
     /// Remove containers.
     Rm(container::RmArgs),
@@ -121,6 +128,9 @@ fn main() -> ExitCode {
         Command::Rmi(args) => image::rmi(&cli.root, args),
         Command::Tag(args) => tag::tag(&cli.root, args),
         Command::RunRootfs(args) => container::run_rootfs(&cli.root, args),
+        Command::Bundle(args) => container::bundle(&cli.root, args),
+        Command::Export(args) => container::export(&cli.root, args),
+        Command::Mount(args) => container::mount(&cli.root, args),
         Command::Ps(args) => container::ps(&cli.root, args),
         Command::Umount(args) => container::umount(&cli.root, args),
         Command::Rm(args) => container::rm(&cli.root, args),

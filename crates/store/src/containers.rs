@@ -199,16 +199,7 @@ fn read_record(path: &std::path::Path, id: &str) -> Result<ContainerRecord> {
             value: text("ID"),
         });
     }
-    let args = value
-        .get("Args")
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|item| item.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let args = crate::json_strings(value.get("Args"));
     Ok(ContainerRecord {
         id: id.to_string(),
         name: text("Name").trim_start_matches('/').to_string(),

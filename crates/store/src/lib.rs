@@ -206,6 +206,20 @@ pub struct ContainerState {
     pub finished_at: String,
 }
 
+/// The strings of a JSON array (`Env`, `Cmd`, `Args`, ...); anything else, or a missing value,
+/// gives none, and non-string items are skipped.
+pub fn json_strings(value: Option<&serde_json::Value>) -> Vec<String> {
+    value
+        .and_then(serde_json::Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Go json.Marshal-compatible encoding (compact, HTML escapes of <, >, &, U+2028, U+2029).
 pub fn go_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
     gocompat::json::to_vec(value).map_err(|source| Error::Json {
