@@ -1,4 +1,4 @@
-//! The project's task runner: `cargo xtask demo|test|deps|bench`.
+//! The project's task runner: `cargo xtask TASK`, one of the tasks below.
 //!
 //! - `demo`: builds ovl, makes a small busybox image archive, and runs load, images, run-rootfs,
 //!   ps, inspect, a change in the container, diff, commit, save, a runtime bundle of the committed
@@ -19,11 +19,17 @@
 //!   7's, RHEL 8's or Ubuntu 20.04's kernel), as the tests run ovl there.
 //! - `mutation`: the hostile suite against an `ovl` whose userspace resolver lost its clamp; it
 //!   must fail (see `mutation.rs`).
+//! - `man`: the manual pages of a release build in `target/man` (see `package.rs`).
+//! - `deb`: `target/deb/ovl_<version>_<arch>.deb`, a Debian package of a release build with the
+//!   manual pages, the bash, zsh and fish completions and a machine-readable copyright file.
+//! - `install [--prefix DIR] [--destdir DIR]`: the binary, manual pages and completions below
+//!   `DESTDIR/PREFIX` (`/usr/local` by default), laid out as `deb` lays out the package.
 
 mod bench;
 mod dist;
 mod fuzz;
 mod mutation;
+mod package;
 mod vm;
 mod vm_guest;
 
@@ -35,7 +41,7 @@ use gocompat::digest::hex;
 use sha2::{Digest, Sha256};
 
 /// Debian packages the tests and the demo use, with the command that shows each is installed.
-const DEBIAN_PACKAGES: [(&str, &str); 16] = [
+const DEBIAN_PACKAGES: [(&str, &str); 18] = [
     ("docker.io", "/usr/sbin/dockerd"),
     ("skopeo", "/usr/bin/skopeo"),
     ("busybox-static", "/bin/busybox"),
@@ -52,6 +58,8 @@ const DEBIAN_PACKAGES: [(&str, &str); 16] = [
     ("runc", "/usr/sbin/runc"),
     ("crun", "/usr/bin/crun"),
     ("umoci", "/usr/bin/umoci"),
+    ("debootstrap", "/usr/sbin/debootstrap"),
+    ("dpkg-dev", "/usr/bin/dpkg-shlibdeps"),
 ];
 
 fn main() -> Result<()> {
@@ -67,10 +75,14 @@ fn main() -> Result<()> {
         Some("lane") => lane(&args[1..]),
         Some("mutation") => mutation::mutation(&args[1..]),
         Some("dist") => dist::dist(&args[1..]),
+        Some("man") => package::man(&args[1..]),
+        Some("deb") => package::deb(&args[1..]),
+        Some("install") => package::install(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask demo | test [cargo test args] | deps | bench [options] | fuzz [options] \
-                 | vm-test [options] | dist | lane NAME COMMAND... | mutation"
+                 | vm-test [options] | dist | lane NAME COMMAND... | mutation | man | deb \
+                 | install [--prefix DIR] [--destdir DIR]"
             );
             std::process::exit(2);
         }

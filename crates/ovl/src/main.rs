@@ -4,6 +4,7 @@
 
 mod changes;
 mod commit;
+mod completion;
 mod container;
 mod df;
 mod format;
@@ -103,6 +104,11 @@ enum Command {
     Prune(prune::PruneArgs),
     /// Manage the data root as a whole (`df`: disk usage, like `docker system df`).
     System(df::SystemArgs),
+    /// Print a shell completion script (bash, zsh or fish).
+    Completion(completion::CompletionArgs),
+    /// Write the manual pages (`ovl.1` and one page per command) into a directory.
+    #[command(hide = true)]
+    ManPages(completion::ManPagesArgs),
 }
 
 fn main() -> ExitCode {
@@ -146,6 +152,8 @@ fn main() -> ExitCode {
         Command::Prune(args) => prune::prune(&cli.root, args),
         Command::System(args) => df::system(&cli.root, args, cli.verbose > 0),
         Command::Info(args) => info::info(&cli.root, args),
+        Command::Completion(args) => completion::completion(args),
+        Command::ManPages(args) => completion::man_pages(args),
     };
     match result {
         Ok(()) => match out::stdout().flush() {
