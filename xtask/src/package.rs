@@ -1,5 +1,5 @@
-//! `cargo xtask man|deb|install`: the manual pages, a Debian package, and a plain install of a
-//! release build of ovl.
+//! `cargo xtask man|deb|install`: the manual pages, a Debian package, and a plain install of the
+//! release build of ovl that `cargo xtask dist` makes.
 //!
 //! Everything installed besides the binary is made by the binary itself: the manual pages by the
 //! hidden `ovl man-pages --out DIR`, the completion scripts by `ovl completion SHELL`, both from
@@ -13,8 +13,10 @@
 //!
 //! The package's `Depends` comes from `dpkg-shlibdeps`, run on the staged binary with a minimal
 //! temporary `debian/control`: it maps each shared library the binary needs to the package that
-//! ships it and the lowest version that has every symbol version the binary uses (for a release
-//! build on Debian 12, `libc6 (>= 2.34)` and `libgcc-s1`). Dates (the pages' footer, the
+//! ships it and the lowest version that has every symbol version the binary uses. For the
+//! glibc-2.17 build of `cargo xtask dist` on Debian 12 that is `libc6 (>= 2.34)`: Debian's
+//! symbols file dates libpthread's and libdl's symbols from glibc 2.34, where they moved into
+//! libc, although the binary itself needs only 2.17. Dates (the pages' footer, the
 //! changelog entry, the files' mtimes in the package) come from `SOURCE_DATE_EPOCH`, by default
 //! the time of the last commit, so that two builds of one commit give the same package.
 
@@ -208,15 +210,12 @@ struct LinkedCrate {
     license: String,
 }
 
-/// Builds `-p ovl` in release mode and reads its version and dependency graph.
+/// Builds the release binary and reads its version and dependency graph. The binary is the one
+/// `cargo xtask dist` makes (a release build that needs glibc 2.17 at most), so that `cargo
+/// xtask test` builds one release binary for the package and the old-kernel suites.
 fn build_release() -> Result<Build> {
     let root = crate::workspace_root();
-    crate::run(Command::new(crate::cargo()).current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "ovl",
-    ]))?;
+    let binary = crate::dist::dist_binary()?;
     let host = host_triple()?;
     let metadata: serde_json::Value = serde_json::from_slice(&output_of(
         Command::new(crate::cargo())
@@ -225,9 +224,6 @@ fn build_release() -> Result<Build> {
             .arg(&host),
     )?)
     .context("parsing cargo metadata")?;
-    let target_directory = metadata["target_directory"]
-        .as_str()
-        .context("cargo metadata has no target_directory")?;
     let version = metadata["packages"]
         .as_array()
         .into_iter()
@@ -237,7 +233,7 @@ fn build_release() -> Result<Build> {
         .context("cargo metadata has no package ovl")?
         .to_string();
     Ok(Build {
-        binary: Path::new(target_directory).join("release/ovl"),
+        binary,
         version,
         crates: linked_crates(&metadata, "ovl")?,
         source_date_epoch: source_date_epoch(&root)?,

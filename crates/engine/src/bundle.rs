@@ -51,6 +51,9 @@ pub fn bundle(root_path: &Path, container: &str, dir: &Path) -> Result<PathBuf> 
 /// Writes the bundle of the container `record`, mounted at `merged`, into `dir` (created if
 /// missing; a `config.json` in it is refused). On failure nothing of the bundle is left.
 pub fn write(record: &ContainerRecord, merged: &Path, dir: &Path) -> Result<()> {
+    // The bind mounts name their sources absolutely: a runtime resolves a relative one against
+    // its own working directory, not the bundle.
+    let dir = &std::path::absolute(dir).map_err(|source| Error::io("resolving", dir, source))?;
     let config_path = dir.join("config.json");
     if config_path.symlink_metadata().is_ok() {
         return Err(Error::invalid(format!(
@@ -185,7 +188,6 @@ fn config_string(record: &ContainerRecord, key: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
-
 
 /// The files of a bundle being written, and its directory if this call made it: removed again
 /// unless kept.
