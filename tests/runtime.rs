@@ -410,6 +410,27 @@ fn config_json_is_dockers_spec_but_for_the_daemons_own_parts_needs_root_and_dock
     let ovl_spec: Value =
         serde_json::from_slice(&fs::read(bundle.join("config.json")).expect("read config.json"))
             .expect("ovl's config.json");
+    // `ovl bundle` of the same container, unmounted first, writes the same spec (it mounts the
+    // container again, at the same path); a bundle directory is written once.
+    ovl.ok(["umount", "app"]);
+    let again = docker.scratch().join("bundle-again");
+    assert_eq!(
+        ovl.ok([OsStr::new("bundle"), OsStr::new("app"), again.as_os_str()])
+            .trim(),
+        again.display().to_string()
+    );
+    let again_spec: Value =
+        serde_json::from_slice(&fs::read(again.join("config.json")).expect("read config.json"))
+            .expect("ovl bundle's config.json");
+    assert_eq!(
+        without_bind_sources(again_spec),
+        without_bind_sources(ovl_spec.clone())
+    );
+    let err = ovl.fail([OsStr::new("bundle"), OsStr::new("app"), again.as_os_str()]);
+    assert!(
+        err.contains(&again.join("config.json").display().to_string()) && err.contains("exists"),
+        "{err}"
+    );
     let mut differ = BTreeSet::new();
     differences(
         &hostname_normalised(without_bind_sources(docker_spec.clone())),
