@@ -426,7 +426,14 @@ fn config_json_is_dockers_spec_but_for_the_daemons_own_parts_needs_root_and_dock
         without_bind_sources(again_spec),
         without_bind_sources(ovl_spec.clone())
     );
+    // Refused for an unmounted container: it is left unmounted.
+    ovl.ok(["umount", "app"]);
     let err = ovl.fail([OsStr::new("bundle"), OsStr::new("app"), again.as_os_str()]);
+    let status = ovl.ok(["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(
+        status.lines().any(|line| line == "app Created"),
+        "a refused bundle left the container mounted: {status}"
+    );
     assert!(
         err.contains(&again.join("config.json").display().to_string()) && err.contains("exists"),
         "{err}"

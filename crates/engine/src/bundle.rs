@@ -41,10 +41,18 @@ pub fn bundle(root_path: &Path, container: &str, dir: &Path) -> Result<PathBuf> 
     let (root, _lock) =
         access::open_for_change(root_path, Create::No, "write a container's runtime bundle")?;
     let record = resolve::container(&root, container)?;
+    let was_mounted = crate::container::is_mounted(&root, &record.id);
     let merged = crate::container::mount_container(&root, &record.id)
         .container_context("mounting container", container)?;
-    write(&record, &merged, dir)
-        .container_context("writing the runtime bundle of container", container)?;
+    if let Err(err) = write(&record, &merged, dir) {
+        // A failed bundle leaves the container as it found it.
+        if !was_mounted {
+            let entry = crate::container::mounts_entry(&root, &record.id)?;
+            crate::container::unmount_layer(&root, &entry.mount_id)
+                .container_context("unmounting container", container)?;
+        }
+        return Err(err).container_context("writing the runtime bundle of container", container);
+    }
     Ok(dir.to_path_buf())
 }
 
