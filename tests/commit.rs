@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read as _;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -542,8 +543,278 @@ fn redirect_dir_container_diff_and_commit_needs_root() {
         b"k\n"
     );
     assert!(!merged.join("src").exists(), "the old name is gone");
+
+    // `commit --rm` cannot move an upperdir with a redirect: it copies from the merged tree as
+    // above, and still removes the container.
+    ovl.ok(["commit", "--rm", "mover", "moved:2"]);
+    assert!(ovl.fail(["inspect", "mover"]).contains("mover"));
+    let merged = ovl.ok(["run-rootfs", "--name", "check2", "moved:2"]);
+    let merged = Path::new(merged.trim());
+    assert_eq!(
+        fs::read(merged.join("dst/sub/k")).expect("moved file"),
+        b"k\n"
+    );
+    assert!(!merged.join("src").exists(), "the old name is gone");
 }
 
 fn has_xattr(path: &Path, name: &str) -> bool {
     rustix::fs::lgetxattr_query(path, name).is_ok()
+}
+
+/// What a layer dir holds, for comparing two layers: the tree (without the root's own entry and
+/// without whiteouts' times, which unpacking sets to the moment it creates them), the names of
+/// every entry's xattrs but security-module labels, and its layerdb entry (DiffID, size, a digest
+/// of the tar-split record).
+struct LayerFacts {
+    diff: PathBuf,
+    tree: Vec<Record>,
+    xattrs: Vec<(Vec<u8>, Vec<String>)>,
+    layerdb: String,
+}
+
+fn layer_facts(ovl: &Ovl, image: &str) -> LayerFacts {
+    let diff_ids: Vec<String> = layers_of(ovl, image)
+        .iter()
+        .map(|v| v.as_str().expect("diff id").to_string())
+        .collect();
+    let chain_id = ovl_tests::chain_ids(&diff_ids)
+        .last()
+        .cloned()
+        .expect("chain id");
+    let entry = ovl
+        .root
+        .join("image/overlay2/layerdb/sha256")
+        .join(chain_id.trim_start_matches("sha256:"));
+    let read = |name: &str| fs::read_to_string(entry.join(name)).expect(name);
+    let mut tar_split = Vec::new();
+    flate2::read::GzDecoder::new(
+        fs::File::open(entry.join("tar-split.json.gz")).expect("tar-split"),
+    )
+    .read_to_end(&mut tar_split)
+    .expect("gunzip tar-split");
+    let diff = ovl
+        .root
+        .join("overlay2")
+        .join(read("cache-id").trim())
+        .join("diff");
+    let mut tree = ovl_tests::dump(
+        &diff,
+        &ovl_tests::DumpOptions {
+            dir_mtimes: true,
+            ..Default::default()
+        },
+    )
+    .expect("dump layer");
+    tree.retain(|record| record.path != b"/");
+    for record in &mut tree {
+        if record.rdev == Some((0, 0)) {
+            record.mtime = None;
+        }
+    }
+    let xattrs = tree
+        .iter()
+        .map(|record| {
+            use std::os::unix::ffi::OsStrExt;
+            let relative = record.path.strip_prefix(b"/").unwrap_or(&record.path);
+            let path = diff.join(std::ffi::OsStr::from_bytes(relative));
+            let mut buffer = vec![0u8; 64 * 1024];
+            let len = rustix::fs::llistxattr(&path, &mut buffer[..]).expect("llistxattr");
+            let names = buffer[..len]
+                .split(|&b| b == 0)
+                .filter(|name| !name.is_empty() && !name.starts_with(b"security.selinux"))
+                .map(|name| String::from_utf8_lossy(name).into_owned())
+                .collect();
+            (record.path.clone(), names)
+        })
+        .collect();
+    LayerFacts {
+        layerdb: format!(
+            "diff {} size {} tar-split {}",
+            read("diff"),
+            read("size"),
+            ovl_tests::sha256_digest(&tar_split)
+        ),
+        diff,
+        tree,
+        xattrs,
+    }
+}
+
+/// A tree dump of a new container of `image`, removed again.
+fn merged_dump(ovl: &Ovl, image: &str) -> Vec<Record> {
+    let merged = ovl.ok(["run-rootfs", "--name", "dumped", image]);
+    // The init layer's files are made with each container.
+    let exclude = [
+        ".dockerenv",
+        "dev",
+        "proc",
+        "sys",
+        "etc/hostname",
+        "etc/hosts",
+        "etc/mtab",
+    ]
+    .iter()
+    .chain(&["etc/resolv.conf"])
+    .map(PathBuf::from)
+    .collect();
+    let dump = ovl_tests::dump(
+        Path::new(merged.trim()),
+        &ovl_tests::DumpOptions {
+            exclude,
+            ..Default::default()
+        },
+    )
+    .expect("dump merged");
+    ovl.ok(["rm", "-f", "dumped"]);
+    dump
+}
+
+/// `commit --rm` makes the container's upperdir the new layer by rename: the layer must be the
+/// one a copying commit makes of the same upperdir (DiffID, size, tar-split, tree, xattrs), a big
+/// changed file keeps its inode (nothing was copied), `fsck --verify-content` is clean, the
+/// container is gone, and images from either layer give the same root. The upperdir holds what
+/// a layer does not: overlay's `origin` and `impure` xattrs of copy-ups, whiteouts sharing the
+/// kernel's one inode, a `user.*` xattr, a revision-3 capability, a socket, sub-second times.
+#[test]
+fn moving_commit_equals_copying_commit_needs_root() {
+    const TEST: &str = "moving_commit_equals_copying_commit_needs_root";
+    let Some((_work, ovl)) = root_scratch_base(TEST, "root") else {
+        return;
+    };
+    let merged = ovl.ok(["run-rootfs", "--name", "ca", "base:1"]);
+    let merged = PathBuf::from(merged.trim());
+    chroot_sh(
+        merged.to_str().expect("utf-8"),
+        "set -e; echo app:x:1000:1000::/:/bin/sh >> /etc/passwd; chmod 600 /etc/group; \
+         rm /bin/true /bin/false; mkdir -p /w/x && echo one > /w/x/f && ln /w/x/f /w/h && \
+         ln -s x/f /w/s; mkfifo /w/p; rm -r /tmp && mkdir /tmp && echo t > /tmp/t; \
+         chown 1000:1000 /w/x/f",
+    )
+    .expect("change in the container");
+    // Sub-second times, which the tar does not carry.
+    let at = rustix::fs::Timespec {
+        tv_sec: 1_577_934_245,
+        tv_nsec: 678_000_000,
+    };
+    for path in ["w/x/f", "etc/passwd", "w/x"] {
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            merged.join(path),
+            &rustix::fs::Timestamps {
+                last_access: at,
+                last_modification: at,
+            },
+            rustix::fs::AtFlags::empty(),
+        )
+        .expect("set times");
+    }
+    // A big file of data (no zero blocks, which a copy would leave as holes), an xattr a layer
+    // does not carry, and a socket.
+    let big: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    fs::write(merged.join("w/big"), &big).expect("write big file");
+    rustix::fs::setxattr(
+        merged.join("w/x/f"),
+        "user.note",
+        b"v",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("user xattr");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        merged.join("w/sock"),
+        rustix::fs::FileType::Socket,
+        rustix::fs::Mode::from_raw_mode(0o755),
+        0,
+    )
+    .expect("socket");
+    ovl.ok(["umount", "ca"]);
+    let upper_of = |name: &str| -> PathBuf {
+        let inspect = ovl.inspect(name).expect("inspect container");
+        PathBuf::from(
+            inspect["GraphDriver"]["Data"]["UpperDir"]
+                .as_str()
+                .expect("UpperDir"),
+        )
+    };
+    let upper = upper_of("ca");
+    // A capability written as revision 3 with root id 0 (the kernel stores it as revision 2 in
+    // the initial user namespace).
+    let mut cap_v3 = vec![0u8; 24];
+    cap_v3[..4].copy_from_slice(&0x0300_0001u32.to_le_bytes());
+    cap_v3[5] = 0x04; // CAP_NET_BIND_SERVICE (bit 10)
+    rustix::fs::setxattr(
+        upper.join("w/x/f"),
+        "security.capability",
+        &cap_v3,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("capability");
+    assert!(
+        has_xattr(&upper.join("etc/passwd"), "trusted.overlay.origin"),
+        "a copy-up has its origin"
+    );
+    let big_inode = fs::metadata(upper.join("w/big")).expect("big").ino();
+
+    // The same upperdir committed twice: by copy (which only reads it), then by move.
+    let id = ovl.inspect("ca").expect("inspect")["Id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // The copy's layer is removed before the move: a layer that exists already is kept and the
+    // new one dropped (Docker's rule), which would leave nothing moved to compare.
+    ovl.ok(["commit", "ca", "copied:1"]);
+    let copied = layer_facts(&ovl, "copied:1");
+    let copied_root = merged_dump(&ovl, "copied:1");
+    ovl.ok(["rmi", "copied:1"]);
+    ovl.ok(["commit", "--rm", "ca", "moved:1"]);
+    let moved = layer_facts(&ovl, "moved:1");
+    assert_eq!(moved.layerdb, copied.layerdb);
+    ensure_same_tree(
+        "moved layer against copied layer",
+        &copied.tree,
+        &moved.tree,
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(moved.xattrs, copied.xattrs);
+    assert_eq!(
+        fs::metadata(moved.diff.join("w/big")).expect("big").ino(),
+        big_inode,
+        "the big file was moved, not copied"
+    );
+    let root = fs::metadata(&moved.diff).expect("layer root");
+    assert_eq!(
+        (root.mode() & 0o7777, root.uid(), root.gid()),
+        (0o755, 0, 0)
+    );
+
+    // The container is gone, its layer dirs with it.
+    let listed = ovl.ok(["ps", "-a", "-q", "--no-trunc"]);
+    assert!(!listed.contains(&id), "{listed}");
+    assert!(
+        !upper.parent().expect("layer dir").exists(),
+        "the container's layer dir is gone"
+    );
+    ovl.ok(["fsck", "--verify-content"]);
+
+    // The images give the same root.
+    ensure_same_tree(
+        "root of moved:1 against copied:1",
+        &copied_root,
+        &merged_dump(&ovl, "moved:1"),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+
+    // A second move of the same changes finds the layer there: the container is removed and
+    // the image uses the existing layer.
+    let merged = ovl.ok(["run-rootfs", "--name", "cb", "moved:1"]);
+    ovl.ok(["commit", "--rm", "cb", "again:1"]);
+    assert!(ovl.fail(["inspect", "cb"]).contains("cb"));
+    assert!(merged.trim().len() > 1);
+
+    // Where moving is not allowed (clamped times), --rm copies and still removes the container.
+    ovl.ok(["run-rootfs", "--name", "cc", "base:1"]);
+    ovl.ok(["commit", "--rm", "--reproducible", "cc", "clamped:1"]);
+    assert!(ovl.fail(["inspect", "cc"]).contains("cc"));
 }

@@ -39,7 +39,12 @@ fuzz_target!(
         writers: Some(0),
         ..Default::default()
     };
-    let _ = layer_unpack::unpack(data, &layer, &mut tar_split, &options);
+    let unpacked = layer_unpack::unpack(data, &layer, &mut tar_split, &options);
+    // The size taken from the stream is what Docker's walk of the layer finds.
+    if let Ok(report) = unpacked {
+        let walked = layer_unpack::diff_size(&layer).expect("walk the layer for its size");
+        assert_eq!(report.size, walked, "size from the stream differs from the walk");
+    }
 
     let entries = fs::read_dir(&sandbox).expect("list the sandbox");
     let mut names: Vec<_> = entries.map(|entry| entry.expect("entry").file_name()).collect();

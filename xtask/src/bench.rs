@@ -105,6 +105,16 @@ impl BenchOptions {
                 "--no-pull" => options.pull_images.clear(),
                 "--scratch-gib" => options.scratch_gib = value()?.parse()?,
                 "--entries" => options.n_entries = value()?.parse()?,
+                // For iterating: one image, one repetition, nothing written to docs/.
+                "--quick" => {
+                    options.images = vec!["smallfiles".to_string()];
+                    options.mount_images = vec!["deep".to_string()];
+                    options.pull_images.clear();
+                    options.changes = vec![10_000];
+                    options.runs = 1;
+                    options.n_entries = 0;
+                    options.write_docs = false;
+                }
                 "--no-load" => {
                     options.images.clear();
                     options.mount_images.clear();
@@ -112,7 +122,7 @@ impl BenchOptions {
                 other => bail!(
                     "unknown bench option {other}; use --files N --changes N,M --runs K --no-docs \
                      --images a,b --mount-images a,b --pull-images a,b --no-changes --no-load \
-                     --no-pull --no-peers --scratch-gib G --entries N"
+                     --no-pull --no-peers --scratch-gib G --entries N --quick"
                 ),
             }
         }
@@ -500,6 +510,7 @@ fn run_bench(
         let mut syncfs_cost = Sample::new(label(
             "syncfs right after that tar -x (what ovl adds before publishing)",
         ));
+        let mut ovl_move = Sample::new(label(MOVING_COMMIT));
         let mut n_lines = (0, 0);
         let mut n_podman_lines = 0;
         for _ in 0..options.runs {
@@ -579,6 +590,16 @@ fn run_bench(
                 .arg(&upper);
             sync();
             tar_floor.times.push(timed(tar)?.0);
+            // The moving commit takes its container away: each run moves a fresh one holding a
+            // copy of the same upperdir (plus a file of its own, so that its layer is new).
+            let moved = format!("om{n_changes}-{run}");
+            let moved_upper = container_with_upper(&ovl, &moved, &upper)?;
+            fs::write(moved_upper.join(format!("bench-move-{run}")), "moved\n")?;
+            sync();
+            let tag = format!("omove{n_changes}:{run}");
+            ovl_move
+                .times
+                .push(timed(ovl.command(["commit", "--rm", &moved, &tag]))?.0);
         }
         // The untar floor runs after every commit of this size: the directories it fills stay
         // until the end, so that no deletion changes how fast the filesystem allocates inodes
@@ -611,11 +632,99 @@ fn run_bench(
         if podman.is_some() {
             samples.push(podman_commit);
         }
-        samples.extend([tar_floor, untar_floor, syncfs_cost]);
+        samples.extend([tar_floor, untar_floor, syncfs_cost, ovl_move]);
         docker.docker_ok(["rm", "-f", &docker_name]);
     }
     samples.extend(diff_on_smaller_image(options, ovl_bin, scratch)?);
+    let (big_samples, big_notes) = commit_of_a_big_file(options, &ovl, scratch)?;
+    samples.extend(big_samples);
+    notes.extend(big_notes);
     Ok((samples, notes, peak_rss))
+}
+
+/// The row name of the moving commit in the changes part.
+pub(crate) const MOVING_COMMIT: &str = "ovl commit --rm (moves the upperdir)";
+
+/// The size of the one changed file of [`commit_of_a_big_file`].
+const BIG_FILE_LEN: u64 = 1 << 30;
+
+/// Creates the container `name` of `smallfiles:1`, unmounted, with a copy of `upper` (`cp -a`:
+/// xattrs, hardlinks and times kept) as its upperdir; returns that upperdir.
+fn container_with_upper(ovl: &Ovl, name: &str, upper: &Path) -> Result<PathBuf> {
+    ovl.try_ok(["run-rootfs", "--name", name, "smallfiles:1"])?;
+    ovl.try_ok(["umount", name])?;
+    let target = upper_dir(ovl, name)?;
+    crate::run(
+        Command::new("cp")
+            .args(["-a", "--preserve=all"])
+            .arg(upper.join("."))
+            .arg(&target),
+    )?;
+    Ok(target)
+}
+
+/// A container that changed one 1 GiB file, committed by copy and by move: time, and the bytes
+/// the commit itself wrote (GNU time's file system outputs, 512-byte blocks).
+fn commit_of_a_big_file(
+    options: &BenchOptions,
+    ovl: &Ovl,
+    scratch: &Path,
+) -> Result<(Vec<Sample>, Vec<String>)> {
+    let mut copy = Sample::new("ovl commit (one changed file of 1 GiB)");
+    let mut moving = Sample::new(format!("{MOVING_COMMIT} (one changed file of 1 GiB)"));
+    let mut notes = Vec::new();
+    let mut written = (0, 0);
+    for run in 0..options.runs {
+        let name = format!("big{run}");
+        let merged = ovl.try_ok(["run-rootfs", "--name", &name, "smallfiles:1"])?;
+        let mut data = fs::File::create(Path::new(merged.trim()).join("big"))?;
+        let block: Vec<u8> = (0..1u32 << 20)
+            .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+            .collect();
+        for chunk in 0..BIG_FILE_LEN >> 20 {
+            let mut block = block.clone();
+            block[..8].copy_from_slice(&chunk.to_le_bytes());
+            std::io::Write::write_all(&mut data, &block)?;
+        }
+        drop(data);
+        ovl.try_ok(["umount", &name])?;
+        let upper = upper_dir(ovl, &name)?;
+        for (sample, args, written) in [
+            (&mut copy, vec!["commit", &name], &mut written.0),
+            (&mut moving, vec!["commit", "--rm", &name], &mut written.1),
+        ] {
+            // A file of each commit's own: the moved layer is not the copied one again (a layer
+            // that exists already is not made a second time).
+            fs::write(upper.join(format!("bench-{}", args.len())), "x\n")?;
+            sync();
+            let io_file = scratch.join("io");
+            let mut command = Command::new("/usr/bin/time");
+            command.arg("-f").arg("%O").arg("-o").arg(&io_file);
+            command
+                .arg(&ovl.bin)
+                .arg("--root")
+                .arg(&ovl.root)
+                .args(&args);
+            sample.times.push(timed(command)?.0);
+            let blocks: u64 = fs::read_to_string(&io_file)?
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .parse()
+                .context("GNU time %O")?;
+            *written = blocks * 512;
+        }
+    }
+    notes.push(format!(
+        "one changed file of 1 GiB: the copying commit wrote {:.1} MiB, the moving commit {:.1} MiB \
+         (GNU time's file system outputs of the ovl process, last run); target \"commits without \
+         writing 1 GiB\": {}",
+        written.0 as f64 / (1 << 20) as f64,
+        written.1 as f64 / (1 << 20) as f64,
+        if written.1 < BIG_FILE_LEN / 16 { "met" } else { "not met" }
+    ));
+    Ok((vec![copy, moving], notes))
 }
 
 /// The first change count again, on a `smallfiles` image of only twice as many files: `ovl diff`

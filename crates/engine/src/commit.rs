@@ -42,6 +42,9 @@ pub struct CommitOptions {
     /// Parses the parent image's `created` time (RFC 3339) for `reproducible`: Go's time
     /// parsing belongs to the caller's Go-compatibility code.
     pub parse_time: fn(&str) -> Option<std::time::SystemTime>,
+    /// Remove the container once its image exists (`commit --rm`); a mounted one is unmounted
+    /// first. Its upperdir then becomes the new layer by rename where it can ([`register_moved`]).
+    pub remove: bool,
 }
 
 /// Commits the changes of the container `container` (name, id or unique id prefix) as a new layer
@@ -89,9 +92,16 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
         })?),
         None => None,
     };
+    if args.remove && container::is_mounted(&root, &record.id) {
+        container::require_root()?;
+        container::unmount_layer(&root, &entry.mount_id)
+            .container_context("unmounting container", &record.id)?;
+    }
     let dirs = views::layer_dirs(&root, &entry)?;
     // Read once: the upperdir export and a fallback's change list see the same defaults.
     let defaults = mount::OverlayDefaults::read();
+    // The overlay2 dir id of a new layer made of the container's upperdir by rename.
+    let mut moved_into: Option<String> = None;
     let registered = if is_empty_dir(&dirs.upper)? {
         None
     } else {
@@ -109,16 +119,42 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
                 },
             )
         };
-        let registered = match export(false) {
-            Err(err) if needs_merged_export(&err) => {
+        let movable = args.remove && clamp.is_none() && defaults.first_enabled().is_none();
+        let moved = match movable {
+            true => Some(register_moved(
+                &root,
+                &entry,
+                parent_layer.as_ref(),
+                args.max_layer_size,
+            )),
+            false => None,
+        };
+        let registered = match moved {
+            Some(Ok(Moved::Layer { layer, moved })) => {
+                if moved {
+                    moved_into = Some(layer.cache_id.clone());
+                }
+                Ok(layer)
+            }
+            Some(Ok(Moved::NotMovable)) => {
                 tracing::debug!(
                     container = %record.id,
-                    error = %crate::error::chain_text(&err),
-                    "the upperdir alone does not hold the changes: exporting from the merged tree"
+                    "the upperdir holds redirects or metacopy files: copying from the merged tree"
                 );
                 export(true)
             }
-            other => other,
+            Some(Err(err)) => Err(err),
+            None => match export(false) {
+                Err(err) if needs_merged_export(&err) => {
+                    tracing::debug!(
+                        container = %record.id,
+                        error = %crate::error::chain_text(&err),
+                        "the upperdir alone does not hold the changes: exporting from the merged tree"
+                    );
+                    export(true)
+                }
+                other => other,
+            },
         };
         Some(registered.container_context("committing the changes of container", &record.id)?)
     };
@@ -152,11 +188,36 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
         Ok(image_id)
     })();
     match image {
-        Ok(image_id) => Ok(image_id),
+        Ok(image_id) => {
+            if args.remove {
+                container::remove_container(&root, &record.id).map_err(|err| Error::Container {
+                    op: "the image is committed, but removing failed for container",
+                    reference: record.id.clone(),
+                    source: Box::new(err),
+                })?;
+            }
+            Ok(image_id)
+        }
         Err(err) => {
             if let Some(layer) = registered.filter(|l| !layers_before.contains(&l.chain_id)) {
-                if let Err(cleanup) = root.remove_layer(&layer.chain_id) {
-                    tracing::warn!(layer = %layer.chain_id, error = %cleanup, "removing the new layer");
+                // A layer made of the container's upperdir gives it back first.
+                let given_back = match &moved_into {
+                    Some(cache_id) => root.move_diff(cache_id, &entry.mount_id),
+                    None => Ok(()),
+                };
+                match given_back {
+                    Ok(()) => {
+                        if let Err(cleanup) = root.remove_layer(&layer.chain_id) {
+                            tracing::warn!(layer = %layer.chain_id, error = %cleanup, "removing the new layer");
+                        }
+                    }
+                    Err(back) => {
+                        tracing::error!(
+                            layer = %layer.chain_id,
+                            error = %back,
+                            "the container's changes stay in the new layer: its diff/ could not be moved back"
+                        );
+                    }
                 }
             }
             Err(Error::Container {
@@ -215,56 +276,161 @@ fn register(
         ..crate::kernel::unpack_options()?
     };
     let layer = root.register_layer(parent, &mut |diff_dir, tar_split| {
-        let (reader, writer) = std::io::pipe()?;
-        let produced = std::thread::scope(|scope| {
-            let producer = scope.spawn(|| -> Result<(), store::ApplyError> {
-                let mut out = BufWriter::with_capacity(PIPE_BUFFER_LEN, writer);
-                match &merged_views {
-                    Some((views, change_list)) => {
-                        let list: Vec<(Vec<u8>, layer_pack::ChangeKind)> = change_list
-                            .iter()
-                            .map(|change| (change.path.clone(), pack_kind(change.kind)))
-                            .collect();
-                        layer_pack::pack_changes(&views.container_root, &list, &mut out, &options)?;
-                    }
-                    None => {
-                        layer_pack::pack_upper(&upper, &mut out, &options)?;
-                    }
+        let mut packer = tar_split::Packer::new(tar_split);
+        let report = through_pipe(
+            max_layer_size,
+            |out| match &merged_views {
+                Some((views, change_list)) => {
+                    let list: Vec<(Vec<u8>, layer_pack::ChangeKind)> = change_list
+                        .iter()
+                        .map(|change| (change.path.clone(), pack_kind(change.kind)))
+                        .collect();
+                    layer_pack::pack_changes(&views.container_root, &list, out, &options).map(drop)
                 }
-                out.flush()?;
-                Ok(())
-            });
-            let mut packer = tar_split::Packer::new(tar_split);
-            let limited = crate::layers::SizeLimit {
-                inner: BufReader::with_capacity(PIPE_BUFFER_LEN, reader),
-                n_bytes: 0,
-                max_len: max_layer_size.unwrap_or(u64::MAX),
-            };
-            let unpacked = layer_unpack::unpack(limited, diff_dir, &mut packer, &unpack_options);
-            let produced = producer
-                .join()
-                .unwrap_or_else(|_| Err("the layer tar producer panicked".into()));
-            (produced, unpacked.map(|report| (report, packer)))
-        });
-        // The producer's error explains an unpacker that saw a cut stream; a producer that only
-        // saw the pipe close explains nothing: the unpacker failed first, and its error (a
-        // name too long, a full disk) is the one the user gets.
-        let (report, packer) = match produced {
-            (Err(pack_err), Err(unpack_err)) if is_closed_pipe(pack_err.as_ref()) => {
-                return Err(unpack_err.into())
-            }
-            (Err(pack_err), Err(_)) | (Err(pack_err), Ok(_)) => return Err(pack_err),
-            (Ok(()), Err(unpack_err)) => return Err(unpack_err.into()),
-            (Ok(()), Ok(done)) => done,
-        };
+                None => layer_pack::pack_upper(&upper, out, &options).map(drop),
+            },
+            |tar| layer_unpack::unpack(tar, diff_dir, &mut packer, &unpack_options),
+        )?;
         packer.finish()?;
-        let size = layer_unpack::diff_size(diff_dir)?;
         Ok(AppliedLayer {
             diff_id: report.diff_id,
-            size,
+            size: report.size,
         })
     })?;
     Ok(layer)
+}
+
+/// Runs `produce` (a layer tar writer) on a thread of its own into a pipe that `consume` reads
+/// (at most `max_layer_size` bytes of it). The producer's error explains a consumer that saw a
+/// cut stream; a producer that only saw the pipe close explains nothing: the consumer failed
+/// first, and its error (a name too long, a full disk) is the one the user gets.
+fn through_pipe(
+    max_layer_size: Option<u64>,
+    produce: impl FnOnce(&mut dyn Write) -> layer_pack::Result<()> + Send,
+    consume: impl FnOnce(
+        crate::layers::SizeLimit<BufReader<std::io::PipeReader>>,
+    ) -> layer_unpack::Result<layer_unpack::UnpackReport>,
+) -> Result<layer_unpack::UnpackReport, store::ApplyError> {
+    let (reader, writer) = std::io::pipe()?;
+    let produced = std::thread::scope(|scope| {
+        let producer = scope.spawn(|| -> Result<(), store::ApplyError> {
+            let mut out = BufWriter::with_capacity(PIPE_BUFFER_LEN, writer);
+            produce(&mut out)?;
+            out.flush()?;
+            Ok(())
+        });
+        let limited = crate::layers::SizeLimit {
+            inner: BufReader::with_capacity(PIPE_BUFFER_LEN, reader),
+            n_bytes: 0,
+            max_len: max_layer_size.unwrap_or(u64::MAX),
+        };
+        let consumed = consume(limited);
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err("the layer tar producer panicked".into()));
+        (produced, consumed)
+    });
+    match produced {
+        (Err(pack_err), Err(unpack_err)) if is_closed_pipe(pack_err.as_ref()) => {
+            Err(unpack_err.into())
+        }
+        (Err(pack_err), _) => Err(pack_err),
+        (Ok(()), Err(unpack_err)) => Err(unpack_err.into()),
+        (Ok(()), Ok(report)) => Ok(report),
+    }
+}
+
+/// The moving commit (`commit --rm`): the container's upperdir becomes the new layer's `diff/`
+/// by rename, and one read of it makes the layer's tar (hashed into the DiffID and recorded as
+/// tar-split, never written) while settling each entry into what unpacking that tar would
+/// create (`layer_pack::PackOptions::settle`). The container must be unmounted (nothing else
+/// writes its upperdir), without an mtime clamp and on a kernel whose overlay defaults leave
+/// `redirect_dir` and `metacopy` off; [`Moved::NotMovable`] hands an upperdir that turns out to
+/// hold redirects or metacopy files back for the copying export.
+///
+/// Until the layer is committed the upperdir is given back to the container on any failure;
+/// should that fail too, the new layer dir is kept (not removed) and the error names it.
+fn register_moved(
+    root: &DataRoot,
+    entry: &store::MountsEntry,
+    parent: Option<&Layer>,
+    max_layer_size: Option<u64>,
+) -> Result<Moved> {
+    let parent = parent.map(store::LayerParent::from);
+    let mut pending = root.begin_layer(parent.as_ref())?;
+    let cache_id = pending.cache_id().to_string();
+    root.move_diff(&entry.mount_id, &cache_id)?;
+    let options = layer_pack::PackOptions {
+        settle: true,
+        ..Default::default()
+    };
+    let record_options = layer_unpack::UnpackOptions {
+        max_layer_size,
+        ..crate::kernel::unpack_options()?
+    };
+    let mut diff_id = String::new();
+    let applied = pending.apply(&mut |diff_dir, tar_split| {
+        let mut packer = tar_split::Packer::new(tar_split);
+        let report = through_pipe(
+            max_layer_size,
+            |out| layer_pack::pack_upper(diff_dir, out, &options).map(drop),
+            |tar| layer_unpack::record(tar, &mut packer, &record_options),
+        )?;
+        packer.finish()?;
+        diff_id = report.diff_id.clone();
+        Ok(AppliedLayer {
+            diff_id: report.diff_id,
+            size: report.size,
+        })
+    });
+    let parent_chain = parent.as_ref().map(|p| p.chain_id.as_str());
+    // The same layer may exist already: its content is the container's changes, and the new
+    // layer dir is dropped at the commit, so the upperdir goes back first.
+    let give_back = match &applied {
+        Err(_) => true,
+        Ok(()) => root
+            .layer(&store::chain_id(parent_chain, &diff_id))?
+            .is_some(),
+    };
+    if give_back {
+        if let Err(back) = root.move_diff(&cache_id, &entry.mount_id) {
+            // Dropping the pending layer would remove the changes with it.
+            std::mem::forget(pending);
+            return Err(Error::inconsistent(format!(
+                "the changes of container {} are in layer dir {} and could not be moved back ({back}); \
+                 move its diff/ back to the container's layer dir {} by hand",
+                entry.container_id,
+                root.overlay_dir(&cache_id).display(),
+                root.overlay_dir(&entry.mount_id).display(),
+            )));
+        }
+    }
+    match applied {
+        Err(err) => {
+            let err = Error::from(err);
+            if needs_merged_export(&err) {
+                Ok(Moved::NotMovable)
+            } else {
+                Err(err)
+            }
+        }
+        Ok(()) => {
+            let layer = pending.commit(false)?;
+            Ok(Moved::Layer {
+                layer,
+                moved: !give_back,
+            })
+        }
+    }
+}
+
+/// What [`register_moved`] did.
+enum Moved {
+    /// The layer, made of the container's upperdir when `moved` (otherwise the same layer
+    /// existed, and the upperdir is back in the container).
+    Layer { layer: Layer, moved: bool },
+    /// The upperdir holds redirects or metacopy files: back in the container for the copy.
+    NotMovable,
 }
 
 /// Where `register` takes the changes from: the upperdir, unless the overlay defaults or

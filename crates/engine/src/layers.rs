@@ -260,11 +260,10 @@ pub(crate) fn apply_layer(
     };
     let report = layer_unpack::unpack(tar, diff_dir, &mut packer, &options)?;
     packer.finish()?;
-    let size = layer_unpack::diff_size(diff_dir)?;
     Ok((
         AppliedLayer {
             diff_id: report.diff_id,
-            size,
+            size: report.size,
         },
         report.tar_bytes,
     ))

@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 
 mod names;
+mod settle;
 mod walk;
 
 use std::io::Write;
@@ -69,6 +70,12 @@ pub struct PackOptions {
     /// export` runs its tar chrooted into the container, so the container's own files name
     /// owners).
     pub names: Option<NameFiles>,
+    /// For [`pack_upper`]: make the upperdir, entry by entry as it is packed, the tree that
+    /// unpacking the tar creates (`settle`: xattrs the tar does not carry removed, capabilities
+    /// as exported, whole-second times, one inode per whiteout, no sockets, the root as a new
+    /// layer's), so that it can become the layer's `diff/` as it is. Only for a directory
+    /// nothing else writes; the tar is the same either way.
+    pub settle: bool,
 }
 
 /// The text of a passwd and a group file (empty for a missing file).

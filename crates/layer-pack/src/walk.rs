@@ -14,6 +14,7 @@ use syscompat::dir::{get_xattr, list_xattrs, open_dir_at, open_tree_root, read_d
 use syscompat::Node;
 
 use crate::names::NameCache;
+use crate::settle;
 use crate::{lossy, ChangeKind, CountingWriter, Error, PackOptions, PackReport, Result};
 
 /// The copy buffer for file data.
@@ -38,6 +39,9 @@ pub fn pack_upper(upper: &Path, out: &mut dyn Write, options: &PackOptions) -> R
     let root = open_root(upper)?;
     let mut packer = Packer::new(out, options);
     packer.walk(root.as_fd(), b"", Source::Upper)?;
+    if options.settle {
+        settle::root(root.as_fd())?;
+    }
     packer.finish()
 }
 
@@ -156,24 +160,34 @@ impl<'a> Packer<'a> {
         for (name, _) in names {
             let mut relative = prefix.to_vec();
             relative.extend_from_slice(name.as_bytes());
-            if let Some(child) = self.entry(dir, &name, &relative, source)? {
-                relative.push(b'/');
-                self.walk(child.as_fd(), &relative, source)?;
+            if let Some((child, mtime)) = self.entry(dir, &name, &relative, source)? {
+                let child_relative = [relative.as_slice(), b"/"].concat();
+                self.walk(child.as_fd(), &child_relative, source)?;
+                if self.settling(source) {
+                    // After its children: settling them may change the directory.
+                    settle::times(settle::Target::Fd(child.as_fd()), mtime, &relative)?;
+                }
             }
         }
         Ok(())
     }
 
-    /// Emits the entry `name` of `dir`; returns the opened directory when it is one and the
-    /// caller walks into it.
+    /// Whether entries are settled in place as they are packed (see `settle`).
+    fn settling(&self, source: Source) -> bool {
+        self.options.settle && source == Source::Upper
+    }
+
+    /// Emits the entry `name` of `dir`; returns the opened directory (with its header's mtime)
+    /// when it is one and the caller walks into it.
     fn entry(
         &mut self,
         dir: BorrowedFd<'_>,
         name: &CStr,
         relative: &[u8],
         source: Source,
-    ) -> Result<Option<OwnedFd>> {
+    ) -> Result<Option<(OwnedFd, i64)>> {
         let from_upper = source == Source::Upper;
+        let settling = self.settling(source);
         // The name is opened as a path only and described through that descriptor; a regular
         // file is then reopened for reading from it, so that what is read is what was
         // described, and no device or FIFO swapped in under a file's name is ever opened.
@@ -215,7 +229,10 @@ impl<'a> Packer<'a> {
                     };
                     self.put_header(&marker)?;
                 }
-                Ok((source != Source::Changes).then_some(fd))
+                if settling {
+                    settle::xattrs(settle::Target::Fd(fd.as_fd()), opaque, relative)?;
+                }
+                Ok((source != Source::Changes).then_some((fd, header.mtime)))
             }
             FileType::RegularFile => {
                 let file = node
@@ -233,7 +250,14 @@ impl<'a> Packer<'a> {
                 }
                 header.size = stat.st_size;
                 self.put_header(&header)?;
-                self.copy_data(file, stat.st_size as u64, relative)?;
+                if settling {
+                    settle::xattrs(settle::Target::Fd(file.as_fd()), false, relative)?;
+                }
+                let file = self.copy_data(file, stat.st_size as u64, relative)?;
+                if settling {
+                    // After the read, which may set the atime.
+                    settle::times(settle::Target::Fd(file.as_fd()), header.mtime, relative)?;
+                }
                 Ok(None)
             }
             FileType::Symlink => {
@@ -242,8 +266,13 @@ impl<'a> Packer<'a> {
                     .map_err(|err| io("reading link", relative, err))?;
                 header.typeflag = typeflag::SYMLINK;
                 header.linkname = target;
-                self.link_to_seen(&stat, &mut header, relative);
+                let linked = self.link_to_seen(&stat, &mut header, relative);
                 self.put_header(&header)?;
+                if settling && !linked {
+                    let at = settle::Target::At(dir, name);
+                    settle::xattrs(at, false, relative)?;
+                    settle::times(at, header.mtime, relative)?;
+                }
                 Ok(None)
             }
             FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
@@ -256,7 +285,7 @@ impl<'a> Packer<'a> {
                     header.devmajor = i64::from(rustix::fs::major(stat.st_rdev));
                     header.devminor = i64::from(rustix::fs::minor(stat.st_rdev));
                 }
-                self.link_to_seen(&stat, &mut header, relative);
+                let linked = self.link_to_seen(&stat, &mut header, relative);
                 let is_whiteout = from_upper
                     && file_type == FileType::CharacterDevice
                     && header.devmajor == 0
@@ -278,10 +307,30 @@ impl<'a> Packer<'a> {
                     }
                 }
                 self.put_header(&header)?;
+                if settling {
+                    if is_whiteout {
+                        // Unpacking creates each whiteout afresh (and leaves its times).
+                        settle::whiteout(
+                            dir,
+                            name,
+                            stat.st_nlink,
+                            stat.st_uid,
+                            stat.st_gid,
+                            relative,
+                        )?;
+                    } else if !linked {
+                        let at = settle::Target::At(dir, name);
+                        settle::xattrs(at, false, relative)?;
+                        settle::times(at, header.mtime, relative)?;
+                    }
+                }
                 Ok(None)
             }
             FileType::Socket => {
                 tracing::warn!(path = %lossy(relative), "skipping a socket: tar cannot hold it");
+                if settling {
+                    settle::socket(dir, name, relative)?;
+                }
                 Ok(None)
             }
             FileType::Unknown => Err(io("reading", relative, Errno::INVAL)),
@@ -339,7 +388,7 @@ impl<'a> Packer<'a> {
 
     /// Copies exactly `size` bytes of `file`, then the padding; a file that is shorter or longer
     /// than its `lstat` size is an error.
-    fn copy_data(&mut self, file: OwnedFd, size: u64, relative: &[u8]) -> Result<()> {
+    fn copy_data(&mut self, file: OwnedFd, size: u64, relative: &[u8]) -> Result<std::fs::File> {
         let mut file = std::fs::File::from(file);
         let mut copied: u64 = 0;
         while copied < size {
@@ -372,7 +421,7 @@ impl<'a> Packer<'a> {
         }
         self.out
             .put(&[0u8; gotar::BLOCK_LEN][..gotar::padding(size)])?;
-        Ok(())
+        Ok(file)
     }
 }
 
@@ -428,6 +477,23 @@ fn open_path_dirs(root: BorrowedFd<'_>, parent: &[u8]) -> Result<OwnedFd> {
     Ok(current)
 }
 
+/// A `security.capability` value.
+pub(crate) struct VfsCapability;
+
+impl VfsCapability {
+    /// The value as Docker exports it: revision 3 (with a root id) rewritten as revision 2.
+    pub(crate) fn exported(mut value: Vec<u8>) -> Vec<u8> {
+        if value.len() > VFS_CAP_REVISION_OFFSET
+            && value[VFS_CAP_REVISION_OFFSET] == VFS_CAP_REVISION_3
+        {
+            // A root id only means something in the user namespace the file came from.
+            value[VFS_CAP_REVISION_OFFSET] = VFS_CAP_REVISION_2;
+            value.truncate(VFS_CAP_REVISION_2_LEN);
+        }
+        value
+    }
+}
+
 /// The names of an entry's xattrs, listed with one `flistxattr`, so that the few xattrs an export
 /// looks at are only read when present (most files have none).
 struct XattrNames(Vec<u8>);
@@ -459,15 +525,10 @@ impl XattrNames {
         header: &mut Header,
         relative: &[u8],
     ) -> Result<()> {
-        if let Some(mut value) = self.get(fd, CAPABILITY_XATTR, relative)? {
-            if value.len() > VFS_CAP_REVISION_OFFSET
-                && value[VFS_CAP_REVISION_OFFSET] == VFS_CAP_REVISION_3
-            {
-                // A root id only means something in the user namespace the file came from.
-                value[VFS_CAP_REVISION_OFFSET] = VFS_CAP_REVISION_2;
-                value.truncate(VFS_CAP_REVISION_2_LEN);
-            }
-            header.xattrs.insert(CAPABILITY_XATTR.to_string(), value);
+        if let Some(value) = self.get(fd, CAPABILITY_XATTR, relative)? {
+            header
+                .xattrs
+                .insert(CAPABILITY_XATTR.to_string(), VfsCapability::exported(value));
         }
         Ok(())
     }

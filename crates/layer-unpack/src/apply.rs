@@ -1,18 +1,31 @@
 //! The executor: carries out planned actions inside the layer directory through file
 //! descriptors only.
 //!
-//! The layer directory is opened once (`O_PATH`). For every member the parent directory is
-//! resolved afresh from that root by `syscompat::Resolver` (`openat2(RESOLVE_IN_ROOT |
-//! RESOLVE_NO_MAGICLINKS)`, or its userspace walk where the kernel has no `openat2`), so a
-//! symlink planted by an earlier member (`l -> /`, `l -> ../../..`) resolves inside the layer
-//! directory, and the last component is handled with `*at` calls that never follow it. No
-//! resolved path or directory descriptor is kept from one member to the next.
+//! The layer directory is opened once (`O_PATH`). A member's parent directory is reached from
+//! that root in one of two ways, and the last component is handled with `*at` calls that never
+//! follow it:
+//!
+//! - Through the chain of directory descriptors kept from the previous member's parent
+//!   (`Chain`): the components the two parents share are reused, the rest are opened one at a
+//!   time with `O_NOFOLLOW | O_DIRECTORY`, which fails on a symlink. A chain therefore only ever
+//!   holds real directories reached without a symlink, from the root, by exactly the member's
+//!   own components, and it stays what the path names because the stream is the only writer of
+//!   a layer that is not yet published: the only changes to the namespace are this member's
+//!   own, below the parent, never of the parent's ancestors (a member that removes or replaces
+//!   an ancestor of the chain names that ancestor's parent as its own parent, which cuts the
+//!   chain there first).
+//! - Where that walk meets a symlink or a missing directory, by `syscompat::Resolver`
+//!   (`openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`, or its userspace walk where the kernel
+//!   has no `openat2`) from the root, so a symlink planted by an earlier member (`l -> /`,
+//!   `l -> ../../..`) resolves inside the layer directory. Nothing resolved through a symlink is
+//!   kept for the next member.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
@@ -73,8 +86,17 @@ fn fail_io(operation: &'static str) -> impl FnOnce(io::Error) -> ApplyError {
 
 /// Applies actions below one layer directory.
 pub(crate) struct Applier {
-    root: OwnedFd,
+    root: Arc<OwnedFd>,
     resolver: Resolver,
+    /// The previous member's parent directory as the descriptors of its components, each opened
+    /// from the one before without following symlinks (see the module documentation).
+    chain: Vec<(Vec<u8>, Arc<OwnedFd>)>,
+    /// Docker's `size` of what was written so far, as the stream declares it: regular files'
+    /// lengths and symlinks' target lengths (hardlinks add no inode).
+    stream_size: u64,
+    /// Whether a member removed or replaced something in the layer: then `stream_size` may count
+    /// what is no longer there.
+    replaced: bool,
     /// Directories whose times are set once everything else is written (creating entries in a
     /// directory changes its mtime), in archive order.
     /// Each path is kept joined, one allocation per directory.
@@ -94,8 +116,11 @@ impl Applier {
             n => Some(Writers::start(n)?),
         };
         Ok(Applier {
-            root,
+            root: Arc::new(root),
             resolver,
+            chain: Vec::new(),
+            stream_size: 0,
+            replaced: false,
             dir_times: Vec::new(),
             copy_buffer: vec![0; COPY_BUFFER_LEN],
             writers,
@@ -122,12 +147,19 @@ impl Applier {
         }
     }
 
+    /// Docker's `size` of the layer (format.md §3.2) as the members declared it, when no member
+    /// removed or replaced anything already written (then only a walk of the layer can tell).
+    pub fn stream_size(&self) -> Option<u64> {
+        (!self.replaced).then_some(self.stream_size)
+    }
+
     /// Waits for the writer threads, then sets the times of all directories, resolving each
     /// again by name. An error comes with the path of the file or directory.
     pub fn finish(mut self) -> Result<(), (Vec<u8>, ApplyError)> {
         if let Some(writers) = self.writers.take() {
             writers.finish()?;
         }
+        self.chain.clear();
         for (path, times) in &self.dir_times {
             let (parent, name): (&[u8], &[u8]) = match path.iter().rposition(|&b| b == b'/') {
                 Some(idx) => (&path[..idx], &path[idx + 1..]),
@@ -170,7 +202,10 @@ impl Applier {
         gid: u32,
     ) -> Result<(), ApplyError> {
         let parent_fd = self.parent_dir(parent)?;
-        remove_all(parent_fd.as_fd(), name).map_err(fail("remove whiteout target"))?;
+        self.forget(parent, name);
+        if remove_all(parent_fd.as_fd(), name).map_err(fail("remove whiteout target"))? {
+            self.replaced = true;
+        }
         // An overlay whiteout is a character device with device number 0/0 and mode 0.
         rustix::fs::mknodat(
             &parent_fd,
@@ -217,7 +252,9 @@ impl Applier {
                 };
                 let keep_dir = existing == Some(FileType::Directory) && *node == Node::Dir;
                 if existing.is_some() && !keep_dir {
+                    self.forget(parent, name);
                     remove_all(parent_fd, name).map_err(fail("remove existing entry"))?;
+                    self.replaced = true;
                 }
                 match node {
                     _ if keep_dir => Made::Other,
@@ -258,6 +295,7 @@ impl Applier {
                         .read_to_end(&mut head)
                         .map_err(fail_io("read file data"))?;
                     if head.len() <= HANDOFF_MAX_LEN {
+                        self.stream_size += head.len() as u64;
                         let mut entry = Vec::new();
                         for component in parent.iter() {
                             entry.extend_from_slice(component);
@@ -275,21 +313,28 @@ impl Applier {
                     let file = File::from(fd);
                     let mut holes = HoleWriter::new(&file);
                     holes.write(&head).map_err(fail_io("write file data"))?;
-                    self.write_data(holes, data)?;
+                    let rest = self.write_data(holes, data)?;
+                    self.stream_size += head.len() as u64 + rest;
                     finish_file(file.as_fd(), meta)?;
                     return Ok(());
                 }
                 let file = File::from(fd);
-                match node {
+                let len = match node {
                     Node::SparseFile {
                         fragments,
                         real_size,
-                    } => self.write_sparse(&file, data, fragments, *real_size)?,
+                    } => {
+                        self.write_sparse(&file, data, fragments, *real_size)?;
+                        *real_size
+                    }
                     _ => self.write_data(HoleWriter::new(&file), data)?,
-                }
+                };
+                self.stream_size += len;
                 finish_file(file.as_fd(), meta)?;
             }
-            Node::Symlink { .. } => {
+            Node::Symlink { target } => {
+                // A symlink's size is the length of its target.
+                self.stream_size += target.len() as u64;
                 chown_at(parent_fd, name, meta.uid, meta.gid).map_err(fail("chown symlink"))?;
                 if !meta.xattrs.is_empty() {
                     skipped_symlink_xattrs(name);
@@ -352,12 +397,14 @@ impl Applier {
         Ok(())
     }
 
-    /// Copies the rest of `data` into the file, leaving blocks of zeros as holes.
+    /// Copies the rest of `data` into the file, leaving blocks of zeros as holes; returns the
+    /// number of bytes copied.
     fn write_data(
         &mut self,
         mut file: HoleWriter<'_>,
         data: &mut dyn Read,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<u64, ApplyError> {
+        let mut copied: u64 = 0;
         loop {
             let n_read = match data.read(&mut self.copy_buffer) {
                 Ok(0) => break,
@@ -367,9 +414,11 @@ impl Applier {
             };
             file.write(&self.copy_buffer[..n_read])
                 .map_err(fail_io("write file data"))?;
+            copied += n_read as u64;
         }
         file.finish()
-            .map_err(fail_io("extend file over its last hole"))
+            .map_err(fail_io("extend file over its last hole"))?;
+        Ok(copied)
     }
 
     /// Writes each data fragment at its offset and extends the file to its real size, leaving
@@ -412,9 +461,59 @@ impl Applier {
         self.resolver.open(self.root.as_fd(), path, flags)
     }
 
+    /// The directory `parent`, from the chain of the previous member's parent where it can be
+    /// walked without meeting a symlink or a missing directory, else resolved inside the root
+    /// (and created where missing).
+    fn parent_dir(&mut self, parent: &[Vec<u8>]) -> Result<Arc<OwnedFd>, ApplyError> {
+        let shared = self
+            .chain
+            .iter()
+            .zip(parent)
+            .take_while(|((kept, _), component)| kept == *component)
+            .count();
+        self.chain.truncate(shared);
+        while let Some(component) = parent.get(self.chain.len()) {
+            if !is_plain_component(component) {
+                break;
+            }
+            let base = self.chain.last().map_or(&self.root, |(_, fd)| fd);
+            // Fails with ENOTDIR on a symlink and ENOENT on a missing directory: both go the way
+            // of the resolver, which follows the one inside the root and creates the other.
+            match rustix::fs::openat(
+                base.as_fd(),
+                component.as_slice(),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => self.chain.push((component.clone(), Arc::new(fd))),
+                Err(_) => break,
+            }
+        }
+        if self.chain.len() == parent.len() {
+            return Ok(Arc::clone(
+                self.chain.last().map_or(&self.root, |(_, fd)| fd),
+            ));
+        }
+        self.resolve_parent(parent).map(Arc::new)
+    }
+
+    /// Forgets the chain below `parent/name`, which a member is about to remove or replace.
+    fn forget(&mut self, parent: &[Vec<u8>], name: &[u8]) {
+        let depth = parent.len();
+        if self.chain.len() > depth
+            && self.chain[depth].0 == name
+            && self.chain[..depth]
+                .iter()
+                .zip(parent)
+                .all(|((kept, _), component)| kept == component)
+        {
+            self.chain.truncate(depth);
+        }
+    }
+
     /// Resolves the directory `parent` inside the root, creating missing directories (mode
     /// 0755, owned by root) as Docker does.
-    fn parent_dir(&self, parent: &[Vec<u8>]) -> Result<OwnedFd, ApplyError> {
+    fn resolve_parent(&self, parent: &[Vec<u8>]) -> Result<OwnedFd, ApplyError> {
         let dir_flags = OFlags::PATH | OFlags::DIRECTORY;
         match self.open_in_root(&join(parent), dir_flags) {
             Ok(fd) => return Ok(fd),
@@ -606,10 +705,11 @@ fn gid(raw: u32) -> Gid {
 }
 
 /// Removes `name` in `parent` and, for a directory, everything below it, without following
-/// symlinks. A missing entry is not an error.
-pub(crate) fn remove_all(parent: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
+/// symlinks. A missing entry is not an error; returns whether there was one.
+pub(crate) fn remove_all(parent: BorrowedFd<'_>, name: &[u8]) -> Result<bool, Errno> {
     match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
-        Ok(()) | Err(Errno::NOENT) => return Ok(()),
+        Ok(()) => return Ok(true),
+        Err(Errno::NOENT) => return Ok(false),
         Err(Errno::ISDIR) => {}
         Err(errno) => return Err(errno),
     }
@@ -618,9 +718,19 @@ pub(crate) fn remove_all(parent: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errn
         remove_all(dir.as_fd(), child.as_bytes())?;
     }
     match rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR) {
-        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Ok(()) | Err(Errno::NOENT) => Ok(true),
         Err(errno) => Err(errno),
     }
+}
+
+/// A component the chain may open as it is: not empty, `.` or `..`, and without a `/` (the
+/// planner's cleaned names never are; checked so that the chain cannot climb whatever it gets).
+fn is_plain_component(component: &[u8]) -> bool {
+    !component.is_empty()
+        && component != b"."
+        && component != b".."
+        && !component.contains(&b'/')
+        && !component.contains(&0)
 }
 
 /// Times for files, devices, FIFOs and hardlinks: atime is never before mtime, and times

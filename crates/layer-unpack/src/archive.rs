@@ -13,8 +13,8 @@ use crate::header::{
     HeaderError, Member, PaxRecords, PaxSparse, RawHeader, Strictness, BLOCK_LEN,
     MAX_SPECIAL_FILE_LEN,
 };
-use crate::plan::{plan, Action};
-use crate::read_ahead::{chunk_channel, ChunkReader};
+use crate::plan::{plan, Action, Node};
+use crate::read_ahead::{chunk_channel, ChunkReader, StreamSummary};
 use crate::{Error, Result, UnpackOptions, UnpackReport};
 
 /// Data after the end-of-archive marker is recorded in segments of at most this size, like
@@ -37,6 +37,58 @@ pub(crate) fn unpack<W: Write>(
                 source,
             }
         })?;
+    let (n_entries, summary) = read_stream(tar, &mut applier, tar_split, options)?;
+    let stream_size = applier.stream_size();
+    applier
+        .finish()
+        .map_err(|(dir, ApplyError { operation, source })| Error::Apply {
+            entry: String::from_utf8_lossy(&dir).into_owned(),
+            operation,
+            source,
+        })?;
+    // The size the members declared is what a walk would find unless a member removed or
+    // replaced something an earlier one wrote; then the layer is walked.
+    let size = match stream_size {
+        Some(size) => i64::try_from(size).unwrap_or(i64::MAX),
+        None => {
+            tracing::debug!("a member replaced earlier content: walking the layer for its size");
+            crate::diff_size(diff_dir)?
+        }
+    };
+    tracing::debug!(diff_id = %summary.diff_id, tar_bytes = summary.n_bytes, n_entries, size, "unpacked layer");
+    Ok(UnpackReport {
+        diff_id: summary.diff_id,
+        tar_bytes: summary.n_bytes,
+        n_entries,
+        size,
+    })
+}
+
+pub(crate) fn record<W: Write>(
+    tar: impl Read + Send,
+    tar_split: &mut tar_split::Packer<W>,
+    options: &UnpackOptions,
+) -> Result<UnpackReport> {
+    let mut recorder = Recorder::default();
+    let (n_entries, summary) = read_stream(tar, &mut recorder, tar_split, options)?;
+    let size = i64::try_from(recorder.size).unwrap_or(i64::MAX);
+    tracing::debug!(diff_id = %summary.diff_id, tar_bytes = summary.n_bytes, n_entries, size, "recorded layer");
+    Ok(UnpackReport {
+        diff_id: summary.diff_id,
+        tar_bytes: summary.n_bytes,
+        n_entries,
+        size,
+    })
+}
+
+/// Reads `tar` on a thread of its own (decompressing and hashing it) while this thread parses
+/// it and hands every member to `sink`.
+fn read_stream<W: Write>(
+    tar: impl Read + Send,
+    sink: &mut dyn Sink,
+    tar_split: &mut tar_split::Packer<W>,
+    options: &UnpackOptions,
+) -> Result<(u64, StreamSummary)> {
     let (chunk_writer, mut input) = chunk_channel();
     let (applied, summary) = std::thread::scope(|scope| {
         let reading = std::thread::Builder::new()
@@ -45,7 +97,7 @@ pub(crate) fn unpack<W: Write>(
         let applied = match &reading {
             Ok(_) => apply_stream(
                 &mut input,
-                &mut applier,
+                sink,
                 tar_split,
                 options.max_layer_size.unwrap_or(u64::MAX),
             ),
@@ -64,19 +116,50 @@ pub(crate) fn unpack<W: Write>(
     });
     let n_entries = applied?;
     let summary = summary.map_err(|reason| Error::Reader { reason })?;
-    applier
-        .finish()
-        .map_err(|(dir, ApplyError { operation, source })| Error::Apply {
-            entry: String::from_utf8_lossy(&dir).into_owned(),
-            operation,
-            source,
-        })?;
-    tracing::debug!(diff_id = %summary.diff_id, tar_bytes = summary.n_bytes, n_entries, "unpacked layer");
-    Ok(UnpackReport {
-        diff_id: summary.diff_id,
-        tar_bytes: summary.n_bytes,
-        n_entries,
-    })
+    Ok((n_entries, summary))
+}
+
+/// What is done with each member: applied into a layer directory ([`Applier`]) or only counted
+/// ([`Recorder`]).
+pub(crate) trait Sink {
+    fn apply(&mut self, action: &Action, data: &mut dyn Read) -> std::result::Result<(), Failure>;
+}
+
+impl Sink for Applier {
+    fn apply(&mut self, action: &Action, data: &mut dyn Read) -> std::result::Result<(), Failure> {
+        Applier::apply(self, action, data)
+    }
+}
+
+/// Counts Docker's `size` of the tree a tar describes without writing it: regular files' lengths,
+/// sparse files' real sizes, symlinks' target lengths (hardlinks add no inode). That is the size
+/// of the tree the tar was made of when no member replaces another, as in the tar of one
+/// directory tree (the tar-split packer already refuses a path named twice).
+#[derive(Default)]
+struct Recorder {
+    size: u64,
+}
+
+impl Sink for Recorder {
+    fn apply(&mut self, action: &Action, data: &mut dyn Read) -> std::result::Result<(), Failure> {
+        match action {
+            Action::Skip(_) | Action::Opaque { .. } | Action::Whiteout { .. } => {}
+            Action::Create { node, .. } => {
+                self.size += match node {
+                    Node::File => io::copy(data, &mut io::sink()).map_err(|source| {
+                        Failure::This(ApplyError {
+                            operation: "read file data",
+                            source,
+                        })
+                    })?,
+                    Node::SparseFile { real_size, .. } => *real_size,
+                    Node::Symlink { target } => target.len() as u64,
+                    _ => 0,
+                };
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Parses the stream member by member, applies each and records tar-split; reads the input to
@@ -84,7 +167,7 @@ pub(crate) fn unpack<W: Write>(
 /// may add up to at most `max_layer_size` bytes.
 fn apply_stream<W: Write>(
     input: &mut ChunkReader,
-    applier: &mut Applier,
+    applier: &mut dyn Sink,
     tar_split: &mut tar_split::Packer<W>,
     max_layer_size: u64,
 ) -> Result<u64> {

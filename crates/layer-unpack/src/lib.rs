@@ -176,6 +176,11 @@ pub struct UnpackReport {
     pub tar_bytes: u64,
     /// The number of members recorded as tar-split file entries (PAX global headers included).
     pub n_entries: u64,
+    /// Docker's `size` of the layer (format.md §3.2), what [`diff_size`] finds: taken from the
+    /// members as they were written (file lengths, sparse files' real sizes, symlink target
+    /// lengths; hardlinks add no inode), or from a walk of the layer when a member removed or
+    /// replaced something an earlier one had written.
+    pub size: i64,
 }
 
 /// Applies the uncompressed layer tar `tar` to `diff_dir` and records its tar-split entries.
@@ -191,6 +196,18 @@ pub fn unpack<W: Write>(
     options: &UnpackOptions,
 ) -> Result<UnpackReport> {
     archive::unpack(tar, diff_dir, tar_split, options)
+}
+
+/// Reads the uncompressed layer tar `tar` as [`unpack`] does (hashed, checked, recorded into
+/// `tar_split`) without writing any file: the record of a tar whose tree already exists, such as
+/// the tar of a directory that becomes a layer as it is. The report's `size` is counted from the
+/// members, which is the tree's size when the tar is one tree's (no member replaces another).
+pub fn record<W: Write>(
+    tar: impl Read + Send,
+    tar_split: &mut tar_split::Packer<W>,
+    options: &UnpackOptions,
+) -> Result<UnpackReport> {
+    archive::record(tar, tar_split, options)
 }
 
 /// Sum of `st_size` of every non-directory with size > 0 below `diff_dir`, each inode once.

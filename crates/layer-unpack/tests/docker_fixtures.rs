@@ -56,6 +56,12 @@ fn unpack_with(tar: &[u8], writers: Option<usize>) -> Unpacked {
     )
     .expect("unpack");
     let tar_split_gz = packer.finish().expect("finish tar-split");
+    // The size the report takes from the stream is what a walk of the layer finds.
+    assert_eq!(
+        report.size,
+        layer_unpack::diff_size(&diff).expect("size"),
+        "size from the stream"
+    );
     Unpacked {
         _dir: dir,
         diff,

@@ -92,6 +92,20 @@ impl Scratch {
     }
 
     fn unpack(&self, tar: &[u8]) -> (Result<UnpackReport, Error>, Vec<u8>) {
+        let (result, tar_split_gz) = self.unpack_keeping_atimes(tar);
+        // Whatever the members did, the size taken from the stream is what a walk finds.
+        if let Ok(report) = &result {
+            assert_eq!(
+                report.size,
+                layer_unpack::diff_size(&self.diff()).expect("walk the layer"),
+                "size from the stream"
+            );
+        }
+        (result, tar_split_gz)
+    }
+
+    /// `unpack` without the walk that checks the size (reading a directory sets its atime).
+    fn unpack_keeping_atimes(&self, tar: &[u8]) -> (Result<UnpackReport, Error>, Vec<u8>) {
         let mut packer = tar_split::Packer::new(Vec::new());
         let result =
             layer_unpack::unpack(tar, &self.diff(), &mut packer, &UnpackOptions::default());
@@ -465,7 +479,8 @@ fn every_type_tar() -> (Vec<u8>, Vec<u8>) {
 fn every_member_type_round_trips_through_tar_split_needs_root() {
     let (tar, trailing) = every_type_tar();
     let scratch = Scratch::new();
-    let (result, tar_split_gz) = scratch.unpack(&tar);
+    // Directory atimes are checked below.
+    let (result, tar_split_gz) = scratch.unpack_keeping_atimes(&tar);
     let report = result.expect("unpack");
     assert_eq!(report.diff_id, sha256_id(&tar));
     assert_eq!(report.tar_bytes, tar.len() as u64);
@@ -553,6 +568,11 @@ fn every_member_type_round_trips_through_tar_split_needs_root() {
     assert!(!diff.join("pax_global_header").exists());
     assert_eq!(meta("v7").mode() & 0o7777, 0o640);
     assert_eq!(xattr(&diff.join("x"), "user.k"), Some(b"v\nw".to_vec()));
+    // Checked last: the walk reads the directories.
+    assert_eq!(
+        report.size,
+        layer_unpack::diff_size(&diff).expect("walk the layer")
+    );
 }
 
 fn long_name_path() -> String {
@@ -654,6 +674,66 @@ fn pax_sparse_1_0_file_is_expanded_with_holes_and_reassembles_needs_root() {
     );
 
     assert_reassembles(&scratch.diff(), &tar_split_gz, &tar);
+}
+
+#[test]
+fn size_is_dockers_when_members_replace_what_earlier_ones_wrote_needs_root() {
+    // (tar, expected size): Docker's size counts regular files and symlinks once per inode,
+    // never directories, and only what is left at the end.
+    let mut cases: Vec<(&str, Vec<u8>, i64)> = Vec::new();
+    let mut tar = TarWriter::new();
+    tar.file("a", b"0123456789")
+        .hardlink("b", "a")
+        .symlink("c", "a")
+        .dir("d")
+        .file("d/empty", b"");
+    cases.push(("files, a hardlink, a symlink", tar.finish(), 10 + 1));
+    let mut tar = TarWriter::new();
+    tar.file("a/x", &[7; 100]).file("a", b"12345");
+    cases.push(("a file replaces an implied directory", tar.finish(), 5));
+    let mut tar = TarWriter::new();
+    tar.file("f", b"0123456789").file(".wh.f", b"");
+    cases.push(("a whiteout removes an earlier file", tar.finish(), 0));
+    let mut tar = TarWriter::new();
+    tar.file("t/big", &[1; 300])
+        .hardlink("keep", "t/big")
+        .symlink("t", "somewhere/else");
+    cases.push((
+        "a symlink replaces a directory whose file has another link",
+        tar.finish(),
+        300 + 14,
+    ));
+    for (what, tar, expected) in cases {
+        let scratch = Scratch::new();
+        let (result, _) = scratch.unpack(&tar);
+        assert_eq!(result.expect(what).size, expected, "{what}");
+    }
+}
+
+#[test]
+fn a_directory_replaced_mid_stream_is_not_reached_through_its_old_descriptor_needs_root() {
+    // `d/e` is reached from the members before it; `d` then becomes a symlink to `s`, and the
+    // members after it must land in `s`, as a fresh resolution finds them, and nowhere else.
+    let mut tar = TarWriter::new();
+    tar.dir("s")
+        .file("d/e/one", b"1")
+        .file("d/e/two", b"2")
+        .symlink("d", "s")
+        .file("d/e/three", b"3")
+        .file("d/four", b"4");
+    let tar = tar.finish();
+    let scratch = Scratch::new();
+    let (result, _) = scratch.unpack(&tar);
+    result.expect("unpack");
+    let diff = scratch.diff();
+    assert!(fs::symlink_metadata(diff.join("d"))
+        .expect("d")
+        .file_type()
+        .is_symlink());
+    assert_eq!(fs::read(diff.join("s/e/three")).expect("s/e/three"), b"3");
+    assert_eq!(fs::read(diff.join("s/four")).expect("s/four"), b"4");
+    assert!(!diff.join("s/e/one").exists());
+    scratch.assert_outside_untouched();
 }
 
 #[test]

@@ -24,6 +24,12 @@ pub struct CommitArgs {
     /// Fail when the layer's tar grows past SIZE (`100MiB`, `20G`, bytes), as `load` does.
     #[arg(long, env = "OVL_MAX_LAYER_SIZE", value_parser = crate::load::parse_size)]
     max_layer_size: Option<u64>,
+    /// Remove the container once the image exists (unmounting it if mounted), as a build step
+    /// does: its changes then become the new layer by rename instead of by copy, where the
+    /// kernel's overlay defaults and the options allow (not with --reproducible or
+    /// SOURCE_DATE_EPOCH).
+    #[arg(long)]
+    rm: bool,
     /// The container: name, id or unique id prefix.
     container: String,
     /// Tag the new image `REPO[:TAG]`.
@@ -39,6 +45,7 @@ pub fn commit(root_path: &Path, args: &CommitArgs) -> Result<()> {
         max_layer_size: args.max_layer_size,
         reference: args.reference.clone(),
         parse_time: crate::format::parse_rfc3339,
+        remove: args.rm,
     };
     let image_id = engine::commit::commit(root_path, &args.container, &options)?;
     crate::out::outln!("{image_id}");

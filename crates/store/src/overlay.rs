@@ -170,6 +170,38 @@ impl DataRoot {
         fsutil::write_new(&dir.join("lower"), lower.as_bytes(), 0o644, false)
     }
 
+    /// Makes the `diff/` of layer dir `from` the `diff/` of layer dir `to`, by rename (the moving
+    /// commit: a container's upperdir becomes a new layer's). `to`'s own `diff/` must be empty
+    /// or missing and is removed first; a non-empty one fails the move with nothing changed. Both
+    /// dirs are checked ([`DataRoot::checked_overlay_dir`]) and opened one component at a time
+    /// without following symlinks; a mount point at either `diff/` is refused.
+    pub fn move_diff(&self, from: &str, to: &str) -> Result<()> {
+        self.existing_overlay_dir(from)?;
+        self.existing_overlay_dir(to)?;
+        let below = crate::below::Below::open(self.root())?;
+        let dirs = [from, to].map(|id| format!("overlay2/{id}"));
+        for dir in &dirs {
+            below.refuse_mount_points(dir, &["diff"])?;
+        }
+        let open = |rel: &str| {
+            below.dir(rel)?.ok_or_else(|| Error::Io {
+                op: "opening layer dir",
+                path: self.root().join(rel),
+                source: std::io::ErrorKind::NotFound.into(),
+            })
+        };
+        let (from_fd, to_fd) = (open(&dirs[0])?, open(&dirs[1])?);
+        let target = self.overlay_dir(to).join("diff");
+        match rustix::fs::unlinkat(&to_fd, "diff", rustix::fs::AtFlags::REMOVEDIR) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(errno) => return Err(crate::below::sys_error("removing", &target)(errno)),
+        }
+        rustix::fs::renameat(&from_fd, "diff", &to_fd, "diff").map_err(crate::below::sys_error(
+            "moving the diff of another layer dir to",
+            &target,
+        ))
+    }
+
     /// format.md §4.4: removes `l/<LID>` and `H/<id>`. Refuses when something is mounted inside it,
     /// and when the layer dir is not what the format has ([`DataRoot::checked_overlay_dir`]),
     /// before removing anything. The `l/` link goes only while it points at this dir; the dir is

@@ -388,6 +388,9 @@ fn write_docker_archive(
 // ------------------------------------------------------------------------------------------------
 // Measuring
 
+/// The row name of the mount floor: `sh -c` running util-linux `mount` and `umount`.
+pub const BARE_MOUNT: &str = "mount -t overlay + umount of the same lowers (floor)";
+
 /// A wall time and the peak RSS (KiB) of a command run under GNU time.
 pub fn timed_rss(command: &Command, scratch: &Path) -> Result<(Duration, u64)> {
     let rss_file = scratch.join("rss");
@@ -680,15 +683,45 @@ pub fn bench_mounts(
         ));
         let mut docker_create = sample(format!("docker create `{name}`"));
         let mut podman_create = sample(format!("podman create + podman mount `{name}`"));
+        let mut bare_mount = sample(format!("{BARE_MOUNT} `{name}` ({} layers)", image.n_layers));
         let mut rss_max = 0;
         for run in 0..runs {
             let container = format!("m{run}");
             sync();
-            let (time, rss) = timed_rss(
+            ovl_mount
+                .times
+                .push(timed(ovl(&["run-rootfs", "--name", &container, &image.tag]))?.0);
+            // The floor: the same lower layers (the container's `lower` file, init layer
+            // included) mounted and unmounted by hand over an empty upperdir.
+            let inspect = ovl_tests::stdout_of_success(ovl(&[
+                "inspect",
+                "-f",
+                "{{.GraphDriver.Data.UpperDir}}",
+                &container,
+            ]))?;
+            let layer_dir = PathBuf::from(String::from_utf8_lossy(&inspect).trim())
+                .parent()
+                .context("container layer dir")?
+                .to_path_buf();
+            let floor_dir = scratch.join(format!("bare-{run}"));
+            for sub in ["upper", "work", "merged"] {
+                fs::create_dir_all(floor_dir.join(sub))?;
+            }
+            let script = format!(
+                "cd '{home}' && mount -t overlay overlay -o \"lowerdir=$(cat '{layer}/lower'),upperdir={f}/upper,workdir={f}/work,index=off\" '{f}/merged' && umount '{f}/merged'",
+                home = root.join("overlay2").display(),
+                layer = layer_dir.display(),
+                f = floor_dir.display(),
+            );
+            sync();
+            bare_mount.times.push(timed(shell(&script))?.0);
+            let _ = fs::remove_dir_all(&floor_dir);
+            timed(ovl(&["rm", "-f", &container]))?;
+            // Peak RSS from a run of its own: GNU time would add its own start to the times.
+            let (_, rss) = timed_rss(
                 &ovl(&["run-rootfs", "--name", &container, &image.tag]),
                 scratch,
             )?;
-            ovl_mount.times.push(time);
             rss_max = rss_max.max(rss);
             timed(ovl(&["rm", "-f", &container]))?;
             sync();
@@ -722,6 +755,7 @@ pub fn bench_mounts(
         }
         peak_rss.push((format!("run-rootfs {name}"), rss_max));
         samples.push(ovl_mount);
+        samples.push(bare_mount);
         samples.push(docker_create);
         if podman.is_some() {
             samples.push(podman_create);

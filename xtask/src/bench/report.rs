@@ -120,6 +120,11 @@ pub(super) const WHY: &str = include_str!("why.md");
 /// again of the time of a new kernel, even for the per-file cost of `smallfiles`.
 pub(super) const USERSPACE_RESOLVER_FACTOR: f64 = 1.5;
 
+/// [`verdict`] where a local of that name is in the way.
+fn verdict_text(met: bool, short: String) -> String {
+    verdict(met, short)
+}
+
 /// Whether a target is met, or by how much it is missed.
 fn verdict(met: bool, short: String) -> String {
     if met {
@@ -255,6 +260,23 @@ pub(super) fn load_targets(options: &BenchOptions, samples: &[Sample]) -> String
                 )
             ));
         }
+        if let Some(bare) = samples
+            .iter()
+            .find(|sample| {
+                sample
+                    .name
+                    .starts_with(&format!("{} `{image}`", load::BARE_MOUNT))
+            })
+            .map(|sample| sample.median().as_secs_f64())
+        {
+            let ratio = ovl / bare;
+            out.push_str(&format!(
+                "| `ovl run-rootfs` at most 1.5x the bare mount + umount of the same lowers, `{image}` | {ratio:.2}x ({:.1} ms vs {:.1} ms) | {} |\n",
+                ovl * 1000.0,
+                bare * 1000.0,
+                verdict(ratio <= 1.5, format!("{:.1} ms over {:.1} ms", (ovl - 1.5 * bare) * 1000.0, 1.5 * bare * 1000.0))
+            ));
+        }
         if let Some(docker) = median(format!("docker create `{image}`")) {
             out.push_str(&format!(
                 "| `ovl run-rootfs` vs `docker create`, `{image}` (no target) | {:.1}x | — |\n",
@@ -383,6 +405,25 @@ pub(super) fn targets(options: &BenchOptions, samples: &[Sample]) -> String {
         out.push_str(&format!(
             "| `ovl commit` ≥ 5x faster than `docker commit`, {n} changes | {commit_ratio:.1}x | {verdict} |\n"
         ));
+        if let Some(untar) = median(&label(
+            "tar -x of that layer into a fresh directory (floor)",
+        )) {
+            let ratio = ovl_commit / untar;
+            out.push_str(&format!(
+                "| `ovl commit` at most 1.1x the `tar -x` floor, {n} changes | {ratio:.2}x of {untar:.3} s | {} |\n",
+                verdict_text(ratio <= 1.1, format!("{:.3} s over {:.3} s", ovl_commit - 1.1 * untar, 1.1 * untar))
+            ));
+        }
+        if let (Some(moving), Some(tar)) = (
+            median(&label(super::MOVING_COMMIT)),
+            median(&label("tar of the upperdir into sha256sum (floor)")),
+        ) {
+            let ratio = moving / tar;
+            out.push_str(&format!(
+                "| `ovl commit --rm` (moving) at most 1.2x the `tar | sha256sum` floor, {n} changes | {ratio:.2}x of {tar:.3} s | {} |\n",
+                verdict_text(ratio <= 1.2, format!("{:.3} s over {:.3} s", moving - 1.2 * tar, 1.2 * tar))
+            ));
+        }
     }
     if let Some(&n) = options.changes.first() {
         let small_files = 2 * n;
