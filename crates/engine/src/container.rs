@@ -4,6 +4,7 @@
 //! layer, populated through a read-write overlay mount of it, then the container layer on the init
 //! layer, then the `layerdb/mounts` entry and the container record, then the mount.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Context, Error, Result};
@@ -128,11 +129,13 @@ pub fn run_rootfs(root_path: &Path, args: &CreateOptions) -> Result<PathBuf> {
     // An image as deep as the kernel's stack limit leaves no room for an init layer: its init
     // entries then go into the container layer itself (Docker accepts a mounts entry without init-id).
     let with_init = chain_ids.len() < MAX_LOWERS;
+    // The image's lower entries are checked once for both mounts (init layer, container).
+    let mut checked_lowers = CheckedLowers::default();
     let init_id = format!("{mount_id}-init");
     let container_parent = if with_init {
         created.overlay_dirs.push(init_id.clone());
         root.create_overlay_dir(&init_id, top.as_ref().map(|layer| layer.cache_id.as_str()))?;
-        populate_init(&root, &features, &init_id)?;
+        populate_init(&root, &features, &init_id, &mut checked_lowers)?;
         Some(init_id.as_str())
     } else {
         top.as_ref().map(|layer| layer.cache_id.as_str())
@@ -156,7 +159,7 @@ pub fn run_rootfs(root_path: &Path, args: &CreateOptions) -> Result<PathBuf> {
     );
     root.write_container(&record)?;
     created.record = true;
-    let merged = mount_layer(&root, &features, &mount_id)?;
+    let merged = mount_layer_once(&root, &features, &mount_id, &mut checked_lowers)?;
     if !with_init {
         mount::populate_init_layer(&merged, crate::kernel::resolver()?)
             .context("populating the init entries of the container layer")?;
@@ -327,9 +330,28 @@ pub(crate) fn probe(root: &DataRoot) -> Result<KernelFeatures> {
 /// symlink anywhere in them is refused naming it before `merged/` is created; `mount::execute`
 /// checks the paths again on the descriptors it mounts through.
 pub(crate) fn mount_layer(root: &DataRoot, features: &KernelFeatures, id: &str) -> Result<PathBuf> {
+    mount_layer_once(root, features, id, &mut CheckedLowers::default())
+}
+
+/// Lower entries that one command checked already, for its later mounts: by the store
+/// (`DataRoot::checked_lowers_once`) and on descriptors just before mounting
+/// (`mount::execute_once`). Only for mounts under the root's lock, which nothing else changes.
+#[derive(Default)]
+struct CheckedLowers {
+    store: HashSet<String>,
+    mount: HashSet<String>,
+}
+
+/// [`mount_layer`] for one of several mounts of the same command (see [`CheckedLowers`]).
+fn mount_layer_once(
+    root: &DataRoot,
+    features: &KernelFeatures,
+    id: &str,
+    checked: &mut CheckedLowers,
+) -> Result<PathBuf> {
     let home = root.overlay_home();
     let merged = root.existing_overlay_dir(id)?.join("merged");
-    let lowers = root.checked_lowers(id)?;
+    let lowers = root.checked_lowers_once(id, &mut checked.store)?;
     if lowers.is_empty() {
         return Err(Error::inconsistent(format!(
             "layer {id} has no lower layers to mount"
@@ -345,7 +367,7 @@ pub(crate) fn mount_layer(root: &DataRoot, features: &KernelFeatures, id: &str) 
     };
     let plan = mount::plan(&spec, features).layer_context("planning the mount of layer", id)?;
     tracing::debug!(?plan, "mounting");
-    if let Err(err) = mount::execute(&spec, &plan) {
+    if let Err(err) = mount::execute_once(&spec, &plan, &mut checked.mount) {
         let _ = std::fs::remove_dir(&merged);
         return Err(Error::MountLayer {
             id: id.to_string(),
@@ -383,7 +405,12 @@ pub(crate) fn unmount_layer(root: &DataRoot, id: &str) -> Result<()> {
 
 /// Populates the init layer through a read-write overlay mount of it, as Docker does, so that
 /// copy-ups of existing image directories keep their lower mode, owner and times.
-fn populate_init(root: &DataRoot, features: &KernelFeatures, init_id: &str) -> Result<()> {
+fn populate_init(
+    root: &DataRoot,
+    features: &KernelFeatures,
+    init_id: &str,
+    checked: &mut CheckedLowers,
+) -> Result<()> {
     let lowers = root.lower_entries(init_id)?;
     if lowers.is_empty() {
         // An image without layers: the init layer has no parent and is written directly.
@@ -393,7 +420,7 @@ fn populate_init(root: &DataRoot, features: &KernelFeatures, init_id: &str) -> R
         )
         .layer_context("populating init layer", init_id);
     }
-    let merged = mount_layer(root, features, init_id)?;
+    let merged = mount_layer_once(root, features, init_id, checked)?;
     let populated = mount::populate_init_layer(&merged, crate::kernel::resolver()?)
         .layer_context("populating init layer", init_id);
     let unmounted = unmount_layer(root, init_id);

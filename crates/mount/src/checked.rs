@@ -11,6 +11,7 @@
 //! directory mounted over is the one that was checked. Only calls of Linux 2.6.39 (`O_PATH`) and
 //! older are used here.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -43,15 +44,21 @@ impl CheckedTarget {
     }
 }
 
-/// Checks every path of `spec` below its home (see the module documentation) and opens the target.
-pub(crate) fn check(spec: &OverlaySpec) -> Result<CheckedTarget> {
+/// Checks every path of `spec` below its home (see the module documentation), but the lower
+/// entries in `verified` (added to it when checked), and opens the target.
+pub(crate) fn check(spec: &OverlaySpec, verified: &mut HashSet<String>) -> Result<CheckedTarget> {
     let home = syscompat::dir::open_dir_path(&spec.home).map_err(|source| Error::Sys {
         operation: "opening the driver home",
         path: spec.home.clone(),
         source,
     })?;
+    // Lower entries share their parent (`l/`): it is opened once for all of them.
+    let mut parents: Option<(Vec<String>, OwnedFd)> = None;
     for lower in &spec.lowers {
-        check_lower(&home, &spec.home, lower)?;
+        if !verified.contains(lower) {
+            check_lower(&home, &spec.home, lower, &mut parents)?;
+            verified.insert(lower.clone());
+        }
     }
     for dir in spec.upper.iter().chain(spec.work.iter()) {
         open_real_dir(&home, &spec.home, &components(&spec.home, dir)?)?;
@@ -65,21 +72,42 @@ pub(crate) fn check(spec: &OverlaySpec) -> Result<CheckedTarget> {
 
 /// A lower entry: real directories all the way, or real directories up to a last component that
 /// is a symlink with a relative target inside the home, which leads to real directories.
-fn check_lower(home: &OwnedFd, home_path: &Path, entry: &str) -> Result<()> {
+///
+/// `parent` keeps the last entry's parent directory (its names and descriptor) for the next.
+fn check_lower(
+    home: &OwnedFd,
+    home_path: &Path,
+    entry: &str,
+    parent: &mut Option<(Vec<String>, OwnedFd)>,
+) -> Result<()> {
     let names = components(home_path, entry)?;
     let Some((last, parents)) = names.split_last() else {
         return Err(refused(home_path, entry, "is empty"));
     };
-    let parent = open_real_dir(home, home_path, parents)?;
-    let node = rustix::fs::openat(&parent, last.as_str(), PATH_FLAGS, Mode::empty())
-        .map_err(|source| sys("opening the lower", home_path.join(entry), source))?;
-    let stat = rustix::fs::fstat(&node)
-        .map_err(|source| sys("reading the lower", home_path.join(entry), source))?;
-    match FileType::from_raw_mode(stat.st_mode) {
-        FileType::Directory => Ok(()),
-        FileType::Symlink => {
-            let target = rustix::fs::readlinkat(&parent, last.as_str(), Vec::new())
-                .map_err(|source| sys("reading the link", home_path.join(entry), source))?;
+    if parent
+        .as_ref()
+        .is_none_or(|(kept, _)| kept.as_slice() != parents)
+    {
+        *parent = Some((parents.to_vec(), open_real_dir(home, home_path, parents)?));
+    }
+    let Some((_, parent)) = parent.as_ref() else {
+        unreachable!("the parent was opened above")
+    };
+    // `readlinkat` fails with EINVAL on anything but a symlink: a symlink is read in one call,
+    // and anything else is then looked at without following it.
+    match rustix::fs::readlinkat(parent, last.as_str(), Vec::new()) {
+        Err(Errno::INVAL) => {
+            let node = rustix::fs::openat(parent, last.as_str(), PATH_FLAGS, Mode::empty())
+                .map_err(|source| sys("opening the lower", home_path.join(entry), source))?;
+            let stat = rustix::fs::fstat(&node)
+                .map_err(|source| sys("reading the lower", home_path.join(entry), source))?;
+            match FileType::from_raw_mode(stat.st_mode) {
+                FileType::Directory => Ok(()),
+                _ => Err(refused(home_path, entry, "is not a directory")),
+            }
+        }
+        Err(source) => Err(sys("reading the link", home_path.join(entry), source)),
+        Ok(target) => {
             let target = Path::new(OsStr::from_bytes(target.as_bytes()));
             let mut resolved: Vec<String> = parents.to_vec();
             for component in target.components() {
@@ -102,31 +130,36 @@ fn check_lower(home: &OwnedFd, home_path: &Path, entry: &str) -> Result<()> {
             }
             open_real_dir(home, home_path, &resolved).map(drop)
         }
-        _ => Err(refused(home_path, entry, "is not a directory")),
     }
 }
 
 /// Opens `names` below `home`, each a real directory (never following a symlink).
 fn open_real_dir(home: &OwnedFd, home_path: &Path, names: &[String]) -> Result<OwnedFd> {
-    let mut fd = rustix::fs::openat(home, ".", DIR_FLAGS, Mode::empty())
-        .map_err(|source| sys("opening", home_path.to_path_buf(), source))?;
+    let mut fd: Option<OwnedFd> = None;
     let mut path = home_path.to_path_buf();
     for name in names {
         path.push(name);
-        fd = match rustix::fs::openat(fd.as_fd(), name.as_str(), DIR_FLAGS, Mode::empty()) {
-            Ok(next) => next,
-            Err(Errno::LOOP) | Err(Errno::NOTDIR) => {
-                return Err(Error::Refused {
-                    path,
-                    reason: "is a symlink or not a directory, where the data root's format has a \
+        let from = fd.as_ref().unwrap_or(home);
+        fd =
+            Some(
+                match rustix::fs::openat(from.as_fd(), name.as_str(), DIR_FLAGS, Mode::empty()) {
+                    Ok(next) => next,
+                    Err(Errno::LOOP) | Err(Errno::NOTDIR) => return Err(Error::Refused {
+                        path,
+                        reason:
+                            "is a symlink or not a directory, where the data root's format has a \
                              directory: never followed"
-                        .to_owned(),
-                })
-            }
-            Err(source) => return Err(sys("opening", path, source)),
-        };
+                                .to_owned(),
+                    }),
+                    Err(source) => return Err(sys("opening", path, source)),
+                },
+            );
     }
-    Ok(fd)
+    match fd {
+        Some(fd) => Ok(fd),
+        None => rustix::fs::openat(home, ".", DIR_FLAGS, Mode::empty())
+            .map_err(|source| sys("opening", home_path.to_path_buf(), source)),
+    }
 }
 
 /// The names of a relative spec entry; `.`, `..` and absolute entries are refused.

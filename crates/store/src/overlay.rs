@@ -7,6 +7,7 @@
 //! must be exactly `../<id>/diff` of a real layer dir ([`DataRoot::checked_lower`]). Anything
 //! else is refused naming its path before anything is created, removed or mounted.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -58,7 +59,7 @@ impl DataRoot {
 
     /// Checks one `lower` entry of a layer for mounting: `l/<LID>` must be a symlink whose target
     /// is exactly `../<id>/diff` (relative, inside `overlay2/`, as Docker writes it) of a layer dir
-    /// that passes [`DataRoot::checked_overlay_dir`] and has its `diff/`. Returns that `id`.
+    /// that is a real directory with a real `diff/` directory. Returns that `id`.
     pub fn checked_lower(&self, entry: &str) -> Result<String> {
         let link = self.overlay_home().join(entry);
         if !is_lower_entry(entry) {
@@ -67,15 +68,18 @@ impl DataRoot {
                 value: entry.to_string(),
             });
         }
-        let meta = fs::symlink_metadata(&link).map_err(io_error("reading link", &link))?;
-        if !meta.file_type().is_symlink() {
-            return Err(Error::NotReal {
-                path: link,
-                expected: "symlink to ../<id>/diff",
-                found: "something else",
-            });
-        }
-        let target = fs::read_link(&link).map_err(io_error("reading link", &link))?;
+        // `readlink` fails with EINVAL on anything but a symlink: one call checks and reads.
+        let target = match fs::read_link(&link) {
+            Ok(target) => target,
+            Err(err) if err.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                return Err(Error::NotReal {
+                    path: link,
+                    expected: "symlink to ../<id>/diff",
+                    found: "something else",
+                })
+            }
+            Err(err) => return Err(io_error("reading link", &link)(err)),
+        };
         let Some(id) = link_target_id(&target) else {
             return Err(Error::NotReal {
                 path: link,
@@ -83,8 +87,11 @@ impl DataRoot {
                 found: "a symlink to anywhere else",
             });
         };
-        let dir = self.existing_overlay_dir(&id)?;
-        if !fsutil::real_dir(&dir.join("diff"))? {
+        // What a mount uses of a lower layer dir: the dir itself and its `diff/`, both real
+        // directories (its `work/`, `merged/` and files play no part in it).
+        let dir = self.overlay_dir(&id);
+        let present = fsutil::real_dir(&dir)? && fsutil::real_dir(&dir.join("diff"))?;
+        if !present {
             return Err(Error::Io {
                 op: "opening the lower layer of",
                 path: link,
@@ -96,10 +103,24 @@ impl DataRoot {
 
     /// The `lower` entries of `H/<id>` checked for mounting ([`DataRoot::checked_lower`] each).
     pub fn checked_lowers(&self, id: &str) -> Result<Vec<String>> {
+        self.checked_lowers_once(id, &mut HashSet::new())
+    }
+
+    /// [`DataRoot::checked_lowers`], skipping the entries in `checked` and adding those it
+    /// checks: for the several mounts of one command under the root's lock (a container's init
+    /// layer, then the container), where nothing else changes the layer dirs in between.
+    pub fn checked_lowers_once(
+        &self,
+        id: &str,
+        checked: &mut HashSet<String>,
+    ) -> Result<Vec<String>> {
         self.existing_overlay_dir(id)?;
         let entries = self.lower_entries(id)?;
         for entry in &entries {
-            self.checked_lower(entry)?;
+            if !checked.contains(entry) {
+                self.checked_lower(entry)?;
+                checked.insert(entry.clone());
+            }
         }
         Ok(entries)
     }
