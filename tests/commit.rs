@@ -813,6 +813,20 @@ fn moving_commit_equals_copying_commit_needs_root() {
     assert!(ovl.fail(["inspect", "cb"]).contains("cb"));
     assert!(merged.trim().len() > 1);
 
+    // A container a process still uses is not unmounted lazily: nothing changes.
+    let merged = ovl.ok(["run-rootfs", "--name", "busy", "base:1"]);
+    let held = fs::File::open(Path::new(merged.trim()).join("etc/passwd")).expect("hold a file");
+    let images_before = ovl.ok(["images", "-q", "--no-trunc"]);
+    let err = ovl.fail(["commit", "--rm", "busy", "busy:1"]);
+    assert!(err.contains("busy"), "{err}");
+    assert_eq!(ovl.ok(["images", "-q", "--no-trunc"]), images_before);
+    assert!(
+        Path::new(merged.trim()).join("bin/busybox").exists(),
+        "still mounted"
+    );
+    drop(held);
+    ovl.ok(["commit", "--rm", "busy", "busy:1"]);
+
     // Where moving is not allowed (clamped times), --rm copies and still removes the container.
     ovl.ok(["run-rootfs", "--name", "cc", "base:1"]);
     ovl.ok(["commit", "--rm", "--reproducible", "cc", "clamped:1"]);

@@ -1,5 +1,6 @@
-//! Crashes: `ovl` is killed with SIGKILL at random points of `load`, `import`, `commit`, `rm`,
-//! `rmi` and `prune` (when present), hundreds of times on one data root. After every kill:
+//! Crashes: `ovl` is killed with SIGKILL at random points of `load`, `import`, `commit`, `commit
+//! --rm`, `rm`, `rmi` and `prune` (when present), hundreds of times on one data root; after a
+//! killed `commit --rm` the container keeps its changes or its image has them. After every kill:
 //! `ovl fsck` finds no corruption, every image listed before (but the one being removed) is still
 //! complete and one of them still mounts, and running the interrupted command again succeeds (or,
 //! for a removal, finds that the kill came after the removal was done).
@@ -88,6 +89,8 @@ enum Op {
     Load,
     Import,
     Commit,
+    /// `commit --rm`: the upperdir moves into the new layer.
+    CommitRm,
     Rm,
     Rmi,
     Prune,
@@ -118,7 +121,14 @@ fn sigkill_at_random_points_leaves_a_consistent_root_needs_root() {
         })
         .collect();
     let has_prune = ovl.run(["prune", "--help"]).status.success();
-    let mut ops = vec![Op::Load, Op::Import, Op::Commit, Op::Rm, Op::Rmi];
+    let mut ops = vec![
+        Op::Load,
+        Op::Import,
+        Op::Commit,
+        Op::CommitRm,
+        Op::Rm,
+        Op::Rmi,
+    ];
     if has_prune {
         ops.push(Op::Prune);
     }
@@ -165,6 +175,22 @@ fn sigkill_at_random_points_leaves_a_consistent_root_needs_root() {
                     Some(name),
                 )
             }
+            Op::CommitRm => {
+                let name = format!("cr{run}");
+                let merged = ovl.ok(["run-rootfs", "--name", &name, "base:1"]);
+                chroot_sh(&merged, "mkdir -p /w && for i in $(seq 1 200); do echo $i > /w/$i; done && rm /etc/group").expect("change in the container");
+                ovl.ok(["umount", &name]);
+                (
+                    vec![
+                        "commit".into(),
+                        "--rm".into(),
+                        name.clone().into(),
+                        format!("comrm{run}:1").into(),
+                    ],
+                    None,
+                    Some(name),
+                )
+            }
             Op::Rm => {
                 let name = format!("rm{run}");
                 ovl.ok(["run-rootfs", "--name", &name, "base:1"]);
@@ -196,7 +222,35 @@ fn sigkill_at_random_points_leaves_a_consistent_root_needs_root() {
             n_killed += 1;
         }
         let context = format!("run {run} (seed {seed}): {op:?} {args:?} killed after {delay:?}");
-
+        // A killed `commit --rm` loses nothing: once the next command that changes the root
+        // has run (it gives a container its moved changes back, or finishes a commit whose image
+        // exists), the changes are in the new image or still in the container.
+        let mut committed = false;
+        if op == Op::CommitRm {
+            ovl.ok(["tag", "base:1", &format!("after{run}:1")]);
+            let name = removed_container.as_deref().unwrap_or_default();
+            let image = format!("comrm{run}:1");
+            if ovl.run(["inspect", &image]).status.success() {
+                committed = true;
+                let merged = ovl.ok(["run-rootfs", "--name", &format!("crchk{run}"), &image]);
+                let file = std::path::Path::new(merged.trim()).join("w/200");
+                assert_eq!(
+                    fs::read_to_string(&file).unwrap_or_default(),
+                    "200\n",
+                    "{context}: the image lacks the changes"
+                );
+                ovl.ok(["rm", "-f", &format!("crchk{run}")]);
+                // The removal --rm had begun, finished as `rm` finishes it.
+                let _ = ovl.run(["rm", "-f", name]);
+            } else {
+                let listed = ovl.ok(["diff", name]);
+                assert!(
+                    listed.contains("A /w/200") && listed.contains("D /etc/group"),
+                    "{context}: no image, and the container lost its changes ({} lines):\n{listed}",
+                    listed.lines().count()
+                );
+            }
+        }
         let fsck = ovl.run(["fsck"]);
         assert!(
             fsck.status.success(),
@@ -221,12 +275,15 @@ fn sigkill_at_random_points_leaves_a_consistent_root_needs_root() {
                 ovl.ok(["rm", "-f", &name]);
             }
         }
+        if committed {
+            continue;
+        }
         // Again, to the end.
         let again = ovl.run(&arg_refs);
         let stderr = String::from_utf8_lossy(&again.stderr);
         let already_done = match op {
             Op::Rmi => stderr.contains("no such image"),
-            Op::Rm => stderr.contains("no such container"),
+            Op::Rm | Op::CommitRm => stderr.contains("no such container"),
             _ => false,
         };
         assert!(

@@ -43,6 +43,10 @@ pub fn open_for_change(
         // A dockerd may have started while this process waited for the lock.
         refuse_live_dockerd(root_path, action)?;
     }
+    // A crash during `commit --rm` may have left a container's changes in a new layer dir:
+    // given back (or the commit finished) before anything else can remove that dir.
+    crate::commit::recover_interrupted_moves(&root)
+        .root_context("recovering an interrupted commit --rm in", root_path)?;
     Ok((root, lock))
 }
 

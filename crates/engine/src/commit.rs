@@ -93,8 +93,9 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
         None => None,
     };
     if args.remove && container::is_mounted(&root, &record.id) {
+        // Not lazily: a container a process still uses keeps its mount, and nothing changes.
         container::require_root()?;
-        container::unmount_layer(&root, &entry.mount_id)
+        container::unmount_layer_now(&root, &entry.mount_id)
             .container_context("unmounting container", &record.id)?;
     }
     let dirs = views::layer_dirs(&root, &entry)?;
@@ -126,6 +127,7 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
                 &entry,
                 parent_layer.as_ref(),
                 args.max_layer_size,
+                args.reference.as_deref(),
             )),
             false => None,
         };
@@ -190,11 +192,13 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
     match image {
         Ok(image_id) => {
             if args.remove {
-                container::remove_container(&root, &record.id).map_err(|err| Error::Container {
-                    op: "the image is committed, but removing failed for container",
-                    reference: record.id.clone(),
-                    source: Box::new(err),
-                })?;
+                container::remove_container(&root, &record.id)
+                    .and_then(|()| Ok(root.forget_move(&record.id)?))
+                    .map_err(|err| Error::Container {
+                        op: "the image is committed, but removing failed for container",
+                        reference: record.id.clone(),
+                        source: Box::new(err),
+                    })?;
             }
             Ok(image_id)
         }
@@ -202,7 +206,9 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
             if let Some(layer) = registered.filter(|l| !layers_before.contains(&l.chain_id)) {
                 // A layer made of the container's upperdir gives it back first.
                 let given_back = match &moved_into {
-                    Some(cache_id) => root.move_diff(cache_id, &entry.mount_id),
+                    Some(cache_id) => root
+                        .move_diff(cache_id, &entry.mount_id)
+                        .and_then(|()| root.forget_move(&record.id)),
                     None => Ok(()),
                 };
                 match given_back {
@@ -355,11 +361,23 @@ fn register_moved(
     entry: &store::MountsEntry,
     parent: Option<&Layer>,
     max_layer_size: Option<u64>,
+    reference: Option<&str>,
 ) -> Result<Moved> {
     let parent = parent.map(store::LayerParent::from);
     let mut pending = root.begin_layer(parent.as_ref())?;
     let cache_id = pending.cache_id().to_string();
-    root.move_diff(&entry.mount_id, &cache_id)?;
+    // Recorded first: after a crash from here on, the next command finds the upperdir again
+    // (`recover_interrupted_moves`).
+    root.record_move(&store::MoveRecord {
+        container_id: entry.container_id.clone(),
+        mount_id: entry.mount_id.clone(),
+        cache_id: cache_id.clone(),
+        reference: reference.map(str::to_string),
+    })?;
+    if let Err(err) = root.move_diff(&entry.mount_id, &cache_id) {
+        root.forget_move(&entry.container_id)?;
+        return Err(err.into());
+    }
     let options = layer_pack::PackOptions {
         settle: true,
         ..Default::default()
@@ -393,7 +411,10 @@ fn register_moved(
             .is_some(),
     };
     if give_back {
-        if let Err(back) = root.move_diff(&cache_id, &entry.mount_id) {
+        if let Err(back) = root
+            .move_diff(&cache_id, &entry.mount_id)
+            .and_then(|()| root.forget_move(&entry.container_id))
+        {
             // Dropping the pending layer would remove the changes with it.
             std::mem::forget(pending);
             return Err(Error::inconsistent(format!(
@@ -579,6 +600,83 @@ fn child_config(child: ChildConfig<'_>) -> Result<Vec<u8>> {
         variant: config::carried_over(&parent.variant),
     };
     Ok(store::go_json(&image)?)
+}
+
+/// Finishes or undoes the moving commits a crash interrupted (`DataRoot::interrupted_moves`),
+/// before a command changes the root: a container whose upperdir sits in a new layer dir gets it
+/// back, unless an image already uses that layer (then the commit is complete and the container,
+/// which `--rm` was removing, is removed). Returns what was done, one line each.
+pub(crate) fn recover_interrupted_moves(root: &DataRoot) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    for record in root.interrupted_moves()? {
+        let upper_home = root.overlay_dir(&record.mount_id).join("diff");
+        let layer_diff = root.overlay_dir(&record.cache_id).join("diff");
+        let present = |path: &Path| std::fs::symlink_metadata(path).is_ok();
+        if present(&upper_home) || !present(&layer_diff) {
+            // Given back already, or never moved: nothing to do but forget.
+            root.forget_move(&record.container_id)?;
+            continue;
+        }
+        let published = root
+            .layers()?
+            .into_iter()
+            .find(|layer| layer.cache_id == record.cache_id);
+        let user = match &published {
+            Some(layer) => image_using_layer(root, &layer.chain_id)?,
+            None => None,
+        };
+        if let Some(image_id) = user {
+            // The image exists: what the crash cut short is its tag (set right after it) or the
+            // container's removal.
+            if let Some(text) = &record.reference {
+                // Setting the tag again is harmless when the commit got that far.
+                let reference = Reference::parse(text).image_context("image name", text)?;
+                root.add_reference(&reference, &image_id)?;
+                root.set_last_updated(&image_id)?;
+            }
+            let exists = root
+                .containers()?
+                .iter()
+                .any(|container| container.id == record.container_id);
+            if exists {
+                container::remove_container(root, &record.container_id)?;
+            }
+            root.forget_move(&record.container_id)?;
+            done.push(format!(
+                "finished the commit --rm of container {}: its image exists, the container is removed",
+                record.container_id
+            ));
+            continue;
+        }
+        root.move_diff(&record.cache_id, &record.mount_id)?;
+        match &published {
+            Some(layer) => root.remove_layer(&layer.chain_id)?,
+            None => root.remove_overlay_dir(&record.cache_id)?,
+        }
+        root.forget_move(&record.container_id)?;
+        done.push(format!(
+            "gave container {} its changes back after an interrupted commit --rm",
+            record.container_id
+        ));
+    }
+    for line in &done {
+        tracing::warn!("{line}");
+    }
+    Ok(done)
+}
+
+/// An image whose layer chain includes `chain_id`.
+fn image_using_layer(root: &DataRoot, chain_id: &str) -> Result<Option<String>> {
+    for image_id in root.images()? {
+        let config = root.image_config(&image_id)?;
+        if store::chain_ids(&config.rootfs.diff_ids)
+            .iter()
+            .any(|id| id == chain_id)
+        {
+            return Ok(Some(image_id));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -387,8 +387,23 @@ fn plan_kind(plan: &MountPlan) -> &'static str {
     }
 }
 
-/// Unmounts `H/<id>/merged` if mounted and removes the directory, as Docker's Put does.
+/// Unmounts `H/<id>/merged` if mounted (lazily when it is busy) and removes the directory, as
+/// Docker's Put does.
 pub(crate) fn unmount_layer(root: &DataRoot, id: &str) -> Result<()> {
+    unmount_layer_with(root, id, mount::unmount)
+}
+
+/// [`unmount_layer`] that fails on a busy mount instead of detaching it: afterwards nothing can
+/// write the layer's upperdir through it any more.
+pub(crate) fn unmount_layer_now(root: &DataRoot, id: &str) -> Result<()> {
+    unmount_layer_with(root, id, mount::unmount_now)
+}
+
+fn unmount_layer_with(
+    root: &DataRoot,
+    id: &str,
+    unmount: fn(&Path) -> mount::Result<()>,
+) -> Result<()> {
     let Some(dir) = root.checked_overlay_dir(id)? else {
         return Ok(());
     };
@@ -397,7 +412,7 @@ pub(crate) fn unmount_layer(root: &DataRoot, id: &str) -> Result<()> {
         return Ok(());
     }
     if mount::is_mountpoint(&merged)? {
-        mount::unmount(&merged)?;
+        unmount(&merged)?;
     }
     std::fs::remove_dir(&merged).map_err(|source| Error::io("removing", &merged, source))?;
     Ok(())

@@ -6,7 +6,7 @@
 //! follow it:
 //!
 //! - Through the chain of directory descriptors kept from the previous member's parent
-//!   (`Chain`): the components the two parents share are reused, the rest are opened one at a
+//!   (`Applier::chain`): the components the two parents share are reused, the rest are opened one at a
 //!   time with `O_NOFOLLOW | O_DIRECTORY`, which fails on a symlink. A chain therefore only ever
 //!   holds real directories reached without a symlink, from the root, by exactly the member's
 //!   own components, and it stays what the path names because the stream is the only writer of

@@ -403,6 +403,22 @@ pub fn unmount(target: &Path) -> Result<()> {
     }
 }
 
+/// Unmounts `target` now (never lazily): a busy mount fails with `EBUSY` and stays. A symlink at
+/// `target` is not followed.
+pub fn unmount_now(target: &Path) -> Result<()> {
+    tracing::debug!(target = %target.display(), "unmount (not lazily)");
+    match rustix::mount::unmount(target, UnmountFlags::NOFOLLOW) {
+        Ok(()) => Ok(()),
+        Err(Errno::INVAL) => Err(Error::NotMounted {
+            target: target.to_path_buf(),
+        }),
+        Err(source) => Err(Error::Unmount {
+            target: target.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 /// Whether `path` is a mount point (from /proc/self/mountinfo).
 pub fn is_mountpoint(path: &Path) -> Result<bool> {
     mountinfo::is_mountpoint(path)

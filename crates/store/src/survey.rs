@@ -5,7 +5,7 @@ use std::path::Path;
 
 /// Top-level entries of a Docker 20.10 data root (moby `daemon.NewDaemon` and its subsystems),
 /// plus ovl's own lock file.
-const KNOWN_TOP_LEVEL: [&str; 15] = [
+const KNOWN_TOP_LEVEL: [&str; 16] = [
     "buildkit",
     "builder",
     "containerd",
@@ -20,6 +20,7 @@ const KNOWN_TOP_LEVEL: [&str; 15] = [
     "trust",
     "volumes",
     "ovl.lock",
+    "ovl.moves",
     "ovl.probe",
 ];
 
