@@ -535,26 +535,24 @@ fn redirect_dir_container_diff_and_commit_needs_root() {
         .collect();
     same_lines(&expected, &listed).expect("diff through the merged views");
 
+    // The image holds the move: the file under its new name, the old name gone.
+    let check = |image: &str, container: &str| {
+        let merged = ovl.ok(["run-rootfs", "--name", container, image]);
+        let merged = Path::new(merged.trim());
+        assert_eq!(
+            fs::read(merged.join("dst/sub/k")).expect("moved file"),
+            b"k\n"
+        );
+        assert!(!merged.join("src").exists(), "the old name is gone");
+    };
     ovl.ok(["commit", "mover", "moved:1"]);
-    let merged = ovl.ok(["run-rootfs", "--name", "check", "moved:1"]);
-    let merged = Path::new(merged.trim());
-    assert_eq!(
-        fs::read(merged.join("dst/sub/k")).expect("moved file"),
-        b"k\n"
-    );
-    assert!(!merged.join("src").exists(), "the old name is gone");
+    check("moved:1", "check");
 
     // `commit --rm` cannot move an upperdir with a redirect: it copies from the merged tree as
     // above, and still removes the container.
     ovl.ok(["commit", "--rm", "mover", "moved:2"]);
     assert!(ovl.fail(["inspect", "mover"]).contains("mover"));
-    let merged = ovl.ok(["run-rootfs", "--name", "check2", "moved:2"]);
-    let merged = Path::new(merged.trim());
-    assert_eq!(
-        fs::read(merged.join("dst/sub/k")).expect("moved file"),
-        b"k\n"
-    );
-    assert!(!merged.join("src").exists(), "the old name is gone");
+    check("moved:2", "check2");
 }
 
 fn has_xattr(path: &Path, name: &str) -> bool {

@@ -53,6 +53,18 @@ fn archive(seed: u64, tag: &str) -> Vec<u8> {
     layers_archive(layers, &format!("{seed}-"), &[tag]).0
 }
 
+/// Creates the container `name` of `base:1` with 201 changes (200 new files, a deletion),
+/// unmounted.
+fn changed_container(ovl: &Ovl, name: &str) {
+    let merged = ovl.ok(["run-rootfs", "--name", name, "base:1"]);
+    chroot_sh(
+        &merged,
+        "mkdir -p /w && for i in $(seq 1 200); do echo $i > /w/$i; done && rm /etc/group",
+    )
+    .expect("change in the container");
+    ovl.ok(["umount", name]);
+}
+
 /// Image ids `ovl images` lists.
 fn image_ids(ovl: &Ovl) -> BTreeSet<String> {
     ovl.ok(["images", "-q", "--no-trunc"])
@@ -162,9 +174,7 @@ fn sigkill_at_random_points_leaves_a_consistent_root_needs_root() {
             ),
             Op::Commit => {
                 let name = format!("cc{run}");
-                let merged = ovl.ok(["run-rootfs", "--name", &name, "base:1"]);
-                chroot_sh(&merged, "mkdir -p /w && for i in $(seq 1 200); do echo $i > /w/$i; done && rm /etc/group").expect("change in the container");
-                ovl.ok(["umount", &name]);
+                changed_container(&ovl, &name);
                 (
                     vec![
                         "commit".into(),
@@ -177,9 +187,7 @@ fn sigkill_at_random_points_leaves_a_consistent_root_needs_root() {
             }
             Op::CommitRm => {
                 let name = format!("cr{run}");
-                let merged = ovl.ok(["run-rootfs", "--name", &name, "base:1"]);
-                chroot_sh(&merged, "mkdir -p /w && for i in $(seq 1 200); do echo $i > /w/$i; done && rm /etc/group").expect("change in the container");
-                ovl.ok(["umount", &name]);
+                changed_container(&ovl, &name);
                 (
                     vec![
                         "commit".into(),

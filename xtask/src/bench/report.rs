@@ -120,11 +120,6 @@ pub(super) const WHY: &str = include_str!("why.md");
 /// again of the time of a new kernel, even for the per-file cost of `smallfiles`.
 pub(super) const USERSPACE_RESOLVER_FACTOR: f64 = 1.5;
 
-/// [`verdict`] where a local of that name is in the way.
-fn verdict_text(met: bool, short: String) -> String {
-    verdict(met, short)
-}
-
 /// Whether a target is met, or by how much it is missed.
 fn verdict(met: bool, short: String) -> String {
     if met {
@@ -384,7 +379,7 @@ pub(super) fn targets(options: &BenchOptions, samples: &[Sample]) -> String {
             ));
         }
         let commit_ratio = docker_commit / ovl_commit;
-        let mut verdict = if commit_ratio >= 5.0 {
+        let mut commit_verdict = if commit_ratio >= 5.0 {
             "yes".to_string()
         } else {
             format!(
@@ -397,13 +392,13 @@ pub(super) fn targets(options: &BenchOptions, samples: &[Sample]) -> String {
             "tar -x of that layer into a fresh directory (floor)",
         )) {
             if commit_ratio < 5.0 && untar >= docker_commit / 5.0 {
-                verdict.push_str(&format!(
+                commit_verdict.push_str(&format!(
                     "; `tar -x` of the same layer alone takes {untar:.3} s, more than that"
                 ));
             }
         }
         out.push_str(&format!(
-            "| `ovl commit` ≥ 5x faster than `docker commit`, {n} changes | {commit_ratio:.1}x | {verdict} |\n"
+            "| `ovl commit` ≥ 5x faster than `docker commit`, {n} changes | {commit_ratio:.1}x | {commit_verdict} |\n"
         ));
         if let Some(untar) = median(&label(
             "tar -x of that layer into a fresh directory (floor)",
@@ -411,7 +406,7 @@ pub(super) fn targets(options: &BenchOptions, samples: &[Sample]) -> String {
             let ratio = ovl_commit / untar;
             out.push_str(&format!(
                 "| `ovl commit` at most 1.1x the `tar -x` floor, {n} changes | {ratio:.2}x of {untar:.3} s | {} |\n",
-                verdict_text(ratio <= 1.1, format!("{:.3} s over {:.3} s", ovl_commit - 1.1 * untar, 1.1 * untar))
+                verdict(ratio <= 1.1, format!("{:.3} s over {:.3} s", ovl_commit - 1.1 * untar, 1.1 * untar))
             ));
         }
         if let (Some(moving), Some(tar)) = (
@@ -421,7 +416,7 @@ pub(super) fn targets(options: &BenchOptions, samples: &[Sample]) -> String {
             let ratio = moving / tar;
             out.push_str(&format!(
                 "| `ovl commit --rm` (moving) at most 1.2x the `tar | sha256sum` floor, {n} changes | {ratio:.2}x of {tar:.3} s | {} |\n",
-                verdict_text(ratio <= 1.2, format!("{:.3} s over {:.3} s", moving - 1.2 * tar, 1.2 * tar))
+                verdict(ratio <= 1.2, format!("{:.3} s over {:.3} s", moving - 1.2 * tar, 1.2 * tar))
             ));
         }
     }
