@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: `ovl diff` and `ovl commit` against `docker diff` and `docker commit` of a
 //! private dockerd 20.10, on containers of a large image (`smallfiles`: the busybox base layer and
-//! one layer of 200,000 files of 1–4 KiB) that changed 10,000 and 100,000 files, with the floors
+//! one layer of 200,000 files of 1–4 KiB) that changed 1,000, 10,000 and 100,000 files, with the floors
 //! a walk of the upperdir (`find`), `tar | sha256sum` of it, and `tar -x` of that layer into a
 //! fresh directory (what any commit that writes the new layer must at least do). Every command
 //! runs several times, alternating Docker and ovl, each after a `sync` so that none pays for the
@@ -8,10 +8,12 @@
 //! target of the issues marked met or not.
 //!
 //! The load, mount and pull parts (`bench/load.rs`, `bench/pull.rs`) measure ovl against Docker,
-//! podman, umoci and floors on a corpus of four images.
+//! podman, umoci and floors on a corpus of four images. The scaling curves (`bench/curves.rs`)
+//! follow load, run-rootfs, diff and commit over file, layer and change counts and image sizes.
 //!
 //! The corpus is generated deterministically into `target/bench-corpus/` and reused. Results go to
-//! `docs/performance.md` (with machine, kernel and date) and `target/bench/results.json`.
+//! `docs/performance.md` (with machine, kernel and date; the plots in `docs/performance/`) and
+//! `target/bench/results.json`, from which `--report-only` writes the report again.
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -24,12 +26,16 @@ use ovl_tests::{Dockerd, Ovl};
 use sha2::{Digest, Sha256};
 
 mod corpus;
+mod curves;
 mod load;
 mod pull;
 mod report;
 
 use corpus::*;
+use curves::Curve;
 use report::*;
+
+pub use curves::overlay_floor;
 
 /// The peers, floors and registry the benchmark runs besides the test packages.
 const BENCH_PACKAGES: [(&str, &str); 6] = [
@@ -61,13 +67,23 @@ struct BenchOptions {
     scratch_gib: u64,
     /// The number of entries of the one-layer image whose load's peak RSS is measured (0: none).
     n_entries: usize,
+    /// File counts of the load and image-size curves (empty: none).
+    curve_files: Vec<usize>,
+    /// Layer counts of the mount curve (empty: none).
+    curve_layers: Vec<usize>,
+    /// Changes made in each image of the image-size curve.
+    curve_changes: usize,
+    /// The size of the curves' scratch filesystem in GiB.
+    curve_gib: u64,
+    /// Only the report again, from `target/bench/results.json` of an earlier run.
+    report_only: bool,
 }
 
 impl BenchOptions {
     fn parse(args: &[String]) -> Result<BenchOptions> {
         let mut options = BenchOptions {
             n_files: 200_000,
-            changes: vec![10_000, 100_000],
+            changes: vec![1_000, 10_000, 100_000],
             runs: 3,
             write_docs: true,
             images: load::IMAGES.iter().map(|s| s.to_string()).collect(),
@@ -77,6 +93,18 @@ impl BenchOptions {
             peers: true,
             scratch_gib: SCRATCH_GIB,
             n_entries: 2_000_000,
+            curve_files: curves::CURVE_FILES.to_vec(),
+            curve_layers: curves::CURVE_LAYERS.to_vec(),
+            curve_changes: curves::CURVE_CHANGES,
+            curve_gib: curves::CURVE_GIB,
+            report_only: false,
+        };
+        let counts = |text: &str| -> Result<Vec<usize>> {
+            Ok(text
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::parse)
+                .collect::<Result<_, _>>()?)
         };
         let list = |text: &str| -> Vec<String> {
             text.split(',')
@@ -89,12 +117,16 @@ impl BenchOptions {
             let mut value = || args.next().context("missing option value");
             match arg.as_str() {
                 "--files" => options.n_files = value()?.parse()?,
-                "--changes" => {
-                    options.changes = value()?
-                        .split(',')
-                        .map(str::parse)
-                        .collect::<Result<_, _>>()?
+                "--changes" => options.changes = counts(value()?)?,
+                "--curve-files" => options.curve_files = counts(value()?)?,
+                "--curve-layers" => options.curve_layers = counts(value()?)?,
+                "--curve-changes" => options.curve_changes = value()?.parse()?,
+                "--curve-gib" => options.curve_gib = value()?.parse()?,
+                "--no-curves" => {
+                    options.curve_files.clear();
+                    options.curve_layers.clear();
                 }
+                "--report-only" => options.report_only = true,
                 "--runs" => options.runs = value()?.parse()?,
                 "--no-docs" => options.write_docs = false,
                 "--images" => options.images = list(value()?),
@@ -113,6 +145,8 @@ impl BenchOptions {
                     options.changes = vec![10_000];
                     options.runs = 1;
                     options.n_entries = 0;
+                    options.curve_files.clear();
+                    options.curve_layers.clear();
                     options.write_docs = false;
                 }
                 "--no-load" => {
@@ -122,7 +156,9 @@ impl BenchOptions {
                 other => bail!(
                     "unknown bench option {other}; use --files N --changes N,M --runs K --no-docs \
                      --images a,b --mount-images a,b --pull-images a,b --no-changes --no-load \
-                     --no-pull --no-peers --scratch-gib G --entries N --quick"
+                     --no-pull --no-peers --scratch-gib G --entries N --curve-files a,b \
+                     --curve-layers a,b --curve-changes N --curve-gib G --no-curves --quick \
+                     --report-only"
                 ),
             }
         }
@@ -142,6 +178,13 @@ impl BenchOptions {
         ensure!(
             options.changes.iter().all(|&n| n <= options.n_files),
             "--changes cannot exceed --files"
+        );
+        ensure!(
+            options
+                .curve_files
+                .iter()
+                .all(|&n| options.curve_changes <= n),
+            "--curve-changes cannot exceed the smallest of --curve-files"
         );
         Ok(options)
     }
@@ -185,13 +228,31 @@ impl Sample {
 
 pub fn bench(args: &[String]) -> Result<()> {
     let options = BenchOptions::parse(args)?;
+    let root_dir = crate::workspace_root();
+    let out_dir = root_dir.join("target/bench");
+    let results_file = out_dir.join("results.json");
+    if options.report_only {
+        let saved: serde_json::Value = serde_json::from_slice(
+            &fs::read(&results_file)
+                .with_context(|| format!("reading {}", results_file.display()))?,
+        )
+        .with_context(|| format!("parsing {}", results_file.display()))?;
+        let results = Results::from_json(&saved)?;
+        // The options of the run that measured them, for what the report says about it.
+        let run_options = BenchOptions::parse(&results.args)?;
+        return write_report(
+            &run_options,
+            &results,
+            &root_dir,
+            options.write_docs && run_options.write_docs,
+        );
+    }
     ensure!(
         crate::is_root(),
         "cargo xtask bench needs root (mounts, dockerd)"
     );
     crate::deps()?;
     crate::install(&BENCH_PACKAGES)?;
-    let root_dir = crate::workspace_root();
     let corpus = root_dir.join("target/bench-corpus");
     fs::create_dir_all(&corpus)?;
     let archive = smallfiles_archive(&corpus, options.n_files)?;
@@ -217,26 +278,151 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
     drop(scratch_fs);
     let (samples, notes, peak_rss) = result?;
-
-    let report = report(&options, &samples, &notes, &peak_rss);
-    println!("{report}");
-    let out_dir = root_dir.join("target/bench");
+    // The curves after the tables, on a scratch filesystem and with a dockerd of their own.
+    let (curves, curve_notes) = if options.curve_files.is_empty() && options.curve_layers.is_empty()
+    {
+        (Vec::new(), Vec::new())
+    } else {
+        curves::bench_curves(&options, &ovl_bin)?
+    };
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let results = Results {
+        args: args.to_vec(),
+        date,
+        samples,
+        notes,
+        peak_rss,
+        curves,
+        curve_notes,
+    };
     fs::create_dir_all(&out_dir)?;
-    let json: Vec<serde_json::Value> = samples
-        .iter()
-        .map(|s| {
-            serde_json::json!({
+    fs::write(
+        &results_file,
+        serde_json::to_vec_pretty(&results.to_json())?,
+    )?;
+    write_report(&options, &results, &root_dir, options.write_docs)
+}
+
+/// Everything one run measured: what `target/bench/results.json` keeps, and what the report is
+/// made from (again with `--report-only`).
+struct Results {
+    /// The run's options.
+    args: Vec<String>,
+    /// When the run ended.
+    date: String,
+    samples: Vec<Sample>,
+    notes: Vec<String>,
+    peak_rss: PeakRss,
+    curves: Vec<Curve>,
+    curve_notes: Vec<String>,
+}
+
+impl Results {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "args": self.args,
+            "date": self.date,
+            "samples": self.samples.iter().map(|s| serde_json::json!({
                 "name": s.name,
                 "seconds": s.times.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
                 "median": s.median().as_secs_f64(),
-            })
+            })).collect::<Vec<_>>(),
+            "notes": self.notes,
+            "peak_rss_kib": self.peak_rss,
+            "curves": self.curves.iter().map(Curve::to_json).collect::<Vec<_>>(),
+            "curve_notes": self.curve_notes,
         })
+    }
+
+    fn from_json(value: &serde_json::Value) -> Result<Results> {
+        let strings = |key: &str| -> Result<Vec<String>> {
+            value[key]
+                .as_array()
+                .with_context(|| format!("results.json: {key}"))?
+                .iter()
+                .map(|v| Ok(v.as_str().context("results.json: a string")?.to_string()))
+                .collect()
+        };
+        let samples = value["samples"]
+            .as_array()
+            .context("results.json: samples")?
+            .iter()
+            .map(|s| -> Result<Sample> {
+                Ok(Sample {
+                    name: s["name"].as_str().context("sample name")?.to_string(),
+                    times: s["seconds"]
+                        .as_array()
+                        .context("sample seconds")?
+                        .iter()
+                        .map(|t| Ok(Duration::from_secs_f64(t.as_f64().context("a time")?)))
+                        .collect::<Result<_>>()?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let peak_rss = value["peak_rss_kib"]
+            .as_array()
+            .context("results.json: peak_rss_kib")?
+            .iter()
+            .map(|p| -> Result<(String, u64)> {
+                Ok((
+                    p[0].as_str().context("peak RSS name")?.to_string(),
+                    p[1].as_u64().context("peak RSS KiB")?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let curves = value["curves"]
+            .as_array()
+            .context("results.json: curves")?
+            .iter()
+            .map(Curve::from_json)
+            .collect::<Result<_>>()?;
+        Ok(Results {
+            args: strings("args")?,
+            date: value["date"]
+                .as_str()
+                .context("results.json: date")?
+                .to_string(),
+            samples,
+            notes: strings("notes")?,
+            peak_rss,
+            curves,
+            curve_notes: strings("curve_notes")?,
+        })
+    }
+}
+
+/// Writes the plots (to `docs/performance/` with the report, else to `target/bench/`) and prints
+/// the report, writing it to `docs/performance.md` too when `write_docs`.
+fn write_report(
+    options: &BenchOptions,
+    results: &Results,
+    root_dir: &Path,
+    write_docs: bool,
+) -> Result<()> {
+    let mut curves: Vec<Curve> = curves::changes_curve(options, &results.samples)
+        .into_iter()
         .collect();
-    fs::write(
-        out_dir.join("results.json"),
-        serde_json::to_vec_pretty(&json)?,
-    )?;
-    if options.write_docs {
+    curves.extend(results.curves.iter().cloned());
+    let (plot_dir, link_dir) = if write_docs {
+        (root_dir.join("docs/performance"), "performance".to_string())
+    } else {
+        let dir = root_dir.join("target/bench");
+        let link = dir.display().to_string();
+        (dir, link)
+    };
+    if !curves.is_empty() {
+        fs::create_dir_all(&plot_dir)?;
+    }
+    for curve in &curves {
+        fs::write(plot_dir.join(&curve.file), curves::svg(curve))?;
+    }
+    let report = report(options, results, &curves, &link_dir);
+    println!("{report}");
+    if write_docs {
         fs::write(root_dir.join("docs/performance.md"), report)?;
     }
     Ok(())
@@ -727,14 +913,24 @@ fn commit_of_a_big_file(
     Ok((vec![copy, moving], notes))
 }
 
-/// The first change count again, on a `smallfiles` image of only twice as many files: `ovl diff`
+/// The change count that [`diff_on_smaller_image`] repeats: 10,000 if measured, else the first.
+fn smaller_image_changes(options: &BenchOptions) -> Option<usize> {
+    options
+        .changes
+        .iter()
+        .copied()
+        .find(|&n| n == 10_000)
+        .or(options.changes.first().copied())
+}
+
+/// That change count again, on a `smallfiles` image of only twice as many files: `ovl diff`
 /// should take as long as on the full image, its time following the changes, not the image.
 fn diff_on_smaller_image(
     options: &BenchOptions,
     ovl_bin: &Path,
     scratch: &Path,
 ) -> Result<Option<Sample>> {
-    let Some(&n_changes) = options.changes.first() else {
+    let Some(n_changes) = smaller_image_changes(options) else {
         return Ok(None);
     };
     let n_files = 2 * n_changes;

@@ -6,7 +6,10 @@
 //!   scratch data root (needs root).
 //! - `test`: installs the Debian packages the tests need (when missing) and runs the whole suite.
 //! - `deps`: only the package installation.
-//! - `bench`: `ovl diff`/`ovl commit` against `docker diff`/`docker commit` (see `bench.rs`).
+//! - `bench`: ovl's load, run-rootfs, pull, diff and commit against Docker, podman, umoci and
+//!   floors, with scaling curves; writes `docs/performance.md` (see `bench.rs`).
+//! - `overlay-floor HOME LOWER_FILE DIR`: one overlay mount and unmount of a container's lowers,
+//!   the floor of the bench's mount curve.
 //! - `fuzz`: the cargo fuzz targets for a bounded time each (see `fuzz.rs`); `test` runs them for
 //!   20 s each after the suite.
 //! - `vm-test`: the scenarios of `vm-tests/` on other kernels under QEMU (see `vm.rs` for the host
@@ -69,6 +72,7 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("deps") => deps(),
         Some("bench") => bench::bench(&args[1..]),
+        Some("overlay-floor") => bench::overlay_floor(&args[1..]),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("vm-test") => vm::vm_test(&args[1..]),
         Some("vm-guest") => vm_guest::vm_guest(&args[1..]),

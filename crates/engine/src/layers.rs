@@ -5,7 +5,8 @@
 use std::io::{BufReader, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use store::{AppliedLayer, DataRoot, Layer, LayerParent, PendingLayer};
 
@@ -125,16 +126,61 @@ pub(crate) fn layer_jobs() -> usize {
 /// The opener of a layer's blob, by the layer's index in the image.
 pub(crate) type OpenBlob<'s> = dyn Fn(usize) -> Result<Box<dyn LayerBlob + 's>> + Sync + 's;
 
-/// Applies every pending layer, `jobs` at once (see [`run_at_once`]).
+/// Applies every pending layer, `jobs` at once (see [`run_at_once`]), while the data root's
+/// filesystem writes back what they wrote so far (see [`with_early_writeback`]).
 pub(crate) fn apply_layers(
+    root: &DataRoot,
     work: &mut [LayerWork<'_>],
     open: &OpenBlob<'_>,
     progress: &Progress<'_>,
     max_layer_size: Option<u64>,
     jobs: usize,
 ) -> Result<()> {
-    run_at_once(work, jobs, &|item| {
-        apply_one(item, open, progress, max_layer_size)
+    with_early_writeback(root, || {
+        run_at_once(work, jobs, &|item| {
+            apply_one(item, open, progress, max_layer_size)
+        })
+    })
+}
+
+/// How often [`with_early_writeback`] flushes.
+const WRITEBACK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Runs `run` while a thread flushes the data root's filesystem (`syncfs`) every
+/// [`WRITEBACK_INTERVAL`]: the disk writes the layers' files while the CPU is still unpacking
+/// them, and the one `syncfs` before the layers are committed ([`commit_chain`]) only waits for
+/// what came last. That final `syncfs` is still what makes them durable: an early one's error is
+/// ignored here, as the final one reports it.
+fn with_early_writeback<T>(root: &DataRoot, run: impl FnOnce() -> T) -> T {
+    let done = (Mutex::new(false), Condvar::new());
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let (lock, wake) = &done;
+            let Ok(mut finished) = lock.lock() else {
+                return;
+            };
+            loop {
+                match wake.wait_timeout(finished, WRITEBACK_INTERVAL) {
+                    Ok((guard, _)) => finished = guard,
+                    Err(_) => return,
+                }
+                if *finished {
+                    return;
+                }
+                drop(finished);
+                let _ = root.sync_filesystem();
+                finished = match lock.lock() {
+                    Ok(guard) => guard,
+                    Err(_) => return,
+                };
+            }
+        });
+        let result = run();
+        if let Ok(mut finished) = done.0.lock() {
+            *finished = true;
+        }
+        done.1.notify_all();
+        result
     })
 }
 

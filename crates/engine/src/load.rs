@@ -101,6 +101,7 @@ pub fn load(
             Ok(Box::new(blob))
         };
         layers::apply_layers(
+            &root,
             &mut work,
             &open,
             &progress,

@@ -121,6 +121,7 @@ fn pull_named(
         )))
     };
     layers::apply_layers(
+        &root,
         &mut work,
         &open,
         &progress,

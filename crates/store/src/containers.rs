@@ -34,18 +34,19 @@ impl DataRoot {
         let dir = self.mounts_dir(&entry.container_id)?;
         fsutil::create_dir_mode(&dir, 0o755)?;
         let result = (|| {
-            fsutil::write_new(
-                &dir.join("mount-id"),
-                entry.mount_id.as_bytes(),
-                0o644,
-                true,
-            )?;
-            if let Some(init_id) = &entry.init_id {
-                fsutil::write_new(&dir.join("init-id"), init_id.as_bytes(), 0o644, true)?;
+            let mut files = Vec::new();
+            for (name, value) in [
+                ("mount-id", Some(&entry.mount_id)),
+                ("init-id", entry.init_id.as_ref()),
+                ("parent", entry.parent.as_ref()),
+            ] {
+                if let Some(value) = value {
+                    let path = dir.join(name);
+                    let file = fsutil::write_new(&path, value.as_bytes(), 0o644)?;
+                    files.push((path, file));
+                }
             }
-            if let Some(parent) = &entry.parent {
-                fsutil::write_new(&dir.join("parent"), parent.as_bytes(), 0o644, true)?;
-            }
+            fsutil::sync_together(&files)?;
             fsutil::sync_dir(&dir)
         })();
         if result.is_err() {
@@ -100,10 +101,15 @@ impl DataRoot {
         fsutil::create_dir_mode(&dir, 0o710)?;
         let mut config = crate::go_json(&config_v2(record))?;
         config.push(b'\n');
-        fsutil::write_atomic(&dir.join("config.v2.json"), &config, 0o600)?;
         let mut host_config = DEFAULT_HOST_CONFIG.trim_end().as_bytes().to_vec();
         host_config.push(b'\n');
-        fsutil::write_atomic(&dir.join("hostconfig.json"), &host_config, 0o644)
+        // Both files are synced together and renamed in this order: after a crash either both
+        // are new, or config.v2.json alone, or neither, as with two atomic writes one after
+        // the other.
+        fsutil::write_atomic_together(&[
+            (&dir.join("config.v2.json"), &config, 0o600),
+            (&dir.join("hostconfig.json"), &host_config, 0o644),
+        ])
     }
 
     /// Every container record, dockerd-written ones included; unreadable ones are logged and skipped.

@@ -86,11 +86,17 @@ fn dockerd_processes() -> Vec<(u32, PathBuf)> {
         let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
         Some((pid, entry.path()))
     });
+    // Every command that changes a root runs this scan: each process costs one `openat` below
+    // the open /proc and one `read`, the most any check of a name can cost.
+    let Ok(proc_fd) = rustix::fs::open(
+        "/proc",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        return Vec::new();
+    };
     for (pid, proc_dir) in processes {
-        let Ok(comm) = fs::read_to_string(proc_dir.join("comm")) else {
-            continue;
-        };
-        if comm.trim_end() != "dockerd" {
+        if !is_dockerd(&proc_fd, pid) {
             continue;
         }
         let Ok(cmdline) = fs::read(proc_dir.join("cmdline")) else {
@@ -109,6 +115,21 @@ fn dockerd_processes() -> Vec<(u32, PathBuf)> {
         }
     }
     found
+}
+
+/// Whether `/proc/<pid>/comm` reads `dockerd`.
+fn is_dockerd(proc_fd: &rustix::fd::OwnedFd, pid: u32) -> bool {
+    let Ok(comm) = rustix::fs::openat(
+        proc_fd,
+        format!("{pid}/comm"),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        return false;
+    };
+    // A comm is at most 15 bytes and a newline: one read gets all of it.
+    let mut buf = [0u8; 32];
+    matches!(rustix::io::read(&comm, &mut buf), Ok(n) if &buf[..n] == b"dockerd\n")
 }
 
 /// The data root a dockerd command line selects.

@@ -103,9 +103,10 @@ pub(crate) fn create_dir_all_mode(path: &Path, mode: u32) -> Result<()> {
     create_dir_mode(path, mode).map(|_| ())
 }
 
-/// Writes a new file with `mode` (no temp file), optionally fsync'ed: Docker's plain writes. A
-/// symlink at `path` is refused (`O_NOFOLLOW`), never written through.
-pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32, sync: bool) -> Result<()> {
+/// Writes a new file with `mode` (no temp file, no fsync): Docker's plain writes. A symlink at
+/// `path` is refused (`O_NOFOLLOW`), never written through. Returns the open file (for
+/// [`sync_together`] where it must be durable).
+pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<File> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -117,10 +118,15 @@ pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32, sync: bool) -> Res
     file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(io_error("chmod", path))?;
     file.write_all(bytes).map_err(io_error("writing", path))?;
-    if sync {
-        file.sync_all().map_err(io_error("syncing", path))?;
-    }
-    Ok(())
+    Ok(file)
+}
+
+/// fsyncs files just written with about one journal commit for all (see
+/// `syscompat::atomic::sync_together`); `files` pairs each with its path for the error.
+pub(crate) fn sync_together(files: &[(std::path::PathBuf, File)]) -> Result<()> {
+    let handles: Vec<&File> = files.iter().map(|(_, file)| file).collect();
+    syscompat::atomic::sync_together(&handles)
+        .map_err(|(index, err)| io_error("syncing", &files[index].0)(err))
 }
 
 /// The one atomic file writer of ovl's storage crates: writes a temp name in the same directory
@@ -133,6 +139,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         path: err.path,
         source: err.source,
     })
+}
+
+/// Several [`write_atomic`]s with about one journal commit for the files and one for their
+/// directory (see `syscompat::atomic::commit_together`): renamed in the order given.
+pub(crate) fn write_atomic_together(files: &[(&Path, &[u8], u32)]) -> Result<()> {
+    let error = |err: syscompat::atomic::AtomicError| Error::Io {
+        op: err.step,
+        path: err.path,
+        source: err.source,
+    };
+    let mut staged = Vec::with_capacity(files.len());
+    for &(path, bytes, mode) in files {
+        let mut file = syscompat::atomic::AtomicFile::create(path, mode).map_err(error)?;
+        file.write_all(bytes)
+            .map_err(io_error("writing", file.temp_path()))?;
+        staged.push(file);
+    }
+    syscompat::atomic::commit_together(staged).map_err(error)
 }
 
 /// fsync of a directory, so that a rename in it is durable.

@@ -381,7 +381,7 @@ impl PendingLayer<'_> {
             files.push(("parent", parent_chain.as_str()));
         }
         for (name, value) in files {
-            fsutil::write_new(&self.write_set.join(name), value.as_bytes(), 0o644, false)
+            fsutil::write_new(&self.write_set.join(name), value.as_bytes(), 0o644)
                 .map_err(at("writing the layer metadata"))?;
         }
         self.applied = Some(applied);

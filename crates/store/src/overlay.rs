@@ -154,7 +154,7 @@ impl DataRoot {
         let link_path = self.overlay_home().join("l").join(&link_id);
         std::os::unix::fs::symlink(format!("../{id}/diff"), &link_path)
             .map_err(io_error("creating link", &link_path))?;
-        fsutil::write_new(&dir.join("link"), link_id.as_bytes(), 0o644, false)?;
+        fsutil::write_new(&dir.join("link"), link_id.as_bytes(), 0o644)?;
         let Some(parent) = parent_id else {
             return Ok(());
         };
@@ -186,9 +186,10 @@ impl DataRoot {
         fsutil::create_dir_mode(&dir.join("work"), 0o700)?;
         let committed = parent_dir.join("committed");
         if !fsutil::real_file(&committed)? {
-            fsutil::write_new(&committed, b"", 0o600, false)?;
+            fsutil::write_new(&committed, b"", 0o600)?;
         }
-        fsutil::write_new(&dir.join("lower"), lower.as_bytes(), 0o644, false)
+        fsutil::write_new(&dir.join("lower"), lower.as_bytes(), 0o644)?;
+        Ok(())
     }
 
     /// Makes the `diff/` of layer dir `from` the `diff/` of layer dir `to`, by rename (the moving

@@ -4,6 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsFd as _;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -78,26 +79,8 @@ impl AtomicFile {
     }
 
     /// fsyncs the temp file, renames it over the target and fsyncs the directory.
-    pub fn commit(mut self) -> Result<(), AtomicError> {
-        self.file.sync_all().map_err(|source| AtomicError {
-            step: "syncing",
-            path: self.temp.clone(),
-            source,
-        })?;
-        fs::rename(&self.temp, &self.path).map_err(|source| AtomicError {
-            step: "renaming into place",
-            path: self.path.clone(),
-            source,
-        })?;
-        self.committed = true;
-        let dir = parent_dir(&self.path);
-        File::open(dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|source| AtomicError {
-                step: "syncing directory",
-                path: dir.to_path_buf(),
-                source,
-            })
+    pub fn commit(self) -> Result<(), AtomicError> {
+        commit_together(vec![self])
     }
 }
 
@@ -117,6 +100,56 @@ impl Drop for AtomicFile {
             let _ = fs::remove_file(&self.temp);
         }
     }
+}
+
+/// fsyncs `files` so that one journal commit can make them all durable: the writeback of every
+/// file starts before the first fsync waits, so its block allocations join the commit that fsync
+/// makes, and the fsyncs after it find their files on disk already (on ext4, N small files take
+/// one commit instead of N). On failure: the index of the file whose fsync failed.
+pub fn sync_together(files: &[&File]) -> Result<(), (usize, io::Error)> {
+    for file in files {
+        crate::sys::start_writeback(file.as_fd());
+    }
+    for (index, file) in files.iter().enumerate() {
+        file.sync_all().map_err(|err| (index, err))?;
+    }
+    Ok(())
+}
+
+/// Commits several [`AtomicFile`]s with the journal commits of about one: every temp file is
+/// synced together ([`sync_together`]), then each renamed over its target in order, then each
+/// directory synced once. A failure stops there: targets renamed before it hold their new bytes,
+/// the others their old ones, and the temp files not renamed are removed.
+pub fn commit_together(files: Vec<AtomicFile>) -> Result<(), AtomicError> {
+    let handles: Vec<&File> = files.iter().map(|staged| &staged.file).collect();
+    sync_together(&handles).map_err(|(index, source)| AtomicError {
+        step: "syncing",
+        path: files[index].temp.clone(),
+        source,
+    })?;
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for mut staged in files {
+        fs::rename(&staged.temp, &staged.path).map_err(|source| AtomicError {
+            step: "renaming into place",
+            path: staged.path.clone(),
+            source,
+        })?;
+        staged.committed = true;
+        let dir = parent_dir(&staged.path).to_path_buf();
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    for dir in dirs {
+        File::open(&dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|source| AtomicError {
+                step: "syncing directory",
+                path: dir.clone(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically with `mode`.
@@ -165,6 +198,46 @@ mod tests {
         drop(staged);
         assert_eq!(fs::read(&path).expect("read"), b"old");
         assert_eq!(names(dir.path()), ["out.tar"]);
+    }
+
+    #[test]
+    fn committed_together_every_target_holds_its_bytes_and_no_temp_is_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (
+            dir.path().join("config.v2.json"),
+            dir.path().join("hostconfig.json"),
+        );
+        fs::write(&b, b"old").expect("write");
+        let mut staged = Vec::new();
+        for (path, bytes, mode) in [(&a, b"one", 0o600), (&b, b"two", 0o644)] {
+            let mut file = AtomicFile::create(path, mode).expect("create");
+            file.write_all(bytes).expect("write");
+            staged.push(file);
+        }
+        commit_together(staged).expect("commit_together");
+        assert_eq!(fs::read(&a).expect("read"), b"one");
+        assert_eq!(fs::read(&b).expect("read"), b"two");
+        assert_eq!(fs::metadata(&a).expect("stat").mode() & 0o7777, 0o600);
+        assert_eq!(fs::metadata(&b).expect("stat").mode() & 0o7777, 0o644);
+        assert_eq!(names(dir.path()), ["config.v2.json", "hostconfig.json"]);
+    }
+
+    #[test]
+    fn a_failed_rename_keeps_the_later_targets_and_removes_their_temps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        fs::write(&b, b"old").expect("write");
+        let mut first = AtomicFile::create(&a, 0o644).expect("create");
+        first.write_all(b"new").expect("write");
+        let mut second = AtomicFile::create(&b, 0o644).expect("create");
+        second.write_all(b"new").expect("write");
+        // A directory where the first target goes: its rename fails.
+        fs::create_dir(&a).expect("mkdir");
+        fs::write(a.join("x"), b"").expect("write");
+        let err = commit_together(vec![first, second]).expect_err("rename over a directory");
+        assert_eq!(err.step, "renaming into place");
+        assert_eq!(fs::read(&b).expect("read"), b"old");
+        assert_eq!(names(dir.path()), ["a", "b"]);
     }
 
     #[test]

@@ -198,7 +198,7 @@ fn debian_layers(out: &Path) -> Result<usize> {
     Ok(5)
 }
 
-fn directory(name: &str, mtime: i64) -> Result<Vec<u8>> {
+pub(super) fn directory(name: &str, mtime: i64) -> Result<Vec<u8>> {
     let header = gotar::Header {
         name: name.as_bytes().to_vec(),
         typeflag: gotar::typeflag::DIR,
@@ -209,7 +209,7 @@ fn directory(name: &str, mtime: i64) -> Result<Vec<u8>> {
     Ok(header.encode()?)
 }
 
-fn regular(name: &str, data: &[u8], mtime: i64) -> Result<Vec<u8>> {
+pub(super) fn regular(name: &str, data: &[u8], mtime: i64) -> Result<Vec<u8>> {
     let header = gotar::Header {
         name: name.as_bytes().to_vec(),
         typeflag: gotar::typeflag::REG,
@@ -358,7 +358,7 @@ fn forms(dir: &Path, tag: &str, n_layers: usize) -> Result<()> {
     Ok(())
 }
 
-fn write_docker_archive(
+pub(super) fn write_docker_archive(
     path: &Path,
     config: &[u8],
     members: &[(String, PathBuf)],
