@@ -136,22 +136,26 @@ pub(crate) fn apply_layers(
     max_layer_size: Option<u64>,
     jobs: usize,
 ) -> Result<()> {
-    with_early_writeback(root, || {
+    with_early_writeback(root, LOAD_WRITEBACK_INTERVAL, || {
         run_at_once(work, jobs, &|item| {
             apply_one(item, open, progress, max_layer_size)
         })
     })
 }
 
-/// How often [`with_early_writeback`] flushes.
-const WRITEBACK_INTERVAL: Duration = Duration::from_millis(500);
+/// How often [`with_early_writeback`] flushes while a load unpacks.
+const LOAD_WRITEBACK_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Runs `run` while a thread flushes the data root's filesystem (`syncfs`) every
-/// [`WRITEBACK_INTERVAL`]: the disk writes the layers' files while the CPU is still unpacking
-/// them, and the one `syncfs` before the layers are committed ([`commit_chain`]) only waits for
-/// what came last. That final `syncfs` is still what makes them durable: an early one's error is
-/// ignored here, as the final one reports it.
-fn with_early_writeback<T>(root: &DataRoot, run: impl FnOnce() -> T) -> T {
+/// Runs `run` while a thread flushes the data root's filesystem (`syncfs`) every `interval`:
+/// the disk writes the layers' files while the CPU is still unpacking them, and the one `syncfs`
+/// before the layers are committed ([`commit_chain`]) only waits for what came last. That final
+/// `syncfs` is still what makes them durable: an early one's error is ignored here, as the final
+/// one reports it.
+pub(crate) fn with_early_writeback<T>(
+    root: &DataRoot,
+    interval: Duration,
+    run: impl FnOnce() -> T,
+) -> T {
     let done = (Mutex::new(false), Condvar::new());
     std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -160,7 +164,7 @@ fn with_early_writeback<T>(root: &DataRoot, run: impl FnOnce() -> T) -> T {
                 return;
             };
             loop {
-                match wake.wait_timeout(finished, WRITEBACK_INTERVAL) {
+                match wake.wait_timeout(finished, interval) {
                     Ok((guard, _)) => finished = guard,
                     Err(_) => return,
                 }

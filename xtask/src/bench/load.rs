@@ -481,6 +481,7 @@ pub fn bench_loads(
             "umoci unpack (OCI layout, gzip)",
             "ovl load (OCI layout, zstd)",
             "zstd -dc | tar -x of every layer (floor)",
+            LOAD_SYNCFS,
         ]
         .iter()
         .map(|what| sample(label(what)))
@@ -599,6 +600,12 @@ pub fn bench_loads(
                     let command = floor(image, suffix, pipeline, &dir.join(target))?;
                     sync();
                     group[slot].times.push(timed(command)?.0);
+                    if slot == 10 {
+                        // What a load adds to `tar -x` before it publishes: the data on disk.
+                        let mut syncfs = Command::new("sync");
+                        syncfs.arg("-f").arg(dir.join(target));
+                        group[15].times.push(timed(syncfs)?.0);
+                    }
                 }
             }
             // The scratch filesystem holds one run of one image.
@@ -619,6 +626,11 @@ pub fn bench_loads(
     }
     Ok((samples, notes, peak_rss))
 }
+
+/// The row of the `syncfs` right after the `tar -x` floor: what every load adds to it before it
+/// publishes the layers.
+pub const LOAD_SYNCFS: &str =
+    "syncfs right after tar -x of every layer (what ovl adds before publishing)";
 
 /// The row of `ovl load` with the userspace resolver, from a docker-archive with gzip layers;
 /// its ratio in the report is to the `ovl load` row above it.

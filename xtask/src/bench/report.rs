@@ -51,7 +51,9 @@ pub(super) fn report(
          directory), one of hardlinks, symlinks and a fifo, and a one-file layer; `smallfiles` \
          the busybox base layer and a layer of {} files of 1–4 KiB; `deep` 120 small layers that \
          add, modify, delete and re-create files; `big` one 500 MiB layer, half incompressible. \
-         Floors extract every layer into its own directory with one pipeline after another. The \
+         Floors extract every layer into its own directory with one pipeline after another and \
+         leave the files in the page cache; the `syncfs right after tar -x` row times writing them \
+         to disk, which every `ovl load` does before it publishes a layer. The \
          `userspace resolver` rows load `debian` and `smallfiles` with \
          `OVL_DISABLE_FEATURES=openat2`: paths inside layers are resolved by the walk ovl uses \
          on kernels without `openat2` (before 5.6: CentOS 7, RHEL 8, Ubuntu 20.04), one `openat` \
@@ -179,17 +181,19 @@ pub(super) fn load_targets(options: &BenchOptions, samples: &[Sample]) -> String
                 verdict(ratio >= 2.0, format!("{:.2} s short of {:.3} s", ovl_gzip - podman / 2.0, podman / 2.0))
             ));
         }
+        let gzip_floor = [
+            "gzip -dc | tar -x of every layer (floor)",
+            "pigz -dc | tar -x of every layer (floor)",
+        ]
+        .iter()
+        .filter_map(|what| row(what))
+        .fold(f64::INFINITY, f64::min);
         let floors = [
+            ("docker-archive, gzip layers", ovl_gzip, gzip_floor),
             (
-                "docker-archive, gzip layers",
-                ovl_gzip,
-                [
-                    "gzip -dc | tar -x of every layer (floor)",
-                    "pigz -dc | tar -x of every layer (floor)",
-                ]
-                .iter()
-                .filter_map(|what| row(what))
-                .fold(f64::INFINITY, f64::min),
+                "OCI layout, gzip",
+                row("ovl load (OCI layout, gzip)").unwrap_or(f64::NAN),
+                gzip_floor,
             ),
             (
                 "docker-archive, plain layers",
@@ -207,10 +211,12 @@ pub(super) fn load_targets(options: &BenchOptions, samples: &[Sample]) -> String
                 continue;
             }
             let ratio = ovl / floor;
-            out.push_str(&format!(
-                "| `ovl load` within 1.1x of the best floor, `{image}` ({format}) | {ratio:.2}x of {floor:.3} s | {} |\n",
-                verdict(ratio <= 1.1, format!("{:.3} s over {:.3} s", ovl - 1.1 * floor, 1.1 * floor))
-            ));
+            for (most, round) in [(1.1, "first round"), (1.0, "second round")] {
+                out.push_str(&format!(
+                    "| `ovl load` at most {most:.1}x the best floor ({round}), `{image}` ({format}) | {ratio:.2}x of {floor:.3} s | {} |\n",
+                    verdict(ratio <= most, format!("{:.3} s over {:.3} s", ovl - most * floor, most * floor))
+                ));
+            }
         }
         // The ratio of the medians decides; the median of the runs' own ratios (each pair ran
         // back to back) shows how much of it is noise of a busy machine.
