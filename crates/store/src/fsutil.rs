@@ -134,29 +134,28 @@ pub(crate) fn sync_together(files: &[(std::path::PathBuf, File)]) -> Result<()> 
 /// the directory, so that after a crash `path` holds either its old bytes or `bytes`. The temp
 /// file is removed when a step fails.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    syscompat::atomic::write_atomic(path, bytes, mode).map_err(|err| Error::Io {
+    syscompat::atomic::write_atomic(path, bytes, mode).map_err(atomic_error)
+}
+
+fn atomic_error(err: syscompat::atomic::AtomicError) -> Error {
+    Error::Io {
         op: err.step,
         path: err.path,
         source: err.source,
-    })
+    }
 }
 
 /// Several [`write_atomic`]s with about one journal commit for the files and one for their
 /// directory (see `syscompat::atomic::commit_together`): renamed in the order given.
 pub(crate) fn write_atomic_together(files: &[(&Path, &[u8], u32)]) -> Result<()> {
-    let error = |err: syscompat::atomic::AtomicError| Error::Io {
-        op: err.step,
-        path: err.path,
-        source: err.source,
-    };
     let mut staged = Vec::with_capacity(files.len());
     for &(path, bytes, mode) in files {
-        let mut file = syscompat::atomic::AtomicFile::create(path, mode).map_err(error)?;
+        let mut file = syscompat::atomic::AtomicFile::create(path, mode).map_err(atomic_error)?;
         file.write_all(bytes)
             .map_err(io_error("writing", file.temp_path()))?;
         staged.push(file);
     }
-    syscompat::atomic::commit_together(staged).map_err(error)
+    syscompat::atomic::commit_together(staged).map_err(atomic_error)
 }
 
 /// fsync of a directory, so that a rename in it is durable.
