@@ -121,6 +121,14 @@ fn container_lifecycle_needs_root() {
         fs::read_to_string(mounts_entry.join("init-id")).expect("init-id"),
         format!("{mount_id}-init")
     );
+    // The init layer's workdir as Docker's mount leaves it, an empty `work/`: nothing is left
+    // of the volatile mount it may have been populated through.
+    let init_work = root
+        .join("overlay2")
+        .join(format!("{mount_id}-init"))
+        .join("work");
+    assert_eq!(entries(&init_work), vec!["work".to_string()]);
+    assert!(entries(&init_work.join("work")).is_empty());
     let lower = fs::read_to_string(mount_dir.join("lower")).expect("lower");
     assert_eq!(
         lower.split(':').count(),

@@ -53,20 +53,21 @@ fn old_kernel_paths_are_reported_and_work_needs_root() {
     }
 
     // Every feature turned off: the paths of a 3.10 kernel, on whatever kernel this is.
-    let old = info(&ovl, "openat2,lowerdir+,index");
+    let old = info(&ovl, "openat2,lowerdir+,index,volatile");
     assert_eq!(old["Resolver"], "userspace", "{old}");
     assert_eq!(old["LowerdirPlus"], false, "{old}");
     assert_eq!(old["IndexOff"], false, "{old}");
+    assert_eq!(old["Volatile"], false, "{old}");
     assert_eq!(old["MountPath"], "mount(2)", "{old}");
     assert_eq!(
         old["DisabledFeatures"],
-        serde_json::json!(["index", "lowerdir+", "openat2"]),
+        serde_json::json!(["index", "lowerdir+", "openat2", "volatile"]),
         "{old}"
     );
     let merged = run_disabled(
         &ovl,
         &["run-rootfs", "--name", "old", "base:1"],
-        "openat2,lowerdir+,index",
+        "openat2,lowerdir+,index,volatile",
     );
     assert!(
         merged.status.success(),

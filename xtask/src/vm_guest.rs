@@ -646,6 +646,12 @@ impl Guest {
                     info["LowerdirPlus"].as_bool() == Some(true),
                     self.expect_lowerdir_plus(),
                 ),
+                // A mount option, not a system call: no lane takes it away.
+                (
+                    "volatile",
+                    info["Volatile"].as_bool() == Some(true),
+                    self.expect("volatile"),
+                ),
             ];
             // What the expectations come from: the kernel's config and release, and the lane.
             let source = match self.ovl.lane {

@@ -142,13 +142,12 @@ pub fn run_rootfs(root_path: &Path, args: &CreateOptions) -> Result<PathBuf> {
     };
     created.overlay_dirs.push(mount_id.clone());
     root.create_overlay_dir(&mount_id, container_parent)?;
-    root.write_mounts_entry(&MountsEntry {
+    let mounts_entry = MountsEntry {
         container_id: container_id.clone(),
         mount_id: mount_id.clone(),
         init_id: with_init.then(|| init_id.clone()),
         parent: top.as_ref().map(|layer: &Layer| layer.chain_id.clone()),
-    })?;
-    created.mounts_entry = true;
+    };
     let record = container_record(
         &container_id,
         &name,
@@ -157,9 +156,10 @@ pub fn run_rootfs(root_path: &Path, args: &CreateOptions) -> Result<PathBuf> {
         config.config.as_ref(),
         &args.run,
     );
-    root.write_container(&record)?;
+    created.mounts_entry = true;
     created.record = true;
-    let merged = mount_layer_once(&root, &features, &mount_id, &mut checked_lowers)?;
+    root.write_new_container(&mounts_entry, &record)?;
+    let merged = mount_layer_once(&root, &features, &mount_id, &mut checked_lowers, false)?;
     if !with_init {
         mount::populate_init_layer(&merged, crate::kernel::resolver()?)
             .context("populating the init entries of the container layer")?;
@@ -326,32 +326,33 @@ pub(crate) fn probe(root: &DataRoot) -> Result<KernelFeatures> {
 }
 
 /// Mounts `H/<id>` read-write on its lowers at `H/<id>/merged` and returns that path. The layer
-/// dir and its lowers are checked first (`DataRoot::checked_overlay_dir`, `checked_lowers`), so a
-/// symlink anywhere in them is refused naming it before `merged/` is created; `mount::execute`
-/// checks the paths again on the descriptors it mounts through.
+/// dir is checked first (`DataRoot::existing_overlay_dir`) and its `lower` entries read as text;
+/// `mount::execute` then checks every path on the descriptors it mounts through (real
+/// directories, each lower link a relative `../<id>/diff`), refusing a symlink anywhere in them
+/// by its name, and removes `merged/` again when it refuses.
 pub(crate) fn mount_layer(root: &DataRoot, features: &KernelFeatures, id: &str) -> Result<PathBuf> {
-    mount_layer_once(root, features, id, &mut CheckedLowers::default())
+    mount_layer_once(root, features, id, &mut CheckedLowers::default(), false)
 }
 
-/// Lower entries that one command checked already, for its later mounts: by the store
-/// (`DataRoot::checked_lowers_once`) and on descriptors just before mounting
-/// (`mount::execute_once`). Only for mounts under the root's lock, which nothing else changes.
+/// Lower entries that one command checked already on descriptors (`mount::execute_once`), for
+/// its later mounts. Only for mounts under the root's lock, which nothing else changes.
 #[derive(Default)]
 struct CheckedLowers {
-    store: HashSet<String>,
     mount: HashSet<String>,
 }
 
-/// [`mount_layer`] for one of several mounts of the same command (see [`CheckedLowers`]).
+/// [`mount_layer`] for one of several mounts of the same command (see [`CheckedLowers`]);
+/// `volatile` as `mount::MountPlan::volatile` says.
 fn mount_layer_once(
     root: &DataRoot,
     features: &KernelFeatures,
     id: &str,
     checked: &mut CheckedLowers,
+    volatile: bool,
 ) -> Result<PathBuf> {
     let home = root.overlay_home();
     let merged = root.existing_overlay_dir(id)?.join("merged");
-    let lowers = root.checked_lowers_once(id, &mut checked.store)?;
+    let lowers = root.lower_entries(id)?;
     if lowers.is_empty() {
         return Err(Error::inconsistent(format!(
             "layer {id} has no lower layers to mount"
@@ -365,7 +366,10 @@ fn mount_layer_once(
         work: Some(format!("{id}/work")),
         target: format!("{id}/merged"),
     };
-    let plan = mount::plan(&spec, features).layer_context("planning the mount of layer", id)?;
+    let mut plan = mount::plan(&spec, features).layer_context("planning the mount of layer", id)?;
+    if volatile {
+        plan = plan.volatile(features);
+    }
     tracing::debug!(?plan, "mounting");
     if let Err(err) = mount::execute_once(&spec, &plan, &mut checked.mount) {
         let _ = std::fs::remove_dir(&merged);
@@ -419,7 +423,10 @@ fn unmount_layer_with(
 }
 
 /// Populates the init layer through a read-write overlay mount of it, as Docker does, so that
-/// copy-ups of existing image directories keep their lower mode, owner and times.
+/// copy-ups of existing image directories keep their lower mode, owner and times. The mount is
+/// `volatile` where the kernel takes it: its unmount does not sync the data root's filesystem,
+/// which the caller syncs once for everything the new container writes
+/// (`DataRoot::write_new_container`) before its record is published.
 fn populate_init(
     root: &DataRoot,
     features: &KernelFeatures,
@@ -435,12 +442,15 @@ fn populate_init(
         )
         .layer_context("populating init layer", init_id);
     }
-    let merged = mount_layer_once(root, features, init_id, checked)?;
+    let merged = mount_layer_once(root, features, init_id, checked, true)?;
     let populated = mount::populate_init_layer(&merged, crate::kernel::resolver()?)
         .layer_context("populating init layer", init_id);
+    // Lazily when busy, as Docker's Put: the volatile mark is only read when a mount starts.
     let unmounted = unmount_layer(root, init_id);
     populated?;
-    unmounted
+    unmounted?;
+    mount::clear_volatile(&root.overlay_dir(init_id).join("work"))
+        .layer_context("clearing the volatile mark of init layer", init_id)
 }
 
 /// The container record: the image's config with its `Image` set to what the user named.

@@ -17,7 +17,7 @@ use syscompat::Resolver;
 pub const DISABLE_VARIABLE: &str = "OVL_DISABLE_FEATURES";
 
 /// The features `OVL_DISABLE_FEATURES` can name.
-const KNOWN: [&str; 3] = ["openat2", "lowerdir+", "index"];
+const KNOWN: [&str; 4] = ["openat2", "lowerdir+", "index", "volatile"];
 
 /// The features turned off by `OVL_DISABLE_FEATURES`; an unknown name is an error.
 pub fn disabled() -> Result<BTreeSet<&'static str>> {
@@ -67,6 +67,9 @@ pub fn restrict(mut features: KernelFeatures) -> Result<KernelFeatures> {
     }
     if disabled.contains("index") {
         features.index_param = false;
+    }
+    if disabled.contains("volatile") {
+        features.volatile = false;
     }
     Ok(features)
 }

@@ -5,8 +5,8 @@
 //! therefore opened from the driver home's descriptor one component at a time with `O_PATH |
 //! O_NOFOLLOW | O_DIRECTORY`: a symlink (relative or absolute) or a file anywhere below the home
 //! is refused, naming the path. The only symlink a spec may pass is the last component of a lower
-//! entry (Docker's `l/<LID>`), and only when its target is relative and stays inside the home
-//! (`../<id>/diff`); what it names is then checked in the same way. The mount itself goes onto the
+//! entry (Docker's `l/<LID>`), and only when its target is relative and names a layer's `diff`
+//! right below the home (`../<id>/diff`); what it names is then checked in the same way. The mount itself goes onto the
 //! target's descriptor (`/proc/self/fd/N`, or `move_mount` with the descriptor), so that the
 //! directory mounted over is the one that was checked. Only calls of Linux 2.6.39 (`O_PATH`) and
 //! older are used here.
@@ -71,7 +71,8 @@ pub(crate) fn check(spec: &OverlaySpec, verified: &mut HashSet<String>) -> Resul
 }
 
 /// A lower entry: real directories all the way, or real directories up to a last component that
-/// is a symlink with a relative target inside the home, which leads to real directories.
+/// is a symlink with a relative target naming a layer's `diff` right below the home
+/// (`../<id>/diff`), which leads to real directories.
 ///
 /// `parent` keeps the last entry's parent directory (its names and descriptor) for the next.
 fn check_lower(
@@ -127,6 +128,18 @@ fn check_lower(
                         ));
                     }
                 }
+            }
+            // Docker's links name a layer's diff directory right below the home
+            // (`../<id>/diff`); a link to any other directory there is not a lower layer.
+            if !matches!(resolved.as_slice(), [_, diff] if diff == "diff") {
+                return Err(refused(
+                    home_path,
+                    entry,
+                    &format!(
+                        "is a link to {}, not to a layer's diff directory (../<id>/diff)",
+                        target.display()
+                    ),
+                ));
             }
             open_real_dir(home, home_path, &resolved).map(drop)
         }

@@ -132,6 +132,9 @@ pub struct KernelFeatures {
     pub index_param: bool,
     /// The new mount API accepts `lowerdir+` (Linux 6.8+).
     pub lowerdir_plus: bool,
+    /// The overlay takes `volatile` (Linux 5.10+): it then never syncs the upper filesystem,
+    /// not even when it is unmounted (see [`MountPlan::volatile`]).
+    pub volatile: bool,
     pub page_size: usize,
     /// What the overlay module turns on for mounts that do not say otherwise. Read from the
     /// module's parameters with every probe, also when the rest comes from the boot's cache:
@@ -225,8 +228,119 @@ pub enum MountPlan {
         upper: Option<PathBuf>,
         work: Option<PathBuf>,
         index_off: bool,
+        volatile: bool,
         target: PathBuf,
     },
+}
+
+impl MountPlan {
+    /// This plan with the `volatile` option where the kernel takes it and the mount data still
+    /// fits in a page (else the plan as it is): the unmount then leaves the upper filesystem's
+    /// sync to the caller, which must sync it itself (`syncfs`) before anything it publishes
+    /// names the upper layer, and remove what the kernel leaves in the workdir
+    /// ([`clear_volatile`]) before the layer is used again. For a mount whose upper is written
+    /// once and unmounted at once, such as Docker's init layer; a read-only plan stays as it is.
+    pub fn volatile(self, features: &KernelFeatures) -> MountPlan {
+        const OPTION: &str = ",volatile";
+        if !features.volatile {
+            return self;
+        }
+        let fits = |options: &str| options.len() + OPTION.len() < features.page_size;
+        match self {
+            MountPlan::Absolute { options, target }
+                if options.contains(",upperdir=") && fits(&options) =>
+            {
+                MountPlan::Absolute {
+                    options: options + OPTION,
+                    target,
+                }
+            }
+            MountPlan::Relative {
+                home,
+                options,
+                target,
+            } if options.contains(",upperdir=") && fits(&options) => MountPlan::Relative {
+                home,
+                options: options + OPTION,
+                target,
+            },
+            MountPlan::LowerdirPlus {
+                home,
+                lowers,
+                upper: Some(upper),
+                work,
+                index_off,
+                volatile: _,
+                target,
+            } => MountPlan::LowerdirPlus {
+                home,
+                lowers,
+                upper: Some(upper),
+                work,
+                index_off,
+                volatile: true,
+                target,
+            },
+            plan => plan,
+        }
+    }
+}
+
+/// What a `volatile` mount (see [`MountPlan::volatile`]) leaves in its workdir `work`,
+/// `work/work/incompat/volatile/dirty` (a file), removed after its unmount: the kernel refuses to mount
+/// with a workdir that holds it, and Docker's layer dirs never do. Every step goes through
+/// directory descriptors and never follows a symlink; a workdir without it is left as it is.
+pub fn clear_volatile(work: &Path) -> Result<()> {
+    use rustix::fs::{AtFlags, OFlags};
+    let fail = |operation: &'static str, path: PathBuf| {
+        move |source| Error::Sys {
+            operation,
+            path,
+            source,
+        }
+    };
+    let open = |dir: &rustix::fd::OwnedFd, name: &str, path: &Path| {
+        rustix::fs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(fail("opening", path.to_path_buf()))
+    };
+    let mut dirs = vec![(
+        syscompat::dir::open_dir_path(work)
+            .map_err(fail("opening the workdir", work.to_path_buf()))?,
+        work.to_path_buf(),
+    )];
+    for name in ["work", "incompat", "volatile"] {
+        let Some((dir, dir_path)) = dirs.last() else {
+            unreachable!("the workdir was opened above")
+        };
+        let path = dir_path.join(name);
+        match open(dir, name, &path) {
+            Ok(next) => dirs.push((next, path)),
+            Err(Error::Sys {
+                source: Errno::NOENT,
+                ..
+            }) if name != "work" => return Ok(()),
+            Err(err) => return Err(err),
+        }
+    }
+    // Innermost first: the file volatile/dirty, then the directories incompat/volatile and
+    // work/incompat.
+    let steps = [
+        ("dirty", AtFlags::empty()),
+        ("volatile", AtFlags::REMOVEDIR),
+        ("incompat", AtFlags::REMOVEDIR),
+    ];
+    for ((dir, dir_path), (name, flags)) in dirs[1..].iter().rev().zip(steps) {
+        match rustix::fs::unlinkat(dir, name, flags) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(source) => return Err(fail("removing", dir_path.join(name))(source)),
+        }
+    }
+    Ok(())
 }
 
 /// Chooses how to mount `spec`, as Docker's overlay2 driver does (format.md §4.2), with `lowerdir+` as
@@ -311,6 +425,7 @@ pub fn plan(spec: &OverlaySpec, features: &KernelFeatures) -> Result<MountPlan> 
             upper: spec.upper.as_ref().map(|upper| spec.home.join(upper)),
             work: spec.work.as_ref().map(|work| spec.home.join(work)),
             index_off,
+            volatile: false,
             target: spec.home.join(&spec.target),
         });
     }
@@ -361,12 +476,13 @@ pub fn execute_once(
             upper,
             work,
             index_off,
+            volatile,
             target: _,
         } => mount_lowerdir_plus(
             lowers,
             upper.as_deref(),
             work.as_deref(),
-            *index_off,
+            [*index_off, *volatile],
             &target,
         ),
     }
@@ -554,7 +670,7 @@ fn mount_lowerdir_plus(
     lowers: &[PathBuf],
     upper: Option<&Path>,
     work: Option<&Path>,
-    index_off: bool,
+    [index_off, volatile]: [bool; 2],
     checked_target: &checked::CheckedTarget,
 ) -> Result<()> {
     let target = checked_target.shown.as_path();
@@ -591,6 +707,10 @@ fn mount_lowerdir_plus(
     }
     if index_off {
         set("index", Path::new("off"), "fsconfig index=off".to_owned())?;
+    }
+    if volatile {
+        rustix::mount::fsconfig_set_flag(&fs_fd, "volatile")
+            .map_err(|source| fail(Some(&fs_fd), "fsconfig volatile".to_owned(), source))?;
     }
     rustix::mount::fsconfig_create(&fs_fd)
         .map_err(|source| fail(Some(&fs_fd), "fsconfig create".to_owned(), source))?;
@@ -658,9 +778,46 @@ mod tests {
             d_type: true,
             index_param,
             lowerdir_plus,
+            volatile: true,
             page_size: 4096,
             defaults: OverlayDefaults::default(),
         }
+    }
+
+    #[test]
+    fn volatile_is_added_to_read_write_plans_that_still_fit() {
+        let with = |plan: &MountPlan| match plan {
+            MountPlan::Absolute { options, .. } | MountPlan::Relative { options, .. } => {
+                options.ends_with(",volatile")
+            }
+            MountPlan::LowerdirPlus { volatile, .. } => *volatile,
+        };
+        // Absolute, relative and lowerdir+ plans of a read-write mount.
+        for n_lowers in [2, 80, 200] {
+            let plan = plan(&spec(n_lowers, true), &features(true, true)).expect("plan");
+            assert!(!with(&plan), "{n_lowers}: volatile only when asked");
+            let volatile = plan.clone().volatile(&features(true, true));
+            assert!(with(&volatile), "{n_lowers}: {volatile:?}");
+            assert_eq!(plan.clone().volatile(&features(true, true)), volatile);
+            let mut without = features(true, true);
+            without.volatile = false;
+            assert_eq!(
+                plan.clone().volatile(&without),
+                plan,
+                "kernel without volatile"
+            );
+        }
+        // Read-only: no upper to be volatile about.
+        let read_only = plan(&spec(2, false), &features(true, true)).expect("plan");
+        assert_eq!(read_only.clone().volatile(&features(true, true)), read_only);
+        // Mount data that would no longer fit in a page stays as it is.
+        let mut full = plan(&spec(2, true), &features(true, false)).expect("plan");
+        if let MountPlan::Absolute { options, .. } = &mut full {
+            while options.len() < 4095 - ",volatile".len() + 1 {
+                options.push('x');
+            }
+        }
+        assert_eq!(full.clone().volatile(&features(true, false)), full);
     }
 
     #[test]

@@ -76,11 +76,19 @@ pub(crate) fn probe(test_dir: &Path) -> Result<KernelFeatures> {
             false
         }
     };
+    let volatile = match check_dir.mount_volatile() {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::debug!(error = %err, "the kernel does not take volatile");
+            false
+        }
+    };
     let features = KernelFeatures {
         backing_fs,
         d_type: true,
         index_param: Path::new(INDEX_PARAM).exists(),
         lowerdir_plus,
+        volatile,
         page_size: rustix::param::page_size(),
         defaults: overlay_defaults(),
     };
@@ -138,6 +146,7 @@ fn read_cache(cache: &Path, key: &str) -> Option<KernelFeatures> {
         d_type: true,
         index_param: flag("index_param")?,
         lowerdir_plus: flag("lowerdir_plus")?,
+        volatile: flag("volatile")?,
         page_size: fields.get("page_size")?.parse().ok()?,
         defaults: overlay_defaults(),
     })
@@ -147,8 +156,12 @@ fn read_cache(cache: &Path, key: &str) -> Option<KernelFeatures> {
 /// opened with `O_NOFOLLOW`, fsync, rename, fsync of the directory).
 fn write_cache(cache: &Path, key: &str, features: &KernelFeatures) {
     let text = format!(
-        "{key}\nbacking_fs={}\nindex_param={}\nlowerdir_plus={}\npage_size={}\n",
-        features.backing_fs, features.index_param, features.lowerdir_plus, features.page_size
+        "{key}\nbacking_fs={}\nindex_param={}\nlowerdir_plus={}\nvolatile={}\npage_size={}\n",
+        features.backing_fs,
+        features.index_param,
+        features.lowerdir_plus,
+        features.volatile,
+        features.page_size
     );
     if let Err(err) = syscompat::atomic::write_atomic(cache, text.as_bytes(), 0o644) {
         tracing::debug!(error = %err, cache = %cache.display(), "cannot keep the probe result");
@@ -405,6 +418,43 @@ impl CheckDir {
                 upper: Some(upper),
                 work: Some(work),
                 index_off: false,
+                volatile: false,
+                target: merged.clone(),
+            },
+        )?;
+        unmount(&merged)
+    }
+
+    /// A mount with `volatile`, through mount(2); what it leaves in the workdir is removed
+    /// ([`crate::clear_volatile`]), which is checked by mounting the same dirs again without it.
+    fn mount_volatile(&self) -> Result<()> {
+        let upper = self.make_dir("upper-volatile")?;
+        let work = self.make_dir("work-volatile")?;
+        let merged = self.make_dir("merged-volatile")?;
+        let spec = self.spec(
+            ["lower2", "lower1"],
+            "upper-volatile",
+            "work-volatile",
+            "merged-volatile",
+        );
+        let options = format!(
+            "lowerdir={}:{},upperdir={},workdir={}",
+            self.path.join("lower2").display(),
+            self.path.join("lower1").display(),
+            upper.display(),
+            work.display()
+        );
+        let plan = MountPlan::Absolute {
+            options: format!("{options},volatile"),
+            target: merged.clone(),
+        };
+        execute(&spec, &plan)?;
+        unmount(&merged)?;
+        crate::clear_volatile(&work)?;
+        execute(
+            &spec,
+            &MountPlan::Absolute {
+                options,
                 target: merged.clone(),
             },
         )?;
@@ -425,7 +475,7 @@ impl CheckDir {
 
 impl Drop for CheckDir {
     fn drop(&mut self) {
-        for merged in ["merged", "merged-plus"] {
+        for merged in ["merged", "merged-plus", "merged-volatile"] {
             let merged = self.path.join(merged);
             if crate::is_mountpoint(&merged).unwrap_or(false) {
                 if let Err(err) = unmount(&merged) {

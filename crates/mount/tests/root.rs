@@ -27,6 +27,7 @@ fn features(page_size: usize, lowerdir_plus: bool) -> KernelFeatures {
         d_type: true,
         index_param: Path::new("/sys/module/overlay/parameters/index").exists(),
         lowerdir_plus,
+        volatile: false,
         page_size,
         defaults: mount::OverlayDefaults::default(),
     }
@@ -137,6 +138,9 @@ fn probe_on_tmp_finds_overlay_d_type_and_lowerdir_plus_needs_root() {
     let features = KernelFeatures::probe(tmp.path()).expect("probe");
     assert!(features.d_type);
     assert!(features.lowerdir_plus, "Linux 6.18 takes lowerdir+");
+    // The probe mounts with volatile, clears the mark (mount::clear_volatile) and mounts the
+    // same dirs again: true means all three worked.
+    assert!(features.volatile, "Linux 6.18 takes volatile");
     assert_eq!(
         features.index_param,
         Path::new("/sys/module/overlay/parameters/index").exists()
@@ -269,6 +273,7 @@ fn five_hundred_lowers_mount_with_lowerdir_plus_and_501_are_refused_needs_root()
         upper: Some(home.join("c/diff")),
         work: Some(home.join("c/work")),
         index_off: false,
+        volatile: false,
         target: merged.clone(),
     };
     let err = execute(&spec(n_lowers), &forced).expect_err("the kernel refuses 501 lowers");
@@ -282,7 +287,7 @@ fn symlinked_target_upper_or_lower_outside_home_is_refused_needs_root() {
     // Each case damages a fresh home: the hostile links point at a sentinel dir beside the home,
     // never at a host path, and nothing may be mounted on it or written into it.
     type Damage = fn(&Path, &Path);
-    let cases: [(&str, Damage, &str); 4] = [
+    let cases: [(&str, Damage, &str); 5] = [
         (
             "merged -> outside",
             |home, outside| {
@@ -312,6 +317,15 @@ fn symlinked_target_upper_or_lower_outside_home_is_refused_needs_root() {
             |home, _| {
                 fs::remove_file(home.join("l").join(LIDS[0])).expect("rm");
                 symlink("../../outside", home.join("l").join(LIDS[0])).expect("symlink");
+            },
+            LIDS[0],
+        ),
+        (
+            // Inside the home, but not a layer's diff: the container's own workdir.
+            "l/<LID> -> ../c/work",
+            |home, _| {
+                fs::remove_file(home.join("l").join(LIDS[0])).expect("rm");
+                symlink("../c/work", home.join("l").join(LIDS[0])).expect("symlink");
             },
             LIDS[0],
         ),

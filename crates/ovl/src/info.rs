@@ -74,6 +74,7 @@ pub fn info(root_path: &Path, args: &InfoArgs) -> Result<()> {
             ],
             "IndexOff": features.index_param,
             "LowerdirPlus": features.lowerdir_plus,
+            "Volatile": features.volatile,
             "Resolver": resolver_name,
             "MountPath": mount_path,
             "DisabledFeatures": disabled,
@@ -99,6 +100,7 @@ pub fn info(root_path: &Path, args: &InfoArgs) -> Result<()> {
     crate::out::outln!("  userxattr: false");
     crate::out::outln!("  index=off passed: {}", features.index_param);
     crate::out::outln!("  lowerdir+: {}", features.lowerdir_plus);
+    crate::out::outln!("  volatile: {}", features.volatile);
     crate::out::outln!(
         "  Max layers per mount: {max_layers}{}",
         if features.lowerdir_plus {

@@ -31,6 +31,19 @@ impl DataRoot {
 
     /// Writes the mounts entry: dir 0755, files 0644, plain writes without newlines, as Docker.
     pub fn write_mounts_entry(&self, entry: &MountsEntry) -> Result<()> {
+        let (dir, files) = self.write_mounts_files(entry)?;
+        let synced = fsutil::sync_together(&files).and_then(|()| fsutil::sync_dir(&dir));
+        if synced.is_err() {
+            let _ = fsutil::remove_tree(&dir);
+        }
+        synced
+    }
+
+    /// The files of a mounts entry, written but not synced; nothing is left when this fails.
+    fn write_mounts_files(
+        &self,
+        entry: &MountsEntry,
+    ) -> Result<(PathBuf, Vec<(PathBuf, fs::File)>)> {
         let dir = self.mounts_dir(&entry.container_id)?;
         fsutil::create_dir_mode(&dir, 0o755)?;
         let result = (|| {
@@ -46,13 +59,37 @@ impl DataRoot {
                     files.push((path, file));
                 }
             }
-            fsutil::sync_together(&files)?;
-            fsutil::sync_dir(&dir)
+            Ok(files)
         })();
-        if result.is_err() {
-            let _ = fsutil::remove_tree(&dir);
+        match result {
+            Ok(files) => Ok((dir, files)),
+            Err(err) => {
+                let _ = fsutil::remove_tree(&dir);
+                Err(err)
+            }
         }
-        result
+    }
+
+    /// Writes a new container's mounts entry and record (what [`DataRoot::write_mounts_entry`]
+    /// and [`DataRoot::write_container`] write, in that order of durability) after one `syncfs`
+    /// of the data root, which also makes durable everything written for the container before
+    /// (its init layer, its layer dirs): two journal commits in all (the `syncfs`, and the
+    /// record's directory after its renames), where the two calls take three and the layers
+    /// none of their own. Where `layerdb/mounts` or `containers/` lie on another filesystem
+    /// than `overlay2/`, their files are fsynced one by one as well. On failure the caller
+    /// removes the entry and the record ([`DataRoot::remove_mounts_entry`],
+    /// [`DataRoot::remove_container`]): a failure after the record's rename leaves both.
+    pub fn write_new_container(&self, entry: &MountsEntry, record: &ContainerRecord) -> Result<()> {
+        let (mounts_dir, mounts_files) = self.write_mounts_files(entry)?;
+        let staged = self.stage_record(record)?;
+        let container_dir = self.container_dir(&record.id)?;
+        self.sync_filesystem()?;
+        if fsutil::same_filesystem(&self.overlay_home(), &[&mounts_dir, &container_dir])? {
+            return fsutil::commit_synced(staged);
+        }
+        fsutil::sync_together(&mounts_files)?;
+        fsutil::sync_dir(&mounts_dir)?;
+        fsutil::commit_together(staged)
     }
 
     /// The mounts entry of a container; `None` when it has none. Ids are validated as Docker does.
@@ -97,16 +134,21 @@ impl DataRoot {
 
     /// Writes config.v2.json (with NetworkSettings) and hostconfig.json atomically.
     pub fn write_container(&self, record: &ContainerRecord) -> Result<()> {
+        let staged = self.stage_record(record)?;
+        fsutil::commit_together(staged)
+    }
+
+    /// config.v2.json and hostconfig.json written to temp names, to be committed together: both
+    /// are synced together and renamed in this order, so that after a crash either both are new,
+    /// or config.v2.json alone, or neither, as with two atomic writes one after the other.
+    fn stage_record(&self, record: &ContainerRecord) -> Result<Vec<fsutil::Staged>> {
         let dir = self.container_dir(&record.id)?;
         fsutil::create_dir_mode(&dir, 0o710)?;
         let mut config = crate::go_json(&config_v2(record))?;
         config.push(b'\n');
         let mut host_config = DEFAULT_HOST_CONFIG.trim_end().as_bytes().to_vec();
         host_config.push(b'\n');
-        // Both files are synced together and renamed in this order: after a crash either both
-        // are new, or config.v2.json alone, or neither, as with two atomic writes one after
-        // the other.
-        fsutil::write_atomic_together(&[
+        fsutil::stage_atomic(&[
             (&dir.join("config.v2.json"), &config, 0o600),
             (&dir.join("hostconfig.json"), &host_config, 0o644),
         ])

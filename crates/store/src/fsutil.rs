@@ -145,17 +145,48 @@ fn atomic_error(err: syscompat::atomic::AtomicError) -> Error {
     }
 }
 
-/// Several [`write_atomic`]s with about one journal commit for the files and one for their
-/// directory (see `syscompat::atomic::commit_together`): renamed in the order given.
-pub(crate) fn write_atomic_together(files: &[(&Path, &[u8], u32)]) -> Result<()> {
+/// A file written to a temp name, renamed over its target by [`commit_together`].
+pub(crate) type Staged = syscompat::atomic::AtomicFile;
+
+/// Several [`write_atomic`]s, first half: every file written to its temp name, to be committed
+/// with [`commit_together`].
+pub(crate) fn stage_atomic(files: &[(&Path, &[u8], u32)]) -> Result<Vec<Staged>> {
     let mut staged = Vec::with_capacity(files.len());
     for &(path, bytes, mode) in files {
-        let mut file = syscompat::atomic::AtomicFile::create(path, mode).map_err(atomic_error)?;
+        let mut file = Staged::create(path, mode).map_err(atomic_error)?;
         file.write_all(bytes)
             .map_err(io_error("writing", file.temp_path()))?;
         staged.push(file);
     }
+    Ok(staged)
+}
+
+/// Several [`write_atomic`]s, second half: about one journal commit for the files and one for
+/// their directory (see `syscompat::atomic::commit_together`), renamed in the order given.
+pub(crate) fn commit_together(staged: Vec<Staged>) -> Result<()> {
     syscompat::atomic::commit_together(staged).map_err(atomic_error)
+}
+
+/// [`commit_together`] of files a `syncfs` of their filesystem made durable after they were
+/// written: renamed in order, directories synced.
+pub(crate) fn commit_synced(staged: Vec<Staged>) -> Result<()> {
+    syscompat::atomic::commit_synced(staged).map_err(atomic_error)
+}
+
+/// Whether `paths` all lie on the filesystem of `first` (`st_dev`, symlinks not followed).
+pub(crate) fn same_filesystem(first: &Path, paths: &[&Path]) -> Result<bool> {
+    let device = |path: &Path| {
+        fs::symlink_metadata(path)
+            .map(|metadata| std::os::unix::fs::MetadataExt::dev(&metadata))
+            .map_err(io_error("reading", path))
+    };
+    let first = device(first)?;
+    for path in paths {
+        if device(path)? != first {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// fsync of a directory, so that a rename in it is durable.

@@ -127,6 +127,12 @@ pub fn commit_together(files: Vec<AtomicFile>) -> Result<(), AtomicError> {
         path: files[index].temp.clone(),
         source,
     })?;
+    commit_synced(files)
+}
+
+/// [`commit_together`] of temp files that are durable already: the caller synced their whole
+/// filesystem (`syncfs`) after they were written. Renamed in order, then each directory synced.
+pub fn commit_synced(files: Vec<AtomicFile>) -> Result<(), AtomicError> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     for mut staged in files {
         fs::rename(&staged.temp, &staged.path).map_err(|source| AtomicError {

@@ -474,9 +474,11 @@ pub(super) fn expectations(kernel: &Kernel) -> serde_json::Value {
         numbers.get(1).copied().unwrap_or(0),
     );
     // The release is all there is to go on for system calls: `lowerdir+` came with 6.8
-    // (fs/overlayfs/params.c), openat2 with 5.6.
+    // (fs/overlayfs/params.c), openat2 with 5.6; and for the overlay's `volatile` option, 5.10
+    // (Documentation/filesystems/overlayfs.rst, "Volatile mount").
     let lowerdir_plus = (major, minor) >= (6, 8);
     let openat2 = (major, minor) >= (5, 6);
+    let volatile = (major, minor) >= (5, 10);
     let config = kernel
         .config
         .as_ref()
@@ -500,6 +502,7 @@ pub(super) fn expectations(kernel: &Kernel) -> serde_json::Value {
     json!({
         "lowerdir_plus": lowerdir_plus,
         "openat2": openat2,
+        "volatile": volatile,
         "xfs_v4": enabled("CONFIG_XFS_SUPPORT_V4"),
         // Docker uses naive diff when the kernel turns redirect_dir (or metacopy) on by default.
         "native_diff": match (enabled("CONFIG_OVERLAY_FS_REDIRECT_DIR"), enabled("CONFIG_OVERLAY_FS_METACOPY")) {
