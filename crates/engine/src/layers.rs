@@ -2,10 +2,11 @@
 //! layers of a chain bottom up, unpack them several at once from their blobs, check each DiffID,
 //! commit them bottom up, and remove them again when the image is not stored.
 
+use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use store::{AppliedLayer, DataRoot, Layer, LayerParent, PendingLayer};
@@ -151,15 +152,27 @@ const LOAD_WRITEBACK_INTERVAL: Duration = Duration::from_millis(500);
 /// before the layers are committed ([`commit_chain`]) only waits for what came last. That final
 /// `syncfs` is still what makes them durable: an early one's error is ignored here, as the final
 /// one reports it.
+///
+/// The thread is told to stop when `run` returns but not waited for: a flush in progress then
+/// ends on its own, beside the caller's final one. Waiting for it cost 0.5 s of a 1.2 s load of
+/// one 500 MiB layer: a `syncfs` that starts while the files are still being written keeps
+/// waiting for writeback started after it, where one that starts after the last write waits
+/// only for what is dirty (0.7 s in all without the wait, as without any early flush).
 pub(crate) fn with_early_writeback<T>(
     root: &DataRoot,
     interval: Duration,
     run: impl FnOnce() -> T,
 ) -> T {
-    let done = (Mutex::new(false), Condvar::new());
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            let (lock, wake) = &done;
+    let home = root.overlay_home();
+    let Ok(dir) = File::open(&home) else {
+        return run();
+    };
+    let done = Arc::new((Mutex::new(false), Condvar::new()));
+    let flag = Arc::clone(&done);
+    let spawned = std::thread::Builder::new()
+        .name("early-writeback".into())
+        .spawn(move || {
+            let (lock, wake) = &*flag;
             let Ok(mut finished) = lock.lock() else {
                 return;
             };
@@ -172,20 +185,21 @@ pub(crate) fn with_early_writeback<T>(
                     return;
                 }
                 drop(finished);
-                let _ = root.sync_filesystem();
+                let _ = rustix::fs::syncfs(&dir);
                 finished = match lock.lock() {
                     Ok(guard) => guard,
                     Err(_) => return,
                 };
             }
         });
-        let result = run();
-        if let Ok(mut finished) = done.0.lock() {
-            *finished = true;
-        }
-        done.1.notify_all();
-        result
-    })
+    let result = run();
+    if let Ok(mut finished) = done.0.lock() {
+        *finished = true;
+    }
+    done.1.notify_all();
+    // Not joined (see above); a thread that could not be started flushed nothing.
+    drop(spawned);
+    result
 }
 
 /// Runs `run` on every item, `jobs` at once, in order of index. On failure the error returned is
