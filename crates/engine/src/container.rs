@@ -342,7 +342,7 @@ struct CheckedLowers {
 }
 
 /// [`mount_layer`] for one of several mounts of the same command (see [`CheckedLowers`]);
-/// `volatile` as `mount::MountPlan::volatile` says.
+/// `volatile` as `mount::plan_volatile` says.
 fn mount_layer_once(
     root: &DataRoot,
     features: &KernelFeatures,
@@ -366,10 +366,12 @@ fn mount_layer_once(
         work: Some(format!("{id}/work")),
         target: format!("{id}/merged"),
     };
-    let mut plan = mount::plan(&spec, features).layer_context("planning the mount of layer", id)?;
-    if volatile {
-        plan = plan.volatile(features);
+    let plan = if volatile {
+        mount::plan_volatile(&spec, features)
+    } else {
+        mount::plan(&spec, features)
     }
+    .layer_context("planning the mount of layer", id)?;
     tracing::debug!(?plan, "mounting");
     if let Err(err) = mount::execute_once(&spec, &plan, &mut checked.mount) {
         let _ = std::fs::remove_dir(&merged);

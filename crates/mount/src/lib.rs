@@ -133,7 +133,7 @@ pub struct KernelFeatures {
     /// The new mount API accepts `lowerdir+` (Linux 6.8+).
     pub lowerdir_plus: bool,
     /// The overlay takes `volatile` (Linux 5.10+): it then never syncs the upper filesystem,
-    /// not even when it is unmounted (see [`MountPlan::volatile`]).
+    /// not even when it is unmounted (see [`plan_volatile`]).
     pub volatile: bool,
     pub page_size: usize,
     /// What the overlay module turns on for mounts that do not say otherwise. Read from the
@@ -233,114 +233,56 @@ pub enum MountPlan {
     },
 }
 
-impl MountPlan {
-    /// This plan with the `volatile` option where the kernel takes it and the mount data still
-    /// fits in a page (else the plan as it is): the unmount then leaves the upper filesystem's
-    /// sync to the caller, which must sync it itself (`syncfs`) before anything it publishes
-    /// names the upper layer, and remove what the kernel leaves in the workdir
-    /// ([`clear_volatile`]) before the layer is used again. For a mount whose upper is written
-    /// once and unmounted at once, such as Docker's init layer; a read-only plan stays as it is.
-    pub fn volatile(self, features: &KernelFeatures) -> MountPlan {
-        const OPTION: &str = ",volatile";
-        if !features.volatile {
-            return self;
-        }
-        let fits = |options: &str| options.len() + OPTION.len() < features.page_size;
-        match self {
-            MountPlan::Absolute { options, target }
-                if options.contains(",upperdir=") && fits(&options) =>
-            {
-                MountPlan::Absolute {
-                    options: options + OPTION,
-                    target,
-                }
-            }
-            MountPlan::Relative {
-                home,
-                options,
-                target,
-            } if options.contains(",upperdir=") && fits(&options) => MountPlan::Relative {
-                home,
-                options: options + OPTION,
-                target,
-            },
-            MountPlan::LowerdirPlus {
-                home,
-                lowers,
-                upper: Some(upper),
-                work,
-                index_off,
-                volatile: _,
-                target,
-            } => MountPlan::LowerdirPlus {
-                home,
-                lowers,
-                upper: Some(upper),
-                work,
-                index_off,
-                volatile: true,
-                target,
-            },
-            plan => plan,
-        }
-    }
-}
-
-/// What a `volatile` mount (see [`MountPlan::volatile`]) leaves in its workdir `work`,
+/// What a `volatile` mount (see [`plan_volatile`]) leaves in its workdir `work`,
 /// `work/work/incompat/volatile/dirty` (a file), removed after its unmount: the kernel refuses to mount
 /// with a workdir that holds it, and Docker's layer dirs never do. Every step goes through
 /// directory descriptors and never follows a symlink; a workdir without it is left as it is.
 pub fn clear_volatile(work: &Path) -> Result<()> {
+    use rustix::fd::OwnedFd;
     use rustix::fs::{AtFlags, OFlags};
-    let fail = |operation: &'static str, path: PathBuf| {
+    let sys = |operation, path: PathBuf| {
         move |source| Error::Sys {
             operation,
             path,
             source,
         }
     };
-    let open = |dir: &rustix::fd::OwnedFd, name: &str, path: &Path| {
-        rustix::fs::openat(
-            dir,
-            name,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(fail("opening", path.to_path_buf()))
+    // One directory below `dir`, never through a symlink; `None` where it does not exist.
+    let open = |dir: &OwnedFd, path: &Path| -> Result<Option<OwnedFd>> {
+        let name = path.file_name().unwrap_or_default();
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match rustix::fs::openat(dir, name, flags, rustix::fs::Mode::empty()) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(source) => Err(sys("opening", path.to_path_buf())(source)),
+        }
     };
-    let mut dirs = vec![(
-        syscompat::dir::open_dir_path(work)
-            .map_err(fail("opening the workdir", work.to_path_buf()))?,
-        work.to_path_buf(),
-    )];
-    for name in ["work", "incompat", "volatile"] {
-        let Some((dir, dir_path)) = dirs.last() else {
-            unreachable!("the workdir was opened above")
-        };
-        let path = dir_path.join(name);
-        match open(dir, name, &path) {
-            Ok(next) => dirs.push((next, path)),
-            Err(Error::Sys {
-                source: Errno::NOENT,
-                ..
-            }) if name != "work" => return Ok(()),
-            Err(err) => return Err(err),
-        }
-    }
-    // Innermost first: the file volatile/dirty, then the directories incompat/volatile and
-    // work/incompat.
-    let steps = [
-        ("dirty", AtFlags::empty()),
-        ("volatile", AtFlags::REMOVEDIR),
-        ("incompat", AtFlags::REMOVEDIR),
-    ];
-    for ((dir, dir_path), (name, flags)) in dirs[1..].iter().rev().zip(steps) {
+    let unlink = |dir: &OwnedFd, path: &Path, flags: AtFlags| {
+        let name = path.file_name().unwrap_or_default();
         match rustix::fs::unlinkat(dir, name, flags) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(source) => return Err(fail("removing", dir_path.join(name))(source)),
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(source) => Err(sys("removing", path.to_path_buf())(source)),
         }
-    }
-    Ok(())
+    };
+    let workdir = syscompat::dir::open_dir_path(work)
+        .map_err(sys("opening the workdir", work.to_path_buf()))?;
+    let (inner, incompat, volatile) = (
+        work.join("work"),
+        work.join("work/incompat"),
+        work.join("work/incompat/volatile"),
+    );
+    let Some(inner_fd) = open(&workdir, &inner)? else {
+        return Ok(());
+    };
+    let Some(incompat_fd) = open(&inner_fd, &incompat)? else {
+        return Ok(());
+    };
+    let Some(volatile_fd) = open(&incompat_fd, &volatile)? else {
+        return Ok(());
+    };
+    unlink(&volatile_fd, &volatile.join("dirty"), AtFlags::empty())?;
+    unlink(&incompat_fd, &volatile, AtFlags::REMOVEDIR)?;
+    unlink(&inner_fd, &incompat, AtFlags::REMOVEDIR)
 }
 
 /// Chooses how to mount `spec`, as Docker's overlay2 driver does (format.md §4.2), with `lowerdir+` as
@@ -362,6 +304,20 @@ pub fn clear_volatile(work: &Path) -> Result<()> {
 /// needed while upperdir nonexistent" (checked by hand on this kernel; see
 /// <https://docs.kernel.org/filesystems/overlayfs.html#multiple-lower-layers>).
 pub fn plan(spec: &OverlaySpec, features: &KernelFeatures) -> Result<MountPlan> {
+    plan_with(spec, features, false)
+}
+
+/// [`plan`] with the `volatile` option where the kernel takes it and the mount has an upper (the
+/// option counts towards the page of mount data like any other). Its unmount then leaves the
+/// upper filesystem's sync to the caller, which must sync it itself (`syncfs`) before anything
+/// it publishes names the upper layer, and remove what the kernel leaves in the workdir
+/// ([`clear_volatile`]) before the layer is mounted again. For a mount whose upper is written
+/// once and unmounted at once, such as Docker's init layer.
+pub fn plan_volatile(spec: &OverlaySpec, features: &KernelFeatures) -> Result<MountPlan> {
+    plan_with(spec, features, features.volatile && spec.upper.is_some())
+}
+
+fn plan_with(spec: &OverlaySpec, features: &KernelFeatures, volatile: bool) -> Result<MountPlan> {
     validate(spec)?;
     let n_lowers = spec.lowers.len();
     if n_lowers > OVL_MAX_STACK {
@@ -388,6 +344,7 @@ pub fn plan(spec: &OverlaySpec, features: &KernelFeatures) -> Result<MountPlan> 
             spec.lowers.iter().map(|entry| absolute(entry)),
             spec.upper.as_deref().map(absolute),
             spec.work.as_deref().map(absolute),
+            volatile,
         );
         if options.len() <= max_data_len {
             return Ok(MountPlan::Absolute {
@@ -409,6 +366,7 @@ pub fn plan(spec: &OverlaySpec, features: &KernelFeatures) -> Result<MountPlan> 
             spec.lowers.iter().cloned(),
             spec.upper.clone(),
             spec.work.clone(),
+            volatile,
         )
     });
     if let Some(options) = relative.as_ref().filter(|o| o.len() <= max_data_len) {
@@ -425,7 +383,7 @@ pub fn plan(spec: &OverlaySpec, features: &KernelFeatures) -> Result<MountPlan> 
             upper: spec.upper.as_ref().map(|upper| spec.home.join(upper)),
             work: spec.work.as_ref().map(|work| spec.home.join(work)),
             index_off,
-            volatile: false,
+            volatile,
             target: spec.home.join(&spec.target),
         });
     }
@@ -482,7 +440,8 @@ pub fn execute_once(
             lowers,
             upper.as_deref(),
             work.as_deref(),
-            [*index_off, *volatile],
+            *index_off,
+            *volatile,
             &target,
         ),
     }
@@ -593,6 +552,7 @@ fn legacy_options(
     lowers: impl Iterator<Item = String>,
     upper: Option<String>,
     work: Option<String>,
+    volatile: bool,
 ) -> String {
     let mut options = String::new();
     if index_off {
@@ -610,6 +570,9 @@ fn legacy_options(
         options.push_str(&upper);
         options.push_str(",workdir=");
         options.push_str(&work);
+        if volatile {
+            options.push_str(",volatile");
+        }
     }
     options
 }
@@ -670,7 +633,8 @@ fn mount_lowerdir_plus(
     lowers: &[PathBuf],
     upper: Option<&Path>,
     work: Option<&Path>,
-    [index_off, volatile]: [bool; 2],
+    index_off: bool,
+    volatile: bool,
     checked_target: &checked::CheckedTarget,
 ) -> Result<()> {
     let target = checked_target.shown.as_path();
@@ -794,30 +758,37 @@ mod tests {
         };
         // Absolute, relative and lowerdir+ plans of a read-write mount.
         for n_lowers in [2, 80, 200] {
-            let plan = plan(&spec(n_lowers, true), &features(true, true)).expect("plan");
-            assert!(!with(&plan), "{n_lowers}: volatile only when asked");
-            let volatile = plan.clone().volatile(&features(true, true));
+            let plain = plan(&spec(n_lowers, true), &features(true, true)).expect("plan");
+            assert!(!with(&plain), "{n_lowers}: volatile only when asked");
+            let volatile =
+                plan_volatile(&spec(n_lowers, true), &features(true, true)).expect("plan");
             assert!(with(&volatile), "{n_lowers}: {volatile:?}");
-            assert_eq!(plan.clone().volatile(&features(true, true)), volatile);
             let mut without = features(true, true);
             without.volatile = false;
             assert_eq!(
-                plan.clone().volatile(&without),
-                plan,
+                plan_volatile(&spec(n_lowers, true), &without).expect("plan"),
+                plain,
                 "kernel without volatile"
             );
         }
         // Read-only: no upper to be volatile about.
         let read_only = plan(&spec(2, false), &features(true, true)).expect("plan");
-        assert_eq!(read_only.clone().volatile(&features(true, true)), read_only);
-        // Mount data that would no longer fit in a page stays as it is.
-        let mut full = plan(&spec(2, true), &features(true, false)).expect("plan");
-        if let MountPlan::Absolute { options, .. } = &mut full {
-            while options.len() < 4095 - ",volatile".len() + 1 {
-                options.push('x');
+        assert_eq!(
+            plan_volatile(&spec(2, false), &features(true, true)).expect("plan"),
+            read_only
+        );
+        // Around the page limit the option counts like any other: the mount data of every plan
+        // still fits in a page (where it no longer does, the plan goes relative).
+        for n_lowers in 2..=130 {
+            let volatile =
+                plan_volatile(&spec(n_lowers, true), &features(true, false)).expect("plan");
+            assert!(with(&volatile), "{n_lowers}: {volatile:?}");
+            if let MountPlan::Absolute { options, .. } | MountPlan::Relative { options, .. } =
+                &volatile
+            {
+                assert!(options.len() <= 4095, "{n_lowers}: {}", options.len());
             }
         }
-        assert_eq!(full.clone().volatile(&features(true, false)), full);
     }
 
     #[test]

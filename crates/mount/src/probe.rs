@@ -378,26 +378,30 @@ impl CheckDir {
 
     /// Docker's overlay support check: `lowerdir=lower2:lower1,upperdir=upper,workdir=work`.
     fn mount_two_lowers(&self) -> Result<()> {
-        let lower1 = self.make_dir("lower1")?;
-        let lower2 = self.make_dir("lower2")?;
+        self.make_dir("lower1")?;
+        self.make_dir("lower2")?;
         let upper = self.make_dir("upper")?;
         let work = self.make_dir("work")?;
         let merged = self.make_dir("merged")?;
-        let options = format!(
-            "lowerdir={}:{},upperdir={},workdir={}",
-            lower2.display(),
-            lower1.display(),
-            upper.display(),
-            work.display()
-        );
         execute(
             &self.spec(["lower2", "lower1"], "upper", "work", "merged"),
             &MountPlan::Absolute {
-                options,
+                options: self.two_lower_options(&upper, &work),
                 target: merged.clone(),
             },
         )?;
         unmount(&merged)
+    }
+
+    /// `lowerdir=lower2:lower1,upperdir=<upper>,workdir=<work>`, absolute.
+    fn two_lower_options(&self, upper: &Path, work: &Path) -> String {
+        format!(
+            "lowerdir={}:{},upperdir={},workdir={}",
+            self.path.join("lower2").display(),
+            self.path.join("lower1").display(),
+            upper.display(),
+            work.display()
+        )
     }
 
     /// A `lowerdir+` mount through fsopen/fsconfig/fsmount/move_mount.
@@ -437,13 +441,7 @@ impl CheckDir {
             "work-volatile",
             "merged-volatile",
         );
-        let options = format!(
-            "lowerdir={}:{},upperdir={},workdir={}",
-            self.path.join("lower2").display(),
-            self.path.join("lower1").display(),
-            upper.display(),
-            work.display()
-        );
+        let options = self.two_lower_options(&upper, &work);
         let plan = MountPlan::Absolute {
             options: format!("{options},volatile"),
             target: merged.clone(),

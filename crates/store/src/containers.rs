@@ -81,8 +81,7 @@ impl DataRoot {
     /// [`DataRoot::remove_container`]): a failure after the record's rename leaves both.
     pub fn write_new_container(&self, entry: &MountsEntry, record: &ContainerRecord) -> Result<()> {
         let (mounts_dir, mounts_files) = self.write_mounts_files(entry)?;
-        let staged = self.stage_record(record)?;
-        let container_dir = self.container_dir(&record.id)?;
+        let (container_dir, staged) = self.stage_record(record)?;
         self.sync_filesystem()?;
         if fsutil::same_filesystem(&self.overlay_home(), &[&mounts_dir, &container_dir])? {
             return fsutil::commit_synced(staged);
@@ -134,24 +133,26 @@ impl DataRoot {
 
     /// Writes config.v2.json (with NetworkSettings) and hostconfig.json atomically.
     pub fn write_container(&self, record: &ContainerRecord) -> Result<()> {
-        let staged = self.stage_record(record)?;
+        let (_, staged) = self.stage_record(record)?;
         fsutil::commit_together(staged)
     }
 
     /// config.v2.json and hostconfig.json written to temp names, to be committed together: both
     /// are synced together and renamed in this order, so that after a crash either both are new,
     /// or config.v2.json alone, or neither, as with two atomic writes one after the other.
-    fn stage_record(&self, record: &ContainerRecord) -> Result<Vec<fsutil::Staged>> {
+    /// Returns the record's directory with them.
+    fn stage_record(&self, record: &ContainerRecord) -> Result<(PathBuf, Vec<fsutil::Staged>)> {
         let dir = self.container_dir(&record.id)?;
         fsutil::create_dir_mode(&dir, 0o710)?;
         let mut config = crate::go_json(&config_v2(record))?;
         config.push(b'\n');
         let mut host_config = DEFAULT_HOST_CONFIG.trim_end().as_bytes().to_vec();
         host_config.push(b'\n');
-        fsutil::stage_atomic(&[
+        let staged = fsutil::stage_atomic(&[
             (&dir.join("config.v2.json"), &config, 0o600),
             (&dir.join("hostconfig.json"), &host_config, 0o644),
-        ])
+        ])?;
+        Ok((dir, staged))
     }
 
     /// Every container record, dockerd-written ones included; unreadable ones are logged and skipped.
