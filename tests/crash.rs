@@ -73,8 +73,9 @@ fn image_ids(ovl: &Ovl) -> BTreeSet<String> {
         .collect()
 }
 
-/// Runs `ovl args`, kills it with SIGKILL after `delay`; returns whether it had already exited.
-fn run_and_kill(ovl: &Ovl, args: &[&OsStr], delay: Duration) -> bool {
+/// Runs `ovl args`, kills it with SIGKILL after `delay`; returns how long it ran when it had
+/// already exited by itself.
+fn run_and_kill(ovl: &Ovl, args: &[&OsStr], delay: Duration) -> Option<Duration> {
     let mut child = ovl
         .command(args)
         .stdout(Stdio::null())
@@ -84,7 +85,7 @@ fn run_and_kill(ovl: &Ovl, args: &[&OsStr], delay: Duration) -> bool {
     let started = Instant::now();
     while started.elapsed() < delay {
         if child.try_wait().expect("wait").is_some() {
-            return true;
+            return Some(started.elapsed());
         }
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -93,7 +94,7 @@ fn run_and_kill(ovl: &Ovl, args: &[&OsStr], delay: Duration) -> bool {
         nix::sys::signal::Signal::SIGKILL,
     );
     let status = child.wait().expect("wait");
-    status.code().is_some()
+    status.code().is_some().then(|| started.elapsed())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,9 +147,13 @@ fn sigkill_at_random_points_leaves_a_consistent_root_needs_root() {
     }
     let mut rng = Rng(seed);
     let mut n_killed = 0;
+    // Kill delays are uniform below the longest time a run of the same operation took when it
+    // ran to its end (60 ms until one did), so that they span each command however fast it is.
+    let mut longest_runs: Vec<Option<Duration>> = vec![None; ops.len()];
     let started = Instant::now();
     for run in 0..runs {
-        let op = ops[rng.below(ops.len() as u64) as usize];
+        let op_index = rng.below(ops.len() as u64) as usize;
+        let op = ops[op_index];
         // Preconditions, never killed.
         let (args, removed_image, removed_container): (
             Vec<std::ffi::OsString>,
@@ -223,9 +228,18 @@ fn sigkill_at_random_points_leaves_a_consistent_root_needs_root() {
             Op::Prune => (vec!["prune".into(), "-f".into()], None, None),
         };
         let before = image_ids(&ovl);
-        let delay = Duration::from_micros(rng.below(60_000));
+        let limit = longest_runs[op_index]
+            .unwrap_or(Duration::from_millis(60))
+            .as_micros()
+            .max(1) as u64;
+        let delay = Duration::from_micros(rng.below(limit));
         let arg_refs: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-        let finished = run_and_kill(&ovl, &arg_refs, delay);
+        let ran_for = run_and_kill(&ovl, &arg_refs, delay);
+        let finished = ran_for.is_some();
+        if let Some(ran_for) = ran_for {
+            let longest = &mut longest_runs[op_index];
+            *longest = Some(longest.map_or(ran_for, |longest| longest.max(ran_for)));
+        }
         if !finished {
             n_killed += 1;
         }

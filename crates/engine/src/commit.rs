@@ -1,18 +1,19 @@
 //! Commit: a container's changes as a new layer and image, like `docker commit` (format.md §9).
 //!
 //! The layer is the tar Docker's overlay2 `Diff` makes of the container's upperdir (format.md §6.3),
-//! produced by `layer-pack` on one thread and consumed through a pipe by `layer-unpack`, which
+//! produced by `layer-pack` on one thread and consumed through an in-process pipe by `layer-unpack`, which
 //! hashes it (the DiffID), applies it into the new layer's `diff/` and records its tar-split while
 //! the store registers the layer: one pass, nothing written twice.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Context, Error, Result};
 use store::{AppliedLayer, DataRoot, Layer, Reference};
 
 use crate::access::{self, Create};
+use crate::chunk_pipe::{chunk_pipe, ChunkReader};
 use crate::config::{self, ContainerConfig, History, ImageConfig, ParentImage, RootFs};
 use crate::layers::with_early_writeback;
 use crate::{changes, container, dockerfile, resolve, views};
@@ -21,8 +22,10 @@ use crate::{changes, container, dockerfile, resolve, views};
 const EMPTY_LAYER_DIFF_ID: &str =
     "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
 
-/// The pipe buffer between the tar producer and the unpacker.
-const PIPE_BUFFER_LEN: usize = 256 * 1024;
+/// The chunks of the pipe between the tar producer and the unpacker, and how many the producer
+/// may write ahead (1 MiB).
+const PIPE_CHUNK_LEN: usize = 256 * 1024;
+const PIPE_CHUNKS_AHEAD: usize = 4;
 
 /// What `commit` records besides the container's changes.
 #[derive(Debug, Clone)]
@@ -324,19 +327,18 @@ fn through_pipe(
     max_layer_size: Option<u64>,
     produce: impl FnOnce(&mut dyn Write) -> layer_pack::Result<()> + Send,
     consume: impl FnOnce(
-        crate::layers::SizeLimit<BufReader<std::io::PipeReader>>,
+        crate::layers::SizeLimit<ChunkReader>,
     ) -> layer_unpack::Result<layer_unpack::UnpackReport>,
 ) -> Result<layer_unpack::UnpackReport, store::ApplyError> {
-    let (reader, writer) = std::io::pipe()?;
+    let (mut writer, reader) = chunk_pipe(PIPE_CHUNK_LEN, PIPE_CHUNKS_AHEAD);
     let produced = std::thread::scope(|scope| {
-        let producer = scope.spawn(|| -> Result<(), store::ApplyError> {
-            let mut out = BufWriter::with_capacity(PIPE_BUFFER_LEN, writer);
-            produce(&mut out)?;
-            out.flush()?;
+        let producer = scope.spawn(move || -> Result<(), store::ApplyError> {
+            produce(&mut writer)?;
+            writer.flush()?;
             Ok(())
         });
         let limited = crate::layers::SizeLimit {
-            inner: BufReader::with_capacity(PIPE_BUFFER_LEN, reader),
+            inner: reader,
             n_bytes: 0,
             max_len: max_layer_size.unwrap_or(u64::MAX),
         };

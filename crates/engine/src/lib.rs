@@ -12,6 +12,7 @@
 pub mod access;
 pub mod bundle;
 pub mod changes;
+mod chunk_pipe;
 pub mod commit;
 pub mod config;
 pub mod container;

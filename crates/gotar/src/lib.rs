@@ -330,11 +330,14 @@ fn put_string(block: &mut [u8; BLOCK_LEN], (offset, len): (usize, usize), value:
 
 /// Go's `formatOctal`: zero-padded octal leaving room for a NUL; a value that does not fit is 0.
 fn put_octal(block: &mut [u8; BLOCK_LEN], field: (usize, usize), value: i64) {
-    let value = if fits_octal(field.1, value) { value } else { 0 };
-    let digits = format!("{value:o}");
-    let width = field.1 - 1;
-    let text = format!("{digits:0>width$}");
-    put_string(block, field, text.as_bytes());
+    let mut value = if fits_octal(field.1, value) { value } else { 0 };
+    // The digits right-aligned in the field's width less one, zeros before them, then the NUL.
+    let (offset, len) = field;
+    for at in (offset..offset + len - 1).rev() {
+        block[at] = b'0' + (value & 7) as u8;
+        value >>= 3;
+    }
+    block[offset + len - 1] = 0;
 }
 
 /// Sets the USTAR magic and version and the checksum (six octal digits, NUL, space; computed

@@ -108,10 +108,19 @@ impl Target<'_> {
 }
 
 /// Removes the xattrs the tar does not carry, rewrites a capability as exported and marks an
-/// opaque directory the way unpacking does. `opaque` says whether the tar marks it so.
-pub(crate) fn xattrs(target: Target<'_>, opaque: bool, relative: &[u8]) -> Result<()> {
+/// opaque directory the way unpacking does. `opaque` says whether the tar marks it so; `listed`
+/// is the entry's list of xattr names when the caller has it already.
+pub(crate) fn xattrs(
+    target: Target<'_>,
+    opaque: bool,
+    listed: Option<&[u8]>,
+    relative: &[u8],
+) -> Result<()> {
     let fail = |operation| move |errno: Errno| io(operation, relative, errno);
-    let listed = target.list().map_err(fail("listing xattrs of"))?;
+    let listed = match listed {
+        Some(listed) => listed.to_vec(),
+        None => target.list().map_err(fail("listing xattrs of"))?,
+    };
     for name in listed.split(|&b| b == 0).filter(|name| !name.is_empty()) {
         if kept(name) || (opaque && name == OPAQUE_XATTR.as_bytes()) {
             continue;
@@ -193,7 +202,7 @@ pub(crate) fn socket(dir: BorrowedFd<'_>, name: &CStr, relative: &[u8]) -> Resul
 /// The root directory: mode, owner and xattrs of a new layer's `diff/`.
 pub(crate) fn root(root: BorrowedFd<'_>) -> Result<()> {
     let fd = syscompat::dir::open_dir_at(root, c".").map_err(|errno| io("opening", b"/", errno))?;
-    xattrs(Target::Fd(fd.as_fd()), false, b"/")?;
+    xattrs(Target::Fd(fd.as_fd()), false, None, b"/")?;
     rustix::fs::fchown(&fd, Some(Uid::ROOT), Some(Gid::ROOT))
         .map_err(|errno| io("chown", b"/", errno))?;
     rustix::fs::fchmod(&fd, Mode::from_raw_mode(LAYER_ROOT_MODE))

@@ -107,7 +107,12 @@ pub fn pack_changes(
         }
         let dir = open_path_dirs(root.as_fd(), parent)?;
         let name = c_name(base, relative)?;
-        packer.entry(dir.as_fd(), &name, relative, Source::Changes)?;
+        let listed = Listed {
+            dir: dir.as_fd(),
+            name: &name,
+            file_type: None,
+        };
+        packer.entry(listed, relative, Source::Changes)?;
     }
     packer.finish()
 }
@@ -157,10 +162,15 @@ impl<'a> Packer<'a> {
     fn walk(&mut self, dir: BorrowedFd<'_>, prefix: &[u8], source: Source) -> Result<()> {
         let mut names = read_dir(dir).map_err(|err| io("listing", prefix_or_root(prefix), err))?;
         names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        for (name, _) in names {
+        for (name, listed_type) in names {
             let mut relative = prefix.to_vec();
             relative.extend_from_slice(name.as_bytes());
-            if let Some((child, mtime)) = self.entry(dir, &name, &relative, source)? {
+            let listed = Listed {
+                dir,
+                name: &name,
+                file_type: Some(listed_type),
+            };
+            if let Some((child, mtime)) = self.entry(listed, &relative, source)? {
                 let child_relative = [relative.as_slice(), b"/"].concat();
                 self.walk(child.as_fd(), &child_relative, source)?;
                 if self.settling(source) {
@@ -181,29 +191,36 @@ impl<'a> Packer<'a> {
     /// when it is one and the caller walks into it.
     fn entry(
         &mut self,
-        dir: BorrowedFd<'_>,
-        name: &CStr,
+        listed: Listed<'_>,
         relative: &[u8],
         source: Source,
     ) -> Result<Option<(OwnedFd, i64)>> {
+        let Listed { dir, name, .. } = listed;
         let from_upper = source == Source::Upper;
         let settling = self.settling(source);
         // The name is opened as a path only and described through that descriptor; a regular
         // file is then reopened for reading from it, so that what is read is what was
         // described, and no device or FIFO swapped in under a file's name is ever opened.
-        let node = match Node::open_at(dir, name) {
-            Ok(node) => node,
+        // A directory being settled is the caller's alone (nothing else changes it): a name
+        // listed as a regular file there is opened for reading at once.
+        let opened = if settling && listed.file_type == Some(FileType::RegularFile) {
+            syscompat::open_unshared_regular(dir, name).map(|(stat, file)| Opened::File(stat, file))
+        } else {
+            Node::open_at(dir, name).map(Opened::Node)
+        };
+        let opened = match opened {
+            Ok(opened) => opened,
             // Gone since it was listed: nothing to export.
             Err(Errno::NOENT) if source != Source::Changes => return Ok(None),
             Err(err) => return Err(io("stat", relative, err)),
         };
-        let stat = *node.stat();
+        let stat = *opened.stat();
         let file_type = FileType::from_raw_mode(stat.st_mode);
         let mut header = self.base_header(&stat, relative);
         match file_type {
             FileType::Directory => {
                 // The directory that was described, not whatever the name is now.
-                let fd = open_dir_at(node.fd(), c".")
+                let fd = open_dir_at(opened.node(relative)?.fd(), c".")
                     .map_err(|err| io("opening directory", relative, err))?;
                 let xattrs = XattrNames::list(fd.as_fd(), relative)?;
                 if from_upper {
@@ -230,14 +247,22 @@ impl<'a> Packer<'a> {
                     self.put_header(&marker)?;
                 }
                 if settling {
-                    settle::xattrs(settle::Target::Fd(fd.as_fd()), opaque, relative)?;
+                    settle::xattrs(
+                        settle::Target::Fd(fd.as_fd()),
+                        opaque,
+                        Some(&xattrs.0),
+                        relative,
+                    )?;
                 }
                 Ok((source != Source::Changes).then_some((fd, header.mtime)))
             }
             FileType::RegularFile => {
-                let file = node
-                    .open_regular()
-                    .map_err(|err| io("opening", relative, err))?;
+                let file = match opened {
+                    Opened::File(_, file) => file,
+                    Opened::Node(node) => node
+                        .open_regular()
+                        .map_err(|err| io("opening", relative, err))?,
+                };
                 let xattrs = XattrNames::list(file.as_fd(), relative)?;
                 if from_upper {
                     xattrs.check_not_redirected(file.as_fd(), relative, &METACOPY_XATTRS)?;
@@ -250,18 +275,18 @@ impl<'a> Packer<'a> {
                 }
                 header.size = stat.st_size;
                 self.put_header(&header)?;
-                if settling {
-                    settle::xattrs(settle::Target::Fd(file.as_fd()), false, relative)?;
-                }
                 let file = self.copy_data(file, stat.st_size as u64, relative)?;
                 if settling {
                     // After the read, which may set the atime.
-                    settle::times(settle::Target::Fd(file.as_fd()), header.mtime, relative)?;
+                    let target = settle::Target::Fd(file.as_fd());
+                    settle::xattrs(target, false, Some(&xattrs.0), relative)?;
+                    settle::times(target, header.mtime, relative)?;
                 }
                 Ok(None)
             }
             FileType::Symlink => {
-                let target = node
+                let target = opened
+                    .node(relative)?
                     .read_link()
                     .map_err(|err| io("reading link", relative, err))?;
                 header.typeflag = typeflag::SYMLINK;
@@ -270,7 +295,7 @@ impl<'a> Packer<'a> {
                 self.put_header(&header)?;
                 if settling && !linked {
                     let at = settle::Target::At(dir, name);
-                    settle::xattrs(at, false, relative)?;
+                    settle::xattrs(at, false, None, relative)?;
                     settle::times(at, header.mtime, relative)?;
                 }
                 Ok(None)
@@ -320,7 +345,7 @@ impl<'a> Packer<'a> {
                         )?;
                     } else if !linked {
                         let at = settle::Target::At(dir, name);
-                        settle::xattrs(at, false, relative)?;
+                        settle::xattrs(at, false, None, relative)?;
                         settle::times(at, header.mtime, relative)?;
                     }
                 }
@@ -475,6 +500,38 @@ fn open_path_dirs(root: BorrowedFd<'_>, parent: &[u8]) -> Result<OwnedFd> {
             .map_err(|err| io("opening directory", parent, err))?;
     }
     Ok(current)
+}
+
+/// A name as its directory listed it.
+#[derive(Clone, Copy)]
+struct Listed<'a> {
+    dir: BorrowedFd<'a>,
+    name: &'a CStr,
+    /// The type the listing gave, `None` when the name was not listed but given.
+    file_type: Option<FileType>,
+}
+
+/// An entry as [`Packer::entry`] opened it: as a path only, or a regular file for reading.
+enum Opened {
+    Node(Node),
+    File(Stat, OwnedFd),
+}
+
+impl Opened {
+    fn stat(&self) -> &Stat {
+        match self {
+            Opened::Node(node) => node.stat(),
+            Opened::File(stat, _) => stat,
+        }
+    }
+
+    /// The path-only open, which every entry but a regular file opened for reading has.
+    fn node(&self, relative: &[u8]) -> Result<&Node> {
+        match self {
+            Opened::Node(node) => Ok(node),
+            Opened::File(..) => Err(io("opening", relative, Errno::NOTSUP)),
+        }
+    }
 }
 
 /// A `security.capability` value.

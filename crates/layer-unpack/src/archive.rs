@@ -2,7 +2,7 @@
 //! each member is planned and applied while its data streams through, and the raw archive bytes
 //! that are not file data are recorded as tar-split segments with Docker's segmentation.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::Path;
 
 use tar_split::Crc64;
@@ -122,11 +122,19 @@ fn read_stream<W: Write>(
 /// What is done with each member: applied into a layer directory ([`Applier`]) or only counted
 /// ([`Recorder`]).
 pub(crate) trait Sink {
-    fn apply(&mut self, action: &Action, data: &mut dyn Read) -> std::result::Result<(), Failure>;
+    fn apply(
+        &mut self,
+        action: &Action,
+        data: &mut EntryData<'_>,
+    ) -> std::result::Result<(), Failure>;
 }
 
 impl Sink for Applier {
-    fn apply(&mut self, action: &Action, data: &mut dyn Read) -> std::result::Result<(), Failure> {
+    fn apply(
+        &mut self,
+        action: &Action,
+        data: &mut EntryData<'_>,
+    ) -> std::result::Result<(), Failure> {
         Applier::apply(self, action, data)
     }
 }
@@ -141,12 +149,16 @@ struct Recorder {
 }
 
 impl Sink for Recorder {
-    fn apply(&mut self, action: &Action, data: &mut dyn Read) -> std::result::Result<(), Failure> {
+    fn apply(
+        &mut self,
+        action: &Action,
+        data: &mut EntryData<'_>,
+    ) -> std::result::Result<(), Failure> {
         match action {
             Action::Skip(_) | Action::Opaque { .. } | Action::Whiteout { .. } => {}
             Action::Create { node, .. } => {
                 self.size += match node {
-                    Node::File => io::copy(data, &mut io::sink()).map_err(|source| {
+                    Node::File => data.skip_rest().map_err(|source| {
                         Failure::This(ApplyError {
                             operation: "read file data",
                             source,
@@ -577,7 +589,7 @@ impl<W: Write> SegmentSink for tar_split::Packer<W> {
 /// The data of one member: reads stop at its end, a premature end of input is remembered as
 /// truncation, and the CRC-64 tar-split stores is computed on the way (or, for a sparse member,
 /// the raw bytes are recorded as segments).
-struct EntryData<'input> {
+pub(crate) struct EntryData<'input> {
     input: &'input mut ChunkReader,
     remaining: u64,
     crc: Crc64,
@@ -625,13 +637,45 @@ impl<'input> EntryData<'input> {
 
     /// Reads the rest of the data.
     fn drain(&mut self, entry: &str) -> Result<()> {
-        let mut scratch = [0u8; 8192];
-        while self.remaining > 0 {
-            if self.read(&mut scratch).is_err() {
-                break;
-            }
-        }
+        let _ = self.skip_rest();
         self.check(entry)
+    }
+
+    /// Reads the rest of the data where it lies in the input, without copying it (a sparse
+    /// member's data, which is recorded, goes through [`Read`]); returns how many bytes it read.
+    /// A failure is remembered as a failed `read` remembers it.
+    fn skip_rest(&mut self) -> io::Result<u64> {
+        let mut n_skipped: u64 = 0;
+        if self.recorder.is_some() {
+            let mut scratch = [0u8; 8192];
+            while self.remaining > 0 {
+                n_skipped += self.read(&mut scratch)? as u64;
+            }
+            return Ok(n_skipped);
+        }
+        while self.remaining > 0 {
+            let available = match self.input.fill_buf() {
+                Ok(available) => available,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    let kind = error.kind();
+                    self.read_error = Some(error);
+                    return Err(kind.into());
+                }
+            };
+            if available.is_empty() {
+                self.truncated = true;
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let n_taken = usize::try_from(self.remaining)
+                .unwrap_or(usize::MAX)
+                .min(available.len());
+            self.crc.update(&available[..n_taken]);
+            self.input.consume(n_taken);
+            self.remaining -= n_taken as u64;
+            n_skipped += n_taken as u64;
+        }
+        Ok(n_skipped)
     }
 
     /// The checksum tar-split records for the data; recorded segments are flushed.

@@ -29,7 +29,7 @@ mod stat;
 mod sys;
 
 pub use in_root::Resolver;
-pub use node::{open_regular_at, Node};
+pub use node::{open_regular_at, open_unshared_regular, Node};
 pub use random::fill_random;
 pub use stat::{stat_node, MountKey, NodeStat};
 

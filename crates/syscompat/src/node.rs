@@ -91,16 +91,37 @@ pub fn open_regular_at(dir: BorrowedFd<'_>, name: &CStr) -> Result<(Node, Option
     Node::open_at(dir, name)?.with_regular()
 }
 
+/// Opens the regular file `name` in `dir` for reading with one `openat`, for a directory that
+/// nothing else changes while this process reads it (a directory it has taken over): the name
+/// cannot turn into a device or FIFO between the listing that said it is a regular file and the
+/// open, so the path-only open and the reopening are not needed. A name that is not a regular
+/// file all the same (a symlink: `ELOOP`) is an error, never followed.
+pub fn open_unshared_regular(dir: BorrowedFd<'_>, name: &CStr) -> Result<(Stat, OwnedFd), Errno> {
+    // O_NONBLOCK all the same: should the name be a FIFO after all, the open must not wait.
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = match rustix::fs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(Errno::PERM) => rustix::fs::openat(dir, name, flags, Mode::empty())?,
+        opened => opened?,
+    };
+    let stat = rustix::fs::fstat(&file)?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err(Errno::NOTSUP);
+    }
+    let kept = rustix::fs::fcntl_getfl(&file)? & OFlags::NOATIME;
+    rustix::fs::fcntl_setfl(&file, kept)?;
+    Ok((stat, file))
+}
+
 /// Reopens the inode behind an `O_PATH` descriptor for reading, and checks that the
-/// descriptor it got is that inode.
+/// descriptor it got is that inode. The read does not update the file's access time where the
+/// caller may ask so (`O_NOATIME`: the file's owner, or root).
 fn reopen(path_fd: BorrowedFd<'_>, stat: &Stat) -> Result<OwnedFd, Errno> {
-    let magic = format!("/proc/self/fd/{}", path_fd.as_raw_fd());
-    let file = rustix::fs::openat(
-        CWD,
-        magic.as_str(),
-        OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let flags = OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = match open_magic(path_fd, flags | OFlags::NOATIME) {
+        Err(Errno::PERM) => open_magic(path_fd, flags)?,
+        opened => opened?,
+    };
     let now = rustix::fs::fstat(&file)?;
     if now.st_dev != stat.st_dev
         || now.st_ino != stat.st_ino
@@ -110,9 +131,54 @@ fn reopen(path_fd: BorrowedFd<'_>, stat: &Stat) -> Result<OwnedFd, Errno> {
         return Err(Errno::XDEV);
     }
     // Reads should block as usual; O_NONBLOCK only guarded the open.
-    rustix::fs::fcntl_setfl(&file, OFlags::empty())?;
+    let kept = rustix::fs::fcntl_getfl(&file)? & OFlags::NOATIME;
+    rustix::fs::fcntl_setfl(&file, kept)?;
     Ok(file)
 }
+
+/// Opens `/proc/self/fd/<fd>` with `flags`: through a descriptor of this process's
+/// `/proc/self/fd` kept once it was found to be on procfs, so that each reopening looks up one
+/// name instead of four; by the whole path where there is none.
+fn open_magic(fd: BorrowedFd<'_>, flags: OFlags) -> Result<OwnedFd, Errno> {
+    static FD_DIR: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    let dir = FD_DIR.get_or_init(|| {
+        let dir = rustix::fs::open(
+            "/proc/self/fd",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let on_procfs = rustix::fs::fstatfs(&dir).ok()?.f_type == PROC_SUPER_MAGIC;
+        on_procfs.then_some(dir)
+    });
+    match dir {
+        Some(dir) => {
+            // The descriptor's number in decimal, NUL-terminated, without an allocation.
+            let mut name = [0_u8; 12];
+            let mut at = name.len() - 1;
+            let mut number = fd.as_raw_fd().unsigned_abs();
+            loop {
+                at -= 1;
+                name[at] = b'0' + (number % 10) as u8;
+                number /= 10;
+                if number == 0 {
+                    break;
+                }
+            }
+            let name = CStr::from_bytes_with_nul(&name[at..]).map_err(|_| Errno::INVAL)?;
+            rustix::fs::openat(dir, name, flags, Mode::empty())
+        }
+        None => rustix::fs::openat(
+            CWD,
+            format!("/proc/self/fd/{}", fd.as_raw_fd()),
+            flags,
+            Mode::empty(),
+        ),
+    }
+}
+
+/// `f_type` of procfs (`linux/magic.h`).
+const PROC_SUPER_MAGIC: rustix::fs::FsWord = 0x9fa0;
 
 #[cfg(test)]
 mod tests {
@@ -126,6 +192,36 @@ mod tests {
             Mode::empty(),
         )
         .expect("open dir")
+    }
+
+    #[test]
+    fn an_unshared_name_opens_only_as_a_regular_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(tmp.path().join("f"), b"hello").expect("write");
+        symlink("f", tmp.path().join("s")).expect("symlink");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            tmp.path().join("p"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("fifo");
+        let dir = dir_fd(tmp.path());
+        let (stat, file) = open_unshared_regular(dir.as_fd(), c"f").expect("open");
+        assert_eq!(stat.st_size, 5);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(file), &mut text).expect("read");
+        assert_eq!(text, "hello");
+        assert_eq!(
+            open_unshared_regular(dir.as_fd(), c"s").err(),
+            Some(Errno::LOOP)
+        );
+        // A FIFO is neither waited on nor handed out.
+        assert_eq!(
+            open_unshared_regular(dir.as_fd(), c"p").err(),
+            Some(Errno::NOTSUP)
+        );
     }
 
     #[test]
