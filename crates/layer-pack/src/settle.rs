@@ -117,9 +117,13 @@ pub(crate) fn xattrs(
     relative: &[u8],
 ) -> Result<()> {
     let fail = |operation| move |errno: Errno| io(operation, relative, errno);
+    let listed_here;
     let listed = match listed {
-        Some(listed) => listed.to_vec(),
-        None => target.list().map_err(fail("listing xattrs of"))?,
+        Some(listed) => listed,
+        None => {
+            listed_here = target.list().map_err(fail("listing xattrs of"))?;
+            &listed_here[..]
+        }
     };
     for name in listed.split(|&b| b == 0).filter(|name| !name.is_empty()) {
         if kept(name) || (opaque && name == OPAQUE_XATTR.as_bytes()) {
