@@ -1,6 +1,7 @@
 //! Full and read-only filesystems: on a small tmpfs data root, a load that runs out of space or
 //! of inodes fails with exit status 1 and the reason, and leaves no partial layer, write-set or
-//! image; a read-only root is reported as such; the images that were there still work.
+//! image; a container can be removed from a root with no inode left; a read-only root is
+//! reported as such; the images that were there still work.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -111,6 +112,32 @@ fn full_and_read_only_roots_fail_cleanly_needs_root() {
         "out of inodes: {stderr}"
     );
     assert_nothing_partial(&ovl, "out of inodes");
+
+    // A root with no inode left: removing a container is what frees them, so it must not need
+    // one (Docker's removal goes on when it cannot save the dying container).
+    let merged = ovl.ok(["run-rootfs", "--name", "stuck", "base:1"]);
+    assert!(Path::new(merged.trim()).join("bin/busybox").is_file());
+    let fill = inodes.join("fill");
+    fs::create_dir(&fill).expect("mkdir fill");
+    let mut n_filled = 0;
+    while fs::File::create(fill.join(format!("f{n_filled}"))).is_ok() {
+        n_filled += 1;
+    }
+    assert!(
+        fs::create_dir(inodes.join("one-more")).is_err(),
+        "the filesystem still has inodes after {n_filled} files"
+    );
+    ovl.ok(["rm", "-f", "stuck"]);
+    assert!(
+        !ovl.ok(["ps", "-a"]).contains("stuck"),
+        "the container is gone"
+    );
+    let fsck = ovl.ok(["fsck"]);
+    assert!(
+        fsck.ends_with(": 0 corrupt, 0 leftovers\n"),
+        "fsck after removing a container from a full root:\n{fsck}"
+    );
+    fs::remove_dir_all(&fill).expect("remove fill");
 
     // Read-only: the root is reported, reading still works.
     let status = Command::new("mount")

@@ -244,6 +244,10 @@ pub fn rm(root_path: &Path, texts: &[String], force: bool, events: Events<'_>) -
 /// order: the record first says the removal is in progress, the record goes last, and every step
 /// accepts that an earlier, interrupted removal already did it.
 ///
+/// On a full data root the mark cannot be written (it is a new file renamed over the record);
+/// the removal then goes on without it, as Docker's does (it logs that it could not save the
+/// dying container), since removing the container is what frees the space.
+///
 /// Its layer dirs are checked before anything changes (`DataRoot::checked_overlay_dir`): a
 /// symlinked layer dir, `merged/`, `diff/` or `work/` is refused naming it, with nothing removed.
 pub fn remove_container(root: &DataRoot, container_id: &str) -> Result<()> {
@@ -252,7 +256,16 @@ pub fn remove_container(root: &DataRoot, container_id: &str) -> Result<()> {
             root.checked_overlay_dir(id)?;
         }
     }
-    root.mark_removal_in_progress(container_id)?;
+    if let Err(err) = root.mark_removal_in_progress(container_id) {
+        if !err.is_out_of_space() {
+            return Err(err.into());
+        }
+        tracing::warn!(
+            container = container_id,
+            error = %err,
+            "the data root is full: removing the container without marking it first"
+        );
+    }
     if let Some(entry) = root.mounts_entry(container_id)? {
         unmount_layer(root, &entry.mount_id)?;
         root.remove_overlay_dir(&entry.mount_id)?;

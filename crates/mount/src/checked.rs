@@ -9,7 +9,8 @@
 //! right below the home (`../<id>/diff`); what it names is then checked in the same way. The mount itself goes onto the
 //! target's descriptor (`/proc/self/fd/N`, or `move_mount` with the descriptor), so that the
 //! directory mounted over is the one that was checked. Only calls of Linux 2.6.39 (`O_PATH`) and
-//! older are used here.
+//! older are needed here; where the kernel has `openat2`, the directory a lower link names is
+//! checked with one call (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`) instead of a call per name.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -17,7 +18,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{FileType, Mode, OFlags};
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use crate::{Error, OverlaySpec, Result};
@@ -141,9 +142,31 @@ fn check_lower(
                     ),
                 ));
             }
-            open_real_dir(home, home_path, &resolved).map(drop)
+            check_real_dir(home, home_path, &resolved)
         }
     }
+}
+
+/// Checks that `names` below `home` are real directories, as [`open_real_dir`] does, in one
+/// `openat2` (Linux 5.6) that refuses every symlink and never leaves `home` (`RESOLVE_BENEATH |
+/// RESOLVE_NO_SYMLINKS`) instead of one `openat` and `close` per name: a mount of 120 lowers
+/// checks 120 of them. Any failure of it (a kernel without `openat2`, a refused path) is left
+/// to the walk, which names the component it refuses.
+fn check_real_dir(home: &OwnedFd, home_path: &Path, names: &[String]) -> Result<()> {
+    let joined = names.join("/");
+    if !names.is_empty()
+        && rustix::fs::openat2(
+            home,
+            joined.as_str(),
+            DIR_FLAGS,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )
+        .is_ok()
+    {
+        return Ok(());
+    }
+    open_real_dir(home, home_path, names).map(drop)
 }
 
 /// Opens `names` below `home`, each a real directory (never following a symlink).

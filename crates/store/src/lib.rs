@@ -104,6 +104,19 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// Whether this is a write that found the filesystem full (no space or no inodes left,
+    /// `ENOSPC`) or the quota used up (`EDQUOT`).
+    pub fn is_out_of_space(&self) -> bool {
+        let Error::Io { source, .. } = self else {
+            return false;
+        };
+        let raw = source.raw_os_error();
+        raw == Some(rustix::io::Errno::NOSPC.raw_os_error())
+            || raw == Some(rustix::io::Errno::DQUOT.raw_os_error())
+    }
+}
+
 /// Error type a layer-apply callback may return.
 pub type ApplyError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
