@@ -9,8 +9,8 @@
 //! right below the home (`../<id>/diff`); what it names is then checked in the same way. The mount itself goes onto the
 //! target's descriptor (`/proc/self/fd/N`, or `move_mount` with the descriptor), so that the
 //! directory mounted over is the one that was checked. Only calls of Linux 2.6.39 (`O_PATH`) and
-//! older are needed here; where the kernel has `openat2`, the directory a lower link names is
-//! checked with one call (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`) instead of a call per name.
+//! older are needed here; where the kernel has `openat2`, a directory is opened with one call
+//! (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`) instead of a call per name.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -142,35 +142,27 @@ fn check_lower(
                     ),
                 ));
             }
-            check_real_dir(home, home_path, &resolved)
+            open_real_dir(home, home_path, &resolved).map(drop)
         }
     }
 }
 
-/// Checks that `names` below `home` are real directories, as [`open_real_dir`] does, in one
+/// Opens `names` below `home`, each a real directory (never following a symlink): with one
 /// `openat2` (Linux 5.6) that refuses every symlink and never leaves `home` (`RESOLVE_BENEATH |
-/// RESOLVE_NO_SYMLINKS`) instead of one `openat` and `close` per name: a mount of 120 lowers
-/// checks 120 of them. Any failure of it (a kernel without `openat2`, a refused path) is left
-/// to the walk, which names the component it refuses.
-fn check_real_dir(home: &OwnedFd, home_path: &Path, names: &[String]) -> Result<()> {
-    let joined = names.join("/");
-    if !names.is_empty()
-        && rustix::fs::openat2(
+/// RESOLVE_NO_SYMLINKS`) where the kernel has it, else, and whenever that fails, one `openat` per
+/// name, which names the component it refuses. A mount of 120 lowers opens 120 of these.
+fn open_real_dir(home: &OwnedFd, home_path: &Path, names: &[String]) -> Result<OwnedFd> {
+    if !names.is_empty() {
+        if let Ok(fd) = rustix::fs::openat2(
             home,
-            joined.as_str(),
+            names.join("/").as_str(),
             DIR_FLAGS,
             Mode::empty(),
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-        )
-        .is_ok()
-    {
-        return Ok(());
+        ) {
+            return Ok(fd);
+        }
     }
-    open_real_dir(home, home_path, names).map(drop)
-}
-
-/// Opens `names` below `home`, each a real directory (never following a symlink).
-fn open_real_dir(home: &OwnedFd, home_path: &Path, names: &[String]) -> Result<OwnedFd> {
     let mut fd: Option<OwnedFd> = None;
     let mut path = home_path.to_path_buf();
     for name in names {
