@@ -830,3 +830,75 @@ fn moving_commit_equals_copying_commit_needs_root() {
     ovl.ok(["commit", "--rm", "--reproducible", "cc", "clamped:1"]);
     assert!(ovl.fail(["inspect", "cc"]).contains("cc"));
 }
+
+/// Unmounted here is not unmounted everywhere: a process that keeps its working directory in a
+/// container lives on in the container's overlay after a lazy unmount (the container was busy),
+/// and so does the overlay bind-mounted into a mount namespace of its own, as a container
+/// runtime does, whose unmount here succeeds at once. Either can write the upperdir after the
+/// commit. `commit --rm` must copy such a container's changes: the image's layer stays what its
+/// DiffID says, whatever the process writes afterwards.
+#[test]
+fn moving_commit_copies_an_upperdir_another_overlay_still_holds_needs_root() {
+    const TEST: &str = "moving_commit_copies_an_upperdir_another_overlay_still_holds_needs_root";
+    let Some((work, ovl)) = root_scratch_base(TEST, "root") else {
+        return;
+    };
+    for (name, own_namespace) in [("lazy", false), ("runtime", true)] {
+        let merged = ovl.ok(["run-rootfs", "--name", name, "base:1"]);
+        let merged = PathBuf::from(merged.trim());
+        fs::write(merged.join("committed"), "in the image\n").expect("change the container");
+        let ready = work.join(format!("{name}.ready"));
+        let go = work.join(format!("{name}.go"));
+        // The process waits in the container's root until told, then writes there.
+        let script = format!(
+            "cd '{}' && touch '{}' && while [ ! -e '{}' ]; do sleep 0.05; done; \
+             echo late > late 2>/dev/null; echo late >> committed 2>/dev/null; exit 0",
+            merged.display(),
+            ready.display(),
+            go.display()
+        );
+        let mut command = match own_namespace {
+            true => {
+                let mut command = Command::new("unshare");
+                command.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+                command
+            }
+            false => {
+                let mut command = Command::new("sh");
+                command.args(["-c", &script]);
+                command
+            }
+        };
+        let mut child = command.spawn().expect("start the process in the container");
+        let started = Instant::now();
+        while !ready.exists() {
+            assert!(
+                started.elapsed().as_secs() < 30,
+                "{name}: the process did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // Busy here (lazy: detached) or not busy here at all (runtime): both succeed.
+        ovl.ok(["umount", name]);
+        let image = format!("{name}:1");
+        ovl.ok(["commit", "--rm", name, &image]);
+        fs::write(&go, "").expect("tell the process");
+        assert!(child.wait().expect("wait for the process").success());
+
+        let facts = layer_facts(&ovl, &image);
+        assert_eq!(
+            fs::read_to_string(facts.diff.join("committed")).expect("committed file"),
+            "in the image\n",
+            "{name}: the process changed a file of the image's layer after the commit"
+        );
+        assert!(
+            !facts.diff.join("late").exists(),
+            "{name}: the process wrote into the image's layer after the commit"
+        );
+        assert!(
+            ovl.fail(["inspect", name]).contains(name),
+            "{name}: removed"
+        );
+    }
+    ovl.ok(["fsck", "--verify-content"]);
+}

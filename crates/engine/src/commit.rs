@@ -124,12 +124,24 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
                 },
             )
         };
+        let copy_from_upper = || match export(false) {
+            Err(err) if needs_merged_export(&err) => {
+                tracing::debug!(
+                    container = %record.id,
+                    error = %crate::error::chain_text(&err),
+                    "the upperdir alone does not hold the changes: exporting from the merged tree"
+                );
+                export(true)
+            }
+            other => other,
+        };
         let movable = args.remove && clamp.is_none() && defaults.first_enabled().is_none();
         let moved = match movable {
             true => Some(register_moved(
                 &root,
                 &entry,
                 parent_layer.as_ref(),
+                &dirs.upper,
                 args.max_layer_size,
                 args.reference.as_deref(),
             )),
@@ -149,18 +161,24 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
                 );
                 export(true)
             }
-            Some(Err(err)) => Err(err),
-            None => match export(false) {
-                Err(err) if needs_merged_export(&err) => {
-                    tracing::debug!(
+            Some(Ok(Moved::Held(held))) => {
+                match held {
+                    mount::UpperUse::InUse => tracing::warn!(
                         container = %record.id,
-                        error = %crate::error::chain_text(&err),
-                        "the upperdir alone does not hold the changes: exporting from the merged tree"
-                    );
-                    export(true)
+                        "an overlay still uses the container's upperdir (a process left in a \
+                         lazily unmounted container, or a container runtime's own mount): \
+                         copying its changes instead of moving them"
+                    ),
+                    other => tracing::debug!(
+                        container = %record.id,
+                        answer = ?other,
+                        "the kernel cannot say whether an overlay still uses the upperdir: copying"
+                    ),
                 }
-                other => other,
-            },
+                copy_from_upper()
+            }
+            Some(Err(err)) => Err(err),
+            None => copy_from_upper(),
         };
         Some(registered.container_context("committing the changes of container", &record.id)?)
     };
@@ -372,9 +390,18 @@ fn register_moved(
     root: &DataRoot,
     entry: &store::MountsEntry,
     parent: Option<&Layer>,
+    upper: &Path,
     max_layer_size: Option<u64>,
     reference: Option<&str>,
 ) -> Result<Moved> {
+    // Unmounted here is not unmounted everywhere: an overlay that lives on (detached lazily
+    // with a process left in it, or in a container runtime's mount namespace) could still
+    // write the layer after its DiffID is computed. The kernel knows.
+    let work = root.existing_overlay_dir(&entry.mount_id)?.join("work");
+    match mount::upper_in_use(&root.overlay_home().join("l"), upper, &work) {
+        mount::UpperUse::Free => {}
+        held => return Ok(Moved::Held(held)),
+    }
     let parent = parent.map(store::LayerParent::from);
     let mut pending = root.begin_layer(parent.as_ref())?;
     let cache_id = pending.cache_id().to_string();
@@ -464,6 +491,8 @@ enum Moved {
     Layer { layer: Layer, moved: bool },
     /// The upperdir holds redirects or metacopy files: back in the container for the copy.
     NotMovable,
+    /// An overlay may still write the upperdir (the kernel's answer): nothing was moved.
+    Held(mount::UpperUse),
 }
 
 /// Where `register` takes the changes from: the upperdir, unless the overlay defaults or

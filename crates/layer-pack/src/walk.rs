@@ -123,6 +123,9 @@ struct Packer<'a> {
     names: NameCache,
     /// Inodes of non-directories with more than one link, by (dev, ino), with their first name.
     seen: HashMap<(u64, u64), Vec<u8>>,
+    /// Links settling took from inodes (a whiteout given an inode of its own), by (dev, ino): a
+    /// later name of such an inode counts them, so that it is linked as a copy would link it.
+    unlinked: HashMap<(u64, u64), u64>,
     buffer: Vec<u8>,
     n_entries: u64,
 }
@@ -140,6 +143,7 @@ impl<'a> Packer<'a> {
                 .as_ref()
                 .map_or_else(NameCache::from_host, NameCache::from_files),
             seen: HashMap::new(),
+            unlinked: HashMap::new(),
             buffer: vec![0; COPY_BUFFER_LEN],
             n_entries: 0,
         }
@@ -275,7 +279,8 @@ impl<'a> Packer<'a> {
                 }
                 header.size = stat.st_size;
                 self.put_header(&header)?;
-                let file = self.copy_data(file, stat.st_size as u64, relative)?;
+                // A file being settled is the caller's alone: it cannot grow while it is read.
+                let file = self.copy_data(file, stat.st_size as u64, !settling, relative)?;
                 if settling {
                     // After the read, which may set the atime.
                     let target = settle::Target::Fd(file.as_fd());
@@ -343,6 +348,9 @@ impl<'a> Packer<'a> {
                             stat.st_gid,
                             relative,
                         )?;
+                        if stat.st_nlink > 1 {
+                            *self.unlinked.entry((stat.st_dev, stat.st_ino)).or_default() += 1;
+                        }
                     } else if !linked {
                         let at = settle::Target::At(dir, name);
                         settle::xattrs(at, false, None, relative)?;
@@ -383,10 +391,11 @@ impl<'a> Packer<'a> {
     /// Turns `header` into a hardlink to the first name of its inode when one was seen; records
     /// the name otherwise. Returns whether it became a link.
     fn link_to_seen(&mut self, stat: &Stat, header: &mut Header, relative: &[u8]) -> bool {
-        if stat.st_nlink <= 1 {
+        let key = (stat.st_dev, stat.st_ino);
+        let unlinked = self.unlinked.get(&key).copied().unwrap_or(0);
+        if stat.st_nlink + unlinked <= 1 {
             return false;
         }
-        let key = (stat.st_dev, stat.st_ino);
         match self.seen.get(&key) {
             Some(first) => {
                 header.typeflag = typeflag::LINK;
@@ -412,8 +421,14 @@ impl<'a> Packer<'a> {
     }
 
     /// Copies exactly `size` bytes of `file`, then the padding; a file that is shorter or longer
-    /// than its `lstat` size is an error.
-    fn copy_data(&mut self, file: OwnedFd, size: u64, relative: &[u8]) -> Result<std::fs::File> {
+    /// (when `may_grow`: something else may write it) than its `lstat` size is an error.
+    fn copy_data(
+        &mut self,
+        file: OwnedFd,
+        size: u64,
+        may_grow: bool,
+        relative: &[u8],
+    ) -> Result<std::fs::File> {
         let mut file = std::fs::File::from(file);
         let mut copied: u64 = 0;
         while copied < size {
@@ -437,7 +452,7 @@ impl<'a> Packer<'a> {
             copied += n as u64;
         }
         let mut probe = [0u8; 1];
-        if file.read(&mut probe).is_ok_and(|n| n > 0) {
+        if may_grow && file.read(&mut probe).is_ok_and(|n| n > 0) {
             return Err(Error::SizeChanged {
                 path: lossy(relative),
                 expected: size,

@@ -10,6 +10,7 @@
 
 mod checked;
 mod init_layer;
+mod inuse;
 mod mountinfo;
 mod probe;
 mod sys;
@@ -24,6 +25,7 @@ use rustix::mount::{
 };
 
 pub use init_layer::populate_init_layer;
+pub use inuse::{upper_in_use, UpperUse};
 
 /// The most lower layers one overlay mount may stack, whatever way they are passed: the kernel's
 /// `OVL_MAX_STACK` (fs/overlayfs/ovl_entry.h, "too many lower directories, limit is 500"), see
