@@ -257,3 +257,150 @@ fn fsck_finds_corruption_and_leftovers_needs_root() {
     assert!(Path::new(merged.trim()).join("bin/busybox").is_file());
     Ovl::new(&leftover).ok(["rm", "-f", "again"]);
 }
+
+/// The layer dir (`overlay2/<cache-id>`) of the top layer of `image`.
+fn top_layer_dir(ovl: &Ovl, image: &str) -> PathBuf {
+    let inspect = ovl.inspect(image).expect("inspect image");
+    let upper = inspect["GraphDriver"]["Data"]["UpperDir"]
+        .as_str()
+        .expect("UpperDir");
+    PathBuf::from(upper)
+        .parent()
+        .expect("layer dir")
+        .to_path_buf()
+}
+
+/// `--verify-content` compares every layer directory with the tree its tar makes: an entry added
+/// to a layer, or one whose kind, owner, mode, link target, whiteout or opaque mark changed, is
+/// corruption even where every file the tar names still has its bytes (the reassembled tar alone
+/// still hashes to the DiffID). Each change is made on a copy of a clean root, in the base layer
+/// or in a committed one that deletes a file (a whiteout) and replaces a directory (opaque).
+#[test]
+fn fsck_verify_content_compares_layer_dirs_with_their_tars_needs_root() {
+    const TEST: &str = "fsck_verify_content_compares_layer_dirs_with_their_tars_needs_root";
+    let Some((work, ovl)) = root_scratch_ovl(TEST, "pristine") else {
+        return;
+    };
+    let base = work.write_base_tar("base.tar");
+    ovl.import(&base, "base:1");
+    let merged = ovl.ok(["run-rootfs", "--name", "ctr", "base:1"]);
+    let merged = Path::new(merged.trim());
+    fs::remove_file(merged.join("bin/true")).expect("delete a file");
+    fs::remove_dir_all(merged.join("tmp")).expect("delete a directory");
+    fs::create_dir(merged.join("tmp")).expect("make it again");
+    fs::write(merged.join("tmp/new"), "new\n").expect("a file in it");
+    ovl.ok(["umount", "ctr"]);
+    ovl.ok(["commit", "ctr", "changed:1"]);
+    ovl.ok(["rm", "ctr"]);
+    let clean = ovl.ok(["fsck", "--verify-content"]);
+    assert!(
+        clean.contains("(2 layers' content verified): 0 corrupt"),
+        "{clean}"
+    );
+    let base_layer = top_layer_dir(&ovl, "base:1");
+    let changed_layer = top_layer_dir(&ovl, "changed:1");
+    let in_copy = |copy: &Path, layer: &Path, path: &str| {
+        copy.join(layer.strip_prefix(&ovl.root).expect("below the root"))
+            .join("diff")
+            .join(path)
+    };
+    let opaque = "trusted.overlay.opaque";
+    type Change = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, &Path, &str, Change, &str)> = vec![
+        (
+            "a file added",
+            &base_layer,
+            "etc/added",
+            Box::new(|path| fs::write(path, "x").expect("add")),
+            "/etc/added is in the layer's directory but not in its tar",
+        ),
+        (
+            "a mode changed",
+            &base_layer,
+            "etc/passwd",
+            Box::new(|path| {
+                rustix::fs::chmod(path, rustix::fs::Mode::from_raw_mode(0o4777)).expect("chmod")
+            }),
+            "/etc/passwd has mode 4777",
+        ),
+        (
+            "an owner changed",
+            &base_layer,
+            "bin/busybox",
+            Box::new(|path| {
+                std::os::unix::fs::lchown(path, Some(1234), Some(1234)).expect("chown")
+            }),
+            "/bin/busybox is owned by 1234:1234",
+        ),
+        (
+            "a symlink retargeted",
+            &base_layer,
+            "bin/ls",
+            Box::new(|path| {
+                fs::remove_file(path).expect("rm");
+                symlink("/etc/passwd", path).expect("symlink");
+            }),
+            "/bin/ls links to /etc/passwd",
+        ),
+        (
+            "a whiteout removed",
+            &changed_layer,
+            "bin/true",
+            Box::new(|path| fs::remove_file(path).expect("rm")),
+            "/bin/true is in the layer's tar but not in its directory",
+        ),
+        (
+            "a whiteout made a file",
+            &changed_layer,
+            "bin/true",
+            Box::new(|path| {
+                fs::remove_file(path).expect("rm");
+                fs::write(path, "").expect("file");
+            }),
+            "/bin/true is a regular file where the tar has a whiteout",
+        ),
+        (
+            "an opaque mark removed",
+            &changed_layer,
+            "tmp",
+            Box::new(move |path| rustix::fs::removexattr(path, opaque).expect("removexattr")),
+            "/tmp is not opaque where the tar marks it so",
+        ),
+        (
+            "an opaque mark added",
+            &base_layer,
+            "etc",
+            Box::new(move |path| {
+                rustix::fs::setxattr(path, opaque, b"y", rustix::fs::XattrFlags::empty())
+                    .expect("setxattr")
+            }),
+            "/etc is opaque where the tar does not mark it so",
+        ),
+    ];
+    for (idx, (what, layer, path, change, words)) in cases.iter().enumerate() {
+        let copy = work.join(format!("changed-{idx}"));
+        copy_root(&ovl.root, &copy);
+        change(&in_copy(&copy, layer, path));
+        let copied = Ovl::new(&copy);
+        let out = copied.run(["fsck", "--verify-content"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{what}: fsck succeeded:\n{stdout}");
+        let layer_dir = in_copy(&copy, layer, "");
+        let finding = stdout.lines().find(|line| {
+            line.starts_with("corrupt: ")
+                && line.contains(layer_dir.to_str().expect("utf-8").trim_end_matches('/'))
+                && line.contains("layer sha256:")
+                && line.contains(words)
+        });
+        assert!(
+            finding.is_some(),
+            "{what}: no `corrupt:` line for {} with {words:?}:\n{stdout}",
+            layer_dir.display()
+        );
+        // Only that layer: the other one is still clean.
+        assert!(
+            stdout.contains(": 1 corrupt"),
+            "{what}: more than one finding:\n{stdout}"
+        );
+    }
+}

@@ -24,8 +24,8 @@ const EMPTY_LAYER_DIFF_ID: &str =
 
 /// The chunks of the pipe between the tar producer and the unpacker, and how many the producer
 /// may write ahead (1 MiB).
-const PIPE_CHUNK_LEN: usize = 256 * 1024;
-const PIPE_CHUNKS_AHEAD: usize = 4;
+pub(crate) const PIPE_CHUNK_LEN: usize = 256 * 1024;
+pub(crate) const PIPE_CHUNKS_AHEAD: usize = 4;
 
 /// What `commit` records besides the container's changes.
 #[derive(Debug, Clone)]

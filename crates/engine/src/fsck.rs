@@ -6,10 +6,11 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use crate::error::{Context, Error, Result};
-use sha2::{Digest, Sha256};
 use store::{CheckReport, DataRoot, GarbageKind, Severity};
 
 use crate::access::{self, Create};
+use crate::chunk_pipe::chunk_pipe;
+use crate::commit::{PIPE_CHUNKS_AHEAD, PIPE_CHUNK_LEN};
 use crate::{container, Event, Events};
 
 /// What `fsck` found: the store's findings (with content verification failures added, sorted)
@@ -125,33 +126,51 @@ fn verify_layer(root: &DataRoot, layer: &store::Layer) -> Result<()> {
         rustix::fs::Mode::empty(),
     )
     .map_err(|errno| Error::io("opening", &diff, errno.into()))?;
-    let mut hasher = HashWriter(Sha256::new());
-    tar_split::reassemble(
-        BufReader::new(file),
-        diff_dir.as_fd(),
-        crate::kernel::resolver()?,
-        &mut hasher,
-    )
-    .context("reassembling its tar")?;
-    let actual = format!("sha256:{:x}", hasher.0.finalize());
-    if actual != layer.diff_id {
+    let resolver = crate::kernel::resolver()?;
+    let options = crate::kernel::unpack_options()?;
+    // The reassembled tar goes through a pipe into the reader that hashes it and builds the
+    // tree it leaves, which the directory is then compared with.
+    let (mut writer, reader) = chunk_pipe(PIPE_CHUNK_LEN, PIPE_CHUNKS_AHEAD);
+    let (produced, consumed) = std::thread::scope(|scope| {
+        let diff_fd = diff_dir.as_fd();
+        let diff = &diff;
+        let producer = scope.spawn(move || -> Result<()> {
+            tar_split::reassemble(BufReader::new(file), diff_fd, resolver, &mut writer)
+                .context("reassembling its tar")?;
+            writer
+                .flush()
+                .map_err(|source| Error::io("reassembling its tar into", diff, source))
+        });
+        let consumed = layer_unpack::expected_tree(reader, &options);
+        let produced = producer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (produced, consumed)
+    });
+    // A reassembly that failed explains a reader that saw a cut stream.
+    produced?;
+    let (report, tree) = consumed.context("reading its reassembled tar")?;
+    if report.diff_id != layer.diff_id {
         return Err(Error::inconsistent(format!(
-            "its content hashes to {actual}, not its DiffID {}",
-            layer.diff_id
+            "its content hashes to {}, not its DiffID {}",
+            report.diff_id, layer.diff_id
+        )));
+    }
+    let mismatches = tree
+        .compare(diff_dir.as_fd(), MISMATCHES_SHOWN)
+        .map_err(|errno| Error::io("comparing with its tar", &diff, errno.into()))?;
+    if !mismatches.lines.is_empty() {
+        let more = match mismatches.n_more {
+            0 => String::new(),
+            n => format!("; and {n} more"),
+        };
+        return Err(Error::inconsistent(format!(
+            "its directory is not what its tar makes: {}{more}",
+            mismatches.lines.join("; ")
         )));
     }
     Ok(())
 }
 
-struct HashWriter(Sha256);
-
-impl Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+/// How many differences between a layer directory and its tar one finding names.
+const MISMATCHES_SHOWN: usize = 5;

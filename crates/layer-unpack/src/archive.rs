@@ -81,6 +81,23 @@ pub(crate) fn record<W: Write>(
     })
 }
 
+/// Reads `tar` as [`record`] does, into the tree it leaves (`tree`).
+pub(crate) fn expected_tree(
+    tar: impl Read + Send,
+    options: &UnpackOptions,
+) -> Result<(UnpackReport, crate::tree::ExpectedTree)> {
+    let mut sink = crate::tree::TreeSink::default();
+    let mut tar_split = tar_split::Packer::new(io::sink());
+    let (n_entries, summary) = read_stream(tar, &mut sink, &mut tar_split, options)?;
+    let report = UnpackReport {
+        diff_id: summary.diff_id,
+        tar_bytes: summary.n_bytes,
+        n_entries,
+        size: 0,
+    };
+    Ok((report, sink.tree))
+}
+
 /// Reads `tar` on a thread of its own (decompressing and hashing it) while this thread parses
 /// it and hands every member to `sink`.
 fn read_stream<W: Write>(
@@ -158,15 +175,8 @@ impl Sink for Recorder {
             Action::Skip(_) | Action::Opaque { .. } | Action::Whiteout { .. } => {}
             Action::Create { node, .. } => {
                 self.size += match node {
-                    Node::File => data.skip_rest().map_err(|source| {
-                        Failure::This(ApplyError {
-                            operation: "read file data",
-                            source,
-                        })
-                    })?,
-                    Node::SparseFile { real_size, .. } => *real_size,
                     Node::Symlink { target } => target.len() as u64,
-                    _ => 0,
+                    _ => data.skip_file(node)?,
                 };
             }
         }
@@ -644,6 +654,21 @@ impl<'input> EntryData<'input> {
     /// Reads the rest of the data where it lies in the input, without copying it (a sparse
     /// member's data, which is recorded, goes through [`Read`]); returns how many bytes it read.
     /// A failure is remembered as a failed `read` remembers it.
+    /// The length of the file `node` (this member's) makes, its data read past: a regular
+    /// file's, a sparse file's real size, 0 for anything else.
+    pub(crate) fn skip_file(&mut self, node: &Node) -> std::result::Result<u64, Failure> {
+        match node {
+            Node::File => self.skip_rest().map_err(|source| {
+                Failure::This(ApplyError {
+                    operation: "read file data",
+                    source,
+                })
+            }),
+            Node::SparseFile { real_size, .. } => Ok(*real_size),
+            _ => Ok(0),
+        }
+    }
+
     fn skip_rest(&mut self) -> io::Result<u64> {
         let mut n_skipped: u64 = 0;
         if self.recorder.is_some() {

@@ -17,12 +17,14 @@
 #![deny(unsafe_code)]
 
 mod apply;
+pub use tree::{ExpectedTree, Mismatches};
 mod archive;
 mod header;
 mod plan;
 mod read_ahead;
 mod size;
 mod sys;
+mod tree;
 mod writers;
 
 use std::io::{self, BufRead, Read, Write};
@@ -208,6 +210,16 @@ pub fn record<W: Write>(
     options: &UnpackOptions,
 ) -> Result<UnpackReport> {
     archive::record(tar, tar_split, options)
+}
+
+/// Reads the uncompressed layer tar `tar` as [`record`] does into the tree unpacking it leaves
+/// ([`ExpectedTree`], without times and most xattrs), to compare a layer directory with. The
+/// report's `size` is 0.
+pub fn expected_tree(
+    tar: impl Read + Send,
+    options: &UnpackOptions,
+) -> Result<(UnpackReport, ExpectedTree)> {
+    archive::expected_tree(tar, options)
 }
 
 /// Sum of `st_size` of every non-directory with size > 0 below `diff_dir`, each inode once.
