@@ -52,7 +52,8 @@ pub fn upper_in_use(lower: &Path, upper: &Path, work: &Path) -> UpperUse {
         Err(reason) => return UpperUse::Unknown(reason),
     };
     let answer = create_superblock(&lower_text, &upper_text, &work_text);
-    if answer == UpperUse::Free {
+    // Refused as in use, the superblock changed nothing; any other answer may have.
+    if answer != UpperUse::InUse {
         if let Err(reason) = before.restore(upper, work) {
             tracing::warn!(upper = %upper.display(), "{reason}");
         }
