@@ -836,7 +836,8 @@ fn moving_commit_equals_copying_commit_needs_root() {
 /// and so does the overlay bind-mounted into a mount namespace of its own, as a container
 /// runtime does, whose unmount here succeeds at once. Either can write the upperdir after the
 /// commit. `commit --rm` must copy such a container's changes: the image's layer stays what its
-/// DiffID says, whatever the process writes afterwards.
+/// DiffID says, whatever the process writes afterwards; and the container is not mounted again
+/// while the overlay lives.
 #[test]
 fn moving_commit_copies_an_upperdir_another_overlay_still_holds_needs_root() {
     const TEST: &str = "moving_commit_copies_an_upperdir_another_overlay_still_holds_needs_root";
@@ -880,6 +881,13 @@ fn moving_commit_copies_an_upperdir_another_overlay_still_holds_needs_root() {
         }
         // Busy here (lazy: detached) or not busy here at all (runtime): both succeed.
         ovl.ok(["umount", name]);
+        // A second overlay on the same upper and work dirs is refused while this one lives.
+        let err = ovl.fail(["mount", name]);
+        assert!(err.contains("is still in use"), "{name}: {err}");
+        assert!(
+            !merged.join("bin/busybox").exists(),
+            "{name}: mounted again"
+        );
         let image = format!("{name}:1");
         ovl.ok(["commit", "--rm", name, &image]);
         fs::write(&go, "").expect("tell the process");

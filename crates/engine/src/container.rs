@@ -327,7 +327,27 @@ pub(crate) fn mount_container(root: &DataRoot, container_id: &str) -> Result<Pat
         return Ok(merged);
     }
     let features = probe(root)?;
+    ensure_not_held(root, &entry)?;
     mount_layer(root, &features, &entry.mount_id)
+}
+
+/// Refuses to mount a container again while an overlay of it lives on where this process cannot
+/// see it (`mount::upper_in_use`): two overlays on one upper and work directory are undefined,
+/// and the new mount empties the work directory the live one uses. Where the kernel cannot say,
+/// the container is mounted as before.
+pub(crate) fn ensure_not_held(root: &DataRoot, entry: &MountsEntry) -> Result<()> {
+    let dir = root.existing_overlay_dir(&entry.mount_id)?;
+    let answer = mount::upper_in_use(
+        &root.overlay_home().join("l"),
+        &dir.join("diff"),
+        &dir.join("work"),
+    );
+    match answer {
+        mount::UpperUse::InUse => Err(Error::ContainerHeld {
+            reference: entry.container_id.clone(),
+        }),
+        mount::UpperUse::Free | mount::UpperUse::Unknown(_) => Ok(()),
+    }
 }
 
 pub(crate) fn probe(root: &DataRoot) -> Result<KernelFeatures> {

@@ -198,6 +198,11 @@ pub enum Error {
         "you cannot remove a mounted container {reference}: unmount it first, or use `ovl rm -f`"
     )]
     ContainerMounted { reference: String },
+    /// A container mounted again while an earlier overlay of it lives on.
+    #[error(
+        "container {reference} is still in use: an overlay of it lives on (a process kept a file          or its working directory in it after a lazy unmount, or a container runtime mounted it          in its own mount namespace); a second overlay would share its upper and work          directories: end those processes first"
+    )]
+    ContainerHeld { reference: String },
     /// An image that containers use, removed without `force`.
     #[error(
         "unable to remove image {reference}: container {containers} is using it (remove it \

@@ -58,6 +58,7 @@ impl MergedViews {
         if merged.is_dir() && mount::is_mountpoint(&merged)? {
             views.container_root = merged;
         } else {
+            container::ensure_not_held(root, entry)?;
             views.container_root = container::mount_layer(root, &features, &entry.mount_id)?;
             views.unmount.push(views.container_root.clone());
         }
