@@ -24,8 +24,8 @@ const EMPTY_LAYER_DIFF_ID: &str =
 
 /// The chunks of the pipe between the tar producer and the unpacker, and how many the producer
 /// may write ahead (1 MiB).
-pub(crate) const PIPE_CHUNK_LEN: usize = 256 * 1024;
-pub(crate) const PIPE_CHUNKS_AHEAD: usize = 4;
+const PIPE_CHUNK_LEN: usize = 256 * 1024;
+const PIPE_CHUNKS_AHEAD: usize = 4;
 
 /// What `commit` records besides the container's changes.
 #[derive(Debug, Clone)]
@@ -141,7 +141,6 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
                 &root,
                 &entry,
                 parent_layer.as_ref(),
-                &dirs.upper,
                 args.max_layer_size,
                 args.reference.as_deref(),
             )),
@@ -341,17 +340,15 @@ const COMMIT_WRITEBACK_INTERVAL: std::time::Duration = std::time::Duration::from
 /// (at most `max_layer_size` bytes of it). The producer's error explains a consumer that saw a
 /// cut stream; a producer that only saw the pipe close explains nothing: the consumer failed
 /// first, and its error (a name too long, a full disk) is the one the user gets.
-fn through_pipe(
+pub(crate) fn through_pipe<T, E: Into<store::ApplyError>>(
     max_layer_size: Option<u64>,
-    produce: impl FnOnce(&mut dyn Write) -> layer_pack::Result<()> + Send,
-    consume: impl FnOnce(
-        crate::layers::SizeLimit<ChunkReader>,
-    ) -> layer_unpack::Result<layer_unpack::UnpackReport>,
-) -> Result<layer_unpack::UnpackReport, store::ApplyError> {
+    produce: impl FnOnce(&mut dyn Write) -> Result<(), E> + Send,
+    consume: impl FnOnce(crate::layers::SizeLimit<ChunkReader>) -> layer_unpack::Result<T>,
+) -> Result<T, store::ApplyError> {
     let (mut writer, reader) = chunk_pipe(PIPE_CHUNK_LEN, PIPE_CHUNKS_AHEAD);
     let produced = std::thread::scope(|scope| {
         let producer = scope.spawn(move || -> Result<(), store::ApplyError> {
-            produce(&mut writer)?;
+            produce(&mut writer).map_err(Into::into)?;
             writer.flush()?;
             Ok(())
         });
@@ -390,15 +387,13 @@ fn register_moved(
     root: &DataRoot,
     entry: &store::MountsEntry,
     parent: Option<&Layer>,
-    upper: &Path,
     max_layer_size: Option<u64>,
     reference: Option<&str>,
 ) -> Result<Moved> {
     // Unmounted here is not unmounted everywhere: an overlay that lives on (detached lazily
     // with a process left in it, or in a container runtime's mount namespace) could still
     // write the layer after its DiffID is computed. The kernel knows.
-    let work = root.existing_overlay_dir(&entry.mount_id)?.join("work");
-    match mount::upper_in_use(&root.overlay_home().join("l"), upper, &work) {
+    match container::upper_use(root, entry)? {
         mount::UpperUse::Free => {}
         held => return Ok(Moved::Held(held)),
     }

@@ -331,18 +331,23 @@ pub(crate) fn mount_container(root: &DataRoot, container_id: &str) -> Result<Pat
     mount_layer(root, &features, &entry.mount_id)
 }
 
+/// Whether an overlay still holds the container's upperdir, as the kernel answers
+/// (`mount::upper_in_use`, with the driver's `l/` as the probe's lower).
+pub(crate) fn upper_use(root: &DataRoot, entry: &MountsEntry) -> Result<mount::UpperUse> {
+    let dir = root.existing_overlay_dir(&entry.mount_id)?;
+    Ok(mount::upper_in_use(
+        &root.overlay_home().join("l"),
+        &dir.join("diff"),
+        &dir.join("work"),
+    ))
+}
+
 /// Refuses to mount a container again while an overlay of it lives on where this process cannot
 /// see it (`mount::upper_in_use`): two overlays on one upper and work directory are undefined,
 /// and the new mount empties the work directory the live one uses. Where the kernel cannot say,
 /// the container is mounted as before.
 pub(crate) fn ensure_not_held(root: &DataRoot, entry: &MountsEntry) -> Result<()> {
-    let dir = root.existing_overlay_dir(&entry.mount_id)?;
-    let answer = mount::upper_in_use(
-        &root.overlay_home().join("l"),
-        &dir.join("diff"),
-        &dir.join("work"),
-    );
-    match answer {
+    match upper_use(root, entry)? {
         mount::UpperUse::InUse => Err(Error::ContainerHeld {
             reference: entry.container_id.clone(),
         }),

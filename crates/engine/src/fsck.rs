@@ -1,7 +1,7 @@
 //! The engine part of fsck: the check of the data root against the format, content
 //! verification, and the repair of what an interrupted operation left.
 
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -9,8 +9,6 @@ use crate::error::{Context, Error, Result};
 use store::{CheckReport, DataRoot, GarbageKind, Severity};
 
 use crate::access::{self, Create};
-use crate::chunk_pipe::chunk_pipe;
-use crate::commit::{PIPE_CHUNKS_AHEAD, PIPE_CHUNK_LEN};
 use crate::{container, Event, Events};
 
 /// What `fsck` found: the store's findings (with content verification failures added, sorted)
@@ -128,28 +126,21 @@ fn verify_layer(root: &DataRoot, layer: &store::Layer) -> Result<()> {
     .map_err(|errno| Error::io("opening", &diff, errno.into()))?;
     let resolver = crate::kernel::resolver()?;
     let options = crate::kernel::unpack_options()?;
-    // The reassembled tar goes through a pipe into the reader that hashes it and builds the
+    // The reassembled tar goes through the pipe into the reader that hashes it and builds the
     // tree it leaves, which the directory is then compared with.
-    let (mut writer, reader) = chunk_pipe(PIPE_CHUNK_LEN, PIPE_CHUNKS_AHEAD);
-    let (produced, consumed) = std::thread::scope(|scope| {
-        let diff_fd = diff_dir.as_fd();
-        let diff = &diff;
-        let producer = scope.spawn(move || -> Result<()> {
-            tar_split::reassemble(BufReader::new(file), diff_fd, resolver, &mut writer)
-                .context("reassembling its tar")?;
-            writer
-                .flush()
-                .map_err(|source| Error::io("reassembling its tar into", diff, source))
-        });
-        let consumed = layer_unpack::expected_tree(reader, &options);
-        let produced = producer
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (produced, consumed)
-    });
-    // A reassembly that failed explains a reader that saw a cut stream.
-    produced?;
-    let (report, tree) = consumed.context("reading its reassembled tar")?;
+    let (report, tree) = crate::commit::through_pipe(
+        None,
+        |out| {
+            tar_split::reassemble(BufReader::new(file), diff_dir.as_fd(), resolver, out).map(drop)
+        },
+        |tar| layer_unpack::expected_tree(tar, &options),
+    )
+    .map_err(|source| Error::Context {
+        context: "reassembling its tar",
+        source: Box::new(Error::inconsistent(crate::error::chain_text(
+            source.as_ref(),
+        ))),
+    })?;
     if report.diff_id != layer.diff_id {
         return Err(Error::inconsistent(format!(
             "its content hashes to {}, not its DiffID {}",

@@ -118,7 +118,8 @@ impl Sink for TreeSink {
                 let Some(parent) = self.resolve(parent) else {
                     return Ok(());
                 };
-                let node = match node {
+                // A hardlink's target, resolved like any path but its last component.
+                let link = match node {
                     Node::Hardlink { target } => {
                         let Some((last, target_parent)) = target.split_last() else {
                             return Ok(());
@@ -127,11 +128,11 @@ impl Sink for TreeSink {
                             return Ok(());
                         };
                         target.push(last.clone());
-                        Node::Hardlink { target }
+                        Some(key(&target))
                     }
-                    other => other.clone(),
+                    _ => None,
                 };
-                self.tree.create(&parent, name, &node, meta, size);
+                self.tree.create(&parent, name, node, meta, size, link);
             }
         }
         Ok(())
@@ -231,6 +232,7 @@ impl ExpectedTree {
         node: &Node,
         meta: &Metadata,
         size: u64,
+        link: Option<Vec<u8>>,
     ) {
         let opaque = match meta
             .xattrs
@@ -279,11 +281,10 @@ impl ExpectedTree {
                 owned(Some(meta.mode)),
             ),
             Node::Fifo => (Kind::Fifo, owned(Some(meta.mode))),
-            Node::Hardlink { target } => {
+            Node::Hardlink { .. } => {
                 // Another name of the target's inode, whose owner and mode this member changes:
                 // neither name's are checked.
-                let target = key(target);
-                let kind = match self.entries.get_mut(&target) {
+                let kind = match link.and_then(|target| self.entries.get_mut(&target)) {
                     Some(entry) => {
                         entry.owner_mode = None;
                         entry.kind.clone()
