@@ -6,6 +6,9 @@
 //! Dropping the reader makes the writer's next hand-over fail with `BrokenPipe`; dropping the
 //! writer ends the stream for the reader after the chunks already handed over (what was written
 //! since the last full chunk or `flush` is dropped with it, as after a failed producer).
+//!
+//! [`through_pipe`] runs a layer tar's producer and consumer on its two ends (commit, and fsck's
+//! verification of a layer).
 
 use std::io::{self, BufRead, Read, Write};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
@@ -115,6 +118,61 @@ impl BufRead for ChunkReader {
     fn consume(&mut self, amount: usize) {
         self.pos += amount.min(self.filled - self.pos);
     }
+}
+
+/// The chunks of the pipe between the tar producer and the unpacker, and how many the producer
+/// may write ahead (1 MiB).
+const PIPE_CHUNK_LEN: usize = 256 * 1024;
+const PIPE_CHUNKS_AHEAD: usize = 4;
+
+/// Runs `produce` (a layer tar writer) on a thread of its own into a pipe that `consume` reads
+/// (at most `max_layer_size` bytes of it). The producer's error explains a consumer that saw a
+/// cut stream; a producer that only saw the pipe close explains nothing: the consumer failed
+/// first, and its error (a name too long, a full disk) is the one the user gets.
+pub(crate) fn through_pipe<T, E: Into<store::ApplyError>>(
+    max_layer_size: Option<u64>,
+    produce: impl FnOnce(&mut dyn Write) -> Result<(), E> + Send,
+    consume: impl FnOnce(crate::layers::SizeLimit<ChunkReader>) -> layer_unpack::Result<T>,
+) -> Result<T, store::ApplyError> {
+    let (mut writer, reader) = chunk_pipe(PIPE_CHUNK_LEN, PIPE_CHUNKS_AHEAD);
+    let produced = std::thread::scope(|scope| {
+        let producer = scope.spawn(move || -> Result<(), store::ApplyError> {
+            produce(&mut writer).map_err(Into::into)?;
+            writer.flush()?;
+            Ok(())
+        });
+        let limited = crate::layers::SizeLimit {
+            inner: reader,
+            n_bytes: 0,
+            max_len: max_layer_size.unwrap_or(u64::MAX),
+        };
+        let consumed = consume(limited);
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err("the layer tar producer panicked".into()));
+        (produced, consumed)
+    });
+    match produced {
+        (Err(pack_err), Err(unpack_err)) if is_closed_pipe(pack_err.as_ref()) => {
+            Err(unpack_err.into())
+        }
+        (Err(pack_err), _) => Err(pack_err),
+        (Ok(()), Err(unpack_err)) => Err(unpack_err.into()),
+        (Ok(()), Ok(report)) => Ok(report),
+    }
+}
+
+/// Whether `err` is, or is caused by, a write to a pipe whose reader has gone.
+fn is_closed_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(err) = cause {
+        let io = err.downcast_ref::<std::io::Error>();
+        if io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 #[cfg(test)]

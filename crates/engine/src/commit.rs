@@ -6,14 +6,13 @@
 //! the store registers the layer: one pass, nothing written twice.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Context, Error, Result};
 use store::{AppliedLayer, DataRoot, Layer, Reference};
 
 use crate::access::{self, Create};
-use crate::chunk_pipe::{chunk_pipe, ChunkReader};
+use crate::chunk_pipe::through_pipe;
 use crate::config::{self, ContainerConfig, History, ImageConfig, ParentImage, RootFs};
 use crate::layers::with_early_writeback;
 use crate::{changes, container, dockerfile, resolve, views};
@@ -21,11 +20,6 @@ use crate::{changes, container, dockerfile, resolve, views};
 /// The DiffID of a tar of two zero blocks: Docker adds no layer for it (`layer.IsEmpty`).
 const EMPTY_LAYER_DIFF_ID: &str =
     "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
-
-/// The chunks of the pipe between the tar producer and the unpacker, and how many the producer
-/// may write ahead (1 MiB).
-const PIPE_CHUNK_LEN: usize = 256 * 1024;
-const PIPE_CHUNKS_AHEAD: usize = 4;
 
 /// What `commit` records besides the container's changes.
 #[derive(Debug, Clone)]
@@ -336,43 +330,6 @@ fn register(
 /// nothing from it and does without.
 const COMMIT_WRITEBACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Runs `produce` (a layer tar writer) on a thread of its own into a pipe that `consume` reads
-/// (at most `max_layer_size` bytes of it). The producer's error explains a consumer that saw a
-/// cut stream; a producer that only saw the pipe close explains nothing: the consumer failed
-/// first, and its error (a name too long, a full disk) is the one the user gets.
-pub(crate) fn through_pipe<T, E: Into<store::ApplyError>>(
-    max_layer_size: Option<u64>,
-    produce: impl FnOnce(&mut dyn Write) -> Result<(), E> + Send,
-    consume: impl FnOnce(crate::layers::SizeLimit<ChunkReader>) -> layer_unpack::Result<T>,
-) -> Result<T, store::ApplyError> {
-    let (mut writer, reader) = chunk_pipe(PIPE_CHUNK_LEN, PIPE_CHUNKS_AHEAD);
-    let produced = std::thread::scope(|scope| {
-        let producer = scope.spawn(move || -> Result<(), store::ApplyError> {
-            produce(&mut writer).map_err(Into::into)?;
-            writer.flush()?;
-            Ok(())
-        });
-        let limited = crate::layers::SizeLimit {
-            inner: reader,
-            n_bytes: 0,
-            max_len: max_layer_size.unwrap_or(u64::MAX),
-        };
-        let consumed = consume(limited);
-        let produced = producer
-            .join()
-            .unwrap_or_else(|_| Err("the layer tar producer panicked".into()));
-        (produced, consumed)
-    });
-    match produced {
-        (Err(pack_err), Err(unpack_err)) if is_closed_pipe(pack_err.as_ref()) => {
-            Err(unpack_err.into())
-        }
-        (Err(pack_err), _) => Err(pack_err),
-        (Ok(()), Err(unpack_err)) => Err(unpack_err.into()),
-        (Ok(()), Ok(report)) => Ok(report),
-    }
-}
-
 /// The moving commit (`commit --rm`): the container's upperdir becomes the new layer's `diff/`
 /// by rename, and one read of it makes the layer's tar (hashed into the DiffID and recorded as
 /// tar-split, never written) while settling each entry into what unpacking that tar would
@@ -496,19 +453,6 @@ enum Moved {
 struct Export {
     defaults: mount::OverlayDefaults,
     force_merged: bool,
-}
-
-/// Whether `err` is, or is caused by, a write to a pipe whose reader has gone.
-fn is_closed_pipe(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(err);
-    while let Some(err) = cause {
-        let io = err.downcast_ref::<std::io::Error>();
-        if io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
-            return true;
-        }
-        cause = err.source();
-    }
-    false
 }
 
 /// Whether `err` says that the upperdir carries overlay redirects or metacopy files.

@@ -200,7 +200,10 @@ pub enum Error {
     ContainerMounted { reference: String },
     /// A container mounted again while an earlier overlay of it lives on.
     #[error(
-        "container {reference} is still in use: an overlay of it lives on (a process kept a file          or its working directory in it after a lazy unmount, or a container runtime mounted it          in its own mount namespace); a second overlay would share its upper and work          directories: end those processes first"
+        "container {reference} is still in use: an overlay of it lives on (a process kept a file \
+         or its working directory in it after a lazy unmount, or a container runtime mounted it \
+         in its own mount namespace); a second overlay would share its upper and work \
+         directories: end those processes first"
     )]
     ContainerHeld { reference: String },
     /// An image that containers use, removed without `force`.
@@ -409,5 +412,15 @@ mod tests {
             Some("closed")
         );
         assert_eq!(chain_text(&err), "removing image x: closed");
+    }
+
+    #[test]
+    fn a_held_container_is_named_in_one_line_of_single_spaces() {
+        let text = Error::ContainerHeld {
+            reference: "c1".to_string(),
+        }
+        .to_string();
+        assert!(text.starts_with("container c1 is still in use: "), "{text}");
+        assert!(!text.contains("  ") && !text.contains('\n'), "{text:?}");
     }
 }

@@ -128,7 +128,7 @@ fn verify_layer(root: &DataRoot, layer: &store::Layer) -> Result<()> {
     let options = crate::kernel::unpack_options()?;
     // The reassembled tar goes through the pipe into the reader that hashes it and builds the
     // tree it leaves, which the directory is then compared with.
-    let (report, tree) = crate::commit::through_pipe(
+    let (report, tree) = crate::chunk_pipe::through_pipe(
         None,
         |out| {
             tar_split::reassemble(BufReader::new(file), diff_dir.as_fd(), resolver, out).map(drop)
@@ -136,7 +136,7 @@ fn verify_layer(root: &DataRoot, layer: &store::Layer) -> Result<()> {
         |tar| layer_unpack::expected_tree(tar, &options),
     )
     .map_err(|source| Error::Context {
-        context: "reassembling its tar",
+        context: "reassembling and reading its tar",
         source: Box::new(Error::inconsistent(crate::error::chain_text(
             source.as_ref(),
         ))),
