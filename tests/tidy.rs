@@ -10,7 +10,7 @@
 //! inheriting `rust-version`, and no dependency needing a newer Rust; no unused dependency; no
 //! source file over 1,200 lines outside tests; every crate and end-to-end test file named in
 //! docs/ARCHITECTURE.md or docs/testing.md; every `OVL_*` variable documented; every shell script
-//! starting with `set -euo pipefail`.
+//! starting with `set -euo pipefail`; every `#[error]` message one line of single spaces.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -639,6 +639,48 @@ fn check_ovl_variables_documented(root: &Path) -> Vec<String> {
         .collect()
 }
 
+/// An error message (`#[error("…")]` outside test code) that is not one line of single spaces:
+/// a literal continued onto the next line without a trailing `\\` keeps that line's break and
+/// indentation, and a `\\n` breaks the one line that docker-style errors print.
+fn check_error_messages_one_line(root: &Path) -> Vec<String> {
+    let mut violations = Vec::new();
+    for file in rust_files(root) {
+        if is_test_file(root, &file) {
+            continue;
+        }
+        let text = fs::read_to_string(&file).unwrap_or_default();
+        for (start, _) in text.match_indices("#[error(") {
+            let Some(quote) = text[start..].find('"').map(|offset| start + offset + 1) else {
+                continue;
+            };
+            let mut message = String::new();
+            let mut chars = text[quote..].chars().peekable();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => break,
+                    '\\' => match chars.next() {
+                        // A continuation: the break and the next line's indentation are not
+                        // part of the string.
+                        Some('\n') => while chars.next_if(|c| c.is_whitespace()).is_some() {},
+                        Some('n') => message.push('\n'),
+                        Some(escaped) => message.push(escaped),
+                        None => break,
+                    },
+                    c => message.push(c),
+                }
+            }
+            if message.contains('\n') || message.contains("  ") {
+                violations.push(format!(
+                    "{}:{}: the #[error] message is not one line of single spaces: {message:?}",
+                    relative(root, &file),
+                    text[..start].matches('\n').count() + 1
+                ));
+            }
+        }
+    }
+    violations
+}
+
 /// Every shell script: `*.sh`, and any file with a `sh` or `bash` shebang, outside build output.
 fn shell_scripts(root: &Path) -> Vec<PathBuf> {
     let mut scripts = Vec::new();
@@ -1031,6 +1073,40 @@ fn planted_script_without_strict_mode_is_found() {
             "vm/init.sh: does not start with `set -euo pipefail`",
         ]
     );
+}
+
+#[test]
+fn workspace_error_messages_are_one_line() {
+    assert_clean(
+        "error messages",
+        check_error_messages_one_line(&workspace()),
+    );
+}
+
+#[test]
+fn planted_error_messages_with_breaks_or_runs_of_spaces_are_found() {
+    let planted = Planted::new();
+    planted.write(
+        "crates/e/src/lib.rs",
+        "pub enum E {\n    #[error(\"one line, \\\n        continued\")]\n    Good,\n    \
+         #[error(\"kept the\n        indentation\")]\n    Broken,\n    \
+         #[error(\"two\\nlines\")]\n    Escaped,\n    #[error(\"two  spaces\")]\n    Spaced,\n}\n",
+    );
+    planted.write(
+        "crates/e/src/tests.rs",
+        "#[error(\"test code may  print what it likes\")]\n",
+    );
+    let violations = check_error_messages_one_line(planted.path());
+    assert_found(
+        "error messages",
+        &violations,
+        &[
+            "crates/e/src/lib.rs:5:",
+            "crates/e/src/lib.rs:8:",
+            "crates/e/src/lib.rs:10:",
+        ],
+    );
+    assert_eq!(violations.len(), 3, "{violations:#?}");
 }
 
 #[test]
