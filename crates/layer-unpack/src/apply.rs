@@ -32,7 +32,7 @@ use rustix::io::Errno;
 use syscompat::Resolver;
 
 use crate::plan::{join, Action, Components, Metadata, Node};
-use crate::writers::{FileJob, WriterFailure, Writers, HANDOFF_MAX_LEN};
+use crate::writers::{WriterFailure, Writers, HANDOFF_MAX_LEN};
 
 /// The size of the buffer file data is copied through.
 const COPY_BUFFER_LEN: usize = 128 * 1024;
@@ -289,32 +289,28 @@ impl Applier {
                     unreachable!("make_node opens every regular file it creates")
                 };
                 if let (Node::File, Some(writers)) = (node, &mut self.writers) {
-                    // A small file goes to a writer thread with all its data.
-                    let mut head = Vec::new();
-                    data.take(HANDOFF_MAX_LEN as u64 + 1)
-                        .read_to_end(&mut head)
-                        .map_err(fail_io("read file data"))?;
-                    if head.len() <= HANDOFF_MAX_LEN {
-                        self.stream_size += head.len() as u64;
-                        let mut entry = Vec::new();
-                        for component in parent.iter() {
-                            entry.extend_from_slice(component);
-                            entry.push(b'/');
-                        }
-                        entry.extend_from_slice(name);
-                        writers.submit(FileJob {
-                            file: fd,
-                            data: head,
-                            meta: meta.clone(),
-                            entry,
-                        })?;
+                    // A small file goes to a writer thread with all its data, read into the
+                    // buffer of the batch it goes with.
+                    let buffer = writers.data_buffer();
+                    let start = buffer.len();
+                    let read = data.take(HANDOFF_MAX_LEN as u64 + 1).read_to_end(buffer);
+                    let head_len = buffer.len() - start;
+                    if let Err(error) = read {
+                        buffer.truncate(start);
+                        return Err(fail_io("read file data")(error).into());
+                    }
+                    if head_len <= HANDOFF_MAX_LEN {
+                        self.stream_size += head_len as u64;
+                        writers.submit(fd, start, meta, parent, name)?;
                         return Ok(());
                     }
                     let file = File::from(fd);
                     let mut holes = HoleWriter::new(&file);
-                    holes.write(&head).map_err(fail_io("write file data"))?;
+                    let written = holes.write(&buffer[start..]);
+                    buffer.truncate(start);
+                    written.map_err(fail_io("write file data"))?;
                     let rest = self.write_data(holes, data)?;
-                    self.stream_size += head.len() as u64 + rest;
+                    self.stream_size += head_len as u64 + rest;
                     finish_file(file.as_fd(), meta)?;
                     return Ok(());
                 }

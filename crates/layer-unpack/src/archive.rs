@@ -110,7 +110,10 @@ fn read_stream<W: Write>(
     let (applied, summary) = std::thread::scope(|scope| {
         let reading = std::thread::Builder::new()
             .name("layer-reader".into())
-            .spawn_scoped(scope, move || chunk_writer.run(tar));
+            .spawn_scoped(scope, move || {
+                syscompat::helper_thread();
+                chunk_writer.run(tar)
+            });
         let applied = match &reading {
             Ok(_) => apply_stream(
                 &mut input,

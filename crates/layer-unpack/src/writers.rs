@@ -8,7 +8,9 @@
 //! thread opened with `O_CREAT | O_EXCL | O_NOFOLLOW`.
 //!
 //! Files go to the writers in batches, so that the reading thread does not wake a writer for
-//! every small file.
+//! every small file. A batch keeps its files' data and names in one buffer and comes back empty
+//! for reuse, so that the reading thread does not allocate for every file what another thread
+//! frees (each such free waits for the allocator's lock of the thread that allocated).
 //!
 //! Ordering: a member that depends on a file's final metadata (a hardlink to it, which Docker
 //! changes through the shared inode) waits for every handed-off file first ([`Writers::barrier`]);
@@ -17,8 +19,9 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::ops::Range;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -34,36 +37,100 @@ const BATCH_FILES: usize = 16;
 /// ...or this much data. With [`HANDOFF_MAX_LEN`], a batch holds less than 1.25 MiB.
 const BATCH_BYTES: usize = 1024 * 1024;
 
-/// Batches waiting in the queue. Every queued file holds an open descriptor: with one batch
-/// being filled and one per writer being written, a layer holds at most
-/// `(QUEUE_LEN + 1 + writers) * BATCH_FILES` (112 with two writers), and a load unpacks up to
-/// four layers at once within the usual limit of 1024 descriptors. The buffered data stays
-/// under 7 MiB.
-const QUEUE_LEN: usize = 4;
+/// Every file handed over and not yet finished holds an open descriptor and its data. The reading
+/// thread waits before it hands over more than [`max_in_flight_files`] files or this much data.
+/// The queue has to be deep enough for the writers to lag behind by a scheduler time slice or
+/// two without the reading thread waiting: on two cores, going from 64 files to 640 took a load
+/// of 200,000 small files from 5.3 s to 5.0 s.
+const MAX_IN_FLIGHT_BYTES: usize = 8 * 1024 * 1024;
+/// The data buffer a batch keeps for reuse: sixteen files of 8 KiB.
+const KEPT_DATA_CAPACITY: usize = 128 * 1024;
+/// The most files in flight when descriptors are plentiful.
+const MAX_IN_FLIGHT_FILES: usize = 640;
 
-/// One file to finish: its descriptor, data and metadata, and its name for errors.
-pub(crate) struct FileJob {
-    pub file: OwnedFd,
-    pub data: Vec<u8>,
-    pub meta: Metadata,
-    pub entry: Vec<u8>,
+/// How many files may be in flight: at most an eighth of the descriptors this process may open
+/// (`RLIMIT_NOFILE`), since a load unpacks up to four layers at once and needs descriptors
+/// besides; at least one batch.
+fn max_in_flight_files() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    usize::try_from(limit / 8)
+        .unwrap_or(usize::MAX)
+        .clamp(BATCH_FILES, MAX_IN_FLIGHT_FILES)
+}
+
+/// One file to finish: its descriptor and metadata, and where its data and its name (for
+/// errors) lie in the batch's buffers.
+struct FileJob {
+    file: OwnedFd,
+    data: Range<usize>,
+    entry: Range<usize>,
+    meta: Metadata,
+}
+
+/// Files handed over together, with one buffer for all their data and one for their names.
+#[derive(Default)]
+struct Batch {
+    jobs: Vec<FileJob>,
+    data: Vec<u8>,
+    names: Vec<u8>,
+}
+
+impl Batch {
+    fn new() -> Batch {
+        Batch {
+            jobs: Vec::with_capacity(BATCH_FILES),
+            data: Vec::with_capacity(KEPT_DATA_CAPACITY),
+            names: Vec::new(),
+        }
+    }
+
+    /// Empties the batch for reuse; a data buffer that grew for large files is let go, so that
+    /// the batches kept for reuse stay small.
+    fn clear(&mut self) {
+        self.jobs.clear();
+        self.data.clear();
+        self.names.clear();
+        if self.data.capacity() > KEPT_DATA_CAPACITY {
+            self.data = Vec::with_capacity(KEPT_DATA_CAPACITY);
+        }
+    }
+
+    /// The name of the first file, for a batch that could not be handed over.
+    fn first_entry(&self) -> Vec<u8> {
+        self.jobs
+            .first()
+            .map(|job| self.names[job.entry.clone()].to_vec())
+            .unwrap_or_default()
+    }
 }
 
 /// The first failure of a writer, with the member it concerned.
 pub(crate) type WriterFailure = (Vec<u8>, ApplyError);
 
+/// Files sent and not yet finished, and their data.
+#[derive(Default)]
+struct InFlight {
+    files: usize,
+    bytes: usize,
+}
+
 struct Shared {
-    /// Jobs sent and not yet finished.
-    in_flight: Mutex<usize>,
-    idle: Condvar,
+    in_flight: Mutex<InFlight>,
+    /// Signalled whenever a batch is finished.
+    finished: Condvar,
     failure: Mutex<Option<WriterFailure>>,
 }
 
 pub(crate) struct Writers {
-    sender: Option<SyncSender<Vec<FileJob>>>,
-    /// Files not sent yet, and the length of their data.
-    batch: Vec<FileJob>,
-    batch_bytes: usize,
+    sender: Option<SyncSender<Batch>>,
+    /// Files not sent yet.
+    batch: Batch,
+    /// Batches the writers finished, emptied.
+    spent: Receiver<Batch>,
+    /// The most files in flight (see [`max_in_flight_files`]).
+    max_files: usize,
     threads: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
@@ -71,38 +138,72 @@ pub(crate) struct Writers {
 impl Writers {
     /// Starts `n_threads` writers (at least one).
     pub fn start(n_threads: usize) -> std::io::Result<Writers> {
-        let (sender, receiver) = sync_channel::<Vec<FileJob>>(QUEUE_LEN);
+        // The queue's bound only backs up `InFlight`'s.
+        let max_files = max_in_flight_files();
+        let (sender, receiver) = sync_channel::<Batch>(max_files / BATCH_FILES + 1);
         let receiver = Arc::new(Mutex::new(receiver));
+        let (spent_sender, spent) = channel::<Batch>();
         let shared = Arc::new(Shared {
-            in_flight: Mutex::new(0),
-            idle: Condvar::new(),
+            in_flight: Mutex::new(InFlight::default()),
+            finished: Condvar::new(),
             failure: Mutex::new(None),
         });
         let mut threads = Vec::new();
         for idx in 0..n_threads.max(1) {
             let receiver = Arc::clone(&receiver);
             let shared = Arc::clone(&shared);
+            let spent = spent_sender.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("layer-writer-{idx}"))
-                    .spawn(move || work(&receiver, &shared))?,
+                    .spawn(move || {
+                        syscompat::helper_thread();
+                        work(&receiver, &spent, &shared)
+                    })?,
             );
         }
         Ok(Writers {
             sender: Some(sender),
-            batch: Vec::with_capacity(BATCH_FILES),
-            batch_bytes: 0,
+            batch: Batch::new(),
+            spent,
+            max_files,
             threads,
             shared,
         })
     }
 
-    /// Queues a file; fails with an earlier writer's failure instead, if there was one.
-    pub fn submit(&mut self, job: FileJob) -> Result<(), WriterFailure> {
+    /// The buffer the next file's data is to be appended to (see [`Writers::submit`]).
+    pub fn data_buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.batch.data
+    }
+
+    /// Queues a file whose data are the bytes of [`Writers::data_buffer`] from `data_start` on,
+    /// and whose name is `parent`'s components and `name` joined by `/`; fails with an earlier
+    /// writer's failure instead, if there was one.
+    pub fn submit(
+        &mut self,
+        file: OwnedFd,
+        data_start: usize,
+        meta: &Metadata,
+        parent: &[Vec<u8>],
+        name: &[u8],
+    ) -> Result<(), WriterFailure> {
         self.check()?;
-        self.batch_bytes += job.data.len();
-        self.batch.push(job);
-        if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
+        let names = &mut self.batch.names;
+        let entry_start = names.len();
+        for component in parent {
+            names.extend_from_slice(component);
+            names.push(b'/');
+        }
+        names.extend_from_slice(name);
+        let job = FileJob {
+            file,
+            data: data_start..self.batch.data.len(),
+            entry: entry_start..names.len(),
+            meta: meta.clone(),
+        };
+        self.batch.jobs.push(job);
+        if self.batch.jobs.len() >= BATCH_FILES || self.batch.data.len() >= BATCH_BYTES {
             self.send_batch()?;
         }
         Ok(())
@@ -110,21 +211,30 @@ impl Writers {
 
     /// Sends the files queued so far to the writers.
     fn send_batch(&mut self) -> Result<(), WriterFailure> {
-        if self.batch.is_empty() {
+        if self.batch.jobs.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_FILES));
-        self.batch_bytes = 0;
-        let n_jobs = batch.len();
+        let next = self.spent.try_recv().unwrap_or_else(|_| Batch::new());
+        let batch = std::mem::replace(&mut self.batch, next);
+        let (n_jobs, n_bytes) = (batch.jobs.len(), batch.data.len());
         // A batch that cannot be handed over is reported by its first file.
         let Some(sender) = &self.sender else {
-            return Err((first_entry(batch), stopped()));
+            return Err((batch.first_entry(), stopped()));
         };
-        *lock(&self.shared.in_flight) += n_jobs;
+        let mut in_flight = lock(&self.shared.in_flight);
+        // Nothing in flight is always room, whatever this batch holds.
+        while in_flight.files > 0
+            && (in_flight.files + n_jobs > self.max_files
+                || in_flight.bytes + n_bytes > MAX_IN_FLIGHT_BYTES)
+        {
+            in_flight = wait(&self.shared.finished, in_flight);
+        }
+        in_flight.files += n_jobs;
+        in_flight.bytes += n_bytes;
+        drop(in_flight);
         if let Err(returned) = sender.send(batch) {
-            let mut in_flight = lock(&self.shared.in_flight);
-            *in_flight = in_flight.saturating_sub(n_jobs);
-            return Err((first_entry(returned.0), stopped()));
+            finished(&self.shared, n_jobs, n_bytes);
+            return Err((returned.0.first_entry(), stopped()));
         }
         Ok(())
     }
@@ -133,12 +243,8 @@ impl Writers {
     pub fn barrier(&mut self) -> Result<(), WriterFailure> {
         self.send_batch()?;
         let mut in_flight = lock(&self.shared.in_flight);
-        while *in_flight > 0 {
-            in_flight = self
-                .shared
-                .idle
-                .wait(in_flight)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while in_flight.files > 0 {
+            in_flight = wait(&self.shared.finished, in_flight);
         }
         drop(in_flight);
         self.check()
@@ -176,18 +282,18 @@ impl Drop for Writers {
     }
 }
 
-fn work(receiver: &Mutex<Receiver<Vec<FileJob>>>, shared: &Shared) {
+fn work(receiver: &Mutex<Receiver<Batch>>, spent: &Sender<Batch>, shared: &Shared) {
     loop {
         // The lock is held only while taking one batch.
-        let batch = match lock(receiver).recv() {
+        let mut batch = match lock(receiver).recv() {
             Ok(batch) => batch,
             Err(_) => return,
         };
-        let n_jobs = batch.len();
-        for job in batch {
+        let (n_jobs, n_bytes) = (batch.jobs.len(), batch.data.len());
+        for job in batch.jobs.drain(..) {
             let mut file = File::from(job.file);
             let result = file
-                .write_all(&job.data)
+                .write_all(&batch.data[job.data])
                 .map_err(|source| ApplyError {
                     operation: "write file data",
                     source,
@@ -197,24 +303,24 @@ fn work(receiver: &Mutex<Receiver<Vec<FileJob>>>, shared: &Shared) {
             if let Err(error) = result {
                 let mut failure = lock(&shared.failure);
                 if failure.is_none() {
-                    *failure = Some((job.entry, error));
+                    *failure = Some((batch.names[job.entry].to_vec(), error));
                 }
             }
         }
-        let mut in_flight = lock(&shared.in_flight);
-        *in_flight = in_flight.saturating_sub(n_jobs);
-        if *in_flight == 0 {
-            shared.idle.notify_all();
-        }
+        batch.clear();
+        // The reading thread may have finished; then the batch is simply freed.
+        let _ = spent.send(batch);
+        finished(shared, n_jobs, n_bytes);
     }
 }
 
-fn first_entry(batch: Vec<FileJob>) -> Vec<u8> {
-    batch
-        .into_iter()
-        .next()
-        .map(|job| job.entry)
-        .unwrap_or_default()
+/// Takes a finished (or returned) batch out of the counts and wakes the reading thread.
+fn finished(shared: &Shared, n_jobs: usize, n_bytes: usize) {
+    let mut in_flight = lock(&shared.in_flight);
+    in_flight.files = in_flight.files.saturating_sub(n_jobs);
+    in_flight.bytes = in_flight.bytes.saturating_sub(n_bytes);
+    drop(in_flight);
+    shared.finished.notify_all();
 }
 
 fn stopped() -> ApplyError {
@@ -224,9 +330,95 @@ fn stopped() -> ApplyError {
     }
 }
 
+/// Waits on `condvar` with `guard`, as [`lock`] treats poisoning.
+fn wait<'a, T>(
+    condvar: &Condvar,
+    guard: std::sync::MutexGuard<'a, T>,
+) -> std::sync::MutexGuard<'a, T> {
+    condvar
+        .wait(guard)
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A poisoned lock only means a writer panicked; the data it guards is still consistent.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fs::{Mode, OFlags};
+
+    fn meta() -> Metadata {
+        Metadata {
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
+            mode: 0o640,
+            atime: None,
+            mtime: 1_700_000_000_000_000_000,
+            xattrs: Vec::new(),
+        }
+    }
+
+    /// Hands `data` over as the file `dir/name`, opened with `flags`.
+    fn submit(writers: &mut Writers, dir: &File, name: &str, data: &[u8], flags: OFlags) {
+        let file = rustix::fs::openat(dir, name, flags | OFlags::CLOEXEC, Mode::from(0o600))
+            .expect("create file");
+        let buffer = writers.data_buffer();
+        let start = buffer.len();
+        buffer.extend_from_slice(data);
+        writers
+            .submit(file, start, &meta(), &[b"dir".to_vec()], name.as_bytes())
+            .expect("submit");
+    }
+
+    const CREATE: OFlags = OFlags::WRONLY.union(OFlags::CREATE).union(OFlags::EXCL);
+
+    /// A scratch directory, opened, and `n_threads` writers.
+    fn started(n_threads: usize) -> (tempfile::TempDir, File, Writers) {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let dir = File::open(scratch.path()).expect("open dir");
+        let writers = Writers::start(n_threads).expect("start writers");
+        (scratch, dir, writers)
+    }
+
+    fn content(idx: usize) -> Vec<u8> {
+        format!("file {idx}\n").repeat(idx % 700).into_bytes()
+    }
+
+    #[test]
+    fn every_file_gets_its_own_data_across_reused_batches() {
+        let (scratch, dir, mut writers) = started(2);
+        for idx in 0..2000 {
+            submit(
+                &mut writers,
+                &dir,
+                &format!("f{idx}"),
+                &content(idx),
+                CREATE,
+            );
+        }
+        writers.finish().expect("finish");
+        for idx in 0..2000 {
+            let written = std::fs::read(scratch.path().join(format!("f{idx}"))).expect("read");
+            assert!(written == content(idx), "f{idx} holds another file's data");
+        }
+    }
+
+    #[test]
+    fn a_failing_file_is_named() {
+        let (scratch, dir, mut writers) = started(1);
+        for idx in 0..40 {
+            submit(&mut writers, &dir, &format!("f{idx}"), b"data", CREATE);
+        }
+        // Opened for reading only: writing its data fails.
+        std::fs::write(scratch.path().join("read-only"), b"").expect("create read-only");
+        submit(&mut writers, &dir, "read-only", b"data", OFlags::RDONLY);
+        let (entry, error) = writers.barrier().expect_err("the read-only file fails");
+        assert_eq!(entry, b"dir/read-only");
+        assert_eq!(error.operation, "write file data");
+    }
 }

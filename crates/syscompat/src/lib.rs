@@ -10,6 +10,8 @@
 //! - [`Node`] and [`open_regular_at`]: a name described through an `O_PATH | O_NOFOLLOW`
 //!   descriptor and opened for reading only when that inode is a regular file, so that no
 //!   device or FIFO a container planted under a file's name is ever opened.
+//! - [`helper_thread`]: `SCHED_BATCH` for a thread that works for another one (Linux 2.6.16),
+//!   a hint that is ignored where it is refused.
 //! - [`dir`]: the descriptor steps of every tree walk (a directory opened by one name from its
 //!   parent's descriptor with `O_NOFOLLOW`, its `getdents64` listing, its xattrs), so that the
 //!   walks of the store, `diff` and `layer-pack` open and list directories the same way.
@@ -32,6 +34,7 @@ pub use in_root::Resolver;
 pub use node::{open_regular_at, open_unshared_regular, Node};
 pub use random::fill_random;
 pub use stat::{stat_node, MountKey, NodeStat};
+pub use sys::helper_thread;
 
 use rustix::io::Errno;
 

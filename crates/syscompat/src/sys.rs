@@ -1,5 +1,5 @@
-//! The only `unsafe` of this crate: `name_to_handle_at` and `sync_file_range`, which rustix does
-//! not wrap.
+//! The only `unsafe` of this crate: `name_to_handle_at`, `sync_file_range` and
+//! `sched_setscheduler`, which rustix does not wrap.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
@@ -58,4 +58,13 @@ pub(crate) fn mount_id(dir: BorrowedFd<'_>, name: &CStr) -> Result<u64, Errno> {
 pub(crate) fn start_writeback(file: BorrowedFd<'_>) {
     // SAFETY: a plain system call on a valid descriptor; it reads and writes no memory of ours.
     let _ = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+}
+
+/// Makes the calling thread `SCHED_BATCH` (Linux 2.6.16) at its current nice value: a thread
+/// that does throughput work for another one then no longer preempts it when it wakes up. Only
+/// a hint: a kernel or filter that refuses it leaves the thread as it was.
+pub fn helper_thread() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid `sched_param` for the call's duration; pid 0 is this thread.
+    let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
 }
