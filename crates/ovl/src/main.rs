@@ -112,6 +112,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Loads and commits keep hundreds of descriptors open at once (layer-unpack's writers).
+    syscompat::reserve_descriptors(1024);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
