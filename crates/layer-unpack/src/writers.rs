@@ -40,8 +40,8 @@ const BATCH_BYTES: usize = 1024 * 1024;
 /// Every file handed over and not yet finished holds an open descriptor and its data. The reading
 /// thread waits before it hands over more than [`max_in_flight_files`] files or this much data.
 /// The queue has to be deep enough for the writers to lag behind by a scheduler time slice or
-/// two without the reading thread waiting: on two cores, going from 64 files to 640 took a load
-/// of 200,000 small files from 5.3 s to 5.0 s.
+/// two without the reading thread waiting: on two cores, with at most 64 files in flight, the
+/// reading thread of a load of 200,000 small files spent 0.45 to 0.96 s waiting for room.
 const MAX_IN_FLIGHT_BYTES: usize = 8 * 1024 * 1024;
 /// The data buffer a batch keeps for reuse: sixteen files of 8 KiB.
 const KEPT_DATA_CAPACITY: usize = 128 * 1024;
@@ -70,7 +70,6 @@ struct FileJob {
 }
 
 /// Files handed over together, with one buffer for all their data and one for their names.
-#[derive(Default)]
 struct Batch {
     jobs: Vec<FileJob>,
     data: Vec<u8>,
