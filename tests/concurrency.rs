@@ -189,61 +189,63 @@ fn eight_processes_at_once_keep_the_root_consistent_needs_root() {
     assert!(fsck.ends_with(": 0 corrupt, 0 leftovers\n"), "{fsck}");
 }
 
-/// Four layers of many small files unpacked at once by a process that may open only 192
+/// Layers of many small files unpacked at once by a process that may open only a few hundred
 /// descriptors (soft and hard limit). Every small file handed to a writer thread holds a
-/// descriptor until it is finished, so how many may wait follows `RLIMIT_NOFILE`: the load
-/// succeeds, and its layers hold exactly what their tars say.
+/// descriptor until it is finished, so how many may wait, across all the layers being unpacked,
+/// follows `RLIMIT_NOFILE`: four layers under a limit of 192 and eight (`OVL_LOAD_JOBS=8`)
+/// under 512 load, and their layers hold exactly what their tars say.
 #[test]
-fn four_layers_at_once_under_a_descriptor_limit_needs_root() {
-    const LIMIT: u64 = 192;
-    let Some(work) = root_scratch("four_layers_at_once_under_a_descriptor_limit_needs_root") else {
+fn layers_at_once_under_a_descriptor_limit_needs_root() {
+    let Some(work) = root_scratch("layers_at_once_under_a_descriptor_limit_needs_root") else {
         return;
     };
-    let ovl = Ovl::new(work.join("root"));
-    let layers: Vec<Vec<u8>> = (0..4)
-        .map(|idx| {
-            let mut builder = TarBuilder::at(1_700_000_000);
-            for dir in 0..10 {
-                builder.dir(&format!("l{idx}d{dir}/"));
-                for file in 0..500 {
-                    let data =
-                        format!("layer {idx} dir {dir} file {file}\n").repeat(60 + file % 40);
-                    builder.file(&format!("l{idx}d{dir}/f{file}"), data.as_bytes());
+    for (n_layers, limit) in [(4, 192), (8, 512)] {
+        let ovl = Ovl::new(work.join(format!("root{n_layers}")));
+        let layers: Vec<Vec<u8>> = (0..n_layers)
+            .map(|idx| {
+                let mut builder = TarBuilder::at(1_700_000_000);
+                for dir in 0..10 {
+                    builder.dir(&format!("l{idx}d{dir}/"));
+                    for file in 0..500 {
+                        let data =
+                            format!("layer {idx} dir {dir} file {file}\n").repeat(60 + file % 40);
+                        builder.file(&format!("l{idx}d{dir}/f{file}"), data.as_bytes());
+                    }
                 }
-            }
-            builder.finish()
-        })
-        .collect();
-    let (bytes, diff_ids) = layers_archive(layers, "limited", &["limited:1"]);
-    let archive = work.join("limited.tar");
-    fs::write(&archive, bytes).expect("write limited.tar");
-    // The command as the harness builds it, under util-linux's prlimit.
-    let inner = ovl.command([OsStr::new("load"), OsStr::new("-i"), archive.as_os_str()]);
-    let mut load = Command::new("prlimit");
-    load.arg(format!("--nofile={LIMIT}:{LIMIT}"))
-        .arg("--")
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .env("OVL_LOAD_JOBS", "4");
-    for (key, value) in inner.get_envs() {
-        match value {
-            Some(value) => load.env(key, value),
-            None => load.env_remove(key),
-        };
-    }
-    let output = load.output().expect("run ovl load");
-    assert!(
-        output.status.success(),
-        "load with RLIMIT_NOFILE {LIMIT}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let layers = layerdb(&ovl.root);
-    for diff_id in &diff_ids {
+                builder.finish()
+            })
+            .collect();
+        let (bytes, diff_ids) = layers_archive(layers, "limited", &["limited:1"]);
+        let archive = work.join(format!("limited{n_layers}.tar"));
+        fs::write(&archive, bytes).expect("write the archive");
+        // The command as the harness builds it, under util-linux's prlimit.
+        let inner = ovl.command([OsStr::new("load"), OsStr::new("-i"), archive.as_os_str()]);
+        let mut load = Command::new("prlimit");
+        load.arg(format!("--nofile={limit}:{limit}"))
+            .arg("--")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .env("OVL_LOAD_JOBS", n_layers.to_string());
+        for (key, value) in inner.get_envs() {
+            match value {
+                Some(value) => load.env(key, value),
+                None => load.env_remove(key),
+            };
+        }
+        let output = load.output().expect("run ovl load");
         assert!(
-            layers.values().any(|entry| entry.diff == *diff_id),
-            "layer {diff_id} is not in the layerdb"
+            output.status.success(),
+            "load of {n_layers} layers with RLIMIT_NOFILE {limit}: {}",
+            String::from_utf8_lossy(&output.stderr)
         );
+        let layers = layerdb(&ovl.root);
+        for diff_id in &diff_ids {
+            assert!(
+                layers.values().any(|entry| entry.diff == *diff_id),
+                "layer {diff_id} is not in the layerdb"
+            );
+        }
+        let fsck = ovl.ok(["fsck", "--verify-content"]);
+        assert!(fsck.ends_with(": 0 corrupt, 0 leftovers\n"), "{fsck}");
     }
-    let fsck = ovl.ok(["fsck", "--verify-content"]);
-    assert!(fsck.ends_with(": 0 corrupt, 0 leftovers\n"), "{fsck}");
 }

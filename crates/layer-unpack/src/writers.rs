@@ -22,7 +22,7 @@ use std::io::Write;
 use std::ops::Range;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use crate::apply::{finish_file, ApplyError};
@@ -38,26 +38,34 @@ const BATCH_FILES: usize = 16;
 const BATCH_BYTES: usize = 1024 * 1024;
 
 /// Every file handed over and not yet finished holds an open descriptor and its data. The reading
-/// thread waits before it hands over more than [`max_in_flight_files`] files or this much data.
+/// thread waits before it hands over more than [`MAX_IN_FLIGHT_FILES`] files or this much data,
+/// or more files than the whole process may have in flight ([`process_max_in_flight`]).
 /// The queue has to be deep enough for the writers to lag behind by a scheduler time slice or
 /// two without the reading thread waiting: on two cores, with at most 64 files in flight, the
 /// reading thread of a load of 200,000 small files spent 0.45 to 0.96 s waiting for room.
 const MAX_IN_FLIGHT_BYTES: usize = 8 * 1024 * 1024;
 /// The data buffer a batch keeps for reuse: sixteen files of 8 KiB.
 const KEPT_DATA_CAPACITY: usize = 128 * 1024;
-/// The most files in flight when descriptors are plentiful.
+/// The most files one unpack has in flight.
 const MAX_IN_FLIGHT_FILES: usize = 640;
 
-/// How many files may be in flight: at most an eighth of the descriptors this process may open
-/// (`RLIMIT_NOFILE`), since a load unpacks up to four layers at once and needs descriptors
-/// besides; at least one batch.
-fn max_in_flight_files() -> usize {
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(u64::MAX);
-    usize::try_from(limit / 8)
-        .unwrap_or(usize::MAX)
-        .clamp(BATCH_FILES, MAX_IN_FLIGHT_FILES)
+/// Files in flight across every unpack of this process (a load or a pull unpacks several layers
+/// at once, as many as it is told to), and the signal that some were finished.
+static PROCESS_IN_FLIGHT: Mutex<usize> = Mutex::new(0);
+static PROCESS_FINISHED: Condvar = Condvar::new();
+
+/// How many files the whole process may have in flight: a quarter of the descriptors it may open
+/// (`RLIMIT_NOFILE`, read once), the rest being left to everything else; at least one batch.
+fn process_max_in_flight() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        usize::try_from(limit / 4)
+            .unwrap_or(usize::MAX)
+            .max(BATCH_FILES)
+    })
 }
 
 /// One file to finish: its descriptor and metadata, and where its data and its name (for
@@ -128,8 +136,6 @@ pub(crate) struct Writers {
     batch: Batch,
     /// Batches the writers finished, emptied.
     spent: Receiver<Batch>,
-    /// The most files in flight (see [`max_in_flight_files`]).
-    max_files: usize,
     threads: Vec<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
@@ -138,8 +144,7 @@ impl Writers {
     /// Starts `n_threads` writers (at least one).
     pub fn start(n_threads: usize) -> std::io::Result<Writers> {
         // The queue's bound only backs up `InFlight`'s.
-        let max_files = max_in_flight_files();
-        let (sender, receiver) = sync_channel::<Batch>(max_files / BATCH_FILES + 1);
+        let (sender, receiver) = sync_channel::<Batch>(MAX_IN_FLIGHT_FILES / BATCH_FILES + 1);
         let receiver = Arc::new(Mutex::new(receiver));
         let (spent_sender, spent) = channel::<Batch>();
         let shared = Arc::new(Shared {
@@ -165,7 +170,6 @@ impl Writers {
             sender: Some(sender),
             batch: Batch::new(),
             spent,
-            max_files,
             threads,
             shared,
         })
@@ -223,7 +227,7 @@ impl Writers {
         let mut in_flight = lock(&self.shared.in_flight);
         // Nothing in flight is always room, whatever this batch holds.
         while in_flight.files > 0
-            && (in_flight.files + n_jobs > self.max_files
+            && (in_flight.files + n_jobs > MAX_IN_FLIGHT_FILES
                 || in_flight.bytes + n_bytes > MAX_IN_FLIGHT_BYTES)
         {
             in_flight = wait(&self.shared.finished, in_flight);
@@ -231,6 +235,14 @@ impl Writers {
         in_flight.files += n_jobs;
         in_flight.bytes += n_bytes;
         drop(in_flight);
+        // The process's bound: every file counted there is being finished by some unpack's
+        // writers, which never wait for it, so the wait ends.
+        let mut all = lock(&PROCESS_IN_FLIGHT);
+        while *all > 0 && *all + n_jobs > process_max_in_flight() {
+            all = wait(&PROCESS_FINISHED, all);
+        }
+        *all += n_jobs;
+        drop(all);
         if let Err(returned) = sender.send(batch) {
             finished(&self.shared, n_jobs, n_bytes);
             return Err((returned.0.first_entry(), stopped()));
@@ -320,6 +332,10 @@ fn finished(shared: &Shared, n_jobs: usize, n_bytes: usize) {
     in_flight.bytes = in_flight.bytes.saturating_sub(n_bytes);
     drop(in_flight);
     shared.finished.notify_all();
+    let mut all = lock(&PROCESS_IN_FLIGHT);
+    *all = all.saturating_sub(n_jobs);
+    drop(all);
+    PROCESS_FINISHED.notify_all();
 }
 
 fn stopped() -> ApplyError {
