@@ -14,9 +14,19 @@
 //! - the root: mode 0755, owned by root, as the store creates a layer's `diff/`.
 //!
 //! Only for a directory that nothing else writes while it is settled.
+//!
+//! The walk hands the journalled inode updates of each entry (xattrs removed, times set) to a
+//! thread of its own ([`Settler`]), in the order it finds the entries, so that they run beside
+//! the reads and the tar instead of after each of them; a directory's times are queued after its
+//! children. What changes a directory (a whiteout made afresh, a socket removed) is done at once
+//! by the walk, before the directory's times are queued, and before a later name of a shared
+//! whiteout inode is looked at, whose link count then says what it did.
 
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
@@ -29,6 +39,166 @@ const CAPABILITY_XATTR: &str = "security.capability";
 
 /// The mode of a layer's root directory as the store creates it.
 const LAYER_ROOT_MODE: u32 = 0o755;
+
+/// Entries handed to the settling thread at once (one wake-up each), and batches queued for it
+/// at most: each entry holds a descriptor open until it is settled, so that at most three
+/// batches' worth are open (one filling, one queued, one being settled).
+const BATCH_LEN: usize = 32;
+const QUEUE_LEN: usize = 1;
+
+/// One entry's settling, as the walk queues it.
+pub(crate) enum Op {
+    /// A regular file or directory, through its descriptor: its xattrs, when given with the
+    /// names it has and whether the tar marks it opaque, then its times, when given.
+    Fd {
+        fd: Arc<OwnedFd>,
+        xattrs: Option<(Vec<u8>, bool)>,
+        mtime: Option<i64>,
+        relative: Vec<u8>,
+    },
+    /// Anything else that stays (a symlink, a device, a FIFO), by name in its directory: its
+    /// xattrs, then its times.
+    At {
+        dir: Arc<OwnedFd>,
+        name: CString,
+        mtime: i64,
+        relative: Vec<u8>,
+    },
+}
+
+impl Op {
+    /// [`Op::At`] for the entry `name` of `dir`.
+    pub(crate) fn at(dir: &Arc<OwnedFd>, name: &CStr, mtime: i64, relative: &[u8]) -> Op {
+        Op::At {
+            dir: Arc::clone(dir),
+            name: name.to_owned(),
+            mtime,
+            relative: relative.to_vec(),
+        }
+    }
+
+    pub(crate) fn run(self) -> Result<()> {
+        match self {
+            Op::Fd {
+                fd,
+                xattrs: listed,
+                mtime,
+                relative,
+            } => {
+                let target = Target::Fd(fd.as_fd());
+                if let Some((names, opaque)) = listed {
+                    xattrs(target, opaque, Some(&names), &relative)?;
+                }
+                match mtime {
+                    Some(mtime) => times(target, mtime, &relative),
+                    None => Ok(()),
+                }
+            }
+            Op::At {
+                dir,
+                name,
+                mtime,
+                relative,
+            } => {
+                let target = Target::At(dir.as_fd(), &name);
+                xattrs(target, false, None, &relative)?;
+                times(target, mtime, &relative)
+            }
+        }
+    }
+}
+
+/// The settling thread: runs the queued [`Op`]s in order and stops at the first that fails.
+/// Dropping it waits for the thread, so that nothing changes the directory after the walk has
+/// returned.
+pub(crate) struct Settler {
+    batch: Vec<Op>,
+    queue: Option<SyncSender<Vec<Op>>>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl Settler {
+    pub(crate) fn start() -> Result<Settler> {
+        let (queue, ops) = sync_channel(QUEUE_LEN);
+        let thread = std::thread::Builder::new()
+            .name("layer-settle".to_string())
+            .spawn(move || Settler::run(ops))
+            .map_err(|source| Error::Io {
+                operation: "starting the thread that settles",
+                path: "/".to_string(),
+                source,
+            })?;
+        Ok(Settler {
+            batch: Vec::with_capacity(BATCH_LEN),
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    fn run(batches: Receiver<Vec<Op>>) -> Result<()> {
+        for batch in batches {
+            for op in batch {
+                op.run()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues `op`; a failure the thread met (it takes no more) is this call's error.
+    pub(crate) fn send(&mut self, op: Op) -> Result<()> {
+        self.batch.push(op);
+        if self.batch.len() < BATCH_LEN {
+            return Ok(());
+        }
+        self.hand_over()
+    }
+
+    fn hand_over(&mut self) -> Result<()> {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_LEN));
+        if let Some(queue) = &self.queue {
+            if queue.send(batch).is_ok() {
+                return Ok(());
+            }
+        }
+        self.join()?;
+        Err(Error::Io {
+            operation: "settling",
+            path: "/".to_string(),
+            source: std::io::Error::other("the settling thread has stopped"),
+        })
+    }
+
+    /// Waits until everything queued is settled.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        if !self.batch.is_empty() {
+            self.hand_over()?;
+        }
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<()> {
+        drop(self.queue.take());
+        match self.thread.take() {
+            None => Ok(()),
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        }
+    }
+}
+
+impl Drop for Settler {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            drop(self.queue.take());
+            let _ = self.thread.take().map(JoinHandle::join);
+        } else {
+            // An error the walk returns already says what failed; the thread's is the same or a
+            // later one.
+            let _ = self.join();
+        }
+    }
+}
 
 /// Whether an xattr of an upperdir entry stays in the layer as it is.
 fn kept(name: &[u8]) -> bool {
@@ -110,12 +280,7 @@ impl Target<'_> {
 /// Removes the xattrs the tar does not carry, rewrites a capability as exported and marks an
 /// opaque directory the way unpacking does. `opaque` says whether the tar marks it so; `listed`
 /// is the entry's list of xattr names when the caller has it already.
-pub(crate) fn xattrs(
-    target: Target<'_>,
-    opaque: bool,
-    listed: Option<&[u8]>,
-    relative: &[u8],
-) -> Result<()> {
+fn xattrs(target: Target<'_>, opaque: bool, listed: Option<&[u8]>, relative: &[u8]) -> Result<()> {
     let fail = |operation| move |errno: Errno| io(operation, relative, errno);
     let listed_here;
     let listed = match listed {
@@ -164,7 +329,7 @@ pub(crate) fn xattrs(
 }
 
 /// Sets mtime and atime to the header's whole-second mtime.
-pub(crate) fn times(target: Target<'_>, mtime: i64, relative: &[u8]) -> Result<()> {
+fn times(target: Target<'_>, mtime: i64, relative: &[u8]) -> Result<()> {
     target
         .set_times(mtime)
         .map_err(|errno| io("setting times of", relative, errno))

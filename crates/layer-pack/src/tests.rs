@@ -47,9 +47,14 @@ fn chown(path: &Path, uid: u32, gid: u32) {
 }
 
 fn set_times(path: &Path, mtime: i64) {
+    set_times_ns(path, mtime, 0);
+}
+
+/// Sets atime and mtime of `path` itself (a symlink is not followed).
+fn set_times_ns(path: &Path, mtime: i64, nanoseconds: i64) {
     let time = Timespec {
         tv_sec: mtime,
-        tv_nsec: 0,
+        tv_nsec: nanoseconds,
     };
     rustix::fs::utimensat(
         CWD,
@@ -396,4 +401,134 @@ fn a_tree_export_holds_every_entry_below_the_root_named_from_the_given_files() {
     }
     // A `.wh.` name in a tree is a plain file; the symlink is an entry, never followed.
     assert_eq!(seen, [".wh.x", "d/", "d/sub/", "d/sub/f", "escape"]);
+}
+
+/// Settling runs on a thread of its own, in batches: across many of them, every entry ends as
+/// unpacking the tar would leave it (whole-second mtime as atime and mtime, a directory's set
+/// after a socket below it was removed, no overlay or user xattrs), and the tar is the one an
+/// export without settling makes.
+#[test]
+fn settling_many_entries_leaves_what_unpacking_makes_needs_root() {
+    if !require_root("settling_many_entries_leaves_what_unpacking_makes_needs_root") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upper = dir.path().join("diff");
+    let xattr = |path: &Path, name: &str| {
+        rustix::fs::lsetxattr(
+            c(path).as_c_str(),
+            name,
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .expect("xattr");
+    };
+    let sub_second = |path: &Path, seconds: i64| set_times_ns(path, seconds, 987_654_321);
+    let mut expected: Vec<(std::path::PathBuf, i64)> = Vec::new();
+    for d in 0..3 {
+        let sub = upper.join(format!("d{d}/inner"));
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        for f in 0..150 {
+            let file = sub.join(format!("f{f:03}"));
+            std::fs::write(&file, format!("{d} {f}\n")).expect("write");
+            xattr(&file, "trusted.overlay.origin");
+            if f % 7 == 0 {
+                xattr(&file, "user.note");
+            }
+            sub_second(&file, 1_600_000_000 + f);
+            expected.push((file, 1_600_000_000 + f));
+        }
+        let link = sub.join("link");
+        rustix::fs::symlinkat(c"f000", CWD, c(&link).as_c_str()).expect("symlink");
+        xattr(&link, "trusted.overlay.origin");
+        sub_second(&link, 1_500_000_000);
+        expected.push((link, 1_500_000_000));
+        rustix::fs::mknodat(
+            CWD,
+            c(&sub.join("sock")).as_c_str(),
+            FileType::Socket,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("socket");
+        xattr(&sub, "trusted.overlay.impure");
+        for (path, seconds) in [
+            (sub.clone(), 1_400_000_000),
+            (upper.join(format!("d{d}")), 1_300_000_000),
+        ] {
+            sub_second(&path, seconds);
+            expected.push((path, seconds));
+        }
+    }
+    let unsettled = pack(&upper, &PackOptions::default());
+    let settled = pack(
+        &upper,
+        &PackOptions {
+            settle: true,
+            ..PackOptions::default()
+        },
+    );
+    assert!(
+        settled == unsettled,
+        "{}",
+        first_difference(&settled, &unsettled)
+    );
+    for (path, seconds) in &expected {
+        let meta = std::fs::symlink_metadata(path).expect("stat");
+        assert_eq!(
+            (
+                meta.mtime(),
+                meta.mtime_nsec(),
+                meta.atime(),
+                meta.atime_nsec()
+            ),
+            (*seconds, 0, *seconds, 0),
+            "times of {}",
+            path.display()
+        );
+        let names = rustix::fs::llistxattr(c(path).as_c_str(), &mut [0u8; 256][..]).expect("list");
+        assert_eq!(names, 0, "xattrs left on {}", path.display());
+    }
+    for d in 0..3 {
+        assert!(!upper.join(format!("d{d}/inner/sock")).exists());
+    }
+    let root = std::fs::metadata(&upper).expect("root");
+    assert_eq!((root.mode() & 0o7777, root.uid()), (0o755, 0));
+}
+
+/// A settling step that fails (an immutable file cannot take new times) fails the export, named
+/// by the entry, however far the walk has gone beyond it.
+#[test]
+fn a_failed_settling_step_fails_the_export_naming_the_entry_needs_root() {
+    if !require_root("a_failed_settling_step_fails_the_export_naming_the_entry_needs_root") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upper = dir.path().join("diff");
+    std::fs::create_dir_all(upper.join("a")).expect("mkdir");
+    for f in 0..200 {
+        std::fs::write(upper.join(format!("a/f{f:03}")), b"x").expect("write");
+    }
+    let stuck = upper.join("a/f007");
+    let chattr = |flag: &str| {
+        let status = std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&stuck)
+            .status()
+            .expect("chattr runs");
+        assert!(status.success(), "chattr {flag}");
+    };
+    chattr("+i");
+    let err = pack_upper(
+        &upper,
+        &mut Vec::new(),
+        &PackOptions {
+            settle: true,
+            ..PackOptions::default()
+        },
+    )
+    .expect_err("an immutable file cannot be settled");
+    chattr("-i");
+    assert!(err.to_string().contains("a/f007"), "{err}");
 }

@@ -5,6 +5,7 @@ use std::ffi::{CStr, CString};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
 
 use gotar::{typeflag, Header};
 use rustix::fs::{FileType, Stat};
@@ -14,7 +15,7 @@ use syscompat::dir::{get_xattr, list_xattrs, open_dir_at, open_tree_root, read_d
 use syscompat::Node;
 
 use crate::names::NameCache;
-use crate::settle;
+use crate::settle::{self, Op, Settler};
 use crate::{lossy, ChangeKind, CountingWriter, Error, PackOptions, PackReport, Result};
 
 /// The copy buffer for file data.
@@ -36,10 +37,14 @@ const METACOPY_XATTRS: [&str; 2] = ["trusted.overlay.metacopy", "user.overlay.me
 /// An entry carrying an overlay `redirect` or `metacopy` xattr is [`Error::NeedsMergedExport`]:
 /// its content is not all in the upperdir.
 pub fn pack_upper(upper: &Path, out: &mut dyn Write, options: &PackOptions) -> Result<PackReport> {
-    let root = open_root(upper)?;
+    let root = Arc::new(open_root(upper)?);
     let mut packer = Packer::new(out, options);
-    packer.walk(root.as_fd(), b"", Source::Upper)?;
     if options.settle {
+        packer.settler = Some(Settler::start()?);
+    }
+    packer.walk(&root, b"", Source::Upper)?;
+    if let Some(settler) = packer.settler.take() {
+        settler.finish()?;
         settle::root(root.as_fd())?;
     }
     packer.finish()
@@ -49,9 +54,9 @@ pub fn pack_upper(upper: &Path, out: &mut dyn Write, options: &PackOptions) -> R
 /// export` of a mounted container: every entry below the root (not the root itself), names in
 /// byte order, each directory followed by its children, nothing treated as an overlay whiteout.
 pub fn pack_tree(root: &Path, out: &mut dyn Write, options: &PackOptions) -> Result<PackReport> {
-    let root = open_root(root)?;
+    let root = Arc::new(open_root(root)?);
     let mut packer = Packer::new(out, options);
-    packer.walk(root.as_fd(), b"", Source::Tree)?;
+    packer.walk(&root, b"", Source::Tree)?;
     packer.finish()
 }
 
@@ -105,10 +110,10 @@ pub fn pack_changes(
             packer.put_header(&header)?;
             continue;
         }
-        let dir = open_path_dirs(root.as_fd(), parent)?;
+        let dir = Arc::new(open_path_dirs(root.as_fd(), parent)?);
         let name = c_name(base, relative)?;
         let listed = Listed {
-            dir: dir.as_fd(),
+            dir: &dir,
             name: &name,
             file_type: None,
         };
@@ -128,6 +133,8 @@ struct Packer<'a> {
     unlinked: HashMap<(u64, u64), u64>,
     buffer: Vec<u8>,
     n_entries: u64,
+    /// The thread that settles entries, while settling (see `settle`).
+    settler: Option<Settler>,
 }
 
 impl<'a> Packer<'a> {
@@ -146,6 +153,7 @@ impl<'a> Packer<'a> {
             unlinked: HashMap::new(),
             buffer: vec![0; COPY_BUFFER_LEN],
             n_entries: 0,
+            settler: None,
         }
     }
 
@@ -163,8 +171,9 @@ impl<'a> Packer<'a> {
 
     /// Emits every entry below `dir` (whose path relative to the layer is `prefix`, empty or
     /// ending in `/`), names in byte order, each directory followed by its children.
-    fn walk(&mut self, dir: BorrowedFd<'_>, prefix: &[u8], source: Source) -> Result<()> {
-        let mut names = read_dir(dir).map_err(|err| io("listing", prefix_or_root(prefix), err))?;
+    fn walk(&mut self, dir: &Arc<OwnedFd>, prefix: &[u8], source: Source) -> Result<()> {
+        let mut names =
+            read_dir(dir.as_fd()).map_err(|err| io("listing", prefix_or_root(prefix), err))?;
         names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         for (name, listed_type) in names {
             let mut relative = prefix.to_vec();
@@ -176,10 +185,15 @@ impl<'a> Packer<'a> {
             };
             if let Some((child, mtime)) = self.entry(listed, &relative, source)? {
                 let child_relative = [relative.as_slice(), b"/"].concat();
-                self.walk(child.as_fd(), &child_relative, source)?;
+                self.walk(&child, &child_relative, source)?;
                 if self.settling(source) {
                     // After its children: settling them may change the directory.
-                    settle::times(settle::Target::Fd(child.as_fd()), mtime, &relative)?;
+                    self.settle(Op::Fd {
+                        fd: child,
+                        xattrs: None,
+                        mtime: Some(mtime),
+                        relative,
+                    })?;
                 }
             }
         }
@@ -191,6 +205,14 @@ impl<'a> Packer<'a> {
         self.options.settle && source == Source::Upper
     }
 
+    /// Settles an entry: on the settling thread when there is one, here otherwise.
+    fn settle(&mut self, op: Op) -> Result<()> {
+        match &mut self.settler {
+            Some(settler) => settler.send(op),
+            None => op.run(),
+        }
+    }
+
     /// Emits the entry `name` of `dir`; returns the opened directory (with its header's mtime)
     /// when it is one and the caller walks into it.
     fn entry(
@@ -198,7 +220,7 @@ impl<'a> Packer<'a> {
         listed: Listed<'_>,
         relative: &[u8],
         source: Source,
-    ) -> Result<Option<(OwnedFd, i64)>> {
+    ) -> Result<Option<(Arc<OwnedFd>, i64)>> {
         let Listed { dir, name, .. } = listed;
         let from_upper = source == Source::Upper;
         let settling = self.settling(source);
@@ -208,9 +230,10 @@ impl<'a> Packer<'a> {
         // A directory being settled is the caller's alone (nothing else changes it): a name
         // listed as a regular file there is opened for reading at once.
         let opened = if settling && listed.file_type == Some(FileType::RegularFile) {
-            syscompat::open_unshared_regular(dir, name).map(|(stat, file)| Opened::File(stat, file))
+            syscompat::open_unshared_regular(dir.as_fd(), name)
+                .map(|(stat, file)| Opened::File(stat, file))
         } else {
-            Node::open_at(dir, name).map(Opened::Node)
+            Node::open_at(dir.as_fd(), name).map(Opened::Node)
         };
         let opened = match opened {
             Ok(opened) => opened,
@@ -226,6 +249,7 @@ impl<'a> Packer<'a> {
                 // The directory that was described, not whatever the name is now.
                 let fd = open_dir_at(opened.node(relative)?.fd(), c".")
                     .map_err(|err| io("opening directory", relative, err))?;
+                let fd = Arc::new(fd);
                 let xattrs = XattrNames::list(fd.as_fd(), relative)?;
                 if from_upper {
                     xattrs.check_not_redirected(fd.as_fd(), relative, &REDIRECT_XATTRS)?;
@@ -251,12 +275,12 @@ impl<'a> Packer<'a> {
                     self.put_header(&marker)?;
                 }
                 if settling {
-                    settle::xattrs(
-                        settle::Target::Fd(fd.as_fd()),
-                        opaque,
-                        Some(&xattrs.0),
-                        relative,
-                    )?;
+                    self.settle(Op::Fd {
+                        fd: fd.clone(),
+                        xattrs: Some((xattrs.0, opaque)),
+                        mtime: None,
+                        relative: relative.to_vec(),
+                    })?;
                 }
                 Ok((source != Source::Changes).then_some((fd, header.mtime)))
             }
@@ -283,9 +307,12 @@ impl<'a> Packer<'a> {
                 let file = self.copy_data(file, stat.st_size as u64, !settling, relative)?;
                 if settling {
                     // After the read, which may set the atime.
-                    let target = settle::Target::Fd(file.as_fd());
-                    settle::xattrs(target, false, Some(&xattrs.0), relative)?;
-                    settle::times(target, header.mtime, relative)?;
+                    self.settle(Op::Fd {
+                        fd: Arc::new(file.into()),
+                        xattrs: Some((xattrs.0, false)),
+                        mtime: Some(header.mtime),
+                        relative: relative.to_vec(),
+                    })?;
                 }
                 Ok(None)
             }
@@ -299,9 +326,7 @@ impl<'a> Packer<'a> {
                 let linked = self.link_to_seen(&stat, &mut header, relative);
                 self.put_header(&header)?;
                 if settling && !linked {
-                    let at = settle::Target::At(dir, name);
-                    settle::xattrs(at, false, None, relative)?;
-                    settle::times(at, header.mtime, relative)?;
+                    self.settle(Op::at(dir, name, header.mtime, relative))?;
                 }
                 Ok(None)
             }
@@ -341,7 +366,7 @@ impl<'a> Packer<'a> {
                     if is_whiteout {
                         // Unpacking creates each whiteout afresh (and leaves its times).
                         settle::whiteout(
-                            dir,
+                            dir.as_fd(),
                             name,
                             stat.st_nlink,
                             stat.st_uid,
@@ -352,9 +377,7 @@ impl<'a> Packer<'a> {
                             *self.unlinked.entry((stat.st_dev, stat.st_ino)).or_default() += 1;
                         }
                     } else if !linked {
-                        let at = settle::Target::At(dir, name);
-                        settle::xattrs(at, false, None, relative)?;
-                        settle::times(at, header.mtime, relative)?;
+                        self.settle(Op::at(dir, name, header.mtime, relative))?;
                     }
                 }
                 Ok(None)
@@ -362,7 +385,7 @@ impl<'a> Packer<'a> {
             FileType::Socket => {
                 tracing::warn!(path = %lossy(relative), "skipping a socket: tar cannot hold it");
                 if settling {
-                    settle::socket(dir, name, relative)?;
+                    settle::socket(dir.as_fd(), name, relative)?;
                 }
                 Ok(None)
             }
@@ -520,7 +543,7 @@ fn open_path_dirs(root: BorrowedFd<'_>, parent: &[u8]) -> Result<OwnedFd> {
 /// A name as its directory listed it.
 #[derive(Clone, Copy)]
 struct Listed<'a> {
-    dir: BorrowedFd<'a>,
+    dir: &'a Arc<OwnedFd>,
     name: &'a CStr,
     /// The type the listing gave, `None` when the name was not listed but given.
     file_type: Option<FileType>,
