@@ -753,19 +753,19 @@ fn run_bench(
                 fs::write(dir.join(format!("bench-run-{run}")), format!("{run}\n"))?;
             }
             let docker_tag = format!("dcommit{n_changes}:{run}");
-            sync();
+            fresh_page_cache(&[&docker_upper])?;
             docker_commit
                 .times
                 .push(timed(docker.docker_command(["commit", &docker_name, &docker_tag]))?.0);
             if let Some(podman) = &podman {
                 let tag = format!("pcommit{n_changes}:{run}");
-                sync();
+                fresh_page_cache(&podman_upper.as_deref().into_iter().collect::<Vec<_>>())?;
                 podman_commit
                     .times
                     .push(timed(podman.command(&["commit", "-q", &podman_name, &tag]))?.0);
             }
             let ovl_tag = format!("ocommit{n_changes}:{run}");
-            sync();
+            fresh_page_cache(&[&upper, ovl_bin])?;
             ovl_commit
                 .times
                 .push(timed(ovl.command(["commit", &ovl_name, &ovl_tag]))?.0);
@@ -774,14 +774,14 @@ fn run_bench(
                 .arg("tar -C \"$1\" -cf - . | sha256sum")
                 .arg("sh")
                 .arg(&upper);
-            sync();
+            fresh_page_cache(&[&upper])?;
             tar_floor.times.push(timed(tar)?.0);
             // The moving commit takes its container away: each run moves a fresh one holding a
             // copy of the same upperdir (plus a file of its own, so that its layer is new).
             let moved = format!("om{n_changes}-{run}");
             let moved_upper = container_with_upper(&ovl, &moved, &upper)?;
             fs::write(moved_upper.join(format!("bench-move-{run}")), "moved\n")?;
-            sync();
+            fresh_page_cache(&[&moved_upper, ovl_bin])?;
             let tag = format!("omove{n_changes}:{run}");
             ovl_move
                 .times
@@ -803,7 +803,7 @@ fn run_bench(
             fs::create_dir_all(&target)?;
             let mut untar = Command::new("tar");
             untar.arg("-C").arg(&target).arg("-xf").arg(&layer_tar);
-            sync();
+            fresh_page_cache(&[&layer_tar])?;
             untar_floor.times.push(timed(untar)?.0);
             let mut syncfs = Command::new("sync");
             syncfs.arg("-f").arg(&target);
@@ -1012,6 +1012,56 @@ fn chroot_script(merged: &str, script: &str, engine: &str) -> Result<()> {
 /// Flushes dirty data before a timed command.
 fn sync() {
     let _ = Command::new("sync").status();
+}
+
+/// The programs a load, pull or commit row runs, read back after the page cache is dropped
+/// ([`fresh_page_cache`]) so that no row pays for paging its executable in from disk.
+const PROGRAMS: [&str; 11] = [
+    "docker",
+    "podman",
+    "umoci",
+    "skopeo",
+    "curl",
+    "tar",
+    "gzip",
+    "pigz",
+    "zstd",
+    "sha256sum",
+    "sh",
+];
+
+/// Starts one timed load, pull or commit from the memory state every other one starts from:
+/// dirty data written back, the page cache and the dentry and inode caches dropped, then
+/// `inputs` (files, or every file below a directory) and [`PROGRAMS`] read back into the page
+/// cache; an ovl row passes the ovl binary among its `inputs`.
+///
+/// Without it a row's time depended on its place in the run. On a virtual machine whose host
+/// takes back the memory the guest frees, the first touch of such a page faults to the host: a
+/// 16 GiB allocation took 39 s the first time, 15 s right after and 33 s 20 s later. The same
+/// `smallfiles` load took 4.5–5.3 s as the first three of a sequence on one file system and
+/// 6.7–6.9 s as the fourth and fifth, whose page cache had to come from memory the host had
+/// taken back, and 4.7 s again right after the caches were dropped.
+fn fresh_page_cache(inputs: &[&Path]) -> Result<()> {
+    sync();
+    fs::write("/proc/sys/vm/drop_caches", "3\n").context("dropping the page cache")?;
+    let mut script = String::from("find");
+    for path in inputs {
+        script.push_str(&format!(" '{}'", path.display()));
+    }
+    for name in PROGRAMS {
+        let on_path = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|path| path.is_file())
+        });
+        if let Some(path) = on_path {
+            script.push_str(&format!(" '{}'", path.display()));
+        }
+    }
+    script.push_str(" -type f -exec cat {} + > /dev/null");
+    let status = Command::new("sh").args(["-c", &script]).status()?;
+    ensure!(status.success(), "reading back {inputs:?} failed");
+    Ok(())
 }
 
 /// Appends to the first `n` files of the corpus layer (in `find` order).

@@ -214,15 +214,14 @@ fn files_curves(
         let a = archive.to_str().context("utf-8 corpus path")?;
         let x = n as f64;
         eprintln!("bench: curves at {n} files");
-        // Every contender reads the archive from the page cache, the first one too.
-        timed(shell(&format!("cat '{a}' >/dev/null")))?;
 
         let target = scratch.join("floor");
         for i in ["0", "1"] {
             fs::create_dir_all(target.join(i))?;
         }
         let t = target.display();
-        sync();
+        // Every contender reads the archive from the page cache, the first one too.
+        fresh_page_cache(&[&archive])?;
         let (time, _) = timed(shell(&format!(
             "tar -xOf '{a}' --occurrence base/layer.tar | tar -C '{t}/0' -xf - && \
              tar -xOf '{a}' --occurrence top/layer.tar | tar -C '{t}/1' -xf -"
@@ -234,7 +233,7 @@ fn files_curves(
             bin: ovl_bin.to_path_buf(),
             root: scratch.join("ovl"),
         };
-        sync();
+        fresh_page_cache(&[&archive, ovl_bin])?;
         let (time, rss) = timed_rss(&ovl.command(["load", "-q", "-i", a]), scratch)?;
         ovl_load.points.push((x, time.as_secs_f64()));
         ovl_rss.points.push((x, rss as f64 / 1024.0));
@@ -253,7 +252,7 @@ fn files_curves(
         ovl_move.points.push((x, time.as_secs_f64()));
         fs::remove_dir_all(&ovl.root)?;
 
-        sync();
+        fresh_page_cache(&[&archive])?;
         reset_peak(dockerd_pid)?;
         let (time, _) = timed(docker.docker_command(["load", "-q", "-i", a]))?;
         docker_load.points.push((x, time.as_secs_f64()));

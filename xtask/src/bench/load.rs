@@ -32,7 +32,7 @@ use anyhow::{Context, Result};
 use ovl_tests::Dockerd;
 use sha2::{Digest, Sha256};
 
-use super::{sync, timed, PeakRss, Podman, Sample};
+use super::{fresh_page_cache, sync, timed, PeakRss, Podman, Sample};
 
 pub const IMAGES: [&str; 4] = ["debian", "smallfiles", "deep", "big"];
 const DEEP_LAYERS: usize = 120;
@@ -489,11 +489,6 @@ pub fn bench_loads(
         let mut compare_resolvers =
             RESOLVER_IMAGES.contains(&name.as_str()) && kernel_has_openat2 != Some(false);
         let mut rss_max: u64 = 0;
-        // Every input of the image in the page cache first, for every contender alike.
-        timed(shell(&format!(
-            "find '{}' -type f -exec cat {{}} + > /dev/null",
-            image.dir.display()
-        )))?;
         for run in 0..runs {
             let dir = work.join(format!("{name}-{run}"));
             fs::create_dir_all(&dir)?;
@@ -513,7 +508,7 @@ pub fn bench_loads(
             // The load with `openat2` and the one with the userspace walk; every other run the
             // userspace one goes first, so that neither always pays for its place.
             let resolver_pair = |slot: usize, userspace_slot: usize, input: &Path, root: &str| {
-                let mut pair = vec![(slot, ovl_load(input, root, &[]))];
+                let mut pair = vec![(slot, ovl_load(input, root, &[]), input.to_path_buf())];
                 if compare_resolvers {
                     pair.push((
                         userspace_slot,
@@ -522,6 +517,7 @@ pub fn bench_loads(
                             &format!("{root}-userspace"),
                             &[(DISABLE_FEATURES, "openat2")],
                         ),
+                        input.to_path_buf(),
                     ));
                     if run % 2 == 1 {
                         pair.reverse();
@@ -529,8 +525,8 @@ pub fn bench_loads(
                 }
                 pair
             };
-            let mut measure_ovl = |slot: usize, command: Command| -> Result<()> {
-                sync();
+            let mut measure_ovl = |slot: usize, command: Command, input: &Path| -> Result<()> {
+                fresh_page_cache(&[input, ovl_bin])?;
                 let (time, rss) = timed_rss(&command, scratch)?;
                 group[slot].times.push(time);
                 rss_max = rss_max.max(rss);
@@ -540,12 +536,17 @@ pub fn bench_loads(
             loads.push((
                 1,
                 ovl_load(&image.docker_gzip(), "ovl-seq", &[("OVL_LOAD_JOBS", "1")]),
+                image.docker_gzip(),
             ));
             loads.extend(resolver_pair(7, 8, &image.docker_plain(), "ovl-plain"));
-            loads.push((11, ovl_load(&image.oci("gzip"), "ovl-oci-gzip", &[])));
-            loads.push((13, ovl_load(&image.oci("zstd"), "ovl-oci-zstd", &[])));
-            for (slot, command) in loads {
-                measure_ovl(slot, command)?;
+            for compression in ["gzip", "zstd"] {
+                let slot = if compression == "gzip" { 11 } else { 13 };
+                let root = format!("ovl-oci-{compression}");
+                let layout = image.oci(compression);
+                loads.push((slot, ovl_load(&layout, &root, &[]), layout));
+            }
+            for (slot, command, input) in loads {
+                measure_ovl(slot, command, &input)?;
             }
             if compare_resolvers && kernel_has_openat2.is_none() {
                 let has_openat2 = check_resolvers(
@@ -569,7 +570,7 @@ pub fn bench_loads(
 
             if peers {
                 for (slot, archive) in [(3, image.docker_gzip()), (9, image.docker_plain())] {
-                    sync();
+                    fresh_page_cache(&[&archive])?;
                     let archive = archive.display().to_string();
                     group[slot]
                         .times
@@ -577,14 +578,14 @@ pub fn bench_loads(
                     docker.docker_ok(["rmi", "-f", &image.tag]);
                 }
                 if let Some(podman) = podman {
-                    sync();
+                    fresh_page_cache(&[&image.docker_gzip()])?;
                     let archive = image.docker_gzip().display().to_string();
                     group[4]
                         .times
                         .push(timed(podman.command(&["load", "-q", "-i", &archive]))?.0);
                     podman.ok(&["rmi", "-f", &format!("localhost/{}", image.tag)])?;
                 }
-                sync();
+                fresh_page_cache(&[&image.oci("gzip")])?;
                 let mut umoci = Command::new("umoci");
                 umoci
                     .args(["unpack", "--image"])
@@ -598,7 +599,10 @@ pub fn bench_loads(
                     (14, ".zst", "zstd -q -dc {}", "floor-zstd"),
                 ] {
                     let command = floor(image, suffix, pipeline, &dir.join(target))?;
-                    sync();
+                    let layers: Vec<PathBuf> = (0..image.n_layers)
+                        .map(|i| image.layer(i, suffix))
+                        .collect();
+                    fresh_page_cache(&layers.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
                     group[slot].times.push(timed(command)?.0);
                     if slot == 10 {
                         // What a load adds to `tar -x` before it publishes: the data on disk.

@@ -28,7 +28,7 @@ use anyhow::{bail, ensure, Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::load::{self, shell, timed_rss, Contenders, Image};
-use super::{sync, timed, PeakRss, Sample};
+use super::{fresh_page_cache, sync, timed, PeakRss, Sample};
 
 /// The row of `ovl pull`; every row's label ends with the image name in backquotes.
 pub const ROW_OVL_PULL: &str = "ovl pull";
@@ -80,11 +80,6 @@ pub fn bench_pulls(
         let name = &image.name;
         let pushed = registry.push(image)?;
         notes.push(pushed.note.clone());
-        // Every blob in the page cache first, for every contender alike.
-        timed(shell(&format!(
-            "find '{}' -type f -exec cat {{}} + > /dev/null",
-            registry.storage().display()
-        )))?;
         let mut group: Vec<Sample> = Contender::ALL
             .iter()
             .map(|contender| Sample::new(format!("{} `{name}`", contender.label())))
@@ -107,7 +102,8 @@ pub fn bench_pulls(
                 order.reverse();
             }
             for contender in order {
-                sync();
+                // Every blob in the page cache, for every contender alike.
+                fresh_page_cache(&[&registry.storage(), ovl_bin])?;
                 let time = match contender {
                     Contender::Ovl => {
                         let root = dir.join("ovl");
