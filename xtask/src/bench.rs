@@ -753,19 +753,22 @@ fn run_bench(
                 fs::write(dir.join(format!("bench-run-{run}")), format!("{run}\n"))?;
             }
             let docker_tag = format!("dcommit{n_changes}:{run}");
-            fresh_page_cache(&[&docker_upper])?;
+            fresh_page_cache(&[&docker_upper], &[docker.data_root()])?;
             docker_commit
                 .times
                 .push(timed(docker.docker_command(["commit", &docker_name, &docker_tag]))?.0);
             if let Some(podman) = &podman {
                 let tag = format!("pcommit{n_changes}:{run}");
-                fresh_page_cache(&podman_upper.as_deref().into_iter().collect::<Vec<_>>())?;
+                fresh_page_cache(
+                    &podman_upper.as_deref().into_iter().collect::<Vec<_>>(),
+                    &[&podman.root],
+                )?;
                 podman_commit
                     .times
                     .push(timed(podman.command(&["commit", "-q", &podman_name, &tag]))?.0);
             }
             let ovl_tag = format!("ocommit{n_changes}:{run}");
-            fresh_page_cache(&[&upper, ovl_bin])?;
+            fresh_page_cache(&[&upper, ovl_bin], &[&ovl.root])?;
             ovl_commit
                 .times
                 .push(timed(ovl.command(["commit", &ovl_name, &ovl_tag]))?.0);
@@ -774,14 +777,14 @@ fn run_bench(
                 .arg("tar -C \"$1\" -cf - . | sha256sum")
                 .arg("sh")
                 .arg(&upper);
-            fresh_page_cache(&[&upper])?;
+            fresh_page_cache(&[&upper], &[])?;
             tar_floor.times.push(timed(tar)?.0);
             // The moving commit takes its container away: each run moves a fresh one holding a
             // copy of the same upperdir (plus a file of its own, so that its layer is new).
             let moved = format!("om{n_changes}-{run}");
             let moved_upper = container_with_upper(&ovl, &moved, &upper)?;
             fs::write(moved_upper.join(format!("bench-move-{run}")), "moved\n")?;
-            fresh_page_cache(&[&moved_upper, ovl_bin])?;
+            fresh_page_cache(&[&moved_upper, ovl_bin], &[&ovl.root])?;
             let tag = format!("omove{n_changes}:{run}");
             ovl_move
                 .times
@@ -803,7 +806,7 @@ fn run_bench(
             fs::create_dir_all(&target)?;
             let mut untar = Command::new("tar");
             untar.arg("-C").arg(&target).arg("-xf").arg(&layer_tar);
-            fresh_page_cache(&[&layer_tar])?;
+            fresh_page_cache(&[&layer_tar], &[])?;
             untar_floor.times.push(timed(untar)?.0);
             let mut syncfs = Command::new("sync");
             syncfs.arg("-f").arg(&target);
@@ -1041,10 +1044,24 @@ const PROGRAMS: [&str; 11] = [
 /// `smallfiles` load took 4.5–5.3 s as the first three of a sequence on one file system and
 /// 6.7–6.9 s as the fourth and fifth, whose page cache had to come from memory the host had
 /// taken back, and 4.7 s again right after the caches were dropped.
-fn fresh_page_cache(inputs: &[&Path]) -> Result<()> {
+///
+/// `state` names data roots (ovl's, dockerd's, podman's) whose records are read back too: every
+/// file but the layers' contents (`diff`, `merged` and `work` directories are skipped), so that
+/// a daemonless command reading its state from disk does not pay for a cold cache that a
+/// daemon keeping it in memory does not see.
+fn fresh_page_cache(inputs: &[&Path], state: &[&Path]) -> Result<()> {
     sync();
     fs::write("/proc/sys/vm/drop_caches", "3\n").context("dropping the page cache")?;
-    let mut script = String::from("find");
+    let mut script = String::new();
+    // A peer's data root is made by its first command.
+    for root in state.iter().filter(|root| root.exists()) {
+        script.push_str(&format!(
+            "find '{}' '(' -name diff -o -name merged -o -name work ')' -prune -o -type f \
+             -exec cat {{}} + > /dev/null && ",
+            root.display()
+        ));
+    }
+    script.push_str("find");
     for path in inputs {
         script.push_str(&format!(" '{}'", path.display()));
     }

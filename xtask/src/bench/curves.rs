@@ -221,7 +221,7 @@ fn files_curves(
         }
         let t = target.display();
         // Every contender reads the archive from the page cache, the first one too.
-        fresh_page_cache(&[&archive])?;
+        fresh_page_cache(&[&archive], &[])?;
         let (time, _) = timed(shell(&format!(
             "tar -xOf '{a}' --occurrence base/layer.tar | tar -C '{t}/0' -xf - && \
              tar -xOf '{a}' --occurrence top/layer.tar | tar -C '{t}/1' -xf -"
@@ -233,7 +233,7 @@ fn files_curves(
             bin: ovl_bin.to_path_buf(),
             root: scratch.join("ovl"),
         };
-        fresh_page_cache(&[&archive, ovl_bin])?;
+        fresh_page_cache(&[&archive, ovl_bin], &[])?;
         let (time, rss) = timed_rss(&ovl.command(["load", "-q", "-i", a]), scratch)?;
         ovl_load.points.push((x, time.as_secs_f64()));
         ovl_rss.points.push((x, rss as f64 / 1024.0));
@@ -252,7 +252,7 @@ fn files_curves(
         ovl_move.points.push((x, time.as_secs_f64()));
         fs::remove_dir_all(&ovl.root)?;
 
-        fresh_page_cache(&[&archive])?;
+        fresh_page_cache(&[&archive], &[docker.data_root()])?;
         reset_peak(dockerd_pid)?;
         let (time, _) = timed(docker.docker_command(["load", "-q", "-i", a]))?;
         docker_load.points.push((x, time.as_secs_f64()));

@@ -526,7 +526,7 @@ pub fn bench_loads(
                 pair
             };
             let mut measure_ovl = |slot: usize, command: Command, input: &Path| -> Result<()> {
-                fresh_page_cache(&[input, ovl_bin])?;
+                fresh_page_cache(&[input, ovl_bin], &[])?;
                 let (time, rss) = timed_rss(&command, scratch)?;
                 group[slot].times.push(time);
                 rss_max = rss_max.max(rss);
@@ -570,7 +570,7 @@ pub fn bench_loads(
 
             if peers {
                 for (slot, archive) in [(3, image.docker_gzip()), (9, image.docker_plain())] {
-                    fresh_page_cache(&[&archive])?;
+                    fresh_page_cache(&[&archive], &[docker.data_root()])?;
                     let archive = archive.display().to_string();
                     group[slot]
                         .times
@@ -578,14 +578,14 @@ pub fn bench_loads(
                     docker.docker_ok(["rmi", "-f", &image.tag]);
                 }
                 if let Some(podman) = podman {
-                    fresh_page_cache(&[&image.docker_gzip()])?;
+                    fresh_page_cache(&[&image.docker_gzip()], &[&podman.root])?;
                     let archive = image.docker_gzip().display().to_string();
                     group[4]
                         .times
                         .push(timed(podman.command(&["load", "-q", "-i", &archive]))?.0);
                     podman.ok(&["rmi", "-f", &format!("localhost/{}", image.tag)])?;
                 }
-                fresh_page_cache(&[&image.oci("gzip")])?;
+                fresh_page_cache(&[&image.oci("gzip")], &[])?;
                 let mut umoci = Command::new("umoci");
                 umoci
                     .args(["unpack", "--image"])
@@ -602,7 +602,10 @@ pub fn bench_loads(
                     let layers: Vec<PathBuf> = (0..image.n_layers)
                         .map(|i| image.layer(i, suffix))
                         .collect();
-                    fresh_page_cache(&layers.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+                    fresh_page_cache(
+                        &layers.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+                        &[],
+                    )?;
                     group[slot].times.push(timed(command)?.0);
                     if slot == 10 {
                         // What a load adds to `tar -x` before it publishes: the data on disk.

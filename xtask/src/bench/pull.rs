@@ -103,7 +103,15 @@ pub fn bench_pulls(
             }
             for contender in order {
                 // Every blob in the page cache, for every contender alike.
-                fresh_page_cache(&[&registry.storage(), ovl_bin])?;
+                let state: Vec<&Path> = match contender {
+                    Contender::Docker => vec![docker.data_root()],
+                    Contender::Podman => podman
+                        .map(|podman| podman.root.as_path())
+                        .into_iter()
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                fresh_page_cache(&[&registry.storage(), ovl_bin], &state)?;
                 let time = match contender {
                     Contender::Ovl => {
                         let root = dir.join("ovl");
