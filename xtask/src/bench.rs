@@ -1042,7 +1042,7 @@ const PROGRAMS: [&str; 11] = [
 /// takes back the memory the guest frees, the first touch of such a page faults to the host: a
 /// 16 GiB allocation took 39 s the first time, 15 s right after and 33 s 20 s later. The same
 /// `smallfiles` load took 4.5–5.3 s as the first three of a sequence on one file system and
-/// 6.7–6.9 s as the fourth and fifth, whose page cache had to come from memory the host had
+/// 5.6–6.9 s as the fourth to sixth, whose page cache had to come from memory the host had
 /// taken back, and 4.7 s again right after the caches were dropped.
 ///
 /// `state` names data roots (ovl's, dockerd's, podman's) whose records are read back too: every
