@@ -539,8 +539,7 @@ pub fn bench_loads(
                 image.docker_gzip(),
             ));
             loads.extend(resolver_pair(7, 8, &image.docker_plain(), "ovl-plain"));
-            for compression in ["gzip", "zstd"] {
-                let slot = if compression == "gzip" { 11 } else { 13 };
+            for (slot, compression) in [(11, "gzip"), (13, "zstd")] {
                 let root = format!("ovl-oci-{compression}");
                 let layout = image.oci(compression);
                 loads.push((slot, ovl_load(&layout, &root, &[]), layout));

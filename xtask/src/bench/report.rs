@@ -56,9 +56,9 @@ pub(super) fn report(
          to disk, which every `ovl load` does before it publishes a layer. Before every load, \
          pull, commit and floor (and every load of the curve) the page cache is dropped and the \
          command's input, the records of its data root (not the layers' files) and the programs \
-         read back into it, so that each starts from the same \
-         memory state: on this virtual machine a page the host has taken back faults to the host \
-         on first touch, and the same load took up to 40 % longer late in a run than first. The \
+         read back into it, so that each starts from the same memory state: on this virtual \
+         machine a page the host has taken back faults to the host on first touch, and the same \
+         load took up to 40 % longer late in a run than first. The \
          `userspace resolver` rows load `debian` and `smallfiles` with \
          `OVL_DISABLE_FEATURES=openat2`: paths inside layers are resolved by the walk ovl uses \
          on kernels without `openat2` (before 5.6: CentOS 7, RHEL 8, Ubuntu 20.04), one `openat` \
