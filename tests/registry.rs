@@ -9,11 +9,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ovl_tests::{
-    build_conformance_images, docker_merged_dump, ensure_same_tree, gzip, image_chain,
-    image_config, layerdb, merged_dump, peak_rss_kib, require_dockerd, require_registry,
-    require_skopeo, scratch_path, sha256_digest, under_gnu_time, Dockerd, FlakyProxy,
-    OversizedManifestServer, Ovl, Registry, RegistryAuth, Scratch, TarBuilder, REGISTRY_PASSWORD,
-    REGISTRY_USER,
+    assert_layers_stored_clean, build_conformance_images, docker_merged_dump, ensure_same_tree,
+    gzip, image_chain, image_config, layerdb, layers_archive, merged_dump, nested_layer,
+    peak_rss_kib, require_dockerd, require_registry, require_skopeo, scratch_path, sha256_digest,
+    under_gnu_time, Dockerd, FlakyProxy, OversizedManifestServer, Ovl, Registry, RegistryAuth,
+    Scratch, TarBuilder, REGISTRY_PASSWORD, REGISTRY_USER,
 };
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -570,6 +570,42 @@ fn push_of_a_commit_runs_in_docker_needs_root_and_dockerd_and_registry() {
         digest_line(&mounted).split(' ').nth(2),
         Some(digest.as_str())
     );
+}
+
+/// `ovl pull` under a descriptor limit of 32 (soft and hard): three layers of 2,400 small files
+/// in nested directories, which the default of three downloads at once would unpack at once,
+/// holding more than that open; the layers at once follow the limit, and the pull succeeds with
+/// every layer what its DiffID says.
+#[test]
+fn pull_under_a_low_descriptor_limit_needs_root_and_registry() {
+    const TEST: &str = "pull_under_a_low_descriptor_limit_needs_root_and_registry";
+    if !require_registry(TEST) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let registry = Registry::start(&scratch.join("registry"), RegistryAuth::None);
+    let reference = format!("{}/nested:1", registry.host());
+    let layers = (0..3)
+        .map(|idx| nested_layer(&format!("p{idx}"), 6, 400))
+        .collect();
+    let (bytes, diff_ids) = layers_archive(layers, "nested-", &[&reference]);
+    let archive = scratch.join("nested.tar");
+    std::fs::write(&archive, bytes).expect("write the archive");
+    let source = Ovl::new(scratch.join("source"));
+    source.load(&archive).expect("load into the source root");
+    source.ok(["push", &reference]);
+
+    let ovl = Ovl::new(scratch.join("root"));
+    let output = ovl
+        .limited(32, ["pull", &reference])
+        .output()
+        .expect("run ovl pull");
+    assert!(
+        output.status.success(),
+        "pull with RLIMIT_NOFILE 32: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_layers_stored_clean(&ovl, &diff_ids);
 }
 
 // ------------------------------------------------------------------------------------------------

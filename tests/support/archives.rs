@@ -152,3 +152,22 @@ pub fn stdout_of_success(mut command: Command) -> anyhow::Result<Vec<u8>> {
     );
     Ok(output.stdout)
 }
+
+/// A layer tar of `n_dirs` directories of `n_files` small files each, four levels down under
+/// `top/` (`top/a/b/c/d<N>/f<M>`): enough descriptors in flight, at every level, to find what a
+/// command keeps open.
+pub fn nested_layer(top: &str, n_dirs: usize, n_files: usize) -> Vec<u8> {
+    let mut builder = TarBuilder::at(1_700_000_000);
+    for parent in ["", "/a", "/a/b", "/a/b/c"] {
+        builder.dir(&format!("{top}{parent}/"));
+    }
+    for dir in 0..n_dirs {
+        let path = format!("{top}/a/b/c/d{dir}");
+        builder.dir(&format!("{path}/"));
+        for file in 0..n_files {
+            let data = format!("{top} {dir} {file}\n").repeat(30 + file % 50);
+            builder.file(&format!("{path}/f{file}"), data.as_bytes());
+        }
+    }
+    builder.finish()
+}

@@ -46,6 +46,20 @@ pub fn layerdb(data_root: &Path) -> BTreeMap<String, LayerInfo> {
     layers
 }
 
+/// Asserts that every DiffID of `diff_ids` is a layer of `ovl`'s root and that
+/// `ovl fsck --verify-content` finds every layer what its DiffID says, with no leftovers.
+pub fn assert_layers_stored_clean(ovl: &Ovl, diff_ids: &[String]) {
+    let layers = layerdb(&ovl.root);
+    for diff_id in diff_ids {
+        assert!(
+            layers.values().any(|entry| entry.diff == *diff_id),
+            "layer {diff_id} is not in the layerdb"
+        );
+    }
+    let fsck = ovl.ok(["fsck", "--verify-content"]);
+    assert!(fsck.ends_with(": 0 corrupt, 0 leftovers\n"), "{fsck}");
+}
+
 /// `<root>/image/overlay2/layerdb/sha256`.
 pub fn layerdb_dir(data_root: &Path) -> PathBuf {
     data_root.join("image/overlay2/layerdb/sha256")

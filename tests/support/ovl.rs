@@ -53,6 +53,29 @@ impl Ovl {
         command
     }
 
+    /// [`Ovl::command`] run through util-linux's `prlimit` with `limit` as the soft and hard
+    /// `RLIMIT_NOFILE`.
+    pub fn limited(
+        &self,
+        limit: u64,
+        args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    ) -> Command {
+        let inner = self.command(args);
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={limit}:{limit}"))
+            .arg("--")
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        for (key, value) in inner.get_envs() {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        command
+    }
+
     /// Runs `ovl --root <root> args…` and returns its output whatever the exit status.
     pub fn run(&self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Output {
         let mut command = self.command(args);

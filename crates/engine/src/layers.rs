@@ -110,7 +110,10 @@ pub(crate) fn commit_chain(
 }
 
 /// How many layers are unpacked at once: `OVL_LOAD_JOBS`, or one per CPU up to four (each
-/// layer also has its own writer threads, see layer-unpack).
+/// layer also has its own writer threads, see layer-unpack), and one per 64 descriptors the
+/// process may open (each holds its blob, its parent directories and its writers' files open:
+/// under a soft `RLIMIT_NOFILE` of 32, two layers at once failed with `EMFILE` where one at a
+/// time loads).
 pub(crate) fn layer_jobs() -> usize {
     if let Some(jobs) = std::env::var("OVL_LOAD_JOBS")
         .ok()
@@ -118,10 +121,19 @@ pub(crate) fn layer_jobs() -> usize {
     {
         return jobs.max(1);
     }
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 4)
+    within_descriptor_limit(
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 4),
+    )
+}
+
+/// `jobs` layers at once, or fewer under a low `RLIMIT_NOFILE`: one per 64 descriptors the
+/// process may open, at least one.
+pub(crate) fn within_descriptor_limit(jobs: usize) -> usize {
+    let by_descriptors = usize::try_from(syscompat::descriptor_limit() / 64).unwrap_or(usize::MAX);
+    jobs.min(by_descriptors).max(1)
 }
 
 /// The opener of a layer's blob, by the layer's index in the image.

@@ -126,7 +126,7 @@ fn pull_named(
         &open,
         &progress,
         options.max_layer_size,
-        options.registry.max_concurrent.max(1),
+        layers::within_descriptor_limit(options.registry.max_concurrent),
     )?;
     layers::commit_chain(&root, work, &mut registered, &progress, &mut |item| {
         Event::LayerStatus {

@@ -1,6 +1,21 @@
-//! The process's descriptor table, grown once up front.
+//! The process's descriptor table: grown once up front, and the limit on its size.
+
+use std::sync::OnceLock;
 
 use rustix::fs::{Mode, OFlags};
+
+/// How many descriptors this process may have open: the soft `RLIMIT_NOFILE`, read once (a
+/// limit without bound reads as `u64::MAX`). What a command keeps in flight at once (files being
+/// written, entries being settled) is a share of it, so that a low limit makes the command
+/// slower, not fail.
+pub fn descriptor_limit() -> u64 {
+    static LIMIT: OnceLock<u64> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX)
+    })
+}
 
 /// Grows this process's descriptor table to hold `n` descriptors; meant to be called while the
 /// process has one thread.

@@ -10,7 +10,8 @@
 //! - [`Node`] and [`open_regular_at`]: a name described through an `O_PATH | O_NOFOLLOW`
 //!   descriptor and opened for reading only when that inode is a regular file, so that no
 //!   device or FIFO a container planted under a file's name is ever opened.
-//! - [`reserve_descriptors`]: the descriptor table grown once, before any thread starts.
+//! - [`reserve_descriptors`]: the descriptor table grown once, before any thread starts;
+//!   [`descriptor_limit`]: how many descriptors the process may open.
 //! - [`helper_thread`]: `SCHED_BATCH` for a thread that works for another one (Linux 2.6.16),
 //!   a hint that is ignored where it is refused.
 //! - [`dir`]: the descriptor steps of every tree walk (a directory opened by one name from its
@@ -32,7 +33,7 @@ mod random;
 mod stat;
 mod sys;
 
-pub use fdtable::reserve_descriptors;
+pub use fdtable::{descriptor_limit, reserve_descriptors};
 pub use in_root::Resolver;
 pub use node::{open_regular_at, open_unshared_regular, Node};
 pub use random::fill_random;
