@@ -1,5 +1,6 @@
 //! A 500-layer image (the kernel's overlay stack limit, OVL_MAX_STACK) generated in the test:
-//! ovl must load it and mount it so that every layer is visible.
+//! ovl must load it and mount it so that every layer is visible, and list a container's changes
+//! under descriptor limits that its lower stacks exceed.
 
 use std::fs;
 use std::time::Instant;
@@ -112,6 +113,29 @@ fn five_hundred_layers_mount_needs_root() {
             fs::read_to_string(merged.join("top")).expect("read top"),
             "499"
         );
+        // `ovl diff` under descriptor limits: the upperdir walk keeps the lower stack of every
+        // level open (500 roots, 500 `layers/`), more than a limit of 256 allows and close to
+        // the default of 1,024 (both failed with `EMFILE` before); beyond its share the changes
+        // come from the full comparison of the mounted views, the same list.
+        fs::write(merged.join("layers/new"), "new\n").expect("write layers/new");
+        let unlimited = ovl.ok(["diff", "deep"]);
+        assert!(unlimited.contains("A /layers/new\n"), "{unlimited}");
+        for limit in [256, 1024] {
+            let output = ovl
+                .limited(limit, ["diff", "deep"])
+                .output()
+                .expect("run ovl diff");
+            assert!(
+                output.status.success(),
+                "diff with RLIMIT_NOFILE {limit}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&output.stdout),
+                unlimited,
+                "RLIMIT_NOFILE {limit}"
+            );
+        }
     };
     let result = std::panic::catch_unwind(check);
     let umount = ovl.run(["umount", "deep"]);

@@ -86,8 +86,9 @@ pub enum Error {
     #[error("{path} changed while it was read (is a process of the container changing it?)")]
     Changed { path: PathBuf },
     /// A layer entry carries an overlay xattr (`reason` is its name) that makes the kernel look
-    /// beyond the layer directories' own names: a redirected directory or a metacopy file. The
-    /// merged views must be mounted and compared with [`tree_changes`].
+    /// beyond the layer directories' own names: a redirected directory or a metacopy file; or
+    /// the lower stacks at `path` would take the walk over its share of `RLIMIT_NOFILE`
+    /// (`reason` says so). The merged views must be mounted and compared with [`tree_changes`].
     #[error(
         "found {reason} at {}: the layer directories alone do not describe the changes, \
          a full comparison of the merged trees is needed",
@@ -96,7 +97,7 @@ pub enum Error {
     NeedsFullComparison {
         /// The absolute path in the container where the xattr was found.
         path: Vec<u8>,
-        /// The xattr's name, for example `trusted.overlay.redirect`.
+        /// The xattr's name, for example `trusted.overlay.redirect`, or the descriptor limit.
         reason: &'static str,
     },
 }
@@ -115,8 +116,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// `user.overlay.` forms): then only [`tree_changes`] on the mounted views gives the answer.
 ///
 /// The walk keeps one descriptor open per directory level of the upperdir plus one per lower
-/// directory merged at that level, so very deep trees over many layers need a matching
-/// `RLIMIT_NOFILE`.
+/// directory merged at that level, at most half of `RLIMIT_NOFILE` for the lower ones: a walk
+/// that would need more (a directory that hundreds of layers have, a few levels down) returns
+/// [`Error::NeedsFullComparison`] as well.
 pub fn upper_changes(upper: &Path, lowers: &[&Path]) -> Result<Vec<Change>> {
     let changes = upper::upper_changes(&layers::Disk, upper, lowers)?;
     Ok(sorted(changes))

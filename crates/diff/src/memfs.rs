@@ -214,8 +214,17 @@ impl Layers for MemFs {
 
 /// Runs the upperdir walk on in-memory layers.
 pub(crate) fn walk(upper: &MemNode, lowers: &[&MemNode]) -> Result<Vec<Change>> {
+    walk_within(upper, lowers, usize::MAX)
+}
+
+/// [`walk`] keeping at most `max_open` lower directories open at once.
+pub(crate) fn walk_within(
+    upper: &MemNode,
+    lowers: &[&MemNode],
+    max_open: usize,
+) -> Result<Vec<Change>> {
     let lowers = lowers.iter().map(|&lower| lower.clone()).collect();
-    crate::upper::walk(&MemFs, upper, lowers).map(crate::sorted)
+    crate::upper::walk(&MemFs, upper, lowers, max_open).map(crate::sorted)
 }
 
 /// The merged view of `layers` (top first) as the kernel shows it, built eagerly: the model the

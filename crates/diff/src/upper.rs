@@ -18,35 +18,76 @@ use crate::layers::{Disk, Layers, Xattrs};
 use crate::meta::{stat_different, Meta};
 use crate::{child_path, Change, ChangeKind, Error, Result};
 
+/// What [`Error::NeedsFullComparison`] names when the lower stacks the walk would keep open
+/// exceed its share of the descriptor limit.
+const TOO_MANY_LOWERS: &str = "more lower directories to keep open than RLIMIT_NOFILE allows";
+
+/// How many lower directories the walk may keep open at once: half of the descriptors the process
+/// may open. Every level of the walk keeps the lower stack of its directory: a directory that all
+/// 500 layers of an image have, three levels down, is 2,000 descriptors, more than the default
+/// soft limit of 1,024 (`EMFILE` before); beyond the share the changes come from the full
+/// comparison of the mounted views, which keeps one descriptor per level.
+fn max_open_lowers() -> usize {
+    usize::try_from(syscompat::descriptor_limit() / 2).unwrap_or(usize::MAX)
+}
+
 /// The changes of the upperdir at `upper` over the lower layer dirs `lowers` (top first), in no
 /// particular order.
 pub(crate) fn upper_changes(fs: &Disk, upper: &Path, lowers: &[&Path]) -> Result<Vec<Change>> {
+    let max_open = max_open_lowers();
+    if lowers.len() > max_open {
+        return Err(too_many_lowers(b"/"));
+    }
     let upper_root = fs.open_root(upper)?;
     let lower_roots = lowers
         .iter()
         .map(|lower| fs.open_root(lower))
         .collect::<Result<Vec<_>>>()?;
-    walk(fs, &upper_root, lower_roots)
+    walk(fs, &upper_root, lower_roots, max_open)
 }
 
-/// Walks the upper tree `upper_root` over the lower layers' roots (top first). The roots are
-/// never opaque: the kernel builds the root's stack from all layers, whatever their xattrs say.
+/// Walks the upper tree `upper_root` over the lower layers' roots (top first), keeping at most
+/// `max_open` lower directories open (the roots included). The roots are never opaque: the
+/// kernel builds the root's stack from all layers, whatever their xattrs say.
 pub(crate) fn walk<L: Layers>(
     fs: &L,
     upper_root: &L::Dir,
     lower_roots: Vec<L::Dir>,
+    max_open: usize,
 ) -> Result<Vec<Change>> {
     let stack: Vec<LowerDir<L::Dir>> = lower_roots
         .into_iter()
         .enumerate()
         .map(|(layer_idx, dir)| LowerDir { layer_idx, dir })
         .collect();
+    if stack.len() > max_open {
+        return Err(too_many_lowers(b"/"));
+    }
     let mut walker = Walker {
         fs,
         changes: Vec::new(),
+        open_lowers: stack.len(),
+        max_open_lowers: max_open,
     };
     walker.walk_dir(b"", upper_root, &stack, false)?;
     Ok(walker.changes)
+}
+
+/// Stops the walk at `path`, whose lower stack would take the walk over its share of the
+/// descriptor limit.
+fn too_many_lowers(path: &[u8]) -> Error {
+    tracing::debug!(
+        path = %String::from_utf8_lossy(path),
+        "the lower stacks exceed the walk's share of RLIMIT_NOFILE"
+    );
+    Error::NeedsFullComparison {
+        path: if path.is_empty() {
+            b"/".to_vec()
+        } else {
+            path.to_vec()
+        },
+        reason: TOO_MANY_LOWERS,
+    }
 }
 
 /// One directory of a lower stack.
@@ -83,6 +124,9 @@ impl std::fmt::Display for Layer {
 struct Walker<'fs, L: Layers> {
     fs: &'fs L,
     changes: Vec<Change>,
+    /// Lower directories open in the stacks of the walk's current path, and how many may be.
+    open_lowers: usize,
+    max_open_lowers: usize,
 }
 
 impl<L: Layers> Walker<'_, L> {
@@ -161,6 +205,10 @@ impl<L: Layers> Walker<'_, L> {
         } else {
             None
         };
+        // Open until this entry is compared (an error ends the walk).
+        let n_child_lowers = child_stack.as_ref().map_or(0, |(dirs, _)| dirs.len());
+        self.open_lowers += n_child_lowers;
+
         let changed = stat_different(&old, new) || {
             let old_capability = match &child_stack {
                 Some((_, top_xattrs)) => top_xattrs.capability.clone(),
@@ -198,6 +246,7 @@ impl<L: Layers> Walker<'_, L> {
             // baseline's children are not looked at.
             (None, None) => {}
         }
+        self.open_lowers -= n_child_lowers;
         Ok(())
     }
 
@@ -264,6 +313,9 @@ impl<L: Layers> Walker<'_, L> {
         path: &[u8],
     ) -> Result<(Vec<LowerDir<L::Dir>>, Xattrs)> {
         let top = &stack[stack_idx];
+        if self.open_lowers >= self.max_open_lowers {
+            return Err(too_many_lowers(path));
+        }
         let top_dir = self.fs.open_dir(&top.dir, name)?;
         let top_xattrs = self.fs.dir_xattrs(&top_dir)?;
         check_fallback(&top_xattrs, path, Layer::Lower(top.layer_idx))?;
@@ -278,6 +330,9 @@ impl<L: Layers> Walker<'_, L> {
             match self.fs.stat(&lower.dir, name)? {
                 None => continue,
                 Some(meta) if meta.is_dir() => {
+                    if self.open_lowers + child_stack.len() >= self.max_open_lowers {
+                        return Err(too_many_lowers(path));
+                    }
                     let dir = self.fs.open_dir(&lower.dir, name)?;
                     let xattrs = self.fs.dir_xattrs(&dir)?;
                     check_fallback(&xattrs, path, Layer::Lower(lower.layer_idx))?;
@@ -359,6 +414,34 @@ mod tests {
             )
             .with("f", MemNode::file(0o644, 1))
             .with("keep", MemNode::dir(0o755).with_files(&["k"]))
+    }
+
+    /// The walk keeps at most its bound of lower directories open: within it the answer is the
+    /// unbounded walk's; beyond it the walk asks for the full comparison instead of opening more
+    /// (three roots, then three directories for `/d2` and three for `/d2/sub`: nine in all).
+    #[test]
+    fn lower_stacks_beyond_the_bound_ask_for_the_full_comparison() {
+        let layers = [bottom(), bottom(), bottom()];
+        let lowers: Vec<&MemNode> = layers.iter().collect();
+        let upper = MemNode::root().with(
+            "d2",
+            MemNode::dir(0o755).with("sub", MemNode::dir(0o755).with_files(&["new"])),
+        );
+        let unbounded = upper_lines(&upper, &lowers);
+        assert!(
+            unbounded.contains(&"A /d2/sub/new".to_string()),
+            "{unbounded:?}"
+        );
+        let within = memfs::walk_within(&upper, &lowers, 9).expect("walk within 9");
+        assert_eq!(lines(within), unbounded);
+        for max_open in [0, 2, 3, 5, 8] {
+            match memfs::walk_within(&upper, &lowers, max_open) {
+                Err(Error::NeedsFullComparison { reason, .. }) => {
+                    assert_eq!(reason, TOO_MANY_LOWERS, "bound {max_open}");
+                }
+                other => panic!("bound {max_open}: {other:?}"),
+            }
+        }
     }
 
     #[test]
