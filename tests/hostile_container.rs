@@ -344,6 +344,66 @@ fn commit_of_a_path_longer_than_path_max_never_succeeds_without_an_image_needs_r
     }
 }
 
+/// A container that nests directories 1,500 deep with one-byte names (a 3,000-byte path, within
+/// PATH_MAX, which Docker's diff and commit walk): every walk keeps a descriptor per level, more
+/// than the usual soft limit of 1,024. Under `prlimit --nofile=1024:4096` (CentOS 7's default
+/// limits) ovl raises its soft limit to the hard one, as dockerd does, and `diff`, `commit` and
+/// `commit --rm` succeed with the deepest file in the layer (each failed with `EMFILE` before).
+#[test]
+fn directories_nested_1500_deep_diff_and_commit_under_the_usual_limit_needs_root() {
+    const TEST: &str =
+        "directories_nested_1500_deep_diff_and_commit_under_the_usual_limit_needs_root";
+    let Some((_work, ovl, merged)) = base_container(TEST, "nested") else {
+        return;
+    };
+    let nest = |merged: &Path| {
+        use rustix::fs::{Mode, OFlags};
+        let directory = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+        let mut fd = rustix::fs::open(merged, directory, Mode::empty()).expect("open the root");
+        for _ in 0..1500 {
+            rustix::fs::mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).expect("mkdirat");
+            fd = rustix::fs::openat(&fd, "d", directory, Mode::empty()).expect("openat");
+        }
+        let leaf = rustix::fs::openat(
+            &fd,
+            "leaf",
+            OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .expect("create the leaf");
+        rustix::io::write(&leaf, b"deep\n").expect("write the leaf");
+    };
+    nest(&merged);
+    let leaf = format!("{}leaf", "d/".repeat(1500));
+    let run = |args: &[&str]| -> String {
+        let output = ovl.limited_to(1024, 4096, args).output().expect("run ovl");
+        assert!(
+            output.status.success(),
+            "ovl {args:?} under RLIMIT_NOFILE 1024:4096: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let changes = run(&["diff", "nested"]);
+    assert!(changes.contains(&format!("A /{leaf}\n")), "{changes}");
+    ovl.ok(["umount", "nested"]);
+    run(&["commit", "nested", "nested:copied"]);
+    assert_eq!(
+        fs::read(upper_dir_of_image(&ovl, "nested:copied").join(&leaf)).expect("read the leaf"),
+        b"deep\n"
+    );
+    let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "moved", "base:1"]).trim());
+    nest(&merged);
+    ovl.ok(["umount", "moved"]);
+    run(&["commit", "--rm", "moved", "nested:moved"]);
+    assert_eq!(
+        fs::read(upper_dir_of_image(&ovl, "nested:moved").join(&leaf)).expect("read the leaf"),
+        b"deep\n"
+    );
+    let fsck = ovl.ok(["fsck", "--verify-content"]);
+    assert!(fsck.contains("0 corrupt, 0 leftovers"), "{fsck}");
+}
+
 /// `truncate -s` in a container costs nothing; its commit must not cost the host the full size
 /// (zero runs become holes, as `cp --sparse=auto` makes them), and `--max-layer-size` bounds a
 /// commit as it bounds a load.

@@ -60,10 +60,21 @@ impl Ovl {
         limit: u64,
         args: impl IntoIterator<Item = impl AsRef<OsStr>>,
     ) -> Command {
+        self.limited_to(limit, limit, args)
+    }
+
+    /// [`Ovl::command`] run through util-linux's `prlimit` with `soft` and `hard` as its
+    /// `RLIMIT_NOFILE`.
+    pub fn limited_to(
+        &self,
+        soft: u64,
+        hard: u64,
+        args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    ) -> Command {
         let inner = self.command(args);
         let mut command = Command::new("prlimit");
         command
-            .arg(format!("--nofile={limit}:{limit}"))
+            .arg(format!("--nofile={soft}:{hard}"))
             .arg("--")
             .arg(inner.get_program())
             .args(inner.get_args());

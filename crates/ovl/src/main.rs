@@ -112,6 +112,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before anything reads the limit (`syscompat::descriptor_limit`).
+    syscompat::raise_descriptor_limit();
     // Loads and commits keep hundreds of descriptors open at once (layer-unpack's writers).
     syscompat::reserve_descriptors(1024);
     let cli = match Cli::try_parse() {

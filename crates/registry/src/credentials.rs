@@ -259,11 +259,14 @@ fn run_helper(helper: &str, action: &str, input: &[u8]) -> Result<(bool, Vec<u8>
         helper: helper.to_string(),
         message,
     };
-    let mut child = Command::new(&program)
+    let mut command = Command::new(&program);
+    command
         .arg(action)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    syscompat::with_original_descriptor_limit(&mut command);
+    let mut child = command
         .spawn()
         .map_err(|err| fail(format!("starting {program}: {err}")))?;
     if let Some(mut stdin) = child.stdin.take() {

@@ -4,6 +4,37 @@ use std::sync::OnceLock;
 
 use rustix::fs::{Mode, OFlags};
 
+/// The soft `RLIMIT_NOFILE` this process started with, when [`raise_descriptor_limit`] raised it:
+/// what its children get back ([`crate::with_original_descriptor_limit`]).
+static ORIGINAL_SOFT_LIMIT: OnceLock<u64> = OnceLock::new();
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard one, as dockerd and every Go program do at
+/// startup: a walk keeps one descriptor per directory level, and a container may nest
+/// directories 1,500 deep within `PATH_MAX` (its diff and commit failed with `EMFILE` under the
+/// usual soft limit of 1,024, where Docker's succeed). To be called by `main` before anything
+/// reads [`descriptor_limit`]; a limit that cannot be raised is left as it is.
+pub fn raise_descriptor_limit() {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let (Some(current), Some(maximum)) = (limit.current, limit.maximum) else {
+        return;
+    };
+    if current >= maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: Some(maximum),
+        maximum: Some(maximum),
+    };
+    if rustix::process::setrlimit(rustix::process::Resource::Nofile, raised).is_ok() {
+        let _ = ORIGINAL_SOFT_LIMIT.set(current);
+    }
+}
+
+/// The soft limit to give a child process back, when this process raised its own.
+pub(crate) fn original_soft_limit() -> Option<u64> {
+    ORIGINAL_SOFT_LIMIT.get().copied()
+}
+
 /// How many descriptors this process may have open: the soft `RLIMIT_NOFILE`, read once (a
 /// limit without bound reads as `u64::MAX`). What a command keeps in flight at once (files being
 /// written, entries being settled) is a share of it, so that a low limit makes the command

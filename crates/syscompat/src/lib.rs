@@ -11,7 +11,9 @@
 //!   descriptor and opened for reading only when that inode is a regular file, so that no
 //!   device or FIFO a container planted under a file's name is ever opened.
 //! - [`reserve_descriptors`]: the descriptor table grown once, before any thread starts;
-//!   [`descriptor_limit`]: how many descriptors the process may open.
+//!   [`descriptor_limit`]: how many descriptors the process may open; [`raise_descriptor_limit`]
+//!   the soft limit raised to the hard one at startup, [`with_original_descriptor_limit`] the
+//!   original given back to a child.
 //! - [`helper_thread`]: `SCHED_BATCH` for a thread that works for another one (Linux 2.6.16),
 //!   a hint that is ignored where it is refused.
 //! - [`dir`]: the descriptor steps of every tree walk (a directory opened by one name from its
@@ -33,12 +35,12 @@ mod random;
 mod stat;
 mod sys;
 
-pub use fdtable::{descriptor_limit, reserve_descriptors};
+pub use fdtable::{descriptor_limit, raise_descriptor_limit, reserve_descriptors};
 pub use in_root::Resolver;
 pub use node::{open_regular_at, open_unshared_regular, Node};
 pub use random::fill_random;
 pub use stat::{stat_node, MountKey, NodeStat};
-pub use sys::helper_thread;
+pub use sys::{helper_thread, with_original_descriptor_limit};
 
 use rustix::io::Errno;
 

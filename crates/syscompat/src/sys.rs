@@ -1,5 +1,6 @@
 //! The only `unsafe` of this crate: `name_to_handle_at`, `sync_file_range` and
-//! `sched_setscheduler`, which rustix does not wrap.
+//! `sched_setscheduler`, which rustix does not wrap, and the `pre_exec` hook of
+//! [`with_original_descriptor_limit`].
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
@@ -67,4 +68,28 @@ pub fn helper_thread() {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: `param` is a valid `sched_param` for the call's duration; pid 0 is this thread.
     let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+}
+
+/// Gives a child process the soft `RLIMIT_NOFILE` this process started with, when
+/// `raise_descriptor_limit` raised its own (as Go's `os/exec` does): a program written for the
+/// usual 1,024 (`select`, or closing every descriptor up to the limit) is not handed a million.
+pub fn with_original_descriptor_limit(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let Some(soft) = crate::fdtable::original_soft_limit() else {
+        return;
+    };
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+    let limit = rustix::process::Rlimit {
+        current: Some(soft),
+        maximum: hard,
+    };
+    // SAFETY: the hook runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed: `setrlimit` is one system call on a value copied in beforehand, and it
+    // allocates nothing. A failure leaves the child the raised limit, as without the hook.
+    unsafe {
+        command.pre_exec(move || {
+            let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, limit);
+            Ok(())
+        });
+    }
 }
