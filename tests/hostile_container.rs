@@ -348,7 +348,8 @@ fn commit_of_a_path_longer_than_path_max_never_succeeds_without_an_image_needs_r
 /// PATH_MAX, which Docker's diff and commit walk): every walk keeps a descriptor per level, more
 /// than the usual soft limit of 1,024. Under `prlimit --nofile=1024:4096` (CentOS 7's default
 /// limits) ovl raises its soft limit to the hard one, as dockerd does, and `diff`, `commit` and
-/// `commit --rm` succeed with the deepest file in the layer (each failed with `EMFILE` before).
+/// `commit --rm` succeed with the deepest file in the layer (each failed with `EMFILE` before);
+/// deeper than PATH_MAX, both commits fail naming the path and leave no image.
 #[test]
 fn directories_nested_1500_deep_diff_and_commit_under_the_usual_limit_needs_root() {
     const TEST: &str =
@@ -356,11 +357,11 @@ fn directories_nested_1500_deep_diff_and_commit_under_the_usual_limit_needs_root
     let Some((_work, ovl, merged)) = base_container(TEST, "nested") else {
         return;
     };
-    let nest = |merged: &Path| {
+    let nest = |merged: &Path, depth: usize| {
         use rustix::fs::{Mode, OFlags};
         let directory = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
         let mut fd = rustix::fs::open(merged, directory, Mode::empty()).expect("open the root");
-        for _ in 0..1500 {
+        for _ in 0..depth {
             rustix::fs::mkdirat(&fd, "d", Mode::from_raw_mode(0o755)).expect("mkdirat");
             fd = rustix::fs::openat(&fd, "d", directory, Mode::empty()).expect("openat");
         }
@@ -373,7 +374,7 @@ fn directories_nested_1500_deep_diff_and_commit_under_the_usual_limit_needs_root
         .expect("create the leaf");
         rustix::io::write(&leaf, b"deep\n").expect("write the leaf");
     };
-    nest(&merged);
+    nest(&merged, 1500);
     let leaf = format!("{}leaf", "d/".repeat(1500));
     let run = |args: &[&str]| -> String {
         let output = ovl.limited_to(1024, 4096, args).output().expect("run ovl");
@@ -393,13 +394,39 @@ fn directories_nested_1500_deep_diff_and_commit_under_the_usual_limit_needs_root
         b"deep\n"
     );
     let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "moved", "base:1"]).trim());
-    nest(&merged);
+    nest(&merged, 1500);
     ovl.ok(["umount", "moved"]);
     run(&["commit", "--rm", "moved", "nested:moved"]);
     assert_eq!(
         fs::read(upper_dir_of_image(&ovl, "nested:moved").join(&leaf)).expect("read the leaf"),
         b"deep\n"
     );
+
+    // Deeper than PATH_MAX allows (2,100 levels, a 4,200-byte path): Docker's walk fails there,
+    // and so does ovl's, naming the path, before its recursion goes deeper (5,000 levels
+    // overflowed the packing thread's stack before and aborted the commit).
+    let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "deeper", "base:1"]).trim());
+    nest(&merged, 2100);
+    ovl.ok(["umount", "deeper"]);
+    let images_before = ovl.ok(["images", "-q", "--no-trunc", "-a"]);
+    for args in [
+        &["commit", "deeper", "nested:deeper"][..],
+        &["commit", "--rm", "deeper", "nested:deeper"][..],
+    ] {
+        let output = ovl.limited_to(1024, 4096, args).output().expect("run ovl");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "ovl {args:?}: {stderr}");
+        assert!(
+            stderr.contains(&"d/".repeat(100)) && stderr.contains("File name too long"),
+            "ovl {args:?}: {stderr}"
+        );
+        assert_eq!(
+            ovl.ok(["images", "-q", "--no-trunc", "-a"]),
+            images_before,
+            "ovl {args:?} left an image"
+        );
+    }
+    ovl.ok(["rm", "deeper"]);
     let fsck = ovl.ok(["fsck", "--verify-content"]);
     assert!(fsck.contains("0 corrupt, 0 leftovers"), "{fsck}");
 }

@@ -129,18 +129,26 @@ const PIPE_CHUNKS_AHEAD: usize = 4;
 /// (at most `max_layer_size` bytes of it). The producer's error explains a consumer that saw a
 /// cut stream; a producer that only saw the pipe close explains nothing: the consumer failed
 /// first, and its error (a name too long, a full disk) is the one the user gets.
+/// The stack of the thread that produces the tar: a layer walk recurses once per directory level,
+/// up to 2,048 levels within `PATH_MAX` (a debug build took more than the default 2 MiB for
+/// 1,500). Only the pages it touches are ever allocated.
+const PRODUCER_STACK_LEN: usize = 64 * 1024 * 1024;
+
 pub(crate) fn through_pipe<T, E: Into<store::ApplyError>>(
     max_layer_size: Option<u64>,
     produce: impl FnOnce(&mut dyn Write) -> Result<(), E> + Send,
     consume: impl FnOnce(crate::layers::SizeLimit<ChunkReader>) -> layer_unpack::Result<T>,
 ) -> Result<T, store::ApplyError> {
     let (mut writer, reader) = chunk_pipe(PIPE_CHUNK_LEN, PIPE_CHUNKS_AHEAD);
-    let produced = std::thread::scope(|scope| {
-        let producer = scope.spawn(move || -> Result<(), store::ApplyError> {
-            produce(&mut writer).map_err(Into::into)?;
-            writer.flush()?;
-            Ok(())
-        });
+    let produced = std::thread::scope(|scope| -> Result<_, store::ApplyError> {
+        let producer = std::thread::Builder::new()
+            .name("layer-pack".to_string())
+            .stack_size(PRODUCER_STACK_LEN)
+            .spawn_scoped(scope, move || -> Result<(), store::ApplyError> {
+                produce(&mut writer).map_err(Into::into)?;
+                writer.flush()?;
+                Ok(())
+            })?;
         let limited = crate::layers::SizeLimit {
             inner: reader,
             n_bytes: 0,
@@ -150,8 +158,8 @@ pub(crate) fn through_pipe<T, E: Into<store::ApplyError>>(
         let produced = producer
             .join()
             .unwrap_or_else(|_| Err("the layer tar producer panicked".into()));
-        (produced, consumed)
-    });
+        Ok((produced, consumed))
+    })?;
     match produced {
         (Err(pack_err), Err(unpack_err)) if is_closed_pipe(pack_err.as_ref()) => {
             Err(unpack_err.into())
