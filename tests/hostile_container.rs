@@ -349,7 +349,7 @@ fn commit_of_a_path_longer_than_path_max_never_succeeds_without_an_image_needs_r
 /// than the usual soft limit of 1,024. Under `prlimit --nofile=1024:4096` (CentOS 7's default
 /// limits) ovl raises its soft limit to the hard one, as dockerd does, and `diff`, `commit` and
 /// `commit --rm` succeed with the deepest file in the layer (each failed with `EMFILE` before);
-/// deeper than PATH_MAX, both commits fail naming the path and leave no image.
+/// deeper than PATH_MAX, `diff` and both commits fail naming the path and leave no image.
 #[test]
 fn directories_nested_1500_deep_diff_and_commit_under_the_usual_limit_needs_root() {
     const TEST: &str =
@@ -403,13 +403,15 @@ fn directories_nested_1500_deep_diff_and_commit_under_the_usual_limit_needs_root
     );
 
     // Deeper than PATH_MAX allows (2,100 levels, a 4,200-byte path): Docker's walk fails there,
-    // and so does ovl's, naming the path, before its recursion goes deeper (5,000 levels
-    // overflowed the packing thread's stack before and aborted the commit).
+    // and so do ovl's, naming the path, before their recursion goes deeper (5,000 levels
+    // overflowed the packing thread's stack before and aborted the commit; `diff` listed 15,000
+    // levels, 225 MB of paths).
     let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "deeper", "base:1"]).trim());
     nest(&merged, 2100);
     ovl.ok(["umount", "deeper"]);
     let images_before = ovl.ok(["images", "-q", "--no-trunc", "-a"]);
     for args in [
+        &["diff", "deeper"][..],
         &["commit", "deeper", "nested:deeper"][..],
         &["commit", "--rm", "deeper", "nested:deeper"][..],
     ] {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::layers::{Disk, Layers};
 use crate::meta::{stat_different, Meta};
-use crate::{child_path, Change, ChangeKind, Result};
+use crate::{check_path_len, child_path, Change, ChangeKind, Result};
 
 /// The entries of a directory by name.
 pub(crate) type Children = BTreeMap<CString, Node>;
@@ -24,21 +24,24 @@ pub(crate) struct Node {
 /// Reads the whole tree below `root` (the root's own attributes are never compared).
 pub(crate) fn read_tree(fs: &Disk, root: &Path) -> Result<Children> {
     let dir = fs.open_root(root)?;
-    read_children(fs, &dir)
+    read_children(fs, &dir, b"")
 }
 
-/// Reads every entry below `dir`, holding one open directory per level.
-pub(crate) fn read_children<L: Layers>(fs: &L, dir: &L::Dir) -> Result<Children> {
+/// Reads every entry below `dir` (at the container path `path`, empty for the root), holding one
+/// open directory per level.
+pub(crate) fn read_children<L: Layers>(fs: &L, dir: &L::Dir, path: &[u8]) -> Result<Children> {
     let mut children = Children::new();
     for entry in fs.entries(dir)? {
         let Some(meta) = fs.stat(dir, &entry.name)? else {
             // Removed since the listing: it is not part of the tree any more.
             continue;
         };
+        let sub_path = child_path(path, entry.name.to_bytes());
+        check_path_len(&sub_path)?;
         let (capability, grandchildren) = if meta.is_dir() {
             let sub_dir = fs.open_dir(dir, &entry.name)?;
             let capability = fs.dir_xattrs(&sub_dir)?.capability;
-            (capability, read_children(fs, &sub_dir)?)
+            (capability, read_children(fs, &sub_dir, &sub_path)?)
         } else if meta.may_carry_capability() {
             (
                 fs.file_xattrs(dir, &entry.name)?.capability,

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use crate::layers::{Disk, Layers, Xattrs};
 use crate::meta::{stat_different, Meta};
-use crate::{child_path, Change, ChangeKind, Error, Result};
+use crate::{check_path_len, child_path, Change, ChangeKind, Error, Result};
 
 /// What [`Error::NeedsFullComparison`] names when the lower stacks the walk would keep open
 /// exceed its share of the descriptor limit.
@@ -186,6 +186,7 @@ impl<L: Layers> Walker<'_, L> {
         upper_only: bool,
     ) -> Result<()> {
         let path = child_path(parent_path, name.to_bytes());
+        check_path_len(&path)?;
         let (upper_dir, new_xattrs) = self.open_upper(upper_parent, name, new, &path)?;
         let Lookup::Found {
             stack_idx,
@@ -282,6 +283,7 @@ impl<L: Layers> Walker<'_, L> {
                 continue;
             }
             let path = child_path(path, entry.name.to_bytes());
+            check_path_len(&path)?;
             let (upper_dir, _) = self.open_upper(upper, &entry.name, &new, &path)?;
             self.push(path.clone(), ChangeKind::Add);
             if let Some(upper_dir) = upper_dir {
@@ -441,6 +443,39 @@ mod tests {
                 }
                 other => panic!("bound {max_open}: {other:?}"),
             }
+        }
+    }
+
+    /// Deeper than PATH_MAX the walk stops with `ENAMETOOLONG` naming the path, as Docker's
+    /// `lstat` does; 2,000 levels (a 4,000-byte path) are listed. On a thread with room for the
+    /// recursion of a debug build.
+    #[test]
+    fn paths_longer_than_path_max_stop_the_walk() {
+        let nested = |depth: usize| {
+            let mut node = MemNode::dir(0o755).with_files(&["leaf"]);
+            for _ in 1..depth {
+                node = MemNode::dir(0o755).with("d", node);
+            }
+            MemNode::root().with("d", node)
+        };
+        let walked = std::thread::Builder::new()
+            .stack_size(256 << 20)
+            .spawn(move || {
+                let within = upper_lines(&nested(2000), &[&bottom()]);
+                let beyond = memfs::walk(&nested(2100), &[&bottom()]);
+                (within, beyond)
+            })
+            .expect("spawn")
+            .join()
+            .expect("walk thread");
+        let leaf = format!("A /{}leaf", "d/".repeat(2000));
+        assert!(walked.0.contains(&leaf), "{} lines", walked.0.len());
+        match walked.1 {
+            Err(Error::Io { source, path, .. }) => {
+                assert_eq!(source, rustix::io::Errno::NAMETOOLONG);
+                assert!(path.as_os_str().len() > 4095, "{}", path.display());
+            }
+            other => panic!("{:?}", other.map(|changes| changes.len())),
         }
     }
 
