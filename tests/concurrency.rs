@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use ovl_tests::{
     assert_layers_stored_clean, base_rootfs_tar, chroot_sh, layerdb, layers_archive, nested_layer,
-    root_scratch, Ovl, TarBuilder,
+    root_scratch, stdout_of_success, Ovl, TarBuilder,
 };
 
 const TEST: &str = "eight_processes_at_once_keep_the_root_consistent_needs_root";
@@ -218,19 +218,12 @@ fn layers_at_once_under_a_descriptor_limit_needs_root() {
         let (bytes, diff_ids) = layers_archive(layers, "limited", &["limited:1"]);
         let archive = work.join(format!("limited{n_layers}.tar"));
         fs::write(&archive, bytes).expect("write the archive");
-        let output = ovl
-            .limited(
-                limit,
-                [OsStr::new("load"), OsStr::new("-i"), archive.as_os_str()],
-            )
-            .env("OVL_LOAD_JOBS", n_layers.to_string())
-            .output()
-            .expect("run ovl load");
-        assert!(
-            output.status.success(),
-            "load of {n_layers} layers with RLIMIT_NOFILE {limit}: {}",
-            String::from_utf8_lossy(&output.stderr)
+        let mut load = ovl.limited(
+            limit,
+            [OsStr::new("load"), OsStr::new("-i"), archive.as_os_str()],
         );
+        load.env("OVL_LOAD_JOBS", n_layers.to_string());
+        stdout_of_success(load).unwrap_or_else(|e| panic!("{e:#}"));
         assert_layers_stored_clean(&ovl, &diff_ids);
     }
 }
@@ -252,15 +245,7 @@ fn commands_under_a_low_descriptor_limit_needs_root() {
     let (bytes, diff_ids) = layers_archive(layers, "low-", &["low:1"]);
     let archive = work.join("low.tar");
     fs::write(&archive, bytes).expect("write the archive");
-    let ok = |args: &[&OsStr]| -> String {
-        let output = ovl.limited(LIMIT, args).output().expect("run ovl");
-        assert!(
-            output.status.success(),
-            "ovl {args:?} with RLIMIT_NOFILE {LIMIT}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
+    let ok = |args: &[&OsStr]| ovl.limited_ok(LIMIT, LIMIT, args);
     ok(&[OsStr::new("load"), OsStr::new("-i"), archive.as_os_str()]);
     assert_layers_stored_clean(&ovl, &diff_ids);
 

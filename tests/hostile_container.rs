@@ -376,15 +376,7 @@ fn directories_nested_1500_deep_diff_and_commit_under_the_usual_limit_needs_root
     };
     nest(&merged, 1500);
     let leaf = format!("{}leaf", "d/".repeat(1500));
-    let run = |args: &[&str]| -> String {
-        let output = ovl.limited_to(1024, 4096, args).output().expect("run ovl");
-        assert!(
-            output.status.success(),
-            "ovl {args:?} under RLIMIT_NOFILE 1024:4096: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    };
+    let run = |args: &[&str]| ovl.limited_ok(1024, 4096, args);
     let changes = run(&["diff", "nested"]);
     assert!(changes.contains(&format!("A /{leaf}\n")), "{changes}");
     ovl.ok(["umount", "nested"]);

@@ -87,6 +87,19 @@ impl Ovl {
         command
     }
 
+    /// [`Ovl::limited_to`] run to success: its stdout, or a panic with the command and its
+    /// stderr.
+    pub fn limited_ok(
+        &self,
+        soft: u64,
+        hard: u64,
+        args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    ) -> String {
+        let stdout = stdout_of_success(self.limited_to(soft, hard, args))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        String::from_utf8_lossy(&stdout).into_owned()
+    }
+
     /// Runs `ovl --root <root> args…` and returns its output whatever the exit status.
     pub fn run(&self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Output {
         let mut command = self.command(args);

@@ -147,15 +147,12 @@ fn sorted(mut changes: Vec<Change>) -> Vec<Change> {
     changes
 }
 
-/// The longest container path a walk goes to: `PATH_MAX` less its NUL. Docker's walk (`lstat` of
-/// each path) fails beyond it, and so do the walks here, with `ENAMETOOLONG` naming the path: a
+/// Fails with `ENAMETOOLONG` when the container path `path` does not fit in `PATH_MAX`. Docker's
+/// walk (`lstat` of each path) fails there, and so do the walks here, naming the path: a
 /// container may nest directories without end through descriptors, and every level is a frame
 /// of a walk's recursion and a longer path in the list (15,000 levels listed 225 MB of paths).
-const MAX_PATH_LEN: usize = 4095;
-
-/// Fails with `ENAMETOOLONG` when the container path `path` is longer than [`MAX_PATH_LEN`].
 fn check_path_len(path: &[u8]) -> Result<()> {
-    if path.len() <= MAX_PATH_LEN {
+    if path.len() < syscompat::PATH_MAX {
         return Ok(());
     }
     use std::os::unix::ffi::OsStrExt as _;

@@ -24,24 +24,30 @@ pub(crate) struct Node {
 /// Reads the whole tree below `root` (the root's own attributes are never compared).
 pub(crate) fn read_tree(fs: &Disk, root: &Path) -> Result<Children> {
     let dir = fs.open_root(root)?;
-    read_children(fs, &dir, b"")
+    read_children(fs, &dir, &mut Vec::new())
 }
 
-/// Reads every entry below `dir` (at the container path `path`, empty for the root), holding one
-/// open directory per level.
-pub(crate) fn read_children<L: Layers>(fs: &L, dir: &L::Dir, path: &[u8]) -> Result<Children> {
+/// Reads every entry below `dir` (at the container path `path`, empty for the root, which each
+/// level extends by a name and gives back as it was), holding one open directory per level.
+pub(crate) fn read_children<L: Layers>(
+    fs: &L,
+    dir: &L::Dir,
+    path: &mut Vec<u8>,
+) -> Result<Children> {
     let mut children = Children::new();
     for entry in fs.entries(dir)? {
         let Some(meta) = fs.stat(dir, &entry.name)? else {
             // Removed since the listing: it is not part of the tree any more.
             continue;
         };
-        let sub_path = child_path(path, entry.name.to_bytes());
-        check_path_len(&sub_path)?;
+        let parent_len = path.len();
+        path.push(b'/');
+        path.extend_from_slice(entry.name.to_bytes());
+        check_path_len(path)?;
         let (capability, grandchildren) = if meta.is_dir() {
             let sub_dir = fs.open_dir(dir, &entry.name)?;
             let capability = fs.dir_xattrs(&sub_dir)?.capability;
-            (capability, read_children(fs, &sub_dir, &sub_path)?)
+            (capability, read_children(fs, &sub_dir, path)?)
         } else if meta.may_carry_capability() {
             (
                 fs.file_xattrs(dir, &entry.name)?.capability,
@@ -50,6 +56,7 @@ pub(crate) fn read_children<L: Layers>(fs: &L, dir: &L::Dir, path: &[u8]) -> Res
         } else {
             (None, Children::new())
         };
+        path.truncate(parent_len);
         children.insert(
             entry.name,
             Node {

@@ -28,12 +28,6 @@ const VFS_CAP_REVISION_2: u8 = 2;
 const VFS_CAP_REVISION_3: u8 = 3;
 const VFS_CAP_REVISION_2_LEN: usize = 20;
 
-/// The longest path a layer entry may have: `PATH_MAX` less its NUL. Docker's walk (`lstat` of
-/// each path) fails beyond it, and so does the walk here, before going deeper: a container may
-/// nest directories without end through descriptors, and each level is a frame of the walk's
-/// recursion (5,000 levels overflowed the packing thread's stack and aborted the commit).
-const MAX_PATH_LEN: usize = 4095;
-
 const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 const REDIRECT_XATTRS: [&str; 2] = ["trusted.overlay.redirect", "user.overlay.redirect"];
 const METACOPY_XATTRS: [&str; 2] = ["trusted.overlay.metacopy", "user.overlay.metacopy"];
@@ -184,7 +178,11 @@ impl<'a> Packer<'a> {
         for (name, listed_type) in names {
             let mut relative = prefix.to_vec();
             relative.extend_from_slice(name.as_bytes());
-            if relative.len() > MAX_PATH_LEN {
+            // Docker's walk (`lstat` of each path) fails beyond `PATH_MAX`, and so does this one,
+            // before going deeper: a container may nest directories without end through
+            // descriptors, and each level is a frame of the recursion (5,000 levels overflowed
+            // the packing thread's stack and aborted the commit).
+            if relative.len() >= syscompat::PATH_MAX {
                 return Err(io("packing", &relative, Errno::NAMETOOLONG));
             }
             let listed = Listed {

@@ -35,8 +35,9 @@ const MAX_SYMLINKS: u32 = 40;
 /// The kernel copies a path argument into a `PATH_MAX` (4096) buffer, NUL included, and refuses
 /// a longer one with `ENAMETOOLONG` (`getname` in fs/namei.c); the walk refuses the same paths,
 /// although it could walk them component by component, so that both resolvers take and refuse
-/// the same names.
-const PATH_MAX: usize = 4096;
+/// the same names. The tree walks of `layer-pack` and `diff` stop at the same length, as
+/// Docker's (`lstat` of every path) do.
+pub const PATH_MAX: usize = 4096;
 
 /// How paths are resolved inside a root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -36,7 +36,7 @@ mod stat;
 mod sys;
 
 pub use fdtable::{descriptor_limit, raise_descriptor_limit, reserve_descriptors};
-pub use in_root::Resolver;
+pub use in_root::{Resolver, PATH_MAX};
 pub use node::{open_regular_at, open_unshared_regular, Node};
 pub use random::fill_random;
 pub use stat::{stat_node, MountKey, NodeStat};
