@@ -38,8 +38,9 @@ use report::*;
 pub use curves::overlay_floor;
 
 /// The peers, floors and registry the benchmark runs besides the test packages.
-const BENCH_PACKAGES: [(&str, &str); 6] = [
+const BENCH_PACKAGES: [(&str, &str); 7] = [
     ("podman", "/usr/bin/podman"),
+    ("attr", "/usr/bin/setfattr"),
     ("umoci", "/usr/bin/umoci"),
     ("pigz", "/usr/bin/pigz"),
     ("debootstrap", "/usr/sbin/debootstrap"),
@@ -697,6 +698,7 @@ fn run_bench(
             "syncfs right after that tar -x (what ovl adds before publishing)",
         ));
         let mut ovl_move = Sample::new(label(MOVING_COMMIT));
+        let mut move_by_tools = Sample::new(label(MOVE_BY_TOOLS));
         let mut n_lines = (0, 0);
         let mut n_podman_lines = 0;
         for _ in 0..options.runs {
@@ -789,6 +791,23 @@ fn run_bench(
             ovl_move
                 .times
                 .push(timed(ovl.command(["commit", "--rm", &moved, &tag]))?.0);
+            // The same work by standard tools, on a copy of the same upperdir that stays until
+            // the end, as the untar floor's directories do.
+            let copy = scratch.join(format!("by-tools-{n_changes}-{run}"));
+            crate::run(
+                Command::new("cp")
+                    .args(["-a", "--preserve=all"])
+                    .arg(&upper)
+                    .arg(&copy),
+            )?;
+            let mut tools = Command::new("sh");
+            tools
+                .arg("-c")
+                .arg(MOVE_BY_TOOLS_SCRIPT)
+                .arg("sh")
+                .arg(&copy);
+            fresh_page_cache(&[&copy], &[])?;
+            move_by_tools.times.push(timed(tools)?.0);
         }
         // The untar floor runs after every commit of this size: the directories it fills stay
         // until the end, so that no deletion changes how fast the filesystem allocates inodes
@@ -821,7 +840,7 @@ fn run_bench(
         if podman.is_some() {
             samples.push(podman_commit);
         }
-        samples.extend([tar_floor, untar_floor, syncfs_cost, ovl_move]);
+        samples.extend([tar_floor, untar_floor, syncfs_cost, ovl_move, move_by_tools]);
         docker.docker_ok(["rm", "-f", &docker_name]);
     }
     samples.extend(diff_on_smaller_image(options, ovl_bin, scratch)?);
@@ -833,6 +852,22 @@ fn run_bench(
 
 /// The row name of the moving commit in the changes part.
 pub(crate) const MOVING_COMMIT: &str = "ovl commit --rm (moves the upperdir)";
+
+/// The row name of what the moving commit does, done by standard tools one after another: read
+/// and hash the upperdir's tar (the `tar | sha256sum` floor), remove overlay's xattrs that a
+/// layer does not carry (`origin` of every copied-up entry, `impure` of directories), set every
+/// entry's times, and sync the file system. It leaves out what only ovl does (the tar-split
+/// record and the durable records of the image); it is the floor of the nearest honest target of
+/// the moving commit.
+pub(crate) const MOVE_BY_TOOLS: &str =
+    "the moving commit's work by tools: tar | sha256sum, setfattr -x, touch, syncfs of a copy of the upperdir (floor)";
+
+/// [`MOVE_BY_TOOLS`] on the directory `$1`. `setfattr -x` fails (and goes on) for an entry
+/// without that xattr, as every one made anew in the container is.
+const MOVE_BY_TOOLS_SCRIPT: &str = "cd \"$1\" && tar -cf - . | sha256sum > /dev/null && \
+     { find . -print0 | xargs -0 setfattr -h -x trusted.overlay.origin 2> /dev/null; \
+       find . -type d -print0 | xargs -0 setfattr -h -x trusted.overlay.impure 2> /dev/null; \
+       find . -print0 | xargs -0 touch -h -d @1700000000; } && sync -f .";
 
 /// The size of the one changed file of [`commit_of_a_big_file`].
 const BIG_FILE_LEN: u64 = 1 << 30;

@@ -64,7 +64,11 @@ pub(super) fn report(
          on kernels without `openat2` (before 5.6: CentOS 7, RHEL 8, Ubuntu 20.04), one `openat` \
          per component, each load right before or after the `ovl load` above it in the same \
          run. The diff and commit rows use containers of `smallfiles` that changed that many \
-         files.\n\n",
+         files. Under a target the issues set and this run misses, a `nearest honest target` row \
+         measures the command against a floor that also does the rest of the work it must do: \
+         the `syncfs` that makes the files durable before the image is published (the \
+         `syncfs` rows), and for the moving commit the same changes of every entry done by \
+         standard tools one after another.\n\n",
         options.runs, options.n_files
     ));
     if !options.pull_images.is_empty() {
@@ -158,6 +162,24 @@ fn verdict(met: bool, short: String) -> String {
     }
 }
 
+/// A row of the nearest honest target for one the issue set that is missed: `measured` at most
+/// `most` times `floor`, a floor that does all the work the command must do to keep its promise
+/// (for a load or a commit, the data on disk before the image is published).
+fn honest_row(target: &str, measured: f64, most: f64, floor: f64) -> String {
+    let ratio = measured / floor;
+    format!(
+        "| nearest honest target: {target} | {ratio:.2}x of {floor:.3} s | {} |\n",
+        verdict(
+            ratio <= most,
+            format!(
+                "{:.3} s over {:.3} s",
+                measured - most * floor,
+                most * floor
+            )
+        )
+    )
+}
+
 /// The load and mount targets of issue 7, each marked met or not with the figures.
 pub(super) fn load_targets(options: &BenchOptions, samples: &[Sample]) -> String {
     let median = |name: String| {
@@ -220,6 +242,14 @@ pub(super) fn load_targets(options: &BenchOptions, samples: &[Sample]) -> String
                 out.push_str(&format!(
                     "| `ovl load` at most {most:.1}x the best floor ({round}), `{image}` ({format}) | {ratio:.2}x of {floor:.3} s | {} |\n",
                     verdict(ratio <= most, format!("{:.3} s over {:.3} s", ovl - most * floor, most * floor))
+                ));
+            }
+            if let (true, Some(syncfs)) = (ratio > 1.0, row(load::LOAD_SYNCFS)) {
+                out.push_str(&honest_row(
+                    &format!("`ovl load` at most 1.0x the best floor plus its `syncfs`, `{image}` ({format})"),
+                    ovl,
+                    1.0,
+                    floor + syncfs,
                 ));
             }
         }
@@ -349,6 +379,16 @@ pub(super) fn pull_targets(options: &BenchOptions, samples: &[Sample]) -> String
                 "| `ovl pull` within 1.1x of the floor (layers one after another), `{image}` | {ratio:.2}x of {floor:.3} s | {} |\n",
                 verdict(ratio <= 1.1, format!("{:.3} s over {:.3} s", ovl - 1.1 * floor, 1.1 * floor))
             ));
+            // The pull's floor writes the same layers' files as the load's, whose `syncfs` row
+            // times writing them to disk.
+            if let (true, Some(syncfs)) = (ratio > 1.1, row(load::LOAD_SYNCFS)) {
+                out.push_str(&honest_row(
+                    &format!("`ovl pull` within 1.1x of the floor plus its `syncfs` (the load's row), `{image}`"),
+                    ovl,
+                    1.1,
+                    floor + syncfs,
+                ));
+            }
         }
         if let Some(parallel) = row(pull::PARALLEL_FLOOR) {
             out.push_str(&format!(
@@ -445,6 +485,17 @@ pub(super) fn targets(options: &BenchOptions, samples: &[Sample]) -> String {
                 "| `ovl commit` at most 1.1x the `tar -x` floor, {n} changes | {ratio:.2}x of {untar:.3} s | {} |\n",
                 verdict(ratio <= 1.1, format!("{:.3} s over {:.3} s", ovl_commit - 1.1 * untar, 1.1 * untar))
             ));
+            let syncfs = median(&label(
+                "syncfs right after that tar -x (what ovl adds before publishing)",
+            ));
+            if let (true, Some(syncfs)) = (ratio > 1.1, syncfs) {
+                out.push_str(&honest_row(
+                    &format!("`ovl commit` at most 1.1x the `tar -x` floor plus its `syncfs`, {n} changes"),
+                    ovl_commit,
+                    1.1,
+                    untar + syncfs,
+                ));
+            }
         }
         if let (true, Some(moving), Some(tar)) = (
             n >= 10_000,
@@ -453,9 +504,20 @@ pub(super) fn targets(options: &BenchOptions, samples: &[Sample]) -> String {
         ) {
             let ratio = moving / tar;
             out.push_str(&format!(
-                "| `ovl commit --rm` (moving) at most 1.2x the `tar | sha256sum` floor, {n} changes | {ratio:.2}x of {tar:.3} s | {} |\n",
+                "| `ovl commit --rm` (moving) at most 1.2x the `tar \\| sha256sum` floor, {n} changes | {ratio:.2}x of {tar:.3} s | {} |\n",
                 verdict(ratio <= 1.2, format!("{:.3} s over {:.3} s", moving - 1.2 * tar, 1.2 * tar))
             ));
+            if let (true, Some(by_tools)) = (ratio > 1.2, median(&label(super::MOVE_BY_TOOLS))) {
+                out.push_str(&honest_row(
+                    &format!(
+                        "`ovl commit --rm` (moving) at most 1.0x the same work by standard tools \
+                         (`tar \\| sha256sum`, `setfattr -x`, `touch`, `syncfs`), {n} changes"
+                    ),
+                    moving,
+                    1.0,
+                    by_tools,
+                ));
+            }
         }
     }
     if let Some(n) = super::smaller_image_changes(options) {
