@@ -21,10 +21,16 @@
 //! children. What changes a directory (a whiteout made afresh, a socket removed) is done at once
 //! by the walk, before the directory's times are queued, and before a later name of a shared
 //! whiteout inode is looked at, whose link count then says what it did.
+//!
+//! When the thread is behind, the walk settles the batch in hand itself instead of waiting for
+//! room in the queue. Waiting made the two threads hand one CPU back and forth, each asleep while
+//! the other ran. The updates of different entries do not depend on each other's order: each
+//! changes only its own inode (two names of one inode get the same changes, and an xattr already
+//! removed is no error), and a directory's times are only queued once the walk has read it.
 
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -42,7 +48,8 @@ const LAYER_ROOT_MODE: u32 = 0o755;
 
 /// Entries handed to the settling thread at once (one wake-up each), and batches queued for it
 /// at most: each entry holds a descriptor open until it is settled, so that at most three
-/// batches' worth are open (one filling, one queued, one being settled).
+/// batches' worth are open (one filling or being settled by the walk, one queued, one being
+/// settled by the thread).
 const BATCH_LEN: usize = 32;
 const QUEUE_LEN: usize = 1;
 
@@ -169,8 +176,17 @@ impl Settler {
     fn hand_over(&mut self) -> Result<()> {
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_len));
         if let Some(queue) = &self.queue {
-            if queue.send(batch).is_ok() {
-                return Ok(());
+            match queue.try_send(batch) {
+                Ok(()) => return Ok(()),
+                // The thread is behind: the walk settles this batch itself rather than wait
+                // (see the module's doc).
+                Err(TrySendError::Full(batch)) => {
+                    for op in batch {
+                        op.run()?;
+                    }
+                    return Ok(());
+                }
+                Err(TrySendError::Disconnected(_)) => {}
             }
         }
         self.join()?;
