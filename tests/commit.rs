@@ -679,7 +679,7 @@ fn moving_commit_equals_copying_commit_needs_root() {
     let Some((_work, ovl)) = root_scratch_base(TEST, "root") else {
         return;
     };
-    let merged = ovl.ok(["run-rootfs", "--name", "ca", "base:1"]);
+    let merged = ovl.ok(["run-rootfs", "--name", "mover-a", "base:1"]);
     let merged = PathBuf::from(merged.trim());
     chroot_sh(
         merged.to_str().expect("utf-8"),
@@ -727,7 +727,7 @@ fn moving_commit_equals_copying_commit_needs_root() {
         0,
     )
     .expect("socket");
-    ovl.ok(["umount", "ca"]);
+    ovl.ok(["umount", "mover-a"]);
     let upper_of = |name: &str| -> PathBuf {
         let inspect = ovl.inspect(name).expect("inspect container");
         PathBuf::from(
@@ -736,7 +736,7 @@ fn moving_commit_equals_copying_commit_needs_root() {
                 .expect("UpperDir"),
         )
     };
-    let upper = upper_of("ca");
+    let upper = upper_of("mover-a");
     // A capability written as revision 3 with root id 0 (the kernel stores it as revision 2 in
     // the initial user namespace).
     let mut cap_v3 = vec![0u8; 24];
@@ -756,17 +756,17 @@ fn moving_commit_equals_copying_commit_needs_root() {
     let big_inode = fs::metadata(upper.join("w/big")).expect("big").ino();
 
     // The same upperdir committed twice: by copy (which only reads it), then by move.
-    let id = ovl.inspect("ca").expect("inspect")["Id"]
+    let id = ovl.inspect("mover-a").expect("inspect")["Id"]
         .as_str()
         .expect("id")
         .to_string();
     // The copy's layer is removed before the move: a layer that exists already is kept and the
     // new one dropped (Docker's rule), which would leave nothing moved to compare.
-    ovl.ok(["commit", "ca", "copied:1"]);
+    ovl.ok(["commit", "mover-a", "copied:1"]);
     let copied = layer_facts(&ovl, "copied:1");
     let copied_root = merged_dump(&ovl, "copied:1");
     ovl.ok(["rmi", "copied:1"]);
-    ovl.ok(["commit", "--rm", "ca", "moved:1"]);
+    ovl.ok(["commit", "--rm", "mover-a", "moved:1"]);
     let moved = layer_facts(&ovl, "moved:1");
     assert_eq!(moved.layerdb, copied.layerdb);
     ensure_same_tree(
@@ -806,9 +806,9 @@ fn moving_commit_equals_copying_commit_needs_root() {
 
     // A second move of the same changes finds the layer there: the container is removed and
     // the image uses the existing layer.
-    let merged = ovl.ok(["run-rootfs", "--name", "cb", "moved:1"]);
-    ovl.ok(["commit", "--rm", "cb", "again:1"]);
-    assert!(ovl.fail(["inspect", "cb"]).contains("cb"));
+    let merged = ovl.ok(["run-rootfs", "--name", "mover-b", "moved:1"]);
+    ovl.ok(["commit", "--rm", "mover-b", "again:1"]);
+    assert!(ovl.fail(["inspect", "mover-b"]).contains("mover-b"));
     assert!(merged.trim().len() > 1);
 
     // A container a process still uses is not unmounted lazily: nothing changes.
@@ -826,9 +826,9 @@ fn moving_commit_equals_copying_commit_needs_root() {
     ovl.ok(["commit", "--rm", "busy", "busy:1"]);
 
     // Where moving is not allowed (clamped times), --rm copies and still removes the container.
-    ovl.ok(["run-rootfs", "--name", "cc", "base:1"]);
-    ovl.ok(["commit", "--rm", "--reproducible", "cc", "clamped:1"]);
-    assert!(ovl.fail(["inspect", "cc"]).contains("cc"));
+    ovl.ok(["run-rootfs", "--name", "mover-c", "base:1"]);
+    ovl.ok(["commit", "--rm", "--reproducible", "mover-c", "clamped:1"]);
+    assert!(ovl.fail(["inspect", "mover-c"]).contains("mover-c"));
 }
 
 /// Unmounted here is not unmounted everywhere: a process that keeps its working directory in a
