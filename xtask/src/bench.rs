@@ -694,9 +694,7 @@ fn run_bench(
         let mut tar_floor = Sample::new(label("tar of the upperdir into sha256sum (floor)"));
         let mut untar_floor =
             Sample::new(label("tar -x of that layer into a fresh directory (floor)"));
-        let mut syncfs_cost = Sample::new(label(
-            "syncfs right after that tar -x (what ovl adds before publishing)",
-        ));
+        let mut syncfs_cost = Sample::new(label(COMMIT_SYNCFS));
         let mut ovl_move = Sample::new(label(MOVING_COMMIT));
         let mut move_by_tools = Sample::new(label(MOVE_BY_TOOLS));
         let mut n_lines = (0, 0);
@@ -849,6 +847,10 @@ fn run_bench(
     notes.extend(big_notes);
     Ok((samples, notes, peak_rss))
 }
+
+/// The row name of the `syncfs` right after the `tar -x` floor of a commit's layer.
+pub(crate) const COMMIT_SYNCFS: &str =
+    "syncfs right after that tar -x (what ovl adds before publishing)";
 
 /// The row name of the moving commit in the changes part.
 pub(crate) const MOVING_COMMIT: &str = "ovl commit --rm (moves the upperdir)";

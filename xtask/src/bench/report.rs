@@ -485,10 +485,7 @@ pub(super) fn targets(options: &BenchOptions, samples: &[Sample]) -> String {
                 "| `ovl commit` at most 1.1x the `tar -x` floor, {n} changes | {ratio:.2}x of {untar:.3} s | {} |\n",
                 verdict(ratio <= 1.1, format!("{:.3} s over {:.3} s", ovl_commit - 1.1 * untar, 1.1 * untar))
             ));
-            let syncfs = median(&label(
-                "syncfs right after that tar -x (what ovl adds before publishing)",
-            ));
-            if let (true, Some(syncfs)) = (ratio > 1.1, syncfs) {
+            if let (true, Some(syncfs)) = (ratio > 1.1, median(&label(super::COMMIT_SYNCFS))) {
                 out.push_str(&honest_row(
                     &format!("`ovl commit` at most 1.1x the `tar -x` floor plus its `syncfs`, {n} changes"),
                     ovl_commit,
