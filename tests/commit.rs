@@ -910,3 +910,89 @@ fn moving_commit_copies_an_upperdir_another_overlay_still_holds_needs_root() {
     }
     ovl.ok(["fsck", "--verify-content"]);
 }
+
+/// Asking the kernel whether an overlay still holds a container's upperdir (before `mount`, a
+/// `diff` that mounts, and a moving commit) creates an overlay superblock on its upper and work
+/// dirs and drops it; what that leaves in the work dir goes again, and a `volatile` mark (the
+/// probe's superblock is volatile where the kernel has it, so that dropping it does not sync
+/// the filesystem) never stays to break the next mount. A mark of a probe cut short (its
+/// `ovl-probe` file beside it) is removed by the next probe; a mark without it is not ovl's and
+/// stays, and the kernel refuses the mount, as it would without ovl.
+#[test]
+fn probing_whether_an_upperdir_is_held_leaves_its_work_dir_as_it_was_needs_root() {
+    const TEST: &str =
+        "probing_whether_an_upperdir_is_held_leaves_its_work_dir_as_it_was_needs_root";
+    let Some((_work, ovl)) = root_scratch_base(TEST, "root") else {
+        return;
+    };
+    ovl.ok(["run-rootfs", "--name", "probed", "base:1"]);
+    let upper = PathBuf::from(
+        ovl.ok(["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", "probed"])
+            .trim(),
+    );
+    let work_dir = upper.with_file_name("work");
+    let listing = |dir: &Path| -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(next) = pending.pop() {
+            for entry in fs::read_dir(&next).expect("list the work dir") {
+                let entry = entry.expect("entry");
+                let path = entry.path();
+                names.insert(path.strip_prefix(dir).expect("below").display().to_string());
+                if entry.file_type().expect("type").is_dir() {
+                    pending.push(path);
+                }
+            }
+        }
+        names
+    };
+    let overlay_xattrs = |path: &Path| -> BTreeSet<String> {
+        xattr_names(path)
+            .into_iter()
+            .filter(|name| name.starts_with("trusted.overlay."))
+            .collect()
+    };
+    ovl.ok(["umount", "probed"]);
+    let before = (listing(&work_dir), overlay_xattrs(&upper));
+    // `diff` of an unmounted container mounts it (after the probe) and unmounts it again.
+    ovl.ok(["diff", "probed"]);
+    assert_eq!(
+        (listing(&work_dir), overlay_xattrs(&upper)),
+        before,
+        "the probe and a mount changed the work dir or the upper root"
+    );
+    ovl.ok(["mount", "probed"]);
+    ovl.ok(["umount", "probed"]);
+
+    // A probe cut short after its superblock was made and before it cleaned up.
+    let mark = work_dir.join("work/incompat/volatile");
+    fs::create_dir_all(&mark).expect("make the volatile mark");
+    fs::write(mark.join("dirty"), "").expect("make the volatile mark");
+    fs::write(work_dir.join("ovl-probe"), "").expect("make the probe's marker");
+    ovl.ok(["mount", "probed"]);
+    ovl.ok(["umount", "probed"]);
+    assert_eq!(listing(&work_dir), before.0, "the probe's leftovers stayed");
+
+    // The same mark without ovl's marker: a volatile overlay of someone else's was cut short.
+    fs::create_dir_all(&mark).expect("make the volatile mark");
+    fs::write(mark.join("dirty"), "").expect("make the volatile mark");
+    ovl.fail(["mount", "probed"]);
+    assert!(
+        mark.join("dirty").exists(),
+        "a volatile mark that is not the probe's was removed"
+    );
+    fs::remove_dir_all(work_dir.join("work/incompat")).expect("remove the mark");
+    ovl.ok(["commit", "--rm", "probed", "probed:1"]);
+    ovl.ok(["fsck", "--verify-content"]);
+}
+
+/// The names of `path`'s xattrs (not following a symlink).
+fn xattr_names(path: &Path) -> Vec<String> {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let len = rustix::fs::llistxattr(path, &mut buffer[..]).expect("llistxattr");
+    buffer[..len]
+        .split(|&b| b == 0)
+        .filter(|name| !name.is_empty())
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .collect()
+}

@@ -196,13 +196,7 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
             container_config,
             config: new_config,
         })?;
-        let image_id = root.put_image(&config)?;
-        root.set_image_parent(&image_id, &record.image_id)?;
-        if let Some(reference) = &reference {
-            root.add_reference(reference, &image_id)?;
-            root.set_last_updated(&image_id)?;
-        }
-        Ok(image_id)
+        Ok(root.publish_image(&config, Some(&record.image_id), reference.as_ref())?)
     })();
     match image {
         Ok(image_id) => {

@@ -219,12 +219,8 @@ pub fn import(
         .clone()
         .unwrap_or_else(|| "Imported from -".to_string());
     let config = import_config(&layer.diff_id, &created, &comment)?;
-    let image_id = root.put_image(&config)?;
+    let image_id = root.publish_image(&config, None, reference.as_ref())?;
     registered.keep();
-    if let Some(reference) = reference {
-        root.add_reference(&reference, &image_id)?;
-        root.set_last_updated(&image_id)?;
-    }
     Ok(image_id)
 }
 

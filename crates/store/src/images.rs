@@ -1,11 +1,11 @@
 //! imagedb (format.md §8.1, §8.2): image configs stored under their sha256, and their metadata.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::fsutil;
 use crate::ids;
-use crate::{DataRoot, Error, ImageConfig, Result};
+use crate::{DataRoot, Error, ImageConfig, Reference, Result};
 
 impl DataRoot {
     fn content_path(&self, image_id: &str) -> Result<PathBuf> {
@@ -29,6 +29,52 @@ impl DataRoot {
             return Ok(image_id);
         }
         fsutil::write_atomic(&path, config, 0o600)?;
+        Ok(image_id)
+    }
+
+    /// Stores a new image as [`DataRoot::put_image`], [`DataRoot::set_image_parent`] (with
+    /// `parent`), [`DataRoot::add_reference`] and [`DataRoot::set_last_updated`] (with
+    /// `reference`) one after another would, in that order, but with the journal commits of
+    /// about two instead of eight: every file is written to its temp name, all are synced
+    /// together, renamed in that order and their directories synced once (a crash leaves the
+    /// first few in place, as it would leave the first few calls done). Returns the image id.
+    pub fn publish_image(
+        &self,
+        config: &[u8],
+        parent: Option<&str>,
+        reference: Option<&Reference>,
+    ) -> Result<String> {
+        let image_id = ids::sha256_digest(config);
+        let content = self.content_path(&image_id)?;
+        let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+        if fsutil::read_bytes_optional(&content)?.is_none_or(|existing| existing != config) {
+            files.push((content, config.to_vec()));
+        }
+        if parent.is_some() || reference.is_some() {
+            let dir = self.metadata_dir(&image_id)?;
+            fsutil::create_dir_mode(&dir, 0o700)?;
+            if let Some(parent_id) = parent {
+                let parent_hex = ids::digest_hex("parent image id", parent_id)?;
+                self.image_config_bytes(parent_id)?;
+                files.push((
+                    dir.join("parent"),
+                    format!("sha256:{parent_hex}").into_bytes(),
+                ));
+            }
+            if let Some(reference) = reference {
+                let repositories = self.repositories_json_with(reference, &image_id)?;
+                files.push((self.repositories_path(), repositories));
+                files.push((
+                    dir.join("lastUpdated"),
+                    ids::now_rfc3339_nano().into_bytes(),
+                ));
+            }
+        }
+        let staged: Vec<(&Path, &[u8], u32)> = files
+            .iter()
+            .map(|(path, bytes)| (path.as_path(), bytes.as_slice(), 0o600))
+            .collect();
+        fsutil::commit_together(fsutil::stage_atomic(&staged)?)?;
         Ok(image_id)
     }
 
