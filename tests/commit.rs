@@ -15,8 +15,8 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context as _};
 use ovl_tests::{
     build_image, change_through_redirect_dir, chroot_sh, docker_merged_dump, dockerd_with_base,
-    ensure_same_tree, root_scratch_base, stdout_of_success, tar_members, Failures, Ovl, Record,
-    Scratch, TarMember,
+    ensure_same_tree, root_scratch_base, stdout_of_success, tar_members, walk_below, Failures, Ovl,
+    Record, Scratch, TarMember,
 };
 
 /// The image every container of this test starts from: files and directories for each kind of
@@ -615,12 +615,9 @@ fn layer_facts(ovl: &Ovl, image: &str) -> LayerFacts {
             use std::os::unix::ffi::OsStrExt;
             let relative = record.path.strip_prefix(b"/").unwrap_or(&record.path);
             let path = diff.join(std::ffi::OsStr::from_bytes(relative));
-            let mut buffer = vec![0u8; 64 * 1024];
-            let len = rustix::fs::llistxattr(&path, &mut buffer[..]).expect("llistxattr");
-            let names = buffer[..len]
-                .split(|&b| b == 0)
-                .filter(|name| !name.is_empty() && !name.starts_with(b"security.selinux"))
-                .map(|name| String::from_utf8_lossy(name).into_owned())
+            let names = xattr_names(&path)
+                .into_iter()
+                .filter(|name| !name.starts_with("security.selinux"))
                 .collect();
             (record.path.clone(), names)
         })
@@ -933,17 +930,10 @@ fn probing_whether_an_upperdir_is_held_leaves_its_work_dir_as_it_was_needs_root(
     let work_dir = upper.with_file_name("work");
     let listing = |dir: &Path| -> BTreeSet<String> {
         let mut names = BTreeSet::new();
-        let mut pending = vec![dir.to_path_buf()];
-        while let Some(next) = pending.pop() {
-            for entry in fs::read_dir(&next).expect("list the work dir") {
-                let entry = entry.expect("entry");
-                let path = entry.path();
-                names.insert(path.strip_prefix(dir).expect("below").display().to_string());
-                if entry.file_type().expect("type").is_dir() {
-                    pending.push(path);
-                }
-            }
-        }
+        walk_below(dir, |path, _| {
+            names.insert(path.strip_prefix(dir).expect("below").display().to_string());
+            true
+        });
         names
     };
     let overlay_xattrs = |path: &Path| -> BTreeSet<String> {

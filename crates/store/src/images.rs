@@ -23,13 +23,7 @@ impl DataRoot {
 
     /// Stores config bytes verbatim (0600, atomic); returns `sha256:<hex>`.
     pub fn put_image(&self, config: &[u8]) -> Result<String> {
-        let image_id = ids::sha256_digest(config);
-        let path = self.content_path(&image_id)?;
-        if fsutil::read_bytes_optional(&path)?.is_some_and(|existing| existing == config) {
-            return Ok(image_id);
-        }
-        fsutil::write_atomic(&path, config, 0o600)?;
-        Ok(image_id)
+        self.publish_image(config, None, None)
     }
 
     /// Stores a new image as [`DataRoot::put_image`], [`DataRoot::set_image_parent`] (with

@@ -315,7 +315,8 @@ impl DataRoot {
     }
 
     pub fn add_reference(&self, reference: &Reference, image_id: &str) -> Result<()> {
-        self.save_repositories(&self.repositories_with(reference, image_id)?)
+        let bytes = self.repositories_json_with(reference, image_id)?;
+        fsutil::write_atomic(&self.repositories_path(), &bytes, 0o600)
     }
 
     /// The bytes of `repositories.json` as it is, with `reference` pointing at `image_id`.
@@ -324,18 +325,13 @@ impl DataRoot {
         reference: &Reference,
         image_id: &str,
     ) -> Result<Vec<u8>> {
-        crate::go_json(&self.repositories_with(reference, image_id)?)
-    }
-
-    /// `repositories.json` as it is, with `reference` pointing at `image_id`.
-    fn repositories_with(&self, reference: &Reference, image_id: &str) -> Result<Repositories> {
         let mut repositories = self.load_repositories()?;
         repositories
             .repositories
             .entry(reference.repo.clone())
             .or_default()
             .insert(reference.familiar(), image_id.to_string());
-        Ok(repositories)
+        crate::go_json(&repositories)
     }
 
     /// Removes the entry whose key is `name` exactly, whatever repository it is filed under: also
