@@ -976,6 +976,114 @@ fn probing_whether_an_upperdir_is_held_leaves_its_work_dir_as_it_was_needs_root(
     ovl.ok(["fsck", "--verify-content"]);
 }
 
+/// A commit whose image cannot be written (here `repositories.json` is a directory, so the tag
+/// cannot be added) fails naming the container and removes the layer it made, but not a layer
+/// that existed before it, whose copy it dropped; a moving commit gives the upperdir back first.
+#[test]
+fn a_commit_whose_image_cannot_be_written_removes_only_its_own_layer_needs_root() {
+    const TEST: &str =
+        "a_commit_whose_image_cannot_be_written_removes_only_its_own_layer_needs_root";
+    let Some((_work, ovl)) = root_scratch_base(TEST, "root") else {
+        return;
+    };
+    let names_in = |dir: &str| -> BTreeSet<String> {
+        fs::read_dir(ovl.root.join(dir))
+            .unwrap_or_else(|err| panic!("reading {dir}: {err}"))
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect()
+    };
+    let layers = || names_in("image/overlay2/layerdb/sha256");
+    let layer_dirs = || names_in("overlay2");
+    let repositories = ovl.root.join("image/overlay2/repositories.json");
+    let break_tags = || -> Vec<u8> {
+        let saved = fs::read(&repositories).expect("repositories.json");
+        fs::remove_file(&repositories).expect("remove repositories.json");
+        fs::create_dir(&repositories).expect("repositories.json as a directory");
+        saved
+    };
+    let mend_tags = |saved: Vec<u8>| {
+        fs::remove_dir(&repositories).expect("remove the directory");
+        fs::write(&repositories, saved).expect("restore repositories.json");
+    };
+    let upper_of = |name: &str| -> PathBuf {
+        PathBuf::from(
+            ovl.ok(["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", name])
+                .trim(),
+        )
+    };
+
+    for (name, moving) in [("copied", false), ("moved", true)] {
+        let merged = ovl.ok(["run-rootfs", "--name", name, "base:1"]);
+        fs::write(Path::new(merged.trim()).join(format!("{name}-file")), name)
+            .expect("write in the container");
+        ovl.ok(["umount", name]);
+        let upper = upper_of(name);
+
+        // A layer this commit makes.
+        let (before, dirs_before) = (layers(), layer_dirs());
+        let saved = break_tags();
+        let mut args = vec!["commit"];
+        if moving {
+            args.push("--rm");
+        }
+        let reference = format!("{name}:1");
+        args.extend([name, reference.as_str()]);
+        let id = ovl.ok(["inspect", "-f", "{{.Id}}", name]);
+        let stderr = ovl.fail(&args);
+        mend_tags(saved);
+        assert!(
+            stderr.contains(id.trim()) && stderr.contains("repositories.json"),
+            "the error names the container and the file: {stderr}"
+        );
+        assert_eq!(
+            layers(),
+            before,
+            "{name}: the new layer stayed in the layerdb"
+        );
+        assert_eq!(
+            layer_dirs(),
+            dirs_before,
+            "{name}: the new layer dir stayed"
+        );
+        assert!(
+            upper.join(format!("{name}-file")).is_file(),
+            "{name}: the container lost its change"
+        );
+
+        // The same changes once more, now as a layer that exists: the failed commit keeps it.
+        ovl.ok(["commit", name, "kept:1"]);
+        let with_layer = layers();
+        assert_eq!(
+            with_layer.len(),
+            before.len() + 1,
+            "{name}: one layer committed"
+        );
+        let saved = break_tags();
+        ovl.fail(&args);
+        mend_tags(saved);
+        assert_eq!(
+            layers(),
+            with_layer,
+            "{name}: the existing layer was removed"
+        );
+        assert!(
+            upper.join(format!("{name}-file")).is_file(),
+            "{name}: the container lost its change"
+        );
+        ovl.ok(["run-rootfs", "--name", &format!("{name}-check"), "kept:1"]);
+        ovl.ok(["rm", "-f", &format!("{name}-check")]);
+        ovl.ok(&args);
+        ovl.ok(["rmi", "kept:1"]);
+        ovl.ok(["fsck", "--verify-content"]);
+    }
+}
+
 /// The names of `path`'s xattrs (not following a symlink).
 fn xattr_names(path: &Path) -> Vec<String> {
     let mut buffer = vec![0u8; 64 * 1024];

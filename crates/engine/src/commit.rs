@@ -5,7 +5,7 @@
 //! hashes it (the DiffID), applies it into the new layer's `diff/` and records its tar-split while
 //! the store registers the layer: one pass, nothing written twice.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Context, Error, Result};
@@ -80,7 +80,6 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
     dockerfile::apply_changes(&mut new_config, &args.changes)?;
     new_config.labels.get_or_insert_with(BTreeMap::new);
 
-    let layers_before: HashSet<String> = root.layers()?.into_iter().map(|l| l.chain_id).collect();
     let parent_layer = match entry.parent.as_deref() {
         Some(chain_id) => Some(root.layer(chain_id)?.ok_or_else(|| {
             Error::inconsistent(format!(
@@ -145,7 +144,8 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
                 if moved {
                     moved_into = Some(layer.cache_id.clone());
                 }
-                Ok(layer)
+                // A layer that existed already kept the upperdir out of it.
+                Ok(Registered { layer, new: moved })
             }
             Some(Ok(Moved::NotMovable)) => {
                 tracing::debug!(
@@ -177,7 +177,7 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
     };
     let diff_id = registered
         .as_ref()
-        .map_or(EMPTY_LAYER_DIFF_ID.to_string(), |l| l.diff_id.clone());
+        .map_or(EMPTY_LAYER_DIFF_ID.to_string(), |r| r.layer.diff_id.clone());
 
     let created = match clamp {
         Some(epoch) => store::rfc3339_nano(
@@ -212,7 +212,7 @@ pub fn commit(root_path: &Path, container: &str, args: &CommitOptions) -> Result
             Ok(image_id)
         }
         Err(err) => {
-            if let Some(layer) = registered.filter(|l| !layers_before.contains(&l.chain_id)) {
+            if let Some(Registered { layer, .. }) = registered.filter(|r| r.new) {
                 // A layer made of the container's upperdir gives it back first.
                 let given_back = match &moved_into {
                     Some(cache_id) => root
@@ -253,7 +253,7 @@ fn register(
     clamp: Option<i64>,
     max_layer_size: Option<u64>,
     export: Export,
-) -> Result<Layer> {
+) -> Result<Registered> {
     let Export {
         defaults,
         force_merged,
@@ -290,8 +290,13 @@ fn register(
         max_layer_size,
         ..crate::kernel::unpack_options()?
     };
-    let layer = with_early_writeback(root, COMMIT_WRITEBACK_INTERVAL, || {
-        root.register_layer(parent, &mut |diff_dir, tar_split| {
+    let parent = parent.map(store::LayerParent::from);
+    with_early_writeback(root, COMMIT_WRITEBACK_INTERVAL, || {
+        // `DataRoot::register_layer`, keeping the new layer dir's id to tell a new layer from one
+        // that existed (whose copy the commit drops).
+        let mut pending = root.begin_layer(parent.as_ref())?;
+        let cache_id = pending.cache_id().to_string();
+        pending.apply(&mut |diff_dir, tar_split| {
             let mut packer = tar_split::Packer::new(tar_split);
             let report = through_pipe(
                 max_layer_size,
@@ -313,9 +318,20 @@ fn register(
                 diff_id: report.diff_id,
                 size: report.size,
             })
+        })?;
+        let layer = pending.commit(false)?;
+        Ok(Registered {
+            new: layer.cache_id == cache_id,
+            layer,
         })
-    })?;
-    Ok(layer)
+    })
+}
+
+/// A layer of the container's changes, and whether this commit made it (`false`: the same layer
+/// existed, and stays should the image fail to be made).
+struct Registered {
+    layer: Layer,
+    new: bool,
 }
 
 /// How often the copying commit's files are flushed while it writes them (see

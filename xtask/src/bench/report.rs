@@ -58,7 +58,9 @@ pub(super) fn report(
          command's input, the records of its data root (not the layers' files) and the programs \
          read back into it, so that each starts from the same memory state: on this virtual \
          machine a page the host has taken back faults to the host on first touch, and the same \
-         load took up to 40 % longer late in a run than first. The \
+         load took up to 40 % longer late in a run than first. Then `sync` runs twice, so that \
+         nothing is left to write: reading a file back can update its atime, and the scratch \
+         file system's writes stay dirty in its backing file's page cache after one `sync`. The \
          `userspace resolver` rows load `debian` and `smallfiles` with \
          `OVL_DISABLE_FEATURES=openat2`: paths inside layers are resolved by the walk ovl uses \
          on kernels without `openat2` (before 5.6: CentOS 7, RHEL 8, Ubuntu 20.04), one `openat` \
