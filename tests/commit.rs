@@ -1024,6 +1024,12 @@ fn a_commit_whose_image_cannot_be_written_removes_only_its_own_layer_needs_root(
             .expect("write in the container");
         ovl.ok(["umount", name]);
         let upper = upper_of(name);
+        let keeps_its_change = || {
+            assert!(
+                upper.join(format!("{name}-file")).is_file(),
+                "{name}: the container lost its change"
+            )
+        };
 
         // A layer this commit makes.
         let (before, dirs_before) = (layers(), layer_dirs());
@@ -1051,10 +1057,7 @@ fn a_commit_whose_image_cannot_be_written_removes_only_its_own_layer_needs_root(
             dirs_before,
             "{name}: the new layer dir stayed"
         );
-        assert!(
-            upper.join(format!("{name}-file")).is_file(),
-            "{name}: the container lost its change"
-        );
+        keeps_its_change();
 
         // The same changes once more, now as a layer that exists: the failed commit keeps it.
         ovl.ok(["commit", name, "kept:1"]);
@@ -1072,10 +1075,7 @@ fn a_commit_whose_image_cannot_be_written_removes_only_its_own_layer_needs_root(
             with_layer,
             "{name}: the existing layer was removed"
         );
-        assert!(
-            upper.join(format!("{name}-file")).is_file(),
-            "{name}: the container lost its change"
-        );
+        keeps_its_change();
         ovl.ok(["run-rootfs", "--name", &format!("{name}-check"), "kept:1"]);
         ovl.ok(["rm", "-f", &format!("{name}-check")]);
         ovl.ok(&args);
