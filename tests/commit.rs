@@ -725,15 +725,7 @@ fn moving_commit_equals_copying_commit_needs_root() {
     )
     .expect("socket");
     ovl.ok(["umount", "mover-a"]);
-    let upper_of = |name: &str| -> PathBuf {
-        let inspect = ovl.inspect(name).expect("inspect container");
-        PathBuf::from(
-            inspect["GraphDriver"]["Data"]["UpperDir"]
-                .as_str()
-                .expect("UpperDir"),
-        )
-    };
-    let upper = upper_of("mover-a");
+    let upper = ovl.upper_dir("mover-a");
     // A capability written as revision 3 with root id 0 (the kernel stores it as revision 2 in
     // the initial user namespace).
     let mut cap_v3 = vec![0u8; 24];
@@ -923,10 +915,7 @@ fn probing_whether_an_upperdir_is_held_leaves_its_work_dir_as_it_was_needs_root(
         return;
     };
     ovl.ok(["run-rootfs", "--name", "probed", "base:1"]);
-    let upper = PathBuf::from(
-        ovl.ok(["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", "probed"])
-            .trim(),
-    );
+    let upper = ovl.upper_dir("probed");
     let work_dir = upper.with_file_name("work");
     let listing = |dir: &Path| -> BTreeSet<String> {
         let mut names = BTreeSet::new();
@@ -1011,19 +1000,13 @@ fn a_commit_whose_image_cannot_be_written_removes_only_its_own_layer_needs_root(
         fs::remove_dir(&repositories).expect("remove the directory");
         fs::write(&repositories, saved).expect("restore repositories.json");
     };
-    let upper_of = |name: &str| -> PathBuf {
-        PathBuf::from(
-            ovl.ok(["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", name])
-                .trim(),
-        )
-    };
 
     for (name, moving) in [("copied", false), ("moved", true)] {
         let merged = ovl.ok(["run-rootfs", "--name", name, "base:1"]);
         fs::write(Path::new(merged.trim()).join(format!("{name}-file")), name)
             .expect("write in the container");
         ovl.ok(["umount", name]);
-        let upper = upper_of(name);
+        let upper = ovl.upper_dir(name);
         let keeps_its_change = || {
             assert!(
                 upper.join(format!("{name}-file")).is_file(),

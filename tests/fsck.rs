@@ -260,11 +260,7 @@ fn fsck_finds_corruption_and_leftovers_needs_root() {
 
 /// The layer dir (`overlay2/<cache-id>`) of the top layer of `image`.
 fn top_layer_dir(ovl: &Ovl, image: &str) -> PathBuf {
-    let inspect = ovl.inspect(image).expect("inspect image");
-    let upper = inspect["GraphDriver"]["Data"]["UpperDir"]
-        .as_str()
-        .expect("UpperDir");
-    PathBuf::from(upper)
+    ovl.upper_dir(image)
         .parent()
         .expect("layer dir")
         .to_path_buf()

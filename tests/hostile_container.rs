@@ -110,12 +110,7 @@ fn tree(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn upper_dir_of_image(ovl: &Ovl, image: &str) -> PathBuf {
-    let inspect = ovl.inspect(image).expect("inspect");
-    PathBuf::from(
-        inspect["GraphDriver"]["Data"]["UpperDir"]
-            .as_str()
-            .expect("UpperDir"),
-    )
+    ovl.upper_dir(image)
 }
 
 /// The stress test the issue asks for: container processes swap regular files with device nodes
@@ -172,14 +167,7 @@ fn container_swapping_devices_and_symlinks_never_gets_a_node_opened_or_the_host_
     std::os::unix::fs::symlink(&host_dir, &link).expect("symlink");
     pairs.push((c_path(&dir), c_path(&link)));
     // The nodes as the upperdir holds them: inotify watches those inodes wherever they move.
-    let upper = {
-        let inspect = ovl.inspect("racer").expect("inspect container");
-        PathBuf::from(
-            inspect["GraphDriver"]["Data"]["UpperDir"]
-                .as_str()
-                .expect("UpperDir"),
-        )
-    };
+    let upper = ovl.upper_dir("racer");
     let watched: Vec<PathBuf> = (0..N_PAIRS)
         .map(|idx| upper.join(format!("race/n{idx}")))
         .collect();

@@ -73,12 +73,8 @@ impl Setup {
 
     /// The overlay2 dir of the image layer of `tag`'s image (a one-layer image).
     fn image_cache_id(&self, tag: &str) -> String {
-        let inspect = self.ovl.inspect(tag).expect("inspect");
-        let upper = inspect["GraphDriver"]["Data"]["UpperDir"]
-            .as_str()
-            .expect("UpperDir")
-            .to_string();
-        Path::new(&upper)
+        let upper = self.ovl.upper_dir(tag);
+        upper
             .parent()
             .and_then(Path::file_name)
             .expect("cache id")

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -663,12 +663,7 @@ fn save_of_a_layer_changed_after_load_fails_naming_image_and_layer_needs_root() 
         return;
     };
     let top_diff_id = sha256_digest(&layers[1]);
-    let inspect = ovl.inspect(SMALL).expect("inspect");
-    let upper = PathBuf::from(
-        inspect["GraphDriver"]["Data"]["UpperDir"]
-            .as_str()
-            .expect("UpperDir"),
-    );
+    let upper = ovl.upper_dir(SMALL);
     let out_dir = work.join("out");
     fs::create_dir(&out_dir).expect("mkdir");
     // The pristine image saves.

@@ -184,6 +184,18 @@ impl Ovl {
             .cloned()
             .with_context(|| format!("ovl inspect {name} printed no array element: {stdout}"))
     }
+
+    /// `GraphDriver.Data.UpperDir` of the container or image `name`: its top layer's `diff/`.
+    pub fn upper_dir(&self, name: &str) -> PathBuf {
+        let inspect = self
+            .inspect(name)
+            .unwrap_or_else(|err| panic!("inspect {name}: {err:#}"));
+        PathBuf::from(
+            inspect["GraphDriver"]["Data"]["UpperDir"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no GraphDriver.Data.UpperDir for {name}")),
+        )
+    }
 }
 
 /// The image named by `load` output (`Loaded image: name:tag` or `Loaded image ID: sha256:…`).
