@@ -109,10 +109,6 @@ fn tree(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn upper_dir_of_image(ovl: &Ovl, image: &str) -> PathBuf {
-    ovl.upper_dir(image)
-}
-
 /// The stress test the issue asks for: container processes swap regular files with device nodes
 /// and FIFOs (`renameat2(RENAME_EXCHANGE)` in a loop; `mknod` is allowed by Docker's default
 /// device rules), and a directory with a symlink to a host directory, while `ovl commit` and
@@ -219,7 +215,7 @@ fn container_swapping_devices_and_symlinks_never_gets_a_node_opened_or_the_host_
         match commit.status.code() {
             Some(0) => {
                 commits_ok += 1;
-                let layer = upper_dir_of_image(&ovl, &tag);
+                let layer = ovl.upper_dir(&tag);
                 let foreign: Vec<_> = tree(&layer)
                     .into_iter()
                     .filter(|p| p.to_string_lossy().contains("host-secret"))
@@ -308,7 +304,7 @@ fn commit_of_a_path_longer_than_path_max_never_succeeds_without_an_image_needs_r
                 id.starts_with("sha256:"),
                 "no image id printed: {stdout:?} {stderr}"
             );
-            let layer = upper_dir_of_image(&ovl, "deep:1");
+            let layer = ovl.upper_dir("deep:1");
             assert!(layer.join("zz-large").exists());
         }
         Some(1) => {
@@ -370,7 +366,7 @@ fn directories_nested_1500_deep_diff_and_commit_under_the_usual_limit_needs_root
     ovl.ok(["umount", "nested"]);
     run(&["commit", "nested", "nested:copied"]);
     assert_eq!(
-        fs::read(upper_dir_of_image(&ovl, "nested:copied").join(&leaf)).expect("read the leaf"),
+        fs::read(ovl.upper_dir("nested:copied").join(&leaf)).expect("read the leaf"),
         b"deep\n"
     );
     let merged = PathBuf::from(ovl.ok(["run-rootfs", "--name", "moved", "base:1"]).trim());
@@ -378,7 +374,7 @@ fn directories_nested_1500_deep_diff_and_commit_under_the_usual_limit_needs_root
     ovl.ok(["umount", "moved"]);
     run(&["commit", "--rm", "moved", "nested:moved"]);
     assert_eq!(
-        fs::read(upper_dir_of_image(&ovl, "nested:moved").join(&leaf)).expect("read the leaf"),
+        fs::read(ovl.upper_dir("nested:moved").join(&leaf)).expect("read the leaf"),
         b"deep\n"
     );
 
@@ -449,7 +445,7 @@ fn commit_keeps_holes_and_honours_max_layer_size_needs_root() {
     assert_eq!(ovl.ok(["images", "-q", "--no-trunc", "-a"]), images_before);
 
     ovl.ok(["commit", "sparse", "sparse:1"]);
-    let layer = upper_dir_of_image(&ovl, "sparse:1");
+    let layer = ovl.upper_dir("sparse:1");
     let meta = fs::metadata(layer.join("sparse")).expect("stat committed file");
     assert_eq!(meta.len(), SIZE);
     let allocated = meta.blocks() * 512;
@@ -629,7 +625,7 @@ fn rmi_refuses_when_another_images_config_is_unreadable_needs_root() {
     };
     let child = ovl.ok(["commit", "ctr", "child:1"]).trim().to_string();
     ovl.ok(["rm", "-f", "ctr"]);
-    let base_upper = upper_dir_of_image(&ovl, "base:1");
+    let base_upper = ovl.upper_dir("base:1");
     // The child's config, damaged.
     let config = work
         .join("root/image/overlay2/imagedb/content/sha256")

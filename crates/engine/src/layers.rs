@@ -164,10 +164,11 @@ pub(crate) fn apply_layers(
 const LOAD_WRITEBACK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Runs `run` while a thread flushes the data root's filesystem (`syncfs`) every `interval`:
-/// the disk writes the layers' files while the CPU is still unpacking them, and the one `syncfs`
-/// before the layers are committed ([`commit_chain`]) only waits for what came last. That final
-/// `syncfs` is still what makes them durable: an early one's error is ignored here, as the final
-/// one reports it.
+/// the disk writes what `run` wrote so far (a load's or a copying commit's files, a moving
+/// commit's settled inodes) while the CPU still works, and the one `syncfs` before the layers
+/// are committed ([`commit_chain`], `PendingLayer::commit`) only waits for what came last.
+/// That final `syncfs` is still what makes them durable: an early one's error is ignored here,
+/// as the final one reports it.
 ///
 /// The thread is told to stop when `run` returns but not waited for: a flush in progress then
 /// ends on its own, beside the caller's final one. Waiting for it cost 0.5 s of a 1.2 s load of
